@@ -1,0 +1,319 @@
+"""Model cards: everything the pipeline needs to know about a model, as frozen data.
+
+A card is to tritonkit what a ``Weights`` entry is to torchvision: it carries the input
+contract (name, per-sample dims, dtype, layout), the preprocessing (resize/crop or
+letterbox, mean/std, interpolation), the outputs, the task and postprocess kind, the NMS
+profiles, the labels and the max batch. Export, repository generation, the client, perf and
+validation all read the same card, so a model is described once.
+
+Cards live in one :class:`Registry`; :data:`REGISTRY` holds the built-in ones and rejects
+duplicate names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from tritonkit.errors import CardError
+
+TASKS = ("classify", "detect", "segment")
+PREPROCESS_MODES = ("resize_crop", "letterbox", "resize")
+INTERPOLATIONS = ("bilinear", "bicubic")
+POSTPROCESS_KINDS = ("softmax_topk", "yolo", "ssd", "argmax_mask")
+TRITON_DTYPES = ("FP32", "FP16", "INT8", "UINT8", "INT32", "INT64", "BOOL")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output. ``dims`` are per sample: the batch axis is not included."""
+
+    name: str
+    dims: tuple[int, ...]
+    dtype: str = "FP32"
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise CardError("tensor name must not be empty")
+        if self.dtype not in TRITON_DTYPES:
+            raise CardError(f"tensor {self.name!r}: dtype {self.dtype!r} not one of {TRITON_DTYPES}")
+        if not self.dims or any((d < 1 and d != -1) for d in self.dims):
+            raise CardError(f"tensor {self.name!r}: dims {self.dims} must be positive (or -1)")
+
+    @property
+    def numpy_dtype(self) -> str:
+        return {"FP32": "float32", "FP16": "float16", "INT8": "int8", "UINT8": "uint8",
+                "INT32": "int32", "INT64": "int64", "BOOL": "bool"}[self.dtype]
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a decoded RGB uint8 HWC image becomes the model input.
+
+    mode:
+      * ``resize_crop``: resize the shorter side to ``resize``, center-crop ``size`` (ImageNet eval).
+      * ``letterbox``: scale to fit ``size`` keeping aspect, pad with ``pad_value`` (YOLO).
+      * ``resize``: resize both sides to ``size`` ignoring aspect (SSD).
+    Pixel math: ``x = (pixel * scale - mean) / std`` per channel, then ``layout``.
+    """
+
+    mode: str
+    size: int
+    resize: int | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    scale: float = 1.0 / 255.0
+    layout: str = "NCHW"
+    pad_value: int = 114
+    stride: int = 32
+
+    def __post_init__(self) -> None:
+        if self.mode not in PREPROCESS_MODES:
+            raise CardError(f"preprocess mode {self.mode!r} not one of {PREPROCESS_MODES}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise CardError(f"interpolation {self.interpolation!r} not one of {INTERPOLATIONS}")
+        if self.layout not in ("NCHW", "NHWC"):
+            raise CardError(f"layout {self.layout!r} must be NCHW or NHWC")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            raise CardError("mean and std need 3 values, std positive")
+        if self.size < 1:
+            raise CardError(f"preprocess size {self.size} must be positive")
+        if self.mode == "resize_crop":
+            if self.resize is None or self.resize < self.size:
+                raise CardError(f"resize_crop needs resize >= size (got resize={self.resize}, size={self.size})")
+
+    @property
+    def resize_to(self) -> int:
+        return self.resize if self.resize is not None else self.size
+
+
+@dataclass(frozen=True)
+class NMSProfile:
+    """Named NMS settings: ``speed`` for timing (conf 0.25 / IoU 0.45), ``ap`` for mAP."""
+
+    name: str
+    conf_threshold: float
+    iou_threshold: float
+    max_detections: int = 300
+    class_agnostic: bool = False
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.conf_threshold <= 1.0 and 0.0 < self.iou_threshold <= 1.0):
+            raise CardError(f"NMS profile {self.name!r}: thresholds must lie in [0, 1]")
+        if self.max_detections < 1:
+            raise CardError(f"NMS profile {self.name!r}: max_detections must be >= 1")
+
+
+NMS_SPEED = NMSProfile("speed", 0.25, 0.45)
+NMS_AP = NMSProfile("ap", 0.001, 0.65)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything about one model that export, repository, client, perf and validate need."""
+
+    name: str
+    task: str
+    arch: str
+    input: TensorSpec
+    outputs: tuple[TensorSpec, ...]
+    preprocess: Preprocess
+    postprocess: str
+    labels: str
+    num_classes: int
+    max_batch_size: int = 32
+    nms_profiles: tuple[NMSProfile, ...] = ()
+    category_ids: tuple[int, ...] | None = None
+    weights_file: str | None = None
+    reference: tuple[tuple[str, float], ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME_RE.match(self.name):
+            raise CardError(f"card name {self.name!r} must be letters, digits, '_', '-', '.'")
+        if self.task not in TASKS:
+            raise CardError(f"card {self.name!r}: task {self.task!r} not one of {TASKS}")
+        if self.postprocess not in POSTPROCESS_KINDS:
+            raise CardError(f"card {self.name!r}: postprocess {self.postprocess!r} not one of {POSTPROCESS_KINDS}")
+        if not self.outputs:
+            raise CardError(f"card {self.name!r}: needs at least one output")
+        if self.max_batch_size < 1:
+            raise CardError(f"card {self.name!r}: max_batch_size must be >= 1")
+        if self.num_classes < 1:
+            raise CardError(f"card {self.name!r}: num_classes must be >= 1")
+        expected = self.expected_input_dims()
+        if tuple(self.input.dims) != expected:
+            raise CardError(
+                f"card {self.name!r}: input dims {self.input.dims} disagree with preprocess "
+                f"({self.preprocess.layout}, size {self.preprocess.size}) which gives {expected}")
+        names = [t.name for t in (self.input, *self.outputs)]
+        if len(set(names)) != len(names):
+            raise CardError(f"card {self.name!r}: tensor names must be unique, got {names}")
+        if self.category_ids is not None and len(self.category_ids) != self.num_classes:
+            raise CardError(f"card {self.name!r}: category_ids has {len(self.category_ids)} entries, "
+                            f"num_classes is {self.num_classes}")
+        if self.task == "detect" and not self.nms_profiles:
+            raise CardError(f"card {self.name!r}: a detector needs NMS profiles")
+        profile_names = [p.name for p in self.nms_profiles]
+        if len(set(profile_names)) != len(profile_names):
+            raise CardError(f"card {self.name!r}: duplicate NMS profile names {profile_names}")
+
+    def expected_input_dims(self) -> tuple[int, int, int]:
+        s = self.preprocess.size
+        return (3, s, s) if self.preprocess.layout == "NCHW" else (s, s, 3)
+
+    def input_shape(self, batch: int) -> tuple[int, ...]:
+        return (batch, *self.input.dims)
+
+    def nms(self, profile: str) -> NMSProfile:
+        for p in self.nms_profiles:
+            if p.name == profile:
+                return p
+        raise CardError(f"card {self.name!r} has no NMS profile {profile!r}; "
+                        f"known: {', '.join(p.name for p in self.nms_profiles) or 'none'}")
+
+    def option(self, key: str, default: str | None = None) -> str | None:
+        return dict(self.options).get(key, default)
+
+    def label_names(self) -> list[str]:
+        names = load_labels(self.labels)
+        if len(names) != self.num_classes:
+            raise CardError(f"card {self.name!r}: label set {self.labels!r} has {len(names)} names, "
+                            f"num_classes is {self.num_classes}")
+        return names
+
+    def with_overrides(self, **changes) -> "ModelCard":
+        """A copy with fields replaced (validated again), e.g. another name or max batch."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return _to_jsonable(self)
+
+
+def _to_jsonable(obj):
+    if hasattr(obj, "__dataclass_fields__"):
+        return {f.name: _to_jsonable(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (tuple, list)):
+        return [_to_jsonable(x) for x in obj]
+    return obj
+
+
+def card_from_dict(data: Mapping, source: str = "<dict>") -> ModelCard:
+    """Build a card from plain data (a JSON file a user wrote), with errors naming the field."""
+    try:
+        d = dict(data)
+        d["input"] = TensorSpec(d["input"]["name"], tuple(d["input"]["dims"]), d["input"].get("dtype", "FP32"))
+        d["outputs"] = tuple(TensorSpec(o["name"], tuple(o["dims"]), o.get("dtype", "FP32"))
+                             for o in d["outputs"])
+        pp = dict(d["preprocess"])
+        for key in ("mean", "std"):
+            if key in pp:
+                pp[key] = tuple(pp[key])
+        d["preprocess"] = Preprocess(**pp)
+        d["nms_profiles"] = tuple(NMSProfile(**p) for p in d.get("nms_profiles", ()))
+        if d.get("category_ids") is not None:
+            d["category_ids"] = tuple(d["category_ids"])
+        d["reference"] = tuple(tuple(x) for x in d.get("reference", ()))
+        d["options"] = tuple(tuple(x) for x in d.get("options", ()))
+        return ModelCard(**d)
+    except CardError as exc:
+        raise CardError(f"{source}: {exc}") from None
+    except KeyError as exc:
+        raise CardError(f"{source}: missing field {exc.args[0]!r}") from None
+    except TypeError as exc:
+        raise CardError(f"{source}: {exc}") from None
+
+
+def load_card_file(path: str | Path) -> ModelCard:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise CardError(f"{p}: card file not found") from None
+    except json.JSONDecodeError as exc:
+        raise CardError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return card_from_dict(data, source=str(p))
+
+
+@lru_cache(maxsize=None)
+def _label_file(name: str) -> tuple[str, ...]:
+    try:
+        text = resources.files("tritonkit.data").joinpath(f"{name}.txt").read_text()
+    except FileNotFoundError:
+        raise CardError(f"unknown label set {name!r} (no tritonkit/data/{name}.txt)") from None
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def load_labels(name: str) -> list[str]:
+    """Class names of a label set shipped in ``tritonkit/data`` (``imagenet1k``, ``coco80`` ...)."""
+    return list(_label_file(name))
+
+
+class Registry:
+    """Named model cards. Registering a name twice is an error, never a silent overwrite."""
+
+    def __init__(self) -> None:
+        self._cards: dict[str, ModelCard] = {}
+
+    def register(self, card: ModelCard) -> ModelCard:
+        if card.name in self._cards:
+            raise CardError(f"duplicate model card name {card.name!r}")
+        self._cards[card.name] = card
+        return card
+
+    def get(self, name: str) -> ModelCard:
+        try:
+            return self._cards[name]
+        except KeyError:
+            raise CardError(f"unknown model {name!r}; known models: {', '.join(sorted(self._cards))}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._cards)
+
+    def __iter__(self) -> Iterator[ModelCard]:
+        return iter(self._cards[n] for n in self.names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._cards
+
+    def __len__(self) -> int:
+        return len(self._cards)
+
+
+REGISTRY = Registry()
+
+
+def _register_builtin() -> None:
+    from tritonkit.cards import classification, detection
+
+    for module in (classification, detection):
+        for card in module.CARDS:
+            REGISTRY.register(card)
+
+
+_register_builtin()
+
+
+def get_card(name_or_path: str) -> ModelCard:
+    """A built-in card by name, or a user card from a ``.json`` file path."""
+    if name_or_path.endswith(".json"):
+        return load_card_file(name_or_path)
+    return REGISTRY.get(name_or_path)
+
+
+__all__ = [
+    "ModelCard", "TensorSpec", "Preprocess", "NMSProfile", "NMS_SPEED", "NMS_AP", "Registry",
+    "REGISTRY", "get_card", "load_labels", "card_from_dict", "load_card_file", "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]

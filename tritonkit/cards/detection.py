@@ -1,0 +1,84 @@
+"""Built-in object detection cards.
+
+YOLO cards take the ONNX that ultralytics exports (``export.py --include onnx``): one input
+``images`` (letterboxed RGB, pixel/255) and one output ``output0`` of shape
+``[N, boxes, 5 + classes]`` holding ``cx, cy, w, h, objectness, class scores`` in input
+pixels. The SSD card takes an ONNX with ``boxes`` (normalized x1y1x2y2) and ``scores``
+(softmax over background + 80 classes). NMS profiles follow the seed benchmarks: ``speed``
+(conf 0.25 / IoU 0.45) for timing and ``ap`` (conf 0.001 / IoU 0.65) for mAP.
+"""
+
+from __future__ import annotations
+
+from tritonkit.cards import NMS_AP, NMS_SPEED, ModelCard, Preprocess, TensorSpec
+
+# COCO's 80 training classes -> the 91-id category space of instances_val2017.json.
+COCO80_TO_91 = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
+    31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
+    56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
+    85, 86, 87, 88, 89, 90,
+)
+
+_YOLO_PRE = dict(mode="letterbox", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), pad_value=114, stride=32)
+
+
+def _yolo(name: str, size: int, boxes: int, map50: float, description: str) -> ModelCard:
+    return ModelCard(
+        name=name,
+        task="detect",
+        arch=f"ultralytics:{name}",
+        input=TensorSpec("images", (3, size, size)),
+        outputs=(TensorSpec("output0", (boxes, 85)),),
+        preprocess=Preprocess(size=size, **_YOLO_PRE),
+        postprocess="yolo",
+        labels="coco80",
+        num_classes=80,
+        max_batch_size=16,
+        nms_profiles=(NMS_SPEED, NMS_AP),
+        category_ids=COCO80_TO_91,
+        reference=(("map50", map50),),
+        # On the GPU target the TensorRT EfficientNMS_TRT plugin can do NMS inside the plan.
+        options=(("gpu_nms", "EfficientNMS_TRT"),),
+        description=description,
+    )
+
+
+CARDS = (
+    # boxes = 3 anchors x (80^2 + 40^2 + 20^2) at 640, x (52^2 + 26^2 + 13^2) at 416.
+    _yolo("yolov5s", 640, 25200, 0.560, "ultralytics YOLOv5s, 640x640, user-exported ONNX"),
+    _yolo("yolov3", 416, 10647, 0.605, "ultralytics YOLOv3, 416x416, user-exported ONNX"),
+    ModelCard(
+        name="ssd_resnet18",
+        task="detect",
+        arch="onnx:ssd_resnet18",
+        input=TensorSpec("input", (3, 300, 300)),
+        outputs=(TensorSpec("boxes", (8732, 4)), TensorSpec("scores", (8732, 81))),
+        preprocess=Preprocess("resize", size=300),
+        postprocess="ssd",
+        labels="coco80",
+        num_classes=80,
+        max_batch_size=16,
+        nms_profiles=(NMS_SPEED, NMS_AP),
+        category_ids=COCO80_TO_91,
+        options=(("score_background_index", "0"),),
+        description="SSD300 with a ResNet-18 backbone, user-supplied ONNX",
+    ),
+    # The embedded demo's detector, trained here on generated shapes (see tritonkit.demo).
+    # Its ONNX output has the ultralytics layout, so the real YOLO postprocess is exercised.
+    ModelCard(
+        name="demo_shapes_det",
+        task="detect",
+        arch="demo:shapes_yolo",
+        input=TensorSpec("images", (3, 128, 128)),
+        outputs=(TensorSpec("output0", (256, 9)),),
+        preprocess=Preprocess(size=128, **{**_YOLO_PRE, "stride": 8}),
+        postprocess="yolo",
+        labels="demo_shapes_det",
+        num_classes=4,
+        max_batch_size=64,
+        nms_profiles=(NMS_SPEED, NMS_AP),
+        category_ids=(1, 2, 3, 4),
+        description="small anchor-free detector trained on generated shapes (make demo)",
+    ),
+)

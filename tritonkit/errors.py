@@ -1,0 +1,26 @@
+"""Domain errors. Library code raises these; only the CLI turns them into exit codes."""
+
+from __future__ import annotations
+
+
+class TritonkitError(Exception):
+    """A problem the user can fix (bad input, missing file, unreachable server...).
+
+    The CLI prints ``str(error)`` as one line and exits 1, without a traceback.
+    """
+
+
+class CardError(TritonkitError):
+    """A model card is malformed, duplicated or unknown."""
+
+
+class DatasetError(TritonkitError):
+    """A dataset is missing or its layout/annotations are unusable."""
+
+
+class ServerError(TritonkitError):
+    """The Triton server is unreachable, not ready, or disagrees with the card."""
+
+
+class ToolMissingError(TritonkitError):
+    """An external tool or optional library (perf_analyzer, tensorrt, docker) is missing."""
