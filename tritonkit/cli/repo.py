@@ -1,15 +1,69 @@
-"""(not yet implemented)"""
+"""Write a model into a Triton model repository (config.pbtxt generated from the card).
+
+Targets from one card: `cpu` (python backend running onnxruntime; the bundled local server),
+`onnxruntime` (Triton's ORT backend in NVIDIA's container), `gpu` (a TensorRT plan from
+`tritonkit build`). Dynamic batching, instance count, warmup and an optional queue policy are
+set from flags. Nothing half-written is left: the model folder is assembled aside and moved in.
+
+  tritonkit repo --model resnet50 --model-file build/resnet50.onnx --target cpu --out model_repository
+  tritonkit repo --model resnet50 --model-file build/plans/resnet50_fp16.plan --target gpu \\
+      --container-release 25.10 --out model_repository
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from tritonkit.errors import TritonkitError
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--model", required=True, help="card name or card .json")
+    p.add_argument("--model-file", required=True, type=Path, help=".onnx (cpu, onnxruntime) or .plan (gpu)")
+    p.add_argument("--target", default="cpu", choices=("cpu", "onnxruntime", "gpu"))
+    p.add_argument("--out", type=Path, default=Path("model_repository"), help="repository folder")
+    p.add_argument("--name", help="model name in the repository (default: the card's)")
+    p.add_argument("--max-batch", type=int, help="max_batch_size (default: the card's)")
+    p.add_argument("--preferred", type=_ints, default=(), help="preferred batch sizes, e.g. 4,8")
+    p.add_argument("--max-queue-delay-us", type=int, default=100)
+    p.add_argument("--no-dynamic-batching", action="store_true")
+    p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--intra-op-threads", type=int, default=0, help="cpu target: onnxruntime threads")
+    p.add_argument("--no-warmup", action="store_true")
+    p.add_argument("--queue-size", type=int, help="queue policy: max queued requests (rejected beyond)")
+    p.add_argument("--queue-timeout-us", type=int, default=0, help="queue policy: reject after this wait")
+    p.add_argument("--container-release", help="gpu target: NGC tritonserver release (e.g. 25.10) to check the plan against")
+
+
+def options_from_args(args: argparse.Namespace):
+    from tritonkit.model_repository.config import QueuePolicy, RepoOptions
+
+    policy = None
+    if args.queue_size is not None:
+        policy = QueuePolicy(max_queue_size=args.queue_size, timeout_us=args.queue_timeout_us)
+    return RepoOptions(
+        target=args.target, max_batch_size=args.max_batch, dynamic_batching=not args.no_dynamic_batching,
+        preferred_batch_sizes=args.preferred, max_queue_delay_us=args.max_queue_delay_us,
+        instances=args.instances, warmup=not args.no_warmup, queue_policy=policy,
+        intra_op_threads=args.intra_op_threads, name=args.name)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise TritonkitError("repo is not implemented yet")
+    from tritonkit.cards import get_card
+    from tritonkit.model_repository.writer import write_model
+
+    card = get_card(args.model)
+    options = options_from_args(args)
+    if args.target == "gpu":
+        from tritonkit.model_repository.plans import check_plan_file
+
+        check_plan_file(card, args.model_file, args.container_release)
+    written = write_model(card, args.model_file, args.out, options)
+    print(f"wrote {written.path} ({args.target} target): {written.config_path}")
+    return 0

@@ -1,15 +1,71 @@
-"""(not yet implemented)"""
+"""Serve a model repository: the bundled local tritonserver (CPU) or NVIDIA's container (GPU).
+
+  tritonkit serve --local --repo model_repository            # 127.0.0.1, until Ctrl-C / SIGTERM
+  tritonkit serve --local --repo model_repository --profile production   # restricted APIs (key from env)
+  tritonkit serve --docker --repo model_repository           # runs, or prints, the docker command
+
+`--local` waits for readiness (a model that fails to load ends with the server log tail) and on
+Ctrl-C or SIGTERM stops the server with SIGTERM, which lets in-flight requests finish.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import time
+from pathlib import Path
 
 from tritonkit.errors import TritonkitError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--local", action="store_true", help="run the bundled tritonserver on this machine (CPU)")
+    mode.add_argument("--docker", action="store_true", help="run NVIDIA's tritonserver container (GPU)")
+    p.add_argument("--repo", type=Path, default=Path("model_repository"), help="model repository folder")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (local; default loopback only)")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--profile", choices=("dev", "production"), default="dev",
+                   help="production: restricted APIs need the key in $TRITONKIT_API_KEY, model control none")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    p.add_argument("--log", type=Path, help="server log file (default: a temp file)")
+    p.add_argument("--container-release", help="docker: NGC tritonserver release (default: the pinned one)")
+    p.add_argument("--print-only", action="store_true", help="docker: print the command, do not run it")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise TritonkitError("serve is not implemented yet")
+    if args.docker:
+        from tritonkit.serve.docker import serve_docker
+
+        return serve_docker(args.repo, release=args.container_release, print_only=args.print_only,
+                            profile=args.profile, ports=(args.http_port, args.grpc_port, args.metrics_port))
+    from tritonkit.serve.local import LocalServer
+    from tritonkit.serve.profiles import local_options
+
+    options = local_options(args.repo, args.profile, host=args.host,
+                            ports=(args.http_port, args.grpc_port, args.metrics_port), env=os.environ)
+    server = LocalServer(options, log_path=args.log)
+    stop = {"signal": None}
+
+    def _on_signal(signum, _frame):
+        stop["signal"] = signum
+
+    previous = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        server.start(timeout_s=args.timeout)
+        print(f"tritonserver ready: http {server.http_url}  grpc {server.grpc_url}  metrics {server.metrics_url}")
+        print(f"log: {server.log_path}   (Ctrl-C or SIGTERM to stop)")
+        while stop["signal"] is None:
+            if not server.is_alive():
+                raise TritonkitError(f"tritonserver exited unexpectedly; log {server.log_path}:\n{server.log_tail()}")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        code = server.stop()
+        signal.signal(signal.SIGTERM, previous)
+    print(f"tritonserver stopped (exit code {code})")
+    return 0

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up everything tritonkit needs on a fresh Debian/Ubuntu machine (root or sudo for apt).
+# Idempotent: safe to run again. Called by `make setup` (and so by `make demo`, `make test`).
+set -euo pipefail
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+# perf_analyzer (from the tritonclient[all] wheel) links libb64.
+if ! ldconfig -p 2>/dev/null | grep -q 'libb64.so.0d'; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q -r requirements.txt
+"$VENV/bin/python" -m pip install -q --no-deps -e .
+# numpy must stay < 2 where the bundled python backend runs (it passes empty tensors with 2.x).
+"$VENV/bin/python" -c "import numpy, sys; sys.exit(0 if numpy.__version__.startswith('1.') else 'numpy must be < 2, found ' + numpy.__version__)"
+echo "setup done: $("$VENV/bin/python" -c 'import tritonkit; print("tritonkit", tritonkit.__version__)')"

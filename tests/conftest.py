@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny real models, and the real bundled tritonserver started on free ports."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from onnx_models import tiny_classifier  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    """A tiny classifier ONNX matching the ``demo_shapes`` card (input 3x64x64, 8 logits)."""
+    return tiny_classifier(tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Factory: ``start_server(repo_dir, **ServerOptions fields) -> LocalServer`` (stopped at teardown)."""
+    from tritonkit.serve.local import LocalServer, ServerOptions
+
+    started = []
+
+    def _start(repo: Path, timeout_s: float = 120.0, **options) -> LocalServer:
+        server = LocalServer(ServerOptions(model_repository=Path(repo), **options),
+                             log_path=tmp_path / f"tritonserver-{len(started)}.log")
+        started.append(server)
+        return server.start(timeout_s=timeout_s)
+
+    yield _start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tmp_path_factory, tiny_onnx):
+    """One shared server (session scope) serving the tiny model as ``demo_shapes`` on the cpu target."""
+    from tritonkit.cards import get_card
+    from tritonkit.model_repository.config import RepoOptions
+    from tritonkit.model_repository.writer import write_model
+    from tritonkit.serve.local import LocalServer, ServerOptions
+
+    repo = tmp_path_factory.mktemp("repo")
+    write_model(get_card("demo_shapes"), tiny_onnx, repo, RepoOptions(target="cpu"))
+    server = LocalServer(ServerOptions(model_repository=repo), log_path=repo.parent / "tritonserver.log")
+    server.start()
+    yield server
+    server.stop()
