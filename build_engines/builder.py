@@ -1,0 +1,94 @@
+"""Build a plan from a :class:`BuildSpec` and write it with its sidecar, atomically.
+
+:func:`build_plan` runs the TensorRT Python API (:mod:`.trt_adapter`), then writes plan and
+sidecar in a temporary folder beside the destination and moves them in: first the old sidecar
+goes, then the plan, then the new sidecar — an interruption leaves at worst a plan without a
+sidecar, which every check refuses, never a plan paired with another build's sidecar.
+:func:`adopt_plan` writes the sidecar for a plan built by ``trtexec``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tritonkit.build_engines.sidecar import (
+    GpuInfo, Sidecar, make_sidecar, sidecar_path, sidecar_text, write_text_atomic)
+from tritonkit.build_engines.spec import BuildSpec, sha256_file
+from tritonkit.errors import TritonkitError
+
+
+@dataclass(frozen=True)
+class BuiltPlan:
+    plan: Path
+    sidecar_path: Path
+    sidecar: Sidecar
+    notes: tuple[str, ...] = ()
+
+
+def _the_gpu(gpu: GpuInfo | None) -> GpuInfo:
+    if gpu is not None:
+        return gpu
+    from tritonkit.build_engines.compat import host_gpus
+
+    gpus = host_gpus()
+    if len({(g.name, g.compute_capability) for g in gpus}) > 1:
+        raise TritonkitError(f"this host has different GPUs ({', '.join(g.name for g in gpus)}); the plan would be "
+                             "tied to whichever one TensorRT builds on; restrict the build with CUDA_VISIBLE_DEVICES")
+    return gpus[0]
+
+
+def install_plan(plan_bytes: bytes, side: Sidecar, plan: Path) -> Path:
+    """Write ``plan`` and its sidecar through a temp folder (see the module docstring for the order)."""
+    plan = Path(plan)
+    plan.parent.mkdir(parents=True, exist_ok=True)
+    side_path = sidecar_path(plan)
+    staging = Path(tempfile.mkdtemp(prefix=f".{plan.name}.", dir=plan.parent))
+    try:
+        tmp_plan = staging / plan.name
+        tmp_side = staging / side_path.name
+        tmp_plan.write_bytes(plan_bytes)
+        tmp_side.write_text(sidecar_text(side))
+        side_path.unlink(missing_ok=True)
+        os.replace(tmp_plan, plan)
+        os.replace(tmp_side, side_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return side_path
+
+
+def build_plan(spec: BuildSpec, *, trt=None, gpu: GpuInfo | None = None) -> BuiltPlan:
+    """Build ``spec`` with TensorRT and install ``spec.plan`` + sidecar (+ the timing cache).
+
+    ``trt`` is the tensorrt module (imported lazily when ``None``); ``gpu`` the build GPU
+    (queried with nvidia-smi when ``None``).
+    """
+    from tritonkit.build_engines.trt_adapter import build_serialized
+
+    onnx_digest = sha256_file(spec.onnx)
+    built = build_serialized(spec, trt)
+    side = make_sidecar(spec, onnx_digest, built.tensorrt_version, _the_gpu(gpu), "tensorrt-python")
+    side_path = install_plan(built.plan, side, spec.plan)
+    if built.timing_cache is not None and spec.timing_cache is not None:
+        write_text_atomic(spec.timing_cache, built.timing_cache)
+    return BuiltPlan(spec.plan, side_path, side, built.notes)
+
+
+def adopt_plan(spec: BuildSpec, plan: str | Path, tensorrt_version: str, gpu: GpuInfo | None = None) -> BuiltPlan:
+    """Record a sidecar for a plan that ``trtexec`` built from ``spec`` (same ONNX, profile, flags).
+
+    The TensorRT version is the one trtexec printed (``[TensorRT v101303]`` -> ``10.13.3``, or
+    the container's full version); the GPU is queried when not given.
+    """
+    from tritonkit.build_engines.trtexec import trtexec_argv
+
+    plan = Path(plan)
+    if not plan.is_file() or plan.stat().st_size == 0:
+        raise TritonkitError(f"{plan}: plan file not found (or empty)")
+    side = make_sidecar(spec, sha256_file(spec.onnx), tensorrt_version, _the_gpu(gpu), "trtexec",
+                        build_flags=tuple(trtexec_argv(spec, onnx=spec.onnx.name, plan=plan.name)[1:]))
+    write_text_atomic(sidecar_path(plan), sidecar_text(side))
+    return BuiltPlan(plan, sidecar_path(plan), side)

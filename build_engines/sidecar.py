@@ -1,0 +1,196 @@
+"""The JSON sidecar written beside every plan: ``model.plan`` -> ``model.plan.json``.
+
+A serialized TensorRT engine is only loadable by the TensorRT version that built it (unless
+built version-compatible) and on the GPU architecture it was built for (unless built
+hardware-compatible). Neither is readable from the plan without TensorRT, so the build records
+them here, together with what the plan was built from (ONNX sha256, profile, precision, flags).
+:mod:`tritonkit.build_engines.compat` checks a plan against a serving container with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tritonkit.build_engines.spec import HARDWARE_COMPAT, PRECISIONS, BuildSpec
+from tritonkit.errors import TritonkitError
+
+SCHEMA = 1
+BUILDERS = ("tensorrt-python", "trtexec")
+_CC_RE = re.compile(r"^\d+\.\d+$")
+_VERSION_RE = re.compile(r"^\d+(\.\d+){1,3}$")
+
+
+class SidecarError(TritonkitError):
+    """A plan's sidecar is missing, unreadable or inconsistent."""
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """One GPU as ``nvidia-smi`` names it, with its compute capability (``"8.6"``)."""
+
+    name: str
+    compute_capability: str
+
+    def __post_init__(self) -> None:
+        if not _CC_RE.match(self.compute_capability):
+            raise SidecarError(f"compute capability {self.compute_capability!r} must look like '8.6'")
+
+
+@dataclass(frozen=True)
+class PlanProfile:
+    input_name: str
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    model: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    profile: PlanProfile
+    onnx_sha256: str
+    onnx_file: str
+    build_flags: tuple[str, ...]
+    version_compatible: bool
+    hardware_compat: str
+    tritonkit_version: str
+    built_at: str
+    builder: str
+    schema: int = SCHEMA
+
+    @property
+    def max_batch(self) -> int:
+        return self.profile.max[0]
+
+    @property
+    def min_batch(self) -> int:
+        return self.profile.min[0]
+
+    @property
+    def sample_dims(self) -> tuple[int, ...]:
+        return tuple(self.profile.max[1:])
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["profile"] = {"input": self.profile.input_name, "min": list(self.profile.min),
+                        "opt": list(self.profile.opt), "max": list(self.profile.max)}
+        d["build_flags"] = list(self.build_flags)
+        return d
+
+
+def sidecar_path(plan: str | Path) -> Path:
+    plan = Path(plan)
+    return plan.with_name(plan.name + ".json")
+
+
+def make_sidecar(spec: BuildSpec, onnx_sha256: str, tensorrt_version: str, gpu: GpuInfo, builder: str,
+                 build_flags: tuple[str, ...] | None = None, built_at: datetime | None = None) -> Sidecar:
+    from tritonkit import __version__
+
+    prof = spec.profile()
+    when = (built_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    side = Sidecar(
+        model=spec.model, tensorrt_version=tensorrt_version, gpu_name=gpu.name,
+        compute_capability=gpu.compute_capability, precision=spec.precision,
+        profile=PlanProfile(prof.input_name, prof.min, prof.opt, prof.max), onnx_sha256=onnx_sha256,
+        onnx_file=spec.onnx.name, build_flags=tuple(build_flags if build_flags is not None else spec.flag_summary()),
+        version_compatible=spec.version_compatible, hardware_compat=spec.hardware_compat,
+        tritonkit_version=__version__, built_at=when.isoformat(timespec="seconds"), builder=builder)
+    _validate(side, "<new sidecar>")
+    return side
+
+
+def _validate(s: Sidecar, source: str) -> None:
+    def bad(field: str, why: str) -> SidecarError:
+        return SidecarError(f"{source}: field {field!r} {why}")
+
+    if s.schema != SCHEMA:
+        raise bad("schema", f"is {s.schema}, this tritonkit reads schema {SCHEMA}")
+    if not _VERSION_RE.match(s.tensorrt_version):
+        raise bad("tensorrt_version", f"{s.tensorrt_version!r} is not a version like 10.13.3.9")
+    if not _CC_RE.match(s.compute_capability):
+        raise bad("compute_capability", f"{s.compute_capability!r} is not like '8.6'")
+    if s.precision not in PRECISIONS:
+        raise bad("precision", f"{s.precision!r} not one of {PRECISIONS}")
+    if s.hardware_compat not in HARDWARE_COMPAT:
+        raise bad("hardware_compat", f"{s.hardware_compat!r} not one of {tuple(HARDWARE_COMPAT)}")
+    if s.builder not in BUILDERS:
+        raise bad("builder", f"{s.builder!r} not one of {BUILDERS}")
+    if not re.fullmatch(r"[0-9a-f]{64}", s.onnx_sha256):
+        raise bad("onnx_sha256", "is not a sha256 hex digest")
+    p = s.profile
+    if not (len(p.min) == len(p.opt) == len(p.max) >= 2):
+        raise bad("profile", "needs min/opt/max shapes of the same rank (batch first)")
+    if p.min[1:] != p.max[1:] or p.opt[1:] != p.max[1:]:
+        raise bad("profile", "min/opt/max may differ only in the batch axis")
+    if not 1 <= p.min[0] <= p.opt[0] <= p.max[0]:
+        raise bad("profile", f"batch must satisfy 1 <= min <= opt <= max (got {p.min[0]}/{p.opt[0]}/{p.max[0]})")
+
+
+def sidecar_from_dict(data: dict, source: str) -> Sidecar:
+    try:
+        prof = data["profile"]
+        side = Sidecar(
+            model=str(data["model"]), tensorrt_version=str(data["tensorrt_version"]),
+            gpu_name=str(data["gpu_name"]), compute_capability=str(data["compute_capability"]),
+            precision=str(data["precision"]),
+            profile=PlanProfile(str(prof["input"]), tuple(int(x) for x in prof["min"]),
+                                tuple(int(x) for x in prof["opt"]), tuple(int(x) for x in prof["max"])),
+            onnx_sha256=str(data["onnx_sha256"]), onnx_file=str(data["onnx_file"]),
+            build_flags=tuple(str(x) for x in data["build_flags"]),
+            version_compatible=bool(data["version_compatible"]), hardware_compat=str(data["hardware_compat"]),
+            tritonkit_version=str(data["tritonkit_version"]), built_at=str(data["built_at"]),
+            builder=str(data["builder"]), schema=int(data.get("schema", 0)))
+    except KeyError as exc:
+        raise SidecarError(f"{source}: missing field {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise SidecarError(f"{source}: malformed field ({exc})") from None
+    _validate(side, source)
+    return side
+
+
+def read_sidecar(plan: str | Path) -> Sidecar:
+    """The sidecar of ``plan`` (or a ``.plan.json`` path given directly); clear errors otherwise."""
+    plan = Path(plan)
+    path = plan if plan.name.endswith(".plan.json") else sidecar_path(plan)
+    if not path.is_file():
+        raise SidecarError(
+            f"{plan}: no sidecar {path.name} beside the plan, so its TensorRT version and GPU are unknown; "
+            "build it with `tritonkit build` (or record a trtexec-built plan with `tritonkit build --adopt-plan`)")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SidecarError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except OSError as exc:
+        raise SidecarError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not isinstance(data, dict):
+        raise SidecarError(f"{path}: expected a JSON object")
+    return sidecar_from_dict(data, str(path))
+
+
+def sidecar_text(side: Sidecar) -> str:
+    return json.dumps(side.to_dict(), indent=2) + "\n"
+
+
+def write_text_atomic(path: Path, text: str | bytes) -> None:
+    """Write through a temp file in the same folder, then rename (never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode() if isinstance(text, str) else text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,292 @@
+"""Detection postprocessing as pure numpy functions (no I/O): decode, NMS, back to the image.
+
+* :func:`decode_yolo` turns an ultralytics-layout output ``[boxes, 5 + C]`` (``cx, cy, w, h,
+  objectness, class scores`` in model-input pixels) into candidate boxes, the way YOLOv5's
+  ``non_max_suppression`` does: objectness prefilter, ``score = objectness * class score``,
+  best class (or every class above the threshold with ``multi_label``).
+* :func:`decode_ssd` turns SSD outputs (normalized ``x1y1x2y2`` boxes, softmax scores with a
+  background column) into per-class candidates, as torchvision's SSD postprocess does.
+* :func:`nms` is greedy non-maximum suppression with torchvision's semantics (suppress when
+  IoU > threshold, kept indices in decreasing score order); :func:`batched_nms` makes it
+  class-aware with the coordinate-offset trick (boxes of different classes are shifted apart
+  so they never overlap).
+* :func:`postprocess_yolo` / :func:`postprocess_ssd` chain decode, NMS (an :class:`NMSProfile`)
+  and :meth:`Geometry.to_original`, returning :class:`Detections` in original-image pixels.
+
+The same functions run on the client and inside the server-side NMS model
+(``model_repository/backends/yolo_nms.py``), so both give identical results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from tritonkit.cards import ModelCard, NMSProfile
+from tritonkit.client.preprocess import Geometry
+
+# YOLOv5 keeps at most this many candidates (highest scores) before NMS.
+MAX_NMS_CANDIDATES = 30000
+GEOMETRY_FIELDS = ("orig_h", "orig_w", "scale_x", "scale_y", "pad_x", "pad_y")
+
+
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """Boxes ``[K, 4]`` (x1, y1, x2, y2, float32), scores ``[K]`` (float32), class indices ``[K]``
+    (int64, 0-based into the card's labels), in decreasing score order after NMS."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.scores)
+        if self.boxes.shape != (n, 4) or self.classes.shape != (n,):
+            raise ValueError(f"Detections: boxes {self.boxes.shape}, scores ({n},), classes "
+                             f"{self.classes.shape} do not agree")
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def create(cls, boxes, scores, classes) -> "Detections":
+        return cls(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1),
+                   np.asarray(classes, np.int64).reshape(-1))
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls.create(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
+
+    def select(self, index) -> "Detections":
+        return Detections(self.boxes[index], self.scores[index], self.classes[index])
+
+
+# -- box math ----------------------------------------------------------------------------
+
+def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
+    """Center x, y, width, height -> x1, y1, x2, y2 (any leading shape)."""
+    xywh = np.asarray(xywh)
+    half = xywh[..., 2:4] / 2
+    return np.concatenate([xywh[..., 0:2] - half, xywh[..., 0:2] + half], axis=-1)
+
+
+def xyxy_to_xywh(xyxy: np.ndarray) -> np.ndarray:
+    """x1, y1, x2, y2 -> top-left x, y, width, height (the COCO ``bbox`` layout)."""
+    xyxy = np.asarray(xyxy)
+    return np.concatenate([xyxy[..., 0:2], xyxy[..., 2:4] - xyxy[..., 0:2]], axis=-1)
+
+
+def box_area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU ``[len(a), len(b)]`` of xyxy boxes."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+# -- NMS ---------------------------------------------------------------------------------
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
+        max_keep: int | None = None) -> np.ndarray:
+    """Greedy NMS. Returns kept indices (int64) in decreasing score order.
+
+    A box is dropped when its IoU with a higher-scoring kept box is above ``iou_threshold``
+    (torchvision's rule). ``max_keep`` stops after that many boxes are kept; since boxes are
+    kept in score order this equals truncating the full result, and is much faster.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    scores = np.asarray(scores).reshape(-1)
+    if len(scores) != len(boxes):
+        raise ValueError(f"nms: {len(boxes)} boxes but {len(scores)} scores")
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    limit = len(boxes) if max_keep is None else max_keep
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size and len(keep) < limit:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])
+        h = np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])
+        inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = inter / (areas[i] + areas[rest] - inter)
+        # NaN (two empty boxes) compares False: degenerate boxes never suppress
+        order = rest[~(iou > iou_threshold)]
+    return np.asarray(keep, np.int64)
+
+
+def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,
+                max_detections: int | None = None) -> np.ndarray:
+    """Class-aware NMS: boxes only suppress boxes of the same class.
+
+    Uses the coordinate-offset trick (as ``torchvision.ops.batched_nms``): every box is shifted
+    by ``class * (max coordinate + 1)``, so boxes of different classes cannot overlap and one
+    NMS pass does all classes. Returns kept indices in decreasing score order, at most
+    ``max_detections``.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    classes = np.asarray(classes).reshape(-1)
+    if len(classes) != len(boxes):
+        raise ValueError(f"batched_nms: {len(boxes)} boxes but {len(classes)} class ids")
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    offsets = classes.astype(np.float64) * (boxes.max() + 1.0)
+    return nms(boxes + offsets[:, None], scores, iou_threshold, max_keep=max_detections)
+
+
+# -- decoding ----------------------------------------------------------------------------
+
+def decode_yolo(output: np.ndarray, conf_threshold: float, multi_label: bool = False) -> Detections:
+    """Candidates from one image's ultralytics output ``[boxes, 5 + C]`` (input pixels).
+
+    ``score = objectness * class score``; rows whose objectness is not above the threshold are
+    dropped first. Without ``multi_label`` each box keeps its best class; with it, one
+    candidate per class whose score is above the threshold.
+    """
+    out = np.asarray(output)
+    if out.ndim != 2 or out.shape[1] < 6:
+        raise ValueError(f"decode_yolo: expected [boxes, 5 + classes], got shape {out.shape}")
+    out = out[out[:, 4] > conf_threshold]
+    cls_scores = out[:, 5:] * out[:, 4:5]
+    boxes = xywh_to_xyxy(out[:, :4])
+    if multi_label:
+        rows, cls = np.nonzero(cls_scores > conf_threshold)
+        return Detections.create(boxes[rows], cls_scores[rows, cls], cls)
+    cls = cls_scores.argmax(axis=1)
+    best = cls_scores[np.arange(len(cls)), cls]
+    keep = best > conf_threshold
+    return Detections.create(boxes[keep], best[keep], cls[keep])
+
+
+def decode_ssd(boxes_norm_xyxy: np.ndarray, scores: np.ndarray, input_size: int | tuple[int, int],
+               conf_threshold: float, background_index: int | None = 0) -> Detections:
+    """Per-class candidates from one image's SSD outputs.
+
+    ``boxes_norm_xyxy`` is ``[anchors, 4]`` in [0, 1]; ``scores`` is ``[anchors, classes (+1)]``
+    (softmax). The ``background_index`` column (None: there is none) is skipped and class
+    indices are renumbered to the remaining columns. ``input_size`` is the model input side,
+    or ``(height, width)``.
+    """
+    b = np.asarray(boxes_norm_xyxy, np.float32).reshape(-1, 4)
+    s = np.asarray(scores, np.float32)
+    if s.ndim != 2 or len(s) != len(b):
+        raise ValueError(f"decode_ssd: boxes {b.shape} and scores {s.shape} disagree")
+    if background_index is not None:
+        if not 0 <= background_index < s.shape[1]:
+            raise ValueError(f"decode_ssd: background index {background_index} outside {s.shape[1]} score columns")
+        s = np.delete(s, background_index, axis=1)
+    h, w = (input_size, input_size) if np.isscalar(input_size) else input_size
+    rows, cls = np.nonzero(s > conf_threshold)
+    scale = np.array([w, h, w, h], np.float32)
+    return Detections.create(b[rows] * scale, s[rows, cls], cls)
+
+
+# -- full postprocess --------------------------------------------------------------------
+
+def apply_nms(candidates: Detections, profile: NMSProfile,
+              max_candidates: int = MAX_NMS_CANDIDATES) -> Detections:
+    """NMS of decoded candidates with a card's profile (class-aware unless ``class_agnostic``)."""
+    if len(candidates) > max_candidates:
+        top = np.argsort(-candidates.scores, kind="stable")[:max_candidates]
+        candidates = candidates.select(top)
+    if profile.class_agnostic:
+        keep = nms(candidates.boxes, candidates.scores, profile.iou_threshold, profile.max_detections)
+    else:
+        keep = batched_nms(candidates.boxes, candidates.scores, candidates.classes,
+                           profile.iou_threshold, profile.max_detections)
+    return candidates.select(keep)
+
+
+def to_original(dets: Detections, geometry: Geometry | None) -> Detections:
+    """Boxes mapped from model-input pixels to the original image (clipped); ``None`` keeps them."""
+    if geometry is None:
+        return dets
+    return Detections(geometry.to_original(dets.boxes), dets.scores, dets.classes)
+
+
+def postprocess_yolo(output: np.ndarray, geometry: Geometry | None, profile: NMSProfile,
+                     multi_label: bool = False) -> Detections:
+    """Decode -> NMS -> original-image pixels (clipped), for one image's YOLO output.
+
+    With ``geometry`` None the boxes stay in model-input pixels (neither mapped nor clipped).
+    """
+    return to_original(apply_nms(decode_yolo(output, profile.conf_threshold, multi_label), profile), geometry)
+
+
+def postprocess_ssd(boxes_norm_xyxy: np.ndarray, scores: np.ndarray, input_size: int | tuple[int, int],
+                    geometry: Geometry | None, profile: NMSProfile, background_index: int | None = 0) -> Detections:
+    """Decode -> NMS -> original-image pixels (clipped; None: model-input pixels), for one image's SSD outputs."""
+    cand = decode_ssd(boxes_norm_xyxy, scores, input_size, profile.conf_threshold, background_index)
+    return to_original(apply_nms(cand, profile), geometry)
+
+
+def ssd_background_index(card: ModelCard) -> int | None:
+    """The card's ``score_background_index`` option (default 0; ``none`` for no background column)."""
+    value = card.option("score_background_index", "0")
+    return None if value.lower() in ("none", "-1", "") else int(value)
+
+
+def postprocess_card(card: ModelCard, outputs: Mapping[str, np.ndarray], geometry: Geometry | None,
+                     profile: NMSProfile) -> Detections:
+    """One image's raw outputs (by the card's output names, batch axis removed) -> Detections
+    in original-image pixels (model-input pixels when ``geometry`` is None)."""
+    if card.postprocess == "yolo":
+        multi = card.option("multi_label", "false").lower() == "true"
+        return postprocess_yolo(outputs[card.outputs[0].name], geometry, profile, multi_label=multi)
+    if card.postprocess == "ssd":
+        boxes, scores = (outputs[o.name] for o in card.outputs[:2])
+        return postprocess_ssd(boxes, scores, card.preprocess.size, geometry, profile, ssd_background_index(card))
+    raise ValueError(f"card {card.name!r}: postprocess {card.postprocess!r} is not a detection postprocess")
+
+
+# -- fixed-size form (server-side NMS outputs) -----------------------------------------------
+
+def geometry_to_array(geometry: Geometry) -> np.ndarray:
+    """The letterbox geometry as a float64 ``[6]`` vector (``GEOMETRY_FIELDS`` order)."""
+    return np.array([getattr(geometry, f) for f in GEOMETRY_FIELDS], np.float64)
+
+
+def geometry_from_array(values: np.ndarray) -> Geometry:
+    v = np.asarray(values, np.float64).reshape(-1)
+    if v.shape != (6,):
+        raise ValueError(f"geometry vector needs 6 values {GEOMETRY_FIELDS}, got {v.shape[0]}")
+    return Geometry(int(round(v[0])), int(round(v[1])), float(v[2]), float(v[3]), float(v[4]), float(v[5]))
+
+
+@dataclass(frozen=True, eq=False)
+class PaddedDetections:
+    """Detections padded to a fixed count (what a server model returns): boxes ``[M, 4]``,
+    scores ``[M]``, classes ``[M]`` (int32, -1 in padding) and ``count`` valid rows."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    count: int
+
+
+def pad_detections(dets: Detections, max_detections: int) -> PaddedDetections:
+    n = min(len(dets), max_detections)
+    boxes = np.zeros((max_detections, 4), np.float32)
+    scores = np.zeros(max_detections, np.float32)
+    classes = np.full(max_detections, -1, np.int32)
+    boxes[:n], scores[:n], classes[:n] = dets.boxes[:n], dets.scores[:n], dets.classes[:n]
+    return PaddedDetections(boxes, scores, classes, n)
+
+
+def unpad_detections(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, count: int) -> Detections:
+    n = int(np.asarray(count).reshape(-1)[0])
+    return Detections.create(boxes[:n], scores[:n], classes[:n])

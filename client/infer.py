@@ -1,0 +1,480 @@
+"""A thin Triton client for the run-stream engine (gRPC or HTTP, optional system shared memory).
+
+:class:`TritonInfer` connects, checks the server is live and the model ready, and **checks the
+served model against the card before the first request** (input/output names, datatypes,
+dims, ``max_batch_size`` >= the largest batch the run will send), raising one
+:class:`~tritonkit.errors.ServerError` that lists every mismatch, as Triton's
+``image_client.py`` does in ``parse_model``. Then :meth:`TritonInfer.submit` sends a batch and
+returns a ``concurrent.futures.Future`` of ``{output name: numpy array}``:
+
+* gRPC: ``async_infer`` with a callback, so several requests are on the wire from one thread
+  (the gRPC client is thread-safe);
+* HTTP: the tritonclient HTTP client is not thread-safe, so a pool of ``in_flight`` threads
+  each holds its own client and sends synchronously.
+
+Each request has a deadline (``client_timeout`` for gRPC, the network timeout for HTTP).
+Requests that fail because the server is *unavailable* (connection refused/reset, gRPC
+UNAVAILABLE, HTTP 503) are retried with exponential backoff and jitter; any other failure
+(invalid argument, deadline exceeded, model error) fails at once: retrying would not help.
+
+With ``shm=True`` inputs and outputs travel through system shared memory
+(``tritonclient.utils.shared_memory``): one input region and one region per output for each
+in-flight slot, registered with the server at connect and unregistered and destroyed on
+:meth:`TritonInfer.close` (also at interpreter exit if close was never called).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import threading
+import time
+import uuid
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from tritonkit.cards import ModelCard
+from tritonkit.errors import ServerError, ToolMissingError
+
+PROTOCOLS = ("grpc", "http")
+DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How to reach and talk to the server. ``model_name`` None -> the card's name."""
+
+    url: str = "127.0.0.1:8001"
+    protocol: str = "grpc"
+    model_name: str | None = None
+    model_version: str = ""
+    in_flight: int = 2
+    timeout_s: float = 60.0
+    retries: int = 3
+    backoff_s: float = 0.2
+    backoff_max_s: float = 5.0
+    shm: bool = False
+    connect_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ServerError(f"protocol {self.protocol!r} not one of {PROTOCOLS}")
+        if self.in_flight < 1:
+            raise ServerError(f"in_flight must be >= 1 (got {self.in_flight})")
+        if self.retries < 0 or self.timeout_s <= 0:
+            raise ServerError("retries must be >= 0 and timeout_s > 0")
+
+    @property
+    def address(self) -> str:
+        """``host:port`` (a scheme such as ``grpc://`` or ``http://`` is dropped)."""
+        return self.url.split("://", 1)[-1].rstrip("/")
+
+
+# ------------------------------------------------------------------ pure helpers (tested)
+def backoff_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random | None = None) -> float:
+    """Delay before retry ``attempt`` (0-based): ``min(cap, base * 2**attempt)`` scaled by a
+    uniform jitter in [0.5, 1] so clients that failed together do not retry together."""
+    ceiling = min(cap_s, base_s * (2 ** attempt))
+    return ceiling * (rng or random).uniform(0.5, 1.0)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True only for 'server unavailable' failures: connection errors, gRPC UNAVAILABLE, HTTP 503."""
+    if isinstance(exc, TimeoutError):
+        return False
+    if isinstance(exc, ConnectionError):
+        return True
+    status = getattr(exc, "status", None)
+    status = status() if callable(status) else status
+    if status is not None and str(status) in ("StatusCode.UNAVAILABLE", "503", "UNAVAILABLE"):
+        return True
+    if status is None and isinstance(exc, OSError):
+        return True  # socket-level errors from the HTTP client
+    return False
+
+
+def _dims(values) -> tuple[int, ...]:
+    return tuple(int(v) for v in (values or ()))
+
+
+def normalize_metadata(raw: Mapping[str, Any]) -> dict:
+    """Model metadata (gRPC ``as_json`` dict with int64 as strings, or HTTP dict) -> plain ints."""
+    def tensors(key: str) -> dict:
+        return {t["name"]: {"datatype": t.get("datatype", ""), "shape": _dims(t.get("shape"))}
+                for t in raw.get(key, ())}
+    return {"name": raw.get("name", ""), "inputs": tensors("inputs"), "outputs": tensors("outputs")}
+
+
+def normalize_config(raw: Mapping[str, Any]) -> dict:
+    """Model config (gRPC ``{"config": ...}`` or HTTP dict) -> ``max_batch_size`` and tensors.
+
+    Protobuf JSON omits zero values, so a missing ``max_batch_size`` means 0 (no batching).
+    """
+    cfg = raw.get("config", raw)
+
+    def tensors(key: str) -> dict:
+        return {t["name"]: {"datatype": str(t.get("data_type", "")).removeprefix("TYPE_"),
+                            "dims": _dims(t.get("dims"))} for t in cfg.get(key, ())}
+    return {"name": cfg.get("name", ""), "max_batch_size": int(cfg.get("max_batch_size", 0) or 0),
+            "inputs": tensors("input"), "outputs": tensors("output")}
+
+
+def _dims_match(served: tuple[int, ...], card: tuple[int, ...]) -> bool:
+    return len(served) == len(card) and all(a == -1 or b == -1 or a == b for a, b in zip(served, card))
+
+
+def contract_mismatches(card: ModelCard, metadata: Mapping, config: Mapping, batch_size: int) -> list[str]:
+    """Every way the served model (normalized metadata and config) disagrees with ``card``.
+
+    Pure. Checks the card's input and outputs exist with the same datatype and per-sample dims
+    (metadata shapes carry a leading -1 batch axis when the model batches), and that
+    ``max_batch_size`` allows ``batch_size``.
+    """
+    problems: list[str] = []
+    mbs = int(config["max_batch_size"])
+    if mbs == 0:
+        problems.append("max_batch_size is 0 (the model does not batch); the client sends batched inputs")
+    elif mbs < batch_size:
+        problems.append(f"max_batch_size {mbs} < batch size {batch_size}")
+    for kind, specs in (("input", (card.input,)), ("output", card.outputs)):
+        served_meta = metadata[f"{kind}s"]
+        served_cfg = config[f"{kind}s"]
+        for spec in specs:
+            meta = served_meta.get(spec.name)
+            if meta is None:
+                problems.append(f"{kind} {spec.name!r} not served (server has {sorted(served_meta)})")
+                continue
+            if meta["datatype"] != spec.dtype:
+                problems.append(f"{kind} {spec.name!r} datatype {meta['datatype']} != card {spec.dtype}")
+            shape = meta["shape"][1:] if mbs > 0 else meta["shape"]
+            if not _dims_match(shape, spec.dims):
+                problems.append(f"{kind} {spec.name!r} shape {list(meta['shape'])} != card "
+                                f"[{'-1, ' if mbs > 0 else ''}{', '.join(map(str, spec.dims))}]")
+            cfg = served_cfg.get(spec.name)
+            if cfg is not None and cfg["dims"] and not _dims_match(cfg["dims"], spec.dims):
+                problems.append(f"{kind} {spec.name!r} config dims {list(cfg['dims'])} != card {list(spec.dims)}")
+    extra = sorted(set(metadata["inputs"]) - {card.input.name})
+    if extra:
+        problems.append(f"server expects extra inputs {extra} the card does not describe")
+    return problems
+
+
+# ---------------------------------------------------------------------- shared memory
+@dataclass
+class _ShmRegion:
+    name: str
+    key: str
+    size: int
+    handle: Any
+
+
+def _cleanup_regions(client_factory, regions: list[_ShmRegion]) -> None:
+    """Unregister from the server (best effort) and destroy local regions. Idempotent."""
+    if not regions:
+        return
+    shm = _shm_module()
+    try:
+        client = client_factory()
+        for r in regions:
+            try:
+                client.unregister_system_shared_memory(r.name)
+            except Exception:  # noqa: BLE001 - the server may already be gone
+                pass
+        client.close()
+    except Exception:  # noqa: BLE001
+        pass
+    for r in regions:
+        try:
+            shm.destroy_shared_memory_region(r.handle)
+        except Exception:  # noqa: BLE001 - already destroyed
+            pass
+    regions.clear()
+
+
+# ----------------------------------------------------------------------------- client
+class TritonInfer:
+    """Sends batches of one card's input to one served model. See the module docstring."""
+
+    def __init__(self, card: ModelCard, options: ClientOptions = ClientOptions(), max_batch: int = 1):
+        self.card = card
+        self.options = options
+        self.model_name = options.model_name or card.name
+        self.max_batch = max_batch
+        self._client = None
+        self._local = threading.local()
+        self._http_pool: ThreadPoolExecutor | None = None
+        self._regions: list[_ShmRegion] = []
+        self._slots: queue.Queue[int] | None = None
+        self._slot_regions: list[dict[str, _ShmRegion]] = []
+        self._finalizer = None
+        self._timers: set[threading.Timer] = set()
+        self.retries_done = 0
+
+    # -- connection ---------------------------------------------------------------
+    def _new_client(self):
+        o = self.options
+        if o.protocol == "grpc":
+            import tritonclient.grpc as grpcclient
+
+            return grpcclient.InferenceServerClient(o.address)
+        import tritonclient.http as httpclient
+
+        return httpclient.InferenceServerClient(o.address, connection_timeout=o.connect_timeout_s,
+                                                network_timeout=o.timeout_s)
+
+    def _thread_client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._new_client()
+        return client
+
+    def connect(self) -> "TritonInfer":
+        """Connect, check live/ready and the model contract; set up shared memory if asked."""
+        o = self.options
+        where = f"{o.protocol} {o.address}"
+        try:
+            self._client = self._new_client()
+        except Exception as exc:  # noqa: BLE001 - bad URL strings raise various errors
+            raise ServerError(f"cannot create a {o.protocol} client for {o.address!r}: {exc}") from None
+        try:
+            live = self._client.is_server_live(**self._timeout_kw(o.connect_timeout_s))
+            ready = live and self._client.is_server_ready(**self._timeout_kw(o.connect_timeout_s))
+        except Exception as exc:  # noqa: BLE001 - unreachable shows up as many exception types
+            raise ServerError(f"Triton server at {where} is unreachable ({_one_line(exc)})") from None
+        if not live or not ready:
+            raise ServerError(f"Triton server at {where} is {'not live' if not live else 'live but not ready'}")
+        try:
+            model_ready = self._client.is_model_ready(self.model_name, o.model_version)
+        except Exception as exc:  # noqa: BLE001
+            raise ServerError(f"{where}: cannot query model {self.model_name!r} ({_one_line(exc)})") from None
+        if not model_ready:
+            raise ServerError(f"{where}: model {self.model_name!r} is not ready (not in the repository, "
+                              f"or failed to load; check the server log)")
+        self.check_contract(self.max_batch)
+        if o.shm:
+            self._setup_shm()
+        if o.protocol == "http":
+            self._http_pool = ThreadPoolExecutor(o.in_flight, thread_name_prefix="triton-http")
+        return self
+
+    def _timeout_kw(self, seconds: float) -> dict:
+        return {"client_timeout": seconds} if self.options.protocol == "grpc" else {}
+
+    def served_model(self) -> tuple[dict, dict]:
+        """``(metadata, config)`` of the served model, normalized."""
+        o = self.options
+        try:
+            if o.protocol == "grpc":
+                meta = self._client.get_model_metadata(self.model_name, o.model_version, as_json=True)
+                cfg = self._client.get_model_config(self.model_name, o.model_version, as_json=True)
+            else:
+                meta = self._client.get_model_metadata(self.model_name, o.model_version)
+                cfg = self._client.get_model_config(self.model_name, o.model_version)
+        except Exception as exc:  # noqa: BLE001
+            raise ServerError(f"{o.address}: cannot read metadata/config of {self.model_name!r} "
+                              f"({_one_line(exc)})") from None
+        return normalize_metadata(meta), normalize_config(cfg)
+
+    def check_contract(self, batch_size: int) -> None:
+        meta, cfg = self.served_model()
+        problems = contract_mismatches(self.card, meta, cfg, batch_size)
+        if problems:
+            raise ServerError(f"model {self.model_name!r} at {self.options.address} does not match card "
+                              f"{self.card.name!r}: " + "; ".join(problems))
+
+    # -- shared memory ------------------------------------------------------------
+    def _setup_shm(self) -> None:
+        shm = _shm_module()
+
+        specs = [("in", self.card.input)] + [("out", s) for s in self.card.outputs]
+        if any(d < 0 for _, s in specs for d in s.dims):
+            raise ServerError("--shm needs fixed tensor dims in the card (a -1 dim cannot be sized)")
+        tag = f"tk{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self._slots = queue.Queue()
+        client = self._client
+        factory = self._new_client
+        self._finalizer = weakref.finalize(self, _cleanup_regions, factory, self._regions)
+        try:
+            for slot in range(self.options.in_flight):
+                regions = {}
+                for kind, spec in specs:
+                    size = self.max_batch * int(np.prod(spec.dims)) * np.dtype(spec.numpy_dtype).itemsize
+                    name = f"{tag}_{slot}_{kind}_{spec.name}"
+                    handle = shm.create_shared_memory_region(name, f"/{name}", size)
+                    region = _ShmRegion(name, f"/{name}", size, handle)
+                    self._regions.append(region)
+                    client.register_system_shared_memory(name, f"/{name}", size)
+                    regions[spec.name] = region
+                self._slot_regions.append(regions)
+                self._slots.put(slot)
+        except Exception as exc:  # noqa: BLE001
+            self._finalizer()
+            raise ServerError(f"{self.options.address}: cannot set up system shared memory "
+                              f"({_one_line(exc)}); the server must run on this host") from None
+
+    # -- requests -----------------------------------------------------------------
+    def _request(self, batch: np.ndarray, slot: int | None):
+        o = self.options
+        mod = _client_module(o.protocol)
+        spec = self.card.input
+        inp = mod.InferInput(spec.name, list(batch.shape), spec.dtype)
+        outs = [mod.InferRequestedOutput(s.name) for s in self.card.outputs] if o.protocol == "grpc" else \
+            [mod.InferRequestedOutput(s.name, binary_data=True) for s in self.card.outputs]
+        if slot is None:
+            inp.set_data_from_numpy(np.ascontiguousarray(batch, dtype=spec.numpy_dtype))
+        else:
+            shm = _shm_module()
+
+            regions = self._slot_regions[slot]
+            data = np.ascontiguousarray(batch, dtype=spec.numpy_dtype)
+            shm.set_shared_memory_region(regions[spec.name].handle, [data])
+            inp.set_shared_memory(regions[spec.name].name, data.nbytes)
+            n = batch.shape[0]
+            for out, s in zip(outs, self.card.outputs):
+                nbytes = n * int(np.prod(s.dims)) * np.dtype(s.numpy_dtype).itemsize
+                out.set_shared_memory(regions[s.name].name, nbytes)
+        return [inp], outs
+
+    def _outputs(self, result, slot: int | None) -> dict[str, np.ndarray]:
+        if slot is None:
+            return {s.name: result.as_numpy(s.name) for s in self.card.outputs}
+        shm = _shm_module()
+
+        arrays = {}
+        for s in self.card.outputs:
+            out = result.get_output(s.name)
+            shape = [int(d) for d in (out.shape if hasattr(out, "shape") else out["shape"])]
+            view = shm.get_contents_as_numpy(self._slot_regions[slot][s.name].handle, np.dtype(s.numpy_dtype), shape)
+            arrays[s.name] = np.array(view, copy=True)  # the slot is reused by the next request
+        return arrays
+
+    def _acquire(self) -> int | None:
+        return self._slots.get() if self._slots is not None else None
+
+    def _release(self, slot: int | None) -> None:
+        if slot is not None and self._slots is not None:
+            self._slots.put(slot)
+
+    def _failure(self, exc: BaseException, attempts: int) -> ServerError:
+        what = f"after {attempts} attempts" if attempts > 1 else "request failed"
+        return ServerError(f"{self.options.protocol} {self.options.address} model {self.model_name!r}: "
+                           f"inference {what}: {_one_line(exc)}")
+
+    def submit(self, batch: np.ndarray) -> "Future[dict[str, np.ndarray]]":
+        """Send one batch (first axis = batch); the future resolves to the outputs."""
+        if self._client is None:
+            raise ServerError("TritonInfer.submit before connect()")
+        if batch.shape[0] > self.max_batch:
+            raise ServerError(f"batch of {batch.shape[0]} is above the {self.max_batch} this client checked for")
+        if self._http_pool is not None:
+            return self._http_pool.submit(self._infer_sync, batch)
+        future: Future = Future()
+        future.set_running_or_notify_cancel()
+        self._grpc_attempt(batch, future, 0)
+        return future
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Blocking :meth:`submit`."""
+        return self.submit(batch).result()
+
+    def _grpc_attempt(self, batch: np.ndarray, future: Future, attempt: int) -> None:
+        o = self.options
+        slot = self._acquire()
+
+        def callback(result, error) -> None:
+            try:
+                if error is None:
+                    future.set_result(self._outputs(result, slot))
+                    return
+            except Exception as exc:  # noqa: BLE001 - reading the outputs failed
+                future.set_exception(self._failure(exc, attempt + 1))
+                return
+            finally:
+                self._release(slot)
+            self._retry_or_fail(batch, future, attempt, error)
+
+        try:
+            inputs, outputs = self._request(batch, slot)
+            self._client.async_infer(self.model_name, inputs, callback, model_version=o.model_version,
+                                     outputs=outputs, client_timeout=o.timeout_s)
+        except Exception as exc:  # noqa: BLE001 - raised before the request left
+            self._release(slot)
+            self._retry_or_fail(batch, future, attempt, exc)
+
+    def _retry_or_fail(self, batch: np.ndarray, future: Future, attempt: int, error: BaseException) -> None:
+        o = self.options
+        if is_retryable(error) and attempt < o.retries:
+            self.retries_done += 1
+            timer = threading.Timer(backoff_delay(attempt, o.backoff_s, o.backoff_max_s),
+                                    self._grpc_attempt, (batch, future, attempt + 1))
+            timer.daemon = True
+            timer.start()
+        else:
+            future.set_exception(self._failure(error, attempt + 1))
+
+    def _infer_sync(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        o = self.options
+        client = self._thread_client()
+        attempt = 0
+        while True:
+            slot = self._acquire()
+            try:
+                inputs, outputs = self._request(batch, slot)
+                result = client.infer(self.model_name, inputs, model_version=o.model_version, outputs=outputs)
+                return self._outputs(result, slot)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if not (is_retryable(exc) and attempt < o.retries):
+                    raise self._failure(exc, attempt + 1) from None
+            finally:
+                self._release(slot)
+            self.retries_done += 1
+            time.sleep(backoff_delay(attempt, o.backoff_s, o.backoff_max_s))
+            attempt += 1
+
+    # -- teardown -----------------------------------------------------------------
+    def close(self) -> None:
+        if self._http_pool is not None:
+            self._http_pool.shutdown(wait=True)
+            self._http_pool = None
+        if self._finalizer is not None:
+            self._finalizer()
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._client = None
+
+    def __enter__(self) -> "TritonInfer":
+        return self.connect() if self._client is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _shm_module():
+    """``tritonclient.utils.shared_memory`` (it imports ``pkg_resources``, i.e. setuptools < 81)."""
+    try:
+        import tritonclient.utils.shared_memory as shm
+    except ImportError as exc:
+        raise ToolMissingError(f"--shm needs tritonclient.utils.shared_memory, which failed to import "
+                               f"({exc}); it needs pkg_resources: pip install 'setuptools<81'") from None
+    return shm
+
+
+def _client_module(protocol: str):
+    if protocol == "grpc":
+        import tritonclient.grpc as mod
+    else:
+        import tritonclient.http as mod
+    return mod
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())[:300]

@@ -1,0 +1,543 @@
+"""Drive NVIDIA's ``perf_analyzer`` binary: typed specs, one process per point, faults kept.
+
+A :class:`PerfSpec` is everything one measurement needs (model, server, protocol, batch size,
+concurrency range, how to stabilise, shared memory, input data, timeout); :meth:`PerfSpec.argv`
+turns it into the exact command line. Every flag here is checked against this binary's usage
+text (``perf_analyzer`` from ``tritonclient[all]==2.50.0``).
+
+:func:`run_sweep` measures a grid of (batch size, concurrency) points, one ``perf_analyzer``
+process per point, each writing its own ``-f`` CSV into the output folder as it finishes:
+
+    <out>/points/bs<B>_c<C>.csv     perf_analyzer's CSV for that point
+    <out>/points/bs<B>_c<C>.log     its stdout + stderr
+    <out>/sweep.csv, sweep.md       every finished point, rewritten after each point
+    <out>/points.json               status of every point (ok / failed with stderr tail / skipped)
+
+A failed point (non-zero exit, timeout, an unstable measurement) is recorded with the tail of
+its stderr and the sweep goes on; when the model is missing or the server stops answering, the
+remaining points are marked ``skipped`` and the sweep stops cleanly. Nothing written is lost.
+
+Running one process per point costs one metadata round trip per point (milliseconds) and buys
+isolation: a server that dies at concurrency 4 does not take the CSV of concurrency 1-3 with
+it (perf_analyzer writes ``-f`` only at the very end of a run).
+
+Throughput: perf_analyzer's "Inferences/Second" already counts every sample of a batch (it is
+requests/s x batch size; measured: bs 8 at 869 requests/s is reported as 6920 infer/s), so it
+*is* images per second for an image model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tritonkit.errors import ServerError, ToolMissingError, TritonkitError
+
+PROTOCOLS = ("grpc", "http")
+MEASUREMENT_MODES = ("time_windows", "count_windows")
+SHARED_MEMORY = ("none", "system", "cuda")
+INSTALL_HINT = ("install it with: pip install 'tritonclient[all]==2.50.0' (ships perf_analyzer) and "
+                "apt-get install libb64-0d; it also needs libcudart.so.12 on LD_LIBRARY_PATH "
+                "(pip package nvidia-cuda-runtime-cu12, set automatically when installed)")
+STDERR_TAIL_LINES = 8
+
+# Failure kinds. Fatal ones stop the sweep: every later point would fail the same way.
+KIND_MODEL_MISSING = "model_missing"
+KIND_SERVER_UNREACHABLE = "server_unreachable"
+KIND_UNSTABLE = "unstable"
+KIND_TIMEOUT = "timeout"
+KIND_EXIT = "exit"
+KIND_NO_OUTPUT = "no_output"
+FATAL_KINDS = (KIND_MODEL_MISSING, KIND_SERVER_UNREACHABLE)
+
+
+class PerfError(TritonkitError):
+    """A perf spec or sweep that cannot run as asked."""
+
+
+@dataclass(frozen=True)
+class ConcurrencyRange:
+    """perf_analyzer's ``--concurrency-range start:end:step`` (end inclusive)."""
+
+    start: int
+    end: int
+    step: int = 1
+
+    def __post_init__(self) -> None:
+        if self.start < 1 or self.end < self.start or self.step < 1:
+            raise PerfError(f"concurrency range {self.start}:{self.end}:{self.step} needs 1 <= start <= end, step >= 1")
+
+    @classmethod
+    def parse(cls, text: str) -> "ConcurrencyRange":
+        """``"4"``, ``"1:4"`` or ``"1:8:2"``."""
+        parts = str(text).strip().split(":")
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise PerfError(f"concurrency {text!r}: expected START[:END[:STEP]] with integers") from None
+        if not 1 <= len(values) <= 3:
+            raise PerfError(f"concurrency {text!r}: expected START[:END[:STEP]]")
+        start = values[0]
+        end = values[1] if len(values) > 1 else start
+        step = values[2] if len(values) > 2 else 1
+        return cls(start, end, step)
+
+    def levels(self) -> tuple[int, ...]:
+        return tuple(range(self.start, self.end + 1, self.step))
+
+    def __str__(self) -> str:
+        return f"{self.start}:{self.end}:{self.step}"
+
+
+@dataclass(frozen=True)
+class PerfSpec:
+    """One perf_analyzer run. Field names follow the flags they become (see :meth:`argv`)."""
+
+    model: str
+    url: str = "127.0.0.1:8001"
+    protocol: str = "grpc"
+    batch_size: int = 1
+    concurrency: ConcurrencyRange = ConcurrencyRange(1, 1)
+    measurement_mode: str = "time_windows"
+    measurement_interval_ms: int = 5000
+    measurement_request_count: int = 50
+    stability_pct: float = 10.0
+    percentile: int | None = None
+    shared_memory: str = "none"
+    output_shared_memory_bytes: int | None = None
+    max_trials: int = 10
+    input_data: str = "random"
+    async_mode: bool = False
+    model_version: str | None = None
+    verbose_csv: bool = True
+    timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise PerfError("model name must not be empty")
+        if self.protocol not in PROTOCOLS:
+            raise PerfError(f"protocol {self.protocol!r} not one of {', '.join(PROTOCOLS)}")
+        if self.measurement_mode not in MEASUREMENT_MODES:
+            raise PerfError(f"measurement mode {self.measurement_mode!r} not one of {', '.join(MEASUREMENT_MODES)}")
+        if self.shared_memory not in SHARED_MEMORY:
+            raise PerfError(f"shared memory {self.shared_memory!r} not one of {', '.join(SHARED_MEMORY)}")
+        if self.batch_size < 1:
+            raise PerfError(f"batch size must be >= 1 (got {self.batch_size})")
+        if self.measurement_interval_ms < 1 or self.measurement_request_count < 1:
+            raise PerfError("measurement interval and request count must be >= 1")
+        if not 0 < self.stability_pct <= 100:
+            raise PerfError(f"stability percentage must lie in (0, 100] (got {self.stability_pct})")
+        if self.percentile is not None and not 1 <= self.percentile <= 99:
+            raise PerfError(f"percentile must lie in 1..99 (got {self.percentile})")
+        if self.max_trials < 1:
+            raise PerfError(f"max trials must be >= 1 (got {self.max_trials})")
+        if self.output_shared_memory_bytes is not None and self.output_shared_memory_bytes < 1:
+            raise PerfError("output shared memory size must be positive")
+        if self.timeout_s <= 0:
+            raise PerfError("timeout must be positive")
+
+    def at(self, batch_size: int, concurrency: int) -> "PerfSpec":
+        """This spec for a single point."""
+        return replace(self, batch_size=batch_size, concurrency=ConcurrencyRange(concurrency, concurrency))
+
+    def argv(self, binary: str | os.PathLike, csv_path: str | os.PathLike) -> list[str]:
+        """The exact perf_analyzer command line that writes its report to ``csv_path``."""
+        argv = [str(binary), "-m", self.model]
+        if self.model_version is not None:
+            argv += ["-x", str(self.model_version)]
+        argv += ["-u", self.url, "-i", self.protocol, "-b", str(self.batch_size),
+                 "--concurrency-range", str(self.concurrency),
+                 "--measurement-mode", self.measurement_mode]
+        if self.measurement_mode == "time_windows":
+            argv += ["--measurement-interval", str(self.measurement_interval_ms)]
+        else:
+            argv += ["--measurement-request-count", str(self.measurement_request_count)]
+        argv += ["-s", f"{self.stability_pct:g}", "--max-trials", str(self.max_trials)]
+        if self.percentile is not None:
+            argv += ["--percentile", str(self.percentile)]
+        argv += ["--input-data", self.input_data, "--shared-memory", self.shared_memory]
+        if self.output_shared_memory_bytes is not None:
+            argv += ["--output-shared-memory-size", str(self.output_shared_memory_bytes)]
+        if self.async_mode:
+            argv.append("--async")
+        argv += ["-f", str(csv_path)]
+        if self.verbose_csv:
+            argv.append("--verbose-csv")
+        return argv
+
+
+# --------------------------------------------------------------------------------------------
+# Locating and running the binary
+
+
+def cuda_runtime_lib_dir() -> Path | None:
+    """The ``lib`` folder of the pip package nvidia-cuda-runtime-cu12 (libcudart.so.12), if installed."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("nvidia.cuda_runtime")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        lib = Path(location) / "lib"
+        if lib.is_dir():
+            return lib
+    return None
+
+
+def analyzer_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for perf_analyzer: LD_LIBRARY_PATH led by the pip CUDA runtime's lib folder."""
+    env = dict(os.environ if base is None else base)
+    lib = cuda_runtime_lib_dir()
+    if lib is not None:
+        current = env.get("LD_LIBRARY_PATH", "")
+        env["LD_LIBRARY_PATH"] = str(lib) + (os.pathsep + current if current else "")
+    return env
+
+
+def find_perf_analyzer(explicit: str | os.PathLike | None = None) -> Path:
+    """The perf_analyzer binary: ``explicit``, else beside this interpreter, else on PATH.
+
+    Raises :class:`ToolMissingError` naming how to install it when none is found.
+    """
+    if explicit is not None:
+        path = Path(explicit)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ToolMissingError(f"perf_analyzer {path} not found or not executable; {INSTALL_HINT}")
+        return path
+    beside = Path(sys.executable).parent / "perf_analyzer"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("perf_analyzer")
+    if found:
+        return Path(found)
+    raise ToolMissingError(f"perf_analyzer not found (looked beside {sys.executable} and on PATH); {INSTALL_HINT}")
+
+
+def check_perf_analyzer(binary: Path, env: dict[str, str]) -> None:
+    """Run ``perf_analyzer --version`` once: a missing shared library becomes a one-line fix."""
+    try:
+        proc = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30, env=env)
+    except OSError as exc:
+        raise ToolMissingError(f"cannot run {binary}: {exc.strerror or exc}; {INSTALL_HINT}") from None
+    except subprocess.TimeoutExpired:
+        raise ToolMissingError(f"{binary} --version did not answer in 30 s") from None
+    if proc.returncode == 0:
+        return
+    text = (proc.stderr or "") + (proc.stdout or "")
+    if "libb64" in text:
+        raise ToolMissingError(f"perf_analyzer needs libb64: apt-get install libb64-0d ({_last_line(text)})")
+    if "libcudart" in text:
+        raise ToolMissingError("perf_analyzer needs libcudart.so.12: pip install nvidia-cuda-runtime-cu12 "
+                               f"(its lib folder is put on LD_LIBRARY_PATH automatically) ({_last_line(text)})")
+    raise ToolMissingError(f"{binary} --version failed with exit code {proc.returncode}: {_last_line(text)}")
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def _client(url: str, protocol: str, timeout_s: float):
+    """A tritonclient client for ``protocol`` and the keyword arguments that bound each call."""
+    if protocol == "grpc":
+        import tritonclient.grpc as grpcclient
+
+        return grpcclient.InferenceServerClient(url), {"client_timeout": timeout_s}
+    if protocol == "http":
+        import tritonclient.http as httpclient
+
+        return httpclient.InferenceServerClient(url, connection_timeout=timeout_s, network_timeout=timeout_s), {}
+    raise PerfError(f"protocol {protocol!r} not one of {', '.join(PROTOCOLS)}")
+
+
+def check_model_ready(url: str, protocol: str, model: str, timeout_s: float = 10.0) -> None:
+    """Raise :class:`ServerError` (one line) unless ``model`` is ready on the server at ``url``."""
+    from tritonclient.utils import InferenceServerException
+
+    client, kwargs = _client(url, protocol, timeout_s)
+    try:
+        try:
+            live = client.is_server_live(**kwargs)
+        except (InferenceServerException, ConnectionError, OSError) as exc:
+            raise ServerError(f"no Triton server answers {protocol} at {url}: {_first_line(exc)}") from None
+        if not live:
+            raise ServerError(f"Triton server at {url} is not live")
+        try:
+            ready = client.is_model_ready(model, **kwargs)
+        except (InferenceServerException, ConnectionError, OSError) as exc:
+            raise ServerError(f"cannot ask {url} about model {model!r}: {_first_line(exc)}") from None
+        if not ready:
+            raise ServerError(f"model {model!r} is not ready on {url}; ready models: "
+                              f"{', '.join(_ready_models(client, protocol, kwargs)) or 'none'}")
+    finally:
+        client.close()
+
+
+def server_alive(url: str, protocol: str, timeout_s: float = 3.0) -> bool:
+    """True when a Triton server answers ``live`` at ``url``."""
+    from tritonclient.utils import InferenceServerException
+
+    client, kwargs = _client(url, protocol, timeout_s)
+    try:
+        return bool(client.is_server_live(**kwargs))
+    except (InferenceServerException, ConnectionError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def _ready_models(client, protocol: str, kwargs: dict) -> list[str]:
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        if protocol == "grpc":
+            index = client.get_model_repository_index(as_json=True, **kwargs).get("models", [])
+        else:
+            index = client.get_model_repository_index()
+    except (InferenceServerException, ConnectionError, OSError):
+        return []
+    return sorted({m.get("name", "?") for m in index if m.get("state") == "READY"})
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Points and sweeps
+
+
+@dataclass
+class PointResult:
+    """One (batch size, concurrency) point: ``ok``, ``failed`` (with kind + stderr tail) or ``skipped``."""
+
+    batch_size: int
+    concurrency: int
+    status: str
+    csv_path: Path | None = None
+    log_path: Path | None = None
+    rows: list = field(default_factory=list)   # list[tritonkit.perf.results.PerfRow]
+    error_kind: str | None = None
+    error: str | None = None
+    stderr_tail: str = ""
+    argv: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict:
+        return {"batch_size": self.batch_size, "concurrency": self.concurrency, "status": self.status,
+                "csv": str(self.csv_path) if self.csv_path else None,
+                "log": str(self.log_path) if self.log_path else None, "error_kind": self.error_kind,
+                "error": self.error, "stderr_tail": self.stderr_tail, "argv": self.argv,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class SweepResult:
+    """Every point of a sweep, the files written, and the rows of the points that finished."""
+
+    spec: PerfSpec
+    batch_sizes: tuple[int, ...]
+    out_dir: Path
+    points: list[PointResult]
+    merged_csv: Path
+    markdown: Path
+    status_json: Path
+    plot: Path | None = None
+    stopped_reason: str | None = None
+
+    @property
+    def rows(self) -> list:
+        return [row for p in self.points if p.ok for row in p.rows]
+
+    @property
+    def failed(self) -> list[PointResult]:
+        return [p for p in self.points if p.status == "failed"]
+
+    @property
+    def skipped(self) -> list[PointResult]:
+        return [p for p in self.points if p.status == "skipped"]
+
+
+def classify_failure(returncode: int | None, stderr: str) -> str:
+    """A failure kind from perf_analyzer's exit code and stderr (``None`` exit = timed out)."""
+    if returncode is None:
+        return KIND_TIMEOUT
+    low = stderr.lower()
+    if "unknown model" in low or ("is not found" in low and "model" in low):
+        return KIND_MODEL_MISSING
+    if any(s in low for s in ("failed to connect", "couldn't connect", "connection refused",
+                              "failed to get model metadata: http client failed", "unavailable")):
+        return KIND_SERVER_UNREACHABLE
+    if "stable measurement" in low:
+        return KIND_UNSTABLE
+    return KIND_EXIT
+
+
+_HINTS = {
+    KIND_UNSTABLE: "not stable within --max-trials windows; raise the request count / interval or --stability",
+    KIND_MODEL_MISSING: "the server does not serve this model",
+    KIND_SERVER_UNREACHABLE: "the server does not answer",
+}
+
+
+def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
+    kept = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def run_point(spec: PerfSpec, points_dir: Path, binary: Path, env: dict[str, str]) -> PointResult:
+    """Run perf_analyzer for one point (``spec`` has a single concurrency level); never raises
+    for a failing measurement: the failure is returned with its stderr tail."""
+    from tritonkit.perf.results import ResultsError, parse_csv
+
+    level = spec.concurrency.start
+    stem = f"bs{spec.batch_size}_c{level}"
+    csv_path = points_dir / f"{stem}.csv"
+    log_path = points_dir / f"{stem}.log"
+    csv_path.unlink(missing_ok=True)
+    argv = spec.argv(binary, csv_path)
+    point = PointResult(spec.batch_size, level, "failed", log_path=log_path, argv=argv)
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=spec.timeout_s, env=env)
+        returncode, stdout, stderr = proc.returncode, proc.stdout or "", proc.stderr or ""
+    except subprocess.TimeoutExpired as exc:
+        returncode = None
+        stdout = _text(exc.stdout)
+        stderr = _text(exc.stderr) + f"\n(killed after the {spec.timeout_s:g} s timeout)"
+    point.seconds = time.perf_counter() - t0
+    log_path.write_text(f"$ {' '.join(argv)}\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n")
+    if returncode != 0:
+        point.error_kind = classify_failure(returncode, stderr)
+        point.stderr_tail = tail(stderr) or tail(stdout)
+        hint = _HINTS.get(point.error_kind, "")
+        what = "timed out" if returncode is None else f"exit code {returncode}"
+        point.error = f"{what}: {_last_line(stderr or stdout)}" + (f" ({hint})" if hint else "")
+        return point
+    try:
+        point.rows = parse_csv(csv_path, model=spec.model, batch_size=spec.batch_size, protocol=spec.protocol,
+                               shared_memory=spec.shared_memory)
+    except ResultsError as exc:
+        point.error_kind = KIND_NO_OUTPUT
+        point.error = str(exc)
+        point.stderr_tail = tail(stderr)
+        return point
+    point.status = "ok"
+    point.csv_path = csv_path
+    return point
+
+
+def _text(data) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+
+
+def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequence[int] | None = None,
+              binary: str | os.PathLike | None = None, check_ready: bool = True,
+              stop_on_error: bool = False, liveness: Callable[[], bool] | None = None,
+              on_point: Callable[[PointResult], None] | None = None, plot: bool = True) -> SweepResult:
+    """Measure every (batch size, concurrency level) of ``spec`` with perf_analyzer.
+
+    ``batch_sizes`` defaults to ``(spec.batch_size,)``; the levels come from ``spec.concurrency``.
+    Fails before the first point, with one line, when perf_analyzer is missing or the model is
+    not ready (``check_ready``). During the sweep a failing point is recorded and the sweep goes
+    on (``stop_on_error`` stops at the first failure); when the model is missing or the server
+    stops answering (``liveness``, by default a tritonclient live check, is asked after a
+    failure) the rest are marked skipped. Files are rewritten after every point, and also when
+    the sweep is interrupted.
+    """
+    from tritonkit.perf import results as results_mod
+
+    sizes = tuple(batch_sizes) if batch_sizes else (spec.batch_size,)
+    if any(b < 1 for b in sizes):
+        raise PerfError(f"batch sizes must be >= 1 (got {sizes})")
+    binary_path = find_perf_analyzer(binary)
+    env = analyzer_env()
+    check_perf_analyzer(binary_path, env)
+    if check_ready:
+        check_model_ready(spec.url, spec.protocol, spec.model)
+    if liveness is None:
+        liveness = lambda: server_alive(spec.url, spec.protocol)  # noqa: E731
+
+    out = Path(out_dir)
+    points_dir = out / "points"
+    points_dir.mkdir(parents=True, exist_ok=True)
+    result = SweepResult(spec, sizes, out, [], out / "sweep.csv", out / "sweep.md", out / "points.json")
+    plan = [(b, c) for b in sizes for c in spec.concurrency.levels()]
+    try:
+        for i, (b, c) in enumerate(plan):
+            point = run_point(spec.at(b, c), points_dir, binary_path, env)
+            if point.status == "failed" and point.error_kind not in FATAL_KINDS and not liveness():
+                point.error_kind = KIND_SERVER_UNREACHABLE
+                point.error = f"server at {spec.url} stopped answering ({point.error})"
+            result.points.append(point)
+            if on_point is not None:
+                on_point(point)
+            stop = None
+            if point.status == "failed" and point.error_kind in FATAL_KINDS:
+                stop = f"{point.error_kind} at bs {b}, concurrency {c}: {point.error}"
+            elif point.status == "failed" and stop_on_error:
+                stop = f"stopped at the first failure (bs {b}, concurrency {c}): {point.error}"
+            if stop:
+                result.stopped_reason = stop
+                result.points.extend(PointResult(bb, cc, "skipped", error=f"not run: {stop}")
+                                     for bb, cc in plan[i + 1:])
+            write_sweep_files(result, results_mod)
+            if stop:
+                break
+    finally:
+        write_sweep_files(result, results_mod)
+        if plot and result.rows:
+            from tritonkit.perf.plot import plot_latency_throughput
+
+            result.plot = plot_latency_throughput(result.rows, out / "latency_throughput.png",
+                                                  percentile=spec.percentile if spec.percentile in (50, 90, 95, 99) else 99,
+                                                  title=f"{spec.model} ({spec.protocol})")
+    return result
+
+
+def write_sweep_files(result: SweepResult, results_mod=None) -> None:
+    """(Re)write sweep.csv, sweep.md and points.json from the points so far, atomically."""
+    from tritonkit.report import write_json
+
+    if results_mod is None:
+        from tritonkit.perf import results as results_mod
+    rows = result.rows
+    results_mod.write_rows_csv(rows, result.merged_csv)
+    tables = results_mod.sweep_tables(rows)
+    extra = results_mod.failures_markdown([p.to_json() for p in result.points if not p.ok])
+    results_mod.write_markdown(result.markdown, tables, title=f"perf sweep: {result.spec.model}",
+                               preamble=_settings_line(result.spec, result.batch_sizes), epilogue=extra)
+    status = {"spec": _spec_json(result.spec), "batch_sizes": list(result.batch_sizes),
+              "stopped_reason": result.stopped_reason, "points": [p.to_json() for p in result.points]}
+    write_json(result.status_json, status)
+
+
+def _spec_json(spec: PerfSpec) -> dict:
+    d = asdict(spec)
+    d["concurrency"] = str(spec.concurrency)
+    return d
+
+
+def _settings_line(spec: PerfSpec, sizes: Sequence[int]) -> str:
+    how = (f"time windows of {spec.measurement_interval_ms} ms" if spec.measurement_mode == "time_windows"
+           else f"count windows of >= {spec.measurement_request_count} requests")
+    stab = f"p{spec.percentile}" if spec.percentile else "average latency"
+    return (f"perf_analyzer, {spec.protocol} at {spec.url}, batch sizes {', '.join(map(str, sizes))}, "
+            f"concurrency {spec.concurrency}, {how}, stable within {spec.stability_pct:g}% on {stab}, "
+            f"shared memory {spec.shared_memory}, input data {spec.input_data}.")

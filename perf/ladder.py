@@ -1,0 +1,368 @@
+"""The overhead ladder: one model, one batch size, each way of running it, side by side in one run.
+
+Rungs, from the compute limit down to the full client pipeline:
+
+1. ``trtexec`` — the TensorRT engine alone (GPU hosts). Not measured on a CPU host; the row
+   stays in the table with the reason, so the GPU table has the same shape.
+2. ``onnxruntime in-process`` — the same ONNX, same onnxruntime settings as the served model
+   (CPU provider, inter-op 1, the configured intra-op threads), called back to back in this
+   process: the compute limit here. Every other rung is a ratio to it.
+3. ``Triton gRPC``, ``Triton HTTP``, ``Triton gRPC + system shm`` — the served model under
+   the same in-flight concurrency, measured with perf_analyzer.
+4. ``run stream`` — the whole client pipeline (decode + preprocess + infer + postprocess,
+   :func:`tritonkit.client.pipeline.run_stream`) at the same batch size and in-flight count.
+
+Why perf_analyzer for the served rungs: it is a C++ load generator, so the time it spends
+per request is small and nearly the same for every protocol — the ratio then measures the
+serving path, not a Python client's GIL and numpy serialisation; it handles gRPC, HTTP and
+system shared memory with one flag each, and stabilises every rung the same way (windows
+until throughput and latency agree within the stability percentage). The in-process rung
+uses the same windowing rule (:func:`measure_onnxruntime`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tritonkit.cards import ModelCard
+from tritonkit.errors import TritonkitError
+from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
+from tritonkit.perf.results import TextTable
+
+TRTEXEC_NOT_HERE = ("not measured: trtexec runs a TensorRT engine on an NVIDIA GPU; this host has "
+                    "{why}. On a GPU host build the plan with `tritonkit build` and run trtexec on it.")
+
+
+@dataclass(frozen=True)
+class InProcessResult:
+    """onnxruntime called back to back in this process."""
+
+    img_per_s: float
+    ms_per_batch: float
+    windows_img_per_s: tuple[float, ...]
+    stable: bool
+    batches: int
+
+
+def ort_session(onnx_path: str | os.PathLike, intra_op_threads: int = 0):
+    """An onnxruntime CPU session set up like the served cpu-target model (inter-op 1)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if intra_op_threads > 0:
+        options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise TritonkitError(f"{onnx_path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+
+
+def windows_stable(values: Sequence[float], stability_pct: float, last: int = 3) -> bool:
+    """perf_analyzer's rule: the last ``last`` windows' max/min within ``stability_pct``."""
+    if len(values) < last:
+        return False
+    tail = values[-last:]
+    return min(tail) > 0 and max(tail) / min(tail) - 1.0 <= stability_pct / 100.0
+
+
+def measure_onnxruntime(onnx_path: str | os.PathLike, card: ModelCard, batch_size: int, *,
+                        window_s: float = 2.0, stability_pct: float = 10.0, max_windows: int = 8,
+                        intra_op_threads: int = 0, session=None) -> InProcessResult:
+    """img/s of ``session.run`` on random input of ``batch_size``, back to back, in windows of
+    ``window_s`` until three windows agree within ``stability_pct`` (the mean of those three)."""
+    session = session or ort_session(onnx_path, intra_op_threads)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(card.input_shape(batch_size)).astype(card.input.numpy_dtype)
+    names = [o.name for o in card.outputs]
+    feed = {card.input.name: x}
+    for _ in range(2):
+        session.run(names, feed)
+    windows: list[float] = []
+    batches = 0
+    while len(windows) < max_windows:
+        n = 0
+        t0 = time.perf_counter()
+        while True:
+            session.run(names, feed)
+            n += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= window_s:
+                break
+        batches += n
+        windows.append(n * batch_size / elapsed)
+        if windows_stable(windows, stability_pct):
+            break
+    stable = windows_stable(windows, stability_pct)
+    used = windows[-3:]
+    img_s = float(np.mean(used))
+    return InProcessResult(img_s, batch_size / img_s * 1e3, tuple(round(w, 3) for w in windows), stable, batches)
+
+
+# --------------------------------------------------------------------------------------------
+# Images for the run-stream rung
+
+
+@dataclass(frozen=True)
+class BytesItem:
+    """An encoded image held in memory (the run-stream Item protocol: key, read_bytes, label)."""
+
+    key: str
+    data: bytes
+    label: int = 0
+
+    def read_bytes(self) -> bytes:
+        return self.data
+
+
+def synthetic_items(n: int, *, size: tuple[int, int] = (500, 375), seed: int = 0,
+                    quality: int = 90) -> list[BytesItem]:
+    """``n`` JPEGs of ImageNet-like size (smooth colour fields + noise, so they compress like
+    photos, not like flat colour). Labels are 0: the rungs time the pipeline, not accuracy."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    items = []
+    for i in range(n):
+        a, b, c = rng.uniform(0.005, 0.05, 3)
+        base = np.stack([np.sin(xx * a + i), np.cos(yy * b + 2 * i), np.sin((xx + yy) * c)], axis=-1)
+        img = ((base * 0.5 + 0.5) * 200 + rng.normal(0, 12, (h, w, 3))).clip(0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+        items.append(BytesItem(f"synthetic_{i:05d}.jpg", buf.getvalue()))
+    return items
+
+
+def folder_items(folder: str | os.PathLike, limit: int) -> list:
+    """Up to ``limit`` image files under ``folder`` (sorted, label 0)."""
+    from tritonkit.client.datasets import IMAGE_SUFFIXES, FileItem
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise TritonkitError(f"{root}: image folder not found")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if not paths:
+        raise TritonkitError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return [FileItem(p.relative_to(root).as_posix(), p, 0) for p in paths]
+
+
+# --------------------------------------------------------------------------------------------
+# The ladder
+
+
+@dataclass(frozen=True)
+class LadderOptions:
+    """One ladder run. ``served_name`` None -> the card's name; ``http_url`` None -> no HTTP rung."""
+
+    card: ModelCard
+    onnx: Path
+    grpc_url: str
+    http_url: str | None = None
+    served_name: str | None = None
+    batch_size: int = 8
+    concurrency: int = 2
+    measurement_interval_ms: int = 3000
+    stability_pct: float = 10.0
+    max_trials: int = 8
+    intra_op_threads: int = 0
+    stream_images: int = 128
+    stream_workers: int = 2
+    images: tuple = ()               # run-stream items; () -> synthetic_items(stream_images)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.concurrency < 1:
+            raise TritonkitError("batch size and concurrency must be >= 1")
+        if self.batch_size > self.card.max_batch_size:
+            raise TritonkitError(f"batch size {self.batch_size} is above card {self.card.name!r}'s max "
+                                 f"{self.card.max_batch_size}")
+
+    @property
+    def model(self) -> str:
+        return self.served_name or self.card.name
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One way of running the model: ``img_per_s`` None when not measured (``note`` says why)."""
+
+    name: str
+    how: str
+    img_per_s: float | None = None
+    p99_ms: float | None = None
+    note: str = ""
+
+    def ratio(self, limit: float | None) -> float | None:
+        if self.img_per_s is None or not limit:
+            return None
+        return self.img_per_s / limit
+
+
+@dataclass
+class LadderResult:
+    options: LadderOptions
+    rungs: list[Rung] = field(default_factory=list)
+    out_dir: Path | None = None
+
+    @property
+    def limit(self) -> float | None:
+        """img/s of the in-process onnxruntime rung (the compute limit here)."""
+        for r in self.rungs:
+            if r.name == RUNG_ORT:
+                return r.img_per_s
+        return None
+
+    def rung(self, name: str) -> Rung | None:
+        return next((r for r in self.rungs if r.name == name), None)
+
+    def table(self) -> TextTable:
+        o = self.options
+        rows = []
+        for r in self.rungs:
+            ratio = r.ratio(self.limit)
+            rows.append((r.name, f"{r.img_per_s:,.1f}" if r.img_per_s is not None else "not measured",
+                         f"{ratio:.3f}" if ratio is not None else "—",
+                         f"{r.p99_ms:,.2f}" if r.p99_ms is not None else "—", r.how, r.note))
+        return TextTable(
+            f"overhead ladder: {o.model}, batch {o.batch_size}, {o.concurrency} in flight",
+            ("rung", "img/s", "÷ in-process", "p99 ms/req", "measured with", "note"), tuple(rows),
+            note="Measured one after another in one run on this machine; ratios are to in-process onnxruntime.")
+
+    def to_json(self) -> dict:
+        o = self.options
+        return {"model": o.model, "card": o.card.name, "onnx": str(o.onnx), "batch_size": o.batch_size,
+                "concurrency": o.concurrency, "limit_img_per_s": self.limit,
+                "rungs": [{"name": r.name, "how": r.how, "img_per_s": r.img_per_s, "p99_ms": r.p99_ms,
+                           "ratio": r.ratio(self.limit), "note": r.note} for r in self.rungs]}
+
+
+RUNG_TRTEXEC = "trtexec (TensorRT engine)"
+RUNG_ORT = "onnxruntime in-process"
+RUNG_GRPC = "Triton gRPC"
+RUNG_HTTP = "Triton HTTP"
+RUNG_SHM = "Triton gRPC + system shm"
+RUNG_STREAM = "run stream (decode+preprocess+infer+postprocess)"
+
+
+def trtexec_rung() -> Rung:
+    """The TensorRT rung's row on this host (never measured by this CPU ladder)."""
+    why = "no trtexec on PATH" if shutil.which("trtexec") is None else "no TensorRT plan for this CPU run"
+    if shutil.which("nvidia-smi") is None:
+        why += " and no NVIDIA GPU"
+    return Rung(RUNG_TRTEXEC, "trtexec", note=TRTEXEC_NOT_HERE.format(why=why))
+
+
+def _served_rung(name: str, o: LadderOptions, url: str, protocol: str, shm: str, out: Path) -> Rung:
+    spec = PerfSpec(model=o.model, url=url, protocol=protocol, batch_size=o.batch_size,
+                    concurrency=ConcurrencyRange(o.concurrency, o.concurrency), measurement_mode="time_windows",
+                    measurement_interval_ms=o.measurement_interval_ms, stability_pct=o.stability_pct,
+                    max_trials=o.max_trials, shared_memory=shm)
+    how = f"perf_analyzer -i {protocol}" + (f" --shared-memory {shm}" if shm != "none" else "")
+    result = run_sweep(spec, out, plot=False)
+    if not result.rows:
+        failure = result.points[0].error if result.points else "no point ran"
+        return Rung(name, how, note=f"failed: {failure}")
+    row = result.rows[0]
+    return Rung(name, how, row.img_per_s, row.p99_us / 1000.0,
+                note=f"server queue {row.split.server_queue_us / 1000:.2f} ms, compute "
+                     f"{row.split.server_compute_us / 1000:.2f} ms per request")
+
+
+def measure_run_stream(card: ModelCard, items: Sequence, *, url: str, served_name: str, batch_size: int,
+                       in_flight: int, workers: int = 2, protocol: str = "grpc") -> dict:
+    """The classification engineer's run stream against the served model; returns its
+    FlagPerf metrics (``p_infer_whole``, ``p_infer_core``, latency) plus wall time and images."""
+    from tritonkit.client.classify import ClassifyAdapter
+    from tritonkit.client.infer import ClientOptions, TritonInfer
+    from tritonkit.client.pipeline import EngineOptions, run_stream
+    from tritonkit.client.timing import flagperf_metrics
+
+    client = TritonInfer(card, ClientOptions(url=url, protocol=protocol, model_name=served_name,
+                                             in_flight=in_flight), max_batch=batch_size)
+    with client:
+        engine = EngineOptions(batch_size=batch_size, workers=workers, in_flight=in_flight, progress=False)
+        # warm-up pass over a few batches, so connection set-up is not timed
+        run_stream(list(items[:batch_size * in_flight]), ClassifyAdapter(card), client, engine)
+        t0 = time.perf_counter()
+        stream = run_stream(list(items), ClassifyAdapter(card), client, engine)
+        wall = time.perf_counter() - t0
+    if stream.errors:
+        raise TritonkitError(f"run stream: {len(stream.errors)} images failed, first: {stream.errors[0]}")
+    metrics = flagperf_metrics(stream.timing, wall)
+    return {**metrics, "images": stream.evaluated, "wall_s": stream.wall_s,
+            "stages_ms_per_image": {k: v.get("ms_per_image") for k, v in stream.timing.per_stage().items()}}
+
+
+def run_ladder(options: LadderOptions, out_dir: str | os.PathLike,
+               on_rung: Callable[[Rung], None] | None = None) -> LadderResult:
+    """Measure every rung one after another; the report is rewritten after each rung, and a
+    rung that fails is kept as "not measured" with its one-line reason."""
+    o = options
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = LadderResult(o, out_dir=out)
+
+    def add(rung: Rung) -> None:
+        result.rungs.append(rung)
+        write_ladder(result)
+        if on_rung is not None:
+            on_rung(rung)
+
+    def attempt(name: str, how: str, fn: Callable[[], Rung]) -> None:
+        try:
+            add(fn())
+        except TritonkitError as exc:
+            add(Rung(name, how, note=f"failed: {exc}"))
+
+    add(trtexec_rung())
+
+    def ort() -> Rung:
+        r = measure_onnxruntime(o.onnx, o.card, o.batch_size, window_s=o.measurement_interval_ms / 1000.0,
+                                stability_pct=o.stability_pct, max_windows=o.max_trials,
+                                intra_op_threads=o.intra_op_threads)
+        return Rung(RUNG_ORT, "onnxruntime InferenceSession.run, back to back", r.img_per_s,
+                    note=f"{r.ms_per_batch:.2f} ms per batch" + ("" if r.stable else " (windows did not stabilise)"))
+
+    attempt(RUNG_ORT, "onnxruntime", ort)
+    attempt(RUNG_GRPC, "perf_analyzer -i grpc",
+            lambda: _served_rung(RUNG_GRPC, o, o.grpc_url, "grpc", "none", out / "grpc"))
+    if o.http_url:
+        attempt(RUNG_HTTP, "perf_analyzer -i http",
+                lambda: _served_rung(RUNG_HTTP, o, o.http_url, "http", "none", out / "http"))
+    else:
+        add(Rung(RUNG_HTTP, "perf_analyzer -i http", note="not measured: no HTTP address given (--http-url)"))
+    attempt(RUNG_SHM, "perf_analyzer -i grpc --shared-memory system",
+            lambda: _served_rung(RUNG_SHM, o, o.grpc_url, "grpc", "system", out / "grpc_shm"))
+
+    def stream() -> Rung:
+        if o.card.task != "classify":
+            return Rung(RUNG_STREAM, "run_stream", note=f"not measured: the ladder's stream rung runs classifiers "
+                                                         f"(card task is {o.card.task})")
+        items = list(o.images) or synthetic_items(o.stream_images)
+        m = measure_run_stream(o.card, items, url=o.grpc_url, served_name=o.model, batch_size=o.batch_size,
+                               in_flight=o.concurrency, workers=o.stream_workers)
+        return Rung(RUNG_STREAM, f"tritonkit run_stream over gRPC, {o.stream_workers} decode workers",
+                    m["p_infer_whole"], m["latency"]["p99"],
+                    note=f"{m['images']} images; p_infer_core {m['p_infer_core']:.1f} img/s")
+
+    attempt(RUNG_STREAM, "run_stream", stream)
+    return result
+
+
+def write_ladder(result: LadderResult) -> None:
+    from tritonkit.perf.results import write_markdown
+    from tritonkit.report import write_json
+
+    if result.out_dir is None:
+        return
+    write_json(result.out_dir / "ladder.json", result.to_json())
+    write_markdown(result.out_dir / "ladder.md", [result.table()], title="overhead ladder")

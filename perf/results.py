@@ -1,0 +1,413 @@
+"""perf_analyzer CSVs -> typed rows -> tables (terminal, markdown, CSV).
+
+perf_analyzer's ``-f`` CSV has one line per concurrency level. Its columns (µs, except the
+throughput) are, with and without ``--verbose-csv`` / ``--percentile``::
+
+    Concurrency, Inferences/Second, Client Send, Network+Server Send/Recv, Server Queue,
+    Server Compute Input, Server Compute Infer, Server Compute Output, Client Recv,
+    p50 latency, p90 latency, p95 latency, p99 latency
+    [--verbose-csv: Avg latency (absent when --percentile is given), request/response, response wait]
+
+The latency split (client send ... client recv) is built by perf_analyzer to add up to the
+average client latency; when the CSV has no ``Avg latency`` column the row's average is that
+sum (``avg_measured`` False says so).
+
+"Inferences/Second" counts every sample of a batch (requests/s x batch size), so for image
+models it is images per second; requests per second is that divided by the batch size.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from tritonkit.errors import TritonkitError
+
+STATS = ("avg", "p50", "p90", "p95", "p99")
+
+
+class ResultsError(TritonkitError):
+    """A perf_analyzer CSV that cannot be read as expected."""
+
+
+@dataclass(frozen=True)
+class LatencySplit:
+    """Where the average request time goes (µs), as perf_analyzer splits it."""
+
+    client_send_us: float
+    network_us: float            # network + server send/recv (gRPC/HTTP framing, (de)serialisation)
+    server_queue_us: float
+    compute_input_us: float
+    compute_infer_us: float
+    compute_output_us: float
+    client_recv_us: float
+
+    def total_us(self) -> float:
+        return (self.client_send_us + self.network_us + self.server_queue_us + self.compute_input_us
+                + self.compute_infer_us + self.compute_output_us + self.client_recv_us)
+
+    @property
+    def server_compute_us(self) -> float:
+        return self.compute_input_us + self.compute_infer_us + self.compute_output_us
+
+
+@dataclass(frozen=True)
+class PerfRow:
+    """One measured point: a model at one batch size and concurrency."""
+
+    model: str
+    batch_size: int
+    concurrency: int
+    infer_per_s: float           # perf_analyzer's Inferences/Second: samples (images) per second
+    avg_us: float
+    p50_us: float
+    p90_us: float
+    p95_us: float
+    p99_us: float
+    split: LatencySplit
+    avg_measured: bool = True    # False: avg is the sum of the split (CSV without "Avg latency")
+    protocol: str = ""
+    shared_memory: str = "none"
+
+    @property
+    def img_per_s(self) -> float:
+        return self.infer_per_s
+
+    @property
+    def req_per_s(self) -> float:
+        return self.infer_per_s / self.batch_size
+
+    def latency_us(self, stat: str) -> float:
+        if stat not in STATS:
+            raise ResultsError(f"latency statistic {stat!r} not one of {', '.join(STATS)}")
+        return getattr(self, f"{stat}_us")
+
+    def latency_ms(self, stat: str) -> float:
+        return self.latency_us(stat) / 1000.0
+
+    @property
+    def config(self) -> str:
+        """How it was served, for labels: ``grpc``, ``http+shm`` ..."""
+        label = self.protocol or "?"
+        return label + ("+shm" if self.shared_memory == "system" else
+                        "+cudashm" if self.shared_memory == "cuda" else "")
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} ({self.config})" if self.protocol else self.model
+
+
+_COLUMNS = {
+    "Concurrency": "concurrency",
+    "Inferences/Second": "infer_per_s",
+    "Client Send": "client_send_us",
+    "Network+Server Send/Recv": "network_us",
+    "Server Queue": "server_queue_us",
+    "Server Compute Input": "compute_input_us",
+    "Server Compute Infer": "compute_infer_us",
+    "Server Compute Output": "compute_output_us",
+    "Client Recv": "client_recv_us",
+    "p50 latency": "p50_us",
+    "p90 latency": "p90_us",
+    "p95 latency": "p95_us",
+    "p99 latency": "p99_us",
+}
+_OPTIONAL = {"Avg latency": "avg_us"}
+_SPLIT_FIELDS = ("client_send_us", "network_us", "server_queue_us", "compute_input_us", "compute_infer_us",
+                 "compute_output_us", "client_recv_us")
+
+
+def parse_csv_text(text: str, *, model: str, batch_size: int, protocol: str = "", shared_memory: str = "none",
+                   source: str = "<csv>") -> list[PerfRow]:
+    """Rows of one perf_analyzer ``-f`` CSV (concurrency mode). Stops at the first blank line
+    (``--collect-metrics`` appends a second section after one)."""
+    lines = []
+    for line in text.splitlines():
+        if not line.strip():
+            if lines:
+                break
+            continue
+        lines.append(line)
+    if not lines:
+        raise ResultsError(f"{source}: empty perf_analyzer CSV")
+    reader = csv.DictReader(io.StringIO("\n".join(lines)))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in _COLUMNS if c not in header]
+    if missing:
+        hint = " (a Request Rate CSV from --request-rate-range? only concurrency sweeps are read)" if "Request Rate" in header else ""
+        raise ResultsError(f"{source}: not a perf_analyzer concurrency CSV, missing columns {missing}{hint}")
+    rows = []
+    for n, raw in enumerate(reader, start=2):
+        raw = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+        try:
+            values = {name: float(raw[col]) for col, name in _COLUMNS.items()}
+            avg_text = raw.get("Avg latency", "")
+            avg = float(avg_text) if avg_text else None
+        except ValueError as exc:
+            raise ResultsError(f"{source} line {n}: not a number ({exc})") from None
+        if not all(math.isfinite(v) for v in values.values()):
+            raise ResultsError(f"{source} line {n}: non-finite value")
+        split = LatencySplit(**{f: values[f] for f in _SPLIT_FIELDS})
+        rows.append(PerfRow(
+            model=model, batch_size=int(batch_size), concurrency=int(values["concurrency"]),
+            infer_per_s=values["infer_per_s"], avg_us=avg if avg is not None else split.total_us(),
+            p50_us=values["p50_us"], p90_us=values["p90_us"], p95_us=values["p95_us"], p99_us=values["p99_us"],
+            split=split, avg_measured=avg is not None, protocol=protocol, shared_memory=shared_memory))
+    if not rows:
+        raise ResultsError(f"{source}: header but no measurements")
+    return rows
+
+
+def parse_csv(path: str | os.PathLike, *, model: str, batch_size: int, protocol: str = "",
+              shared_memory: str = "none") -> list[PerfRow]:
+    """Rows of the perf_analyzer CSV at ``path`` (the batch size is not in the file: pass it)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ResultsError(f"{p}: perf_analyzer wrote no CSV") from None
+    return parse_csv_text(text, model=model, batch_size=batch_size, protocol=protocol,
+                          shared_memory=shared_memory, source=str(p))
+
+
+# --------------------------------------------------------------------------------------------
+# Our merged CSV (one line per point, ms) and reading it back
+
+ROW_CSV_COLUMNS = ("model", "protocol", "shared_memory", "batch_size", "concurrency", "img_per_s", "req_per_s",
+                   "avg_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "client_send_ms", "network_ms",
+                   "server_queue_ms", "compute_input_ms", "compute_infer_ms", "compute_output_ms",
+                   "client_recv_ms", "avg_measured")
+
+
+def row_to_dict(row: PerfRow) -> dict:
+    d = {"model": row.model, "protocol": row.protocol, "shared_memory": row.shared_memory,
+         "batch_size": row.batch_size, "concurrency": row.concurrency, "img_per_s": round(row.img_per_s, 3),
+         "req_per_s": round(row.req_per_s, 3)}
+    for stat in STATS:
+        d[f"{stat}_ms"] = round(row.latency_ms(stat), 4)
+    for f in _SPLIT_FIELDS:
+        d[f.removesuffix("_us") + "_ms"] = round(getattr(row.split, f) / 1000.0, 4)
+    d["avg_measured"] = row.avg_measured
+    return d
+
+
+def write_rows_csv(rows: Iterable[PerfRow], path: str | os.PathLike) -> Path:
+    """Every point, one line each (latencies in ms), written atomically."""
+    p = Path(path)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=ROW_CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row_to_dict(row))
+    _atomic_write(p, buf.getvalue())
+    return p
+
+
+def read_rows_csv(path: str | os.PathLike) -> list[PerfRow]:
+    """Read back a CSV written by :func:`write_rows_csv`."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ResultsError(f"{p}: not found") from None
+    rows = []
+    for n, d in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        try:
+            split = LatencySplit(**{f: float(d[f.removesuffix("_us") + "_ms"]) * 1000.0 for f in _SPLIT_FIELDS})
+            rows.append(PerfRow(
+                model=d["model"], batch_size=int(d["batch_size"]), concurrency=int(d["concurrency"]),
+                infer_per_s=float(d["img_per_s"]),
+                **{f"{s}_us": float(d[f"{s}_ms"]) * 1000.0 for s in STATS},
+                split=split, avg_measured=d["avg_measured"] == "True", protocol=d["protocol"],
+                shared_memory=d["shared_memory"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ResultsError(f"{p} line {n}: unreadable ({exc})") from None
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """A finished table of strings: shown with rich in the terminal, written as markdown and CSV."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    note: str = ""
+
+    def rich(self):
+        from rich.table import Table
+
+        table = Table(title=self.title, caption=self.note or None)
+        for i, h in enumerate(self.headers):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+    def markdown(self) -> str:
+        """GitHub markdown table (rendered by rich with its markdown box)."""
+        from rich import box
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=box.MARKDOWN, show_edge=True, pad_edge=True)
+        for i, h in enumerate(self.headers):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for row in self.rows:
+            table.add_row(*row)
+        console = Console(file=io.StringIO(), width=100_000, color_system=None, force_terminal=False,
+                          soft_wrap=False)
+        console.print(table)
+        body = "\n".join(ln.rstrip() for ln in console.file.getvalue().splitlines() if ln.strip())
+        parts = [f"### {self.title}", "", body]
+        if self.note:
+            parts += ["", self.note]
+        return "\n".join(parts) + "\n"
+
+    def csv_text(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.headers)
+        writer.writerows(self.rows)
+        return buf.getvalue()
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def best_rows(rows: Sequence[PerfRow]) -> dict[tuple[str, int], PerfRow]:
+    """``(label, batch size) -> `` the point with the highest throughput."""
+    best: dict[tuple[str, int], PerfRow] = {}
+    for r in rows:
+        key = (r.label, r.batch_size)
+        if key not in best or r.img_per_s > best[key].img_per_s:
+            best[key] = r
+    return best
+
+
+def lowest_concurrency_rows(rows: Sequence[PerfRow]) -> dict[tuple[str, int], PerfRow]:
+    """``(label, batch size) ->`` the point at the lowest measured concurrency."""
+    low: dict[tuple[str, int], PerfRow] = {}
+    for r in rows:
+        key = (r.label, r.batch_size)
+        if key not in low or r.concurrency < low[key].concurrency:
+            low[key] = r
+    return low
+
+
+def _labels_and_sizes(rows: Sequence[PerfRow]) -> tuple[list[str], list[int]]:
+    labels = list(dict.fromkeys(r.label for r in rows))
+    sizes = sorted({r.batch_size for r in rows})
+    return labels, sizes
+
+
+def ms_per_batch_table(rows: Sequence[PerfRow], stat: str = "avg") -> TextTable:
+    """The seed tables' layout: rows = model, columns = batch size, ms per batch (one request
+    of that batch at the lowest measured concurrency, normally 1)."""
+    labels, sizes = _labels_and_sizes(rows)
+    low = lowest_concurrency_rows(rows)
+    body = []
+    for label in labels:
+        body.append((label, *(_fmt(low[(label, b)].latency_ms(stat)) if (label, b) in low else "—" for b in sizes)))
+    concs = sorted({r.concurrency for r in low.values()})
+    return TextTable(f"ms per batch ({stat} latency)", ("model", *(f"bs {b}" for b in sizes)), tuple(body),
+                     note=f"client-side {stat} latency of one request at concurrency "
+                          f"{', '.join(map(str, concs))} (the lowest measured).")
+
+
+def throughput_table(rows: Sequence[PerfRow]) -> TextTable:
+    """Rows = model, columns = batch size: images/s at the best concurrency (and that concurrency)."""
+    labels, sizes = _labels_and_sizes(rows)
+    best = best_rows(rows)
+    body = []
+    for label in labels:
+        cells = []
+        for b in sizes:
+            r = best.get((label, b))
+            cells.append(f"{_fmt(r.img_per_s, 1)} (c={r.concurrency})" if r else "—")
+        body.append((label, *cells))
+    return TextTable("images/s at the best concurrency", ("model", *(f"bs {b}" for b in sizes)), tuple(body),
+                     note="perf_analyzer's infer/s, which counts every image of a batch.")
+
+
+def detail_table(rows: Sequence[PerfRow], model_label: str | None = None) -> TextTable:
+    """Every point of one model/config: throughput, percentiles, and where the time goes (ms)."""
+    chosen = [r for r in rows if model_label is None or r.label == model_label]
+    headers = ("bs", "conc", "img/s", "req/s", "avg", "p50", "p90", "p95", "p99", "queue", "comp in",
+               "comp infer", "comp out", "send", "network", "recv")
+    body = []
+    for r in sorted(chosen, key=lambda r: (r.batch_size, r.concurrency)):
+        s = r.split
+        body.append((str(r.batch_size), str(r.concurrency), _fmt(r.img_per_s, 1), _fmt(r.req_per_s, 1),
+                     _fmt(r.avg_us / 1000, 3) + ("" if r.avg_measured else "*"),
+                     *(_fmt(r.latency_ms(st), 3) for st in ("p50", "p90", "p95", "p99")),
+                     *(_fmt(v / 1000, 3) for v in (s.server_queue_us, s.compute_input_us, s.compute_infer_us,
+                                                   s.compute_output_us, s.client_send_us, s.network_us,
+                                                   s.client_recv_us))))
+    note = "latencies in ms (client side); queue / comp = server side; send / network / recv = client and wire."
+    if any(not r.avg_measured for r in chosen):
+        note += " * avg = sum of the split (CSV without an Avg latency column)."
+    return TextTable(f"all points: {model_label or 'all models'}", headers, tuple(body), note=note)
+
+
+def sweep_tables(rows: Sequence[PerfRow]) -> list[TextTable]:
+    """The report tables of a sweep: ms per batch, img/s (rows = model, columns = bs), then one
+    detail table per model/config with every point."""
+    if not rows:
+        return []
+    labels, _ = _labels_and_sizes(rows)
+    return [ms_per_batch_table(rows), throughput_table(rows), *(detail_table(rows, label) for label in labels)]
+
+
+def failures_markdown(points: Sequence[dict]) -> str:
+    """A markdown section listing failed and skipped points with their error and stderr tail."""
+    if not points:
+        return ""
+    out = ["### points not measured", ""]
+    for p in points:
+        out.append(f"- bs {p['batch_size']}, concurrency {p['concurrency']}: **{p['status']}**"
+                   + (f" ({p['error_kind']})" if p.get("error_kind") else "") + f" — {p.get('error') or ''}")
+        if p.get("stderr_tail"):
+            out += ["", "  ```", *(f"  {ln}" for ln in p["stderr_tail"].splitlines()), "  ```"]
+    return "\n".join(out) + "\n"
+
+
+def write_markdown(path: str | os.PathLike, tables: Sequence[TextTable], *, title: str, preamble: str = "",
+                   epilogue: str = "") -> Path:
+    parts = [f"## {title}", ""]
+    if preamble:
+        parts += [preamble, ""]
+    if not tables:
+        parts += ["(no point finished)", ""]
+    parts += [t.markdown() for t in tables]
+    if epilogue:
+        parts += [epilogue]
+    p = Path(path)
+    _atomic_write(p, "\n".join(parts).rstrip() + "\n")
+    return p
+
+
+def print_tables(tables: Sequence[TextTable], console=None) -> None:
+    from rich.console import Console
+
+    console = console or Console()
+    for t in tables:
+        console.print(t.rich())
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    from tritonkit.report import write_text
+
+    write_text(path, text)

@@ -1,0 +1,236 @@
+"""Detection postprocess: YOLO/SSD decode, NMS against torchvision, the round trip to image pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tritonkit.cards import NMS_AP, NMS_SPEED, NMSProfile, Preprocess, get_card
+from tritonkit.client.detection import (
+    Detections, batched_nms, box_iou, decode_ssd, decode_yolo, geometry_from_array, geometry_to_array, nms,
+    pad_detections, postprocess_card, postprocess_ssd, postprocess_yolo, unpad_detections, xywh_to_xyxy,
+    xyxy_to_xywh)
+from tritonkit.client.preprocess import Geometry, preprocess
+
+
+def _random_boxes(rng, n, extent=600.0, max_side=120.0):
+    xy = rng.random((n, 2)) * extent
+    wh = rng.random((n, 2)) * max_side + 0.5
+    return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+
+
+def _distinct_scores(rng, n):
+    """Scores without ties (a tie makes the order of equal-score boxes implementation-defined)."""
+    return (rng.permutation(n) + rng.random(n) * 0.5).astype(np.float32) / n
+
+
+def _torch(a):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+# -- NMS against torchvision --------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("iou", [0.3, 0.45, 0.65])
+def test_nms_matches_torchvision(seed, iou):
+    import torchvision
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(50, 1500))
+    boxes, scores = _random_boxes(rng, n), _distinct_scores(rng, n)
+    ours = nms(boxes, scores, iou)
+    ref = torchvision.ops.nms(_torch(boxes), _torch(scores), iou).numpy()
+    assert 0 < len(ours) < n  # the case really suppresses something
+    np.testing.assert_array_equal(ours, ref)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batched_nms_matches_torchvision_and_truncates(seed):
+    import torchvision
+
+    rng = np.random.default_rng(100 + seed)
+    n = 3000
+    boxes, scores = _random_boxes(rng, n, extent=300), _distinct_scores(rng, n)
+    classes = rng.integers(0, 80, n)
+    ref = torchvision.ops.batched_nms(_torch(boxes), _torch(scores), _torch(classes), 0.5).numpy()
+    np.testing.assert_array_equal(batched_nms(boxes, scores, classes, 0.5), ref)
+    np.testing.assert_array_equal(batched_nms(boxes, scores, classes, 0.5, max_detections=100), ref[:100])
+    # class-aware keeps more than class-agnostic on the same boxes
+    assert len(ref) > len(nms(boxes, scores, 0.5))
+
+
+def test_nms_threshold_is_strict_and_degenerate_boxes_survive_like_torchvision():
+    import torchvision
+
+    boxes = np.array([[0, 0, 2, 1], [0, 0, 1, 1], [5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 2, 1.01]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5], np.float32)
+    for thr in (0.25, 0.5, 0.9):
+        ref = torchvision.ops.nms(_torch(boxes), _torch(scores), thr).numpy()
+        np.testing.assert_array_equal(nms(boxes, scores, thr), ref)
+    # IoU of the first two is exactly 0.5: equal to the threshold does not suppress
+    assert 1 in nms(boxes, scores, 0.5)
+    assert 1 not in nms(boxes, scores, 0.49)
+    assert 4 not in nms(boxes, scores, 0.9)
+
+
+def test_nms_empty_and_mismatched_input():
+    assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
+    assert batched_nms(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), 0.5).shape == (0,)
+    with pytest.raises(ValueError, match="3 boxes but 2 scores"):
+        nms(np.zeros((3, 4)), np.zeros(2), 0.5)
+
+
+def test_box_iou_matches_torchvision():
+    import torchvision
+
+    rng = np.random.default_rng(7)
+    a, b = _random_boxes(rng, 40), _random_boxes(rng, 30)
+    ref = torchvision.ops.box_iou(_torch(a).double(), _torch(b).double()).numpy()
+    np.testing.assert_allclose(box_iou(a, b), ref, atol=1e-12)
+
+
+# -- YOLO: encode known boxes, decode them back ------------------------------------------
+
+def _letterbox_geometry(h, w, size):
+    img = np.zeros((h, w, 3), np.uint8)
+    return preprocess(img, Preprocess(mode="letterbox", size=size, mean=(0, 0, 0), std=(1, 1, 1)))[1]
+
+
+def _encode_yolo(boxes_in, classes, objectness, class_score, num_classes):
+    """One YOLO output row per box: cx, cy, w, h, objectness, one-hot-ish class scores."""
+    rows = np.zeros((len(boxes_in), 5 + num_classes), np.float32)
+    b = np.asarray(boxes_in, np.float64)
+    rows[:, 0:2] = (b[:, 0:2] + b[:, 2:4]) / 2
+    rows[:, 2:4] = b[:, 2:4] - b[:, 0:2]
+    rows[:, 4] = objectness
+    rows[:, 5:] = 0.01
+    rows[np.arange(len(b)), 5 + np.asarray(classes)] = class_score
+    return rows
+
+
+def test_yolo_round_trip_known_boxes_through_letterbox():
+    """Known boxes in a 375x500 image -> letterbox to 320 -> YOLO rows (+ duplicates, a second
+    class at the same place, background noise) -> decode/NMS/scale back = the same boxes."""
+    rng = np.random.default_rng(0)
+    geo = _letterbox_geometry(375, 500, 320)
+    assert geo.pad_y > 0 and geo.pad_x == 0 and geo.scale_x == pytest.approx(0.64)
+    truth = np.array([[10, 20, 110, 220], [300.5, 40.25, 480, 200], [50, 250, 240, 370], [200, 100, 260, 160]],
+                     np.float64)
+    classes = np.array([3, 0, 7, 3])
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    to_input = np.array([geo.scale_x, geo.scale_y, geo.scale_x, geo.scale_y])
+    pad = np.array([geo.pad_x, geo.pad_y, geo.pad_x, geo.pad_y])
+    truth_in = truth * to_input + pad
+    rows = [_encode_yolo(truth_in, classes, scores, 1.0, 10)]
+    # near-duplicates of each box, lower score, same class: NMS must remove them
+    rows.append(_encode_yolo(truth_in + 2.0, classes, scores * 0.5, 1.0, 10))
+    # the same place, another class, low score: class-aware NMS keeps it
+    rows.append(_encode_yolo(truth_in[:1], [5], [0.3], 1.0, 10))
+    # background: low objectness noise everywhere
+    noise = _encode_yolo(_random_boxes(rng, 200, extent=250, max_side=60), rng.integers(0, 10, 200), 0.1, 1.0, 10)
+    rows.append(noise)
+    output = np.concatenate(rows)[rng.permutation(sum(len(r) for r in rows))]
+
+    dets = postprocess_yolo(output, geo, NMS_SPEED)
+    assert len(dets) == 5
+    np.testing.assert_array_equal(dets.classes, [3, 0, 7, 3, 5])
+    np.testing.assert_allclose(dets.scores, [0.9, 0.8, 0.7, 0.6, 0.3], rtol=1e-6)
+    np.testing.assert_allclose(dets.boxes[:4], truth, atol=1e-3)
+    np.testing.assert_allclose(dets.boxes[4], truth[0], atol=1e-3)
+    assert dets.boxes.dtype == np.float32 and dets.classes.dtype == np.int64
+
+    agnostic = postprocess_yolo(output, geo, NMSProfile("agnostic", 0.25, 0.45, class_agnostic=True))
+    assert len(agnostic) == 4  # the second-class box at the same place is suppressed now
+
+
+def test_yolo_boxes_outside_the_image_are_clipped():
+    geo = Geometry(100, 200, 1.0, 1.0, 0.0, 50.0)  # 200x100 image letterboxed to 200x200
+    out = _encode_yolo(np.array([[-20.0, 30.0, 80.0, 190.0]]), [1], [0.9], 1.0, 3)
+    dets = postprocess_yolo(out, geo, NMS_SPEED)
+    np.testing.assert_allclose(dets.boxes, [[0, 0, 80, 100]], atol=1e-5)
+
+
+def test_decode_yolo_score_is_objectness_times_class_and_multi_label():
+    rows = np.array([[50, 50, 20, 20, 0.8, 0.5, 0.4, 0.1],
+                     [10, 10, 4, 4, 0.2, 0.9, 0.9, 0.9]], np.float32)  # second: objectness below conf
+    single = decode_yolo(rows, 0.25)
+    np.testing.assert_allclose(single.scores, [0.4])
+    np.testing.assert_array_equal(single.classes, [0])
+    np.testing.assert_allclose(single.boxes, [[40, 40, 60, 60]])
+    multi = decode_yolo(rows, 0.25, multi_label=True)
+    np.testing.assert_allclose(sorted(multi.scores), [0.32, 0.4], rtol=1e-6)
+    np.testing.assert_array_equal(sorted(multi.classes), [0, 1])
+    with pytest.raises(ValueError, match=r"\[boxes, 5 \+ classes\]"):
+        decode_yolo(np.zeros((3, 5)), 0.1)
+
+
+def test_max_detections_caps_the_output():
+    rng = np.random.default_rng(3)
+    boxes = _random_boxes(rng, 500, extent=5000, max_side=10)  # far apart: nothing suppressed
+    out = _encode_yolo(boxes, rng.integers(0, 4, 500), _distinct_scores(rng, 500) * 0.5 + 0.5, 1.0, 4)
+    dets = postprocess_yolo(out, Geometry(5100, 5100, 1, 1, 0, 0), NMSProfile("cap", 0.001, 0.65, max_detections=37))
+    assert len(dets) == 37
+    assert np.all(np.diff(dets.scores) <= 0)
+
+
+# -- SSD ----------------------------------------------------------------------------------
+
+def test_ssd_decode_skips_background_and_round_trips():
+    card = get_card("ssd_resnet18")
+    geo = Geometry(480, 640, 300 / 640, 300 / 480, 0.0, 0.0)
+    truth = np.array([[64.0, 48.0, 320.0, 240.0], [400.0, 100.0, 600.0, 460.0]])
+    norm = truth / np.array([640, 480, 640, 480])
+    boxes = np.concatenate([norm, norm + 0.01, np.full((5, 4), 0.5)]).astype(np.float32)
+    scores = np.full((9, 81), 0.0, np.float32)
+    scores[:, 0] = 1.0  # background everywhere ...
+    scores[0, [0, 18]] = [0.1, 0.9]  # ... except: class column 18 -> class index 17
+    scores[1, [0, 1]] = [0.2, 0.8]
+    scores[2, [0, 18]] = [0.5, 0.5]  # duplicate of box 0, same class, lower score
+    scores[3, [0, 1]] = [0.6, 0.4]
+    dets = postprocess_ssd(boxes, scores, 300, geo, NMS_SPEED, background_index=0)
+    np.testing.assert_array_equal(dets.classes, [17, 0])
+    np.testing.assert_allclose(dets.scores, [0.9, 0.8])
+    np.testing.assert_allclose(dets.boxes, truth, atol=1e-3)
+    via_card = postprocess_card(card, {"boxes": boxes, "scores": scores}, geo, NMS_SPEED)
+    np.testing.assert_array_equal(via_card.boxes, dets.boxes)
+    # background column never becomes a detection, even when it is the highest score
+    assert 80 not in decode_ssd(boxes, scores, 300, 0.25, background_index=0).classes
+    with pytest.raises(ValueError, match="background index 81"):
+        decode_ssd(boxes, scores, 300, 0.1, background_index=81)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+def test_box_format_conversions_invert():
+    rng = np.random.default_rng(1)
+    b = _random_boxes(rng, 20)
+    xywh = xyxy_to_xywh(b)
+    np.testing.assert_allclose(xywh[:, 2:], b[:, 2:] - b[:, :2])
+    cxcywh = np.concatenate([xywh[:, :2] + xywh[:, 2:] / 2, xywh[:, 2:]], axis=1)
+    np.testing.assert_allclose(xywh_to_xyxy(cxcywh), b, rtol=1e-6, atol=1e-4)
+
+
+def test_padding_and_geometry_vector_round_trip():
+    dets = Detections.create([[1, 2, 3, 4], [5, 6, 7, 8]], [0.9, 0.5], [2, 0])
+    padded = pad_detections(dets, 5)
+    assert padded.count == 2 and padded.boxes.shape == (5, 4)
+    assert list(padded.classes) == [2, 0, -1, -1, -1]
+    back = unpad_detections(padded.boxes, padded.scores, padded.classes, np.array([padded.count]))
+    np.testing.assert_array_equal(back.boxes, dets.boxes)
+    np.testing.assert_array_equal(back.classes, dets.classes)
+    assert pad_detections(dets, 1).count == 1
+    geo = Geometry(375, 500, 0.64, 0.64, 0.0, 40.0)
+    assert geometry_from_array(geometry_to_array(geo)) == geo
+    with pytest.raises(ValueError, match="6 values"):
+        geometry_from_array(np.zeros(5))
+
+
+def test_postprocess_card_uses_the_card_output_name():
+    card = get_card("demo_shapes_det")
+    out = _encode_yolo(np.array([[10.0, 10.0, 50.0, 40.0]]), [2], [0.9], 1.0, card.num_classes)
+    dets = postprocess_card(card, {card.outputs[0].name: out}, Geometry(128, 128, 1, 1, 0, 0), NMS_AP)
+    np.testing.assert_array_equal(dets.classes, [2])
+    with pytest.raises(ValueError, match="not a detection postprocess"):
+        postprocess_card(get_card("demo_shapes"), {}, Geometry(1, 1, 1, 1, 0, 0), NMS_AP)

@@ -1,0 +1,212 @@
+"""Server-side NMS: the detector -> NMS ensemble config, and the real bundled server returning
+exactly the client-side postprocess on the same inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tritonkit.cards import get_card
+from tritonkit.client.detection import (
+    geometry_to_array, postprocess_card, to_original, unpad_detections)
+from tritonkit.client.preprocess import preprocess
+from tritonkit.model_repository.config import ConfigError, config_to_text, parse_config
+from tritonkit.model_repository.ensemble import (
+    GEOMETRY_INPUT, OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES, EnsembleNames, ensemble_config,
+    nms_model_config, write_detection_ensemble)
+
+CARD = get_card("demo_shapes_det")  # input images [3,128,128], output0 [256, 9] (4 classes)
+
+
+# -- tiny detectors (real ONNX graphs with the ultralytics output layout) --------------------
+
+def tiny_yolo_onnx(path: Path, size: int = 128, stride: int = 8, num_classes: int = 4, seed: int = 0) -> Path:
+    """``images [N,3,size,size] -> output0 [N,(size/stride)^2, 5+C]``: a stride-``stride`` conv to
+    5+C channels, cells as rows, plus a random per-cell bias, sigmoid, then boxes scaled to
+    pixels (cx, cy in [0, size], w, h in [0, size/2]). Random weights give many overlapping
+    boxes of varied scores, so NMS has work to do."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    ch = 5 + num_classes
+    cells = (size // stride) ** 2
+    scale = np.array([size, size, size / 2, size / 2] + [1.0] * (ch - 4), np.float32)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((ch, 3, stride, stride)).astype(np.float32) * 0.3, "w"),
+        numpy_helper.from_array(rng.standard_normal(ch).astype(np.float32) * 0.5, "b"),
+        numpy_helper.from_array(np.array([0, ch, cells], np.int64), "shape"),
+        numpy_helper.from_array(scale, "scale"),
+        numpy_helper.from_array(rng.standard_normal((cells, ch)).astype(np.float32) * 1.5, "cell_bias"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["images", "w", "b"], ["c"], strides=[stride, stride]),
+        helper.make_node("Reshape", ["c", "shape"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1]),
+        helper.make_node("Add", ["t", "cell_bias"], ["tb"]),
+        helper.make_node("Sigmoid", ["tb"], ["s"]),
+        helper.make_node("Mul", ["s", "scale"], ["output0"]),
+    ]
+    return _save(helper.make_graph(
+        nodes, "tiny_yolo", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", cells, ch])], inits), path)
+
+
+def constant_yolo_onnx(path: Path, rows: np.ndarray, size: int = 128) -> Path:
+    """A detector that ignores the image and always outputs ``rows`` ([boxes, 5+C]): for
+    end-to-end tests whose ground truth is known exactly."""
+    import onnx  # noqa: F401
+    from onnx import TensorProto, helper, numpy_helper
+
+    rows = np.asarray(rows, np.float32)
+    inits = [numpy_helper.from_array(rows, "rows"), numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "shape"),
+             numpy_helper.from_array(np.zeros((1,), np.float32), "zero")]
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=1),
+        helper.make_node("Reshape", ["m", "shape"], ["m3"]),
+        helper.make_node("Mul", ["m3", "zero"], ["z"]),
+        helper.make_node("Add", ["z", "rows"], ["output0"]),
+    ]
+    return _save(helper.make_graph(
+        nodes, "constant_yolo", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", *rows.shape])], inits), path)
+
+
+def _save(graph, path: Path) -> Path:
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+# -- configs (no server) ------------------------------------------------------------------
+
+def test_ensemble_config_chains_detector_and_nms():
+    names = EnsembleNames.for_detector("det", "ap")
+    assert (names.nms, names.ensemble) == ("det_nms_ap", "det_ensemble_ap")
+    cfg = ensemble_config(CARD, names, CARD.nms("ap"), max_batch_size=8)
+    assert cfg.platform == "ensemble" and cfg.max_batch_size == 8
+    assert [i.name for i in cfg.input] == ["images", GEOMETRY_INPUT]
+    assert cfg.input[1].optional and list(cfg.input[1].dims) == [6]
+    assert [o.name for o in cfg.output] == [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_COUNT]
+    assert list(cfg.output[0].dims) == [CARD.nms("ap").max_detections, 4]
+    det, nms = cfg.ensemble_scheduling.step
+    assert det.model_name == "det" and dict(det.output_map) == {"output0": "raw_output0"}
+    assert nms.model_name == "det_nms_ap"
+    assert dict(nms.input_map) == {"output0": "raw_output0", GEOMETRY_INPUT: GEOMETRY_INPUT}
+    assert parse_config(config_to_text(cfg)) == cfg  # valid text through Triton's own schema
+
+
+def test_nms_model_config_carries_the_profile():
+    cfg = nms_model_config(CARD, "det_nms_speed", CARD.nms("speed"), max_batch_size=4, instances=2)
+    assert cfg.backend == "python" and cfg.instance_group[0].count == 2
+    params = {k: v.string_value for k, v in cfg.parameters.items()}
+    assert float(params["conf_threshold"]) == 0.25 and float(params["iou_threshold"]) == 0.45
+    assert params["max_detections"] == "300" and params["class_agnostic"] == "false"
+    assert [i.name for i in cfg.input] == ["output0", GEOMETRY_INPUT]
+    assert list(cfg.input[0].dims) == [256, 9]
+
+
+def test_server_nms_refuses_a_classifier():
+    with pytest.raises(ConfigError, match="not a YOLO/SSD detector"):
+        ensemble_config(get_card("demo_shapes"), EnsembleNames.for_detector("x", "ap"), CARD.nms("ap"), 4)
+
+
+# -- the real server ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ensemble_server(tmp_path_factory):
+    from tritonkit.model_repository.config import RepoOptions
+    from tritonkit.serve.local import LocalServer, ServerOptions
+
+    root = tmp_path_factory.mktemp("ensemble")
+    onnx_path = tiny_yolo_onnx(root / "tiny_yolo.onnx")
+    repo = root / "repo"
+    names = {p: write_detection_ensemble(CARD, onnx_path, repo, p, RepoOptions(target="cpu", max_batch_size=8))
+             for p in ("speed", "ap")}
+    server = LocalServer(ServerOptions(model_repository=repo), log_path=root / "tritonserver.log")
+    server.start()
+    yield server, names
+    server.stop()
+
+
+def _images(n: int, seed: int = 0):
+    """Preprocessed inputs and letterbox geometries of ``n`` random images of different shapes."""
+    rng = np.random.default_rng(seed)
+    xs, geos = [], []
+    for h, w in [(96, 160), (200, 120), (128, 128), (50, 300)][:n]:
+        x, geo = preprocess(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), CARD.preprocess)
+        xs.append(x)
+        geos.append(geo)
+    return np.stack(xs), geos
+
+
+def _infer(url, model, inputs: dict, outputs: list[str]) -> dict:
+    import tritonclient.grpc as grpc
+
+    client = grpc.InferenceServerClient(url)
+    req = []
+    for name, arr in inputs.items():
+        t = grpc.InferInput(name, list(arr.shape), "FP64" if arr.dtype == np.float64 else "FP32")
+        t.set_data_from_numpy(arr)
+        req.append(t)
+    result = client.infer(model, req, outputs=[grpc.InferRequestedOutput(o) for o in outputs])
+    return {o: result.as_numpy(o) for o in outputs}
+
+
+OUTS = [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_COUNT]
+
+
+@pytest.mark.server
+def test_ensemble_equals_client_side_postprocess(ensemble_server):
+    server, names = ensemble_server
+    x, geos = _images(4)
+    geometry = np.stack([geometry_to_array(g) for g in geos])
+    for profile in ("speed", "ap"):
+        n = names[profile]
+        raw = _infer(server.grpc_url, n.detector, {"images": x}, ["output0"])["output0"]
+        served = _infer(server.grpc_url, n.ensemble, {"images": x, GEOMETRY_INPUT: geometry}, OUTS)
+        for b, geo in enumerate(geos):
+            ours = postprocess_card(CARD, {"output0": raw[b]}, geo, CARD.nms(profile))
+            theirs = unpad_detections(served[OUT_BOXES][b], served[OUT_SCORES][b], served[OUT_CLASSES][b],
+                                      served[OUT_COUNT][b])
+            assert len(ours) > 1  # NMS had several boxes to keep, in a real image size
+            assert len(theirs) == len(ours)
+            np.testing.assert_array_equal(theirs.boxes, ours.boxes)
+            np.testing.assert_array_equal(theirs.scores, ours.scores)
+            np.testing.assert_array_equal(theirs.classes, ours.classes)
+            assert (served[OUT_CLASSES][b][len(ours):] == -1).all()
+
+
+@pytest.mark.server
+def test_ensemble_without_geometry_returns_input_pixels(ensemble_server):
+    server, names = ensemble_server
+    x, geos = _images(2, seed=1)
+    n = names["speed"]
+    raw = _infer(server.grpc_url, n.detector, {"images": x}, ["output0"])["output0"]
+    served = _infer(server.grpc_url, n.ensemble, {"images": x}, OUTS)
+    for b, geo in enumerate(geos):
+        in_pixels = unpad_detections(served[OUT_BOXES][b], served[OUT_SCORES][b], served[OUT_CLASSES][b],
+                                     served[OUT_COUNT][b])
+        ours = postprocess_card(CARD, {"output0": raw[b]}, geo, CARD.nms("speed"))
+        assert len(ours) > 1 and not np.allclose(in_pixels.boxes, ours.boxes)  # not mapped back yet
+        np.testing.assert_array_equal(in_pixels.scores, ours.scores)
+        np.testing.assert_array_equal(to_original(in_pixels, geo).boxes, ours.boxes)
+
+
+@pytest.mark.server
+def test_profiles_reach_the_server_model(ensemble_server):
+    server, names = ensemble_server
+    x, _ = _images(1, seed=2)
+    speed = _infer(server.grpc_url, names["speed"].ensemble, {"images": x}, OUTS)
+    ap = _infer(server.grpc_url, names["ap"].ensemble, {"images": x}, OUTS)
+    assert ap[OUT_COUNT][0, 0] > speed[OUT_COUNT][0, 0] > 0
+    assert speed[OUT_SCORES][0, : speed[OUT_COUNT][0, 0]].min() > 0.25

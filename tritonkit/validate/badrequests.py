@@ -1,0 +1,169 @@
+"""bad_requests: malformed requests get a clean error each, and the server keeps serving.
+
+Each case must come back as an error status within the request timeout (not a hang, not a
+success, not a dropped connection); afterwards the server must still be live and answer a
+correct request. Cases: wrong shape, wrong dtype, missing input, unknown input name, a batch
+above the served max batch, a payload whose byte size disagrees with its shape (raw HTTP JSON), an unknown model.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.requests import infer, seeded_batch
+from tritonkit.validate.result import CheckResult, fail, verdict
+
+# gRPC statuses that mean "no clean answer": the client gave up, or the connection broke.
+UNCLEAN_STATUSES = ("StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED", "StatusCode.UNAVAILABLE")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How the server answered one bad request."""
+
+    clean_error: bool
+    status: str
+    message: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class BadCase:
+    name: str
+    send: Callable[[Context, ModelTarget], Answer]
+
+
+def _grpc_case(ctx: Context, model: str, inputs: list) -> Answer:
+    from tritonclient.utils import InferenceServerException
+
+    start = time.perf_counter()
+    try:
+        ctx.grpc().infer(model, inputs, client_timeout=ctx.options.request_timeout_s)
+    except InferenceServerException as exc:
+        status = str(exc.status())
+        return Answer(status not in UNCLEAN_STATUSES, status, exc.message() or "", time.perf_counter() - start)
+    return Answer(False, "OK", "the server accepted it", time.perf_counter() - start)
+
+
+def _input(name: str, x: np.ndarray, dtype: str):
+    import tritonclient.grpc as grpcclient
+
+    inp = grpcclient.InferInput(name, list(x.shape), dtype)
+    inp.set_data_from_numpy(x)
+    return inp
+
+
+def wrong_shape(ctx: Context, t: ModelTarget) -> Answer:
+    card = t.card
+    dims = tuple(d + 1 for d in card.input.dims)
+    x = np.zeros((1, *dims), dtype=card.input.numpy_dtype)
+    return _grpc_case(ctx, t.name, [_input(card.input.name, x, card.input.dtype)])
+
+
+def wrong_dtype(ctx: Context, t: ModelTarget) -> Answer:
+    card = t.card
+    other = "INT32" if card.input.dtype != "INT32" else "FP32"
+    x = np.zeros(card.input_shape(1), dtype={"INT32": np.int32, "FP32": np.float32}[other])
+    return _grpc_case(ctx, t.name, [_input(card.input.name, x, other)])
+
+
+def missing_input(ctx: Context, t: ModelTarget) -> Answer:
+    return _grpc_case(ctx, t.name, [])
+
+
+def unknown_input(ctx: Context, t: ModelTarget) -> Answer:
+    card = t.card
+    x = seeded_batch(card, 1, 0)
+    return _grpc_case(ctx, t.name, [_input(card.input.name + "_not_an_input", x, card.input.dtype)])
+
+
+def oversized_batch(ctx: Context, t: ModelTarget) -> Answer:
+    card = t.card
+    mbs = int(t.config.get("max_batch_size", card.max_batch_size)) or card.max_batch_size
+    x = np.zeros(card.input_shape(mbs + 1), dtype=card.input.numpy_dtype)
+    return _grpc_case(ctx, t.name, [_input(card.input.name, x, card.input.dtype)])
+
+
+def unknown_model(ctx: Context, t: ModelTarget) -> Answer:
+    card = t.card
+    x = seeded_batch(card, 1, 0)
+    return _grpc_case(ctx, t.name + "__no_such_model", [_input(card.input.name, x, card.input.dtype)])
+
+
+def truncated_payload(ctx: Context, t: ModelTarget) -> Answer:
+    """HTTP JSON whose data holds fewer elements than its shape: an HTTP error status with a
+    body (Triton 2.51 answers 500 with a JSON error), not a hang or a dropped connection."""
+    card = t.card
+    body = json.dumps({"inputs": [{"name": card.input.name, "shape": list(card.input_shape(1)),
+                                   "datatype": card.input.dtype, "data": [0, 0, 0]}]})
+    ep = ctx.endpoints.http
+    start = time.perf_counter()
+    conn = http.client.HTTPConnection(ep.host, ep.port, timeout=ctx.options.request_timeout_s)
+    try:
+        conn.request("POST", f"/v2/models/{t.name}/infer", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        text = resp.read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException) as exc:
+        return Answer(False, type(exc).__name__, str(exc), time.perf_counter() - start)
+    finally:
+        conn.close()
+    seconds = time.perf_counter() - start
+    return Answer(400 <= resp.status < 600 and "error" in text, f"HTTP {resp.status}", text[:200], seconds)
+
+
+CASES = (
+    BadCase("wrong shape", wrong_shape),
+    BadCase("wrong dtype", wrong_dtype),
+    BadCase("missing input", missing_input),
+    BadCase("unknown input name", unknown_input),
+    BadCase("batch above max_batch_size", oversized_batch),
+    BadCase("byte size disagrees with shape (HTTP)", truncated_payload),
+    BadCase("unknown model", unknown_model),
+)
+
+
+def check_bad_requests(ctx: Context, target: ModelTarget) -> CheckResult:
+    name = "bad_requests.errors"
+    if target.card is None:
+        return fail(name, target.card_source, target.name)
+    problems = []
+    figures: dict[str, dict] = {}
+    for case in CASES:
+        try:
+            answer = case.send(ctx, target)
+        except Exception as exc:
+            answer = Answer(False, type(exc).__name__, str(exc), 0.0)
+        figures[case.name] = {"status": answer.status, "ms": round(answer.seconds * 1000, 2),
+                              "message": answer.message[:160]}
+        if not answer.clean_error:
+            problems.append(f"{case.name}: {answer.status} {answer.message[:120]}".strip())
+    return verdict(name, problems, f"{len(CASES)} malformed requests each got a clean error", target.name,
+                   cases=figures)
+
+
+def check_still_serving(ctx: Context, target: ModelTarget) -> CheckResult:
+    name = "bad_requests.still_serving"
+    if target.card is None:
+        return fail(name, target.card_source, target.name)
+    try:
+        live = ctx.grpc().is_server_live(client_timeout=ctx.options.request_timeout_s)
+        out = infer(ctx.grpc(), target.name, target.card, seeded_batch(target.card, 1, 0),
+                    ctx.options.request_timeout_s)
+    except Exception as exc:
+        return fail(name, f"after the bad requests a correct request failed: {exc}", target.name)
+    return verdict(name, [] if live else ["server no longer live"],
+                   f"a correct request right after was answered ({', '.join(out)})", target.name)
+
+
+def run(ctx: Context) -> list[CheckResult]:
+    results = []
+    for t in ctx.targets:
+        results += [check_bad_requests(ctx, t), check_still_serving(ctx, t)]
+    return results

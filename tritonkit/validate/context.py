@@ -1,0 +1,204 @@
+"""Where the server is and what each model under test is: endpoints, cards, references.
+
+Resolution, each step recorded so the report says where a value came from:
+
+* endpoints — gRPC from ``--url``; HTTP and metrics from the flags, else from the server's own
+  command line when it runs on this machine (its pid found by the listening gRPC port), else
+  Triton's default ports on the same host.
+* card per model — ``--cards``; else a ``tritonkit_card`` parameter in the served config
+  (remote-readable); else ``<repo>/<model>/card.json`` written by the repository writer (the
+  repository path from ``--repo`` or the local server's ``--model-repository``); else a
+  built-in card of the model's name.
+* reference ONNX — ``--reference-onnx``; else the served ``model.onnx`` when the repository is
+  on this machine.
+* precision — ``--precision``; else the plan sidecar's ``precision``; else the card option
+  ``precision``; else fp32.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tritonkit.cards import ModelCard, card_from_dict, get_card, load_card_file
+from tritonkit.errors import TritonkitError
+from tritonkit.serve.profiles import key_headers
+from tritonkit.validate.options import PRECISIONS, ValidateOptions
+from tritonkit.validate.process import HostPort, find_listening_pid, is_local_host, server_flags, split_url
+
+CARD_PARAMETER = "tritonkit_card"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    grpc: HostPort
+    http: HostPort
+    metrics_url: str
+    local: bool
+    pid: int | None
+    pid_note: str
+    repo: Path | None
+
+
+def resolve_endpoints(options: ValidateOptions) -> Endpoints:
+    grpc = split_url(options.url, 8001)
+    local = is_local_host(grpc.host)
+    pid, note = options.server_pid, "--server-pid"
+    if pid is None and local:
+        pid = find_listening_pid(grpc.port)
+        note = f"listening on port {grpc.port}" if pid else f"no local process listens on port {grpc.port}"
+    elif pid is None:
+        note = f"server {grpc.host} is remote (pass --server-pid on the server host)"
+    flags = server_flags(pid) if pid else {}
+    http = split_url(options.http_url, 8000) if options.http_url else HostPort(
+        grpc.host, int(flags.get("http-port", 8000)))
+    metrics = options.metrics_url or f"http://{grpc.host}:{int(flags.get('metrics-port', 8002))}/metrics"
+    repo = options.repo
+    if repo is None and flags.get("model-repository"):
+        repo = Path(flags["model-repository"])
+    return Endpoints(grpc, http, metrics, local, pid, note, repo)
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """One model under test and everything resolved about it."""
+
+    name: str
+    card: ModelCard | None
+    card_source: str
+    config: dict = field(default_factory=dict)
+    config_error: str | None = None
+    reference_onnx: Path | None = None
+    reference_source: str = ""
+    precision: str = "fp32"
+    precision_source: str = "default"
+
+    @property
+    def version(self) -> str:
+        versions = self.config.get("version_policy", {}).get("specific", {}).get("versions", [])
+        return str(versions[-1]) if versions else "1"
+
+
+def served_config(client, model: str) -> tuple[dict, str | None]:
+    """The model's config as JSON (Triton's own rendering), or ({}, why not)."""
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        return dict(client.get_model_config(model, as_json=True).get("config", {})), None
+    except InferenceServerException as exc:
+        return {}, f"config of {model!r} unavailable: {exc.message()}"
+
+
+def resolve_card(model: str, options: ValidateOptions, config: dict, repo: Path | None) -> tuple[ModelCard | None, str]:
+    given = options.value_for(options.cards, model)
+    try:
+        if given:
+            return get_card(given), f"--cards {given}"
+        embedded = config.get("parameters", {}).get(CARD_PARAMETER, {}).get("string_value")
+        if embedded:
+            return card_from_dict(json.loads(embedded), f"{model} config parameter {CARD_PARAMETER}"), \
+                f"config parameter {CARD_PARAMETER}"
+        if repo is not None and (repo / model / "card.json").is_file():
+            path = repo / model / "card.json"
+            return load_card_file(path), str(path)
+        return get_card(model), f"built-in card {model!r}"
+    except (TritonkitError, json.JSONDecodeError) as exc:
+        return None, f"no usable card for {model!r}: {exc}"
+
+
+def _version_dir(repo: Path | None, model: str, config: dict) -> Path | None:
+    if repo is None:
+        return None
+    versions = config.get("version_policy", {}).get("specific", {}).get("versions", [])
+    candidates = [repo / model / str(v) for v in versions] or sorted(
+        (p for p in (repo / model).glob("[0-9]*") if p.is_dir()), key=lambda p: int(p.name))
+    existing = [p for p in candidates if p.is_dir()]
+    return existing[-1] if existing else None
+
+
+def resolve_reference(model: str, options: ValidateOptions, config: dict, repo: Path | None) -> tuple[Path | None, str]:
+    given = options.value_for(options.reference_onnx, model)
+    if given:
+        path = Path(given)
+        return (path, f"--reference-onnx {path}") if path.is_file() else (None, f"--reference-onnx {path} not found")
+    vdir = _version_dir(repo, model, config)
+    if vdir is not None:
+        name = config.get("parameters", {}).get("onnx_file", {}).get("string_value") or "model.onnx"
+        if (vdir / name).is_file():
+            return vdir / name, f"served ONNX {vdir / name}"
+    return None, "no reference ONNX: pass --reference-onnx MODEL=PATH"
+
+
+def resolve_precision(model: str, options: ValidateOptions, card: ModelCard | None, config: dict,
+                      repo: Path | None) -> tuple[str, str]:
+    given = options.value_for(options.precisions, model)
+    if given:
+        return given, "--precision"
+    vdir = _version_dir(repo, model, config)
+    sidecar = vdir / "model.plan.json" if vdir else None
+    if sidecar is not None and sidecar.is_file():
+        try:
+            value = str(json.loads(sidecar.read_text()).get("precision", "")).lower()
+        except (OSError, json.JSONDecodeError):
+            value = ""
+        if value in PRECISIONS:
+            return value, str(sidecar)
+    option = (card.option("precision") or "").lower() if card else ""
+    if option in PRECISIONS:
+        return option, "card option precision"
+    return "fp32", "default"
+
+
+def resolve_target(client, model: str, options: ValidateOptions, repo: Path | None) -> ModelTarget:
+    config, config_error = served_config(client, model)
+    card, card_source = resolve_card(model, options, config, repo)
+    reference, reference_source = resolve_reference(model, options, config, repo)
+    precision, precision_source = resolve_precision(model, options, card, config, repo)
+    return ModelTarget(model, card, card_source, config, config_error, reference, reference_source,
+                       precision, precision_source)
+
+
+@dataclass
+class Context:
+    """Shared by every check of one run: options, endpoints, key, targets, one gRPC client."""
+
+    options: ValidateOptions
+    endpoints: Endpoints
+    api_key: str | None
+    targets: tuple[ModelTarget, ...] = ()
+    _grpc: Any = field(default=None, repr=False)
+
+    @classmethod
+    def create(cls, options: ValidateOptions) -> "Context":
+        key = os.environ.get(options.api_key_env) or None
+        return cls(options, resolve_endpoints(options), key)
+
+    def grpc(self):
+        if self._grpc is None:
+            import tritonclient.grpc as grpcclient
+
+            self._grpc = grpcclient.InferenceServerClient(str(self.endpoints.grpc))
+        return self._grpc
+
+    def http(self):
+        import tritonclient.http as httpclient
+
+        return httpclient.InferenceServerClient(str(self.endpoints.http),
+                                                network_timeout=self.options.request_timeout_s)
+
+    def key_headers(self, protocol: str) -> dict[str, str] | None:
+        """Headers carrying the API key for restricted endpoints (None when no key is set).
+
+        Triton matches gRPC restricted-protocol headers with a ``triton-grpc-protocol-`` prefix.
+        """
+        if not self.api_key:
+            return None
+        return key_headers(protocol, self.api_key, self.options.api_key_header)
+
+    def close(self) -> None:
+        if self._grpc is not None:
+            self._grpc.close()
+            self._grpc = None

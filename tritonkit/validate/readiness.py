@@ -1,0 +1,116 @@
+"""readiness: the server is live and ready, every model under test is READY, plans fit.
+
+The repository index is restricted in the production profile; with the API key it is read
+with the key, without one each model's own readiness endpoint (never restricted) is asked
+instead and the detail says so.
+"""
+
+from __future__ import annotations
+
+from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.result import CheckResult, fail, ok, verdict
+
+
+def _error_text(exc: Exception) -> str:
+    message = getattr(exc, "message", None)
+    text = message() if callable(message) else str(exc)
+    return (text or type(exc).__name__).strip().splitlines()[0]
+
+
+def check_live(ctx: Context) -> CheckResult:
+    try:
+        live = ctx.grpc().is_server_live(client_timeout=ctx.options.request_timeout_s)
+    except Exception as exc:  # tritonclient raises its own exception or grpc/OS errors
+        return fail("readiness.live", f"no server answers at {ctx.endpoints.grpc}: {_error_text(exc)}")
+    return verdict("readiness.live", [] if live else ["server says it is not live"],
+                   f"server at {ctx.endpoints.grpc} is live")
+
+
+def check_ready(ctx: Context) -> CheckResult:
+    try:
+        client = ctx.grpc()
+        ready = client.is_server_ready(client_timeout=ctx.options.request_timeout_s)
+        meta = client.get_server_metadata(as_json=True, client_timeout=ctx.options.request_timeout_s)
+    except Exception as exc:
+        return fail("readiness.ready", f"server at {ctx.endpoints.grpc} did not answer: {_error_text(exc)}")
+    version = meta.get("version", "?")
+    return verdict("readiness.ready", [] if ready else ["server is live but not ready"],
+                   f"server ready (Triton {version})", server_version=version)
+
+
+def repository_states(ctx: Context) -> tuple[dict[str, tuple[str, str]] | None, str]:
+    """``{model: (state, reason)}`` from the repository index, or (None, why not)."""
+    try:
+        index = ctx.grpc().get_model_repository_index(
+            headers=ctx.key_headers("grpc"), as_json=True, client_timeout=ctx.options.request_timeout_s)
+    except Exception as exc:
+        return None, _error_text(exc)
+    states: dict[str, tuple[str, str]] = {}
+    for m in index.get("models", []):
+        states[m.get("name", "?")] = (m.get("state", "UNKNOWN"), m.get("reason", ""))
+    return states, ""
+
+
+def check_models_ready(ctx: Context) -> list[CheckResult]:
+    states, why = repository_states(ctx)
+    results = []
+    for target in ctx.targets:
+        name = "readiness.model"
+        if states is not None:
+            state, reason = states.get(target.name, ("ABSENT", "not in the repository index"))
+            results.append(verdict(name, [] if state == "READY" else [f"state {state}{': ' + reason if reason else ''}"],
+                                   "READY in the repository index", target.name, state=state))
+            continue
+        try:
+            ready = ctx.grpc().is_model_ready(target.name, client_timeout=ctx.options.request_timeout_s)
+        except Exception as exc:
+            results.append(fail(name, f"readiness unknown: {_error_text(exc)}", target.name))
+            continue
+        note = f"repository index not readable ({why}); per-model readiness endpoint used"
+        results.append(verdict(name, [] if ready else [f"not ready ({note})"], f"ready ({note})", target.name))
+    return results
+
+
+def check_plan(ctx: Context, target: ModelTarget) -> CheckResult:
+    """A TensorRT plan must fit the server it runs in (sidecar checks from build_engines.compat)."""
+    name = "readiness.plan"
+    if target.config.get("platform") != "tensorrt_plan" and target.config.get("backend") != "tensorrt":
+        return ok(name, "not applicable: no plans", target.name)
+    try:
+        from tritonkit.build_engines import compat
+    except ImportError:
+        return fail(name, "the model serves a TensorRT plan but tritonkit.build_engines.compat is not available "
+                          "to check it", target.name)
+    return plan_compat_result(ctx, target, compat)
+
+
+def plan_compat_result(ctx: Context, target: ModelTarget, compat) -> CheckResult:
+    name = "readiness.plan"
+    repo = ctx.endpoints.repo
+    if repo is None:
+        return fail(name, "plan sidecar not readable: the repository is not on this machine (pass --repo)",
+                    target.name)
+    filename = target.config.get("default_model_filename") or "model.plan"
+    plan = repo / target.name / target.version / filename
+    check = getattr(compat, "check_served_plan", None) or getattr(compat, "check_plan_for_card", None)
+    if check is None:
+        return fail(name, "tritonkit.build_engines.compat has no plan check function", target.name)
+    if target.card is None:
+        return fail(name, target.card_source, target.name)
+    try:
+        meta = ctx.grpc().get_server_metadata(as_json=True)
+        release = compat.release_for_triton(meta.get("version", "")) if hasattr(compat, "release_for_triton") else None
+        check(target.card, plan, release)
+    except Exception as exc:
+        return fail(name, f"{plan}: {_error_text(exc)}", target.name)
+    return ok(name, f"{plan} fits this server", target.name)
+
+
+def run(ctx: Context) -> list[CheckResult]:
+    live = check_live(ctx)
+    if not live.passed:
+        return [live]
+    results = [live, check_ready(ctx)]
+    results += check_models_ready(ctx)
+    results += [check_plan(ctx, t) for t in ctx.targets]
+    return results
