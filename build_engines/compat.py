@@ -368,7 +368,8 @@ def host_gpus(nvidia_smi: str = "nvidia-smi", timeout_s: float = 20.0) -> list[G
     """
     exe = shutil.which(nvidia_smi)
     if exe is None:
-        raise ToolMissingError("nvidia-smi not found: this host has no NVIDIA driver (no NVIDIA GPU to build or serve plans)")
+        raise ToolMissingError("nvidia-smi not found: this host has no NVIDIA driver "
+                               "(no NVIDIA GPU to build or serve plans)")
     try:
         proc = subprocess.run([exe, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
                               capture_output=True, text=True, timeout=timeout_s, check=False)

@@ -126,7 +126,8 @@ def _calibration_method(method: str):
         return {"max": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                 "percentile": CalibrationMethod.Percentile}[method]
     except KeyError:
-        raise QuantizeError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIB_METHODS)}") from None
+        raise QuantizeError(f"unknown calibration method {method!r}; "
+                            f"choose one of {', '.join(CALIB_METHODS)}") from None
 
 
 def _batch_reader(input_name: str, batches: Iterator[np.ndarray]):

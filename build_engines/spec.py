@@ -71,8 +71,8 @@ def batch_range(card: ModelCard, min_batch: int = 1, opt_batch: int | None = Non
     """Defaults ``1 / default_opt_batch / card.max_batch_size``; a max above the card's is an error."""
     mx = card.max_batch_size if max_batch is None else max_batch
     if mx > card.max_batch_size:
-        raise BuildSpecError(f"--max-batch {mx} is above card {card.name!r}'s max_batch_size "
-                             f"{card.max_batch_size}; the Triton config could not use it")
+        raise BuildSpecError(f"--max-batch {mx} is above the max_batch_size {card.max_batch_size} of card "
+                             f"{card.name!r}; the Triton config could not use it")
     if mx < 1:
         raise BuildSpecError(f"--max-batch must be >= 1 (got {mx})")
     opt = default_opt_batch(min_batch, mx) if opt_batch is None else opt_batch

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tritonkit.errors import CardError, ServerError, TritonkitError
@@ -53,7 +53,6 @@ class ClassifyEvalOptions:
     timeout_s: float = 60.0
     retries: int = 3
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
@@ -62,6 +61,8 @@ class ClassifyEvalOptions:
             raise TritonkitError("give the dataset with --data PATH (folder or .tar) or --tar FILE")
         if self.timing_images < 0:
             raise TritonkitError("--timing-images must be >= 0")
+        if self.workers < 1 or self.in_flight < 1:
+            raise TritonkitError(f"--workers and --in-flight must be >= 1 (got {self.workers}, {self.in_flight})")
 
 
 def _reference_backend(card, onnx_path: Path):
@@ -153,6 +154,7 @@ def evaluate_classification(options: ClassifyEvalOptions) -> dict:
             "notes": stream.notes,
             **{k: metrics.get(k) for k in ("top1", "top5", "correct1", "correct5")},
             "resumed": stream.resumed,
+            "stream_images": stream.timing.images,  # images sent in this call (timing covers these)
         })
         if reference is not None:
             result.update({"reference_onnx": str(options.reference_onnx),
@@ -244,8 +246,6 @@ def options_from_args(args: argparse.Namespace) -> ClassifyEvalOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.workers < 1 or args.in_flight < 1:
-        raise TritonkitError("--workers and --in-flight must be >= 1")
     result = evaluate_classification(options_from_args(args))
     _print_summary(result, Path(args.out))
     return 0

@@ -374,7 +374,7 @@ def select_subset(items: Sequence, limit: int | None, mode: str = "stride") -> t
     if mode == "first":
         return ordered[:limit], f"first {limit} of {n} images in sorted order"
     picked = [ordered[(i * n) // limit] for i in range(limit)]
-    return picked, f"{limit} of {n} images, evenly spaced (every ~{n / limit:.1f}th) in sorted order"
+    return picked, f"{limit} of {n} images, evenly spaced (one every ~{n / limit:.1f}) in sorted order"
 
 
 def limit_dataset(ds: Dataset, limit: int | None, mode: str = "stride") -> Dataset:

@@ -14,7 +14,13 @@
   and :meth:`Geometry.to_original`, returning :class:`Detections` in original-image pixels.
 
 The same functions run on the client and inside the server-side NMS model
-(``model_repository/backends/yolo_nms.py``), so both give identical results.
+(``model_repository/backends/yolo_nms.py``), so both give identical results. NMS is numpy,
+not ``torchvision.ops``: torch is an optional extra, and the server's python model must not
+need it. ``torchvision.ops.nms``/``batched_nms`` stay the reference in the tests. On a
+YOLOv5s-sized output (25200 x 85) on a 2-core CPU, decode + NMS here took 0.9-1.6 ms per image
+with the ``speed`` profile (torch + torchvision: 1.1-1.6 ms) and 15-34 ms with ``ap`` (~13k
+candidates, 300 kept; torch + torchvision: 28-76 ms), the ranges being runs at different
+machine load.
 """
 
 from __future__ import annotations
@@ -96,24 +102,36 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # -- NMS ---------------------------------------------------------------------------------
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
-        max_keep: int | None = None) -> np.ndarray:
-    """Greedy NMS. Returns kept indices (int64) in decreasing score order.
+# Up to this many candidates the whole IoU matrix is computed at once (measured faster below
+# ~500 boxes on CPU: the per-box Python loop dominates there); above it, the loop of
+# one-vs-rest IoUs, which touches far less memory.
+NMS_MATRIX_MAX = 512
 
-    A box is dropped when its IoU with a higher-scoring kept box is above ``iou_threshold``
-    (torchvision's rule). ``max_keep`` stops after that many boxes are kept; since boxes are
-    kept in score order this equals truncating the full result, and is much faster.
-    """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    scores = np.asarray(scores).reshape(-1)
-    if len(scores) != len(boxes):
-        raise ValueError(f"nms: {len(boxes)} boxes but {len(scores)} scores")
-    if len(boxes) == 0:
-        return np.zeros(0, np.int64)
-    limit = len(boxes) if max_keep is None else max_keep
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
-    order = np.argsort(-scores, kind="stable")
+
+def _greedy_nms_matrix(x1, y1, x2, y2, areas, order, iou_threshold, limit) -> list:
+    """Greedy suppression over ``order`` from the full pairwise IoU matrix (small inputs)."""
+    bx1, by1, bx2, by2, ar = x1[order], y1[order], x2[order], y2[order], areas[order]
+    w = np.minimum(bx2[:, None], bx2[None, :]) - np.maximum(bx1[:, None], bx1[None, :])
+    h = np.minimum(by2[:, None], by2[None, :]) - np.maximum(by1[:, None], by1[None, :])
+    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        over = inter / (ar[:, None] + ar[None, :] - inter) > iou_threshold
+    suppressed = np.zeros(len(order), bool)
+    keep = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(order[i])
+        if len(keep) >= limit:
+            break
+        suppressed |= over[i]  # marks lower-scoring overlaps (and i itself, already passed)
+    return keep
+
+
+def _greedy_nms(x1, y1, x2, y2, areas, order, iou_threshold, limit) -> list:
+    """Greedy suppression over ``order`` (indices, best first); stops after ``limit`` kept."""
+    if len(order) <= NMS_MATRIX_MAX:
+        return _greedy_nms_matrix(x1, y1, x2, y2, areas, order, iou_threshold, limit)
     keep = []
     while order.size and len(keep) < limit:
         i = order[0]
@@ -126,7 +144,36 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
             iou = inter / (areas[i] + areas[rest] - inter)
         # NaN (two empty boxes) compares False: degenerate boxes never suppress
         order = rest[~(iou > iou_threshold)]
-    return np.asarray(keep, np.int64)
+    return keep
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
+        max_keep: int | None = None) -> np.ndarray:
+    """Greedy NMS. Returns kept indices (int64) in decreasing score order.
+
+    A box is dropped when its IoU with a higher-scoring kept box is above ``iou_threshold``
+    (torchvision's rule; ties in score keep the input order). With ``max_keep`` only the first
+    ``max_keep`` kept boxes are wanted, so the work is done on a prefix of the score order that
+    grows until it yields that many: a box's fate depends only on higher-scoring boxes, so this
+    equals truncating the full result (``tests/test_detection.py`` checks it against
+    torchvision), and it is several times faster when there are thousands of candidates.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    scores = np.asarray(scores).reshape(-1)
+    if len(scores) != len(boxes):
+        raise ValueError(f"nms: {len(boxes)} boxes but {len(scores)} scores")
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    limit = len(boxes) if max_keep is None else max_keep
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    order = np.argsort(-scores, kind="stable")
+    prefix = max(4 * limit, 1024)
+    while True:
+        keep = _greedy_nms(x1, y1, x2, y2, areas, order[:prefix], iou_threshold, limit)
+        if len(keep) >= limit or prefix >= len(order):
+            return np.asarray(keep, np.int64)
+        prefix *= 4
 
 
 def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,

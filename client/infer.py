@@ -152,11 +152,11 @@ def contract_mismatches(card: ModelCard, metadata: Mapping, config: Mapping, bat
             if meta["datatype"] != spec.dtype:
                 problems.append(f"{kind} {spec.name!r} datatype {meta['datatype']} != card {spec.dtype}")
             shape = meta["shape"][1:] if mbs > 0 else meta["shape"]
+            cfg = served_cfg.get(spec.name)
             if not _dims_match(shape, spec.dims):
                 problems.append(f"{kind} {spec.name!r} shape {list(meta['shape'])} != card "
                                 f"[{'-1, ' if mbs > 0 else ''}{', '.join(map(str, spec.dims))}]")
-            cfg = served_cfg.get(spec.name)
-            if cfg is not None and cfg["dims"] and not _dims_match(cfg["dims"], spec.dims):
+            elif cfg is not None and cfg["dims"] and not _dims_match(cfg["dims"], spec.dims):
                 problems.append(f"{kind} {spec.name!r} config dims {list(cfg['dims'])} != card {list(spec.dims)}")
     extra = sorted(set(metadata["inputs"]) - {card.input.name})
     if extra:
@@ -212,7 +212,6 @@ class TritonInfer:
         self._slots: queue.Queue[int] | None = None
         self._slot_regions: list[dict[str, _ShmRegion]] = []
         self._finalizer = None
-        self._timers: set[threading.Timer] = set()
         self.retries_done = 0
 
     # -- connection ---------------------------------------------------------------
@@ -459,8 +458,12 @@ class TritonInfer:
 
 def _shm_module():
     """``tritonclient.utils.shared_memory`` (it imports ``pkg_resources``, i.e. setuptools < 81)."""
+    import warnings
+
     try:
-        import tritonclient.utils.shared_memory as shm
+        with warnings.catch_warnings():  # its own pkg_resources deprecation notice, not ours to act on
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            import tritonclient.utils.shared_memory as shm
     except ImportError as exc:
         raise ToolMissingError(f"--shm needs tritonclient.utils.shared_memory, which failed to import "
                                f"({exc}); it needs pkg_resources: pip install 'setuptools<81'") from None

@@ -369,6 +369,9 @@ def run_stream(items: Sequence[Item], adapter: TaskAdapter, backend: InferBacken
                 b = window.popleft()
                 b.done.wait()
                 finish(b)
+    except BaseException:
+        _salvage(window, finish)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         if checkpoint:
@@ -386,6 +389,19 @@ def run_stream(items: Sequence[Item], adapter: TaskAdapter, backend: InferBacken
         reference_records=[{"key": k, **ref_records[k]} for k in by_order] if (reference is not None or ref_records)
         else None,
         max_abs_diff=max_diff, kept_batches=kept)
+
+
+def _salvage(window: "collections.deque[_Batch]", finish: Callable[["_Batch"], None]) -> None:
+    """After a failure: keep (postprocess and checkpoint) every batch whose response already
+    arrived successfully, so a resumed run does not redo it."""
+    for b in list(window):
+        if b.done.is_set() and b.future.exception() is None and (
+                b.reference is None or (b.reference.done() and b.reference.exception() is None)):
+            try:
+                finish(b)
+            except Exception:  # noqa: BLE001 - salvage is best effort; the original error is raised
+                break
+    window.clear()
 
 
 def _absorb_entry(key: str, entry: Mapping, records: dict, ref_records: dict, errors: dict, notes: dict) -> None:

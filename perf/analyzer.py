@@ -332,6 +332,7 @@ class PointResult:
     stderr_tail: str = ""
     argv: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    attempts: int = 1
 
     @property
     def ok(self) -> bool:
@@ -342,7 +343,7 @@ class PointResult:
                 "csv": str(self.csv_path) if self.csv_path else None,
                 "log": str(self.log_path) if self.log_path else None, "error_kind": self.error_kind,
                 "error": self.error, "stderr_tail": self.stderr_tail, "argv": self.argv,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "attempts": self.attempts}
 
 
 @dataclass
@@ -399,7 +400,8 @@ def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
     return "\n".join(kept[-lines:])
 
 
-def run_point(spec: PerfSpec, points_dir: Path, binary: Path, env: dict[str, str]) -> PointResult:
+def run_point(spec: PerfSpec, points_dir: Path, binary: Path, env: dict[str, str],
+              append_log: bool = False) -> PointResult:
     """Run perf_analyzer for one point (``spec`` has a single concurrency level); never raises
     for a failing measurement: the failure is returned with its stderr tail."""
     from tritonkit.perf.results import ResultsError, parse_csv
@@ -420,7 +422,8 @@ def run_point(spec: PerfSpec, points_dir: Path, binary: Path, env: dict[str, str
         stdout = _text(exc.stdout)
         stderr = _text(exc.stderr) + f"\n(killed after the {spec.timeout_s:g} s timeout)"
     point.seconds = time.perf_counter() - t0
-    log_path.write_text(f"$ {' '.join(argv)}\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n")
+    with open(log_path, "a" if append_log else "w") as log:
+        log.write(f"$ {' '.join(argv)}\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n")
     if returncode != 0:
         point.error_kind = classify_failure(returncode, stderr)
         point.stderr_tail = tail(stderr) or tail(stdout)
@@ -449,15 +452,17 @@ def _text(data) -> str:
 
 def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequence[int] | None = None,
               binary: str | os.PathLike | None = None, check_ready: bool = True,
-              stop_on_error: bool = False, liveness: Callable[[], bool] | None = None,
+              stop_on_error: bool = False, unstable_retries: int = 1,
+              liveness: Callable[[], bool] | None = None,
               on_point: Callable[[PointResult], None] | None = None, plot: bool = True) -> SweepResult:
     """Measure every (batch size, concurrency level) of ``spec`` with perf_analyzer.
 
     ``batch_sizes`` defaults to ``(spec.batch_size,)``; the levels come from ``spec.concurrency``.
     Fails before the first point, with one line, when perf_analyzer is missing or the model is
     not ready (``check_ready``). During the sweep a failing point is recorded and the sweep goes
-    on (``stop_on_error`` stops at the first failure); when the model is missing or the server
-    stops answering (``liveness``, by default a tritonclient live check, is asked after a
+    on (``stop_on_error`` stops at the first failure). A point that does not stabilise is
+    measured again with windows twice as long, up to ``unstable_retries`` times. When the
+    model is missing or the server stops answering (``liveness``, by default a tritonclient live check, is asked after a
     failure) the rest are marked skipped. Files are rewritten after every point, and also when
     the sweep is interrupted.
     """
@@ -481,7 +486,18 @@ def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequen
     plan = [(b, c) for b in sizes for c in spec.concurrency.levels()]
     try:
         for i, (b, c) in enumerate(plan):
-            point = run_point(spec.at(b, c), points_dir, binary_path, env)
+            point_spec = spec.at(b, c)
+            point = run_point(point_spec, points_dir, binary_path, env)
+            for _ in range(unstable_retries):
+                if point.error_kind != KIND_UNSTABLE:
+                    break
+                # perf_analyzer's own advice: longer windows. Doubled, once per retry.
+                point_spec = replace(point_spec, measurement_interval_ms=point_spec.measurement_interval_ms * 2,
+                                     measurement_request_count=point_spec.measurement_request_count * 2)
+                retry = run_point(point_spec, points_dir, binary_path, env, append_log=True)
+                retry.attempts = point.attempts + 1
+                retry.seconds += point.seconds
+                point = retry
             if point.status == "failed" and point.error_kind not in FATAL_KINDS and not liveness():
                 point.error_kind = KIND_SERVER_UNREACHABLE
                 point.error = f"server at {spec.url} stopped answering ({point.error})"

@@ -32,14 +32,13 @@ def _torch(a):
 
 # -- NMS against torchvision --------------------------------------------------------------
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("n", [30, 400, 1500])  # both the IoU-matrix path (<= 512) and the loop
 @pytest.mark.parametrize("iou", [0.3, 0.45, 0.65])
-def test_nms_matches_torchvision(seed, iou):
+def test_nms_matches_torchvision(n, iou):
     import torchvision
 
-    rng = np.random.default_rng(seed)
-    n = int(rng.integers(50, 1500))
-    boxes, scores = _random_boxes(rng, n), _distinct_scores(rng, n)
+    rng = np.random.default_rng(n)
+    boxes, scores = _random_boxes(rng, n, extent=40 if n < 100 else 600), _distinct_scores(rng, n)
     ours = nms(boxes, scores, iou)
     ref = torchvision.ops.nms(_torch(boxes), _torch(scores), iou).numpy()
     assert 0 < len(ours) < n  # the case really suppresses something
@@ -59,6 +58,19 @@ def test_batched_nms_matches_torchvision_and_truncates(seed):
     np.testing.assert_array_equal(batched_nms(boxes, scores, classes, 0.5, max_detections=100), ref[:100])
     # class-aware keeps more than class-agnostic on the same boxes
     assert len(ref) > len(nms(boxes, scores, 0.5))
+
+
+@pytest.mark.parametrize("max_keep", [5, 50, 400])
+def test_truncated_nms_equals_truncated_reference_when_the_prefix_must_grow(max_keep):
+    """Heavily overlapping boxes: the first score-order prefix keeps too few, so it grows."""
+    import torchvision
+
+    rng = np.random.default_rng(max_keep)
+    n = 6000
+    boxes, scores = _random_boxes(rng, n, extent=150, max_side=80), _distinct_scores(rng, n)
+    ref = torchvision.ops.nms(_torch(boxes), _torch(scores), 0.3).numpy()
+    assert len(ref) < 1024 < n  # a 1024 prefix cannot be enough for max_keep 400
+    np.testing.assert_array_equal(nms(boxes, scores, 0.3, max_keep=max_keep), ref[:max_keep])
 
 
 def test_nms_threshold_is_strict_and_degenerate_boxes_survive_like_torchvision():

@@ -57,7 +57,6 @@ def tiny_yolo_onnx(path: Path, size: int = 128, stride: int = 8, num_classes: in
 def constant_yolo_onnx(path: Path, rows: np.ndarray, size: int = 128) -> Path:
     """A detector that ignores the image and always outputs ``rows`` ([boxes, 5+C]): for
     end-to-end tests whose ground truth is known exactly."""
-    import onnx  # noqa: F401
     from onnx import TensorProto, helper, numpy_helper
 
     rows = np.asarray(rows, np.float32)

@@ -145,10 +145,14 @@ if args == ["--version"]:
 plan = json.loads(Path(__file__).with_name("plan.json").read_text())
 opt = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("-")}
 bs, conc = opt["-b"], opt["--concurrency-range"].split(":")[0]
-with open(Path(__file__).with_name("calls.log"), "a") as log:
+calls = Path(__file__).with_name("calls.log")
+earlier = calls.read_text().split().count(f"{bs},{conc}") if calls.exists() else 0
+with open(calls, "a") as log:
     log.write(f"{bs},{conc}\n")
+with open(Path(__file__).with_name("argv.log"), "a") as log:
+    log.write(" ".join(args) + "\n")
 fault = plan["faults"].get(f"{bs},{conc}")
-if fault:
+if fault and earlier < fault.get("times", 1000):
     time.sleep(fault.get("sleep", 0))
     sys.stderr.write(Path(fault["stderr"]).read_text() if fault.get("stderr") else "")
     sys.exit(fault.get("code", 99))
@@ -243,6 +247,21 @@ def test_stop_on_error(tmp_path, fake_pa):
                        stop_on_error=True, plot=False)
     assert [p.status for p in result.points] == ["failed", "skipped"]
     assert result.points[0].error_kind == KIND_UNSTABLE and "--max-trials" in result.points[0].error
+    assert result.points[0].attempts == 2 and _calls(binary) == ["1,1", "1,1"]
+
+
+def test_unstable_point_is_measured_again_with_longer_windows(tmp_path, fake_pa):
+    binary = fake_pa({"1,1": {"code": 2, "stderr": str(DATA / "stderr_unstable.txt"), "times": 1}})
+    result = run_sweep(SPEC, tmp_path / "out", binary=binary, check_ready=False, liveness=lambda: True, plot=False)
+    assert [p.status for p in result.points] == ["ok", "ok"]
+    assert result.points[0].attempts == 2 and result.points[1].attempts == 1
+    argvs = binary.with_name("argv.log").read_text().splitlines()
+    assert "--measurement-request-count 10 " in argvs[0] and "--measurement-request-count 20 " in argvs[1]
+    # both attempts are in the point's log
+    assert result.points[0].log_path.read_text().count("--- stderr") == 2
+    no_retry = run_sweep(SPEC, tmp_path / "out2", binary=fake_pa({"1,1": {"code": 2, "times": 99}}),
+                         check_ready=False, liveness=lambda: True, plot=False, unstable_retries=0)
+    assert no_retry.points[0].status == "failed" and no_retry.points[0].attempts == 1
 
 
 def test_interrupted_sweep_keeps_the_finished_points(tmp_path, fake_pa):

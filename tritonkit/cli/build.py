@@ -1,15 +1,129 @@
-"""(not yet implemented)"""
+"""Build a TensorRT plan (fp32/fp16/int8) from a card's ONNX, with its compatibility sidecar.
+
+  tritonkit build --model resnet50 --onnx build/onnx/resnet50.onnx --precision fp16 \\
+      --min-batch 1 --opt-batch 4 --max-batch 8 --out build/plans
+  tritonkit build ... --trtexec-only             # print the equivalent trtexec command, build nothing
+  tritonkit build --model resnet50 --onnx model.onnx --precision int8 \\
+      --calib-dir calib/ --calib-images 256 --calib-method entropy --out build/plans
+  tritonkit build ... --precision int8 --calib-dir calib/ --qdq-only   # stop after the QDQ ONNX (runs on CPU)
+  tritonkit build ... --adopt-plan build/plans/resnet50_fp16.plan --trt-version 10.13.3.9
+
+Writes <out>/<model>_<precision>.plan and <plan>.json (TensorRT version, GPU, profile, ONNX
+sha256) through a temp folder. The profile always spans batch min..max, so the plan matches a
+Triton config with max_batch_size = max. int8 is explicit quantization: the plan is built from a
+QDQ ONNX (made here from calibration images with --calib-dir, or given with --onnx).
+Without TensorRT (or with --trtexec-only) the trtexec command to run instead is printed; run it
+in nvcr.io/nvidia/tensorrt:<release>-py3 of the serving release, then --adopt-plan the result.
+"""
 
 from __future__ import annotations
 
 import argparse
-
-from tritonkit.errors import TritonkitError
+import shlex
+import sys
+from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    from tritonkit.build_engines.spec import DEFAULT_OPT_LEVEL, DEFAULT_WORKSPACE_MB, HARDWARE_COMPAT, PRECISIONS
+
+    p.add_argument("--model", required=True, help="card name or card .json")
+    p.add_argument("--onnx", required=True, type=Path, help="the model's ONNX (dynamic batch axis)")
+    p.add_argument("--precision", default="fp16", choices=PRECISIONS)
+    p.add_argument("--min-batch", type=int, default=1)
+    p.add_argument("--opt-batch", type=int, help="batch TensorRT tunes for (default: half the max, power of two)")
+    p.add_argument("--max-batch", type=int, help="default: the card's max_batch_size")
+    p.add_argument("--out", type=Path, default=Path("build/plans"), help="output folder")
+    p.add_argument("--plan", type=Path, help="plan file (default: <out>/<model>_<precision>.plan)")
+    p.add_argument("--workspace-mb", type=int, default=DEFAULT_WORKSPACE_MB, help="TensorRT workspace pool (MiB)")
+    p.add_argument("--timing-cache", type=Path, help="timing cache file, read and updated")
+    p.add_argument("--opt-level", type=int, default=DEFAULT_OPT_LEVEL, help="builder optimization level 0..5")
+    p.add_argument("--version-compatible", action="store_true",
+                   help="plan also runs on newer TensorRT of the same major version (lean runtime embedded)")
+    p.add_argument("--hardware-compat", default="none", choices=tuple(HARDWARE_COMPAT),
+                   help="ampere+: any Ampere or newer GPU; same-cc: GPUs of the same compute capability")
+    p.add_argument("--trtexec-only", action="store_true", help="print the trtexec command and stop")
+    q = p.add_argument_group("int8 (explicit quantization)")
+    q.add_argument("--calib-dir", type=Path, help="calibration images; makes the QDQ ONNX first")
+    q.add_argument("--calib-images", type=int, default=256, help="use the first N images (sorted)")
+    q.add_argument("--calib-method", default="max", choices=("max", "entropy", "percentile"))
+    q.add_argument("--percentile", type=float, default=99.999, help="for --calib-method percentile")
+    q.add_argument("--exclude-nodes", action="append", default=[], metavar="PATTERN",
+                   help="keep in float: node-name glob, or op:TYPE (repeatable)")
+    q.add_argument("--qdq-out", type=Path, help="QDQ ONNX path (default: <out>/<model>_int8_qdq.onnx)")
+    q.add_argument("--qdq-only", action="store_true", help="stop after writing the QDQ ONNX")
+    a = p.add_argument_group("plans built by trtexec")
+    a.add_argument("--adopt-plan", type=Path, help="write the sidecar for this trtexec-built plan")
+    a.add_argument("--trt-version", help="TensorRT version that built --adopt-plan (e.g. 10.13.3.9)")
+    p.add_argument("--container-release", help="also check the plan against this tritonserver release (e.g. 25.10)")
+
+
+def _quantize(args: argparse.Namespace, card) -> Path:
+    from tritonkit.build_engines.quantize import find_calibration_images, quantize_int8
+
+    out = args.qdq_out or args.out / f"{card.name}_int8_qdq.onnx"
+    images = find_calibration_images(args.calib_dir, args.calib_images)
+    res = quantize_int8(card, args.onnx, out, images, args.calib_method, tuple(args.exclude_nodes),
+                        percentile=args.percentile)
+    print(f"QDQ ONNX: {res.onnx_int8} ({res.method} calibration on {res.num_images} images, "
+          f"{res.qdq_nodes} Q/DQ nodes, {len(res.excluded_nodes)} nodes kept float)")
+    print(f"size: fp32 {res.size_mb_fp32:.3f} MB -> int8 {res.size_mb_int8:.3f} MB")
+    return res.onnx_int8
 
 
 def run(args: argparse.Namespace) -> int:
-    raise TritonkitError("build is not implemented yet")
+    from tritonkit.build_engines.spec import default_plan_path, make_spec
+    from tritonkit.cards import get_card
+    from tritonkit.errors import TritonkitError
+
+    card = get_card(args.model)
+    onnx = args.onnx
+    if args.qdq_only and not (args.precision == "int8" and args.calib_dir):
+        raise TritonkitError("--qdq-only needs --precision int8 and --calib-dir")
+    if args.calib_dir is not None and args.precision != "int8":
+        raise TritonkitError("--calib-dir is for --precision int8")
+    if args.adopt_plan is not None and not args.trt_version:
+        raise TritonkitError("--adopt-plan needs --trt-version (the TensorRT version trtexec printed)")
+    if args.precision == "int8" and args.calib_dir is not None:
+        onnx = _quantize(args, card)
+        if args.qdq_only:
+            return 0
+    plan = args.plan or default_plan_path(args.out, card, args.precision)
+    spec = make_spec(card, onnx, args.precision, plan, min_batch=args.min_batch, opt_batch=args.opt_batch,
+                     max_batch=args.max_batch, workspace_mb=args.workspace_mb, timing_cache=args.timing_cache,
+                     opt_level=args.opt_level, version_compatible=args.version_compatible,
+                     hardware_compat=args.hardware_compat)
+    if args.trtexec_only:
+        from tritonkit.build_engines.trtexec import trtexec_command
+
+        print(trtexec_command(spec))
+        adopt = ["tritonkit", "build", "--model", args.model, "--onnx", str(onnx), "--precision", args.precision,
+                 "--min-batch", str(spec.batch.min), "--opt-batch", str(spec.batch.opt),
+                 "--max-batch", str(spec.batch.max), "--plan", str(plan), "--adopt-plan", str(plan),
+                 "--trt-version", "TRT_VERSION"]
+        print(f"# then record its sidecar: {shlex.join(adopt)}", file=sys.stderr)
+        return 0
+    if args.adopt_plan is not None:
+        from tritonkit.build_engines.builder import adopt_plan
+
+        built = adopt_plan(spec, args.adopt_plan, args.trt_version)
+    else:
+        from tritonkit.build_engines.builder import build_plan
+
+        built = build_plan(spec)
+    s = built.sidecar
+    print(f"plan: {built.plan} ({s.precision}, batch {s.min_batch}..{s.max_batch}, TensorRT {s.tensorrt_version}, "
+          f"{s.gpu_name} sm {s.compute_capability})")
+    print(f"sidecar: {built.sidecar_path}")
+    for note in built.notes:
+        print(f"note: {note}")
+    if args.container_release:
+        from tritonkit.build_engines.compat import check_plan_for_card, host_gpus
+
+        gpu = host_gpus()[0]
+        res = check_plan_for_card(card, built.plan, args.container_release, max_batch_size=s.max_batch,
+                                  host_cc=gpu.compute_capability, host_gpu_name=gpu.name)
+        print(f"compatible with tritonserver {res.container_release} (TensorRT {res.container_tensorrt})")
+        for note in res.notes:
+            print(f"note: {note}")
+    return 0

@@ -1,15 +1,225 @@
-"""(not yet implemented)"""
+"""Measure served models with perf_analyzer: sweeps, the overhead ladder, config tuning.
+
+  tritonkit perf sweep --model demo_shapes --url 127.0.0.1:8001 --batch-sizes 1,4,8 --concurrency 1:4 --out reports/perf
+  tritonkit perf ladder --model resnet50 --onnx resnet50.onnx --batch-size 8 --out reports/ladder
+  tritonkit perf tune --model demo_shapes --onnx demo.onnx --p99-ms 20 --delays 0,100,500,2000 --preferred 4,8 \\
+      --instances 1,2 --out reports/tune [--write-back model_repository]
+
+sweep: one perf_analyzer run per (batch size, concurrency) point against a running server;
+every point's CSV is kept as it finishes, failed points are reported with perf_analyzer's
+stderr, and the merged table (sweep.csv / sweep.md) and a latency-vs-throughput plot are
+written to --out.
+ladder: in-process onnxruntime vs Triton over gRPC, HTTP and system shared memory vs the full
+run stream, side by side (starts the bundled server itself unless --url is given).
+tune: dynamic-batching delay x preferred batch sizes x instances on the bundled server
+(explicit model control, one reload per variant); best throughput under the p99 bound.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from tritonkit.errors import TritonkitError
 
+DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,4,8, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _measurement_args(p: argparse.ArgumentParser, interval_ms: int) -> None:
+    g = p.add_argument_group("measurement (perf_analyzer)")
+    g.add_argument("--measurement-mode", choices=("time_windows", "count_windows"), default="time_windows")
+    g.add_argument("--interval", type=int, default=interval_ms, metavar="MS",
+                   help=f"time window length in ms (time_windows; default {interval_ms})")
+    g.add_argument("--request-count", type=int, default=50, metavar="N",
+                   help="minimum requests per window (count_windows; default 50)")
+    g.add_argument("--stability", type=float, default=10.0, metavar="PCT",
+                   help="windows must agree within this percentage (default 10)")
+    g.add_argument("--max-trials", type=int, default=10, help="windows before giving up on stability (default 10)")
+    g.add_argument("--percentile", type=int, metavar="P", help="stabilise on this latency percentile (default: average)")
+    g.add_argument("--perf-analyzer", type=Path, metavar="PATH", help="the perf_analyzer binary (default: found)")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    sub = p.add_subparsers(dest="perf_command", metavar="ACTION", required=True)
+
+    s = sub.add_parser("sweep", help="perf_analyzer over batch sizes x concurrency against a running server",
+                       description="perf_analyzer over batch sizes x concurrency against a running server.")
+    s.add_argument("--model", required=True, help="served model name")
+    s.add_argument("--url", help="server address host:port (default 127.0.0.1:8001 for grpc, :8000 for http)")
+    s.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    s.add_argument("--batch-sizes", type=_ints, default=(1,), metavar="1,4,8")
+    s.add_argument("--concurrency", default="1:4", metavar="START:END[:STEP]")
+    s.add_argument("--shm", choices=("none", "system", "cuda"), default="none", help="shared memory for tensors")
+    s.add_argument("--input-data", default="random", help="random, zero, or a perf_analyzer JSON/folder")
+    s.add_argument("--async", dest="async_mode", action="store_true", help="perf_analyzer --async")
+    s.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds per point before it is killed")
+    s.add_argument("--stop-on-error", action="store_true", help="stop at the first failed point")
+    s.add_argument("--no-plot", action="store_true")
+    s.add_argument("--out", type=Path, default=Path("reports/perf"))
+    _measurement_args(s, 5000)
+
+    lad = sub.add_parser("ladder", help="in-process onnxruntime vs Triton gRPC/HTTP/shm vs the run stream",
+                         description="The overhead ladder, side by side in one run.")
+    lad.add_argument("--model", required=True, help="model card name (or card .json)")
+    lad.add_argument("--onnx", type=Path, required=True, help="the ONNX the server serves")
+    lad.add_argument("--batch-size", type=int, default=8)
+    lad.add_argument("--concurrency", type=int, default=2, help="requests in flight for every served rung")
+    lad.add_argument("--url", help="gRPC address of a running server (default: start the bundled one)")
+    lad.add_argument("--http-url", help="HTTP address of that server (HTTP rung skipped without it)")
+    lad.add_argument("--served-name", help="served model name (default: the card's)")
+    lad.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
+    lad.add_argument("--images", type=Path, help="image folder for the run-stream rung (default: synthetic JPEGs)")
+    lad.add_argument("--stream-images", type=int, default=128)
+    lad.add_argument("--out", type=Path, default=Path("reports/ladder"))
+    _measurement_args(lad, 3000)
+
+    t = sub.add_parser("tune", help="dynamic batching delay x preferred sizes x instances, best under a p99 bound",
+                       description="Config sweep on the bundled server (explicit model control).")
+    t.add_argument("--model", required=True, help="model card name (or card .json)")
+    t.add_argument("--onnx", type=Path, required=True)
+    t.add_argument("--p99-ms", type=float, required=True, help="p99 latency bound per request (ms)")
+    t.add_argument("--delays", type=_ints, default=(0, 100, 500, 2000), metavar="US,...",
+                   help="max queue delays in microseconds")
+    t.add_argument("--preferred", default="4,8",
+                   help="preferred batch size variants: 4,8 = two variants; 4+8 = one with both; none")
+    t.add_argument("--instances", type=_ints, default=(1, 2))
+    t.add_argument("--batch-size", type=int, default=1, help="batch per request of the load")
+    t.add_argument("--concurrency", type=int, default=8, help="requests in flight of the load")
+    t.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads per instance")
+    t.add_argument("--write-back", type=Path, metavar="REPO", help="write the best config (and model) into REPO")
+    t.add_argument("--out", type=Path, default=Path("reports/tune"))
+    _measurement_args(t, 2000)
+
+
+def _spec(args: argparse.Namespace, model: str, url: str, protocol: str, batch_size: int, concurrency):
+    from tritonkit.perf.analyzer import PerfSpec
+
+    return PerfSpec(model=model, url=url, protocol=protocol, batch_size=batch_size, concurrency=concurrency,
+                    measurement_mode=args.measurement_mode, measurement_interval_ms=args.interval,
+                    measurement_request_count=args.request_count, stability_pct=args.stability,
+                    percentile=args.percentile, max_trials=args.max_trials,
+                    shared_memory=getattr(args, "shm", "none"), input_data=getattr(args, "input_data", "random"),
+                    async_mode=getattr(args, "async_mode", False), timeout_s=getattr(args, "timeout", 300.0))
 
 
 def run(args: argparse.Namespace) -> int:
-    raise TritonkitError("perf is not implemented yet")
+    return {"sweep": _sweep, "ladder": _ladder, "tune": _tune}[args.perf_command](args)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from tritonkit.perf.analyzer import ConcurrencyRange, run_sweep
+    from tritonkit.perf.results import print_tables, sweep_tables
+
+    console = Console()
+    url = args.url or f"127.0.0.1:{DEFAULT_PORTS[args.protocol]}"
+    spec = _spec(args, args.model, url, args.protocol, args.batch_sizes[0], ConcurrencyRange.parse(args.concurrency))
+
+    def show(point) -> None:
+        if point.ok:
+            r = point.rows[0]
+            console.print(f"bs {point.batch_size:>3} c {point.concurrency:>3}: {r.img_per_s:,.1f} img/s, "
+                          f"p99 {r.p99_us / 1000:.2f} ms  ({point.seconds:.1f} s)")
+        else:
+            console.print(f"bs {point.batch_size:>3} c {point.concurrency:>3}: [red]{point.status}[/red] "
+                          f"({point.error_kind}) {point.error}", markup=True, highlight=False)
+
+    result = run_sweep(spec, args.out, batch_sizes=args.batch_sizes, binary=args.perf_analyzer,
+                       stop_on_error=args.stop_on_error, on_point=show, plot=not args.no_plot)
+    print_tables(sweep_tables(result.rows)[:2], console)  # the per-point detail is in sweep.md
+    console.print(f"wrote {result.merged_csv}, {result.markdown}, {result.status_json}"
+                  + (f", {result.plot}" if result.plot else ""))
+    if result.stopped_reason:
+        console.print(f"sweep stopped: {result.stopped_reason}", highlight=False)
+    if not result.rows:
+        raise TritonkitError(f"no point finished; see {result.status_json}")
+    return 1 if result.failed else 0
+
+
+def _ladder(args: argparse.Namespace) -> int:
+    import contextlib
+    import tempfile
+
+    from rich.console import Console
+
+    from tritonkit.cards import get_card
+    from tritonkit.perf.ladder import LadderOptions, folder_items, run_ladder
+    from tritonkit.perf.results import print_tables
+
+    console = Console()
+    card = get_card(args.model)
+    if not args.onnx.is_file():
+        raise TritonkitError(f"{args.onnx}: ONNX file not found")
+    items = tuple(folder_items(args.images, args.stream_images)) if args.images else ()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        grpc_url, http_url, served = args.url, args.http_url, args.served_name
+        if grpc_url is None:
+            from tritonkit.model_repository.config import RepoOptions
+            from tritonkit.model_repository.writer import write_model
+            from tritonkit.serve.local import LocalServer, ServerOptions
+
+            repo = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tritonkit-ladder-"))) / "repo"
+            write_model(card, args.onnx, repo, RepoOptions(target="cpu", intra_op_threads=args.threads))
+            console.print("starting the bundled tritonserver ...")
+            server = stack.enter_context(LocalServer(ServerOptions(model_repository=repo),
+                                                     log_path=args.out / "tritonserver.log"))
+            grpc_url, http_url, served = server.grpc_url, server.http_url, card.name
+        options = LadderOptions(card=card, onnx=args.onnx, grpc_url=grpc_url, http_url=http_url, served_name=served,
+                                batch_size=args.batch_size, concurrency=args.concurrency,
+                                measurement_interval_ms=args.interval, stability_pct=args.stability,
+                                max_trials=args.max_trials, intra_op_threads=args.threads,
+                                stream_images=args.stream_images, images=items)
+
+        def show(rung) -> None:
+            value = f"{rung.img_per_s:,.1f} img/s" if rung.img_per_s is not None else rung.note
+            console.print(f"{rung.name}: {value}", highlight=False)
+
+        result = run_ladder(options, args.out, on_rung=show)
+    print_tables([result.table()], console)
+    console.print(f"wrote {args.out / 'ladder.md'} and {args.out / 'ladder.json'}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from tritonkit.cards import get_card
+    from tritonkit.model_repository.config import RepoOptions
+    from tritonkit.perf.analyzer import ConcurrencyRange
+    from tritonkit.perf.results import print_tables
+    from tritonkit.perf.tune import TuneGrid, parse_preferred, run_tune
+
+    console = Console()
+    card = get_card(args.model)
+    grid = TuneGrid(tuple(args.delays), parse_preferred(args.preferred), tuple(args.instances))
+    measure = _spec(args, card.name, "127.0.0.1:8001", "grpc", args.batch_size,
+                    ConcurrencyRange(args.concurrency, args.concurrency))
+
+    def show(point) -> None:
+        r = point.row
+        what = f"{r.img_per_s:,.1f} img/s, p99 {r.p99_us / 1000:.2f} ms" if r else f"failed: {point.error}"
+        console.print(f"{point.variant.label}: {what}", highlight=False)
+
+    result = run_tune(card, args.onnx, grid, args.p99_ms, args.out, measure=measure,
+                      base_options=RepoOptions(target="cpu", intra_op_threads=args.threads),
+                      write_back=args.write_back, on_point=show)
+    print_tables([result.table()], console)
+    if result.best is None:
+        console.print(f"no variant met p99 <= {args.p99_ms:g} ms; every point is in {args.out / 'tune.md'}")
+        return 1
+    console.print(f"best: {result.best.variant.label} ({result.best.row.img_per_s:,.1f} img/s); "
+                  f"config in {args.out / 'best_config.pbtxt'}"
+                  + (f"; written to {result.written_back}" if result.written_back else ""), highlight=False)
+    return 0

@@ -1,15 +1,78 @@
-"""(not yet implemented)"""
+"""Validate a running Triton deployment like production would use it; exit 1 if any check fails.
+
+  tritonkit validate --url 127.0.0.1:8001 --models resnet50 --out reports/validation
+  tritonkit validate --url 127.0.0.1:8001 --models m1,m2 --checks readiness,contract,correctness \\
+      --reference-onnx m1=build/onnx/m1.onnx --out reports/validation
+  tritonkit validate --url 127.0.0.1:8001 --models resnet50 --soak 30m --out reports/soak
+
+Checks (in this order): readiness, contract, correctness, bad_requests, security, load,
+overload; soak is opt-in (--soak). Writes <out>/validation.json and <out>/report.md. A check
+that cannot run (perf_analyzer missing, server unreachable, no card) fails with the reason.
+The production profile's API key is read from the environment variable named by
+--api-key-env (never from the command line).
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from tritonkit.errors import TritonkitError
+from tritonkit.serve.profiles import API_KEY_ENV
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--url", default="127.0.0.1:8001", help="gRPC address of the server")
+    p.add_argument("--http-url", help="HTTP address (default: from the local server's flags, else port 8000)")
+    p.add_argument("--metrics-url", help="metrics URL (default: from the local server's flags, else port 8002)")
+    p.add_argument("--models", required=True, help="comma-separated model names")
+    p.add_argument("--cards", action="append",
+                   help="MODEL=CARD (built-in name or .json), repeatable or comma-separated; default: the "
+                        "card stored with the model, else the built-in card of that name")
+    p.add_argument("--reference-onnx", action="append", help="MODEL=PATH of the ONNX to compare against")
+    p.add_argument("--precision", action="append", help="MODEL=fp32|fp16|int8 (tolerances; default from the plan)")
+    p.add_argument("--checks", default="all", help="all, or a comma list of: readiness, contract, correctness, "
+                                                   "bad_requests, security, load, overload, soak")
+    p.add_argument("--slo-p99-ms", type=float, default=200.0, help="load: p99 latency bound (ms)")
+    p.add_argument("--load-seconds", type=float, default=10.0, help="load: how long perf_analyzer drives the model")
+    p.add_argument("--concurrency", type=int, default=4, help="load and soak: concurrent requests")
+    p.add_argument("--overload-requests", type=int, default=0,
+                   help="overload: burst size (default: derived from the queue policy)")
+    p.add_argument("--samples", type=int, default=8, help="correctness: seeded inputs per model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--soak", help="opt-in soak duration (e.g. 30m, 90s)")
+    p.add_argument("--rss-bound-mb", type=float, default=100.0, help="soak: allowed server RSS growth (MB)")
+    p.add_argument("--server-pid", type=int, help="server pid, when --url does not point at this machine")
+    p.add_argument("--repo", type=Path, help="model repository folder (default: the local server's)")
+    p.add_argument("--container-release", help="NGC release serving TensorRT plans (plan checks)")
+    p.add_argument("--api-key-env", default=API_KEY_ENV,
+                   help=f"environment variable holding the restricted-API key (default {API_KEY_ENV})")
+    p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout (s)")
+    p.add_argument("--out", type=Path, required=True, help="output folder for validation.json and report.md")
+
+
+def options_from_args(args: argparse.Namespace):
+    from tritonkit.validate.options import ValidateOptions, parse_checks, parse_duration, parse_pairs
+
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    return ValidateOptions(
+        models=models, url=args.url, http_url=args.http_url, metrics_url=args.metrics_url,
+        checks=parse_checks(args.checks), cards=parse_pairs(args.cards, "--cards", models),
+        reference_onnx=parse_pairs(args.reference_onnx, "--reference-onnx", models),
+        precisions=parse_pairs(args.precision, "--precision", models), repo=args.repo,
+        container_release=args.container_release, server_pid=args.server_pid, slo_p99_ms=args.slo_p99_ms,
+        load_seconds=args.load_seconds, concurrency=args.concurrency,
+        soak_seconds=parse_duration(args.soak) if args.soak else 0.0, rss_bound_mb=args.rss_bound_mb,
+        samples=args.samples, seed=args.seed, overload_requests=args.overload_requests,
+        request_timeout_s=args.timeout, api_key_env=args.api_key_env, out=args.out)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise TritonkitError("validate is not implemented yet")
+    from rich.console import Console
+
+    from tritonkit.validate import validate
+
+    report = validate(options_from_args(args))
+    console = Console()
+    console.print(report.rich_table())
+    console.print(f"report: {args.out / 'report.md'}  json: {args.out / 'validation.json'}")
+    return 0 if report.passed else 1

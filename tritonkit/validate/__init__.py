@@ -1,0 +1,15 @@
+"""Production-like validation of a running Triton deployment (``tritonkit validate``).
+
+A battery of small checks, each a function returning :class:`CheckResult`: readiness, contract
+(served model vs card), correctness (vs onnxruntime, NaN/Inf, concurrency invariance), bad
+requests, security (production profile), load (perf_analyzer vs SLO), overload (queue policy
+sheds load cleanly) and an opt-in soak (errors, shared-memory cycles, RSS growth).
+"""
+
+from tritonkit.validate.options import CHECK_GROUPS, ValidateOptions, parse_checks, parse_duration
+from tritonkit.validate.report import ValidationReport
+from tritonkit.validate.result import CheckResult
+from tritonkit.validate.runner import validate
+
+__all__ = ["validate", "ValidateOptions", "ValidationReport", "CheckResult", "CHECK_GROUPS", "parse_checks",
+           "parse_duration"]

@@ -138,7 +138,8 @@ def resolve_precision(model: str, options: ValidateOptions, card: ModelCard | No
     if given:
         return given, "--precision"
     vdir = _version_dir(repo, model, config)
-    sidecar = vdir / "model.plan.json" if vdir else None
+    plan_name = config.get("default_model_filename") or "model.plan"
+    sidecar = vdir / f"{plan_name}.json" if vdir else None
     if sidecar is not None and sidecar.is_file():
         try:
             value = str(json.loads(sidecar.read_text()).get("precision", "")).lower()

@@ -14,47 +14,19 @@ from tritonkit.validate.requests import make_inputs, seeded_batch
 from tritonkit.validate.result import CheckResult, fail, verdict
 
 
-def _dims(values) -> tuple[int, ...]:
-    return tuple(int(v) for v in values)
+def metadata_problems(card: ModelCard, metadata: dict, config: dict) -> list[str]:
+    """Differences in names, dtypes and dims: the client's own contract check (one definition of
+    "matches the card" for the client and validation)."""
+    from tritonkit.client.infer import contract_mismatches, normalize_config, normalize_metadata
 
-
-def _per_sample(shape, batched: bool) -> tuple[int, ...]:
-    dims = _dims(shape)
-    return dims[1:] if batched else dims
-
-
-def metadata_problems(card: ModelCard, metadata: dict, batched: bool) -> list[str]:
-    """Differences between model metadata (``inputs``/``outputs`` with datatype, shape) and the card."""
-    problems = []
-    inputs = {t["name"]: t for t in metadata.get("inputs", [])}
-    outputs = {t["name"]: t for t in metadata.get("outputs", [])}
-    for spec, served, kind in [(card.input, inputs, "input")] + [(o, outputs, "output") for o in card.outputs]:
-        t = served.get(spec.name)
-        if t is None:
-            problems.append(f"{kind} {spec.name!r} not served (server has {sorted(served)})")
-            continue
-        if t.get("datatype") != spec.dtype:
-            problems.append(f"{kind} {spec.name!r} dtype {t.get('datatype')} != card {spec.dtype}")
-        dims = _per_sample(t.get("shape", []), batched)
-        if not _dims_match(dims, spec.dims):
-            problems.append(f"{kind} {spec.name!r} dims {list(dims)} != card {list(spec.dims)}")
-    extra = sorted(set(inputs) - {card.input.name})
-    if extra:
-        problems.append(f"server expects inputs the card does not describe: {extra}")
-    return problems
-
-
-def _dims_match(served: tuple[int, ...], card: tuple[int, ...]) -> bool:
-    return len(served) == len(card) and all(a == b or a == -1 or b == -1 for a, b in zip(served, card))
+    return contract_mismatches(card, normalize_metadata(metadata), normalize_config(config), 1)
 
 
 def config_problems(card: ModelCard, config: dict) -> list[str]:
     """Differences between the served config (Triton's JSON rendering) and the card."""
     problems = []
     mbs = int(config.get("max_batch_size", 0))
-    if mbs < 1:
-        problems.append(f"max_batch_size {mbs}: the card needs a batched model (card max {card.max_batch_size})")
-    elif mbs > card.max_batch_size:
+    if mbs > card.max_batch_size:
         problems.append(f"max_batch_size {mbs} > card max {card.max_batch_size}")
     inputs = {t["name"]: t for t in config.get("input", [])}
     spec = inputs.get(card.input.name)
@@ -82,8 +54,7 @@ def check_metadata(ctx: Context, target: ModelTarget) -> CheckResult:
                                                  client_timeout=ctx.options.request_timeout_s)
     except Exception as exc:
         return fail(name, f"metadata unavailable: {exc}", target.name)
-    batched = int(target.config.get("max_batch_size", 0)) > 0
-    problems = metadata_problems(target.card, metadata, batched) + config_problems(target.card, target.config)
+    problems = metadata_problems(target.card, metadata, target.config) + config_problems(target.card, target.config)
     return verdict(name, problems, f"names, dtypes, dims, format and max batch match card ({target.card_source})",
                    target.name, card_source=target.card_source,
                    served_max_batch=int(target.config.get("max_batch_size", 0)),

@@ -166,6 +166,18 @@ def _statistics(ctx: Context, model: str) -> tuple[int, int] | None:
         return None
 
 
+def burst_size(config: dict, concurrency: int) -> int:
+    """Enough simultaneous requests to be batched together, but no more than a bounded queue
+    accepts (queue-full rejections are the overload check's business, not this one's)."""
+    n = max(2 * concurrency, 16)
+    policy = config.get("dynamic_batching", {}).get("default_queue_policy", {})
+    queue = int(policy.get("max_queue_size", 0) or 0)
+    if queue > 0:  # one batch executing per instance, the rest must fit in the queue
+        instances = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
+        n = min(n, queue + instances)
+    return max(2, n)
+
+
 def check_concurrency_invariance(ctx: Context, target: ModelTarget) -> CheckResult:
     """The same single-sample requests, sent all at once (so dynamic batching groups them) and
     one at a time, give the same outputs within the precision's tolerance."""
@@ -174,7 +186,7 @@ def check_concurrency_invariance(ctx: Context, target: ModelTarget) -> CheckResu
     if blocked:
         return blocked
     tol = TOLERANCES[target.precision]
-    n = max(2 * ctx.options.concurrency, 16)
+    n = burst_size(target.config, ctx.options.concurrency)
     x = samples(target.card, n, ctx.options.seed + 2)
     timeout = ctx.options.request_timeout_s
     try:

@@ -36,6 +36,7 @@ class ValidateOptions:
     reference_onnx: tuple[tuple[str, str], ...] = ()
     precisions: tuple[tuple[str, str], ...] = ()
     repo: Path | None = None
+    container_release: str | None = None
     server_pid: int | None = None
     slo_p99_ms: float = 200.0
     load_seconds: float = 10.0

@@ -90,20 +90,21 @@ def plan_compat_result(ctx: Context, target: ModelTarget, compat) -> CheckResult
     if repo is None:
         return fail(name, "plan sidecar not readable: the repository is not on this machine (pass --repo)",
                     target.name)
-    filename = target.config.get("default_model_filename") or "model.plan"
-    plan = repo / target.name / target.version / filename
-    check = getattr(compat, "check_served_plan", None) or getattr(compat, "check_plan_for_card", None)
-    if check is None:
-        return fail(name, "tritonkit.build_engines.compat has no plan check function", target.name)
     if target.card is None:
         return fail(name, target.card_source, target.name)
+    release = ctx.options.container_release
+    if not release:
+        return fail(name, "pass --container-release (the NGC release of the serving container) to check the "
+                          "plan's TensorRT version against it", target.name)
+    filename = target.config.get("default_model_filename") or "model.plan"
+    plan = repo / target.name / target.version / filename
     try:
-        meta = ctx.grpc().get_server_metadata(as_json=True)
-        release = compat.release_for_triton(meta.get("version", "")) if hasattr(compat, "release_for_triton") else None
-        check(target.card, plan, release)
-    except Exception as exc:
-        return fail(name, f"{plan}: {_error_text(exc)}", target.name)
-    return ok(name, f"{plan} fits this server", target.name)
+        result = compat.check_plan_for_card(target.card, plan, release,
+                                            max_batch_size=int(target.config.get("max_batch_size", 0)) or None)
+    except Exception as exc:  # CompatError / SidecarError name the plan and the problem
+        return fail(name, _error_text(exc), target.name)
+    notes = "; ".join(getattr(result, "notes", ()))
+    return ok(name, f"{plan} fits tritonserver {release}" + (f" ({notes})" if notes else ""), target.name)
 
 
 def run(ctx: Context) -> list[CheckResult]:

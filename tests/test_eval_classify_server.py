@@ -1,0 +1,88 @@
+"""`tritonkit eval classify` end to end against the real bundled tritonserver (tiny model).
+
+The served top-1/top-5 must equal in-process onnxruntime on the same preprocessed inputs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_pipeline import CARD, make_dataset
+
+pytestmark = pytest.mark.server
+
+
+def test_cli_eval_classify_grpc_matches_onnxruntime(tiny_server, tiny_onnx, tmp_path, capsys):
+    from tritonkit.cli import main
+
+    expect = make_dataset(tmp_path / "data", n_good=13)
+    out = tmp_path / "out"
+    code = main(["eval", "classify", "--model", "demo_shapes", "--data", str(tmp_path / "data"),
+                 "--url", tiny_server.grpc_url, "--batch-sizes", "4,1", "--timing-images", "6",
+                 "--reference-onnx", str(tiny_onnx), "--workers", "2", "--in-flight", "2",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    res = json.loads((out / "classification.json").read_text())
+    assert res["images"] == expect["good"]
+    assert {e["path"] for e in res["errors"]} == expect["errors"]
+    assert {n["path"] for n in res["notes"]} == expect["notes"]
+    assert res["top1"] == res["reference_top1"] and res["top5"] == res["reference_top5"]
+    assert res["max_abs_diff"]["logits"] < 1e-4
+    assert [r["batch_size"] for r in res["batch_timing"]] == [4, 1]
+    first6 = sorted(p.relative_to(tmp_path / "data").as_posix() for p in (tmp_path / "data").rglob("*.*"))[:6]
+    timed = len([k for k in first6 if k not in expect["errors"]])
+    for row in res["batch_timing"]:
+        assert row["images"] == timed and row["run_model_ms"] > 0 and row["run_stream_img_s"] > 0
+    assert res["p_infer_whole"] > 0 and res["p_infer_core"] >= res["p_infer_whole"]
+    assert res["latency"]["count"] == -(-expect["good"] // 4)
+    assert set(res["stages"]) == {"decode", "preprocess", "infer", "postprocess"}
+    md = (out / "classification.md").read_text()
+    assert "run model bs1 (ms)" in md and "run stream bs4 (ms)" in md
+    lines = (out / "classification.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + expect["good"] + len(expect["errors"])
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_shared_memory_eval_and_resume(tiny_server, tiny_onnx, tmp_path, protocol):
+    """Inputs/outputs through system shared memory give the same results; regions are
+    unregistered afterwards; a resumed run that finds everything done reports the same."""
+    from tritonkit.client.classify_task import ClassifyEvalOptions, evaluate_classification
+
+    make_dataset(tmp_path / "data", n_good=9)
+    opts = ClassifyEvalOptions(model="demo_shapes", data=tmp_path / "data", out=tmp_path / "out",
+                               url=tiny_server.url(protocol), protocol=protocol, shm=True,
+                               batch_sizes=(3,), timing_images=0, reference_onnx=tiny_onnx, progress=False)
+    first = evaluate_classification(opts)
+    assert first["top1"] == first["reference_top1"] and first["max_abs_diff"]["logits"] < 1e-4
+    again = evaluate_classification(ClassifyEvalOptions(**{**opts.__dict__, "resume": True}))
+    assert again["resumed"] == first["images"] + len(first["errors"])
+    assert (again["top1"], again["top5"], again["images"]) == (first["top1"], first["top5"], first["images"])
+
+    import tritonclient.grpc as grpcclient
+
+    status = grpcclient.InferenceServerClient(tiny_server.grpc_url).get_system_shared_memory_status(as_json=True)
+    assert not status.get("regions")
+
+
+def test_card_mismatch_and_invalid_request(tiny_server, tmp_path, capsys):
+    from tritonkit.cli import main
+    from tritonkit.client.infer import ClientOptions, TritonInfer
+    from tritonkit.errors import ServerError
+
+    (tmp_path / "data" / "n01440764").mkdir(parents=True)  # an ImageNet wnid folder for the resnet50 card
+    Image.fromarray(np.zeros((300, 300, 3), np.uint8)).save(tmp_path / "data" / "n01440764" / "a.JPEG")
+    code = main(["eval", "classify", "--model", "resnet50", "--model-name", "demo_shapes",
+                 "--data", str(tmp_path / "data"), "--url", tiny_server.grpc_url, "--out", str(tmp_path / "o"),
+                 "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "does not match card 'resnet50'" in err and "shape [-1, 3, 64, 64]" in err and "'logits'" in err
+
+    with TritonInfer(CARD, ClientOptions(url=tiny_server.grpc_url, retries=3), max_batch=2) as client:
+        with pytest.raises(ServerError, match="request failed"):
+            client.infer(np.zeros((1, 3, 32, 32), np.float32))  # wrong dims: INVALID_ARGUMENT
+        assert client.retries_done == 0  # never retried

@@ -1,0 +1,181 @@
+"""`eval detect` end to end: a detector with known output on a COCO-layout set with known
+ground truth, through the run-stream engine (in process) and through the real bundled server
+(client-side and server-side NMS, onnxruntime reference)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tritonkit.cards import get_card
+from tritonkit.client.detect_task import (
+    CocoItem, DetectAdapter, DetectEvalOptions, detection_markdown, evaluate_detection, records_to_coco)
+from tritonkit.errors import TritonkitError
+
+from test_ensemble_server import constant_yolo_onnx  # noqa: E402  (tests/ is on sys.path via conftest)
+
+CARD = get_card("demo_shapes_det")  # 128x128 letterbox input, 4 classes -> category ids 1..4
+
+# The constant detector's boxes in model-input pixels (x1, y1, x2, y2) and class indices.
+BOXES_IN = np.array([[10, 26, 50, 66], [60, 30, 120, 100], [20, 80, 40, 110]], np.float64)
+CLASSES = [0, 2, 3]
+# Image shapes (h, w) and, worked out by hand, their letterbox to 128: scale and vertical pad.
+SHAPES = {"a": ((96, 128), 1.0, 16.0), "b": ((192, 256), 0.5, 16.0), "c": ((96, 128), 1.0, 16.0)}
+
+
+def _constant_rows() -> np.ndarray:
+    rows = np.zeros((256, 9), np.float32)
+    rows[:3, 0:2] = (BOXES_IN[:, :2] + BOXES_IN[:, 2:]) / 2
+    rows[:3, 2:4] = BOXES_IN[:, 2:] - BOXES_IN[:, :2]
+    rows[:3, 4] = [0.9, 0.8, 0.7]
+    rows[np.arange(3), 5 + np.array(CLASSES)] = 1.0
+    return rows
+
+
+def make_dataset(root: Path, corrupt: bool = True) -> Path:
+    """COCO layout whose ground truth is the constant detector's boxes mapped back by hand."""
+    from PIL import Image
+
+    (root / "val2017").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    rng = np.random.default_rng(0)
+    images, anns = [], []
+    for i, (stem, ((h, w), scale, pad_y)) in enumerate(SHAPES.items(), start=1):
+        name = f"{stem}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "val2017" / name)
+        images.append({"id": i, "file_name": name, "height": h, "width": w})
+        for box, cls in zip(BOXES_IN, CLASSES):
+            x1, y1, x2, y2 = (box - [0, pad_y, 0, pad_y]) / scale
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": cls + 1,
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+    if corrupt:  # listed with ground truth, but not an image: an error, excluded from the mAP
+        (root / "val2017" / "broken.jpg").write_bytes(b"not a jpeg")
+        images.append({"id": 99, "file_name": "broken.jpg", "height": 10, "width": 10})
+        anns.append({"id": 999, "image_id": 99, "category_id": 1, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0})
+    cats = [{"id": c, "name": n} for c, n in zip(CARD.category_ids, CARD.label_names())]
+    (root / "annotations" / "instances_val2017.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def coco_and_onnx(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval_detect")
+    return make_dataset(root / "coco"), constant_yolo_onnx(root / "const.onnx", _constant_rows())
+
+
+def test_stream_in_process_gives_map_one(coco_and_onnx):
+    """The adapter through the run-stream engine with in-process onnxruntime (no server)."""
+    import onnxruntime as ort
+
+    from tritonkit.client.coco import load_coco_root
+    from tritonkit.client.pipeline import CallableBackend, EngineOptions, run_stream, summarize
+
+    coco_root, onnx_path = coco_and_onnx
+    ds = load_coco_root(coco_root)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    adapter = DetectAdapter(CARD, CARD.nms("ap"), CARD.category_ids, gt=ds.coco)
+    items = [CocoItem(im.file_name, im.path, im.id) for im in ds.images]
+    with CallableBackend(lambda x: {"output0": session.run(None, {"images": x})[0]}) as backend:
+        stream = run_stream(items, adapter, backend, EngineOptions(batch_size=2, progress=False))
+    assert [e["path"] for e in stream.errors] == ["broken.jpg"]
+    metrics = summarize(adapter, stream)
+    assert metrics["map50"] == pytest.approx(1.0) and metrics["map50_95"] == pytest.approx(1.0)
+    assert metrics["ground_truths"] == 9  # the broken image's box is not counted
+    # the record boxes are the hand-computed ground truth of image b (scale 0.5, pad 16)
+    rec_b = next(r for r in stream.records if r["image_id"] == 2)
+    np.testing.assert_allclose(rec_b["boxes"], (BOXES_IN - [0, 16, 0, 16]) / 0.5, atol=1e-3)
+    assert {r["category_id"] for r in records_to_coco(stream.records, CARD.category_ids)} == {1, 3, 4}
+
+
+def test_adapter_pickles_without_the_ground_truth(coco_and_onnx):
+    import pickle
+
+    from tritonkit.client.coco import load_coco_root
+
+    adapter = DetectAdapter(CARD, CARD.nms("ap"), CARD.category_ids, gt=load_coco_root(coco_and_onnx[0]).coco)
+    clone = pickle.loads(pickle.dumps(adapter))
+    assert clone.gt is None and clone.card == CARD and clone.profile == adapter.profile
+    with pytest.raises(ValueError, match="needs the ground truth"):
+        clone.summarize([{"image_id": 1, "boxes": [], "scores": [], "classes": []}])
+
+
+def test_options_and_markdown_without_server():
+    with pytest.raises(TritonkitError, match="--data PATH"):
+        DetectEvalOptions(model="demo_shapes_det")
+    md = detection_markdown({"model": "m", "map50": 0.5, "map50_95": 0.25, "batch_timing": [
+        {"nms": "client", "batch_size": 1, "images": 8, "run_model_ms": 2.0, "run_model_img_s": 500.0,
+         "run_stream_ms": 3.0, "run_stream_img_s": 333.0},
+        {"nms": "server", "batch_size": 1, "images": 8, "run_model_ms": 1.5, "run_model_img_s": 666.0,
+         "run_stream_ms": 2.5, "run_stream_img_s": 400.0}]})
+    assert "| m (client NMS) | 2.00 | 3.00 | 50.00 | 25.00 |" in md
+    assert "| m (server NMS) | 1.50 | 2.50 | 50.00 | 25.00 |" in md
+
+
+# -- the real server ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def detect_server(coco_and_onnx, tmp_path_factory):
+    from tritonkit.model_repository.config import RepoOptions
+    from tritonkit.model_repository.ensemble import write_detection_ensemble
+    from tritonkit.serve.local import LocalServer, ServerOptions
+
+    _, onnx_path = coco_and_onnx
+    root = tmp_path_factory.mktemp("detect_repo")
+    for profile in ("ap", "speed"):
+        write_detection_ensemble(CARD, onnx_path, root / "repo", profile, RepoOptions(target="cpu", max_batch_size=4))
+    server = LocalServer(ServerOptions(model_repository=root / "repo"), log_path=root / "tritonserver.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("server_nms", [False, True])
+def test_eval_detect_through_the_server(detect_server, coco_and_onnx, tmp_path, server_nms):
+    coco_root, onnx_path = coco_and_onnx
+    out = tmp_path / "out"
+    result = evaluate_detection(DetectEvalOptions(
+        model="demo_shapes_det", data=coco_root, url=detect_server.grpc_url, server_nms=server_nms,
+        batch_sizes=(1, 2), timing_images=3, reference_onnx=onnx_path, out=out, progress=False))
+    saved = json.loads((out / "detection.json").read_text())
+    for key in ("model", "images", "errors", "map50", "map50_95", "reference_map50", "p_infer_whole",
+                "p_infer_core", "batch_timing"):
+        assert key in saved, key
+    assert saved["images"] == 3 and [e["path"] for e in saved["errors"]] == ["broken.jpg"]
+    assert saved["map50"] == pytest.approx(1.0) and saved["map50_95"] == pytest.approx(1.0)
+    assert saved["reference_map50"] == pytest.approx(1.0)
+    assert saved["served_model"] == ("demo_shapes_det_ensemble_ap" if server_nms else "demo_shapes_det")
+    rows = saved["batch_timing"]
+    assert {(r["nms"], r["batch_size"]) for r in rows} == (
+        {("client", 1), ("client", 2)} | ({("server", 1), ("server", 2)} if server_nms else set()))
+    assert all(r["run_model_ms"] > 0 and r["run_stream_ms"] > 0 for r in rows)
+    assert len(json.loads((out / "detections_coco.json").read_text())) == 9
+    assert "(client NMS)" in (out / "detection.md").read_text()
+    assert result["map50"] == saved["map50"]
+
+
+@pytest.mark.server
+def test_cli_eval_detect_and_clear_errors(detect_server, coco_and_onnx, tmp_path, capsys):
+    from tritonkit.cli import main
+
+    coco_root, _ = coco_and_onnx
+    code = main(["eval", "detect", "--model", "demo_shapes_det", "--data", str(coco_root), "--url",
+                 detect_server.grpc_url, "--limit", "2", "--timing-images", "0", "--no-progress",
+                 "--nms-profile", "speed", "--out", str(tmp_path / "cli")])
+    assert code == 0
+    saved = json.loads((tmp_path / "cli" / "detection.json").read_text())
+    assert saved["images"] == 2 and saved["map50"] == pytest.approx(1.0)
+    assert saved["nms_profile"]["name"] == "speed"
+
+    missing = tmp_path / "nowhere.json"
+    code = main(["eval", "detect", "--model", "demo_shapes_det", "--images", str(coco_root / "val2017"),
+                 "--annotations", str(missing), "--url", detect_server.grpc_url, "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "nowhere.json: annotation file not found" in err[0]
+    code = main(["eval", "detect", "--model", "demo_shapes", "--data", str(coco_root), "--url",
+                 detect_server.grpc_url, "--out", str(tmp_path / "y")])
+    assert code == 1 and "is a classify model" in capsys.readouterr().err

@@ -1,0 +1,107 @@
+"""The validation report: ``validation.json``, ``report.md`` and a rich table for the terminal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tritonkit.report import markdown_table, write_json, write_text
+from tritonkit.validate.result import CheckResult
+
+JSON_NAME = "validation.json"
+MARKDOWN_NAME = "report.md"
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Every check result of one run, plus where the server was and what was validated."""
+
+    checks: tuple[CheckResult, ...]
+    server: dict[str, Any] = field(default_factory=dict)
+    models: tuple[dict[str, Any], ...] = ()
+    not_requested: tuple[str, ...] = ()
+    started: str = ""
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+    def by_name(self, name: str, model: str | None = None) -> list[CheckResult]:
+        return [c for c in self.checks if c.name == name and (model is None or c.model == model)]
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "started": self.started, "seconds": round(self.seconds, 2),
+                "server": self.server, "models": list(self.models),
+                "not_requested": list(self.not_requested),
+                "summary": {"checks": len(self.checks), "failed": len(self.failed)},
+                "checks": [c.to_dict() for c in self.checks]}
+
+    def markdown(self) -> str:
+        verdict = "PASSED" if self.passed else f"FAILED ({len(self.failed)} of {len(self.checks)} checks)"
+        parts = [f"# Deployment validation: {verdict}\n\n",
+                 f"Server: gRPC `{self.server.get('grpc')}`, HTTP `{self.server.get('http')}`, metrics "
+                 f"`{self.server.get('metrics')}`; Triton {self.server.get('version', '?')}; "
+                 f"{self.server.get('process', '')}. Started {self.started}, took {self.seconds:.1f} s.\n\n"]
+        if self.models:
+            parts += ["## Models\n\n", markdown_table(
+                ["model", "card", "reference", "precision"],
+                [[m["name"], m["card_source"], m["reference_source"], m["precision"]] for m in self.models]), "\n"]
+        parts += ["## Checks\n\n", markdown_table(
+            ["check", "model", "result", "detail"],
+            [[c.name, c.model or "(server)", "pass" if c.passed else "**FAIL**", _one_line(c.detail)]
+             for c in self.checks]),
+            "\n"]
+        if self.not_requested:
+            parts.append(f"Not requested: {', '.join(self.not_requested)} (opt-in: `--soak DURATION`).\n\n")
+        with_figures = [c for c in self.checks if c.figures]
+        if with_figures:
+            parts.append("## Figures\n\n")
+            for c in with_figures:
+                rows = [[k, _cell(v)] for k, v in c.to_dict()["figures"].items()]
+                parts += [f"### {c.name}" + (f" ({c.model})" if c.model else "") + "\n\n",
+                          markdown_table(["figure", "value"], rows, digits=3), "\n"]
+        return "".join(parts)
+
+    def write(self, out_dir: str | Path) -> tuple[Path, Path]:
+        """Write ``validation.json`` and ``report.md`` into ``out_dir`` (atomically)."""
+        out = Path(out_dir)
+        return write_json(out / JSON_NAME, self.to_dict()), write_text(out / MARKDOWN_NAME, self.markdown())
+
+    def rich_table(self):
+        from rich.table import Table
+
+        table = Table(title="tritonkit validate: " + ("PASSED" if self.passed else "FAILED"), show_lines=False)
+        for col in ("check", "model", "result", "detail"):
+            table.add_column(col, overflow="fold")
+        for c in self.checks:
+            table.add_row(c.name, c.model or "(server)", "[green]pass[/]" if c.passed else "[bold red]FAIL[/]",
+                          c.detail)
+        return table
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_short(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(str(_short(v)) for v in value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return _one_line(value) if isinstance(value, str) else value
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_short(v)}" for k, v in value.items()) + "}"
+    return value

@@ -1,0 +1,92 @@
+"""Run the battery: resolve the server and the models, run each requested check group, report.
+
+:func:`validate` is the library entry point (``make demo`` validates its own deployment with
+it); ``tritonkit validate`` is a thin CLI over it. Nothing here raises for a failing check:
+a check that cannot run (server down, tool missing, no card) is a failed result with the
+reason, and an unexpected error inside a check becomes a failed result naming it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Callable
+
+from tritonkit.validate import (badrequests, contract, correctness, load, overload, readiness, security,
+                                soak)
+from tritonkit.validate.context import Context, resolve_target
+from tritonkit.validate.options import CHECK_GROUPS, OPT_IN_GROUPS, ValidateOptions
+from tritonkit.validate.report import ValidationReport
+from tritonkit.validate.result import CheckResult, fail
+
+GROUPS: dict[str, Callable[[Context], list[CheckResult]]] = {
+    "readiness": readiness.run,
+    "contract": contract.run,
+    "correctness": correctness.run,
+    "bad_requests": badrequests.run,
+    "security": security.run,
+    "load": load.run,
+    "overload": overload.run,
+    "soak": soak.run,
+}
+
+
+def groups_to_run(options: ValidateOptions) -> tuple[str, ...]:
+    """The requested groups in run order; ``--soak`` opts the soak in."""
+    wanted = set(options.checks) | ({"soak"} if options.soak_seconds > 0 else set())
+    return tuple(g for g in CHECK_GROUPS if g in wanted)
+
+
+def run_group(group: str, ctx: Context) -> list[CheckResult]:
+    try:
+        return GROUPS[group](ctx)
+    except Exception as exc:  # a bug or an unforeseen server answer must not lose the other results
+        return [fail(group, f"check crashed: {type(exc).__name__}: {exc}")]
+
+
+def not_run(group: str, ctx: Context, why: str) -> list[CheckResult]:
+    models = [t.name for t in ctx.targets] or list(ctx.options.models)
+    return [fail(group, f"not run: {why}", m) for m in models]
+
+
+def _server_info(ctx: Context, version: str) -> dict:
+    ep = ctx.endpoints
+    process = f"server pid {ep.pid} ({ep.pid_note})" if ep.pid else f"no server process here: {ep.pid_note}"
+    return {"grpc": str(ep.grpc), "http": str(ep.http), "metrics": ep.metrics_url, "local": ep.local,
+            "pid": ep.pid, "process": process, "repository": str(ep.repo) if ep.repo else None,
+            "version": version}
+
+
+def validate(options: ValidateOptions) -> ValidationReport:
+    """Run the requested checks against the server at ``options.url``; write the report to
+    ``options.out`` when set. Returns the report (``report.passed`` is the verdict)."""
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.monotonic()
+    ctx = Context.create(options)
+    results: list[CheckResult] = []
+    version = "?"
+    try:
+        live = readiness.check_live(ctx)
+        if live.passed:
+            ctx.targets = tuple(resolve_target(ctx.grpc(), m, options, ctx.endpoints.repo) for m in options.models)
+            try:
+                version = ctx.grpc().get_server_metadata(as_json=True).get("version", "?")
+            except Exception:
+                version = "?"
+        for group in groups_to_run(options):
+            if live.passed:
+                results += run_group(group, ctx)
+            elif group == "readiness":
+                results.append(live)
+            else:
+                results += not_run(group, ctx, f"no server answers at {ctx.endpoints.grpc}")
+    finally:
+        ctx.close()
+    models = tuple({"name": t.name, "card_source": t.card_source, "reference_source": t.reference_source,
+                    "precision": f"{t.precision} ({t.precision_source})"} for t in ctx.targets)
+    skipped = tuple(g for g in OPT_IN_GROUPS if g not in groups_to_run(options))
+    report = ValidationReport(tuple(results), _server_info(ctx, version), models, skipped, started,
+                              time.monotonic() - t0)
+    if options.out is not None:
+        report.write(options.out)
+    return report
