@@ -164,6 +164,10 @@ def _tensorrt_problems(side: Sidecar, release: str, trt: str) -> tuple[list[str]
     if _same_version(built, trt):
         if len(_vtuple(built)) != len(_vtuple(trt)):
             notes.append(f"TensorRT compared on the components both sides record ({built} vs {trt})")
+        if side.version_compatible:
+            # Any version-compatible plan carries host code the runtime must be allowed to run.
+            notes.append(f"version-compatible plan: start tritonserver with {VERSION_COMPATIBLE_SERVER_ARG}")
+            args.append(VERSION_COMPATIBLE_SERVER_ARG)
         return problems, notes, args
     other = releases_with_tensorrt(built)
     where = (f"serve it with tritonserver {', '.join(other)}" if other

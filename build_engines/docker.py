@@ -107,16 +107,26 @@ class DockerCommands:
 def docker_commands(repo: str | Path = "build/model_repository", release: str = DEFAULT_RELEASE, *,
                     build_args: list[str] | None = None, context: str | Path = ".",
                     extra_server_args: tuple[str, ...] = ()) -> DockerCommands:
-    """Every docker command of the GPU path for ``repo`` and ``release``."""
+    """Every docker command of the GPU path for ``repo`` and ``release``.
+
+    A repository outside the build ``context`` cannot be copied into the serve image: the image
+    lines then say so and only the mounted form applies.
+    """
     release = parse_release(release)
     args = build_args or ["--model", "resnet50", "--onnx", "build/onnx/resnet50.onnx", "--precision", "fp16",
                           "--max-batch", "8", "--out", "build/plans"]
+    try:
+        build_serve = shlex.join(serve_build_argv(repo, release, context))
+        run_serve = shlex.join(serve_run_argv(release, extra_server_args=extra_server_args))
+    except TritonkitError:
+        build_serve = f"# {repo} lies outside the build context {context}: no serve image, use the mounted form"
+        run_serve = "# (no serve image)"
     return DockerCommands(
         release=release,
         build_plan_builder=shlex.join(builder_build_argv(release, context)),
         build_plans=shlex.join(builder_run_argv(args, context, release, user="$(id -u):$(id -g)")).replace(
             "'$(id -u):$(id -g)'", '"$(id -u):$(id -g)"'),
-        build_serve_image=shlex.join(serve_build_argv(repo, release, context)),
-        run_serve_image=shlex.join(serve_run_argv(release, extra_server_args=extra_server_args)),
+        build_serve_image=build_serve,
+        run_serve_image=run_serve,
         run_mounted=shlex.join(serve_run_argv(release, repo=repo, extra_server_args=extra_server_args)),
     )

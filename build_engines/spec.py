@@ -22,6 +22,13 @@ from tritonkit.cards import ModelCard
 from tritonkit.errors import TritonkitError
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# Where each precision is built and measured. fp16 has no CPU counterpart worth measuring (the CPU
+# target serves ONNX through onnxruntime's CPU provider), so an fp16 number is always a GPU number.
+PRECISION_TARGETS = {
+    "fp32": "GPU (TensorRT plan) and CPU target (the fp32 ONNX through onnxruntime)",
+    "fp16": "GPU only (TensorRT plan); the CPU target has no fp16 path",
+    "int8": "GPU (TensorRT plan from the QDQ ONNX) and CPU target (the same QDQ ONNX through onnxruntime)",
+}
 # Our names -> trtexec's --hardwareCompatibilityLevel values -> tensorrt.HardwareCompatibilityLevel members.
 HARDWARE_COMPAT = {
     "none": ("none", "NONE"),

@@ -65,7 +65,7 @@ class ClassifyEvalOptions:
             raise TritonkitError(f"--workers and --in-flight must be >= 1 (got {self.workers}, {self.in_flight})")
 
 
-def _reference_backend(card, onnx_path: Path):
+def reference_backend(card, onnx_path: Path):
     """An in-process onnxruntime backend for the same inputs (CPU provider)."""
     from tritonkit.client.pipeline import CallableBackend
     from tritonkit.model_repository.writer import check_onnx_against_card
@@ -123,7 +123,7 @@ def evaluate_classification(options: ClassifyEvalOptions) -> dict:
     client_options = ClientOptions(url=options.url, protocol=options.protocol, model_name=options.model_name,
                                    in_flight=options.in_flight, timeout_s=options.timeout_s,
                                    retries=options.retries, shm=options.shm)
-    reference = _reference_backend(card, options.reference_onnx) if options.reference_onnx else None
+    reference = reference_backend(card, options.reference_onnx) if options.reference_onnx else None
     identity = {"task": "classify", "card": card.to_dict(), "served_model": options.model_name or card.name,
                 "data": str(dataset.root), "ground_truth": str(dataset.ground_truth) if dataset.ground_truth else None,
                 "subset": dataset.subset, "reference_onnx": str(options.reference_onnx) if options.reference_onnx else None}

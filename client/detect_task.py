@@ -266,7 +266,7 @@ def evaluate_detection(options: DetectEvalOptions) -> dict:
     timing sweep starts, and every finished image is in the checkpoint.
     """
     from tritonkit.cards import get_card
-    from tritonkit.client.classify_task import _reference_backend
+    from tritonkit.client.classify_task import reference_backend
     from tritonkit.client.coco import load_coco_root, write_results
     from tritonkit.client.pipeline import EngineOptions, run_stream, summarize
     from tritonkit.client.timing import flagperf_metrics
@@ -306,7 +306,7 @@ def evaluate_detection(options: DetectEvalOptions) -> dict:
         "published": dict(card.reference),
     }
     serve_card = ensemble_card(card, served, profile) if options.server_nms else card
-    reference = _reference_backend(card, options.reference_onnx) if options.reference_onnx else None
+    reference = reference_backend(card, options.reference_onnx) if options.reference_onnx else None
     client = _client(serve_card, served, options, ensemble=options.server_nms)
     try:
         engine = EngineOptions(batch_size=options.batch_sizes[0], workers=options.workers,
@@ -321,7 +321,8 @@ def evaluate_detection(options: DetectEvalOptions) -> dict:
         results_path = write_results(out / COCO_RESULTS, records_to_coco(stream.records, category_ids))
         result.update({"images": stream.evaluated, "errors": stream.errors, "notes": stream.notes,
                        **{k: metrics.get(k) for k in (*METRIC_KEYS, "detections", "ground_truths")},
-                       "resumed": stream.resumed, "coco_results": str(results_path)})
+                       "resumed": stream.resumed, "coco_results": str(results_path),
+                       "stream_images": stream.timing.images})  # images sent in this call (timing covers these)
         if reference is not None:
             result.update({"reference_onnx": str(options.reference_onnx),
                            **{f"reference_{k}": metrics.get(f"reference_{k}") for k in METRIC_KEYS},

@@ -14,8 +14,10 @@ from tritonkit.cards import ModelCard
 from tritonkit.errors import TritonkitError
 
 
-def check_plan_file(card: ModelCard, plan: Path, container_release: str | None) -> None:
-    """Refuse a plan without a sidecar, built for another model, or incompatible with the container."""
+def check_plan_file(card: ModelCard, plan: Path, container_release: str | None, max_batch_size: int,
+                    host_cc: str | None = None) -> None:
+    """Refuse a plan without a sidecar, built for another model or batch range, or incompatible
+    with the container release (TensorRT version) or the host GPU (compute capability)."""
     from tritonkit.build_engines import compat
 
     plan = Path(plan)
@@ -25,4 +27,4 @@ def check_plan_file(card: ModelCard, plan: Path, container_release: str | None) 
         raise TritonkitError(
             f"{plan}: pass --container-release (the NGC tritonserver release that will serve it, e.g. "
             f"{compat.DEFAULT_RELEASE}) so the plan's TensorRT version can be checked")
-    compat.check_plan_for_card(card, plan, container_release)
+    compat.check_plan_for_card(card, plan, container_release, max_batch_size=max_batch_size, host_cc=host_cc)

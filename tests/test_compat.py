@@ -74,6 +74,8 @@ def test_version_compatible_plan_runs_on_newer_same_major(tiny_onnx, tmp_path):
     assert newer.ok
     assert newer.server_args == (VERSION_COMPATIBLE_SERVER_ARG,)
     assert server_args_for([newer, newer]) == (VERSION_COMPATIBLE_SERVER_ARG,)
+    same = check_plan(dataclasses.replace(side, tensorrt_version=TRT_2510), "25.10", "8.9")
+    assert same.ok and same.server_args == (VERSION_COMPATIBLE_SERVER_ARG,)
     older = check_plan(dataclasses.replace(side, tensorrt_version=TRT_2510), "25.06", "8.9")
     assert not older.ok and "same or a newer TensorRT" in older.problems[0]
     other_major = check_plan(dataclasses.replace(side, tensorrt_version="9.3.0.1"), "25.10", "8.9")

@@ -134,5 +134,8 @@ def test_builder_run_mounts_the_workdir(tmp_path):
 def test_repository_outside_the_context_and_bad_release(tmp_path):
     with pytest.raises(TritonkitError, match="must lie inside the docker build context"):
         serve_build_argv(tmp_path / "repo", "25.10", context=ROOT)
+    cmds = docker_commands(tmp_path / "repo", "25.10", context=ROOT)
+    assert cmds.build_serve_image.startswith("# ") and "outside the build context" in cmds.build_serve_image
+    assert f"{(tmp_path / 'repo').resolve()}:/models:ro" in cmds.run_mounted
     with pytest.raises(TritonkitError, match="must look like YY.MM"):
         docker_commands(release="latest")

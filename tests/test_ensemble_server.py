@@ -3,7 +3,6 @@ exactly the client-side postprocess on the same inputs."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,73 +16,9 @@ from tritonkit.model_repository.ensemble import (
     GEOMETRY_INPUT, OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES, EnsembleNames, ensemble_config,
     nms_model_config, write_detection_ensemble)
 
+from onnx_models import tiny_yolo_onnx  # noqa: E402  (tests/ is on sys.path via conftest)
+
 CARD = get_card("demo_shapes_det")  # input images [3,128,128], output0 [256, 9] (4 classes)
-
-
-# -- tiny detectors (real ONNX graphs with the ultralytics output layout) --------------------
-
-def tiny_yolo_onnx(path: Path, size: int = 128, stride: int = 8, num_classes: int = 4, seed: int = 0) -> Path:
-    """``images [N,3,size,size] -> output0 [N,(size/stride)^2, 5+C]``: a stride-``stride`` conv to
-    5+C channels, cells as rows, plus a random per-cell bias, sigmoid, then boxes scaled to
-    pixels (cx, cy in [0, size], w, h in [0, size/2]). Random weights give many overlapping
-    boxes of varied scores, so NMS has work to do."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    ch = 5 + num_classes
-    cells = (size // stride) ** 2
-    scale = np.array([size, size, size / 2, size / 2] + [1.0] * (ch - 4), np.float32)
-    inits = [
-        numpy_helper.from_array(rng.standard_normal((ch, 3, stride, stride)).astype(np.float32) * 0.3, "w"),
-        numpy_helper.from_array(rng.standard_normal(ch).astype(np.float32) * 0.5, "b"),
-        numpy_helper.from_array(np.array([0, ch, cells], np.int64), "shape"),
-        numpy_helper.from_array(scale, "scale"),
-        numpy_helper.from_array(rng.standard_normal((cells, ch)).astype(np.float32) * 1.5, "cell_bias"),
-    ]
-    nodes = [
-        helper.make_node("Conv", ["images", "w", "b"], ["c"], strides=[stride, stride]),
-        helper.make_node("Reshape", ["c", "shape"], ["r"]),
-        helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1]),
-        helper.make_node("Add", ["t", "cell_bias"], ["tb"]),
-        helper.make_node("Sigmoid", ["tb"], ["s"]),
-        helper.make_node("Mul", ["s", "scale"], ["output0"]),
-    ]
-    return _save(helper.make_graph(
-        nodes, "tiny_yolo", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", cells, ch])], inits), path)
-
-
-def constant_yolo_onnx(path: Path, rows: np.ndarray, size: int = 128) -> Path:
-    """A detector that ignores the image and always outputs ``rows`` ([boxes, 5+C]): for
-    end-to-end tests whose ground truth is known exactly."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    rows = np.asarray(rows, np.float32)
-    inits = [numpy_helper.from_array(rows, "rows"), numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "shape"),
-             numpy_helper.from_array(np.zeros((1,), np.float32), "zero")]
-    nodes = [
-        helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=1),
-        helper.make_node("Reshape", ["m", "shape"], ["m3"]),
-        helper.make_node("Mul", ["m3", "zero"], ["z"]),
-        helper.make_node("Add", ["z", "rows"], ["output0"]),
-    ]
-    return _save(helper.make_graph(
-        nodes, "constant_yolo", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", *rows.shape])], inits), path)
-
-
-def _save(graph, path: Path) -> Path:
-    import onnx
-    from onnx import helper
-
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
 
 
 # -- configs (no server) ------------------------------------------------------------------

@@ -15,7 +15,7 @@ from tritonkit.client.detect_task import (
     CocoItem, DetectAdapter, DetectEvalOptions, detection_markdown, evaluate_detection, records_to_coco)
 from tritonkit.errors import TritonkitError
 
-from test_ensemble_server import constant_yolo_onnx  # noqa: E402  (tests/ is on sys.path via conftest)
+from onnx_models import constant_yolo_onnx  # noqa: E402  (tests/ is on sys.path via conftest)
 
 CARD = get_card("demo_shapes_det")  # 128x128 letterbox input, 4 classes -> category ids 1..4
 

@@ -310,3 +310,40 @@ def test_adopt_plan_records_a_trtexec_build(tiny_onnx, tmp_path):
     with pytest.raises(SidecarError, match="tensorrt_version"):
         adopt_plan(spec, spec.plan, "ten", GPU)
     assert Path(sidecar_path(spec.plan)).is_file()
+
+
+def test_gpu_smoke_pipeline_with_fake_gpu_and_fake_tensorrt(tiny_onnx, tmp_path, monkeypatch, capsys):
+    """gpu-smoke end to end up to the docker step. No GPU here: nvidia-smi is a script printing one
+    L4, TensorRT is the recording fake, docker is absent (so the server is not started)."""
+    import shutil
+
+    from tritonkit.build_engines.compat import RELEASES
+    from tritonkit.cli import main
+
+    fakebin = tmp_path / "bin"
+    fakebin.mkdir()
+    smi = fakebin / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA L4, 8.9'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fakebin}:/usr/bin:/bin")
+    assert shutil.which("docker") is None
+    monkeypatch.setitem(sys.modules, "tensorrt", RecordingTensorRT(RELEASES["25.10"].tensorrt))
+    onnx_dir = tmp_path / "onnx"
+    onnx_dir.mkdir()
+    shutil.copy(tiny_onnx, onnx_dir / "demo_shapes.onnx")        # demo_shapes_det has no ONNX: a failed step
+
+    code = main(["gpu-smoke", "--onnx-dir", str(onnx_dir), "--models", "demo_shapes,demo_shapes_det",
+                 "--out", str(tmp_path / "report"), "--work", str(tmp_path / "work")])
+    report = json.loads((tmp_path / "report" / "gpu_smoke.json").read_text())
+    steps = {(s["name"], s["model"]): s for s in report["steps"]}
+    assert code == 1 and report["failed"]
+    assert steps[("build-fp16-plan", "demo_shapes")]["status"] == "ok"
+    assert steps[("build-fp16-plan", "demo_shapes_det")]["status"] == "failed"
+    assert "demo_shapes_det.onnx: ONNX file not found" in steps[("build-fp16-plan", "demo_shapes_det")]["detail"]
+    assert steps[("compat-check", "demo_shapes")]["status"] == "ok"
+    assert steps[("repository-check", None)]["status"] == "ok"
+    plan = tmp_path / "work" / "model_repository" / "demo_shapes" / "1" / "model.plan"
+    assert read_sidecar(plan).max_batch == 8 and read_sidecar(plan).gpu_name == "NVIDIA L4"
+    assert report["precision_note"].startswith("fp16 plans built and measured on NVIDIA L4")
+    assert any("not started" in n for n in report["notes"])
+    assert any(line.startswith("docker run --rm --gpus all") for line in report["docker_commands"])

@@ -158,3 +158,14 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, tiny_onnx):
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
     assert max(o.latency_s for o in outcomes) >= 1.2, "four 400 ms executions in a row"
     assert code == 0
+
+
+@pytest.mark.slow
+def test_sustained_overload_keeps_the_server_healthy(prod_server):
+    """Twenty bursts of 1024 requests against the slow model: every one sheds load cleanly and
+    the server is ready and correct afterwards."""
+    for _ in range(20):
+        report = _validate(prod_server, ["slow_queue"], ["overload"], overload_requests=1024)
+        assert report.passed, [(c.name, c.detail) for c in report.failed]
+    after = _validate(prod_server, ["demo_shapes"], ["readiness", "correctness"])
+    assert after.passed, [(c.name, c.detail) for c in after.failed]

@@ -165,3 +165,12 @@ def test_cli_exit_codes_and_files(tiny_server, tmp_path):
     data = json.loads((bad / "validation.json").read_text())
     missing = [c for c in data["checks"] if c["model"] == "no_such_model" and c["name"] == "readiness.model"]
     assert missing and not missing[0]["passed"] and "not in the repository index" in missing[0]["detail"]
+
+
+@pytest.mark.slow
+def test_long_soak_keeps_errors_at_zero_and_memory_bounded(tiny_server):
+    report = validate(_options(tiny_server, checks=(), soak_seconds=180, concurrency=4))
+    assert report.passed, [(c.name, c.detail) for c in report.failed]
+    errors, shm, rss = report.checks
+    assert errors.figures["requests"] > 1000 and shm.figures["cycles"] > 100
+    assert rss.figures["growth_mb"] <= 100 and rss.figures["samples"] >= 100

@@ -252,3 +252,72 @@ def test_cli_bad_arguments_are_one_line_errors(tmp_path):
 
     assert main(["validate", "--models", "m", "--soak", "forever", "--out", str(tmp_path)]) == 1
     assert main(["validate", "--models", "m", "--checks", "vibes", "--out", str(tmp_path)]) == 1
+
+
+# ---------------------------------------------------------------- plan readiness (no GPU needed)
+# A TensorRT plan cannot be built or served here; the sidecar checks are plain Python over the
+# sidecar JSON, so a placeholder plan file with a real sidecar exercises them end to end.
+
+def _plan_context(tmp_path, trt_version: str, release: str | None):
+    from tritonkit.build_engines.sidecar import PlanProfile, Sidecar, sidecar_text
+    from tritonkit.validate.context import Context, Endpoints, resolve_precision
+
+    vdir = tmp_path / "repo" / "demo_shapes" / "1"
+    vdir.mkdir(parents=True)
+    (vdir / "model.plan").write_bytes(b"placeholder: not a real engine")
+    side = Sidecar(model="demo_shapes", tensorrt_version=trt_version, gpu_name="NVIDIA A10",
+                   compute_capability="8.6", precision="fp16",
+                   profile=PlanProfile("input", (1, 3, 64, 64), (8, 3, 64, 64), (64, 3, 64, 64)),
+                   onnx_sha256="0" * 64, onnx_file="demo.onnx", build_flags=("fp16",), version_compatible=False,
+                   hardware_compat="none", tritonkit_version="0.1.0", built_at="2026-01-01T00:00:00+00:00",
+                   builder="trtexec")
+    (vdir / "model.plan.json").write_text(sidecar_text(side))
+    options = ValidateOptions(models=("demo_shapes",), container_release=release)
+    config = {"platform": "tensorrt_plan", "max_batch_size": 64,
+              "version_policy": {"specific": {"versions": ["1"]}}}
+    endpoints = Endpoints(grpc=HostPort("127.0.0.1", 1), http=HostPort("127.0.0.1", 2),
+                          metrics_url="http://127.0.0.1:3/metrics", local=True, pid=None, pid_note="test",
+                          repo=tmp_path / "repo")
+    precision, source = resolve_precision("demo_shapes", options, get_card("demo_shapes"), config, tmp_path / "repo")
+    from tritonkit.validate.context import ModelTarget
+
+    target = ModelTarget(name="demo_shapes", card=get_card("demo_shapes"), card_source="test", config=config,
+                         precision=precision, precision_source=source)
+    return Context(options=options, endpoints=endpoints, api_key=None, targets=(target,)), target
+
+
+def test_plan_readiness_uses_the_sidecar_checks(tmp_path):
+    from tritonkit.build_engines.compat import RELEASES
+    from tritonkit.validate.readiness import check_plan
+
+    ctx, target = _plan_context(tmp_path, RELEASES["25.10"].tensorrt, "25.10")
+    assert target.precision == "fp16" and target.precision_source.endswith("model.plan.json")
+    result = check_plan(ctx, target)
+    assert result.passed and "fits tritonserver 25.10" in result.detail
+
+
+def test_plan_readiness_fails_for_a_plan_built_with_other_tensorrt(tmp_path):
+    from tritonkit.build_engines.compat import RELEASES
+    from tritonkit.validate.readiness import check_plan
+
+    ctx, target = _plan_context(tmp_path, RELEASES["25.01"].tensorrt, "25.10")
+    result = check_plan(ctx, target)
+    assert not result.passed and RELEASES["25.01"].tensorrt in result.detail
+
+
+def test_plan_readiness_needs_the_container_release(tmp_path):
+    from tritonkit.build_engines.compat import RELEASES
+    from tritonkit.validate.readiness import check_plan
+
+    ctx, target = _plan_context(tmp_path, RELEASES["25.10"].tensorrt, None)
+    result = check_plan(ctx, target)
+    assert not result.passed and "--container-release" in result.detail
+
+
+def test_non_plan_models_are_not_applicable():
+    from tritonkit.validate.context import ModelTarget
+    from tritonkit.validate.readiness import check_plan
+
+    target = ModelTarget("m", None, "x", {"backend": "python"})
+    result = check_plan(None, target)
+    assert result.passed and result.detail == "not applicable: no plans"

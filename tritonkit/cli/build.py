@@ -68,11 +68,13 @@ def _quantize(args: argparse.Namespace, card) -> Path:
     print(f"QDQ ONNX: {res.onnx_int8} ({res.method} calibration on {res.num_images} images, "
           f"{res.qdq_nodes} Q/DQ nodes, {len(res.excluded_nodes)} nodes kept float)")
     print(f"size: fp32 {res.size_mb_fp32:.3f} MB -> int8 {res.size_mb_int8:.3f} MB")
+    print("this QDQ ONNX runs on the CPU target (tritonkit repo --target cpu) for CPU int8 numbers; "
+          "TensorRT int8 numbers come only from a plan built and served on a GPU")
     return res.onnx_int8
 
 
 def run(args: argparse.Namespace) -> int:
-    from tritonkit.build_engines.spec import default_plan_path, make_spec
+    from tritonkit.build_engines.spec import PRECISION_TARGETS, default_plan_path, make_spec
     from tritonkit.cards import get_card
     from tritonkit.errors import TritonkitError
 
@@ -115,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"plan: {built.plan} ({s.precision}, batch {s.min_batch}..{s.max_batch}, TensorRT {s.tensorrt_version}, "
           f"{s.gpu_name} sm {s.compute_capability})")
     print(f"sidecar: {built.sidecar_path}")
+    print(f"{s.precision} is measured on: {PRECISION_TARGETS[s.precision]}")
     for note in built.notes:
         print(f"note: {note}")
     if args.container_release:

@@ -5,9 +5,13 @@ Targets from one card: `cpu` (python backend running onnxruntime; the bundled lo
 `tritonkit build`). Dynamic batching, instance count, warmup and an optional queue policy are
 set from flags. Nothing half-written is left: the model folder is assembled aside and moved in.
 
-  tritonkit repo --model resnet50 --model-file build/resnet50.onnx --target cpu --out model_repository
+  tritonkit repo --model resnet50 --model-file build/onnx/resnet50.onnx --target cpu
   tritonkit repo --model resnet50 --model-file build/plans/resnet50_fp16.plan --target gpu \\
-      --container-release 25.10 --out model_repository
+      --container-release 25.10
+  tritonkit repo --model yolov5s --model-file build/onnx/yolov5s.onnx --server-nms ap,speed
+
+The default repository is build/model_repository (the top-level model_repository/ folder holds
+the code of this stage, which Triton must not try to load as models).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="card name or card .json")
     p.add_argument("--model-file", required=True, type=Path, help=".onnx (cpu, onnxruntime) or .plan (gpu)")
     p.add_argument("--target", default="cpu", choices=("cpu", "onnxruntime", "gpu"))
-    p.add_argument("--out", type=Path, default=Path("model_repository"), help="repository folder")
+    p.add_argument("--out", type=Path, default=Path("build/model_repository"), help="repository folder")
     p.add_argument("--name", help="model name in the repository (default: the card's)")
     p.add_argument("--max-batch", type=int, help="max_batch_size (default: the card's)")
     p.add_argument("--preferred", type=_ints, default=(), help="preferred batch sizes, e.g. 4,8")
@@ -38,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-warmup", action="store_true")
     p.add_argument("--queue-size", type=int, help="queue policy: max queued requests (rejected beyond)")
     p.add_argument("--queue-timeout-us", type=int, default=0, help="queue policy: reject after this wait")
+    p.add_argument("--server-nms", type=lambda t: tuple(x for x in t.split(",") if x), default=(),
+                   help="detectors: also write NMS + ensemble models for these NMS profiles (e.g. ap,speed)")
     p.add_argument("--container-release", help="gpu target: NGC tritonserver release (e.g. 25.10) to check the plan against")
 
 
@@ -58,12 +64,22 @@ def run(args: argparse.Namespace) -> int:
     from tritonkit.cards import get_card
     from tritonkit.model_repository.writer import write_model
 
+    from tritonkit.model_repository.config import effective_max_batch
+
     card = get_card(args.model)
     options = options_from_args(args)
     if args.target == "gpu":
         from tritonkit.model_repository.plans import check_plan_file
+        from tritonkit.serve.docker import host_compute_capability
 
-        check_plan_file(card, args.model_file, args.container_release)
+        check_plan_file(card, args.model_file, args.container_release, effective_max_batch(card, options),
+                        host_compute_capability())
     written = write_model(card, args.model_file, args.out, options)
     print(f"wrote {written.path} ({args.target} target): {written.config_path}")
+    if args.server_nms:
+        from tritonkit.model_repository.ensemble import write_detection_ensemble
+
+        for profile in args.server_nms:
+            names = write_detection_ensemble(card, args.model_file, args.out, profile, options)
+            print(f"wrote {names.nms} and {names.ensemble} (server-side NMS, profile {profile!r})")
     return 0

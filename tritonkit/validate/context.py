@@ -59,7 +59,7 @@ def resolve_endpoints(options: ValidateOptions) -> Endpoints:
     repo = options.repo
     if repo is None and flags.get("model-repository"):
         repo = Path(flags["model-repository"])
-    return Endpoints(grpc, http, metrics, local, pid, note, repo)
+    return Endpoints(grpc=grpc, http=http, metrics_url=metrics, local=local, pid=pid, pid_note=note, repo=repo)
 
 
 @dataclass(frozen=True)
@@ -158,8 +158,9 @@ def resolve_target(client, model: str, options: ValidateOptions, repo: Path | No
     card, card_source = resolve_card(model, options, config, repo)
     reference, reference_source = resolve_reference(model, options, config, repo)
     precision, precision_source = resolve_precision(model, options, card, config, repo)
-    return ModelTarget(model, card, card_source, config, config_error, reference, reference_source,
-                       precision, precision_source)
+    return ModelTarget(name=model, card=card, card_source=card_source, config=config, config_error=config_error,
+                       reference_onnx=reference, reference_source=reference_source, precision=precision,
+                       precision_source=precision_source)
 
 
 @dataclass

@@ -28,6 +28,7 @@ from tritonkit.cards import ModelCard
 from tritonkit.validate.context import Context, ModelTarget
 from tritonkit.validate.requests import burst, infer, seeded_batch
 from tritonkit.validate.result import CheckResult, fail, verdict
+from tritonkit.validate.stats import difference, model_counters
 
 
 @dataclass(frozen=True)
@@ -156,16 +157,6 @@ def check_finite(ctx: Context, target: ModelTarget) -> CheckResult:
                    non_finite=sum(bad.values()))
 
 
-def _statistics(ctx: Context, model: str) -> tuple[int, int] | None:
-    """(inference_count, execution_count) from the statistics API, None if unavailable."""
-    try:
-        stats = ctx.grpc().get_inference_statistics(model, as_json=True)
-        entry = stats["model_stats"][0]
-        return int(entry.get("inference_count", 0)), int(entry.get("execution_count", 0))
-    except Exception:
-        return None
-
-
 def burst_size(config: dict, concurrency: int) -> int:
     """Enough simultaneous requests to be batched together, but no more than a bounded queue
     accepts (queue-full rejections are the overload check's business, not this one's)."""
@@ -191,9 +182,9 @@ def check_concurrency_invariance(ctx: Context, target: ModelTarget) -> CheckResu
     timeout = ctx.options.request_timeout_s
     try:
         alone = [infer(ctx.grpc(), target.name, target.card, x[i:i + 1], timeout) for i in range(n)]
-        before = _statistics(ctx, target.name)
+        before = model_counters(ctx.grpc(), target.name)
         together = burst(ctx.grpc(), target.name, target.card, [x[i:i + 1] for i in range(n)], timeout)
-        after = _statistics(ctx, target.name)
+        counted = difference(before, model_counters(ctx.grpc(), target.name))
     except Exception as exc:
         return fail(name, f"inference failed: {exc}", target.name)
     errors = [o for o in together if not o.ok]
@@ -207,10 +198,10 @@ def check_concurrency_invariance(ctx: Context, target: ModelTarget) -> CheckResu
         differing += rel > tol.max_rel_error
     figures = {"requests": n, "max_rel_error": worst, "tolerance": tol.max_rel_error}
     batching = ""
-    if before and after and after[1] > before[1]:
-        executions = after[1] - before[1]
+    if counted is not None and counted.executions > 0:
+        executions = counted.executions
         figures["executions"] = executions
-        figures["mean_batch"] = (after[0] - before[0]) / executions
+        figures["mean_batch"] = counted.inferences / executions
         batching = f"; server ran them in {executions} executions (mean batch {figures['mean_batch']:.1f})"
         if executions >= n:
             batching += ", i.e. not batched together: the invariance holds trivially here"

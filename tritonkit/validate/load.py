@@ -16,17 +16,10 @@ from pathlib import Path
 
 from tritonkit.validate.context import Context, ModelTarget
 from tritonkit.validate.result import CheckResult, fail, verdict
+from tritonkit.validate.stats import difference, model_counters
 
 WINDOWS = 3
 MAX_WINDOWS = 6
-
-
-def _failures(ctx: Context, model: str) -> int | None:
-    try:
-        entry = ctx.grpc().get_inference_statistics(model, as_json=True)["model_stats"][0]
-        return int(entry.get("inference_stats", {}).get("fail", {}).get("count", 0))
-    except Exception:
-        return None
 
 
 def perf_spec(ctx: Context, target: ModelTarget):
@@ -52,10 +45,10 @@ def check_load(ctx: Context, target: ModelTarget, work_dir: Path) -> CheckResult
     except TritonkitError as exc:
         return fail(name, str(exc), target.name)
     spec = perf_spec(ctx, target)
-    before = _failures(ctx, target.name)
+    before = model_counters(ctx.grpc(), target.name)
     point = run_point(spec, work_dir, binary, env)
-    after = _failures(ctx, target.name)
-    server_errors = (after - before) if before is not None and after is not None else None
+    counted = difference(before, model_counters(ctx.grpc(), target.name))
+    server_errors = counted.failures if counted is not None else None
     if not point.ok:
         return fail(name, f"perf_analyzer at concurrency {spec.concurrency.start}: {point.error}"
                           + (f" | {point.stderr_tail.splitlines()[-1]}" if point.stderr_tail else ""),

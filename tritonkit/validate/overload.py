@@ -42,6 +42,7 @@ from tritonkit.validate.context import Context, ModelTarget
 from tritonkit.validate.metrics import PENDING, fetch_metrics, rejected_count, total
 from tritonkit.validate.requests import Outcome, burst, infer, percentiles_ms, seeded_batch
 from tritonkit.validate.result import CheckResult, fail, ok, verdict
+from tritonkit.validate.stats import difference, model_counters
 
 SLACK_FACTOR = 2.0
 SLACK_MS = 100.0
@@ -194,20 +195,6 @@ class BurstRecord:
         return [o for o in self.outcomes if not o.ok and not is_rejection(o)]
 
 
-def _exec_stats(ctx: Context, model: str) -> tuple[int, int] | None:
-    """(executions, their total compute ns) from the statistics API's per-batch-size entries
-    (``inference_stats`` sums per request, which over-counts batched executions)."""
-    try:
-        entry = ctx.grpc().get_inference_statistics(model, as_json=True)["model_stats"][0]
-    except Exception:
-        return None
-    executions = ns = 0
-    for b in entry.get("batch_stats", []):
-        executions += int(b.get("compute_infer", {}).get("count", 0))
-        ns += sum(int(b.get(k, {}).get("ns", 0)) for k in ("compute_input", "compute_infer", "compute_output"))
-    return executions, ns
-
-
 def _scrape_rejected(ctx: Context, model: str) -> tuple[float | None, str, str | None]:
     try:
         value, series = rejected_count(fetch_metrics(ctx.endpoints.metrics_url), model)
@@ -220,19 +207,17 @@ def drive(ctx: Context, target: ModelTarget, size: int) -> BurstRecord:
     """One burst of ``size`` single-sample requests with metrics taken around it."""
     card = target.card
     before_rej, _, err_before = _scrape_rejected(ctx, target.name)
-    before_exec = _exec_stats(ctx, target.name)
+    before_counts = model_counters(ctx.grpc(), target.name)
     x = seeded_batch(card, 1, ctx.options.seed)
     with PendingSampler(ctx.endpoints.metrics_url, target.name) as sampler:
         outcomes = burst(ctx.grpc(), target.name, card, [x] * size, ctx.options.request_timeout_s)
         time.sleep(0.05)
     after_rej, series, err_after = _scrape_rejected(ctx, target.name)
-    after_exec = _exec_stats(ctx, target.name)
-    exec_ms = None
-    if before_exec and after_exec and after_exec[0] > before_exec[0]:
-        exec_ms = (after_exec[1] - before_exec[1]) / (after_exec[0] - before_exec[0]) / 1e6
+    counted = difference(before_counts, model_counters(ctx.grpc(), target.name))
     delta = after_rej - (before_rej or 0.0) if after_rej is not None else None
-    return BurstRecord(size, outcomes, exec_ms, delta, series, sampler.peak,
-                       err_before or err_after or sampler.error)
+    return BurstRecord(size=size, outcomes=outcomes, exec_ms=counted.mean_execution_ms if counted else None,
+                       rejected_metric_delta=delta, rejected_metric_name=series, pending_peak=sampler.peak,
+                       metrics_error=err_before or err_after or sampler.error)
 
 
 def _burst_cap(target: ModelTarget) -> int:

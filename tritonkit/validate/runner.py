@@ -85,8 +85,8 @@ def validate(options: ValidateOptions) -> ValidationReport:
     models = tuple({"name": t.name, "card_source": t.card_source, "reference_source": t.reference_source,
                     "precision": f"{t.precision} ({t.precision_source})"} for t in ctx.targets)
     skipped = tuple(g for g in OPT_IN_GROUPS if g not in groups_to_run(options))
-    report = ValidationReport(tuple(results), _server_info(ctx, version), models, skipped, started,
-                              time.monotonic() - t0)
+    report = ValidationReport(checks=tuple(results), server=_server_info(ctx, version), models=models,
+                              not_requested=skipped, started=started, seconds=time.monotonic() - t0)
     if options.out is not None:
         report.write(options.out)
     return report
