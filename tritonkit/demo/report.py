@@ -1,0 +1,87 @@
+"""reports/demo/report.md: one page gathering what the demo measured.
+
+It is assembled from the files the stages wrote (classification.json/.md, detection.json/.md,
+perf/sweep.md and its plot, validation.json), so the page never shows a number that is not in
+a results file beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tritonkit.report import markdown_table, write_text
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _section_file(path: Path, title: str) -> list[str]:
+    if not path.is_file():
+        return []
+    body = path.read_text().strip().splitlines()
+    if body and body[0].startswith("# "):
+        body = body[1:]
+    return [f"## {title}", "", *body, ""]
+
+
+def _accuracy_table(cls: dict | None, det: dict | None) -> list[str]:
+    rows = []
+    if cls:
+        rows.append(["classification (demo_shapes)", "top1", _fmt(cls.get("top1")), _fmt(cls.get("reference_top1")),
+                     _fmt(cls.get("int8_top1")), _fmt(cls.get("fp32_model_mb"), 3), _fmt(cls.get("int8_model_mb"), 3),
+                     f"{cls.get('images', '—')} ({len(cls.get('errors', []))} errors)"])
+    if det:
+        rows.append(["detection (demo_shapes_det)", "mAP@0.5", _fmt(det.get("map50")), _fmt(det.get("reference_map50")),
+                     _fmt(det.get("int8_map50")), _fmt(det.get("fp32_model_mb"), 3), _fmt(det.get("int8_model_mb"), 3),
+                     f"{det.get('images', '—')} ({len(det.get('errors', []))} errors)"])
+        rows.append(["detection (demo_shapes_det)", "mAP@[.5:.95]", _fmt(det.get("map50_95")), "—",
+                     _fmt(det.get("int8_map50_95")), "", "", ""])
+    if not rows:
+        return []
+    table = markdown_table(["model", "metric", "fp32 through Triton", "fp32 in-process ORT",
+                            "int8 (QDQ) through Triton", "fp32 MB", "int8 MB", "images"], rows)
+    return ["## Accuracy through the server", "",
+            "Measured on the CPU target (bundled tritonserver, python backend running onnxruntime). "
+            "fp16 needs a GPU (TensorRT) and is not measured here.", "", table, ""]
+
+
+def _validation_section(val: dict | None) -> list[str]:
+    if not val:
+        return []
+    rows = [[c.get("name"), "pass" if c.get("passed") else "FAIL", c.get("detail", "")] for c in val.get("checks", [])]
+    verdict = "passed" if val.get("passed") else "FAILED"
+    return ["## Deployment validation", "", f"Overall: **{verdict}** (details in validation.json).", "",
+            markdown_table(["check", "result", "detail"], rows), ""]
+
+
+def write_demo_report(out: Path, steps) -> Path:
+    out = Path(out)
+    cls, det = _load(out / "classification.json"), _load(out / "detection.json")
+    lines = ["# tritonkit demo report", "",
+             "Generated data, models trained here on the CPU, served by a real Triton server (the bundled "
+             "tritonserver, CPU target). Every figure below comes from the JSON/CSV files in this folder.", ""]
+    lines += _accuracy_table(cls, det)
+    lines += _section_file(out / "classification.md", "Classification: run model vs run stream")
+    lines += _section_file(out / "detection.md", "Detection: run model vs run stream")
+    lines += _section_file(out / "perf" / "sweep.md", "perf_analyzer sweep (demo_shapes)")
+    if (out / "perf" / "latency_throughput.png").is_file():
+        lines += ["![latency vs throughput](perf/latency_throughput.png)", ""]
+    lines += _validation_section(_load(out / "validation.json"))
+    lines += ["## Steps", "", markdown_table(["step", "status", "seconds", "detail"],
+                                             [[s.name, s.status, f"{s.seconds:.1f}", s.detail] for s in steps]), ""]
+    path = out / "report.md"
+    write_text(path, "\n".join(lines))
+    return path

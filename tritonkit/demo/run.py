@@ -1,0 +1,288 @@
+"""`make demo`: the whole pipeline on generated data, served by the local Triton on the CPU.
+
+generate data -> train (cached) -> export ONNX -> INT8 (QDQ) -> model repository (cpu target,
+server-side NMS ensemble) -> start the bundled tritonserver -> eval classify / detect through
+the server (fp32 and int8, each against the same ONNX in-process) -> short perf sweep ->
+validate the deployment -> stop the server -> reports/demo/report.md.
+
+Every step's outcome is kept in ``steps.json`` as it finishes: a step that fails is recorded
+with its reason, later steps that do not depend on it still run, and nothing already written
+is lost. The run fails (exit 1) when any step failed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tritonkit.errors import TritonkitError
+
+CLS_CARD = "demo_shapes"
+DET_CARD = "demo_shapes_det"
+CLS_INT8 = "demo_shapes_int8"
+DET_INT8 = "demo_shapes_det_int8"
+DEMO_BATCH_SIZES = (1, 4, 8)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    out: Path = Path("reports/demo")
+    work: Path = Path("build/demo")
+    cache: Path = Path(".cache/demo")
+    seed: int = 0
+    int8: bool = True
+    perf: bool = True
+    validate: bool = True
+    detection: bool = True
+    calib_images: int = 128
+    progress: bool = True
+
+
+@dataclass
+class Step:
+    name: str
+    status: str = "running"
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class StepLog:
+    """Steps and their outcome, rewritten to ``path`` after every step."""
+
+    path: Path
+    steps: list[Step] = field(default_factory=list)
+    log: Callable[[str], None] = print
+
+    @contextmanager
+    def step(self, name: str):
+        s = Step(name)
+        self.steps.append(s)
+        self.log(f"[demo] {name} ...")
+        t0 = time.perf_counter()
+        try:
+            yield s
+            s.status = "ok"
+        except TritonkitError as exc:
+            s.status, s.detail = "failed", str(exc).splitlines()[0]
+        except Exception as exc:  # keep going; the reason and where it came from are recorded
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            s.status = "failed"
+            s.detail = f"{type(exc).__name__}: {exc} ({Path(frame.filename).name}:{frame.lineno})"
+        finally:
+            s.seconds = round(time.perf_counter() - t0, 2)
+            self.log(f"[demo] {name}: {s.status} in {s.seconds:.1f} s" + (f" — {s.detail}" if s.detail else ""))
+            self.save()
+
+    def ok(self, name: str) -> bool:
+        return any(s.name == name and s.status == "ok" for s in self.steps)
+
+    def skip(self, name: str, why: str) -> None:
+        self.steps.append(Step(name, "skipped", 0.0, why))
+        self.log(f"[demo] {name}: skipped — {why}")
+        self.save()
+
+    def failed(self) -> list[Step]:
+        return [s for s in self.steps if s.status == "failed"]
+
+    def save(self) -> None:
+        from tritonkit.report import write_json
+
+        write_json(self.path, {"steps": [s.__dict__ for s in self.steps]})
+
+
+@dataclass
+class DemoState:
+    """What the steps produce for later steps (paths and results)."""
+
+    cls_data: Path | None = None
+    det_data: Path | None = None
+    cls_onnx: Path | None = None
+    det_onnx: Path | None = None
+    cls_int8: Path | None = None
+    det_int8: Path | None = None
+    cls_quant: object = None
+    det_quant: object = None
+    repo: Path | None = None
+    served: list[str] = field(default_factory=list)
+    results: dict = field(default_factory=dict)
+
+
+def _update_json(path: Path, extra: dict) -> None:
+    from tritonkit.report import write_json
+
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update(extra)
+    write_json(path, data)
+
+
+def _calibration_images(root: Path, limit: int) -> list[Path]:
+    """Training images for INT8 calibration (never the val images the accuracy is measured on)."""
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+    step = max(1, len(files) // max(1, limit))
+    return files[::step][:limit]
+
+
+def run_demo(opts: DemoOptions = DemoOptions(), log: Callable[[str], None] = print) -> StepLog:
+    from tritonkit.cards import get_card
+
+    out, work = Path(opts.out), Path(opts.work)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = StepLog(out / "steps.json", log=log)
+    st = DemoState(repo=work / "model_repository")
+    cls_card, det_card = get_card(CLS_CARD), get_card(DET_CARD)
+
+    with steps.step("generate data"):
+        from tritonkit.demo.shapes import ensure_classification_data, ensure_detection_data
+
+        st.cls_data = Path(ensure_classification_data(work / "data" / "shapes_cls", seed=opts.seed))
+        if opts.detection:
+            st.det_data = Path(ensure_detection_data(work / "data" / "shapes_det", seed=opts.seed))
+
+    if steps.ok("generate data"):
+        with steps.step("train + export classifier"):
+            from tritonkit.demo.train import train_classifier
+
+            res = train_classifier(st.cls_data, Path(opts.cache))
+            st.cls_onnx = Path(res.onnx_path)
+            st.results["train_classifier"] = {"val_top1_torch": getattr(res, "val_top1", None)}
+        if opts.detection:
+            with steps.step("train + export detector"):
+                from tritonkit.demo.train import train_detector
+
+                res = train_detector(st.det_data, Path(opts.cache))
+                st.det_onnx = Path(res.onnx_path)
+                st.results["train_detector"] = {"val_map50_torch": getattr(res, "val_map50", None)}
+
+    if opts.int8 and st.cls_onnx:
+        with steps.step("int8 quantization (QDQ)"):
+            from tritonkit.build_engines.quantize import quantize_int8
+
+            st.cls_int8 = work / "onnx" / f"{CLS_INT8}.onnx"
+            st.cls_quant = quantize_int8(cls_card, st.cls_onnx, st.cls_int8,
+                                         _calibration_images(st.cls_data / "train", opts.calib_images), method="max")
+            if st.det_onnx:
+                st.det_int8 = work / "onnx" / f"{DET_INT8}.onnx"
+                st.det_quant = quantize_int8(det_card, st.det_onnx, st.det_int8,
+                                             _calibration_images(st.det_data / "train2017", opts.calib_images),
+                                             method="max")
+
+    with steps.step("model repository (cpu target)"):
+        _write_repository(st, cls_card, det_card)
+
+    if not st.served:
+        steps.skip("serve + measure", "no model could be put in the repository")
+        return steps
+
+    from tritonkit.serve.local import LocalServer, ServerOptions
+
+    server = LocalServer(ServerOptions(model_repository=st.repo), log_path=out / "tritonserver.log")
+    with steps.step("start local tritonserver"):
+        server.start(timeout_s=180)
+    if not server.is_alive():
+        return steps
+    try:
+        _measure(steps, st, opts, server, out)
+    finally:
+        with steps.step("stop local tritonserver"):
+            server.stop()
+    with steps.step("report"):
+        from tritonkit.demo.report import write_demo_report
+
+        write_demo_report(out, steps.steps)
+    return steps
+
+
+def _write_repository(st: DemoState, cls_card, det_card) -> None:
+    from tritonkit.model_repository.config import RepoOptions
+    from tritonkit.model_repository.writer import write_model
+
+    repo = st.repo
+    opts = RepoOptions(target="cpu", max_queue_delay_us=200)
+    if st.cls_onnx:
+        st.served.append(write_model(cls_card, st.cls_onnx, repo, opts).name)
+    if st.cls_int8:
+        st.served.append(write_model(cls_card, st.cls_int8, repo, RepoOptions(target="cpu", name=CLS_INT8,
+                                                                             max_queue_delay_us=200)).name)
+    if st.det_onnx:
+        from tritonkit.model_repository.ensemble import write_detection_ensemble
+
+        names = write_detection_ensemble(det_card, st.det_onnx, repo, "ap", opts)
+        st.served += [names.detector if hasattr(names, "detector") else det_card.name, names.nms, names.ensemble]
+    if st.det_int8:
+        st.served.append(write_model(det_card, st.det_int8, repo, RepoOptions(target="cpu", name=DET_INT8,
+                                                                             max_queue_delay_us=200)).name)
+
+
+def _measure(steps: StepLog, st: DemoState, opts: DemoOptions, server, out: Path) -> None:
+    url = server.grpc_url
+    if st.cls_onnx:
+        with steps.step("eval classify fp32 through Triton"):
+            from tritonkit.client.classify_task import ClassifyEvalOptions, evaluate_classification
+
+            evaluate_classification(ClassifyEvalOptions(
+                model=CLS_CARD, data=st.cls_data / "val", out=out, url=url, batch_sizes=DEMO_BATCH_SIZES,
+                reference_onnx=st.cls_onnx, progress=opts.progress))
+    if st.cls_int8 and steps.ok("eval classify fp32 through Triton"):
+        with steps.step("eval classify int8 through Triton"):
+            from tritonkit.client.classify_task import ClassifyEvalOptions, evaluate_classification
+
+            res = evaluate_classification(ClassifyEvalOptions(
+                model=CLS_CARD, model_name=CLS_INT8, data=st.cls_data / "val", out=out / "int8", url=url,
+                batch_sizes=(8,), timing_images=0, reference_onnx=st.cls_int8, progress=opts.progress))
+            q = st.cls_quant
+            _update_json(out / "classification.json", {
+                "int8_top1": res["top1"], "int8_top5": res.get("top5"),
+                "int8_reference_top1": res.get("reference_top1"),
+                "fp32_model_mb": round(q.size_mb_fp32, 3), "int8_model_mb": round(q.size_mb_int8, 3),
+                "precisions": {"fp32": "CPU, local Triton (python backend, onnxruntime)",
+                               "int8": "CPU, local Triton (QDQ ONNX, onnxruntime)",
+                               "fp16": "not measured: needs a GPU (TensorRT)"}})
+    if st.det_onnx:
+        with steps.step("eval detect fp32 through Triton (client + server NMS)"):
+            from tritonkit.client.detect_task import DetectEvalOptions, evaluate_detection
+
+            evaluate_detection(DetectEvalOptions(
+                model=DET_CARD, data=st.det_data, out=out, url=url, batch_sizes=DEMO_BATCH_SIZES,
+                reference_onnx=st.det_onnx, server_nms=True, progress=opts.progress))
+    if st.det_int8 and steps.ok("eval detect fp32 through Triton (client + server NMS)"):
+        with steps.step("eval detect int8 through Triton"):
+            from tritonkit.client.detect_task import DetectEvalOptions, evaluate_detection
+
+            res = evaluate_detection(DetectEvalOptions(
+                model=DET_CARD, model_name=DET_INT8, data=st.det_data, out=out / "int8", url=url,
+                batch_sizes=(8,), timing_images=0, reference_onnx=st.det_int8, progress=opts.progress))
+            q = st.det_quant
+            _update_json(out / "detection.json", {
+                "int8_map50": res["map50"], "int8_map50_95": res.get("map50_95"),
+                "int8_reference_map50": res.get("reference_map50"),
+                "fp32_model_mb": round(q.size_mb_fp32, 3), "int8_model_mb": round(q.size_mb_int8, 3)})
+    if opts.perf:
+        with steps.step("perf sweep (perf_analyzer)"):
+            from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
+
+            spec = PerfSpec(model=CLS_CARD, url=url, concurrency=ConcurrencyRange(1, 4, 1),
+                            measurement_mode="count_windows", measurement_request_count=100, percentile=99)
+            sweep = run_sweep(spec, out / "perf", batch_sizes=DEMO_BATCH_SIZES)
+            failed = [p for p in sweep.points if not p.ok]
+            if failed:
+                raise TritonkitError(f"{len(failed)} perf point(s) failed; see {out / 'perf' / 'sweep.md'}")
+    if opts.validate:
+        with steps.step("validate the deployment"):
+            from tritonkit.validate import ValidateOptions, validate
+
+            models = [m for m in (CLS_CARD, DET_CARD) if m in st.served]
+            refs = {CLS_CARD: st.cls_onnx, DET_CARD: st.det_onnx}
+            report = validate(ValidateOptions(
+                url=url, http_url=server.http_url, metrics_url=server.metrics_url, models=tuple(models),
+                reference_onnx={m: refs[m] for m in models if refs.get(m)}, out=out / "validation"))
+            from tritonkit.report import write_json
+
+            write_json(out / "validation.json", json.loads((out / "validation" / "validation.json").read_text()))
+            if not report.passed:
+                raise TritonkitError(f"validation failed: see {out / 'validation' / 'report.md'}")
