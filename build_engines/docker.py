@@ -71,18 +71,22 @@ def builder_run_argv(build_args: list[str], workdir: str | Path = ".", release: 
 
 def serve_run_argv(release: str = DEFAULT_RELEASE, *, repo: str | Path | None = None, http_port: int = 8000,
                    grpc_port: int = 8001, metrics_port: int | None = None, gpus: str = "all",
-                   extra_server_args: tuple[str, ...] = ()) -> list[str]:
+                   extra_server_args: tuple[str, ...] = (), profile: str = "dev", env=None) -> list[str]:
     """``docker run`` of the server: the ``serve`` image, or (``repo`` given) the stock image with the
-    repository mounted read-only. Only HTTP and gRPC are published unless ``metrics_port`` is set."""
+    repository mounted read-only, with the options and server flags of the serving ``profile``
+    (:func:`tritonkit.serve.profiles.docker_args`: loopback ports, non-root, drain on stop)."""
+    if repo is not None:
+        from tritonkit.serve.profiles import docker_args
+
+        args = docker_args(profile, Path(repo), (http_port, grpc_port, metrics_port or 8002), env=env, gpus=gpus,
+                           extra_flags=tuple(extra_server_args))
+        return ["docker", "run", *args.docker_options, TRITON_IMAGE.format(release=parse_release(release)),
+                *args.server_command]
     argv = ["docker", "run", "--rm", "--gpus", gpus, "-p", f"{http_port}:8000", "-p", f"{grpc_port}:8001"]
     if metrics_port is not None:
         argv += ["-p", f"{metrics_port}:8002"]
-    if repo is not None:
-        argv += ["--user", "triton-server", "-v", f"{Path(repo).resolve()}:{CONTAINER_REPO}:ro",
-                 TRITON_IMAGE.format(release=parse_release(release))]
-    else:
-        argv.append(serve_tag(release))
-    if repo is not None or extra_server_args:
+    argv.append(serve_tag(release))
+    if extra_server_args:
         argv += [*SERVER_ARGS, *extra_server_args]
     return argv
 

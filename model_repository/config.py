@@ -15,6 +15,7 @@ Targets from one card:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
 TARGETS = ("cpu", "onnxruntime", "gpu")
 MODEL_FILES = {"cpu": "model.onnx", "onnxruntime": "model.onnx", "gpu": "model.plan"}
 LABELS_FILE = "labels.txt"
+# The card a model was made from, embedded in its config so a remote client (validate) can
+# check the served contract against it without access to the repository's files.
+CARD_PARAMETER = "tritonkit_card"
 
 
 class ConfigError(TritonkitError):
@@ -135,6 +139,7 @@ def model_config(card: ModelCard, options: RepoOptions = RepoOptions()) -> "mode
         kind = pb.ModelInstanceGroup.KIND_GPU
     for key, value in options.parameters:
         cfg.parameters[key].string_value = value
+    cfg.parameters[CARD_PARAMETER].string_value = json.dumps(card.to_dict(), separators=(",", ":"))
 
     cfg.input.append(_input(card.input, card.preprocess.layout))
     with_labels = options.labels and card.task == "classify"

@@ -51,10 +51,12 @@ STDERR_TAIL_LINES = 8
 KIND_MODEL_MISSING = "model_missing"
 KIND_SERVER_UNREACHABLE = "server_unreachable"
 KIND_UNSTABLE = "unstable"
+KIND_WINDOW = "window_too_short"
 KIND_TIMEOUT = "timeout"
 KIND_EXIT = "exit"
 KIND_NO_OUTPUT = "no_output"
 FATAL_KINDS = (KIND_MODEL_MISSING, KIND_SERVER_UNREACHABLE)
+RETRIED_KINDS = (KIND_UNSTABLE, KIND_WINDOW)  # measured again with windows twice as long
 
 
 class PerfError(TritonkitError):
@@ -385,11 +387,14 @@ def classify_failure(returncode: int | None, stderr: str) -> str:
         return KIND_SERVER_UNREACHABLE
     if "stable measurement" in low:
         return KIND_UNSTABLE
+    if "no valid requests recorded" in low:
+        return KIND_WINDOW
     return KIND_EXIT
 
 
 _HINTS = {
     KIND_UNSTABLE: "not stable within --max-trials windows; raise the request count / interval or --stability",
+    KIND_WINDOW: "a window ended before any request finished; use a longer --measurement-interval",
     KIND_MODEL_MISSING: "the server does not serve this model",
     KIND_SERVER_UNREACHABLE: "the server does not answer",
 }
@@ -450,6 +455,23 @@ def _text(data) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else str(data)
 
 
+def measure_point(spec: PerfSpec, points_dir: Path, binary: Path, env: dict[str, str],
+                  unstable_retries: int = 1) -> PointResult:
+    """:func:`run_point`, measured again with windows twice as long (perf_analyzer's own advice)
+    while it fails as unstable or with a window too short, up to ``unstable_retries`` times."""
+    point = run_point(spec, points_dir, binary, env)
+    for _ in range(unstable_retries):
+        if point.error_kind not in RETRIED_KINDS:
+            break
+        spec = replace(spec, measurement_interval_ms=spec.measurement_interval_ms * 2,
+                       measurement_request_count=spec.measurement_request_count * 2)
+        retry = run_point(spec, points_dir, binary, env, append_log=True)
+        retry.attempts = point.attempts + 1
+        retry.seconds += point.seconds
+        point = retry
+    return point
+
+
 def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequence[int] | None = None,
               binary: str | os.PathLike | None = None, check_ready: bool = True,
               stop_on_error: bool = False, unstable_retries: int = 1,
@@ -460,14 +482,13 @@ def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequen
     ``batch_sizes`` defaults to ``(spec.batch_size,)``; the levels come from ``spec.concurrency``.
     Fails before the first point, with one line, when perf_analyzer is missing or the model is
     not ready (``check_ready``). During the sweep a failing point is recorded and the sweep goes
-    on (``stop_on_error`` stops at the first failure). A point that does not stabilise is
-    measured again with windows twice as long, up to ``unstable_retries`` times. When the
-    model is missing or the server stops answering (``liveness``, by default a tritonclient live check, is asked after a
-    failure) the rest are marked skipped. Files are rewritten after every point, and also when
-    the sweep is interrupted.
+    on (``stop_on_error`` stops at the first failure). A point that does not stabilise, or
+    whose window saw no request finish, is measured again with windows twice as long, up to
+    ``unstable_retries`` times. When the model is missing or the server stops answering
+    (``liveness``, by default a tritonclient live check, is asked after a failure) the rest are
+    marked skipped. Files are rewritten after every point, and also when the sweep is
+    interrupted.
     """
-    from tritonkit.perf import results as results_mod
-
     sizes = tuple(batch_sizes) if batch_sizes else (spec.batch_size,)
     if any(b < 1 for b in sizes):
         raise PerfError(f"batch sizes must be >= 1 (got {sizes})")
@@ -486,18 +507,7 @@ def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequen
     plan = [(b, c) for b in sizes for c in spec.concurrency.levels()]
     try:
         for i, (b, c) in enumerate(plan):
-            point_spec = spec.at(b, c)
-            point = run_point(point_spec, points_dir, binary_path, env)
-            for _ in range(unstable_retries):
-                if point.error_kind != KIND_UNSTABLE:
-                    break
-                # perf_analyzer's own advice: longer windows. Doubled, once per retry.
-                point_spec = replace(point_spec, measurement_interval_ms=point_spec.measurement_interval_ms * 2,
-                                     measurement_request_count=point_spec.measurement_request_count * 2)
-                retry = run_point(point_spec, points_dir, binary_path, env, append_log=True)
-                retry.attempts = point.attempts + 1
-                retry.seconds += point.seconds
-                point = retry
+            point = measure_point(spec.at(b, c), points_dir, binary_path, env, unstable_retries)
             if point.status == "failed" and point.error_kind not in FATAL_KINDS and not liveness():
                 point.error_kind = KIND_SERVER_UNREACHABLE
                 point.error = f"server at {spec.url} stopped answering ({point.error})"
@@ -513,26 +523,25 @@ def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequen
                 result.stopped_reason = stop
                 result.points.extend(PointResult(bb, cc, "skipped", error=f"not run: {stop}")
                                      for bb, cc in plan[i + 1:])
-            write_sweep_files(result, results_mod)
+            write_sweep_files(result)
             if stop:
                 break
     finally:
-        write_sweep_files(result, results_mod)
+        write_sweep_files(result)
         if plot and result.rows:
             from tritonkit.perf.plot import plot_latency_throughput
 
-            result.plot = plot_latency_throughput(result.rows, out / "latency_throughput.png",
-                                                  percentile=spec.percentile if spec.percentile in (50, 90, 95, 99) else 99,
+            shown = spec.percentile if spec.percentile in (50, 90, 95, 99) else 99
+            result.plot = plot_latency_throughput(result.rows, out / "latency_throughput.png", percentile=shown,
                                                   title=f"{spec.model} ({spec.protocol})")
     return result
 
 
-def write_sweep_files(result: SweepResult, results_mod=None) -> None:
+def write_sweep_files(result: SweepResult) -> None:
     """(Re)write sweep.csv, sweep.md and points.json from the points so far, atomically."""
+    from tritonkit.perf import results as results_mod
     from tritonkit.report import write_json
 
-    if results_mod is None:
-        from tritonkit.perf import results as results_mod
     rows = result.rows
     results_mod.write_rows_csv(rows, result.merged_csv)
     tables = results_mod.sweep_tables(rows)

@@ -36,6 +36,17 @@ def test_cpu_target_is_python_backend_with_onnx_parameters():
     assert cfg.input[0].format == pb.ModelInput.FORMAT_NCHW
 
 
+def test_config_embeds_the_card_it_was_made_from():
+    import json
+
+    from tritonkit.cards import card_from_dict
+    from tritonkit.model_repository.config import CARD_PARAMETER
+
+    card = get_card("yolov5s")
+    cfg = model_config(card, RepoOptions(target="gpu"))
+    assert card_from_dict(json.loads(cfg.parameters[CARD_PARAMETER].string_value)) == card
+
+
 def test_gpu_target_is_tensorrt_plan_on_gpu_instances():
     cfg = model_config(get_card("yolov5s"), RepoOptions(target="gpu"))
     assert cfg.platform == "tensorrt_plan" and cfg.default_model_filename == "model.plan"

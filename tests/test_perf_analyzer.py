@@ -19,7 +19,7 @@ import pytest
 
 from tritonkit.errors import ServerError, ToolMissingError
 from tritonkit.perf.analyzer import (
-    KIND_EXIT, KIND_MODEL_MISSING, KIND_SERVER_UNREACHABLE, KIND_TIMEOUT, KIND_UNSTABLE, ConcurrencyRange,
+    KIND_EXIT, KIND_MODEL_MISSING, KIND_SERVER_UNREACHABLE, KIND_TIMEOUT, KIND_UNSTABLE, KIND_WINDOW, ConcurrencyRange,
     PerfError, PerfSpec, analyzer_env, check_perf_analyzer, classify_failure, cuda_runtime_lib_dir,
     find_perf_analyzer, run_sweep)
 from tritonkit.perf.results import read_rows_csv
@@ -125,6 +125,7 @@ def test_the_installed_binary_runs_with_the_env_we_build():
     ("stderr_server_down_grpc.txt", KIND_SERVER_UNREACHABLE),
     ("stderr_server_down_http.txt", KIND_SERVER_UNREACHABLE),
     ("stderr_unstable.txt", KIND_UNSTABLE),
+    ("stderr_window_too_short.txt", KIND_WINDOW),
     ("stderr_batch_too_big.txt", KIND_EXIT),
     ("stderr_server_killed_grpc.txt", KIND_EXIT),  # ambiguous text: the sweep asks the server (liveness)
 ])
@@ -259,8 +260,9 @@ def test_unstable_point_is_measured_again_with_longer_windows(tmp_path, fake_pa)
     assert "--measurement-request-count 10 " in argvs[0] and "--measurement-request-count 20 " in argvs[1]
     # both attempts are in the point's log
     assert result.points[0].log_path.read_text().count("--- stderr") == 2
-    no_retry = run_sweep(SPEC, tmp_path / "out2", binary=fake_pa({"1,1": {"code": 2, "times": 99}}),
-                         check_ready=False, liveness=lambda: True, plot=False, unstable_retries=0)
+    no_retry = run_sweep(SPEC, tmp_path / "out2", binary=fake_pa({"1,1": {"code": 3, "times": 99, "stderr": str(
+        DATA / "stderr_window_too_short.txt")}}), check_ready=False, liveness=lambda: True, plot=False,
+        unstable_retries=0)
     assert no_retry.points[0].status == "failed" and no_retry.points[0].attempts == 1
 
 
@@ -288,3 +290,83 @@ def test_no_server_fails_before_the_first_point(tmp_path):
         run_sweep(spec, tmp_path / "out")
     assert "no Triton server answers grpc" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "out").exists()
+
+
+# ---- ladder and tune pieces that need no server --------------------------------------------
+
+def test_windows_stable_follows_perf_analyzers_rule():
+    from tritonkit.perf.ladder import windows_stable
+
+    assert not windows_stable([100, 100], 10)                 # fewer than three windows
+    assert windows_stable([50, 100, 105, 109], 10)             # only the last three count
+    assert not windows_stable([100, 105, 111], 10)             # 111/100 - 1 = 11% > 10%
+
+
+def test_in_process_onnxruntime_measurement(tiny_onnx):
+    from tritonkit.cards import get_card
+    from tritonkit.perf.ladder import measure_onnxruntime
+
+    r = measure_onnxruntime(tiny_onnx, get_card("demo_shapes"), 4, window_s=0.1, stability_pct=100, max_windows=6)
+    assert r.img_per_s > 0 and r.batches >= len(r.windows_img_per_s)
+    assert r.ms_per_batch == pytest.approx(4 / r.img_per_s * 1e3)
+    assert 3 <= len(r.windows_img_per_s) <= 6
+
+
+def test_synthetic_images_decode_to_the_asked_size():
+    from tritonkit.client.decode import decode_image
+    from tritonkit.perf.ladder import synthetic_items
+
+    items = synthetic_items(3, size=(120, 90))
+    assert len({it.key for it in items}) == 3 and len({it.read_bytes() for it in items}) == 3
+    assert decode_image(items[0].read_bytes()).image.shape == (90, 120, 3)
+
+
+def test_trtexec_rung_is_reported_not_measured_with_a_reason():
+    from tritonkit.perf.ladder import trtexec_rung
+
+    rung = trtexec_rung()
+    assert rung.img_per_s is None and rung.ratio(100.0) is None
+    assert rung.note.startswith("not measured") and "GPU" in rung.note
+
+
+def test_tune_grid_and_preferred_parsing():
+    from tritonkit.errors import TritonkitError
+    from tritonkit.perf.tune import TuneGrid, parse_preferred
+
+    assert parse_preferred("4,8") == ((4,), (8,))
+    assert parse_preferred("4+8,none") == ((4, 8), ())
+    with pytest.raises(TritonkitError):
+        parse_preferred("4,x")
+    grid = TuneGrid((0, 100), ((4,), (8,)), (1, 2))
+    variants = grid.variants()
+    assert len(variants) == 8 and len({v.label for v in variants}) == 8
+    with pytest.raises(TritonkitError):
+        TuneGrid((-1,), ((4,),), (1,))
+
+
+def test_tune_variant_becomes_repo_options_the_config_writer_accepts():
+    from tritonkit.cards import get_card
+    from tritonkit.model_repository.config import RepoOptions, model_config
+    from tritonkit.perf.tune import Variant
+
+    options = Variant(500, (4, 8), 2).repo_options(RepoOptions(target="cpu", intra_op_threads=1))
+    cfg = model_config(get_card("demo_shapes"), options)
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 500
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert cfg.instance_group[0].count == 2
+    assert cfg.parameters["intra_op_threads"].string_value == "1"
+
+
+def test_pick_best_respects_the_bound():
+    from tritonkit.perf.results import parse_csv
+    from tritonkit.perf.tune import TunePoint, Variant, pick_best
+
+    rows = parse_csv(DATA / "grpc_bs1_c1-3.csv", model="m", batch_size=1)   # real rows, 3 concurrencies
+    points = [TunePoint(Variant(d, (), 1), row) for d, row in zip((0, 100, 500), rows)]
+    points.append(TunePoint(Variant(900, (), 1), None, error="reload failed"))
+    fastest = max(points[:3], key=lambda p: p.row.img_per_s)
+    assert pick_best(points, 1e9) is fastest
+    tight = min(p.row.p99_us for p in points[:3]) / 1000.0
+    best = pick_best(points, tight)
+    assert best is not None and best.row.p99_us / 1000.0 <= tight
+    assert [p.within_bound for p in points].count(True) == 1 and not points[3].within_bound

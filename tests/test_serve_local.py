@@ -64,6 +64,16 @@ def test_model_that_fails_to_load_gives_log_tail(tmp_path, start_server):
         start_server(tmp_path / "repo", timeout_s=60)
 
 
+def test_port_taken_by_another_server_is_not_mistaken_for_ready(tmp_path, tiny_server, start_server):
+    """A second server on the first one's ports fails to bind; the health check must not be fooled
+    by the first server answering."""
+    http, grpc, metrics = tiny_server.ports
+    with pytest.raises(ServerError, match="while starting"):
+        start_server(tiny_server.options.model_repository, timeout_s=30, http_port=http, grpc_port=grpc,
+                     metrics_port=metrics)
+    assert tiny_server.is_alive()
+
+
 def test_missing_repository_is_a_clear_error(tmp_path):
     with pytest.raises(ServerError, match="does not exist"):
         LocalServer(ServerOptions(model_repository=tmp_path / "nope")).start()

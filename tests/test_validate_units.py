@@ -16,7 +16,7 @@ from tritonkit.cards import get_card
 from tritonkit.errors import TritonkitError
 from tritonkit.serve.local import free_port
 from tritonkit.serve.profiles import (API_KEY_ENV, API_KEY_HEADER, key_headers, local_options,
-                                      production_docker_args)
+                                      docker_args)
 from tritonkit.validate.contract import config_problems
 from tritonkit.validate.correctness import TOLERANCES, burst_size, compare
 from tritonkit.validate.metrics import parse_metrics, rejected_count, total
@@ -202,7 +202,7 @@ def test_production_profile_key_rules(tmp_path):
 
 def test_production_docker_args_hide_the_key_and_publish_no_metrics(tmp_path):
     key = "s3cret-key-0123456789"
-    args = production_docker_args(tmp_path, (18000, 18001, 18002), env={API_KEY_ENV: key})
+    args = docker_args("production", tmp_path, (18000, 18001, 18002), env={API_KEY_ENV: key})
     joined = " ".join(args.docker_options + args.server_command)
     assert key not in joined
     assert "127.0.0.1:18000:8000" in joined and "127.0.0.1:18001:8001" in joined
@@ -211,14 +211,14 @@ def test_production_docker_args_hide_the_key_and_publish_no_metrics(tmp_path):
     assert args.docker_options[i + 1] == API_KEY_ENV
     assert "--stop-timeout" in args.docker_options
     with pytest.raises(TritonkitError, match=API_KEY_ENV):
-        production_docker_args(tmp_path, env={})
+        docker_args("production", tmp_path, env={})
 
 
 def test_production_docker_command_expands_to_the_restricted_flags(tmp_path):
     """Run the container's shell command with `printf` standing in for tritonserver: the key
     from the environment must land, intact, in both restriction flags."""
     key = "abc_DEF-123.456~789"
-    args = production_docker_args(tmp_path, env={API_KEY_ENV: key})
+    args = docker_args("production", tmp_path, env={API_KEY_ENV: key})
     assert args.server_command[:2] == ("sh", "-c")
     script = args.server_command[2].replace("exec tritonserver", "printf '%s\\n'", 1)
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True,

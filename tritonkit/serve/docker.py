@@ -44,15 +44,16 @@ def docker_serve_argv(repo: Path, release: str | None = None, *, profile: str = 
                       env=None) -> list[str]:
     """Check the repository's plans, then build the ``docker run`` argv for ``profile``."""
     from tritonkit.build_engines import compat
-    from tritonkit.serve.profiles import docker_args
+    from tritonkit.build_engines.docker import serve_run_argv
 
     repo = Path(repo)
     if not repo.is_dir():
         raise TritonkitError(f"model repository {repo} does not exist")
     release = compat.parse_release(release or compat.DEFAULT_RELEASE)
     results = compat.check_repository_plans(repo, release, host_cc)
-    args = docker_args(profile, repo, ports, env=env, extra_flags=compat.server_args_for(results))
-    return ["docker", "run", *args.docker_options, compat.TRITON_IMAGE.format(release=release), *args.server_command]
+    http, grpc, metrics = ports
+    return serve_run_argv(release, repo=repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
+                          extra_server_args=compat.server_args_for(results), profile=profile, env=env)
 
 
 def serve_docker(repo: Path, release: str | None = None, *, print_only: bool = False, profile: str = "dev",

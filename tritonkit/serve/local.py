@@ -207,7 +207,9 @@ class LocalServer:
                                   f"{self.log_tail(15)}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
+                    # Ready only if the answer came from *this* process: with a port already taken,
+                    # another server would answer while ours fails to bind and exits.
+                    if r.status == 200 and self._listens_on(self.ports[0]):
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
@@ -215,6 +217,15 @@ class LocalServer:
                 raise ServerError(f"tritonserver not ready after {timeout_s:.0f} s; "
                                   f"log {self.log_path}:\n{self.log_tail()}")
             time.sleep(0.25)
+
+    def _listens_on(self, port: int) -> bool:
+        import psutil
+
+        try:
+            conns = psutil.Process(self.process.pid).net_connections(kind="tcp")
+        except (psutil.Error, AttributeError):
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
 
     def is_alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -10,7 +10,7 @@ environment, never from a flag or a file in the repo.
 Clients send the key as the HTTP header ``tritonkit-api-key``; over gRPC Triton expects the
 same name with its ``triton-grpc-protocol-`` prefix (see :func:`key_headers`).
 
-For NVIDIA's container, :func:`production_docker_args` gives the ``docker run`` options and the
+For NVIDIA's container, :func:`docker_args` gives the ``docker run`` options and the
 server command: ports published on the host's loopback only (metrics not at all), the key
 passed by name (``-e TRITONKIT_API_KEY``, so its value is in neither the docker command line
 nor the printed command) and expanded by a shell inside the container.
@@ -35,6 +35,7 @@ PROFILES = ("dev", "production")
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
 EXIT_TIMEOUT_S = 30
 CONTAINER_REPO = "/models"
+CONTAINER_USER = "triton-server"  # the non-root user of NVIDIA's tritonserver images
 # Triton parses "header=value" inside a comma-separated flag, and the container shell expands
 # it: keep the key to URL-safe characters (what ``secrets.token_urlsafe`` produces).
 _KEY_CHARS = re.compile(r"^[A-Za-z0-9._~+/-]+$")
@@ -87,48 +88,40 @@ class DockerArgs:
     server_command: tuple[str, ...]
 
 
-def _server_flags(profile: str) -> list[str]:
+def _server_flags(profile: str, extra: tuple[str, ...] = ()) -> list[str]:
     flags = [f"--model-repository={CONTAINER_REPO}", "--strict-readiness=true",
              f"--exit-timeout-secs={EXIT_TIMEOUT_S}"]
     if profile == "production":
         flags += ["--model-control-mode=none"] + restricted_flags(f"${{{API_KEY_ENV}}}")
-    return flags
-
-
-def production_docker_args(repo: Path, ports: tuple[int, int, int] = (8000, 8001, 8002), *,
-                           env: Mapping[str, str] | None = None, gpus: str = "all") -> DockerArgs:
-    """Docker options and server command for the production profile.
-
-    HTTP and gRPC are published on 127.0.0.1 of the host; the metrics port is not published
-    (scrape it from a sidecar on the container network). ``docker stop`` waits for the exit
-    timeout plus a margin, so SIGTERM drains in-flight requests before the kill. The key must be
-    set in the environment of the ``docker`` command; it is checked here and passed by name.
-    """
-    api_key_from(env)
-    http, grpc, _metrics = ports
-    options = ("--rm", f"--gpus={gpus}", "--shm-size=1g", "--ulimit", "memlock=-1",
-               "--stop-timeout", str(EXIT_TIMEOUT_S + 10),
-               "-p", f"127.0.0.1:{http}:8000", "-p", f"127.0.0.1:{grpc}:8001",
-               "-e", API_KEY_ENV,
-               "-v", f"{Path(repo).resolve()}:{CONTAINER_REPO}:ro")
-    command = ("sh", "-c", "exec tritonserver " + " ".join(f'"{flag}"' for flag in _server_flags("production")))
-    return DockerArgs(options, command)
-
-
-def dev_docker_args(repo: Path, ports: tuple[int, int, int] = (8000, 8001, 8002), *, gpus: str = "all") -> DockerArgs:
-    """Docker options and server command for the dev profile (all three ports on loopback)."""
-    http, grpc, metrics = ports
-    options = ("--rm", f"--gpus={gpus}", "--shm-size=1g", "--ulimit", "memlock=-1",
-               "--stop-timeout", str(EXIT_TIMEOUT_S + 10),
-               "-p", f"127.0.0.1:{http}:8000", "-p", f"127.0.0.1:{grpc}:8001", "-p", f"127.0.0.1:{metrics}:8002",
-               "-v", f"{Path(repo).resolve()}:{CONTAINER_REPO}:ro")
-    return DockerArgs(options, ("tritonserver", *_server_flags("dev")))
+    return flags + list(extra)
 
 
 def docker_args(profile: str, repo: Path, ports: tuple[int, int, int] = (8000, 8001, 8002), *,
-                env: Mapping[str, str] | None = None, gpus: str = "all") -> DockerArgs:
-    if profile == "production":
-        return production_docker_args(repo, ports, env=env, gpus=gpus)
+                env: Mapping[str, str] | None = None, gpus: str = "all",
+                extra_flags: tuple[str, ...] = ()) -> DockerArgs:
+    """Docker options and server command for ``profile``; ``extra_flags`` go to tritonserver.
+
+    Ports are published on the host's loopback only. ``docker stop`` waits for the exit timeout
+    plus a margin, so SIGTERM drains in-flight requests before the kill.
+
+    production: the metrics port is not published (scrape it from a sidecar on the container
+    network), and the key must be set in the environment of the ``docker`` command; it is checked
+    here and passed by name (``-e TRITONKIT_API_KEY``), then expanded by a shell inside the
+    container, so its value is in neither the docker command line nor the printed command.
+    """
+    if profile not in PROFILES:
+        raise TritonkitError(f"unknown profile {profile!r} (dev or production)")
+    http, grpc, metrics = ports
+    published = ["-p", f"127.0.0.1:{http}:8000", "-p", f"127.0.0.1:{grpc}:8001"]
     if profile == "dev":
-        return dev_docker_args(repo, ports, gpus=gpus)
-    raise TritonkitError(f"unknown profile {profile!r} (dev or production)")
+        published += ["-p", f"127.0.0.1:{metrics}:8002"]
+    else:
+        api_key_from(env)
+        published += ["-e", API_KEY_ENV]
+    options = ("--rm", f"--gpus={gpus}", "--user", CONTAINER_USER, "--shm-size=1g", "--ulimit", "memlock=-1",
+               "--stop-timeout", str(EXIT_TIMEOUT_S + 10), *published,
+               "-v", f"{Path(repo).resolve()}:{CONTAINER_REPO}:ro")
+    flags = _server_flags(profile, tuple(extra_flags))
+    if profile == "production":
+        return DockerArgs(options, ("sh", "-c", "exec tritonserver " + " ".join(f'"{flag}"' for flag in flags)))
+    return DockerArgs(options, ("tritonserver", *flags))

@@ -25,11 +25,11 @@ from typing import Any
 
 from tritonkit.cards import ModelCard, card_from_dict, get_card, load_card_file
 from tritonkit.errors import TritonkitError
+from tritonkit.model_repository.config import CARD_PARAMETER
 from tritonkit.serve.profiles import key_headers
 from tritonkit.validate.options import PRECISIONS, ValidateOptions
 from tritonkit.validate.process import HostPort, find_listening_pid, is_local_host, server_flags, split_url
 
-CARD_PARAMETER = "tritonkit_card"
 
 
 @dataclass(frozen=True)

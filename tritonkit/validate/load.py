@@ -4,9 +4,9 @@ perf_analyzer (through :mod:`tritonkit.perf.analyzer`) runs ``--concurrency`` in
 of a third of ``--load-seconds`` each with a wide stability band (100% on average latency and
 throughput; p99 itself is too noisy to stabilise on): three windows when they agree, up to
 ``MAX_WINDOWS`` (twice the period) when they do not. The aim is a fixed period of load, not a
-converged benchmark; the p99 reported is perf_analyzer's over the final windows. Errors are counted twice: perf_analyzer fails
-on any request error, and the server's own failure count (statistics API) must not rise during
-the run. A missing perf_analyzer fails the check with the install hint.
+converged benchmark; the p99 reported is perf_analyzer's over the final windows. Errors are
+counted twice: perf_analyzer fails on any request error, and the server's own failure count
+(statistics API) must not rise during the run. A missing perf_analyzer fails the check with the install hint.
 """
 
 from __future__ import annotations

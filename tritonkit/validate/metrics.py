@@ -106,5 +106,6 @@ def rejected_count(samples: list[Sample], model: str) -> tuple[float | None, str
     """
     labelled = [s for s in samples if s.name == REQUEST_FAILURE and s.labels.get("model") == model]
     if any("reason" in s.labels for s in labelled):
-        return total(samples, REQUEST_FAILURE, model=model, reason="REJECTED"), f'{REQUEST_FAILURE}{{reason="REJECTED"}}'
+        series = f'{REQUEST_FAILURE}{{reason="REJECTED"}}'
+        return total(samples, REQUEST_FAILURE, model=model, reason="REJECTED"), series
     return total(samples, REQUEST_FAILURE, model=model), REQUEST_FAILURE

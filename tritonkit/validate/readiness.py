@@ -8,20 +8,14 @@ instead and the detail says so.
 from __future__ import annotations
 
 from tritonkit.validate.context import Context, ModelTarget
-from tritonkit.validate.result import CheckResult, fail, ok, verdict
-
-
-def _error_text(exc: Exception) -> str:
-    message = getattr(exc, "message", None)
-    text = message() if callable(message) else str(exc)
-    return (text or type(exc).__name__).strip().splitlines()[0]
+from tritonkit.validate.result import CheckResult, error_text, fail, ok, verdict
 
 
 def check_live(ctx: Context) -> CheckResult:
     try:
         live = ctx.grpc().is_server_live(client_timeout=ctx.options.request_timeout_s)
     except Exception as exc:  # tritonclient raises its own exception or grpc/OS errors
-        return fail("readiness.live", f"no server answers at {ctx.endpoints.grpc}: {_error_text(exc)}")
+        return fail("readiness.live", f"no server answers at {ctx.endpoints.grpc}: {error_text(exc)}")
     return verdict("readiness.live", [] if live else ["server says it is not live"],
                    f"server at {ctx.endpoints.grpc} is live")
 
@@ -32,7 +26,7 @@ def check_ready(ctx: Context) -> CheckResult:
         ready = client.is_server_ready(client_timeout=ctx.options.request_timeout_s)
         meta = client.get_server_metadata(as_json=True, client_timeout=ctx.options.request_timeout_s)
     except Exception as exc:
-        return fail("readiness.ready", f"server at {ctx.endpoints.grpc} did not answer: {_error_text(exc)}")
+        return fail("readiness.ready", f"server at {ctx.endpoints.grpc} did not answer: {error_text(exc)}")
     version = meta.get("version", "?")
     return verdict("readiness.ready", [] if ready else ["server is live but not ready"],
                    f"server ready (Triton {version})", server_version=version)
@@ -44,7 +38,7 @@ def repository_states(ctx: Context) -> tuple[dict[str, tuple[str, str]] | None, 
         index = ctx.grpc().get_model_repository_index(
             headers=ctx.key_headers("grpc"), as_json=True, client_timeout=ctx.options.request_timeout_s)
     except Exception as exc:
-        return None, _error_text(exc)
+        return None, error_text(exc)
     states: dict[str, tuple[str, str]] = {}
     for m in index.get("models", []):
         states[m.get("name", "?")] = (m.get("state", "UNKNOWN"), m.get("reason", ""))
@@ -58,13 +52,13 @@ def check_models_ready(ctx: Context) -> list[CheckResult]:
         name = "readiness.model"
         if states is not None:
             state, reason = states.get(target.name, ("ABSENT", "not in the repository index"))
-            results.append(verdict(name, [] if state == "READY" else [f"state {state}{': ' + reason if reason else ''}"],
-                                   "READY in the repository index", target.name, state=state))
+            problems = [] if state == "READY" else [f"state {state}" + (f": {reason}" if reason else "")]
+            results.append(verdict(name, problems, "READY in the repository index", target.name, state=state))
             continue
         try:
             ready = ctx.grpc().is_model_ready(target.name, client_timeout=ctx.options.request_timeout_s)
         except Exception as exc:
-            results.append(fail(name, f"readiness unknown: {_error_text(exc)}", target.name))
+            results.append(fail(name, f"readiness unknown: {error_text(exc)}", target.name))
             continue
         note = f"repository index not readable ({why}); per-model readiness endpoint used"
         results.append(verdict(name, [] if ready else [f"not ready ({note})"], f"ready ({note})", target.name))
@@ -102,7 +96,7 @@ def plan_compat_result(ctx: Context, target: ModelTarget, compat) -> CheckResult
         result = compat.check_plan_for_card(target.card, plan, release,
                                             max_batch_size=int(target.config.get("max_batch_size", 0)) or None)
     except Exception as exc:  # CompatError / SidecarError name the plan and the problem
-        return fail(name, _error_text(exc), target.name)
+        return fail(name, error_text(exc), target.name)
     notes = "; ".join(getattr(result, "notes", ()))
     return ok(name, f"{plan} fits tritonserver {release}" + (f" ({notes})" if notes else ""), target.name)
 

@@ -71,7 +71,13 @@ class ValidationReport:
     def write(self, out_dir: str | Path) -> tuple[Path, Path]:
         """Write ``validation.json`` and ``report.md`` into ``out_dir`` (atomically)."""
         out = Path(out_dir)
-        return write_json(out / JSON_NAME, self.to_dict()), write_text(out / MARKDOWN_NAME, self.markdown())
+        return self.write_json(out / JSON_NAME), self.write_markdown(out / MARKDOWN_NAME)
+
+    def write_json(self, path: str | Path) -> Path:
+        return write_json(path, self.to_dict())
+
+    def write_markdown(self, path: str | Path) -> Path:
+        return write_text(path, self.markdown())
 
     def rich_table(self):
         from rich.table import Table

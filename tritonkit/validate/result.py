@@ -46,6 +46,14 @@ def verdict(name: str, problems: list[str], passed_detail: str, model: str | Non
     return ok(name, passed_detail, model, **figures)
 
 
+def error_text(exc: BaseException) -> str:
+    """One line for an exception: tritonclient's server message when it has one."""
+    message = getattr(exc, "message", None)
+    text = (message() if callable(message) else str(exc)) or ""
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from tritonkit.validate.context import Context, ModelTarget
 from tritonkit.validate.process import MemorySample, memory_sample
 from tritonkit.validate.requests import infer, make_inputs, requested_outputs, seeded_batch
-from tritonkit.validate.result import CheckResult, fail, verdict
+from tritonkit.validate.result import CheckResult, error_text, fail, verdict
 
 SHM_EVERY = 10
 SAMPLE_INTERVAL_S = 1.0
@@ -125,7 +125,7 @@ def worker(ctx: Context, index: int, stop: threading.Event, tally: Tally) -> Non
                           ctx.options.request_timeout_s)
                 error = None
             except Exception as exc:
-                error = f"{target.name}: {getattr(exc, 'message', lambda: str(exc))() or exc}"
+                error = f"{target.name}: {error_text(exc)}"
             tally.record(error, through_shm)
             i += 1
     finally:
@@ -155,7 +155,9 @@ def sample_memory(pid: int, stop: threading.Event, trace: MemoryTrace) -> None:
 
 
 def errors_result(ctx: Context, tally: Tally, seconds: float) -> CheckResult:
-    problems = [f"{tally.errors} of {tally.requests} requests failed (first: {tally.first_error})"] if tally.errors else []
+    problems = []
+    if tally.errors:
+        problems.append(f"{tally.errors} of {tally.requests} requests failed (first: {tally.first_error})")
     if tally.requests == 0:
         problems.append("no request completed during the soak")
     return verdict("soak.errors", problems, f"{tally.requests} requests over {seconds:.0f} s, zero errors",
