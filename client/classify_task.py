@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tritonkit.cli.args import add_stream_arguments, stream_options
 from tritonkit.errors import CardError, ServerError, TritonkitError
 
 from tritonkit.client.datasets import IMAGENET_VAL_TAR_MD5  # noqa: E402  (light: stdlib only)
@@ -195,16 +196,6 @@ def _write(out: Path, result: dict, write_json, write_text, markdown) -> None:
 
 
 # ------------------------------------------------------------------------------- CLI
-def _batch_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,4,8, got {text!r}") from None
-    if not sizes or any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {text!r}")
-    return sizes
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="card name (tritonkit cards) or a card .json file")
     p.add_argument("--model-name", help="name the model is served under (default: the card's name)")
@@ -213,36 +204,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tar", type=Path, help="ILSVRC2012_img_val.tar, read in place (needs --gt)")
     p.add_argument("--md5", default=IMAGENET_VAL_TAR_MD5, help="expected MD5 of the tar (default: ImageNet val's)")
     p.add_argument("--no-md5-check", action="store_true", help="skip the tar MD5 check")
-    p.add_argument("--url", help="host:port of the server (default 127.0.0.1:8001 grpc / :8000 http)")
-    p.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
-    p.add_argument("--shm", action="store_true", help="send inputs/outputs through system shared memory")
-    p.add_argument("--batch-sizes", type=_batch_sizes, default=(1,), metavar="1,4,8",
-                   help="accuracy at the first, run-model/run-stream timing at each (default 1)")
-    p.add_argument("--workers", type=int, default=2, help="decode+preprocess threads (default 2)")
-    p.add_argument("--in-flight", type=int, default=2, help="requests on the wire at once (default 2)")
-    p.add_argument("--pool", choices=("thread", "process"), default="thread",
-                   help="decode+preprocess pool kind (threads measured faster here)")
     p.add_argument("--limit", type=int, help="evaluate only N images (deterministic subset)")
     p.add_argument("--limit-mode", choices=("stride", "first"), default="stride",
                    help="stride: every k-th image in sorted order (spreads over classes); first: the first N")
-    p.add_argument("--timing-images", type=int, default=64, help="images per batch size for timing (default 64)")
-    p.add_argument("--out", type=Path, default=Path("reports/eval"), help="output folder")
-    p.add_argument("--resume", action="store_true", help="skip images already in <out>/classification.jsonl")
-    p.add_argument("--reference-onnx", type=Path, help="also run the inputs through this ONNX in-process")
-    p.add_argument("--timeout", type=float, default=60.0, help="per-request deadline in seconds")
-    p.add_argument("--retries", type=int, default=3, help="retries when the server is unavailable")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_stream_arguments(p, "classification.jsonl", "accuracy")
 
 
 def options_from_args(args: argparse.Namespace) -> ClassifyEvalOptions:
-    url = args.url or ("127.0.0.1:8001" if args.protocol == "grpc" else "127.0.0.1:8000")
     return ClassifyEvalOptions(
-        model=args.model, data=args.data, out=args.out, gt=args.gt, tar=args.tar,
-        md5=None if args.no_md5_check else args.md5, url=url, protocol=args.protocol,
-        model_name=args.model_name, shm=args.shm, batch_sizes=tuple(args.batch_sizes), workers=args.workers,
-        in_flight=args.in_flight, pool=args.pool, limit=args.limit, limit_mode=args.limit_mode,
-        timing_images=args.timing_images, resume=args.resume, reference_onnx=args.reference_onnx,
-        timeout_s=args.timeout, retries=args.retries, progress=not args.no_progress)
+        model=args.model, data=args.data, gt=args.gt, tar=args.tar, md5=None if args.no_md5_check else args.md5,
+        model_name=args.model_name, limit=args.limit, limit_mode=args.limit_mode, **stream_options(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from tritonkit.cli.args import add_stream_arguments, stream_options
 from tritonkit.client.infer import TritonInfer, contract_mismatches
 from tritonkit.errors import CardError, ServerError, TritonkitError
 
@@ -445,16 +446,6 @@ def detection_markdown(result: Mapping[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------- CLI
-def _batch_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,4,8, got {text!r}") from None
-    if not sizes or any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {text!r}")
-    return sizes
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="card name (tritonkit cards) or a card .json file")
     p.add_argument("--model-name", help="name the detector is served under (default: the card's name)")
@@ -463,9 +454,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--annotations", type=Path, help="COCO instances JSON (instead of the val2017 one)")
     p.add_argument("--skip-missing", action="store_true",
                    help="evaluate the annotated images that are present; missing ones are counted, not an error")
-    p.add_argument("--url", help="host:port of the server (default 127.0.0.1:8001 grpc / :8000 http)")
-    p.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
-    p.add_argument("--shm", action="store_true", help="send inputs/outputs through system shared memory")
     p.add_argument("--nms-profile", default="ap", help="NMS profile for mAP (ap: conf 0.001 / IoU 0.65)")
     p.add_argument("--timing-nms-profile",
                    help="NMS profile for run-model/run-stream timing (default: speed, conf 0.25 / IoU 0.45)")
@@ -473,31 +461,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="detections from the <model>_ensemble_<profile> ensemble (NMS on the server); "
                         "timing for client- and server-side NMS")
     p.add_argument("--ensemble-name", help="served name of the detection ensemble (with --server-nms)")
-    p.add_argument("--batch-sizes", type=_batch_sizes, default=(1,), metavar="1,4,8",
-                   help="mAP at the first, run-model/run-stream timing at each (default 1)")
-    p.add_argument("--workers", type=int, default=2, help="decode+preprocess threads (default 2)")
-    p.add_argument("--in-flight", type=int, default=2, help="requests on the wire at once (default 2)")
-    p.add_argument("--pool", choices=("thread", "process"), default="thread", help="decode+preprocess pool kind")
     p.add_argument("--limit", type=int, help="evaluate only the first N images (by image id)")
-    p.add_argument("--timing-images", type=int, default=64, help="images per batch size for timing (default 64)")
-    p.add_argument("--out", type=Path, default=Path("reports/eval"), help="output folder")
-    p.add_argument("--resume", action="store_true", help="skip images already in <out>/detection.jsonl")
-    p.add_argument("--reference-onnx", type=Path, help="also run the inputs through this ONNX in-process")
-    p.add_argument("--timeout", type=float, default=60.0, help="per-request deadline in seconds")
-    p.add_argument("--retries", type=int, default=3, help="retries when the server is unavailable")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_stream_arguments(p, "detection.jsonl", "mAP")
 
 
 def options_from_args(args: argparse.Namespace) -> DetectEvalOptions:
-    url = args.url or ("127.0.0.1:8001" if args.protocol == "grpc" else "127.0.0.1:8000")
     return DetectEvalOptions(
-        model=args.model, data=args.data, images=args.images, annotations=args.annotations, out=args.out,
-        url=url, protocol=args.protocol, model_name=args.model_name, nms_profile=args.nms_profile,
-        timing_nms_profile=args.timing_nms_profile, server_nms=args.server_nms, ensemble_name=args.ensemble_name,
-        shm=args.shm, batch_sizes=tuple(args.batch_sizes), workers=args.workers, in_flight=args.in_flight,
-        pool=args.pool, limit=args.limit, skip_missing=args.skip_missing, timing_images=args.timing_images,
-        resume=args.resume, reference_onnx=args.reference_onnx, timeout_s=args.timeout, retries=args.retries,
-        progress=not args.no_progress)
+        model=args.model, data=args.data, images=args.images, annotations=args.annotations,
+        model_name=args.model_name, nms_profile=args.nms_profile, timing_nms_profile=args.timing_nms_profile,
+        server_nms=args.server_nms, ensemble_name=args.ensemble_name, limit=args.limit,
+        skip_missing=args.skip_missing, **stream_options(args))
 
 
 def run(args: argparse.Namespace) -> int:

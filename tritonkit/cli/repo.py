@@ -19,12 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+from tritonkit.cli.args import positive_int_list
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("build/model_repository"), help="repository folder")
     p.add_argument("--name", help="model name in the repository (default: the card's)")
     p.add_argument("--max-batch", type=int, help="max_batch_size (default: the card's)")
-    p.add_argument("--preferred", type=_ints, default=(), help="preferred batch sizes, e.g. 4,8")
+    p.add_argument("--preferred", type=positive_int_list, default=(), help="preferred batch sizes, e.g. 4,8")
     p.add_argument("--max-queue-delay-us", type=int, default=100)
     p.add_argument("--no-dynamic-batching", action="store_true")
     p.add_argument("--instances", type=int, default=1)
