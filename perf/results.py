@@ -22,6 +22,7 @@ import csv
 import io
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -173,6 +174,33 @@ def parse_csv(path: str | os.PathLike, *, model: str, batch_size: int, protocol:
         raise ResultsError(f"{p}: perf_analyzer wrote no CSV") from None
     return parse_csv_text(text, model=model, batch_size=batch_size, protocol=protocol,
                           shared_memory=shared_memory, source=str(p))
+
+
+@dataclass(frozen=True)
+class ServerCounts:
+    """The server section of perf_analyzer's report for the last measured level."""
+
+    inference_count: int
+    execution_count: int
+    success_count: int
+
+    @property
+    def avg_batch(self) -> float:
+        """Images per model execution: > 1 when the dynamic batcher merged requests."""
+        return self.inference_count / self.execution_count if self.execution_count else 0.0
+
+
+_COUNT_RE = re.compile(r"Inference count: (\d+)\s+Execution count: (\d+)\s+Successful request count: (\d+)")
+
+
+def parse_server_counts(stdout: str) -> ServerCounts | None:
+    """Inference / execution / successful request counts from perf_analyzer's stdout (the last
+    concurrency level reported), or None when the text has no server section."""
+    found = _COUNT_RE.findall(stdout)
+    if not found:
+        return None
+    inference, execution, success = (int(x) for x in found[-1])
+    return ServerCounts(inference, execution, success)
 
 
 # --------------------------------------------------------------------------------------------

@@ -146,6 +146,8 @@ def _reload(client, name: str, variant: Variant, timeout_s: float) -> None:
               tuple(int(x) for x in db.get("preferred_batch_size", [])),
               sum(int(g.get("count", 1)) for g in cfg.get("instance_group", [])))
     wanted = (variant.max_queue_delay_us, variant.preferred_batch_sizes, variant.instances)
+    if not variant.preferred_batch_sizes and served[1] == (int(cfg.get("max_batch_size", 0)),):
+        served = (served[0], (), served[2])  # Triton fills an empty preferred list with max_batch_size
     if served != wanted:
         raise TritonkitError(f"server serves delay/preferred/instances {served}, expected {wanted}")
 

