@@ -50,12 +50,14 @@ class ReleaseInfo:
 
 # TensorRT in nvcr.io/nvidia/tritonserver:<release>-py3. Only releases whose TensorRT we could tie
 # to NVIDIA's documentation are listed:
-#  * Deep Learning Frameworks Support Matrix (TensorRT per container release):
-#    https://docs.nvidia.com/deeplearning/frameworks/support-matrix/index.html
+#  * Deep Learning Frameworks Support Matrix (TensorRT per container release) -- the source of the
+#    values: https://docs.nvidia.com/deeplearning/frameworks/support-matrix/index.html
 #  * Triton release notes, "Driver Requirements" (CUDA build) and "GPU Requirements" (minimum
 #    compute capability): https://docs.nvidia.com/deeplearning/triton-inference-server/release-notes/rel-YY-MM.html
-#  * Triton "Release Compatibility Matrix", whose trtllm-python-py3 rows give the TensorRT build
-#    that ships with the same CUDA build:
+#    (TensorRT 10.x itself supports compute capability 7.5 and later).
+#  * Triton "Release Compatibility Matrix" lists only the *-trtllm-python-py3 images, whose TensorRT
+#    follows TensorRT-LLM and lags the -py3 image of the same month (25.10-trtllm: 10.11.0.33, 25.10-py3:
+#    10.13.3.9); its (CUDA build, TensorRT) pairs are a cross-check only, never a month's value:
 #    https://docs.nvidia.com/deeplearning/triton-inference-server/user-guide/docs/introduction/compatibility.html
 # Same-month tritonserver and tensorrt images have disagreed before (23.05: 8.6.1.2 vs 8.6.1.6,
 # triton-inference-server/server#5975), which is why the check compares the plan's recorded

@@ -174,8 +174,8 @@ def validate_onnx(card: ModelCard, onnx_path: str | Path, precision: str = "fp32
     """Check the ONNX against the card before any build; one error lists every problem.
 
     * the file exists and parses;
-    * the card's input is a graph input of rank ``1 + len(card.input.dims)`` whose per-sample dims
-      equal the card's (a named dynamic dim there is accepted: the profile fixes it);
+    * the card's input is the graph's only (non-initializer) input, of rank ``1 + len(card.input.dims)``,
+      whose per-sample dims equal the card's (a named dynamic dim there is accepted: the profile fixes it);
     * the batch axis is dynamic (a fixed batch is only accepted when the whole range is that batch);
     * ``int8`` needs QuantizeLinear/DequantizeLinear nodes (explicit quantization).
     """
@@ -195,6 +195,11 @@ def validate_onnx(card: ModelCard, onnx_path: str | Path, precision: str = "fp32
     if name not in inputs:
         problems.append(f"input {name!r} missing (graph inputs: {sorted(inputs)})")
     else:
+        if len(inputs) > 1:
+            # The card (and the plan's one optimization profile) describe a single input; TensorRT would
+            # need shapes for the others too, so the build could only fail later, after TensorRT loads.
+            problems.append(f"graph has {len(inputs)} inputs {sorted(inputs)}; card {card.name!r} describes "
+                            f"only {name!r}")
         dims = _dims(inputs[name])
         want = list(card.input.dims)
         if len(dims) != len(want) + 1:

@@ -118,6 +118,21 @@ def test_input_name_and_dims_must_match_card(tmp_path):
         validate_onnx(CARD, other_size)
 
 
+def test_extra_graph_input_is_a_mismatch_with_the_card(tmp_path):
+    """The card and the plan's one profile describe one input; a second graph input is refused up front."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    path = tiny_classifier(tmp_path / "two.onnx")
+    model = onnx.load(str(path))
+    model.graph.input.append(helper.make_tensor_value_info("aux", TensorProto.FLOAT, ["N", 1]))
+    onnx.save(model, str(path))
+    with pytest.raises(BuildSpecError, match=r"graph has 2 inputs \['aux', 'input'\]; card 'demo_shapes' describes "
+                                             r"only 'input'"):
+        make_spec(CARD, path, "fp16", tmp_path / "p.plan", max_batch=8)
+    assert not (tmp_path / "p.plan").exists()
+
+
 def test_fixed_batch_is_refused_unless_the_range_is_that_batch(tmp_path):
     fixed = _fixed_batch_onnx(tmp_path / "fixed.onnx", 1)
     with pytest.raises(BuildSpecError, match="fixed batch of 1; re-export with a dynamic batch axis"):

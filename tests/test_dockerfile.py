@@ -103,6 +103,55 @@ def test_builder_stage_is_non_root_and_runs_tritonkit():
     assert any("import tensorrt" in l for l in builder)
 
 
+def _dockerignore_excludes(patterns: list[str], path: str) -> bool:
+    """Docker's .dockerignore rule for one path: the last pattern that matches the path or one of its
+    parent folders decides; ``!`` re-includes; ``*`` and ``?`` stay within one path segment, ``**``
+    spans any number of them."""
+    def regex(pattern: str) -> re.Pattern:
+        out, i = "", 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                out, i = out + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                out, i = out + ".*", i + 2
+            elif pattern[i] == "*":
+                out, i = out + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                out, i = out + "[^/]", i + 1
+            else:
+                out, i = out + re.escape(pattern[i]), i + 1
+        return re.compile(out + r"\Z")
+
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    excluded = False
+    for raw in patterns:
+        negate = raw.startswith("!")
+        pat = regex(raw[1:] if negate else raw)
+        if any(pat.match(p) for p in prefixes):
+            excluded = not negate
+    return excluded
+
+
+def test_dockerignore_keeps_the_default_repositories_in_the_build_context():
+    """The serve image copies the repository from the build context: the paths tritonkit writes
+    repositories to by default (and prints in `docker build` lines) must survive the ignore file."""
+    from tritonkit.cli import build_parser
+
+    patterns = [l.strip() for l in (ROOT / "Dockerfile.dockerignore").read_text().splitlines()
+                if l.strip() and not l.lstrip().startswith("#")]
+    parser = build_parser()
+    repo_default = parser.parse_args(["repo", "--model", "x", "--model-file", "y"]).out
+    smoke_default = parser.parse_args(["gpu-smoke"]).work / "model_repository"
+    for repo in (repo_default, smoke_default):
+        path = f"{repo.as_posix()}/resnet50/1/model.plan"
+        assert not _dockerignore_excludes(patterns, path), f"{path} is outside the docker build context"
+    for dropped in ("build/plans/resnet50_fp16.plan", "build/onnx/resnet50.onnx", "tests/test_x.py", ".venv/bin/python"):
+        assert _dockerignore_excludes(patterns, dropped), dropped
+    for kept in ("tritonkit/cli/build.py", "build_engines/spec.py", "pyproject.toml", "README.md"):
+        assert not _dockerignore_excludes(patterns, kept), kept
+
+
 def test_docker_commands_match_the_dockerfile(tmp_path):
     cmds = docker_commands("build/model_repository", "25.10", context=".")
     assert cmds.build_plan_builder == ("docker build --target plan-builder --build-arg TRITON_RELEASE=25.10 "

@@ -309,7 +309,9 @@ def test_adopt_plan_records_a_trtexec_build(tiny_onnx, tmp_path):
     assert side.tensorrt_version == "10.13.3.9"
     with pytest.raises(SidecarError, match="tensorrt_version"):
         adopt_plan(spec, spec.plan, "ten", GPU)
-    assert Path(sidecar_path(spec.plan)).is_file()
+    with pytest.raises(SidecarError, match="'10.13' is not a version like 10.13.3.9"):
+        adopt_plan(spec, spec.plan, "10.13", GPU)              # too coarse: 10.13.2 and 10.13.3 plans do not mix
+    assert read_sidecar(spec.plan) == side                     # the refused versions left the sidecar as it was
 
 
 def test_gpu_smoke_pipeline_with_fake_gpu_and_fake_tensorrt(tiny_onnx, tmp_path, monkeypatch, capsys):

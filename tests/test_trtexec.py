@@ -104,6 +104,15 @@ def test_cli_without_tensorrt_exits_1_with_the_trtexec_command(tiny_onnx, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cli_unknown_precision_is_one_line_and_writes_nothing(tiny_onnx, tmp_path, capsys):
+    code = main(["build", "--model", "demo_shapes", "--onnx", str(tiny_onnx), "--precision", "bf16",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err.splitlines() == ["tritonkit build: error: unknown precision 'bf16'; choose one of fp32, fp16, int8"]
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("argv,msg", [
     (["--precision", "fp16", "--qdq-only"], "--qdq-only needs --precision int8 and --calib-dir"),
     (["--precision", "fp16", "--calib-dir", "."], "--calib-dir is for --precision int8"),

@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--model", required=True, help="card name or card .json")
     p.add_argument("--onnx", required=True, type=Path, help="the model's ONNX (dynamic batch axis)")
-    p.add_argument("--precision", default="fp16", choices=PRECISIONS)
+    # No argparse choices: an unknown precision gets BuildSpec's one-line error (exit 1), not a usage dump.
+    p.add_argument("--precision", default="fp16", help=f"one of {', '.join(PRECISIONS)} (default fp16)")
     p.add_argument("--min-batch", type=int, default=1)
     p.add_argument("--opt-batch", type=int, help="batch TensorRT tunes for (default: half the max, power of two)")
     p.add_argument("--max-batch", type=int, help="default: the card's max_batch_size")
