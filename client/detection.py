@@ -180,10 +180,13 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_
                 max_detections: int | None = None) -> np.ndarray:
     """Class-aware NMS: boxes only suppress boxes of the same class.
 
-    Uses the coordinate-offset trick (as ``torchvision.ops.batched_nms``): every box is shifted
-    by ``class * (max coordinate + 1)``, so boxes of different classes cannot overlap and one
-    NMS pass does all classes. Returns kept indices in decreasing score order, at most
-    ``max_detections``.
+    Uses the coordinate-offset trick of ``torchvision.ops.batched_nms``, with the offset
+    ``class * (max coordinate - min(min coordinate, 0) + 1)``: torchvision's ``max + 1`` when
+    no coordinate is negative, and still a true separation for boxes that stick out of the
+    image (decoded YOLO boxes often have negative corners; with ``max + 1`` a box of one class
+    can then overlap a shifted box of the next class and suppress it).
+    Boxes of different classes never overlap and one NMS pass does all classes. Returns kept
+    indices in decreasing score order, at most ``max_detections``.
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     classes = np.asarray(classes).reshape(-1)
@@ -191,7 +194,7 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_
         raise ValueError(f"batched_nms: {len(boxes)} boxes but {len(classes)} class ids")
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
-    offsets = classes.astype(np.float64) * (boxes.max() + 1.0)
+    offsets = classes.astype(np.float64) * (boxes.max() - min(boxes.min(), 0.0) + 1.0)
     return nms(boxes + offsets[:, None], scores, iou_threshold, max_keep=max_detections)
 
 

@@ -246,3 +246,125 @@ def test_postprocess_card_uses_the_card_output_name():
     np.testing.assert_array_equal(dets.classes, [2])
     with pytest.raises(ValueError, match="not a detection postprocess"):
         postprocess_card(get_card("demo_shapes"), {}, Geometry(1, 1, 1, 1, 0, 0), NMS_AP)
+
+
+# -- class-aware NMS with boxes that stick out of the image -----------------------------------
+
+def test_batched_nms_keeps_classes_apart_with_negative_coordinates():
+    """torchvision's ``max + 1`` offset lets a shifted box with negative corners land on a box
+    of the previous class; ours must keep both (different classes never suppress)."""
+    boxes = np.array([[0, 0, 100, 100], [-100, -100, 0, 0]], np.float32)
+    scores = np.array([0.9, 0.8], np.float32)
+    np.testing.assert_array_equal(batched_nms(boxes, scores, np.array([0, 1]), 0.5), [0, 1])
+    # same class: they do not overlap, both kept; a true duplicate of another class is kept too
+    np.testing.assert_array_equal(batched_nms(boxes, scores, np.array([0, 0]), 0.5), [0, 1])
+    dup = np.array([[-50, -40, 60, 70], [-49, -40, 60, 70], [-50, -40, 60, 70]], np.float32)
+    np.testing.assert_array_equal(batched_nms(dup, [0.9, 0.8, 0.7], np.array([0, 0, 1]), 0.5), [0, 2])
+
+
+# -- cards: the COCO category map and the GPU NMS option ---------------------------------------
+
+STANDARD_COCO91 = (list(range(1, 12)) + list(range(13, 26)) + [27, 28] + list(range(31, 45))
+                   + list(range(46, 66)) + [67, 70] + list(range(72, 83)) + list(range(84, 91)))
+
+
+@pytest.mark.parametrize("name", ["yolov5s", "yolov3", "ssd_resnet18"])
+def test_coco_cards_map_80_classes_to_the_91_category_ids(name):
+    card = get_card(name)
+    assert len(STANDARD_COCO91) == 80
+    assert list(card.category_ids) == STANDARD_COCO91
+    by_name = dict(zip(card.label_names(), card.category_ids))
+    # instances_val2017.json ids of classes around every gap in the 91-id space
+    assert {k: by_name[k] for k in ("person", "traffic light", "fire hydrant", "stop sign", "giraffe",
+                                    "backpack", "umbrella", "handbag", "tie", "skateboard", "wine glass",
+                                    "potted plant", "bed", "dining table", "toilet", "tv", "refrigerator",
+                                    "book", "toothbrush")} == {
+        "person": 1, "traffic light": 10, "fire hydrant": 11, "stop sign": 13, "giraffe": 25,
+        "backpack": 27, "umbrella": 28, "handbag": 31, "tie": 32, "skateboard": 41, "wine glass": 46,
+        "potted plant": 64, "bed": 65, "dining table": 67, "toilet": 70, "tv": 72, "refrigerator": 82,
+        "book": 84, "toothbrush": 90}
+
+
+def test_yolo_cards_layout_and_profiles():
+    for name, size, boxes in (("yolov5s", 640, 25200), ("yolov3", 416, 10647)):
+        card = get_card(name)
+        assert card.input.dims == (3, size, size) and card.outputs[0].dims == (boxes, 85)
+        assert card.preprocess.mode == "letterbox" and card.preprocess.stride == 32
+        assert card.preprocess.pad_value == 114
+        speed, ap = card.nms("speed"), card.nms("ap")
+        assert (speed.conf_threshold, speed.iou_threshold) == (0.25, 0.45)
+        assert (ap.conf_threshold, ap.iou_threshold) == (0.001, 0.65)
+    ssd = get_card("ssd_resnet18")
+    assert [o.name for o in ssd.outputs] == ["boxes", "scores"] and ssd.postprocess == "ssd"
+
+
+def test_efficient_nms_option_describes_the_plugin_for_the_profile():
+    from tritonkit.cards.detection import efficient_nms_plugin
+    from tritonkit.errors import CardError
+
+    yolo = get_card("yolov5s")
+    plugin = efficient_nms_plugin(yolo, yolo.nms("ap"))
+    assert plugin["plugin"] == "EfficientNMS_TRT"
+    assert plugin["attributes"] == {"score_threshold": 0.001, "iou_threshold": 0.65, "max_output_boxes": 300,
+                                    "background_class": -1, "score_activation": 0, "class_agnostic": 0,
+                                    "box_coding": 1}
+    assert "output0[..., 5:] * output0[..., 4:5]" in plugin["scores_input"]
+    ssd = get_card("ssd_resnet18")
+    attrs = efficient_nms_plugin(ssd, ssd.nms("speed"))["attributes"]
+    assert (attrs["box_coding"], attrs["background_class"], attrs["score_threshold"]) == (0, 0, 0.25)
+    with pytest.raises(CardError, match="no EfficientNMS_TRT"):
+        efficient_nms_plugin(get_card("demo_shapes_det"), NMS_AP)
+
+
+# -- the whole pipeline with exact answers: COCO mAP 1.0 with the 91-id map --------------------
+
+def test_known_boxes_encode_decode_nms_scale_back_give_map_one(tmp_path):
+    """Ground-truth boxes of a tiny COCO set (three image shapes, 91-space category ids) ->
+    letterbox to 640 -> yolov5s-sized output rows (with duplicates and noise) -> the card's
+    postprocess (``ap`` profile) -> COCO results -> COCOeval: mAP@0.5 and @[.5:.95] are 1.0."""
+    import json
+
+    from tritonkit.client.coco import coco_map, detections_to_coco, load_coco
+
+    card = get_card("yolov5s")
+    rng = np.random.default_rng(5)
+    shapes = {1: (480, 640), 2: (427, 640), 3: (640, 359), 4: (500, 375)}
+    truth = {1: [(0, [12.0, 30.0, 200.0, 400.0]), (2, [300.0, 200.0, 630.0, 470.0]), (0, [210.0, 40.0, 230.0, 60.0])],
+             2: [(11, [5.0, 5.0, 300.0, 250.0]), (79, [400.0, 100.0, 450.0, 180.0])],
+             3: [(60, [0.0, 300.0, 359.0, 640.0]), (24, [100.0, 20.0, 200.0, 120.0])],
+             4: []}  # an image without ground truth: nothing detected there
+    (tmp_path / "val2017").mkdir()
+    images, anns = [], []
+    for image_id, (h, w) in shapes.items():
+        name = f"{image_id:012d}.jpg"
+        (tmp_path / "val2017" / name).write_bytes(b"")
+        images.append({"id": image_id, "file_name": name, "height": h, "width": w})
+        for cls, (x1, y1, x2, y2) in truth[image_id]:
+            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": card.category_ids[cls],
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+    cats = [{"id": c, "name": n} for c, n in zip(card.category_ids, card.label_names())]
+    ann = tmp_path / "instances.json"
+    ann.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    ds = load_coco(tmp_path / "val2017", ann)
+
+    results = []
+    for image_id, (h, w) in shapes.items():
+        geo = _letterbox_geometry(h, w, 640)
+        output = rng.random((25200, 85), dtype=np.float32) * 0.0005  # background: below every threshold
+        output[:, :4] = np.abs(output[:, :4]) * 1e3 + 1
+        if truth[image_id]:
+            b = np.array([box for _, box in truth[image_id]])
+            cls = [c for c, _ in truth[image_id]]
+            to_in = b * [geo.scale_x, geo.scale_y, geo.scale_x, geo.scale_y] + [geo.pad_x, geo.pad_y] * 2
+            n = len(b)
+            rows = np.concatenate([_encode_yolo(to_in, cls, 0.95, 0.9, 80),
+                                   _encode_yolo(to_in + 1.5, cls, 0.5, 0.9, 80)])  # duplicates
+            output[rng.choice(25200, 2 * n, replace=False)] = rows
+        dets = postprocess_card(card, {"output0": output}, geo, card.nms("ap"))
+        assert len(dets) == len(truth[image_id])
+        results += detections_to_coco(image_id, dets, card.category_ids)
+    assert {r["category_id"] for r in results} == {1, 3, 13, 90, 67, 27}  # via COCO80_TO_91
+    m = coco_map(ds.coco, results, ds.image_ids)
+    assert m.map50 == pytest.approx(1.0) and m.map50_95 == pytest.approx(1.0)
+    assert m.map_small == pytest.approx(1.0) and m.map_large == pytest.approx(1.0)
+    assert (m.images, m.ground_truths, m.detections) == (4, 7, 7)

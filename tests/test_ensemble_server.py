@@ -49,6 +49,19 @@ def test_nms_model_config_carries_the_profile():
     assert list(cfg.input[0].dims) == [256, 9]
 
 
+def test_ssd_ensemble_feeds_boxes_and_scores_to_the_nms_model():
+    ssd = get_card("ssd_resnet18")
+    names = EnsembleNames.for_detector("ssd", "ap")
+    cfg = ensemble_config(ssd, names, ssd.nms("ap"), max_batch_size=4)
+    det, nms = cfg.ensemble_scheduling.step
+    assert dict(det.output_map) == {"boxes": "raw_boxes", "scores": "raw_scores"}
+    assert dict(nms.input_map) == {"boxes": "raw_boxes", "scores": "raw_scores", GEOMETRY_INPUT: GEOMETRY_INPUT}
+    nms_cfg = nms_model_config(ssd, names.nms, ssd.nms("ap"), max_batch_size=4)
+    assert [(i.name, list(i.dims)) for i in nms_cfg.input] == [
+        ("boxes", [8732, 4]), ("scores", [8732, 81]), (GEOMETRY_INPUT, [6])]
+    assert parse_config(config_to_text(cfg)) == cfg
+
+
 def test_server_nms_refuses_a_classifier():
     with pytest.raises(ConfigError, match="not a YOLO/SSD detector"):
         ensemble_config(get_card("demo_shapes"), EnsembleNames.for_detector("x", "ap"), CARD.nms("ap"), 4)

@@ -6,11 +6,16 @@ YOLO cards take the ONNX that ultralytics exports (``export.py --include onnx``)
 pixels. The SSD card takes an ONNX with ``boxes`` (normalized x1y1x2y2) and ``scores``
 (softmax over background + 80 classes). NMS profiles follow the seed benchmarks: ``speed``
 (conf 0.25 / IoU 0.45) for timing and ``ap`` (conf 0.001 / IoU 0.65) for mAP.
+
+GPU NMS: the ``gpu_nms`` option (``EfficientNMS_TRT``) and ``gpu_nms_box_coding`` describe how
+the GPU target can do NMS inside the TensorRT plan with the EfficientNMS_TRT plugin;
+:func:`efficient_nms_plugin` gives the plugin attributes and the graph glue for a card and an
+NMS profile. Building the plan belongs to the TensorRT engine builder.
 """
 
 from __future__ import annotations
 
-from tritonkit.cards import NMS_AP, NMS_SPEED, ModelCard, Preprocess, TensorSpec
+from tritonkit.cards import NMS_AP, NMS_SPEED, CardError, ModelCard, NMSProfile, Preprocess, TensorSpec
 
 # COCO's 80 training classes -> the 91-id category space of instances_val2017.json.
 COCO80_TO_91 = (
@@ -38,8 +43,9 @@ def _yolo(name: str, size: int, boxes: int, map50: float, description: str) -> M
         nms_profiles=(NMS_SPEED, NMS_AP),
         category_ids=COCO80_TO_91,
         reference=(("map50", map50),),
-        # On the GPU target the TensorRT EfficientNMS_TRT plugin can do NMS inside the plan.
-        options=(("gpu_nms", "EfficientNMS_TRT"),),
+        # On the GPU target the TensorRT EfficientNMS_TRT plugin can do NMS inside the plan
+        # (see efficient_nms_plugin); box coding 1 = center-size (the ultralytics xywh).
+        options=(("gpu_nms", "EfficientNMS_TRT"), ("gpu_nms_box_coding", "1")),
         description=description,
     )
 
@@ -61,7 +67,8 @@ CARDS = (
         max_batch_size=16,
         nms_profiles=(NMS_SPEED, NMS_AP),
         category_ids=COCO80_TO_91,
-        options=(("score_background_index", "0"),),
+        options=(("score_background_index", "0"), ("gpu_nms", "EfficientNMS_TRT"),
+                 ("gpu_nms_box_coding", "0")),  # corner x1y1x2y2
         description="SSD300 with a ResNet-18 backbone, user-supplied ONNX",
     ),
     # The embedded demo's detector, trained here on generated shapes (see tritonkit.demo).
@@ -82,3 +89,47 @@ CARDS = (
         description="small anchor-free detector trained on generated shapes (make demo)",
     ),
 )
+
+
+def efficient_nms_plugin(card: ModelCard, profile: NMSProfile) -> dict:
+    """How the GPU target runs ``profile`` inside the TensorRT plan: TensorRT's
+    ``EfficientNMS_TRT`` plugin (version 1) appended to the detector graph.
+
+    Returns ``{"plugin", "version", "attributes", "boxes_input", "scores_input", "outputs",
+    "differences"}``: the plugin attributes (the thresholds and max detections of the profile,
+    the card's box coding and background class) and, in words, the graph slices that feed it.
+    The plugin's outputs replace the NMS step of the ensemble; boxes stay in model-input pixels
+    (SSD: normalized), so the client maps them back with the letterbox geometry as usual.
+    """
+    if card.task != "detect" or card.option("gpu_nms") != "EfficientNMS_TRT":
+        raise CardError(f"card {card.name!r} has no EfficientNMS_TRT GPU NMS option")
+    if card.postprocess == "yolo":
+        background = -1
+        boxes = f"{card.outputs[0].name}[..., 0:4] (cx, cy, w, h in input pixels) -> [N, boxes, 4]"
+        scores = f"{card.outputs[0].name}[..., 5:] * {card.outputs[0].name}[..., 4:5] (objectness x class) -> [N, boxes, C]"
+    else:
+        index = card.option("score_background_index", "0")
+        background = -1 if index.lower() in ("none", "-1", "") else int(index)
+        boxes = f"{card.outputs[0].name} (normalized x1, y1, x2, y2) -> [N, anchors, 4]"
+        scores = f"{card.outputs[1].name} (softmax, background column {background}) -> [N, anchors, C + 1]"
+    return {
+        "plugin": "EfficientNMS_TRT",
+        "version": "1",
+        "attributes": {
+            "score_threshold": profile.conf_threshold,
+            "iou_threshold": profile.iou_threshold,
+            "max_output_boxes": profile.max_detections,
+            "background_class": background,
+            "score_activation": 0,  # scores are already probabilities
+            "class_agnostic": int(profile.class_agnostic),
+            "box_coding": int(card.option("gpu_nms_box_coding", "0")),  # 0 corner, 1 center-size
+        },
+        "boxes_input": boxes,
+        "scores_input": scores,
+        "outputs": ("num_detections [N, 1] INT32", f"detection_boxes [N, {profile.max_detections}, 4] FP32",
+                    f"detection_scores [N, {profile.max_detections}] FP32",
+                    f"detection_classes [N, {profile.max_detections}] INT32"),
+        "differences": "every class above the threshold is a candidate (multi-label), no objectness "
+                       "prefilter or 30000-candidate cap, FP16 scores on an FP16 plan: close to, not "
+                       "identical with, the client-side postprocess; compare with `tritonkit eval detect`",
+    }
