@@ -112,3 +112,52 @@ def test_cli_serve_local_stops_cleanly_on_sigterm(tmp_path, tiny_server):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_cli_serve_local_production_drains_in_flight_requests_on_sigterm(tmp_path, tiny_onnx):
+    """`tritonkit serve --local --profile production`: restricted APIs refuse without the key, and
+    slow requests in flight when the CLI gets SIGTERM all complete before it exits."""
+    import threading
+
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    from tritonkit.cards import get_card
+    from tritonkit.model_repository.config import RepoOptions
+    from tritonkit.serve.local import free_port
+    from tritonkit.validate.requests import burst
+    from validate_models import write_faulty
+
+    repo = tmp_path / "repo"
+    write_faulty(repo, "slow", tiny_onnx, delay_ms=400, options=RepoOptions(max_batch_size=1))
+    ports = [free_port() for _ in range(3)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{API_KEY_ENV: "cli-drain-test-key-0123456789"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tritonkit", "serve", "--local", "--profile", "production", "--repo", str(repo),
+         "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    outcomes: list = []
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while "ready" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "serve exited before ready"
+        assert "ready" in line
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{ports[1]}")
+        with pytest.raises(InferenceServerException, match="restricted"):
+            client.get_model_repository_index()
+        x = np.zeros((1, 3, 64, 64), np.float32)
+        sender = threading.Thread(
+            target=lambda: outcomes.extend(burst(client, "slow", get_card("demo_shapes"), [x] * 4, 30.0)))
+        sender.start()
+        time.sleep(0.6)  # the first request is executing, the others queued (1.6 s of work in all)
+        proc.send_signal(signal.SIGTERM)  # the CLI stops the server within its 0.5 s poll
+        sender.join(timeout=60)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(outcomes) == 4 and all(o.ok for o in outcomes), [o.error for o in outcomes]
+    assert max(o.latency_s for o in outcomes) >= 1.4, "four 400 ms executions in a row"
+    assert proc.returncode == 0 and "tritonserver stopped (exit code 0)" in rest

@@ -7,7 +7,10 @@ with a key, model control none, loopback), serves:
 * ``nan_model`` — the same, with NaN in its first output column;
 * ``batch_mix`` — correct alone, shifted when dynamic batching groups requests;
 * ``slow_queue`` — 50 ms per execution, max batch 4, queue policy max 16 + 100 ms timeout REJECT;
-* ``slow_size_only`` — the same with only max_queue_size 8 (queue-full rejections only).
+* ``slow_size_only`` — the same with only max_queue_size 8 (queue-full rejections only);
+* ``lenient`` — served with ``-1`` input dims and answering any shape (accepts malformed requests);
+* ``leaky`` — keeps 1 MB per execution (50 ms each), for the soak's memory bound;
+* ``flaky`` — every third execution fails, for the soak's error count.
 
 Plus a SIGTERM test on its own server: in-flight requests finish when the server drains.
 """
@@ -42,6 +45,9 @@ def prod_server(tmp_path_factory, tiny_onnx):
                  options=RepoOptions(max_batch_size=4, queue_policy=QueuePolicy(max_queue_size=16, timeout_us=100_000)))
     write_faulty(repo, "slow_size_only", tiny_onnx, delay_ms=50,
                  options=RepoOptions(max_batch_size=4, queue_policy=QueuePolicy(max_queue_size=8)))
+    write_faulty(repo, "lenient", tiny_onnx, fault="lenient", any_input_dims=True)
+    write_faulty(repo, "leaky", tiny_onnx, fault="leak", delay_ms=50)
+    write_faulty(repo, "flaky", tiny_onnx, fault="flaky")
     options = local_options(repo, "production", env={API_KEY_ENV: KEY})
     server = LocalServer(options, log_path=repo.parent / "prod-server.log").start()
     with pytest.MonkeyPatch.context() as mp:
@@ -126,6 +132,27 @@ def test_overload_with_only_a_size_limit_is_invisible_in_metrics(prod_server):
 def test_bad_requests_leave_the_production_server_serving(prod_server):
     report = _validate(prod_server, ["demo_shapes"], ["bad_requests"])
     assert report.passed, [(c.name, c.detail) for c in report.failed]
+
+
+def test_bad_requests_fail_when_the_server_accepts_a_malformed_request(prod_server):
+    report = _validate(prod_server, ["lenient"], ["bad_requests"])
+    errors = _result(report, "bad_requests.errors", "lenient")
+    assert not errors.passed and "wrong shape: OK the server accepted it" in errors.detail
+    cases = errors.figures["cases"]
+    assert cases["wrong shape"]["status"] == "OK"
+    # The other malformed requests are still refused, and the server keeps serving.
+    assert cases["wrong dtype"]["status"] == "StatusCode.INVALID_ARGUMENT"
+    assert cases["payload larger than its shape (HTTP)"]["status"] == "HTTP 400"
+    assert _result(report, "bad_requests.still_serving", "lenient").passed
+
+
+def test_soak_fails_on_request_errors_and_memory_growth(prod_server):
+    report = _validate(prod_server, ["leaky", "flaky"], [], soak_seconds=8, concurrency=2, rss_bound_mb=20)
+    errors = _result(report, "soak.errors")
+    assert not errors.passed and errors.figures["errors"] > 0 and "flaky model" in errors.detail
+    rss = _result(report, "soak.rss_growth")
+    assert not rss.passed and rss.figures["growth_mb"] > 20 and "RSS grew" in rss.detail, rss.detail
+    assert rss.figures["pid"] == prod_server.process.pid
 
 
 def test_sigterm_lets_in_flight_requests_finish(tmp_path, tiny_onnx):

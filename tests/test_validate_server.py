@@ -73,6 +73,20 @@ def test_security_fails_on_a_dev_profile_server_naming_what_is_open(tiny_server)
     assert not report.passed
 
 
+def test_security_fails_when_model_control_is_open(tiny_server, start_server):
+    """A server that lets clients load models (explicit mode) fails the model-control probe; the
+    probe names a model that does not exist, so nothing on the server changes."""
+    server = start_server(tiny_server.options.model_repository, model_control_mode="explicit",
+                          load_models=("demo_shapes",))
+    report = validate(_options(server, checks=("security",)))
+    control = _only(report, "security.model_control")
+    assert not control.passed and "model control is open" in control.detail, control.detail
+    import tritonclient.grpc as grpcclient
+
+    index = grpcclient.InferenceServerClient(server.grpc_url).get_model_repository_index(as_json=True)
+    assert [m["name"] for m in index.get("models", [])] == ["demo_shapes"]
+
+
 def test_overload_fails_for_a_model_without_queue_policy(tiny_server):
     report = validate(_options(tiny_server, checks=("overload",)))
     (result,) = report.checks
@@ -101,6 +115,18 @@ def test_correctness_fails_against_another_models_reference(tiny_server, tmp_pat
     ref = _only(report, "correctness.reference")
     assert not ref.passed and "rel error" in ref.detail and ref.figures["max_rel_error"] > 1e-2
     assert _only(report, "correctness.finite").passed
+
+
+def test_a_model_the_server_lacks_fails_every_check_with_the_reason(tiny_server):
+    """A card is known for it, but nothing is served under that name: nothing may pass."""
+    report = validate(_options(tiny_server, models=("absent_model",), cards=(("absent_model", "demo_shapes"),),
+                               checks=("readiness", "contract", "correctness", "bad_requests", "overload")))
+    per_model = [c for c in report.checks if c.model == "absent_model"]
+    assert {c.group for c in per_model} == {"readiness", "contract", "correctness", "bad_requests", "overload"}
+    assert all(not c.passed for c in per_model), [(c.name, c.detail) for c in per_model if c.passed]
+    for name in ("bad_requests.errors", "bad_requests.still_serving"):
+        detail = _only(report, name).detail
+        assert "not run" in detail and "absent_model" in detail, detail
 
 
 def test_load_fails_when_p99_misses_the_slo(tiny_server):

@@ -3,7 +3,10 @@
 Each case must come back as an error status within the request timeout (not a hang, not a
 success, not a dropped connection); afterwards the server must still be live and answer a
 correct request. Cases: wrong shape, wrong dtype, missing input, unknown input name, a batch
-above the served max batch, a payload whose byte size disagrees with its shape (raw HTTP JSON), an unknown model.
+above the served max batch, a payload whose byte size disagrees with its shape (raw HTTP JSON), a
+payload carrying more bytes than its shape and declared size (raw HTTP binary), an unknown model.
+A model the server does not serve fails the check as not run (an unknown-model answer for every
+case would otherwise look clean).
 """
 
 from __future__ import annotations
@@ -97,17 +100,14 @@ def unknown_model(ctx: Context, t: ModelTarget) -> Answer:
     return _grpc_case(ctx, t.name + "__no_such_model", [_input(card.input.name, x, card.input.dtype)])
 
 
-def truncated_payload(ctx: Context, t: ModelTarget) -> Answer:
-    """HTTP JSON whose data holds fewer elements than its shape: an HTTP error status with a
-    body (Triton 2.51 answers 500 with a JSON error), not a hang or a dropped connection."""
-    card = t.card
-    body = json.dumps({"inputs": [{"name": card.input.name, "shape": list(card.input_shape(1)),
-                                   "datatype": card.input.dtype, "data": [0, 0, 0]}]})
+def _http_case(ctx: Context, model: str, body: bytes | str, headers: dict[str, str]) -> Answer:
+    """POST ``body`` to the model's HTTP infer endpoint; clean = an HTTP error status with an
+    ``error`` body (not a success, a hang or a dropped connection)."""
     ep = ctx.endpoints.http
     start = time.perf_counter()
     conn = http.client.HTTPConnection(ep.host, ep.port, timeout=ctx.options.request_timeout_s)
     try:
-        conn.request("POST", f"/v2/models/{t.name}/infer", body=body, headers={"Content-Type": "application/json"})
+        conn.request("POST", f"/v2/models/{model}/infer", body=body, headers=headers)
         resp = conn.getresponse()
         text = resp.read().decode("utf-8", "replace")
     except (OSError, http.client.HTTPException) as exc:
@@ -118,6 +118,27 @@ def truncated_payload(ctx: Context, t: ModelTarget) -> Answer:
     return Answer(400 <= resp.status < 600 and "error" in text, f"HTTP {resp.status}", text[:200], seconds)
 
 
+def truncated_payload(ctx: Context, t: ModelTarget) -> Answer:
+    """HTTP JSON whose data holds fewer elements than its shape (Triton 2.51 answers 400 or 500
+    with a JSON error)."""
+    card = t.card
+    body = json.dumps({"inputs": [{"name": card.input.name, "shape": list(card.input_shape(1)),
+                                   "datatype": card.input.dtype, "data": [0, 0, 0]}]})
+    return _http_case(ctx, t.name, body, {"Content-Type": "application/json"})
+
+
+def oversized_payload(ctx: Context, t: ModelTarget) -> Answer:
+    """HTTP binary tensor followed by as many extra bytes again: the declared size fits the shape,
+    the body is twice that (Triton 2.51: 400 "unexpected additional input data")."""
+    card = t.card
+    data = np.ascontiguousarray(seeded_batch(card, 1, 0)).tobytes()
+    header = json.dumps({"inputs": [{"name": card.input.name, "shape": list(card.input_shape(1)),
+                                     "datatype": card.input.dtype,
+                                     "parameters": {"binary_data_size": len(data)}}]}).encode()
+    return _http_case(ctx, t.name, header + data + data,
+                      {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))})
+
+
 CASES = (
     BadCase("wrong shape", wrong_shape),
     BadCase("wrong dtype", wrong_dtype),
@@ -125,6 +146,7 @@ CASES = (
     BadCase("unknown input name", unknown_input),
     BadCase("batch above max_batch_size", oversized_batch),
     BadCase("byte size disagrees with shape (HTTP)", truncated_payload),
+    BadCase("payload larger than its shape (HTTP)", oversized_payload),
     BadCase("unknown model", unknown_model),
 )
 
@@ -133,6 +155,8 @@ def check_bad_requests(ctx: Context, target: ModelTarget) -> CheckResult:
     name = "bad_requests.errors"
     if target.card is None:
         return fail(name, target.card_source, target.name)
+    if target.config_error:
+        return fail(name, f"not run: {target.config_error}", target.name)
     problems = []
     figures: dict[str, dict] = {}
     for case in CASES:
@@ -152,6 +176,8 @@ def check_still_serving(ctx: Context, target: ModelTarget) -> CheckResult:
     name = "bad_requests.still_serving"
     if target.card is None:
         return fail(name, target.card_source, target.name)
+    if target.config_error:
+        return fail(name, f"not run: {target.config_error}", target.name)
     try:
         live = ctx.grpc().is_server_live(client_timeout=ctx.options.request_timeout_s)
         out = infer(ctx.grpc(), target.name, target.card, seeded_batch(target.card, 1, 0),

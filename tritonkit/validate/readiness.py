@@ -68,6 +68,8 @@ def check_models_ready(ctx: Context) -> list[CheckResult]:
 def check_plan(ctx: Context, target: ModelTarget) -> CheckResult:
     """A TensorRT plan must fit the server it runs in (sidecar checks from build_engines.compat)."""
     name = "readiness.plan"
+    if target.config_error:
+        return fail(name, f"not run: {target.config_error}", target.name)
     if target.config.get("platform") != "tensorrt_plan" and target.config.get("backend") != "tensorrt":
         return ok(name, "not applicable: no plans", target.name)
     try:

@@ -83,8 +83,9 @@ def unregister(ctx: Context, client, region: str, tally: Tally) -> None:
 
 def shm_cycle(ctx: Context, client, target: ModelTarget, tag: str, seed: int, tally: Tally) -> None:
     """One request through a freshly registered system shared-memory region, then cleaned up."""
-    import tritonclient.utils.shared_memory as shm
+    from tritonkit.client.infer import _shm_module
 
+    shm = _shm_module()  # ToolMissingError with the install hint when it cannot be imported
     card = target.card
     x = seeded_batch(card, 1, seed)
     region = f"tritonkit_soak_{tag}"
