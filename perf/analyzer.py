@@ -52,6 +52,7 @@ KIND_MODEL_MISSING = "model_missing"
 KIND_SERVER_UNREACHABLE = "server_unreachable"
 KIND_UNSTABLE = "unstable"
 KIND_WINDOW = "window_too_short"
+KIND_QUEUE_TIMEOUT = "queue_timeout"
 KIND_TIMEOUT = "timeout"
 KIND_EXIT = "exit"
 KIND_NO_OUTPUT = "no_output"
@@ -389,6 +390,8 @@ def classify_failure(returncode: int | None, stderr: str) -> str:
         return KIND_UNSTABLE
     if "no valid requests recorded" in low:
         return KIND_WINDOW
+    if "request timeout expired" in low:
+        return KIND_QUEUE_TIMEOUT
     return KIND_EXIT
 
 
@@ -397,6 +400,8 @@ _HINTS = {
     KIND_WINDOW: "a window ended before any request finished; use a longer --measurement-interval",
     KIND_MODEL_MISSING: "the server does not serve this model",
     KIND_SERVER_UNREACHABLE: "the server does not answer",
+    KIND_QUEUE_TIMEOUT: ("the server rejected requests that waited longer than the model's queue policy "
+                         "timeout (dynamic_batching.default_queue_policy); measure a model without one"),
 }
 
 

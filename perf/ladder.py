@@ -2,11 +2,15 @@
 
 Rungs, from the compute limit down to the full client pipeline:
 
-1. ``trtexec`` — the TensorRT engine alone (GPU hosts). Not measured on a CPU host; the row
-   stays in the table with the reason, so the GPU table has the same shape.
+1. ``trtexec`` — the TensorRT engine alone (GPU hosts): ``trtexec --loadEngine=PLAN
+   --shapes=...`` on the plan given with ``--plan``, its "Throughput: N qps" (batches per
+   second) times the batch. Not measured without a plan and trtexec (a CPU host); the row
+   stays in the table with the reason, so the GPU table has the same shape. When measured it
+   is the compute limit, and every other rung is a ratio to it.
 2. ``onnxruntime in-process`` — the same ONNX, same onnxruntime settings as the served model
    (CPU provider, inter-op 1, the configured intra-op threads), called back to back in this
-   process: the compute limit here. Every other rung is a ratio to it.
+   process: the compute limit on a CPU host. Without a trtexec figure every other rung is a
+   ratio to it.
 3. ``Triton gRPC``, ``Triton HTTP``, ``Triton gRPC + system shm`` — the served model under
    the same in-flight concurrency, measured with perf_analyzer.
 4. ``run stream`` — the whole client pipeline (decode + preprocess + infer + postprocess,
@@ -23,8 +27,11 @@ uses the same windowing rule (:func:`measure_onnxruntime`).
 from __future__ import annotations
 
 import io
+import math
 import os
+import re
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +45,7 @@ from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
 from tritonkit.perf.results import TextTable
 
 TRTEXEC_NOT_HERE = ("not measured: trtexec runs a TensorRT engine on an NVIDIA GPU; this host has "
-                    "{why}. On a GPU host build the plan with `tritonkit build` and run trtexec on it.")
+                    "{why}. On a GPU host build the plan with `tritonkit build` and pass it with --plan.")
 
 
 @dataclass(frozen=True)
@@ -178,6 +185,8 @@ class LadderOptions:
     stream_images: int = 128
     stream_workers: int = 2
     images: tuple = ()               # run-stream items; () -> synthetic_items(stream_images)
+    plan: Path | None = None         # TensorRT plan of the same model: the trtexec rung (GPU hosts)
+    trtexec: str | None = None       # the trtexec binary (default: on PATH)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.concurrency < 1:
@@ -214,12 +223,19 @@ class LadderResult:
     out_dir: Path | None = None
 
     @property
-    def limit(self) -> float | None:
-        """img/s of the in-process onnxruntime rung (the compute limit here)."""
-        for r in self.rungs:
-            if r.name == RUNG_ORT:
-                return r.img_per_s
+    def limit_rung(self) -> "Rung | None":
+        """The compute limit: the trtexec rung when it was measured (GPU host), else in-process onnxruntime."""
+        for name in (RUNG_TRTEXEC, RUNG_ORT):
+            r = self.rung(name)
+            if r is not None and r.img_per_s:
+                return r
         return None
+
+    @property
+    def limit(self) -> float | None:
+        """img/s of :attr:`limit_rung`."""
+        r = self.limit_rung
+        return r.img_per_s if r is not None else None
 
     def rung(self, name: str) -> Rung | None:
         return next((r for r in self.rungs if r.name == name), None)
@@ -232,15 +248,18 @@ class LadderResult:
             rows.append((r.name, f"{r.img_per_s:,.1f}" if r.img_per_s is not None else "not measured",
                          f"{ratio:.3f}" if ratio is not None else "—",
                          f"{r.p99_ms:,.2f}" if r.p99_ms is not None else "—", r.how, r.note))
+        limit = self.limit_rung
         return TextTable(
             f"overhead ladder: {o.model}, batch {o.batch_size}, {o.concurrency} in flight",
-            ("rung", "img/s", "÷ in-process", "p99 ms/req", "measured with", "note"), tuple(rows),
-            note="Measured one after another in one run on this machine; ratios are to in-process onnxruntime.")
+            ("rung", "img/s", "÷ limit", "p99 ms/req", "measured with", "note"), tuple(rows),
+            note="Measured one after another in one run on this machine; ratios are to "
+                 + (f"{limit.name} (the compute limit here)." if limit else "the compute limit, not measured."))
 
     def to_json(self) -> dict:
         o = self.options
         return {"model": o.model, "card": o.card.name, "onnx": str(o.onnx), "batch_size": o.batch_size,
                 "concurrency": o.concurrency, "limit_img_per_s": self.limit,
+                "limit_rung": self.limit_rung.name if self.limit_rung else None,
                 "rungs": [{"name": r.name, "how": r.how, "img_per_s": r.img_per_s, "p99_ms": r.p99_ms,
                            "ratio": r.ratio(self.limit), "note": r.note} for r in self.rungs]}
 
@@ -253,12 +272,95 @@ RUNG_SHM = "Triton gRPC + system shm"
 RUNG_STREAM = "run stream (decode+preprocess+infer+postprocess)"
 
 
-def trtexec_rung() -> Rung:
-    """The TensorRT rung's row on this host (never measured by this CPU ladder)."""
-    why = "no trtexec on PATH" if shutil.which("trtexec") is None else "no TensorRT plan for this CPU run"
-    if shutil.which("nvidia-smi") is None:
-        why += " and no NVIDIA GPU"
-    return Rung(RUNG_TRTEXEC, "trtexec", note=TRTEXEC_NOT_HERE.format(why=why))
+_TRT_THROUGHPUT = re.compile(r"Throughput:\s*([0-9.]+(?:[eE][-+]?[0-9]+)?)\s*qps")
+# "[I] Latency: min = ..." but not "H2D Latency:", "D2H Latency:" or "End-to-End Host Latency:"
+_TRT_LATENCY = re.compile(r"(?:^|\]\s)Latency:([^\n]*)", re.M)
+_TRT_GPU = re.compile(r"GPU Compute Time:([^\n]*)")
+_TRT_STAT = re.compile(r"(min|max|mean|median|percentile\((\d+)%\))\s*=\s*([0-9.]+(?:[eE][-+]?[0-9]+)?)\s*ms")
+
+
+@dataclass(frozen=True)
+class TrtexecPerf:
+    """trtexec's performance summary: batches per second and latency per batch (ms)."""
+
+    qps: float
+    latency_ms: dict
+    gpu_compute_ms: dict
+
+    def img_per_s(self, batch_size: int) -> float:
+        return self.qps * batch_size
+
+
+def _trt_stats(text: str) -> dict:
+    return {(f"p{m.group(2)}" if m.group(2) else m.group(1)): float(m.group(3)) for m in _TRT_STAT.finditer(text)}
+
+
+def parse_trtexec_perf(text: str) -> TrtexecPerf:
+    """The "=== Performance summary ===" of trtexec's output (TensorRT 8.x and 10.x spellings)."""
+    summary = text.split("=== Performance summary ===", 1)[-1]
+    found = _TRT_THROUGHPUT.search(summary)
+    if not found:
+        raise TritonkitError("trtexec printed no 'Throughput: N qps' line (no performance summary)")
+    qps = float(found.group(1))
+    if not (math.isfinite(qps) and qps > 0):
+        raise TritonkitError(f"trtexec reported a throughput of {qps} qps")
+    latency = _TRT_LATENCY.search(summary)
+    gpu = _TRT_GPU.search(summary)
+    return TrtexecPerf(qps, _trt_stats(latency.group(1)) if latency else {}, _trt_stats(gpu.group(1)) if gpu else {})
+
+
+def trtexec_bench_argv(trtexec: str | os.PathLike, plan: str | os.PathLike, input_name: str,
+                       shape: Sequence[int], *, warmup_ms: int = 500, duration_s: int = 3) -> list[str]:
+    """trtexec timing an existing plan at one input shape (batch included)."""
+    from tritonkit.build_engines.trtexec import shape_arg
+
+    return [str(trtexec), f"--loadEngine={plan}", f"--shapes={shape_arg(input_name, tuple(shape))}",
+            f"--warmUp={warmup_ms}", f"--duration={duration_s}"]
+
+
+def trtexec_rung(plan: str | os.PathLike | None = None, card: ModelCard | None = None, batch_size: int = 1, *,
+                 trtexec: str | None = None, duration_s: int = 3, timeout_s: float = 900.0,
+                 log_path: Path | None = None) -> Rung:
+    """The TensorRT rung: measured with trtexec when a plan and trtexec are there (a GPU host),
+    else reported as not measured with the reason."""
+    binary = trtexec or shutil.which("trtexec")
+    if plan is None or binary is None or card is None:
+        if binary is None:
+            why = "no trtexec on PATH"
+        else:
+            why = "no TensorRT plan given (--plan)" if plan is None else "no model card for the plan"
+        if shutil.which("nvidia-smi") is None:
+            why += " and no NVIDIA GPU"
+        return Rung(RUNG_TRTEXEC, "trtexec", note=TRTEXEC_NOT_HERE.format(why=why))
+    plan = Path(plan)
+    how = "trtexec --loadEngine"
+    if not plan.is_file():
+        return Rung(RUNG_TRTEXEC, how, note=f"failed: {plan}: TensorRT plan not found")
+    argv = trtexec_bench_argv(binary, plan, card.input.name, card.input_shape(batch_size), duration_s=duration_s)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+    except OSError as exc:
+        return Rung(RUNG_TRTEXEC, how, note=f"failed: cannot run {binary}: {exc.strerror or exc}")
+    except subprocess.TimeoutExpired:
+        return Rung(RUNG_TRTEXEC, how, note=f"failed: trtexec did not finish in {timeout_s:g} s")
+    output = (proc.stdout or "") + (proc.stderr or "")
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(f"$ {' '.join(argv)}\n{output}")
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in output.splitlines() if ln.strip() and not ln.startswith("&&&&")]
+        return Rung(RUNG_TRTEXEC, how, note=f"failed: trtexec exit code {proc.returncode}: "
+                                            f"{lines[-1] if lines else '(no output)'}")
+    try:
+        perf = parse_trtexec_perf(output)
+    except TritonkitError as exc:
+        return Rung(RUNG_TRTEXEC, how, note=f"failed: {exc}")
+    note = f"{perf.qps:,.1f} batches/s"
+    if "mean" in perf.latency_ms:
+        note += f", {perf.latency_ms['mean']:.3f} ms per batch (mean)"
+    if "mean" in perf.gpu_compute_ms:
+        note += f", GPU compute {perf.gpu_compute_ms['mean']:.3f} ms"
+    return Rung(RUNG_TRTEXEC, how, perf.img_per_s(batch_size), perf.latency_ms.get("p99"), note=note)
 
 
 def _served_rung(name: str, o: LadderOptions, url: str, protocol: str, shm: str, out: Path) -> Rung:
@@ -323,7 +425,9 @@ def run_ladder(options: LadderOptions, out_dir: str | os.PathLike,
         except TritonkitError as exc:
             add(Rung(name, how, note=f"failed: {exc}"))
 
-    add(trtexec_rung())
+    add(trtexec_rung(o.plan, o.card, o.batch_size, trtexec=o.trtexec,
+                     duration_s=max(1, math.ceil(3 * o.measurement_interval_ms / 1000)),
+                     log_path=out / "trtexec.log"))
 
     def ort() -> Rung:
         r = measure_onnxruntime(o.onnx, o.card, o.batch_size, window_s=o.measurement_interval_ms / 1000.0,

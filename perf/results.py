@@ -350,9 +350,10 @@ def ms_per_batch_table(rows: Sequence[PerfRow], stat: str = "avg") -> TextTable:
     for label in labels:
         body.append((label, *(_fmt(low[(label, b)].latency_ms(stat)) if (label, b) in low else "—" for b in sizes)))
     concs = sorted({r.concurrency for r in low.values()})
-    return TextTable(f"ms per batch ({stat} latency)", ("model", *(f"bs {b}" for b in sizes)), tuple(body),
-                     note=f"client-side {stat} latency of one request at concurrency "
-                          f"{', '.join(map(str, concs))} (the lowest measured).")
+    note = f"client-side {stat} latency of one request at concurrency {', '.join(map(str, concs))} (the lowest measured)."
+    if stat == "avg" and any(not r.avg_measured for r in low.values()):
+        note += " avg = sum of perf_analyzer's latency split where its CSV has no Avg latency column (--percentile)."
+    return TextTable(f"ms per batch ({stat} latency)", ("model", *(f"bs {b}" for b in sizes)), tuple(body), note=note)
 
 
 def throughput_table(rows: Sequence[PerfRow]) -> TextTable:

@@ -19,7 +19,7 @@ import pytest
 
 from tritonkit.errors import ServerError, ToolMissingError
 from tritonkit.perf.analyzer import (
-    KIND_EXIT, KIND_MODEL_MISSING, KIND_SERVER_UNREACHABLE, KIND_TIMEOUT, KIND_UNSTABLE, KIND_WINDOW, ConcurrencyRange,
+    KIND_EXIT, KIND_MODEL_MISSING, KIND_QUEUE_TIMEOUT, KIND_SERVER_UNREACHABLE, KIND_TIMEOUT, KIND_UNSTABLE, KIND_WINDOW, ConcurrencyRange,
     PerfError, PerfSpec, analyzer_env, check_perf_analyzer, classify_failure, cuda_runtime_lib_dir,
     find_perf_analyzer, run_sweep)
 from tritonkit.perf.results import read_rows_csv
@@ -127,6 +127,7 @@ def test_the_installed_binary_runs_with_the_env_we_build():
     ("stderr_unstable.txt", KIND_UNSTABLE),
     ("stderr_window_too_short.txt", KIND_WINDOW),
     ("stderr_batch_too_big.txt", KIND_EXIT),
+    ("stderr_queue_timeout.txt", KIND_QUEUE_TIMEOUT),
     ("stderr_server_killed_grpc.txt", KIND_EXIT),  # ambiguous text: the sweep asks the server (liveness)
 ])
 def test_failures_are_classified_from_real_stderr(file, kind):
@@ -203,6 +204,16 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, fake_pa):
     assert [p["status"] for p in status["points"]] == ["ok", "ok", "failed", "ok"]
     assert "batch-size must be" in result.markdown.read_text()
     assert result.stopped_reason is None
+
+
+def test_queue_timeout_is_named_with_its_cause_and_the_sweep_goes_on(tmp_path, fake_pa):
+    binary = fake_pa({"1,2": {"code": 99, "stderr": str(DATA / "stderr_queue_timeout.txt")}})
+    result = run_sweep(SPEC, tmp_path / "out", binary=binary, check_ready=False, liveness=lambda: True, plot=False)
+    assert [p.status for p in result.points] == ["ok", "failed"]
+    bad = result.points[1]
+    assert bad.error_kind == KIND_QUEUE_TIMEOUT and bad.attempts == 1
+    assert "Request timeout expired" in bad.error and "queue policy" in bad.error and "\n" not in bad.error
+    assert "queue policy" in result.markdown.read_text()
 
 
 def test_model_missing_stops_the_sweep_and_keeps_what_was_measured(tmp_path, fake_pa):
@@ -327,6 +338,56 @@ def test_trtexec_rung_is_reported_not_measured_with_a_reason():
     rung = trtexec_rung()
     assert rung.img_per_s is None and rung.ratio(100.0) is None
     assert rung.note.startswith("not measured") and "GPU" in rung.note
+
+
+def test_trtexec_argv_and_summary_parsing():
+    from tritonkit.perf.ladder import parse_trtexec_perf, trtexec_bench_argv
+
+    assert trtexec_bench_argv("trtexec", "/m/model.plan", "input", (8, 3, 64, 64), duration_s=4) == [
+        "trtexec", "--loadEngine=/m/model.plan", "--shapes=input:8x3x64x64", "--warmUp=500", "--duration=4"]
+    perf = parse_trtexec_perf((DATA / "trtexec_summary_rtx3090.txt").read_text())
+    assert perf.qps == 4760.8 and perf.img_per_s(8) == pytest.approx(4760.8 * 8)
+    # the end-to-end "Latency:" line, not H2D / D2H / GPU compute
+    assert perf.latency_ms == {"min": 0.193115, "max": 1.85248, "mean": 0.215958, "median": 0.195679,
+                               "p90": 0.197632, "p95": 0.199219, "p99": 0.910339}
+    assert perf.gpu_compute_ms["mean"] == 0.208177
+    from tritonkit.errors import TritonkitError
+
+    with pytest.raises(TritonkitError, match="Throughput"):
+        parse_trtexec_perf("&&&& PASSED TensorRT.trtexec [TensorRT v100500] # trtexec --skipInference\n")
+
+
+def test_trtexec_rung_measured_with_a_plan_and_becomes_the_limit(tmp_path):
+    from tritonkit.cards import get_card
+    from tritonkit.perf.ladder import RUNG_ORT, LadderOptions, LadderResult, Rung, trtexec_rung
+
+    card = get_card("demo_shapes")
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(b"engine")
+    fake = _script(tmp_path / "trtexec", f"""import sys
+from pathlib import Path
+Path({str(tmp_path / "argv.txt")!r}).write_text(" ".join(sys.argv[1:]))
+sys.stdout.write(Path({str(DATA / "trtexec_summary_rtx3090.txt")!r}).read_text())
+""")
+    rung = trtexec_rung(plan, card, 4, trtexec=str(fake), duration_s=2, log_path=tmp_path / "trtexec.log")
+    assert (tmp_path / "argv.txt").read_text() == (
+        f"--loadEngine={plan} --shapes={card.input.name}:4x{'x'.join(map(str, card.input.dims))} "
+        "--warmUp=500 --duration=2")
+    assert rung.img_per_s == pytest.approx(4760.8 * 4) and rung.p99_ms == 0.910339
+    assert "Throughput: 4760.8 qps" in (tmp_path / "trtexec.log").read_text()
+    result = LadderResult(LadderOptions(card=card, onnx=tmp_path / "m.onnx", grpc_url="x", batch_size=4),
+                          [rung, Rung(RUNG_ORT, "onnxruntime", 1000.0)])
+    assert result.limit_rung is rung and result.rungs[1].ratio(result.limit) == pytest.approx(1000 / (4760.8 * 4))
+    assert "trtexec" in result.table().note and result.to_json()["limit_rung"] == rung.name
+    # without a measured trtexec figure the limit is in-process onnxruntime
+    result.rungs[0] = trtexec_rung(None, card, 4, trtexec=str(fake))
+    assert result.limit == 1000.0 and "--plan" in result.rungs[0].note
+    # a failing trtexec is a row with its reason, not a crash
+    failing = _script(tmp_path / "trtexec_bad", "import sys\nprint('[E] Error[1]: engine deserialization failed')\n"
+                                                "print('&&&& FAILED TensorRT.trtexec')\nsys.exit(1)\n")
+    bad = trtexec_rung(plan, card, 4, trtexec=str(failing))
+    assert bad.img_per_s is None and bad.note.startswith("failed: trtexec exit code 1")
+    assert "deserialization failed" in bad.note
 
 
 def test_tune_grid_and_preferred_parsing():

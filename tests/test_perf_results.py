@@ -134,6 +134,9 @@ def test_ms_per_batch_table_is_models_by_batch_size():
     assert demo[1] == f"{c1_bs1.avg_us / 1000:,.2f}"
     assert demo[3] == "—"            # demo_shapes was not measured at bs 8
     assert table.rows[1][1] == "—" and table.rows[1][3] != "—"
+    assert "sum of perf_analyzer's latency split" in table.note       # these CSVs have no Avg latency
+    measured = ms_per_batch_table(_parse("http_bs2_c1-2_shm_verbose.csv"))
+    assert "latency split" not in measured.note
 
 
 def test_throughput_table_picks_the_best_concurrency():

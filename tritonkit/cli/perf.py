@@ -10,7 +10,8 @@ every point's CSV is kept as it finishes, failed points are reported with perf_a
 stderr, and the merged table (sweep.csv / sweep.md) and a latency-vs-throughput plot are
 written to --out.
 ladder: in-process onnxruntime vs Triton over gRPC, HTTP and system shared memory vs the full
-run stream, side by side (starts the bundled server itself unless --url is given).
+run stream, side by side (starts the bundled server itself unless --url is given); on a GPU
+host with trtexec, --plan adds the TensorRT engine alone as the first rung and the limit.
 tune: dynamic-batching delay x preferred batch sizes x instances on the bundled server
 (explicit model control, one reload per variant); best throughput under the p99 bound.
 """
@@ -80,6 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lad.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
     lad.add_argument("--images", type=Path, help="image folder for the run-stream rung (default: synthetic JPEGs)")
     lad.add_argument("--stream-images", type=int, default=128)
+    lad.add_argument("--plan", type=Path, help="TensorRT plan of the same model: the trtexec rung (GPU hosts)")
+    lad.add_argument("--trtexec", metavar="PATH", help="the trtexec binary (default: on PATH)")
     lad.add_argument("--out", type=Path, default=Path("reports/ladder"))
     _measurement_args(lad, 3000)
 
@@ -161,6 +164,8 @@ def _ladder(args: argparse.Namespace) -> int:
     card = get_card(args.model)
     if not args.onnx.is_file():
         raise TritonkitError(f"{args.onnx}: ONNX file not found")
+    if args.plan is not None and not args.plan.is_file():
+        raise TritonkitError(f"{args.plan}: TensorRT plan not found")
     items = tuple(folder_items(args.images, args.stream_images)) if args.images else ()
     args.out.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -180,7 +185,8 @@ def _ladder(args: argparse.Namespace) -> int:
                                 batch_size=args.batch_size, concurrency=args.concurrency,
                                 measurement_interval_ms=args.interval, stability_pct=args.stability,
                                 max_trials=args.max_trials, intra_op_threads=args.threads,
-                                stream_images=args.stream_images, images=items)
+                                stream_images=args.stream_images, images=items, plan=args.plan,
+                                trtexec=args.trtexec)
 
         def show(rung) -> None:
             value = f"{rung.img_per_s:,.1f} img/s" if rung.img_per_s is not None else rung.note
