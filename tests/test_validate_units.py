@@ -321,3 +321,21 @@ def test_non_plan_models_are_not_applicable():
     target = ModelTarget("m", None, "x", {"backend": "python"})
     result = check_plan(None, target)
     assert result.passed and result.detail == "not applicable: no plans"
+
+
+def test_combined_report_keeps_every_run_and_fails_when_any_check_failed(tmp_path):
+    first = ValidationReport(checks=(ok("readiness.live", "live"), ok("load.slo", "p99 ok", "a")),
+                             server={"grpc": "127.0.0.1:1"}, models=({"name": "a"},), not_requested=("soak",),
+                             started="t0", seconds=2.0)
+    second = ValidationReport(checks=(fail("overload.rejections", "none rejected", "b"),),
+                              server={"grpc": "127.0.0.1:1"}, models=({"name": "b"},), not_requested=("soak",),
+                              started="t1", seconds=3.0)
+    both = ValidationReport.combine([first, second])
+    assert [c.name for c in both.checks] == ["readiness.live", "load.slo", "overload.rejections"]
+    assert [m["name"] for m in both.models] == ["a", "b"] and both.started == "t0" and both.seconds == 5.0
+    assert not both.passed and [c.model for c in both.failed] == ["b"]
+    assert ValidationReport.combine([first]).passed and both.not_requested == ("soak",)
+    saved = json.loads(both.write_json(tmp_path / "v.json").read_text())
+    assert saved["summary"] == {"checks": 3, "failed": 1}
+    with pytest.raises(ValueError):
+        ValidationReport.combine([])

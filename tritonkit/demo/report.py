@@ -58,13 +58,26 @@ def _accuracy_table(cls: dict | None, det: dict | None) -> list[str]:
             "fp16 needs a GPU (TensorRT) and is not measured here.", "", table, ""]
 
 
+def _queue_policy_section(probe: dict | None) -> list[str]:
+    if not probe:
+        return []
+    rows = [[name, probe.get("models", {}).get(name, ""), r["requests"], _fmt(r["p50_ms"], 2), _fmt(r["p99_ms"], 1),
+             _fmt(r["max_ms"], 1), r["stalls"], r["errors"]] for name, r in probe.get("results", {}).items()]
+    return ["## Queue policy and latency outliers", "",
+            "The same classifier with and without a queue policy, " + probe.get("what", "") + ". Where the "
+            "queue-policy model stalls, its timeouts reject requests even at concurrency 1; so the measured "
+            "models carry no queue policy, and load shedding is validated on the guarded copy.", "",
+            markdown_table(["model", "config", "requests", "p50 ms", "p99 ms", "max ms", "stalls", "errors"], rows), ""]
+
+
 def _validation_section(val: dict | None) -> list[str]:
     if not val:
         return []
-    rows = [[c.get("name"), "pass" if c.get("passed") else "FAIL", c.get("detail", "")] for c in val.get("checks", [])]
+    rows = [[c.get("name"), c.get("model") or "(server)", "pass" if c.get("passed") else "FAIL", c.get("detail", "")]
+            for c in val.get("checks", [])]
     verdict = "passed" if val.get("passed") else "FAILED"
     return ["## Deployment validation", "", f"Overall: **{verdict}** (details in validation.json).", "",
-            markdown_table(["check", "result", "detail"], rows), ""]
+            markdown_table(["check", "model", "result", "detail"], rows), ""]
 
 
 def write_demo_report(out: Path, steps) -> Path:
@@ -79,6 +92,7 @@ def write_demo_report(out: Path, steps) -> Path:
     lines += _section_file(out / "perf" / "sweep.md", "perf_analyzer sweep (demo_shapes)")
     if (out / "perf" / "latency_throughput.png").is_file():
         lines += ["![latency vs throughput](perf/latency_throughput.png)", ""]
+    lines += _queue_policy_section(_load(out / "queue_policy.json"))
     lines += _validation_section(_load(out / "validation.json"))
     lines += ["## Steps", "", markdown_table(["step", "status", "seconds", "detail"],
                                              [[s.name, s.status, f"{s.seconds:.1f}", s.detail] for s in steps]), ""]

@@ -44,9 +44,9 @@ WEIGHTS_FILE = "weights.pth"
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    epochs: int = 10
+    epochs: int = 20
     batch_size: int = 64
-    lr: float = 4e-3
+    lr: float = 6e-3
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 2
@@ -350,7 +350,7 @@ def train_classifier(data_root: str | Path, cache_dir: str | Path = DEFAULT_CACH
                     loss.backward()
                     opt.step()
                     sched.step()
-                    total += float(loss) * len(idx)
+                    total += float(loss.detach()) * len(idx)
                 model.eval()
                 with torch.no_grad():
                     acc = top1(torch.cat([model(torch.from_numpy(x_val[s:s + 256]))
@@ -476,7 +476,7 @@ def train_detector(data_root: str | Path, cache_dir: str | Path = DEFAULT_CACHE,
                     loss.backward()
                     opt.step()
                     sched.step()
-                    sums += np.array([float(loss), *parts]) * len(idx)
+                    sums += np.array([float(loss.detach()), *parts]) * len(idx)
                 m = sums / len(xt)
                 history.append(float(m[0]))
                 bar.update(task, advance=1, info=f"loss {m[0]:.3f} (box {m[1]:.3f} obj {m[2]:.4f} cls {m[3]:.3f})")

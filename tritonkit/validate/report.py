@@ -32,6 +32,18 @@ class ValidationReport:
     def failed(self) -> tuple[CheckResult, ...]:
         return tuple(c for c in self.checks if not c.passed)
 
+    @classmethod
+    def combine(cls, reports: "list[ValidationReport] | tuple[ValidationReport, ...]") -> "ValidationReport":
+        """One report from several runs against the same server (e.g. different check groups
+        for different models): checks and models in run order, the first run's server and start."""
+        if not reports:
+            raise ValueError("combine needs at least one report")
+        first = reports[0]
+        not_requested = tuple(g for g in first.not_requested if all(g in r.not_requested for r in reports))
+        return cls(checks=tuple(c for r in reports for c in r.checks), server=first.server,
+                   models=tuple(m for r in reports for m in r.models), not_requested=not_requested,
+                   started=first.started, seconds=sum(r.seconds for r in reports))
+
     def by_name(self, name: str, model: str | None = None) -> list[CheckResult]:
         return [c for c in self.checks if c.name == name and (model is None or c.model == model)]
 
