@@ -2,10 +2,11 @@
 
 One request at a time (nothing else in flight), so a request should never wait in the queue:
 any latency far above the median is the server's doing. ``make demo`` probes the classifier
-with and without a queue policy on the same ONNX. On the bundled Triton 2.51 we measured that a
-model with any ``default_queue_policy`` (a size limit alone included) has some requests wait
-about 500 ms (the dynamic batcher's idle recheck), and a 100 ms queue timeout then rejects them
-even at concurrency 1; without a queue policy the same model shows no such outliers.
+with and without a queue policy on the same ONNX. On the bundled Triton 2.51, while other
+processes kept the 2-core machine busy, a model with any ``default_queue_policy`` (a size limit
+alone included) had 1-16 of 1,000 sequential requests wait about 500 ms (the dynamic batcher's
+idle recheck), and a 100 ms queue timeout rejected them even at concurrency 1; the same model
+without a queue policy showed none. On an idle machine neither showed any.
 
 :func:`summarize` is pure and unit-tested; :func:`probe` sends the requests.
 """
