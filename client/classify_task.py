@@ -26,6 +26,7 @@ from tritonkit.client.datasets import IMAGENET_VAL_TAR_MD5  # noqa: E402  (light
 RESULT_JSON = "classification.json"
 RESULT_MD = "classification.md"
 CHECKPOINT = "classification.jsonl"
+SHOWN_ERRORS = 20  # excluded files printed by the CLI summary (the reports list all of them)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def evaluate_classification(options: ClassifyEvalOptions) -> dict:
         metrics = summarize(adapter, stream)
         result.update({
             "images": stream.evaluated,
-            "errors": dataset.skipped + stream.errors,
+            "errors": dataset.excluded() + stream.errors,
             "notes": stream.notes,
             **{k: metrics.get(k) for k in ("top1", "top5", "correct1", "correct5")},
             "resumed": stream.resumed,
@@ -192,7 +193,22 @@ def evaluate_classification(options: ClassifyEvalOptions) -> dict:
 
 def _write(out: Path, result: dict, write_json, write_text, markdown) -> None:
     write_json(out / RESULT_JSON, result)
-    write_text(out / RESULT_MD, markdown(result))
+    write_text(out / RESULT_MD, markdown(result) + files_markdown(result))
+
+
+def files_markdown(result: dict) -> str:
+    """The report's list of every excluded file (path and reason) and every converted one."""
+    from tritonkit.report import markdown_table
+
+    parts = []
+    errors, notes = result.get("errors") or [], result.get("notes") or []
+    if errors:
+        parts += [f"\n## Excluded files ({len(errors)}, not evaluated)\n",
+                  markdown_table(["path", "reason"], [[e["path"], e["reason"]] for e in errors])]
+    if notes:
+        parts += [f"\n## Converted files ({len(notes)}, evaluated)\n",
+                  markdown_table(["path", "note"], [[n["path"], n["note"]] for n in notes])]
+    return "".join(parts)
 
 
 # ------------------------------------------------------------------------------- CLI
@@ -248,4 +264,9 @@ def _print_summary(result: dict, out: Path) -> None:
             table.add_row(f"bs{row['batch_size']} run model / run stream (ms)",
                           f"{row['run_model_ms']:.1f} / {row['run_stream_ms']:.1f}")
     console.print(table)
+    errors = result.get("errors", [])
+    for e in errors[:SHOWN_ERRORS]:
+        console.print(f"excluded {e['path']}: {e['reason']}", markup=False, highlight=False, soft_wrap=True)
+    if len(errors) > SHOWN_ERRORS:
+        console.print(f"... and {len(errors) - SHOWN_ERRORS} more excluded files (all listed in the reports)")
     console.print(f"wrote {out / RESULT_JSON} and {out / RESULT_MD}")

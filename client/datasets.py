@@ -202,7 +202,9 @@ def read_ground_truth(path: str | Path, classes: ClassMap) -> GroundTruth:
 class Dataset:
     """Items to evaluate plus what was found but cannot be evaluated.
 
-    ``skipped`` holds ``{"path", "reason"}`` for images without ground truth; ``missing`` counts
+    ``skipped`` holds ``{"path", "reason"}`` for images without ground truth; ``not_images``
+    the same for files among the images whose suffix is no image format's (``notes.txt`` in a
+    class folder), which are counted and listed, never evaluated; ``missing`` counts
     ground-truth entries with no image; ``subset`` says how ``--limit`` chose the items.
     """
 
@@ -215,22 +217,40 @@ class Dataset:
     missing: int = 0
     subset: str = "all"
     total: int = 0
+    not_images: list[dict] = field(default_factory=list)
 
     def describe(self) -> dict:
         return {"layout": self.layout, "root": str(self.root),
                 "ground_truth": str(self.ground_truth) if self.ground_truth else None,
                 "images_found": self.total, "images_used": len(self.items), "subset": self.subset,
-                "without_ground_truth": len(self.skipped), "ground_truth_without_image": self.missing}
+                "without_ground_truth": len(self.skipped), "ground_truth_without_image": self.missing,
+                "not_images": len(self.not_images)}
+
+    def excluded(self) -> list[dict]:
+        """Every file found but not evaluated, ``{"path", "reason"}``, in path order."""
+        return sorted(self.skipped + self.not_images, key=lambda e: e["path"])
 
 
 def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
 
 
-def _folder_items(root: Path, classes: ClassMap) -> list[FileItem]:
-    items = []
+def _not_image(key: str) -> dict:
+    suffix = PurePosixPath(key).suffix
+    return {"path": key, "reason": f"not an image file (suffix {suffix or 'none'!r}), not evaluated"}
+
+
+def _is_other_file(p: PurePosixPath | Path, ground_truth: Path | None = None) -> bool:
+    """A visible file that is not an image and not a ground-truth file."""
+    return (not p.name.startswith(".") and not _is_image(Path(p.name)) and p.name not in GT_CANDIDATES
+            and (ground_truth is None or p.name != Path(ground_truth).name))
+
+
+def _folder_items(root: Path, classes: ClassMap) -> tuple[list[FileItem], list[dict]]:
+    items, others = [], []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in sub.iterdir() if p.is_file() and _is_image(p))
+        entries = sorted(p for p in sub.iterdir() if p.is_file())
+        files = [p for p in entries if _is_image(p)]
         if not files:
             continue
         idx = classes.index(sub.name)
@@ -239,7 +259,8 @@ def _folder_items(root: Path, classes: ClassMap) -> list[FileItem]:
             raise DatasetError(f"{sub}: folder name {sub.name!r} is not a class of label set "
                                f"{classes.label_set!r} (expected one of {known})")
         items += [FileItem(f"{sub.name}/{f.name}", f, idx) for f in files]
-    return items
+        others += [_not_image(f"{sub.name}/{f.name}") for f in entries if _is_other_file(f)]
+    return items, others
 
 
 def _find_gt(root: Path) -> Path | None:
@@ -280,10 +301,11 @@ def check_md5(path: Path, expected: str) -> None:
 
 
 def _tar_members(tar_path: Path) -> list[tuple[str, tuple[int, int]]]:
+    """``(name, (data offset, size))`` of every regular file in the tar, images or not."""
     try:
         with tarfile.open(tar_path, mode="r:") as tf:
             return [(m.name[2:] if m.name.startswith("./") else m.name, (m.offset_data, m.size))
-                    for m in tf if m.isfile() and _is_image(Path(m.name))]
+                    for m in tf if m.isfile()]
     except tarfile.ReadError as exc:
         raise DatasetError(f"{tar_path}: not an uncompressed tar archive ({exc}); extract it or "
                            f"pass the uncompressed ILSVRC2012_img_val.tar") from None
@@ -300,7 +322,9 @@ def open_tar(tar_path: str | Path, classes: ClassMap, gt_path: str | Path | None
         raise DatasetError(f"{tar_path}: tar file not found")
     if expected_md5:
         check_md5(tar_path, expected_md5)
-    members = sorted(_tar_members(tar_path))
+    every = sorted(_tar_members(tar_path))
+    members = [(k, src) for k, src in every if _is_image(Path(PurePosixPath(k).name))]
+    others = [_not_image(k) for k, _ in every if _is_other_file(PurePosixPath(k), gt_path)]
     if not members:
         raise DatasetError(f"{tar_path}: no image members in the tar")
 
@@ -316,12 +340,12 @@ def open_tar(tar_path: str | Path, classes: ClassMap, gt_path: str | Path | None
                 raise DatasetError(f"{tar_path}: member {key!r} is not in a class folder and no ground-truth "
                                    f"file was given (--gt val.txt)")
             items.append(make(key, src, idx))
-        return Dataset(items, "tar", tar_path, classes, total=len(items))
+        return Dataset(items, "tar", tar_path, classes, total=len(items), not_images=others)
     gt = read_ground_truth(gt_path, classes)
     items, skipped, missing = _with_gt(members, gt, make)
     if not items:
         raise DatasetError(f"{gt.path}: no entry matches an image in {tar_path}")
-    return Dataset(items, "tar", tar_path, classes, gt.path, skipped, missing, total=len(members))
+    return Dataset(items, "tar", tar_path, classes, gt.path, skipped, missing, total=len(members), not_images=others)
 
 
 def open_dataset(data: str | Path, card: ModelCard, gt: str | Path | None = None,
@@ -337,9 +361,9 @@ def open_dataset(data: str | Path, card: ModelCard, gt: str | Path | None = None
         raise DatasetError(f"{root}: expected a folder of images or an uncompressed .tar")
     flat = sorted(p for p in root.iterdir() if p.is_file() and _is_image(p))
     if gt is None and not flat:
-        items = _folder_items(root, classes)
+        items, others = _folder_items(root, classes)
         if items:
-            return Dataset(items, "folders", root, classes, total=len(items))
+            return Dataset(items, "folders", root, classes, total=len(items), not_images=others)
     if not flat:
         if gt is not None:
             raise DatasetError(f"{root}: no image files directly in the folder to match the ground truth {gt}")
@@ -354,7 +378,8 @@ def open_dataset(data: str | Path, card: ModelCard, gt: str | Path | None = None
                                        lambda key, src, label: FileItem(key, src, label))
     if not items:
         raise DatasetError(f"{truth.path}: no entry matches an image in {root}")
-    return Dataset(items, "flat", root, classes, truth.path, skipped, missing, total=len(flat))
+    others = [_not_image(p.name) for p in sorted(root.iterdir()) if p.is_file() and _is_other_file(p, truth.path)]
+    return Dataset(items, "flat", root, classes, truth.path, skipped, missing, total=len(flat), not_images=others)
 
 
 def select_subset(items: Sequence, limit: int | None, mode: str = "stride") -> tuple[list, str]:

@@ -31,6 +31,18 @@ class DecodeResult:
         return self.image is not None
 
 
+# leading bytes of the formats a dataset holds -> format name
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+               (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format its signature bytes announce (``JPEG``, ``PNG`` ...), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for sig, name in _SIGNATURES if data.startswith(sig)), None)
+
+
 def decode_image(data: bytes) -> DecodeResult:
     """Decode encoded image bytes (JPEG, PNG, ...) to RGB uint8 HWC. Never raises for bad data."""
     from PIL import Image, UnidentifiedImageError
@@ -48,6 +60,9 @@ def decode_image(data: bytes) -> DecodeResult:
             rgb = img if mode == "RGB" else img.convert("RGB")
             array = np.asarray(rgb, dtype=np.uint8)
     except UnidentifiedImageError:
+        fmt = sniff_format(data)
+        if fmt is not None:  # the signature says image, but PIL could not parse its header
+            return DecodeResult(None, f"corrupt {fmt}: unreadable header ({len(data)} bytes)")
         return DecodeResult(None, f"not an image (unrecognized format, {len(data)} bytes)")
     except Image.DecompressionBombError as exc:
         return DecodeResult(None, f"refused: {exc}")

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,11 +58,13 @@ def _filter(interpolation: str):
     raise ValueError(f"unknown interpolation {interpolation!r}")
 
 
+@functools.lru_cache(maxsize=512)
 def resize_weights(in_size: int, out_size: int, interpolation: str = "bilinear") -> np.ndarray:
-    """Dense ``(out_size, in_size)`` antialiased resampling matrix (rows sum to 1).
+    """Dense ``(out_size, in_size)`` antialiased resampling matrix (rows sum to 1), read-only.
 
     Same construction as PIL's ``ImagingResample`` and torch's ``_upsample_*_aa`` kernels:
-    when shrinking, the filter support is widened by the scale factor.
+    when shrinking, the filter support is widened by the scale factor. Cached: a data set's
+    images share a few sizes, and building the matrix cost more than applying it.
     """
     if in_size < 1 or out_size < 1:
         raise ValueError(f"sizes must be positive (in {in_size}, out {out_size})")
@@ -69,17 +72,15 @@ def resize_weights(in_size: int, out_size: int, interpolation: str = "bilinear")
     scale = in_size / out_size
     filterscale = max(scale, 1.0)
     support = support * filterscale
-    w = np.zeros((out_size, in_size), dtype=np.float64)
-    for i in range(out_size):
-        center = scale * (i + 0.5)
-        lo = max(int(center - support + 0.5), 0)
-        hi = min(int(center + support + 0.5), in_size)
-        j = np.arange(lo, hi)
-        k = kernel((j - center + 0.5) / filterscale)
-        total = k.sum()
-        if total != 0.0:
-            k = k / total
-        w[i, lo:hi] = k
+    center = scale * (np.arange(out_size, dtype=np.float64) + 0.5)
+    # int() truncates toward zero, as the reference kernels' casts do; clamped to the image
+    lo = np.maximum(np.trunc(center - support + 0.5), 0)[:, None]
+    hi = np.minimum(np.trunc(center + support + 0.5), in_size)[:, None]
+    j = np.arange(in_size, dtype=np.float64)[None, :]
+    w = np.where((j >= lo) & (j < hi), kernel((j - center[:, None] + 0.5) / filterscale), 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    w = np.divide(w, total, out=w, where=total != 0.0)
+    w.setflags(write=False)
     return w
 
 

@@ -101,3 +101,65 @@ def test_serve_docker_production_needs_the_key(tmp_path, tiny_onnx, capsys, monk
     assert main(["serve", "--docker", "--repo", str(out), "--print-only", "--profile", "production"]) == 0
     command = capsys.readouterr().out
     assert "x" * 24 not in command and "--model-control-mode=none" in command
+
+
+# ------------------------------------------------------------------------------ README
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _joined_commands(lines: list[str]) -> list[str]:
+    """Shell lines with ``\\`` continuations joined and whitespace collapsed."""
+    out, current = [], ""
+    for line in lines:
+        line = line.strip()
+        if line.endswith("\\"):
+            current += line[:-1].strip() + " "
+            continue
+        out.append(" ".join((current + line).split()))
+        current = ""
+    return [c for c in out if c]
+
+
+def _readme_section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    nxt = [i for i in (text.find("\n## ", start + 1), text.find("\n### ", start + 1)) if i != -1]
+    return text[start:min(nxt) if nxt else len(text)]
+
+
+def _code_lines(section: str) -> list[str]:
+    import re
+
+    return [ln for block in re.findall(r"```bash\n(.*?)```", section, re.S) for ln in block.splitlines()]
+
+
+def test_readme_setup_is_exactly_make_demo_and_make_test():
+    setup = _readme_section((ROOT / "README.md").read_text(), "## Set-up")
+    commands = [c.split("#")[0].strip() for c in _joined_commands(_code_lines(setup))]
+    assert [c for c in commands if c] == ["make demo", "make test"]
+
+
+def test_readme_gpu_section_has_the_dockerfile_container_commands():
+    """Every docker build/run in the Dockerfile's header comment appears verbatim in the README's
+    GPU target section, and that section runs them in the pipeline's order."""
+    header = []
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("#"))
+    docker = [c for c in _joined_commands(header) if c.startswith("docker ")]
+    assert [c.split()[:2] + [c.split()[2]] for c in docker] == [
+        ["docker", "build", "--target"], ["docker", "run", "--rm"], ["docker", "build", "--target"],
+        ["docker", "run", "--rm"]]
+    gpu = _readme_section((ROOT / "README.md").read_text(), "### GPU target")
+    readme = [c.split(" #")[0].strip() for c in _joined_commands(_code_lines(gpu)) if not c.startswith("#")]
+    for cmd in docker:
+        assert cmd in readme, cmd
+    order = [readme.index(c) for c in docker]
+    assert order == sorted(order)
+    steps = [next(i for i, c in enumerate(readme) if c.startswith(p)) for p in
+             ("tritonkit export", "docker build --target plan-builder", "tritonkit repo",
+              "docker build --target serve", "tritonkit eval classify")]
+    assert steps == sorted(steps)
+    repo = next(c for c in readme if c.startswith("tritonkit repo"))
+    plan_max = docker[1].split("--max-batch ")[1].split()[0]
+    assert "--target gpu" in repo and f"--max-batch {plan_max}" in repo  # the plan's batch range

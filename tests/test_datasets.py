@@ -56,9 +56,13 @@ def test_folder_layout_with_wnids(tmp_path):
         (tmp_path / wnid).mkdir()
         for i in range(n):
             (tmp_path / wnid / f"x{i}.JPEG").write_bytes(_jpeg(i))
-    (tmp_path / "n01440764" / "README.txt").write_text("not an image suffix: ignored")
+    (tmp_path / "n01440764" / "README.txt").write_text("not an image suffix: listed, not evaluated")
+    (tmp_path / "n01440764" / ".DS_Store").write_bytes(b"hidden: ignored")
     ds = open_dataset(tmp_path, RESNET)
     assert ds.layout == "folders" and len(ds.items) == 5
+    assert ds.not_images == [{"path": "n01440764/README.txt",
+                              "reason": "not an image file (suffix '.txt'), not evaluated"}]
+    assert ds.excluded() == ds.not_images and ds.describe()["not_images"] == 1
     assert [it.key for it in ds.items] == sorted(it.key for it in ds.items)
     labels = {it.key.split("/")[0]: it.label for it in ds.items}
     assert labels == {"n01440764": 0, "n01443537": 1}
@@ -98,10 +102,12 @@ def test_caffe_val_txt_flat_layout(tmp_path):
     for i in (1, 2, 3):
         (val / _val_name(i)).write_bytes(_jpeg(i))
     (tmp_path / "val.txt").write_text(f"{_val_name(1)} 65\n{_val_name(2)} 970\n{_val_name(3)} 230\n{_val_name(4)} 1\n")
+    (val / "synsets.csv").write_text("n01440764,tench\n")
     ds = open_dataset(val, RESNET)  # val.txt found beside the folder
     assert ds.layout == "flat" and ds.ground_truth == tmp_path / "val.txt"
     assert [it.label for it in ds.items] == [65, 970, 230]
     assert ds.missing == 1 and ds.skipped == []
+    assert [e["path"] for e in ds.not_images] == ["synsets.csv"]
 
 
 def test_name_wnid_lines_and_images_without_truth(tmp_path):
@@ -168,15 +174,23 @@ def _make_tar(path: Path, members: dict[str, bytes]) -> str:
 def test_tar_read_in_place_with_md5(tmp_path):
     members = {_val_name(i): _jpeg(i) for i in (3, 1, 2)}
     tar = tmp_path / "val.tar"
-    digest = _make_tar(tar, members)
+    digest = _make_tar(tar, {**members, _val_name(9): _jpeg(9), "val.txt": b"in the tar too"})
     gt = tmp_path / "val.txt"
     gt.write_text(f"{_val_name(1)} 5\n{_val_name(2)} 6\n{_val_name(3)} 7\n")
     ds = open_tar(tar, ClassMap.for_card(RESNET), gt, expected_md5=digest)
+    assert ds.excluded() == [{"path": _val_name(9), "reason": f"no ground truth in {gt}"}]
     assert ds.layout == "tar" and [it.key for it in ds.items] == [_val_name(1), _val_name(2), _val_name(3)]
     assert [it.label for it in ds.items] == [5, 6, 7]
     for it in ds.items:
         assert isinstance(it, TarItem) and it.read_bytes() == members[it.key]
     assert not any(p.suffix == ".JPEG" for p in tmp_path.iterdir())  # nothing extracted
+
+
+def test_default_md5_is_imagenet_vals():
+    from tritonkit.client.classify_task import ClassifyEvalOptions
+
+    assert IMAGENET_VAL_TAR_MD5 == "29b22e2961454d5413ddabcf34fc5622"  # ILSVRC2012_img_val.tar
+    assert ClassifyEvalOptions(model="resnet50", tar=Path("x.tar")).md5 == IMAGENET_VAL_TAR_MD5
 
 
 def test_tar_md5_mismatch_names_file_and_both_digests(tmp_path):
@@ -198,6 +212,7 @@ def test_tar_with_class_folders_needs_no_ground_truth(tmp_path):
     names = SHAPES.label_names()
     assert {it.key: it.label for it in ds.items} == {"circle/b.jpg": names.index("circle"),
                                                       "star/a.jpg": names.index("star")}
+    assert [e["path"] for e in ds.excluded()] == ["circle/c.txt"]
 
 
 def test_not_a_tar_and_truncated_member(tmp_path):

@@ -65,6 +65,16 @@ def test_truncated_png_is_an_error(tmp_path):
     assert not r.ok and r.reason
 
 
+def test_corrupt_jpeg_headers_are_errors_that_say_jpeg(tmp_path):
+    full = _encode(Image.fromarray(_rgb(120, 120)), "JPEG", quality=95)
+    dht = full.find(b"\xff\xc4")                      # Huffman table segment overwritten
+    r = decode_image(full[:dht + 5] + b"\xff" * 40 + full[dht + 45:])
+    assert not r.ok and r.reason.startswith("corrupt JPEG"), r.reason
+    sof = full.find(b"\xff\xc0")                      # frame header with zero width and height
+    r = decode_image(full[:sof + 5] + b"\x00\x00\x00\x00" + full[sof + 9:])
+    assert not r.ok and r.reason.startswith("corrupt JPEG"), r.reason
+
+
 def test_missing_file_is_an_error_result(tmp_path):
     r = decode_file(tmp_path / "nope.jpg")
     assert not r.ok and "cannot read" in r.reason

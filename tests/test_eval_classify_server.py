@@ -16,31 +16,40 @@ from test_pipeline import CARD, make_dataset
 pytestmark = pytest.mark.server
 
 
-def test_cli_eval_classify_grpc_matches_onnxruntime(tiny_server, tiny_onnx, tmp_path, capsys):
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_cli_eval_classify_matches_onnxruntime(tiny_server, tiny_onnx, tmp_path, capsys, protocol):
     from tritonkit.cli import main
 
-    expect = make_dataset(tmp_path / "data", n_good=13)
+    expect = make_dataset(tmp_path / "data", n_good=13, every_kind=True)
     out = tmp_path / "out"
     code = main(["eval", "classify", "--model", "demo_shapes", "--data", str(tmp_path / "data"),
-                 "--url", tiny_server.grpc_url, "--batch-sizes", "4,1", "--timing-images", "6",
+                 "--url", tiny_server.url(protocol), "--protocol", protocol,
+                 "--batch-sizes", "4,1", "--timing-images", "6",
                  "--reference-onnx", str(tiny_onnx), "--workers", "2", "--in-flight", "2",
                  "--out", str(out), "--no-progress"])
-    assert code == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
     res = json.loads((out / "classification.json").read_text())
-    assert res["images"] == expect["good"]
-    assert {e["path"] for e in res["errors"]} == expect["errors"]
+    assert res["images"] == expect["good"] and res["protocol"] == protocol
+    assert {e["path"] for e in res["errors"]} == expect["errors"] | expect["not_images"]
     assert {n["path"] for n in res["notes"]} == expect["notes"]
+    md = (out / "classification.md").read_text()
+    for e in res["errors"]:  # every excluded file is listed with its reason, in the report and on screen
+        assert e["reason"] and f"| {e['path']} | {e['reason']} |" in md
+        assert f"excluded {e['path']}: {e['reason']}" in " ".join(captured.out.split())
+    for n in res["notes"]:
+        assert f"| {n['path']} | {n['note']} |" in md
     assert res["top1"] == res["reference_top1"] and res["top5"] == res["reference_top5"]
     assert res["max_abs_diff"]["logits"] < 1e-4
     assert [r["batch_size"] for r in res["batch_timing"]] == [4, 1]
-    first6 = sorted(p.relative_to(tmp_path / "data").as_posix() for p in (tmp_path / "data").rglob("*.*"))[:6]
+    first6 = sorted(p.relative_to(tmp_path / "data").as_posix() for p in (tmp_path / "data").rglob("*.*")
+                    if p.suffix != ".txt")[:6]
     timed = len([k for k in first6 if k not in expect["errors"]])
     for row in res["batch_timing"]:
         assert row["images"] == timed and row["run_model_ms"] > 0 and row["run_stream_img_s"] > 0
     assert res["p_infer_whole"] > 0 and res["p_infer_core"] >= res["p_infer_whole"]
     assert res["latency"]["count"] == -(-expect["good"] // 4)
     assert set(res["stages"]) == {"decode", "preprocess", "infer", "postprocess"}
-    md = (out / "classification.md").read_text()
     assert "run model bs1 (ms)" in md and "run stream bs4 (ms)" in md
     lines = (out / "classification.jsonl").read_text().splitlines()
     assert len(lines) == 1 + expect["good"] + len(expect["errors"])

@@ -31,9 +31,12 @@ from tritonkit.client.timing import StageTimes, batch_timing, flagperf_metrics, 
 CARD = get_card("demo_shapes")
 
 
-def make_dataset(root: Path, n_good: int = 14, seed: int = 0) -> dict:
+def make_dataset(root: Path, n_good: int = 14, seed: int = 0, every_kind: bool = False) -> dict:
     """A demo_shapes class-folder dataset of real files: good JPEG/PNG images plus a zero-byte
-    file, a truncated JPEG and a grayscale PNG (evaluated, noted). Returns what to expect."""
+    file, a truncated JPEG and a grayscale PNG (evaluated, noted). ``every_kind`` adds a JPEG
+    with a corrupt header, a text file named .JPEG (errors), a CMYK JPEG and an RGBA PNG
+    (evaluated, noted) and a .txt file (``not_images``: listed by the dataset, never decoded).
+    Returns what to expect."""
     rng = np.random.default_rng(seed)
     names = CARD.label_names()
     for i in range(n_good):
@@ -48,7 +51,21 @@ def make_dataset(root: Path, n_good: int = 14, seed: int = 0) -> dict:
     Image.fromarray(rng.integers(0, 256, (120, 120, 3), dtype=np.uint8)).save(buf, "JPEG")
     (root / "square" / "cut.jpg").write_bytes(buf.getvalue()[:700])
     Image.fromarray(rng.integers(0, 256, (70, 90), dtype=np.uint8)).save(root / "star" / "gray.png")
-    return {"good": n_good + 1, "errors": {"circle/zero.jpg", "square/cut.jpg"}, "notes": {"star/gray.png"}}
+    expect = {"good": n_good + 1, "errors": {"circle/zero.jpg", "square/cut.jpg"}, "notes": {"star/gray.png"}}
+    if every_kind:
+        full = buf.getvalue()
+        dht = full.find(b"\xff\xc4")
+        (root / "circle" / "bad_header.jpg").write_bytes(full[:dht + 5] + b"\xff" * 40 + full[dht + 45:])
+        (root / "square" / "notes.JPEG").write_text("a text file with an image suffix\n" * 8)
+        Image.fromarray(rng.integers(0, 256, (80, 100, 3), dtype=np.uint8)).convert("CMYK").save(
+            root / "star" / "cmyk.jpg", quality=92)
+        Image.fromarray(rng.integers(0, 256, (90, 70, 4), dtype=np.uint8)).save(root / "circle" / "rgba.png")
+        (root / "star" / "zz_readme.txt").write_text("not an image suffix: listed, never decoded\n")
+        expect["good"] += 2
+        expect["errors"] |= {"circle/bad_header.jpg", "square/notes.JPEG"}
+        expect["notes"] |= {"star/cmyk.jpg", "circle/rgba.png"}
+        expect["not_images"] = {"star/zz_readme.txt"}
+    return expect
 
 
 class OrtModel:

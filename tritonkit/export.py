@@ -17,6 +17,9 @@ mismatch listed on its own line, then copied.
 Either way ``<out>/<name>.onnx`` and ``<out>/<name>.json`` (the sidecar: source, opset, params,
 FLOPs, sha256, size) are written atomically (temp file, then rename).
 
+Params: at export, the torch model's parameter count (what torchvision/timm publish); for a
+user ONNX, its floating-point initializers (BatchNorm already folded, so a little fewer).
+
 FLOPs: at export, ``torch.utils.flop_counter.FlopCounterMode`` on one image; for a user ONNX,
 multiply-accumulates of Conv/ConvTranspose/Gemm/MatMul nodes from the graph after ONNX shape
 inference with batch 1 (:func:`onnx_macs`). Both report MACs and FLOPs = 2 x MACs, and the
@@ -304,9 +307,12 @@ def load_state_dict_file(path: str | Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle, zip and runtime errors of many kinds here
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        if "Unsupported global" in text:
             reason = "it holds pickled objects, not only tensors (save model.state_dict() instead)"
+        elif "weights_only" in text or "WeightsUnpickler" in text:
+            reason = "corrupt, truncated or not a torch.save file"
         raise ExportError(f"{path}: not a PyTorch state dict file ({reason[:200]})") from None
     sd = unwrap_state_dict(obj)
     if not isinstance(sd, Mapping) or not sd:
@@ -331,6 +337,14 @@ def load_weights(model, path: str | Path, card: ModelCard) -> None:
     if problems:
         raise ExportError(f"{path}: does not match {card.arch} for card {card.name!r}: {'; '.join(problems)}")
     model.load_state_dict(sd, strict=False)
+
+
+def torch_param_count(model) -> int:
+    """Elements of the torch model's parameters (BatchNorm affine included, buffers not): the
+    count torchvision and timm publish (resnet50: 25,557,032). The ONNX graph's initializers
+    give fewer, because the exporter folds BatchNorm into the convolutions and merges equal
+    tensors; the sidecar keeps that count too, as ``onnx_params``."""
+    return int(sum(p.numel() for p in model.parameters()))
 
 
 def torch_flops(model, card: ModelCard) -> int:
@@ -475,8 +489,8 @@ def _export_torch(card: ModelCard, out_dir: Path, weights: Path | None, opset: i
         load_weights(model, weights, card)
         source = {"kind": "weights", "file": str(weights), "sha256": sha256_file(weights)}
     else:
-        _warn_random(card)
         model = build_model(card)
+        _warn_random(card)
         source = {"kind": "random", "seed": 0}
     _check_torch_outputs(model, card)
     flops = torch_flops(model, card)
@@ -497,11 +511,12 @@ def _export_torch(card: ModelCard, out_dir: Path, weights: Path | None, opset: i
     finally:
         tmp.unlink(missing_ok=True)
     result = ExportResult(card=card.name, onnx_path=final, sidecar_path=out_dir / f"{card.name}.json",
-                          source=source, opset=_opset_of(graph), params=onnx_param_count(graph),
+                          source=source, opset=_opset_of(graph), params=torch_param_count(model),
                           macs_per_image=flops // 2, flops_method=FLOPS_TORCH, onnx_sha256=sha256_file(final),
                           size_mb=round(final.stat().st_size / 1e6, 3), random_weights=weights is None,
                           max_abs_diff=diff)
     extra = {"verify": {"runtime": f"onnxruntime {onnxruntime.__version__}", "batch": 2, "max_abs_diff": diff},
+             "params_method": "torch model parameters (as published)", "onnx_params": onnx_param_count(graph),
              "torch_version": torch.__version__, "onnx_version": onnx_lib.__version__}
     _write_json_atomic(result.sidecar_path, _sidecar(card, result, extra))
     return result
@@ -538,7 +553,9 @@ def _adopt_onnx(card: ModelCard, src: Path, out_dir: Path) -> ExportResult:
                           opset=_opset_of(model), params=onnx_param_count(model), macs_per_image=macs,
                           flops_method=FLOPS_ONNX, onnx_sha256=digest,
                           size_mb=round(final.stat().st_size / 1e6, 3))
-    extra = {"flops_ops_without_shapes": skipped} if skipped else {}
+    extra = {"params_method": "ONNX floating-point initializers and Constant tensors"}
+    if skipped:
+        extra["flops_ops_without_shapes"] = skipped
     _write_json_atomic(result.sidecar_path, _sidecar(card, result, extra))
     return result
 
@@ -563,4 +580,5 @@ def result_dict(result: ExportResult) -> dict:
 
 __all__ = ["ExportError", "ExportResult", "export_model", "build_model", "load_state_dict_file", "load_weights",
            "compare_state_dict", "unwrap_state_dict", "check_onnx_against_card", "onnx_macs", "onnx_param_count",
-           "torch_flops", "verify_with_onnxruntime", "sha256_file", "read_sidecar", "result_dict", "MIN_OPSET"]
+           "torch_param_count", "torch_flops", "verify_with_onnxruntime", "sha256_file", "read_sidecar", "result_dict",
+           "MIN_OPSET"]
