@@ -60,6 +60,9 @@ class RepoOptions:
     warmup: bool = True
     queue_policy: QueuePolicy | None = None
     intra_op_threads: int = 0                  # cpu target: onnxruntime threads (0 = ORT default)
+    # cpu target: let idle onnxruntime threads spin-wait (onnxruntime's default). Off (ours), they sleep,
+    # and a client or another model sharing the host's CPUs gets them (see make bench).
+    ort_spinning: bool = False
     version: int = 1
     labels: bool = True
     name: str | None = None                    # None -> the card's name
@@ -128,6 +131,7 @@ def model_config(card: ModelCard, options: RepoOptions = RepoOptions()) -> "mode
         cfg.backend = "python"
         cfg.parameters["onnx_file"].string_value = MODEL_FILES["cpu"]
         cfg.parameters["intra_op_threads"].string_value = str(options.intra_op_threads)
+        cfg.parameters["allow_spinning"].string_value = "1" if options.ort_spinning else "0"
         kind = pb.ModelInstanceGroup.KIND_CPU
     elif options.target == "onnxruntime":
         cfg.platform = "onnxruntime_onnx"

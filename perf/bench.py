@@ -158,16 +158,16 @@ def export_small_standin(path: Path) -> Path:
 
 
 def _demo_onnx() -> Path | None:
-    """The demo's trained small classifier, if ``tritonkit.demo`` provides one."""
+    """The demo's trained small classifier (trained and cached on first use); None where it
+    cannot be had here (torch missing, or training failed), and the stand-in is used instead."""
     try:
-        from tritonkit import demo
-    except ImportError:
+        from tritonkit.demo import trained_onnx
+
+        path = trained_onnx()
+    except (ImportError, TritonkitError) as exc:
+        print(f"bench: the demo's classifier is not available ({exc}); using a stand-in", file=sys.stderr)
         return None
-    finder = getattr(demo, "trained_onnx", None)
-    if finder is None:
-        return None
-    path = finder()
-    return Path(path) if path and Path(path).is_file() else None
+    return path if path.is_file() else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +311,7 @@ def run_bench(opts: BenchOptions = BenchOptions(), log: Callable[[str], None] = 
                     "random (torchvision resnet50 architecture; speed does not depend on weight values)"},
         SMALL_MODEL: {"onnx": str(small_onnx), "weights": "given" if opts.small_onnx else
                       ("the demo's trained classifier" if demo else
-                       "stand-in: 3-conv CNN with random weights (the demo's trained classifier was not found)")},
+                       "stand-in: 3-conv CNN with random weights (the demo's trained classifier could not be had)")},
     }
 
     def save() -> None:

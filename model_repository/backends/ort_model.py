@@ -5,6 +5,8 @@ its settings from the model config's ``parameters``:
 
 * ``onnx_file`` — the ONNX in the version folder (default ``model.onnx``)
 * ``intra_op_threads`` — onnxruntime intra-op threads (0 = onnxruntime's default)
+* ``allow_spinning`` — ``"0"`` makes idle onnxruntime threads sleep instead of spin-waiting
+  (frees the CPU for other processes on the host, e.g. the client's decode workers)
 
 With dynamic batching Triton hands ``execute`` several requests at once; they are
 concatenated into one onnxruntime run and the outputs split back per request, so batching on
@@ -30,6 +32,8 @@ class TritonPythonModel:
         if threads > 0:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        if params.get("allow_spinning") in ("0", "1"):
+            options.add_session_config_entry("session.intra_op.allow_spinning", params["allow_spinning"])
         self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]

@@ -1,0 +1,15 @@
+"""The embedded demo: generated data, models trained on the CPU, the whole pipeline (`make demo`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def trained_onnx(work: str | Path = "build/demo", cache: str | Path = ".cache/demo", progress: bool = True) -> Path:
+    """The demo's trained ``demo_shapes`` classifier ONNX: generates the data set and trains it
+    when the cache has no current model (minutes on a CPU), else reuses the cached one."""
+    from tritonkit.demo.shapes import ensure_classification_data
+    from tritonkit.demo.train import train_classifier
+
+    data = ensure_classification_data(Path(work) / "data" / "shapes_cls", progress=progress)
+    return Path(train_classifier(data, Path(cache), progress=progress).onnx_path)
