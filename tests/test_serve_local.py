@@ -86,23 +86,33 @@ def test_production_profile_needs_a_key(tmp_path):
     assert opts.model_control_mode == "none" and opts.restricted_value == "k" * 20
 
 
-def test_cli_serve_local_stops_cleanly_on_sigterm(tmp_path, tiny_server):
-    repo = tiny_server.options.model_repository
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def _start_cli_server(args: list[str], env: dict, ready_s: float):
+    """`tritonkit serve --local ARGS` on free ports, returned once it prints that it is ready."""
     from tritonkit.serve.local import free_port
 
     ports = [free_port() for _ in range(3)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tritonkit", "serve", "--local", "--repo", str(repo),
+        [sys.executable, "-m", "tritonkit", "serve", "--local", *args,
          "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    line = ""
+    deadline = time.monotonic() + ready_s
+    while "ready" not in line and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+    if "ready" not in line:
+        proc.kill()
+        raise AssertionError(f"serve did not report ready (exit code {proc.poll()})")
+    return proc, ports
+
+
+def test_cli_serve_local_stops_cleanly_on_sigterm(tmp_path, tiny_server):
+    repo = tiny_server.options.model_repository
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+
+    proc, ports = _start_cli_server(["--repo", str(repo)], env, ready_s=90)
     try:
-        line = ""
-        deadline = time.monotonic() + 90
-        while "ready" not in line and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, "serve exited before ready"
-        assert "ready" in line
         out = _infer(f"127.0.0.1:{ports[1]}", np.zeros((1, 3, 64, 64), np.float32))
         assert out.shape == (1, 8)
         proc.send_signal(signal.SIGTERM)
@@ -124,26 +134,15 @@ def test_cli_serve_local_production_drains_in_flight_requests_on_sigterm(tmp_pat
 
     from tritonkit.cards import get_card
     from tritonkit.model_repository.config import RepoOptions
-    from tritonkit.serve.local import free_port
     from tritonkit.validate.requests import burst
     from validate_models import write_faulty
 
     repo = tmp_path / "repo"
     write_faulty(repo, "slow", tiny_onnx, delay_ms=400, options=RepoOptions(max_batch_size=1))
-    ports = [free_port() for _ in range(3)]
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{API_KEY_ENV: "cli-drain-test-key-0123456789"})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tritonkit", "serve", "--local", "--profile", "production", "--repo", str(repo),
-         "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     outcomes: list = []
+    proc, ports = _start_cli_server(["--profile", "production", "--repo", str(repo)], env, ready_s=120)
     try:
-        line = ""
-        deadline = time.monotonic() + 120
-        while "ready" not in line and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, "serve exited before ready"
-        assert "ready" in line
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{ports[1]}")
         with pytest.raises(InferenceServerException, match="restricted"):
             client.get_model_repository_index()
