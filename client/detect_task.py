@@ -414,7 +414,7 @@ def detection_markdown(result: Mapping[str, Any]) -> str:
     parts = [f"# Detection: {result.get('model')}\n\n",
              f"{result.get('images', 0)} images evaluated through Triton ({result.get('protocol', '')} "
              f"{result.get('url', '')}, model `{result.get('served_model')}`), "
-             f"{len(result.get('errors', []))} excluded as unreadable; NMS {'on the server' if result.get('server_nms') else 'on the client'}, "
+             f"{len(result.get('errors', []))} excluded (unreadable or not an image); NMS {'on the server' if result.get('server_nms') else 'on the client'}, "
              f"profile `{prof.get('name')}` (conf {prof.get('conf_threshold')}, IoU {prof.get('iou_threshold')}, "
              f"max {prof.get('max_detections')}). mAP is measured with the accuracy profile, times with "
              f"`{(result.get('timing_nms_profile') or {}).get('name')}`.\n\n",

@@ -108,7 +108,7 @@ def classification_markdown(result: Mapping[str, Any]) -> str:
     headers, rows = classification_rows([result])
     parts = [f"# Classification: {result.get('model')}\n",
              f"{result.get('images', 0)} images evaluated through Triton ({result.get('protocol', '')} "
-             f"{result.get('url', '')}), {len(result.get('errors', []))} excluded as unreadable, "
+             f"{result.get('url', '')}), {len(result.get('errors', []))} excluded (unreadable or not an image), "
              f"{len(result.get('notes', []))} converted to RGB.\n",
              markdown_table(headers, rows)]
     acc = [["top1 (%)", _pct(result.get("top1")), _pct(result.get("reference_top1"))],
