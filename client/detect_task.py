@@ -380,7 +380,8 @@ def _timing(items, card, timing_profile, main_client, options: DetectEvalOptions
 
 def _profile_dict(p) -> dict:
     return {"name": p.name, "conf_threshold": p.conf_threshold, "iou_threshold": p.iou_threshold,
-            "max_detections": p.max_detections, "class_agnostic": p.class_agnostic}
+            "max_detections": p.max_detections, "class_agnostic": p.class_agnostic,
+            "multi_label": p.multi_label}
 
 
 def _write(out: Path, result: dict) -> None:
@@ -416,7 +417,7 @@ def detection_markdown(result: Mapping[str, Any]) -> str:
              f"{result.get('url', '')}, model `{result.get('served_model')}`), "
              f"{len(result.get('errors', []))} excluded (unreadable or not an image); NMS {'on the server' if result.get('server_nms') else 'on the client'}, "
              f"profile `{prof.get('name')}` (conf {prof.get('conf_threshold')}, IoU {prof.get('iou_threshold')}, "
-             f"max {prof.get('max_detections')}). mAP is measured with the accuracy profile, times with "
+             f"max {prof.get('max_detections')}{', multi-label' if prof.get('multi_label') else ''}). mAP is measured with the accuracy profile, times with "
              f"`{(result.get('timing_nms_profile') or {}).get('name')}`.\n\n",
              markdown_table(headers, rows)]
     acc = [[name, _pct(result.get(key)), _pct(result.get(f"reference_{key}"))]

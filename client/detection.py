@@ -3,7 +3,9 @@
 * :func:`decode_yolo` turns an ultralytics-layout output ``[boxes, 5 + C]`` (``cx, cy, w, h,
   objectness, class scores`` in model-input pixels) into candidate boxes, the way YOLOv5's
   ``non_max_suppression`` does: objectness prefilter, ``score = objectness * class score``,
-  best class (or every class above the threshold with ``multi_label``).
+  best class, or with the profile's ``multi_label`` (YOLOv5 ``val.py``'s mAP setting) every
+  class above the threshold as its own candidate (one vectorised ``nonzero``), before the
+  class-aware NMS and the max-detections cut.
 * :func:`decode_ssd` turns SSD outputs (normalized ``x1y1x2y2`` boxes, softmax scores with a
   background column) into per-class candidates, as torchvision's SSD postprocess does.
 * :func:`nms` is greedy non-maximum suppression with torchvision's semantics (suppress when
@@ -205,7 +207,9 @@ def decode_yolo(output: np.ndarray, conf_threshold: float, multi_label: bool = F
 
     ``score = objectness * class score``; rows whose objectness is not above the threshold are
     dropped first. Without ``multi_label`` each box keeps its best class; with it, one
-    candidate per class whose score is above the threshold.
+    candidate per (box, class) pair whose score is above the threshold, in box-then-class
+    order (YOLOv5's ``(x[:, 5:] > conf_thres).nonzero()``), so one box can be detected as
+    several classes; the class-aware NMS then treats each class separately.
     """
     out = np.asarray(output)
     if out.ndim != 2 or out.shape[1] < 6:
@@ -269,12 +273,14 @@ def to_original(dets: Detections, geometry: Geometry | None) -> Detections:
 
 
 def postprocess_yolo(output: np.ndarray, geometry: Geometry | None, profile: NMSProfile,
-                     multi_label: bool = False) -> Detections:
+                     multi_label: bool | None = None) -> Detections:
     """Decode -> NMS -> original-image pixels (clipped), for one image's YOLO output.
 
-    With ``geometry`` None the boxes stay in model-input pixels (neither mapped nor clipped).
+    ``multi_label`` None follows the profile's ``multi_label``. With ``geometry`` None the
+    boxes stay in model-input pixels (neither mapped nor clipped).
     """
-    return to_original(apply_nms(decode_yolo(output, profile.conf_threshold, multi_label), profile), geometry)
+    multi = profile.multi_label if multi_label is None else multi_label
+    return to_original(apply_nms(decode_yolo(output, profile.conf_threshold, multi), profile), geometry)
 
 
 def postprocess_ssd(boxes_norm_xyxy: np.ndarray, scores: np.ndarray, input_size: int | tuple[int, int],
@@ -293,9 +299,12 @@ def ssd_background_index(card: ModelCard) -> int | None:
 def postprocess_card(card: ModelCard, outputs: Mapping[str, np.ndarray], geometry: Geometry | None,
                      profile: NMSProfile) -> Detections:
     """One image's raw outputs (by the card's output names, batch axis removed) -> Detections
-    in original-image pixels (model-input pixels when ``geometry`` is None)."""
+    in original-image pixels (model-input pixels when ``geometry`` is None).
+
+    YOLO candidates are multi-label when the profile says so (a card's legacy ``multi_label``
+    option ``true`` forces it for every profile)."""
     if card.postprocess == "yolo":
-        multi = card.option("multi_label", "false").lower() == "true"
+        multi = profile.multi_label or card.option("multi_label", "false").lower() == "true"
         return postprocess_yolo(outputs[card.outputs[0].name], geometry, profile, multi_label=multi)
     if card.postprocess == "ssd":
         boxes, scores = (outputs[o.name] for o in card.outputs[:2])

@@ -97,7 +97,8 @@ def nms_model_config(card: ModelCard, name: str, profile: NMSProfile, max_batch_
     cfg.output.extend(_detection_outputs(profile))
     params = {"profile": profile.name, "conf_threshold": repr(profile.conf_threshold),
               "iou_threshold": repr(profile.iou_threshold), "max_detections": str(profile.max_detections),
-              "class_agnostic": "true" if profile.class_agnostic else "false"}
+              "class_agnostic": "true" if profile.class_agnostic else "false",
+              "multi_label": "true" if profile.multi_label else "false"}
     for key, value in params.items():
         cfg.parameters[key].string_value = value
     cfg.instance_group.append(pb.ModelInstanceGroup(count=instances, kind=pb.ModelInstanceGroup.KIND_CPU))

@@ -10,6 +10,11 @@ from tritonkit.client.detection import (
     Detections, batched_nms, box_iou, decode_ssd, decode_yolo, geometry_from_array, geometry_to_array, nms,
     pad_detections, postprocess_card, postprocess_ssd, postprocess_yolo, unpad_detections, xywh_to_xyxy,
     xyxy_to_xywh)
+
+
+def xyxy_to_cxcywh(b):
+    b = np.asarray(b, np.float32)
+    return np.concatenate([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], axis=1)
 from tritonkit.client.preprocess import Geometry, preprocess
 
 
@@ -110,14 +115,15 @@ def _letterbox_geometry(h, w, size):
     return preprocess(img, Preprocess(mode="letterbox", size=size, mean=(0, 0, 0), std=(1, 1, 1)))[1]
 
 
-def _encode_yolo(boxes_in, classes, objectness, class_score, num_classes):
-    """One YOLO output row per box: cx, cy, w, h, objectness, one-hot-ish class scores."""
+def _encode_yolo(boxes_in, classes, objectness, class_score, num_classes, other=0.01):
+    """One YOLO output row per box: cx, cy, w, h, objectness, one-hot-ish class scores
+    (``other`` in the other classes)."""
     rows = np.zeros((len(boxes_in), 5 + num_classes), np.float32)
     b = np.asarray(boxes_in, np.float64)
     rows[:, 0:2] = (b[:, 0:2] + b[:, 2:4]) / 2
     rows[:, 2:4] = b[:, 2:4] - b[:, 0:2]
     rows[:, 4] = objectness
-    rows[:, 5:] = 0.01
+    rows[:, 5:] = other
     rows[np.arange(len(b)), 5 + np.asarray(classes)] = class_score
     return rows
 
@@ -176,6 +182,83 @@ def test_decode_yolo_score_is_objectness_times_class_and_multi_label():
     np.testing.assert_array_equal(sorted(multi.classes), [0, 1])
     with pytest.raises(ValueError, match=r"\[boxes, 5 \+ classes\]"):
         decode_yolo(np.zeros((3, 5)), 0.1)
+
+
+ML_SPEED = NMSProfile("speed_ml", 0.25, 0.45, multi_label=True)
+
+
+def test_multi_label_box_with_two_classes_gives_two_detections():
+    """One box scoring above the threshold in two classes: multi-label keeps it once per class
+    (class-aware NMS never suppresses across classes), single-label only as its best class."""
+    rows = np.array([[50, 50, 20, 20, 0.9, 0.8, 0.6, 0.1],   # classes 0 (0.72) and 1 (0.54)
+                     [51, 51, 20, 20, 0.9, 0.7, 0.5, 0.1],   # overlapping duplicate: suppressed
+                     [150, 150, 10, 10, 0.9, 0.1, 0.2, 0.9]], np.float32)  # only class 2 (0.81)
+    geo = Geometry(200, 200, 1, 1, 0, 0)
+    single = postprocess_yolo(rows, geo, NMS_SPEED)
+    np.testing.assert_array_equal(single.classes, [2, 0])
+    multi = postprocess_yolo(rows, geo, ML_SPEED)
+    np.testing.assert_array_equal(multi.classes, [2, 0, 1])
+    np.testing.assert_allclose(multi.scores, [0.81, 0.72, 0.54], rtol=1e-6)
+    np.testing.assert_allclose(multi.boxes[1], multi.boxes[2])  # the same box, two classes
+    np.testing.assert_allclose(multi.boxes[1], [40, 40, 60, 60])
+    # the explicit argument overrides the profile; postprocess_card follows the profile
+    assert len(postprocess_yolo(rows, geo, ML_SPEED, multi_label=False)) == 2
+    card = get_card("demo_shapes_det").with_overrides(nms_profiles=(NMS_SPEED, ML_SPEED))
+    rows4 = np.concatenate([rows, np.zeros((3, 1), np.float32)], axis=1)  # 4 classes
+    assert len(postprocess_card(card, {"output0": rows4}, geo, card.nms("speed_ml"))) == 3
+    assert len(postprocess_card(card, {"output0": rows4}, geo, card.nms("speed"))) == 2
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_multi_label_matches_torchvision_batched_nms_on_expanded_candidates(seed):
+    """Reference: objectness prefilter, one candidate per (box, class) with obj * cls > conf
+    built with plain loops, torchvision.ops.batched_nms, max-detections cut."""
+    import torchvision
+
+    rng = np.random.default_rng(200 + seed)
+    n, c, conf, iou, max_det = 1200, 6, 0.05, 0.5, 300
+    out = np.zeros((n, 5 + c), np.float32)
+    out[:, :4] = xyxy_to_cxcywh(_random_boxes(rng, n, extent=250, max_side=80))
+    out[:, 4] = rng.random(n)
+    out[:, 5:] = rng.random((n, c)) ** 3  # several classes above conf on many boxes
+    boxes, scores, classes = [], [], []
+    for row in out:
+        if row[4] <= conf:
+            continue
+        for k in range(c):
+            s = row[5 + k] * row[4]
+            if s > conf:
+                boxes.append(xywh_to_xyxy(row[:4]))
+                scores.append(s)
+                classes.append(k)
+    boxes, scores, classes = np.array(boxes), np.array(scores, np.float32), np.array(classes)
+    assert len(scores) > 1.5 * (out[:, 4] > conf).sum()  # really expanded
+    keep = torchvision.ops.batched_nms(_torch(boxes), _torch(scores), _torch(classes), iou).numpy()[:max_det]
+    assert len(keep) == max_det  # the cut matters
+    profile = NMSProfile("ml", conf, iou, max_detections=max_det, multi_label=True)
+    ours = postprocess_yolo(out, None, profile)
+    np.testing.assert_array_equal(ours.classes, classes[keep])
+    np.testing.assert_allclose(ours.scores, scores[keep], rtol=1e-6)
+    np.testing.assert_allclose(ours.boxes, boxes[keep], atol=1e-4)
+    single = postprocess_yolo(out, None, NMSProfile("sl", conf, iou, max_detections=max_det))
+    assert len(set(map(tuple, single.boxes.tolist()))) == len(single)  # one class per box
+
+
+def test_nms_profile_multi_label_round_trips_through_card_json(tmp_path):
+    import json
+
+    from tritonkit.cards import card_from_dict, load_card_file
+
+    card = get_card("yolov5s")
+    assert card.nms("ap").multi_label and not card.nms("speed").multi_label
+    path = tmp_path / "card.json"
+    path.write_text(json.dumps(card.to_dict()))
+    back = load_card_file(path)
+    assert back == card and back.nms("ap").multi_label is True
+    old = card.to_dict()
+    for p in old["nms_profiles"]:
+        del p["multi_label"]  # a card written before the field existed
+    assert not any(p.multi_label for p in card_from_dict(old).nms_profiles)
 
 
 def test_max_detections_caps_the_output():
@@ -294,8 +377,12 @@ def test_yolo_cards_layout_and_profiles():
         speed, ap = card.nms("speed"), card.nms("ap")
         assert (speed.conf_threshold, speed.iou_threshold) == (0.25, 0.45)
         assert (ap.conf_threshold, ap.iou_threshold) == (0.001, 0.65)
+        assert ap.multi_label and not speed.multi_label  # YOLOv5 val.py's mAP setting
     ssd = get_card("ssd_resnet18")
     assert [o.name for o in ssd.outputs] == ["boxes", "scores"] and ssd.postprocess == "ssd"
+    for name in ("ssd_resnet18", "demo_shapes_det"):  # unchanged: single-label profiles
+        assert not any(p.multi_label for p in get_card(name).nms_profiles)
+        assert get_card(name).nms("ap") == NMS_AP
 
 
 def test_efficient_nms_option_describes_the_plugin_for_the_profile():
@@ -357,8 +444,10 @@ def test_known_boxes_encode_decode_nms_scale_back_give_map_one(tmp_path):
             cls = [c for c, _ in truth[image_id]]
             to_in = b * [geo.scale_x, geo.scale_y, geo.scale_x, geo.scale_y] + [geo.pad_x, geo.pad_y] * 2
             n = len(b)
-            rows = np.concatenate([_encode_yolo(to_in, cls, 0.95, 0.9, 80),
-                                   _encode_yolo(to_in + 1.5, cls, 0.5, 0.9, 80)])  # duplicates
+            # other classes at 0: the multi-label ap profile would make each other class
+            # above conf 0.001 its own (low-score) detection
+            rows = np.concatenate([_encode_yolo(to_in, cls, 0.95, 0.9, 80, other=0.0),
+                                   _encode_yolo(to_in + 1.5, cls, 0.5, 0.9, 80, other=0.0)])  # duplicates
             output[rng.choice(25200, 2 * n, replace=False)] = rows
         dets = postprocess_card(card, {"output0": output}, geo, card.nms("ap"))
         assert len(dets) == len(truth[image_id])

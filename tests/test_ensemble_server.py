@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tritonkit.cards import get_card
+from tritonkit.cards import NMSProfile, get_card
 from tritonkit.client.detection import (
     geometry_to_array, postprocess_card, to_original, unpad_detections)
 from tritonkit.client.preprocess import preprocess
@@ -19,6 +19,11 @@ from tritonkit.model_repository.ensemble import (
 from onnx_models import tiny_yolo_onnx  # noqa: E402  (tests/ is on sys.path via conftest)
 
 CARD = get_card("demo_shapes_det")  # input images [3,128,128], output0 [256, 9] (4 classes)
+# The demo card's profiles are single-label; a multi-label ap (YOLOv5 val.py) on a copy of it,
+# so the built-in card and the demo's numbers stay as they are.
+AP_MULTI = NMSProfile("ap_multi", 0.001, 0.65, multi_label=True)
+ML_CARD = CARD.with_overrides(nms_profiles=(*CARD.nms_profiles, AP_MULTI))
+PROFILES = ("speed", "ap", "ap_multi")
 
 
 # -- configs (no server) ------------------------------------------------------------------
@@ -45,6 +50,9 @@ def test_nms_model_config_carries_the_profile():
     params = {k: v.string_value for k, v in cfg.parameters.items()}
     assert float(params["conf_threshold"]) == 0.25 and float(params["iou_threshold"]) == 0.45
     assert params["max_detections"] == "300" and params["class_agnostic"] == "false"
+    assert params["multi_label"] == "false"
+    ml = nms_model_config(ML_CARD, "det_nms_ap_multi", ML_CARD.nms("ap_multi"), max_batch_size=4)
+    assert {k: v.string_value for k, v in ml.parameters.items()}["multi_label"] == "true"
     assert [i.name for i in cfg.input] == ["output0", GEOMETRY_INPUT]
     assert list(cfg.input[0].dims) == [256, 9]
 
@@ -77,8 +85,8 @@ def ensemble_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("ensemble")
     onnx_path = tiny_yolo_onnx(root / "tiny_yolo.onnx")
     repo = root / "repo"
-    names = {p: write_detection_ensemble(CARD, onnx_path, repo, p, RepoOptions(target="cpu", max_batch_size=8))
-             for p in ("speed", "ap")}
+    names = {p: write_detection_ensemble(ML_CARD, onnx_path, repo, p, RepoOptions(target="cpu", max_batch_size=8))
+             for p in PROFILES}
     server = LocalServer(ServerOptions(model_repository=repo), log_path=root / "tritonserver.log")
     server.start()
     yield server, names
@@ -117,12 +125,14 @@ def test_ensemble_equals_client_side_postprocess(ensemble_server):
     server, names = ensemble_server
     x, geos = _images(4)
     geometry = np.stack([geometry_to_array(g) for g in geos])
-    for profile in ("speed", "ap"):
+    counts = {}
+    for profile in PROFILES:
         n = names[profile]
         raw = _infer(server.grpc_url, n.detector, {"images": x}, ["output0"])["output0"]
         served = _infer(server.grpc_url, n.ensemble, {"images": x, GEOMETRY_INPUT: geometry}, OUTS)
+        counts[profile] = served[OUT_COUNT][:, 0].tolist()
         for b, geo in enumerate(geos):
-            ours = postprocess_card(CARD, {"output0": raw[b]}, geo, CARD.nms(profile))
+            ours = postprocess_card(ML_CARD, {"output0": raw[b]}, geo, ML_CARD.nms(profile))
             theirs = unpad_detections(served[OUT_BOXES][b], served[OUT_SCORES][b], served[OUT_CLASSES][b],
                                       served[OUT_COUNT][b])
             assert len(ours) > 1  # NMS had several boxes to keep, in a real image size
@@ -131,6 +141,10 @@ def test_ensemble_equals_client_side_postprocess(ensemble_server):
             np.testing.assert_array_equal(theirs.scores, ours.scores)
             np.testing.assert_array_equal(theirs.classes, ours.classes)
             assert (served[OUT_CLASSES][b][len(ours):] == -1).all()
+            if profile == "ap_multi":  # some box is detected as two classes
+                _, per_box = np.unique(theirs.boxes, axis=0, return_counts=True)
+                assert per_box.max() > 1
+    assert counts["ap_multi"] != counts["ap"]  # the server honoured multi_label
 
 
 @pytest.mark.server

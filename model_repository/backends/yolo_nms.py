@@ -15,7 +15,9 @@ boxes back themselves), ``det_scores`` FP32 [M], ``det_classes`` INT32 [M] (clas
 padding), ``det_count`` INT32 [1].
 
 Settings come from the model config's ``parameters``: ``conf_threshold``, ``iou_threshold``,
-``max_detections``, ``class_agnostic``, ``profile`` (a name, for logs). The card is read from
+``max_detections``, ``class_agnostic``, ``multi_label`` (absent: false, as repositories written
+before it), ``profile`` (a name, for logs): the profile the repository was written for, which
+need not be one of the card's. The card (outputs, postprocess kind, options) is read from
 ``card.json`` in the model folder.
 """
 
@@ -41,7 +43,8 @@ class TritonPythonModel:
             conf_threshold=float(params["conf_threshold"]),
             iou_threshold=float(params["iou_threshold"]),
             max_detections=int(params["max_detections"]),
-            class_agnostic=params.get("class_agnostic", "false").lower() == "true")
+            class_agnostic=params.get("class_agnostic", "false").lower() == "true",
+            multi_label=params.get("multi_label", "false").lower() == "true")
         self.raw_names = [o.name for o in self.card.outputs]
 
     def _one_request(self, request):

@@ -99,13 +99,21 @@ class Preprocess:
 
 @dataclass(frozen=True)
 class NMSProfile:
-    """Named NMS settings: ``speed`` for timing (conf 0.25 / IoU 0.45), ``ap`` for mAP."""
+    """Named NMS settings: ``speed`` for timing (conf 0.25 / IoU 0.45), ``ap`` for mAP.
+
+    ``multi_label`` (YOLO postprocess): every class whose ``objectness * class score`` is above
+    ``conf_threshold`` becomes its own candidate box before the class-aware NMS, as YOLOv5's
+    ``val.py`` does for mAP (``multi_label=True`` at conf 0.001); without it each box keeps its
+    best class only (YOLOv5's detect/speed setting). SSD decoding is per class either way.
+    Card JSON without the field loads as ``False``.
+    """
 
     name: str
     conf_threshold: float
     iou_threshold: float
     max_detections: int = 300
     class_agnostic: bool = False
+    multi_label: bool = False
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.conf_threshold <= 1.0 and 0.0 < self.iou_threshold <= 1.0):
@@ -116,6 +124,8 @@ class NMSProfile:
 
 NMS_SPEED = NMSProfile("speed", 0.25, 0.45)
 NMS_AP = NMSProfile("ap", 0.001, 0.65)
+# YOLOv5 val.py's mAP setting: conf 0.001 / IoU 0.65 with multi-label candidates.
+NMS_AP_MULTI = NMSProfile("ap", 0.001, 0.65, multi_label=True)
 
 
 @dataclass(frozen=True)
@@ -313,7 +323,8 @@ def get_card(name_or_path: str) -> ModelCard:
 
 
 __all__ = [
-    "ModelCard", "TensorSpec", "Preprocess", "NMSProfile", "NMS_SPEED", "NMS_AP", "Registry",
+    "ModelCard", "TensorSpec", "Preprocess", "NMSProfile", "NMS_SPEED", "NMS_AP", "NMS_AP_MULTI",
+    "Registry",
     "REGISTRY", "get_card", "load_labels", "card_from_dict", "load_card_file", "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]

@@ -5,7 +5,10 @@ YOLO cards take the ONNX that ultralytics exports (``export.py --include onnx``)
 ``[N, boxes, 5 + classes]`` holding ``cx, cy, w, h, objectness, class scores`` in input
 pixels. The SSD card takes an ONNX with ``boxes`` (normalized x1y1x2y2) and ``scores``
 (softmax over background + 80 classes). NMS profiles follow the seed benchmarks: ``speed``
-(conf 0.25 / IoU 0.45) for timing and ``ap`` (conf 0.001 / IoU 0.65) for mAP.
+(conf 0.25 / IoU 0.45, best class per box) for timing and ``ap`` (conf 0.001 / IoU 0.65) for
+mAP. The ultralytics YOLO cards' ``ap`` is multi-label, as YOLOv5's ``val.py`` (every class
+above the threshold is a candidate); the demo detector keeps the single-label ``ap`` so its
+numbers stay comparable, and SSD decoding is per class anyway.
 
 GPU NMS: the ``gpu_nms`` option (``EfficientNMS_TRT``) and ``gpu_nms_box_coding`` describe how
 the GPU target can do NMS inside the TensorRT plan with the EfficientNMS_TRT plugin;
@@ -15,7 +18,7 @@ NMS profile. Building the plan belongs to the TensorRT engine builder.
 
 from __future__ import annotations
 
-from tritonkit.cards import NMS_AP, NMS_SPEED, CardError, ModelCard, NMSProfile, Preprocess, TensorSpec
+from tritonkit.cards import NMS_AP, NMS_AP_MULTI, NMS_SPEED, CardError, ModelCard, NMSProfile, Preprocess, TensorSpec
 
 # COCO's 80 training classes -> the 91-id category space of instances_val2017.json.
 COCO80_TO_91 = (
@@ -40,7 +43,7 @@ def _yolo(name: str, size: int, boxes: int, map50: float, description: str) -> M
         labels="coco80",
         num_classes=80,
         max_batch_size=16,
-        nms_profiles=(NMS_SPEED, NMS_AP),
+        nms_profiles=(NMS_SPEED, NMS_AP_MULTI),  # ap: multi-label, as YOLOv5 val.py
         category_ids=COCO80_TO_91,
         reference=(("map50", map50),),
         # On the GPU target the TensorRT EfficientNMS_TRT plugin can do NMS inside the plan
@@ -129,7 +132,10 @@ def efficient_nms_plugin(card: ModelCard, profile: NMSProfile) -> dict:
         "outputs": ("num_detections [N, 1] INT32", f"detection_boxes [N, {profile.max_detections}, 4] FP32",
                     f"detection_scores [N, {profile.max_detections}] FP32",
                     f"detection_classes [N, {profile.max_detections}] INT32"),
-        "differences": "every class above the threshold is a candidate (multi-label), no objectness "
-                       "prefilter or 30000-candidate cap, FP16 scores on an FP16 plan: close to, not "
-                       "identical with, the client-side postprocess; compare with `tritonkit eval detect`",
+        "differences": ("" if profile.multi_label or card.postprocess != "yolo" else
+                        "every class above the threshold is a candidate (multi-label; the profile is "
+                        "single-label), ")
+                       + "no objectness prefilter or 30000-candidate cap, FP16 scores on an FP16 plan: "
+                         "close to, not identical with, the client-side postprocess; compare with "
+                         "`tritonkit eval detect`",
     }
