@@ -259,8 +259,10 @@ def _write_repository(st: DemoState, cls_card, det_card) -> None:
     if st.det_onnx:
         from tritonkit.model_repository.ensemble import write_detection_ensemble
 
-        names = write_detection_ensemble(det_card, st.det_onnx, repo, "ap", opts)
-        st.served += [names.detector if hasattr(names, "detector") else det_card.name, names.nms, names.ensemble]
+        # one ensemble per NMS profile: `ap` for mAP, `speed` for the run-model / run-stream times
+        for profile in ("ap", "speed"):
+            names = write_detection_ensemble(det_card, st.det_onnx, repo, profile, opts)
+            st.served += [n for n in (names.detector, names.nms, names.ensemble) if n not in st.served]
     if st.det_int8:
         st.served.append(write_model(det_card, st.det_int8, repo, replace(opts, name=DET_INT8)).name)
 
