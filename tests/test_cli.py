@@ -49,6 +49,11 @@ def test_repo_writes_cpu_model(tmp_path, tiny_onnx, capsys):
     assert list(cfg.dynamic_batching.preferred_batch_size) == [4, 8]
     assert cfg.instance_group[0].count == 2
     assert cfg.dynamic_batching.default_queue_policy.max_queue_size == 32
+    assert cfg.parameters["allow_spinning"].string_value == "1"
+    assert main(["repo", "--model", "demo_shapes", "--model-file", str(tiny_onnx), "--out", str(out),
+                 "--no-ort-spinning"]) == 0
+    shared = parse_config((out / "demo_shapes" / "config.pbtxt").read_text())
+    assert shared.parameters["allow_spinning"].string_value == "0"
 
 
 def test_repo_with_server_nms_writes_the_ensemble(tmp_path):

@@ -31,10 +31,10 @@ def test_cpu_target_is_python_backend_with_onnx_parameters():
     assert cfg.backend == "python" and cfg.platform == ""
     assert cfg.parameters["onnx_file"].string_value == "model.onnx"
     assert cfg.parameters["intra_op_threads"].string_value == "2"
-    # idle onnxruntime threads sleep by default (the host's CPUs are shared with clients)
-    assert cfg.parameters["allow_spinning"].string_value == "0"
-    spinning = model_config(get_card("resnet50"), RepoOptions(target="cpu", ort_spinning=True))
-    assert spinning.parameters["allow_spinning"].string_value == "1"
+    # onnxruntime's own default (spin-waiting threads) unless the host is shared with clients
+    assert cfg.parameters["allow_spinning"].string_value == "1"
+    shared = model_config(get_card("resnet50"), RepoOptions(target="cpu", ort_spinning=False))
+    assert shared.parameters["allow_spinning"].string_value == "0"
     assert cfg.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
     assert cfg.output[0].label_filename == "labels.txt"
     assert cfg.input[0].format == pb.ModelInput.FORMAT_NCHW

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dynamic-batching", action="store_true")
     p.add_argument("--instances", type=int, default=1)
     p.add_argument("--intra-op-threads", type=int, default=0, help="cpu target: onnxruntime threads")
+    p.add_argument("--no-ort-spinning", action="store_true",
+                   help="cpu target: idle onnxruntime threads sleep instead of spin-waiting (when clients "
+                        "share the server's CPUs, e.g. an eval on the same host)")
     p.add_argument("--no-warmup", action="store_true")
     p.add_argument("--queue-size", type=int, help="queue policy: max queued requests (rejected beyond)")
     p.add_argument("--queue-timeout-us", type=int, default=0, help="queue policy: reject after this wait")
@@ -52,7 +55,8 @@ def options_from_args(args: argparse.Namespace):
         target=args.target, max_batch_size=args.max_batch, dynamic_batching=not args.no_dynamic_batching,
         preferred_batch_sizes=args.preferred, max_queue_delay_us=args.max_queue_delay_us,
         instances=args.instances, warmup=not args.no_warmup, queue_policy=policy,
-        intra_op_threads=args.intra_op_threads, name=args.name)
+        intra_op_threads=args.intra_op_threads, ort_spinning=not args.no_ort_spinning,
+        name=args.name)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -241,7 +241,9 @@ def _write_repository(st: DemoState, cls_card, det_card) -> None:
         import shutil
 
         shutil.rmtree(repo)
-    opts = RepoOptions(target="cpu", max_queue_delay_us=200)
+    # The demo's clients (eval, perf_analyzer) run on the server's own CPUs: idle onnxruntime
+    # threads sleep rather than spin, so the clients get those CPUs (see RepoOptions.ort_spinning).
+    opts = RepoOptions(target="cpu", max_queue_delay_us=200, ort_spinning=False)
     if st.cls_onnx:
         st.served.append(write_model(cls_card, st.cls_onnx, repo, opts).name)
         # Load shedding: a bounded queue whose waiting requests are rejected after 100 ms, so
