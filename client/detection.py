@@ -304,7 +304,7 @@ def postprocess_card(card: ModelCard, outputs: Mapping[str, np.ndarray], geometr
     YOLO candidates are multi-label when the profile says so (a card's legacy ``multi_label``
     option ``true`` forces it for every profile)."""
     if card.postprocess == "yolo":
-        multi = profile.multi_label or card.option("multi_label", "false").lower() == "true"
+        multi = True if card.option("multi_label", "false").lower() == "true" else None  # None: the profile's
         return postprocess_yolo(outputs[card.outputs[0].name], geometry, profile, multi_label=multi)
     if card.postprocess == "ssd":
         boxes, scores = (outputs[o.name] for o in card.outputs[:2])

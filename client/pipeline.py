@@ -208,10 +208,6 @@ def _limit_blas() -> object:
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _limit_blas_in_worker() -> None:
-    _limit_blas()  # threadpool_limits applies on creation; a worker process keeps it for life
-
-
 def _make_pool(options: EngineOptions) -> Executor:
     # Measured on the 2-core CPU host (240 JPEGs of 500x375, resnet50 preprocessing, no server):
     #   BLAS threads default: thread pool 2 workers  99 img/s, process pool (spawn) 2 workers  86 img/s
@@ -224,8 +220,9 @@ def _make_pool(options: EngineOptions) -> Executor:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        # threadpool_limits applies when created, so a worker process keeps the limit for life
         return ProcessPoolExecutor(options.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_limit_blas_in_worker)
+                                   initializer=_limit_blas)
     return ThreadPoolExecutor(options.workers, thread_name_prefix="decode")
 
 

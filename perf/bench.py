@@ -383,7 +383,7 @@ def run_bench(opts: BenchOptions = BenchOptions(), log: Callable[[str], None] = 
             with_db = next((r for r in small_sweep.rows if r.concurrency == conc), None)
             if with_db is None:  # not among the small sweep's levels: measure it
                 with_db, _ = _served_best(opts, SMALL_MODEL, url, 1, str(conc), out / "db_on")
-            without_db, off_sweep = _served_best(opts, SMALL_NO_DB, url, 1, str(conc), out / "db_off")
+            without_db, _ = _served_best(opts, SMALL_NO_DB, url, 1, str(conc), out / "db_off")
             counts_on = _server_counts(small_sweep, conc)
             # what batching can give at most here: onnxruntime's own img/s at bs 8 vs bs 1
             bs8 = measure_onnxruntime(small_onnx, small_card, 8, window_s=window_s, stability_pct=opts.stability_pct,

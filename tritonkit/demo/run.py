@@ -27,6 +27,8 @@ DET_CARD = "demo_shapes_det"
 CLS_INT8 = "demo_shapes_int8"
 # The classifier again, behind a queue policy, for the overload check (see _write_repository).
 CLS_GUARDED = "demo_shapes_guarded"
+GUARD_QUEUE_SIZE = 64
+GUARD_TIMEOUT_US = 100_000
 DET_INT8 = "demo_shapes_det_int8"
 DEMO_BATCH_SIZES = (1, 4, 8)
 
@@ -246,15 +248,13 @@ def _write_repository(st: DemoState, cls_card, det_card) -> None:
     opts = RepoOptions(target="cpu", max_queue_delay_us=200, ort_spinning=False)
     if st.cls_onnx:
         st.served.append(write_model(cls_card, st.cls_onnx, repo, opts).name)
-        # Load shedding: a bounded queue whose waiting requests are rejected after 100 ms, so
+        # Load shedding: a bounded queue whose waiting requests are rejected after a timeout, so
         # overload is shed cleanly and counted in /metrics (the validation's overload check).
         # It sits on its own copy of the classifier, not on the models whose latency and
-        # accuracy are measured: on the bundled Triton 2.51, with other processes keeping this
-        # 2-core machine busy, a model with any default queue policy had 0.1-1.6 % of its
-        # sequential requests wait ~500 ms (the batcher's idle recheck), so a 100 ms timeout
-        # rejected them at concurrency 1 and perf_analyzer aborted; the same model without a
-        # queue policy showed none in 1,300 requests. The demo's stall probe measures it again.
-        guarded = replace(opts, name=CLS_GUARDED, queue_policy=QueuePolicy(max_queue_size=64, timeout_us=100_000))
+        # accuracy are measured: a queue policy made some requests stall ~500 ms on the bundled
+        # Triton (see tritonkit.perf.stalls), which the demo's stall probe measures again.
+        guarded = replace(opts, name=CLS_GUARDED,
+                          queue_policy=QueuePolicy(max_queue_size=GUARD_QUEUE_SIZE, timeout_us=GUARD_TIMEOUT_US))
         st.served.append(write_model(cls_card, st.cls_onnx, repo, guarded).name)
     if st.cls_int8:
         st.served.append(write_model(cls_card, st.cls_int8, repo, replace(opts, name=CLS_INT8)).name)
@@ -327,9 +327,9 @@ def _measure(steps: StepLog, st: DemoState, opts: DemoOptions, server, out: Path
                 raise TritonkitError(f"{len(failed)} perf point(s) failed; see {out / 'perf' / 'sweep.md'}")
     if opts.perf and CLS_GUARDED in st.served:
         with steps.step("queue-policy stall probe"):
+            from tritonkit.cards import get_card
             from tritonkit.perf.stalls import probe
             from tritonkit.report import write_json
-            from tritonkit.cards import get_card
 
             card = get_card(CLS_CARD)
             runs = {name: probe(url, name, card, requests=opts.stall_probe_requests)
@@ -337,7 +337,8 @@ def _measure(steps: StepLog, st: DemoState, opts: DemoOptions, server, out: Path
             write_json(out / "queue_policy.json", {
                 "what": "sequential bs-1 requests (one in flight); a stall is slower than 20x the median and 50 ms",
                 "models": {CLS_CARD: "dynamic batching, no queue policy",
-                           CLS_GUARDED: "same ONNX, default_queue_policy max_queue_size 64, timeout 100 ms REJECT"},
+                           CLS_GUARDED: f"same ONNX, default_queue_policy max_queue_size {GUARD_QUEUE_SIZE}, "
+                                        f"timeout {GUARD_TIMEOUT_US / 1000:g} ms REJECT"},
                 "results": {k: v.to_dict() for k, v in runs.items()}})
     if opts.validate:
         with steps.step("validate the deployment"):
