@@ -45,7 +45,10 @@ def tiny_server(tmp_path_factory, tiny_onnx):
     from tritonkit.serve.local import LocalServer, ServerOptions
 
     repo = tmp_path_factory.mktemp("repo")
-    write_model(get_card("demo_shapes"), tiny_onnx, repo, RepoOptions(target="cpu"))
+    # The tiny model runs in well under a millisecond: with the default 100 µs queue delay a
+    # concurrent burst can be served one request at a time, and the checks that need the dynamic
+    # batcher to merge requests (concurrency invariance) would test nothing. 2 ms lets it merge.
+    write_model(get_card("demo_shapes"), tiny_onnx, repo, RepoOptions(target="cpu", max_queue_delay_us=2000))
     server = LocalServer(ServerOptions(model_repository=repo), log_path=repo.parent / "tritonserver.log")
     server.start()
     yield server

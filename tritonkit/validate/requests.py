@@ -98,10 +98,12 @@ def burst(client, model: str, card: ModelCard, batches: list[np.ndarray], timeou
                 pending.done.set()
 
     outputs = requested_outputs(card)
-    for i, x in enumerate(batches):
+    # Serialize every request first, then send them back to back: the burst reaches the server
+    # as close together as the client can make it (so the dynamic batcher sees them at once).
+    inputs = [make_inputs(card, x) for x in batches]
+    for i, inp in enumerate(inputs):
         start = time.perf_counter()
-        client.async_infer(model, make_inputs(card, x), callback=_bind(callback, i, start),
-                           outputs=outputs, client_timeout=timeout_s)
+        client.async_infer(model, inp, callback=_bind(callback, i, start), outputs=outputs, client_timeout=timeout_s)
     if not pending.done.wait(timeout_s + 10.0):
         with pending.lock:
             seen = {o.index for o in pending.outcomes}
