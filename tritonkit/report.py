@@ -9,55 +9,22 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):  # numpy scalars and arrays
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+from tritonkit.io import atomic_write_json, atomic_write_text
 
 
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically; numpy values, Paths and ``to_dict()`` objects
     are converted; NaN/inf become ``null`` (strict JSON)."""
-    return write_text(path, json.dumps(_finite(obj), indent=2, default=_json_default, allow_nan=False) + "\n")
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Mapping):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+    return atomic_write_json(path, obj)
 
 
 def fmt(value: Any, digits: int = 2) -> str:
