@@ -19,6 +19,12 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -r requirements.txt
 "$VENV/bin/python" -m pip install -q --no-deps -e .
+# checkov scans the Kubernetes manifests in the tests; its pins conflict with the venv's, so it gets
+# a venv of its own inside $VENV (found there by tests/test_deploy_k8s.py).
+if [ ! -x "$VENV/checkov/bin/checkov" ]; then
+  "$PYTHON" -m venv "$VENV/checkov"
+  "$VENV/checkov/bin/python" -m pip install -q checkov==3.3.30
+fi
 # numpy must stay < 2 where the bundled python backend runs (it passes empty tensors with 2.x).
 "$VENV/bin/python" -c "import numpy, sys; sys.exit(0 if numpy.__version__.startswith('1.') else 'numpy must be < 2, found ' + numpy.__version__)"
 echo "setup done: $("$VENV/bin/python" -c 'import tritonkit; print("tritonkit", tritonkit.__version__)')"

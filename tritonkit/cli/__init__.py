@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "eval": "evaluate",
     "perf": "perf",
     "validate": "validate",
+    "deploy": "deploy",
     "demo": "demo",
     "gpu-smoke": "gpu_smoke",
 }

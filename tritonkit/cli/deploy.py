@@ -1,0 +1,154 @@
+"""Deploy a model repository to Kubernetes: manifests (Kustomize + plain YAML) and capacity.
+
+  tritonkit deploy k8s --repo build/model_repository --image registry.example.com/tritonkit-serve:25.10 \\
+      --out build/k8s
+  tritonkit deploy k8s --repo build/model_repository --model-url s3://bucket/models \\
+      --sweep reports/perf --slo-p99-ms 50 --target-rps 800 --out build/k8s
+  tritonkit deploy capacity --sweep reports/perf/sweep.csv --slo-p99-ms 50 --target-rps 800
+
+k8s: reads every config.pbtxt of --repo (models, cpu or gpu target, startup probe budget) and
+writes a Kustomize base (Deployment, client / headless / metrics Services, NetworkPolicy,
+PodDisruptionBudget), an overlay adding a HorizontalPodAutoscaler on Triton's queue time per
+request with its ServiceMonitor, the prometheus-adapter rule, optionally a KServe
+InferenceService, the same objects rendered to plain YAML, and DEPLOY.md / deploy.json. Every
+object is validated offline against the pinned Kubernetes schemas. Nothing is applied to a cluster.
+The repository reaches the pods from the serve image (--image), a PersistentVolumeClaim (--pvc)
+or an object store Triton reads (--model-url s3:// gs:// as://).
+
+capacity: the replicas a target request rate needs, from a perf sweep's throughput at the SLO
+per replica, with the headroom rule stated (also in k8s's report when --sweep is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+
+from tritonkit.deploy import (
+    CapacityRequest, CapacityRule, DeploySpec, RepositorySource, load_sweep, plan_capacity, write_deployment)
+from tritonkit.errors import TritonkitError
+from tritonkit.io import atomic_write_json, atomic_write_text
+
+
+def _capacity_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+    g = p.add_argument_group("capacity (from a perf sweep)")
+    g.add_argument("--sweep", type=Path, required=required, help="a perf sweep's sweep.csv or its output folder")
+    g.add_argument("--slo-p99-ms", type=float, required=required, help="p99 latency bound per request (ms)")
+    g.add_argument("--target-rps", type=float, required=required, help="requests per second to serve in total")
+    g.add_argument("--model", dest="sweep_model", help="model in the sweep (default: its only model)")
+    g.add_argument("--batch-size", type=int, help="client batch size (default: the smallest measured)")
+    g.add_argument("--headroom", type=float, default=0.3, help="fraction of a replica's capacity kept free (0.3)")
+    g.add_argument("--spare", type=int, default=1, help="replicas added so one can be lost (1)")
+    g.add_argument("--min-replicas", type=int, default=2, help="never fewer replicas (2)")
+
+
+def _k8s_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repo", type=Path, required=True, help="the model repository (read for models and target)")
+    p.add_argument("--out", type=Path, default=Path("build/k8s"), help="output folder (default build/k8s)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", help="serve image with the repository at /models (the Dockerfile's serve stage)")
+    src.add_argument("--pvc", help="PersistentVolumeClaim holding the repository (ReadOnlyMany / ReadWriteMany)")
+    src.add_argument("--model-url", help="object-store repository Triton reads: s3://, gs:// or as://")
+    p.add_argument("--server-image", help="server image for --pvc / --model-url (default: NGC tritonserver of --release)")
+    p.add_argument("--release", default=DeploySpec.__dataclass_fields__["release"].default,
+                   help="NGC tritonserver release (default %(default)s)")
+    p.add_argument("--name", default="tritonkit", help="object name prefix (default tritonkit)")
+    p.add_argument("--namespace", default="tritonkit")
+    p.add_argument("--replicas", type=int, help="replicas (default 2, or from the capacity of --sweep)")
+    p.add_argument("--max-replicas", type=int, help="autoscaler maximum (default twice the replicas)")
+    p.add_argument("--cpu", help="cpu request = limit per pod (default 4)")
+    p.add_argument("--memory", help="memory request = limit per pod (default 8Gi cpu target, 16Gi gpu)")
+    p.add_argument("--gpus", type=int, default=1, help="nvidia.com/gpu per pod, gpu target (default 1)")
+    p.add_argument("--queue-target-ms", type=float, default=10.0,
+                   help="autoscaler target: mean queue time per request per pod (default 10 ms)")
+    p.add_argument("--monitoring-namespace", default="monitoring", help="namespace allowed to scrape metrics")
+    p.add_argument("--api-key-secret", help="Secret holding the API key as 'api-key' (default <name>-api-key)")
+    p.add_argument("--cloud-credentials-secret",
+                   help="--model-url: Secret holding Triton's credentials.json (omit for workload identity)")
+    p.add_argument("--kserve", action="store_true", help="also write a KServe InferenceService")
+    _capacity_arguments(p, required=False)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="deploy_command", metavar="ACTION", required=True)
+    k = sub.add_parser("k8s", help="Kubernetes manifests for a model repository",
+                       description="Kubernetes manifests (Kustomize base + overlay, rendered YAML) for a model repository.")
+    _k8s_arguments(k)
+    c = sub.add_parser("capacity", help="replicas for a target request rate from a perf sweep",
+                       description="Replicas for a target request rate from a perf sweep's throughput at the SLO.")
+    _capacity_arguments(c, required=True)
+    c.add_argument("--out", type=Path, help="also write capacity.json and capacity.md here")
+
+
+def _source(args: argparse.Namespace) -> RepositorySource:
+    if args.image:
+        return RepositorySource(kind="image", ref=args.image)
+    if args.pvc:
+        return RepositorySource(kind="pvc", ref=args.pvc)
+    return RepositorySource(kind="url", ref=args.model_url)
+
+
+def _capacity(args: argparse.Namespace):
+    if args.sweep is None:
+        if args.slo_p99_ms is not None or args.target_rps is not None:
+            raise TritonkitError("--slo-p99-ms and --target-rps need --sweep")
+        return None
+    if args.slo_p99_ms is None or args.target_rps is None:
+        raise TritonkitError("--sweep needs --slo-p99-ms and --target-rps")
+    rule = CapacityRule(headroom=args.headroom, spare=args.spare, min_replicas=args.min_replicas)
+    request = CapacityRequest(slo_p99_ms=args.slo_p99_ms, target_rps=args.target_rps, model=args.sweep_model,
+                              batch_size=args.batch_size, rule=rule)
+    return plan_capacity(load_sweep(args.sweep), request)
+
+
+def _run_k8s(args: argparse.Namespace, console: Console) -> int:
+    plan = _capacity(args)
+    if plan is not None and args.replicas is not None:
+        raise TritonkitError("give --replicas or --sweep (which sets the replicas), not both")
+    spec = DeploySpec(source=_source(args), name=args.name, namespace=args.namespace, release=args.release,
+                      server_image=args.server_image, max_replicas=args.max_replicas, cpu=args.cpu,
+                      memory=args.memory, gpus=args.gpus, queue_target_us=round(args.queue_target_ms * 1000),
+                      monitoring_namespace=args.monitoring_namespace, api_key_secret=args.api_key_secret,
+                      cloud_credentials_secret=args.cloud_credentials_secret, kserve=args.kserve)
+    replicas = plan.replicas if plan else args.replicas
+    if replicas is not None:
+        spec = replace(spec, replicas=replicas)
+    result = write_deployment(spec, args.repo, args.out, capacity=plan)
+    info = result.repository
+    console.print(f"{info.target} target, models: {', '.join(info.names)}; image {spec.image}; "
+                  f"{spec.replicas} replicas (autoscaler up to {spec.hpa_max_replicas})")
+    console.print(f"startup probe allows {result.startup.budget_s} s; headless Service DNS: {spec.headless_dns}")
+    if plan:
+        console.print(f"capacity: {plan.capacity_rps:.1f} req/s per replica at p99 <= {plan.slo_p99_ms:g} ms "
+                      f"-> {plan.replicas} replicas for {plan.target_rps:g} req/s")
+    console.print(f"wrote {args.out}/base, {args.out}/overlays/autoscale, {args.out}/rendered, {args.out}/DEPLOY.md")
+    schema = result.schema
+    if not schema.ok:
+        raise TritonkitError(f"{len(schema.errors)} object(s) fail the Kubernetes {schema.version} schemas: "
+                             f"{schema.errors[0]}")
+    console.print(f"Kubernetes {schema.version} schemas: {len(schema.validated)} objects valid, "
+                  f"{len(schema.skipped)} custom resources not checked ({', '.join(o for o, _ in schema.skipped)})")
+    return 0
+
+
+def _run_capacity(args: argparse.Namespace, console: Console) -> int:
+    plan = _capacity(args)
+    console.print(f"{plan.model} ({plan.config}), batch size {plan.batch_size}: {plan.capacity_rps:.1f} req/s per "
+                  f"replica at p99 <= {plan.slo_p99_ms:g} ms (concurrency {plan.concurrency}, p99 {plan.p99_ms:.1f} ms)")
+    console.print(f"{plan.target_rps:g} req/s -> {plan.replicas} replicas ({plan.replicas_for_load} for the load)")
+    console.print(f"rule: {plan.rule}")
+    if args.out:
+        atomic_write_json(args.out / "capacity.json", plan.to_dict())
+        atomic_write_text(args.out / "capacity.md", plan.markdown())
+        console.print(f"wrote {args.out / 'capacity.json'} and {args.out / 'capacity.md'}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    if args.deploy_command == "k8s":
+        return _run_k8s(args, console)
+    return _run_capacity(args, console)

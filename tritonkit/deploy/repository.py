@@ -1,0 +1,142 @@
+"""Read a model repository for deployment: the models, the target, and how long loading takes.
+
+Every ``<repo>/<model>/config.pbtxt`` is parsed through Triton's protobuf schema
+(:func:`tritonkit.model_repository.config.parse_config`). From the configs:
+
+* the models served (names as Triton will load them),
+* the deployment target: ``gpu`` when any model runs on a GPU (a TensorRT plan, or an instance
+  group of kind GPU), otherwise ``cpu``,
+* the startup budget of :func:`startup_budget`, which sizes the startupProbe.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tritonkit._lazy import lazy_import
+from tritonkit.deploy.spec import DeployError
+from tritonkit.model_repository.config import parse_config
+
+pb = lazy_import("tritonclient.grpc.model_config_pb2")
+
+GPU_PLATFORMS = ("tensorrt_plan",)
+# Startup budget (seconds). Assumptions, stated in the written report: the server process and its
+# backends start in SERVER_START_S; model files are read at READ_BYTES_PER_S from the source
+# (an object store is read over the network and copied to /tmp first); each model instance
+# costs INSTANCE_LOAD_S (a CUDA context and plan deserialisation, or a python stub and an
+# onnxruntime session); each warmup request WARMUP_S per instance. The sum is doubled and never
+# below MIN_STARTUP_S, so a slow node does not get the pod killed during a normal start.
+SERVER_START_S = 30.0
+READ_BYTES_PER_S = {"image": 200e6, "pvc": 100e6, "url": 25e6}
+INSTANCE_LOAD_S = {"gpu": 10.0, "cpu": 5.0, "auto": 10.0, "none": 0.0}
+WARMUP_S = 2.0
+SAFETY = 2.0
+MIN_STARTUP_S = 120
+PROBE_PERIOD_S = 10
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model of the repository, as its config.pbtxt describes it."""
+
+    name: str
+    platform: str          # config platform, or the backend ("python", "onnxruntime" ...)
+    device: str            # "gpu", "cpu", "auto" (Triton picks) or "none" (ensembles)
+    instances: int
+    max_batch_size: int
+    warmups: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class RepositoryInfo:
+    path: Path
+    models: tuple[ServedModel, ...]
+
+    @property
+    def target(self) -> str:
+        return "gpu" if any(m.device == "gpu" for m in self.models) else "cpu"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.models)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(m.bytes for m in self.models)
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "target": self.target, "total_bytes": self.total_bytes,
+                "models": [asdict(m) for m in self.models]}
+
+
+def _device(cfg, platform: str) -> str:
+    if platform == "ensemble":
+        return "none"
+    kinds = {g.kind for g in cfg.instance_group}
+    if platform in GPU_PLATFORMS or pb.ModelInstanceGroup.KIND_GPU in kinds:
+        return "gpu"
+    if kinds and kinds <= {pb.ModelInstanceGroup.KIND_CPU}:
+        return "cpu"
+    return "cpu" if platform == "python" and not kinds else "auto"
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def read_model(folder: Path) -> ServedModel:
+    """One model folder's config.pbtxt (parsed with protobuf) and the size of its files."""
+    config = folder / "config.pbtxt"
+    cfg = parse_config(config.read_text(), source=str(config))
+    name = cfg.name or folder.name
+    if name != folder.name:
+        raise DeployError(f"{config}: name {name!r} differs from its folder {folder.name!r} (Triton will not load it)")
+    platform = cfg.platform or cfg.backend or "?"
+    instances = sum(max(g.count, 1) for g in cfg.instance_group) or 1
+    return ServedModel(name=name, platform=platform, device=_device(cfg, platform),
+                       instances=0 if platform == "ensemble" else instances, max_batch_size=cfg.max_batch_size,
+                       warmups=len(cfg.model_warmup), bytes=_folder_bytes(folder))
+
+
+def read_repository(path: str | Path) -> RepositoryInfo:
+    """Every model under ``path`` (a folder of ``<model>/config.pbtxt``), sorted by name."""
+    repo = Path(path)
+    if not repo.is_dir():
+        raise DeployError(f"{repo}: model repository not found")
+    folders = sorted(p.parent for p in repo.glob("*/config.pbtxt"))
+    if not folders:
+        raise DeployError(f"{repo}: no <model>/config.pbtxt in the model repository")
+    return RepositoryInfo(repo, tuple(read_model(f) for f in folders))
+
+
+@dataclass(frozen=True)
+class StartupBudget:
+    """How long a pod may take to become ready, and the startupProbe that allows it."""
+
+    estimate_s: float      # the unpadded estimate
+    budget_s: int          # what the probe allows
+    period_s: int
+    failure_threshold: int
+    rule: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def startup_budget(info: RepositoryInfo, source_kind: str) -> StartupBudget:
+    """The startup budget of ``info`` loaded from a ``source_kind`` source (see the constants)."""
+    if source_kind not in READ_BYTES_PER_S:
+        raise DeployError(f"source kind {source_kind!r} is not one of {', '.join(READ_BYTES_PER_S)}")
+    read_s = info.total_bytes / READ_BYTES_PER_S[source_kind]
+    load_s = sum(m.instances * INSTANCE_LOAD_S[m.device] for m in info.models)
+    warm_s = sum(m.instances * m.warmups * WARMUP_S for m in info.models)
+    estimate = SERVER_START_S + read_s + load_s + warm_s
+    budget = max(MIN_STARTUP_S, math.ceil(SAFETY * estimate))
+    threshold = math.ceil(budget / PROBE_PERIOD_S)
+    rule = (f"{SAFETY:g} x ({SERVER_START_S:g} s server start + {info.total_bytes / 1e6:.1f} MB at "
+            f"{READ_BYTES_PER_S[source_kind] / 1e6:g} MB/s from the {source_kind} source + "
+            f"{load_s:g} s for model instances + {warm_s:g} s of warmup), at least {MIN_STARTUP_S} s")
+    return StartupBudget(round(estimate, 1), threshold * PROBE_PERIOD_S, PROBE_PERIOD_S, threshold, rule)
