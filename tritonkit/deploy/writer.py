@@ -109,7 +109,7 @@ def _layout(spec: DeploySpec, rendered: Rendered) -> dict[str, str]:
     texts.update({f"base/{name}": dump(objs) for name, objs in base.items()})
     extra = _by_file(rendered.autoscale[len(rendered.base):], AUTOSCALE_FILES)
     remove = {"target": {"group": "apps", "version": "v1", "kind": "Deployment", "name": spec.name},
-              "patch": "- op: remove\n  path: /spec/replicas\n"}
+              "patch": '[{"op": "remove", "path": "/spec/replicas"}]'}
     texts["overlays/autoscale/kustomization.yaml"] = _kustomization(["../../base", *extra], [remove])
     texts.update({f"overlays/autoscale/{name}": dump(objs) for name, objs in extra.items()})
     texts["prometheus-adapter/rules.yaml"] = (
