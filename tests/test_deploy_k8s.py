@@ -116,10 +116,15 @@ def test_cpu_deployment_runs_the_production_profile(cpu_repo, tmp_path):
     summary = json.loads((tmp_path / "deploy.json").read_text())
     assert summary["repository"]["models"][0]["name"] == "demo_shapes" and summary["target"] == "cpu"
     assert summary["headless_dns"] == "tritonkit-headless.serving.svc.cluster.local"
+    # NGC's image has no onnxruntime (cpu target's python backend) and no tritonkit (the NMS model)
+    assert "demo_shapes imports onnxruntime" in summary["notes"][0]
+    assert "demo_shapes_det_nms_ap imports tritonkit" in summary["notes"][0]
 
 
 def test_gpu_deployment_asks_for_a_gpu_and_uses_the_serve_image(gpu_repo, tmp_path):
-    write_deployment(DeploySpec(source=RepositorySource(kind="image", ref=SERVE_IMAGE), gpus=2), gpu_repo, tmp_path)
+    result = write_deployment(DeploySpec(source=RepositorySource(kind="image", ref=SERVE_IMAGE), gpus=2), gpu_repo,
+                              tmp_path)
+    assert not any("python-backend" in note for note in result.notes)
     objects = load(tmp_path / "rendered" / "base.yaml")
     c = container_of(objects)
     assert c["image"] == SERVE_IMAGE

@@ -27,8 +27,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from tritonkit.build_engines.compat import DEFAULT_RELEASE
 from tritonkit.deploy import (
     CapacityRequest, CapacityRule, DeploySpec, RepositorySource, load_sweep, plan_capacity, write_deployment)
+from tritonkit.deploy.spec import TRITON_UID
 from tritonkit.errors import TritonkitError
 from tritonkit.io import atomic_write_json, atomic_write_text
 
@@ -53,7 +55,7 @@ def _k8s_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--pvc", help="PersistentVolumeClaim holding the repository (ReadOnlyMany / ReadWriteMany)")
     src.add_argument("--model-url", help="object-store repository Triton reads: s3://, gs:// or as://")
     p.add_argument("--server-image", help="server image for --pvc / --model-url (default: NGC tritonserver of --release)")
-    p.add_argument("--release", default=DeploySpec.__dataclass_fields__["release"].default,
+    p.add_argument("--release", default=DEFAULT_RELEASE,
                    help="NGC tritonserver release (default %(default)s)")
     p.add_argument("--name", default="tritonkit", help="object name prefix (default tritonkit)")
     p.add_argument("--namespace", default="tritonkit")
@@ -64,6 +66,8 @@ def _k8s_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", type=int, default=1, help="nvidia.com/gpu per pod, gpu target (default 1)")
     p.add_argument("--queue-target-ms", type=float, default=10.0,
                    help="autoscaler target: mean queue time per request per pod (default 10 ms)")
+    p.add_argument("--run-as-user", type=int, default=TRITON_UID,
+                   help="non-root uid of the server (default %(default)s, the image's triton-server user)")
     p.add_argument("--monitoring-namespace", default="monitoring", help="namespace allowed to scrape metrics")
     p.add_argument("--api-key-secret", help="Secret holding the API key as 'api-key' (default <name>-api-key)")
     p.add_argument("--cloud-credentials-secret",
@@ -111,7 +115,7 @@ def _run_k8s(args: argparse.Namespace, console: Console) -> int:
     spec = DeploySpec(source=_source(args), name=args.name, namespace=args.namespace, release=args.release,
                       server_image=args.server_image, max_replicas=args.max_replicas, cpu=args.cpu,
                       memory=args.memory, gpus=args.gpus, queue_target_us=round(args.queue_target_ms * 1000),
-                      monitoring_namespace=args.monitoring_namespace, api_key_secret=args.api_key_secret,
+                      run_as_user=args.run_as_user, monitoring_namespace=args.monitoring_namespace, api_key_secret=args.api_key_secret,
                       cloud_credentials_secret=args.cloud_credentials_secret, kserve=args.kserve)
     replicas = plan.replicas if plan else args.replicas
     if replicas is not None:
@@ -124,6 +128,8 @@ def _run_k8s(args: argparse.Namespace, console: Console) -> int:
     if plan:
         console.print(f"capacity: {plan.capacity_rps:.1f} req/s per replica at p99 <= {plan.slo_p99_ms:g} ms "
                       f"-> {plan.replicas} replicas for {plan.target_rps:g} req/s")
+    for note in result.notes:
+        console.print(f"note: {note}")
     console.print(f"wrote {args.out}/base, {args.out}/overlays/autoscale, {args.out}/rendered, {args.out}/DEPLOY.md")
     schema = result.schema
     if not schema.ok:

@@ -27,9 +27,9 @@ CRD_REASONS = {
 # checkov check id -> (object kinds it concerns, why it is skipped)
 SKIPPED_SECURITY_CHECKS = {
     "CKV_K8S_43": (("Deployment",), "the image is pinned by its NGC release tag; NGC's digest for it is not known "
-                                    "offline (give --server-image with @sha256:... to pin the digest)"),
+                                    "offline (a server image given as name@sha256:... pins it)"),
     "CKV_K8S_40": (("Deployment",), "runs as uid 1000, the non-root triton-server user NGC's tritonserver image "
-                                    "is built for (set run_as_user for a uid above 10000)"),
+                                    "is built for (run_as_user above 10000 passes where the image allows it)"),
 }
 
 

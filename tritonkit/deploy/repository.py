@@ -12,6 +12,8 @@ Every ``<repo>/<model>/config.pbtxt`` is parsed through Triton's protobuf schema
 from __future__ import annotations
 
 import math
+import re
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +37,9 @@ WARMUP_S = 2.0
 SAFETY = 2.0
 MIN_STARTUP_S = 120
 PROBE_PERIOD_S = 10
+# What a python-backend model.py may import from NGC's tritonserver image without adding packages.
+IMAGE_PROVIDES = frozenset({"numpy", "triton_python_backend_utils"})
+_IMPORT = re.compile(r"^(?:from|import)\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class ServedModel:
     max_batch_size: int
     warmups: int
     bytes: int
+    python_imports: tuple[str, ...] = ()   # python backend: what model.py imports beyond the image
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,15 @@ def _device(cfg, platform: str) -> str:
     return "cpu" if platform == "python" and not kinds else "auto"
 
 
+def python_imports(folder: Path) -> tuple[str, ...]:
+    """Top-level modules the model.py files under ``folder`` import that NGC's image lacks (read as text)."""
+    names = set()
+    for source in folder.glob("*/model.py"):
+        names.update(_IMPORT.findall(source.read_text(errors="replace")))
+    return tuple(sorted(n for n in names if n not in sys.stdlib_module_names and n not in IMAGE_PROVIDES
+                        and n != "__future__"))
+
+
 def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -98,7 +113,8 @@ def read_model(folder: Path) -> ServedModel:
     instances = sum(max(g.count, 1) for g in cfg.instance_group) or 1
     return ServedModel(name=name, platform=platform, device=_device(cfg, platform),
                        instances=0 if platform == "ensemble" else instances, max_batch_size=cfg.max_batch_size,
-                       warmups=len(cfg.model_warmup), bytes=_folder_bytes(folder))
+                       warmups=len(cfg.model_warmup), bytes=_folder_bytes(folder),
+                       python_imports=python_imports(folder) if platform == "python" else ())
 
 
 def read_repository(path: str | Path) -> RepositoryInfo:

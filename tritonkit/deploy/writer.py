@@ -58,6 +58,27 @@ def render(spec: DeploySpec, info: RepositoryInfo, startup: StartupBudget) -> Re
     return Rendered(tuple(base), tuple(scaled + manifests.autoscale_objects(spec)), tuple(kserve))
 
 
+def deployment_notes(spec: DeploySpec, info: RepositoryInfo) -> list[str]:
+    """What the manifests cannot check and the user must see to before applying them."""
+    notes = []
+    needs = {m.name: m.python_imports for m in info.models if m.python_imports}
+    if needs and spec.source.kind != "image" and not spec.server_image:
+        listed = "; ".join(f"{name} imports {', '.join(mods)}" for name, mods in needs.items())
+        notes.append(f"python-backend models need packages NGC's tritonserver image lacks ({listed}): "
+                     "give a server image that has them")
+    elif needs:
+        notes.append("the server image must provide what the python-backend models import: "
+                     + "; ".join(f"{name}: {', '.join(mods)}" for name, mods in needs.items()))
+    if spec.source.kind == "pvc":
+        notes.append(f"PersistentVolumeClaim {spec.source.ref!r} must exist in namespace {spec.namespace!r}, hold the "
+                     "repository at its root and be ReadOnlyMany or ReadWriteMany (replicas run on several nodes)")
+    if spec.source.kind == "url" and not spec.cloud_credentials_secret:
+        notes.append(f"no credentials Secret: Triton reads {spec.source.ref} with the pod's workload identity "
+                     "or the node's role")
+    notes.append(f"Secret {spec.key_secret!r} with key '{manifests.API_KEY_ITEM}' must exist before the pods start")
+    return notes
+
+
 @dataclass
 class DeployResult:
     out: Path
@@ -67,6 +88,7 @@ class DeployResult:
     schema: SchemaReport
     files: list[Path] = field(default_factory=list)
     capacity: CapacityPlan | None = None
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         s = self.spec
@@ -78,7 +100,7 @@ class DeployResult:
                 "exit_timeout_s": s.exit_timeout_s, "repository": self.repository.to_dict(),
                 "startup": self.startup.to_dict(), "schema": self.schema.to_dict(),
                 "skipped_security_checks": {k: why for k, (_, why) in SKIPPED_SECURITY_CHECKS.items()},
-                "capacity": self.capacity.to_dict() if self.capacity else None,
+                "capacity": self.capacity.to_dict() if self.capacity else None, "notes": list(self.notes),
                 "files": [str(p.relative_to(self.out)) for p in self.files]}
 
 
@@ -131,7 +153,7 @@ def write_deployment(spec: DeploySpec, repo: str | Path, out: str | Path,
     rendered = render(spec, info, startup)
     schema = validate_objects(rendered.all_objects())
     out = Path(out)
-    result = DeployResult(out, spec, info, startup, schema, capacity=capacity)
+    result = DeployResult(out, spec, info, startup, schema, capacity=capacity, notes=deployment_notes(spec, info))
     for rel, text in _layout(spec, rendered).items():
         result.files.append(atomic_write_text(out / rel, text))
     result.files.append(atomic_write_text(out / "DEPLOY.md", report_markdown(result)))
@@ -175,7 +197,7 @@ def _network_section(result: DeployResult) -> list[str]:
         f"- `{s.name}-metrics`: port 8002, ClusterIP; the NetworkPolicy admits it only from namespace "
         f"`{s.monitoring_namespace}`", "",
         "## Autoscaling (overlays/autoscale)", "",
-        f"HPA `{s.name}` keeps the mean queue time per request at {s.queue_target_us} µs per pod, "
+        f"HPA `{s.name}` aims at a mean queue time per request at {s.queue_target_us} µs per pod, "
         f"between {s.replicas} and {s.hpa_max_replicas} replicas. The metric `{manifests.QUEUE_METRIC}` is "
         "rate(nv_inference_queue_duration_us) / rate(nv_inference_request_success) per pod, served by "
         "prometheus-adapter (prometheus-adapter/rules.yaml) from what the ServiceMonitor has Prometheus "
@@ -197,7 +219,7 @@ def _checks_section(result: DeployResult) -> list[str]:
 
 def report_markdown(result: DeployResult) -> str:
     s = result.spec
-    apply = ["## Apply", "", "```bash", f"kubectl create namespace {s.namespace}",
+    apply = ["## Apply", "", *(f"- {note}" for note in result.notes), "", "```bash", f"kubectl create namespace {s.namespace}",
              f"kubectl -n {s.namespace} create secret generic {s.key_secret} "
              f"--from-literal={manifests.API_KEY_ITEM}=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\"",
              f"kubectl apply -k {result.out}/overlays/autoscale   # or -k {result.out}/base without autoscaling",
