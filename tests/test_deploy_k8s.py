@@ -24,12 +24,12 @@ from tritonkit.cli import main
 from tritonkit.deploy import (
     DeployError, DeploySpec, RepositorySource, read_repository, startup_budget, validate_objects, write_deployment)
 from tritonkit.deploy.checks import SKIPPED_SECURITY_CHECKS
-from tritonkit.deploy.manifests import CLOUD_ENV, KEY_EXPR, QUEUE_METRIC, adapter_rule
+from tritonkit.deploy.manifests import CLOUD_ENV, KEY_EXPR, QUEUE_METRIC, adapter_rule, storage_uri
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.model_repository.ensemble import write_detection_ensemble
 from tritonkit.model_repository.writer import write_model
 from tritonkit.perf.results import LatencySplit, PerfRow, write_rows_csv
-from tritonkit.serve.profiles import EXIT_TIMEOUT_S, restricted_flags
+from tritonkit.serve.profiles import API_KEY_ENV, EXIT_TIMEOUT_S, restricted_flags
 
 from onnx_models import tiny_yolo_onnx  # noqa: E402  (tests/ is on sys.path via conftest)
 
@@ -306,3 +306,17 @@ def test_spec_and_repository_errors_name_the_field(tmp_path):
     (tmp_path / "a" / "config.pbtxt").write_text('name: "b"\nbackend: "python"\n')
     with pytest.raises(DeployError, match="differs from its folder"):
         read_repository(tmp_path)
+
+
+def test_kserve_inference_service_maps_each_source(gpu_repo, tmp_path):
+    azure = RepositorySource(kind="url", ref="as://acct/models/resnet")
+    assert storage_uri(azure) == "https://acct.blob.core.windows.net/models/resnet"
+    assert storage_uri(RepositorySource(kind="pvc", ref="claim")) == "pvc://claim/"
+    assert storage_uri(RepositorySource(kind="image", ref=SERVE_IMAGE)) == f"oci://{SERVE_IMAGE}"  # a modelcar
+    write_deployment(DeploySpec(source=RepositorySource(kind="url", ref="s3://b/m"), kserve=True), gpu_repo, tmp_path)
+    isvc = load(tmp_path / "kserve" / "inferenceservice.yaml")[0]["spec"]["predictor"]
+    assert isvc["model"]["storageUri"] == "s3://b/m" and isvc["model"]["runtimeVersion"] == "25.10-py3"
+    args = isvc["model"]["args"]
+    assert restricted_flags(f"$({API_KEY_ENV})")[0] in args and "--model-control-mode=none" in args
+    assert not any(a.startswith("--model-repository") for a in args)  # KServe's runtime sets it
+    assert isvc["model"]["resources"]["limits"]["nvidia.com/gpu"] == 1

@@ -257,15 +257,19 @@ def storage_uri(source: RepositorySource) -> str:
     return source.ref
 
 
-def kserve_objects(spec: DeploySpec, info: RepositoryInfo) -> list[dict]:
-    """A KServe InferenceService running the same server through KServe's Triton runtime."""
+def kserve_objects(spec: DeploySpec, info: RepositoryInfo, startup: StartupBudget) -> list[dict]:
+    """A KServe InferenceService running the same server through KServe's Triton runtime.
+
+    KServe's runtime starts tritonserver without a shell, so here the key comes from the Secret
+    as an environment variable that Kubernetes expands into the arguments."""
     flags = [f for f in server_flags(spec, info, f"$({API_KEY_ENV})")
              if not f.startswith(("--model-repository=", "--http-port=", "--grpc-port="))]
     model = {"modelFormat": {"name": "triton"}, "storageUri": storage_uri(spec.source),
              "runtimeVersion": f"{spec.release}-py3", "args": flags,
              "env": [{"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": spec.key_secret,
                                                                            "key": API_KEY_ITEM}}}],
-             "resources": resources(spec, info.target)}
+             "resources": resources(spec, info.target),
+             "securityContext": container(spec, info, startup)["securityContext"]}
     return [{"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
              "metadata": _meta(spec, spec.name, annotations={"serving.kserve.io/enable-prometheus-scraping": "true"}),
              "spec": {"predictor": {"minReplicas": spec.replicas, "maxReplicas": spec.hpa_max_replicas,

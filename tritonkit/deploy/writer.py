@@ -54,7 +54,7 @@ def render(spec: DeploySpec, info: RepositoryInfo, startup: StartupBudget) -> Re
     notes = skip_annotations("Deployment")
     base = manifests.base_objects(spec, info, startup, annotations=notes)
     scaled = [manifests.deployment(spec, info, startup, replicas=False, annotations=notes), *base[1:]]
-    kserve = manifests.kserve_objects(spec, info) if spec.kserve else []
+    kserve = manifests.kserve_objects(spec, info, startup) if spec.kserve else []
     return Rendered(tuple(base), tuple(scaled + manifests.autoscale_objects(spec)), tuple(kserve))
 
 
@@ -136,7 +136,8 @@ def _layout(spec: DeploySpec, rendered: Rendered) -> dict[str, str]:
     texts.update({f"overlays/autoscale/{name}": dump(objs) for name, objs in extra.items()})
     texts["prometheus-adapter/rules.yaml"] = (
         HEADER + "# prometheus-adapter: add under rules.custom of its Helm values, or to the rules: list of its "
-        "--config file.\n" + yaml.safe_dump({"rules": {"custom": [manifests.adapter_rule()]}}, sort_keys=False))
+        "--config file.\n" + yaml.safe_dump({"rules": {"custom": [manifests.adapter_rule()]}}, sort_keys=False,
+                                  width=10_000))
     texts["rendered/base.yaml"] = dump(rendered.base)
     texts["rendered/autoscale.yaml"] = dump(rendered.autoscale)
     if rendered.kserve:
