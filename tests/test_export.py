@@ -60,7 +60,7 @@ def test_weights_export_is_a_checked_dynamic_batch_onnx(exported, squeezenet_wei
 
 
 def test_sidecar_records_published_params_and_flops(exported, squeezenet_weights):
-    from tritonkit.export import sha256_file
+    from tritonkit.io import sha256_file
 
     side = json.loads((exported / "squeezenet1_1.json").read_text())
     assert side["card"] == "squeezenet1_1" and side["random_weights"] is False
