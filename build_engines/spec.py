@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tritonkit.cards import ModelCard
 from tritonkit.errors import TritonkitError
-from tritonkit.io import sha256_file
+from tritonkit.io import sha256_file  # noqa: F401  (builder and compat import it from here)
 from tritonkit.onnx_contract import OnnxContractError, load_onnx, onnx_mismatches
 
 PRECISIONS = ("fp32", "fp16", "int8")

@@ -128,5 +128,5 @@ def check_onnx_against_card(card: ModelCard, path: str | Path, *, batch: tuple[i
         raise OnnxContractError(f"{path} does not match card {card.name!r}: " + "; ".join(problems))
 
 
-__all__ = ["OnnxContractError", "ONNX_TO_TRITON", "load_onnx", "graph_inputs", "graph_dims", "onnx_mismatches", "tensor_mismatches",
-           "check_onnx_against_card"]
+__all__ = ["OnnxContractError", "ONNX_TO_TRITON", "load_onnx", "graph_inputs", "graph_dims", "onnx_mismatches",
+           "tensor_mismatches", "check_onnx_against_card"]

@@ -229,7 +229,8 @@ class ModelCard:
         if tuple(self.input.dims) != expected:
             raise CardError(
                 f"card {self.name!r}: input dims {self.input.dims} disagree with preprocess "
-                f"({self.preprocess.mode}, {self.preprocess.layout}, size {self.preprocess.size}) which gives {expected}")
+                f"({self.preprocess.mode}, {self.preprocess.layout}, size {self.preprocess.size}) "
+                f"which gives {expected}")
         if self.preprocess.dynamic and self.dynamic_shape is None:
             raise CardError(f"card {self.name!r}: input dims {self.input.dims} vary ({self.preprocess.mode}); "
                             f"give dynamic_shape {{min, opt, max}} as [H, W]")
@@ -483,7 +484,8 @@ def get_card(name_or_path: str) -> ModelCard:
 
 __all__ = [
     "ModelCard", "TensorSpec", "Preprocess", "NMSProfile", "SpatialRange", "SoftmaxTopK", "YoloDecode",
-    "SSDDecode", "ArgmaxMask", "Postprocess", "POSTPROCESS_KINDS", "PRECISIONS", "field_names", "NMS_SPEED", "NMS_AP", "NMS_AP_MULTI",
+    "SSDDecode", "ArgmaxMask", "Postprocess", "POSTPROCESS_KINDS", "PRECISIONS", "field_names", "NMS_SPEED",
+    "NMS_AP", "NMS_AP_MULTI",
     "Registry",
     "REGISTRY", "get_card", "load_labels", "card_from_dict", "load_card_file", "IMAGENET_MEAN",
     "IMAGENET_STD",

@@ -88,8 +88,8 @@ def card_json_schema() -> dict:
         "type": "array", "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
         "deprecated": True, "description": "old card files: [key, value] pairs, converted to typed fields on load"}})
     card["description"] = "A tritonkit model card (tritonkit cards NAME prints a built-in one)."
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, "title": "tritonkit model card",
-            **card,
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
+            "title": "tritonkit model card", **card,
             "$defs": {"tensor": _object(TensorSpec), "preprocess": _object(Preprocess),
                       "nms_profile": _object(NMSProfile), "dynamic_shape": _object(SpatialRange),
                       "postprocess": _postprocess()}}

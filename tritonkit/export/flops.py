@@ -155,8 +155,9 @@ def onnx_macs(model, card: ModelCard) -> MacCount:
     total, missing = _count(inferred.graph.node, shapes)
     if not missing:
         return MacCount(total, FLOPS_ONNX)
+    weights = {t.name for t in inferred.graph.initializer}
     names = sorted({n for node in inferred.graph.node if node.op_type in COUNTED_OPS
-                    for n in (*node.input[:2], node.output[0]) if n and n not in {t.name for t in inferred.graph.initializer}})
+                    for n in (*node.input[:2], node.output[0]) if n and n not in weights})
     try:
         shapes.update(_ort_shapes(model, card, names, types))
     except Exception:  # onnxruntime refuses some graphs (custom ops, external data): counted as unknown
