@@ -315,3 +315,16 @@ def test_flops_without_shapes_are_unknown_never_a_smaller_number(tmp_path):
     count = onnx_macs(model, get_card("demo_shapes"))
     assert count.macs is None and count.ops_without_shapes == ("Conv", "Gemm")
     assert count.text == "unknown (2 ops without shapes)"
+
+
+def test_a_model_that_fails_on_the_card_input_is_one_line(tmp_path):
+    from tritonkit.cards import Preprocess, TensorSpec, get_card
+    from tritonkit.export import ExportError, export_model
+
+    # squeezenet's 3x3 stride-2 poolings cannot shrink a 16x16 input that far: its forward raises
+    small = get_card("squeezenet1_1").with_overrides(name="sq_tiny", input=TensorSpec("input", (3, 16, 16)),
+                                                     preprocess=Preprocess("resize_crop", size=16, resize=16))
+    with pytest.raises(ExportError) as err:
+        export_model(small, tmp_path, random_weights=True)
+    assert "\n" not in str(err.value) and "card 'sq_tiny': arch torchvision:squeezenet1_1 fails on an input of " \
+                                          "shape [1, 3, 16, 16]" in str(err.value)

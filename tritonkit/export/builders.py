@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard
-from tritonkit.errors import TritonkitError
+from tritonkit.errors import ToolMissingError, TritonkitError
 
 torch = lazy_import("torch")
 torchvision = lazy_import("torchvision")
@@ -172,6 +172,9 @@ def gluon_resnet50_v1b(card: ModelCard) -> BuiltModel:
 def timm_builder(card: ModelCard) -> BuiltModel:
     """``timm:<name>`` through ``timm.create_model`` (needs timm installed)."""
     name = card.arch.partition(":")[2]
+    if not timm.available:
+        raise ToolMissingError(f"card {card.name!r}: arch {card.arch!r} needs the timm package "
+                               f"(pip install timm), or pass --onnx with an exported model")
     try:
         model = timm.create_model(name, pretrained=False, num_classes=card.num_classes)
     except RuntimeError as exc:

@@ -108,8 +108,15 @@ def _same_dims(have: tuple, want: tuple) -> bool:
 
 def check_torch_outputs(built: BuiltModel, card: ModelCard) -> None:
     """The module's adapted outputs on one image have the card's count and per-sample dims."""
+    shape = card.input_shape(1)
     with torch.no_grad():
-        outs = adapted_outputs(built, built.module(torch.zeros(card.input_shape(1))), card)
+        try:
+            raw = built.module(torch.zeros(shape))
+        except (RuntimeError, ValueError) as exc:  # shape errors inside the model's forward
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ExportError(f"card {card.name!r}: arch {card.arch} fails on an input of shape "
+                              f"{list(shape)} ({text[:200]})") from None
+    outs = adapted_outputs(built, raw, card)
     if len(outs) != len(card.outputs):
         raise ExportError(f"card {card.name!r}: model gives {len(outs)} outputs, card lists {len(card.outputs)}")
     for spec, o in zip(card.outputs, outs):
