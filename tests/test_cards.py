@@ -311,3 +311,9 @@ def test_dynamic_card_against_a_fixed_size_onnx_is_one_clear_line(tmp_path):
 def test_darknet53_follows_the_seed_table():
     pp = get_card("darknet53").preprocess
     assert (pp.mode, pp.resize, pp.size) == ("resize_crop", 256, 256)
+
+
+@pytest.mark.parametrize("card", list(REGISTRY), ids=REGISTRY.names())
+def test_every_builtin_card_round_trips_through_json_and_hashes(card):
+    assert card_from_dict(json.loads(json.dumps(card.to_dict()))) == card
+    assert hash(card) == hash(card_from_dict(card.to_dict()))
