@@ -14,12 +14,13 @@ QDQ graph (explicit quantization; TensorRT is given no calibrator).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from tritonkit.cards import ModelCard
 from tritonkit.errors import TritonkitError
+from tritonkit.io import sha256_file  # noqa: F401  (builder and compat import it from here)
+from tritonkit.onnx_contract import OnnxContractError, load_onnx, onnx_mismatches
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # Where each precision is built and measured. fp16 has no CPU counterpart worth measuring (the CPU
@@ -150,73 +151,22 @@ class BuildSpec:
         return tuple(flags)
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _dims(value_info) -> list:
-    """Graph dims: an int for a fixed dim, the ``dim_param`` name (or ``"?"``) for a dynamic one."""
-    out = []
-    for d in value_info.type.tensor_type.shape.dim:
-        if d.HasField("dim_value") and d.dim_value > 0:
-            out.append(d.dim_value)
-        else:
-            out.append(d.dim_param or "?")
-    return out
-
-
 def validate_onnx(card: ModelCard, onnx_path: str | Path, precision: str = "fp32",
                   batch: BatchRange | None = None) -> None:
     """Check the ONNX against the card before any build; one error lists every problem.
 
     * the file exists and parses;
-    * the card's input is the graph's only (non-initializer) input, of rank ``1 + len(card.input.dims)``,
-      whose per-sample dims equal the card's (a named dynamic dim there is accepted: the profile fixes it);
+    * the graph fits the card (:func:`tritonkit.onnx_contract.onnx_mismatches`: the card's input is the
+      only graph input, names, dtypes and per-sample dims agree, a named dynamic dim is accepted);
     * the batch axis is dynamic (a fixed batch is only accepted when the whole range is that batch);
     * ``int8`` needs QuantizeLinear/DequantizeLinear nodes (explicit quantization).
     """
-    import onnx
-
     path = Path(onnx_path)
-    if not path.is_file():
-        raise BuildSpecError(f"{path}: ONNX file not found")
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # DecodeError and friends from protobuf
-        raise BuildSpecError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
-    inits = {i.name for i in model.graph.initializer}
-    inputs = {i.name: i for i in model.graph.input if i.name not in inits}
-    problems = []
-    name = card.input.name
-    if name not in inputs:
-        problems.append(f"input {name!r} missing (graph inputs: {sorted(inputs)})")
-    else:
-        if len(inputs) > 1:
-            # The card (and the plan's one optimization profile) describe a single input; TensorRT would
-            # need shapes for the others too, so the build could only fail later, after TensorRT loads.
-            problems.append(f"graph has {len(inputs)} inputs {sorted(inputs)}; card {card.name!r} describes "
-                            f"only {name!r}")
-        dims = _dims(inputs[name])
-        want = list(card.input.dims)
-        if len(dims) != len(want) + 1:
-            problems.append(f"input {name!r} has rank {len(dims)} {dims}, card expects [batch, "
-                            f"{', '.join(map(str, want))}]")
-        else:
-            for axis, (got, exp) in enumerate(zip(dims[1:], want), start=1):
-                if isinstance(got, int) and exp != -1 and got != exp:
-                    problems.append(f"input {name!r} dim {axis} is {got}, card says {exp}")
-            b0 = dims[0]
-            if isinstance(b0, int):
-                only = batch is not None and batch.min == batch.max == b0
-                if not only:
-                    problems.append(
-                        f"input {name!r} has a fixed batch of {b0}; re-export with a dynamic batch axis "
-                        "(a plan built for one batch size fails in Triton with 'expected dimension 0 "
-                        "between 1 and 1' once max_batch_size > 1)")
+        model = load_onnx(path)
+    except OnnxContractError as exc:
+        raise BuildSpecError(str(exc)) from None
+    problems = onnx_mismatches(card, model, batch=(batch.min, batch.max) if batch is not None else None)
     ops = {n.op_type for n in model.graph.node}
     if precision == "int8" and not set(QDQ_OPS) <= ops:
         problems.append("precision int8 builds from a QDQ ONNX (explicit quantization) and this graph has no "

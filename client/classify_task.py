@@ -136,7 +136,7 @@ def evaluate_classification(options: ClassifyEvalOptions) -> dict:
         "url": client_options.address, "protocol": options.protocol, "shm": options.shm,
         "dataset": dataset.describe(), "batch_size": bs0, "batch_sizes": list(options.batch_sizes),
         "workers": options.workers, "in_flight": options.in_flight, "pool": options.pool,
-        "published": dict(card.reference),
+        "published": card.published_metrics(),
     }
     client = TritonInfer(card, client_options, max_batch=max(options.batch_sizes))
     try:

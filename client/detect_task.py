@@ -304,7 +304,7 @@ def evaluate_detection(options: DetectEvalOptions) -> dict:
         "nms_profile": _profile_dict(profile), "timing_nms_profile": _profile_dict(timing_profile),
         "batch_size": options.batch_sizes[0], "batch_sizes": list(options.batch_sizes),
         "workers": options.workers, "in_flight": options.in_flight, "pool": options.pool,
-        "published": dict(card.reference),
+        "published": card.published_metrics(),
     }
     serve_card = ensemble_card(card, served, profile) if options.server_nms else card
     reference = reference_backend(card, options.reference_onnx) if options.reference_onnx else None

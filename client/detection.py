@@ -291,9 +291,8 @@ def postprocess_ssd(boxes_norm_xyxy: np.ndarray, scores: np.ndarray, input_size:
 
 
 def ssd_background_index(card: ModelCard) -> int | None:
-    """The card's ``score_background_index`` option (default 0; ``none`` for no background column)."""
-    value = card.option("score_background_index", "0")
-    return None if value.lower() in ("none", "-1", "") else int(value)
+    """The card's SSD background score column (``None``: the scores have none)."""
+    return card.postprocess.background_index
 
 
 def postprocess_card(card: ModelCard, outputs: Mapping[str, np.ndarray], geometry: Geometry | None,
@@ -301,15 +300,19 @@ def postprocess_card(card: ModelCard, outputs: Mapping[str, np.ndarray], geometr
     """One image's raw outputs (by the card's output names, batch axis removed) -> Detections
     in original-image pixels (model-input pixels when ``geometry`` is None).
 
-    YOLO candidates are multi-label when the profile says so (a card's legacy ``multi_label``
-    option ``true`` forces it for every profile)."""
-    if card.postprocess == "yolo":
-        multi = True if card.option("multi_label", "false").lower() == "true" else None  # None: the profile's
-        return postprocess_yolo(outputs[card.outputs[0].name], geometry, profile, multi_label=multi)
-    if card.postprocess == "ssd":
+    YOLO candidates are multi-label when the profile says so (a card's ``YoloDecode.multi_label``
+    other than ``None`` forces it on or off for every profile)."""
+    pp = card.postprocess
+    if pp.kind == "yolo":
+        output = outputs[card.outputs[0].name]
+        if pp.box_coding == "corner":  # x1, y1, x2, y2 -> the cx, cy, w, h decode_yolo reads
+            output = np.concatenate([(output[..., 0:2] + output[..., 2:4]) / 2,
+                                     output[..., 2:4] - output[..., 0:2], output[..., 4:]], axis=-1)
+        return postprocess_yolo(output, geometry, profile, multi_label=pp.multi_label)
+    if pp.kind == "ssd":
         boxes, scores = (outputs[o.name] for o in card.outputs[:2])
-        return postprocess_ssd(boxes, scores, card.preprocess.size, geometry, profile, ssd_background_index(card))
-    raise ValueError(f"card {card.name!r}: postprocess {card.postprocess!r} is not a detection postprocess")
+        return postprocess_ssd(boxes, scores, card.preprocess.size, geometry, profile, pp.background_index)
+    raise ValueError(f"card {card.name!r}: postprocess {pp.kind!r} is not a detection postprocess")
 
 
 # -- fixed-size form (server-side NMS outputs) -----------------------------------------------

@@ -62,9 +62,9 @@ def _pb():
 def _check_detector(card: ModelCard) -> None:
     from tritonkit.model_repository.config import ConfigError
 
-    if card.task != "detect" or card.postprocess not in ("yolo", "ssd"):
+    if card.task != "detect" or card.postprocess.kind not in ("yolo", "ssd"):
         raise ConfigError(f"card {card.name!r} is not a YOLO/SSD detector (task {card.task!r}, "
-                          f"postprocess {card.postprocess!r}); server-side NMS needs one")
+                          f"postprocess {card.postprocess.kind!r}); server-side NMS needs one")
 
 
 def _detection_outputs(profile: NMSProfile) -> list:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tritonkit.cards import ModelCard
 from tritonkit.errors import TritonkitError
+from tritonkit.onnx_contract import check_onnx_against_card
 from tritonkit.model_repository.config import (
     LABELS_FILE, MODEL_FILES, RepoOptions, config_to_text, model_config)
 
@@ -52,45 +53,6 @@ def check_model_file(card: ModelCard, model_file: Path, target: str) -> None:
         raise TritonkitError(f"{model_file}: target 'gpu' serves a TensorRT plan (.plan), got {suffix or 'no suffix'}")
     if target in ("cpu", "onnxruntime"):
         check_onnx_against_card(card, model_file)
-
-
-def check_onnx_against_card(card: ModelCard, onnx_path: Path) -> None:
-    """One clear error listing every way the ONNX's graph inputs/outputs disagree with the card."""
-    import onnx
-
-    try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError / various on corrupt files
-        raise TritonkitError(f"{onnx_path}: not a readable ONNX model ({type(exc).__name__})") from None
-    inits = {i.name for i in model.graph.initializer}
-    inputs = {i.name: i for i in model.graph.input if i.name not in inits}
-    outputs = {o.name: o for o in model.graph.output}
-    problems = []
-
-    def dims_of(vi) -> list:
-        return [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
-
-    def matches(graph_dims: list, spec_dims: tuple) -> bool:
-        return len(graph_dims) == len(spec_dims) + 1 and all(
-            a == -1 or b == -1 or a == b for a, b in zip(graph_dims[1:], spec_dims))
-
-    if card.input.name not in inputs:
-        problems.append(f"input {card.input.name!r} missing (graph has {sorted(inputs)})")
-    else:
-        d = dims_of(inputs[card.input.name])
-        if not matches(d, card.input.dims):
-            problems.append(f"input {card.input.name!r} shape {d} != [batch, {', '.join(map(str, card.input.dims))}]")
-        elif d[0] not in (-1, 0) and d[0] < card.max_batch_size:
-            problems.append(f"input {card.input.name!r} has a fixed batch of {d[0]}; export with a dynamic batch axis")
-    for spec in card.outputs:
-        if spec.name not in outputs:
-            problems.append(f"output {spec.name!r} missing (graph has {sorted(outputs)})")
-            continue
-        d = dims_of(outputs[spec.name])
-        if d and not matches(d, spec.dims):
-            problems.append(f"output {spec.name!r} shape {d} != [batch, {', '.join(map(str, spec.dims))}]")
-    if problems:
-        raise TritonkitError(f"{onnx_path} does not match card {card.name!r}: " + "; ".join(problems))
 
 
 def write_model(card: ModelCard, model_file: str | Path, repo_dir: str | Path,

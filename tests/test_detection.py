@@ -379,28 +379,10 @@ def test_yolo_cards_layout_and_profiles():
         assert (ap.conf_threshold, ap.iou_threshold) == (0.001, 0.65)
         assert ap.multi_label and not speed.multi_label  # YOLOv5 val.py's mAP setting
     ssd = get_card("ssd_resnet18")
-    assert [o.name for o in ssd.outputs] == ["boxes", "scores"] and ssd.postprocess == "ssd"
+    assert [o.name for o in ssd.outputs] == ["boxes", "scores"] and ssd.postprocess.kind == "ssd"
     for name in ("ssd_resnet18", "demo_shapes_det"):  # unchanged: single-label profiles
         assert not any(p.multi_label for p in get_card(name).nms_profiles)
         assert get_card(name).nms("ap") == NMS_AP
-
-
-def test_efficient_nms_option_describes_the_plugin_for_the_profile():
-    from tritonkit.cards.detection import efficient_nms_plugin
-    from tritonkit.errors import CardError
-
-    yolo = get_card("yolov5s")
-    plugin = efficient_nms_plugin(yolo, yolo.nms("ap"))
-    assert plugin["plugin"] == "EfficientNMS_TRT"
-    assert plugin["attributes"] == {"score_threshold": 0.001, "iou_threshold": 0.65, "max_output_boxes": 300,
-                                    "background_class": -1, "score_activation": 0, "class_agnostic": 0,
-                                    "box_coding": 1}
-    assert "output0[..., 5:] * output0[..., 4:5]" in plugin["scores_input"]
-    ssd = get_card("ssd_resnet18")
-    attrs = efficient_nms_plugin(ssd, ssd.nms("speed"))["attributes"]
-    assert (attrs["box_coding"], attrs["background_class"], attrs["score_threshold"]) == (0, 0, 0.25)
-    with pytest.raises(CardError, match="no EfficientNMS_TRT"):
-        efficient_nms_plugin(get_card("demo_shapes_det"), NMS_AP)
 
 
 # -- the whole pipeline with exact answers: COCO mAP 1.0 with the 91-id map --------------------

@@ -20,12 +20,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from tritonkit.cards.postprocess import (
+    POSTPROCESS_KINDS, TASK_KINDS, ArgmaxMask, Postprocess, SoftmaxTopK, SSDDecode, YoloDecode, from_legacy,
+    postprocess_from, postprocess_to_dict)
 from tritonkit.errors import CardError
 
 TASKS = ("classify", "detect", "segment")
-PREPROCESS_MODES = ("resize_crop", "letterbox", "resize")
+PREPROCESS_MODES = ("resize_crop", "letterbox", "resize", "resize_short")
 INTERPOLATIONS = ("bilinear", "bicubic")
-POSTPROCESS_KINDS = ("softmax_topk", "yolo", "ssd", "argmax_mask")
+PRECISIONS = ("fp32", "fp16", "int8")
 TRITON_DTYPES = ("FP32", "FP16", "INT8", "UINT8", "INT32", "INT64", "BOOL")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -63,6 +66,9 @@ class Preprocess:
       * ``resize_crop``: resize the shorter side to ``resize``, center-crop ``size`` (ImageNet eval).
       * ``letterbox``: scale to fit ``size`` keeping aspect, pad with ``pad_value`` (YOLO).
       * ``resize``: resize both sides to ``size`` ignoring aspect (SSD).
+      * ``resize_short``: resize the shorter side to ``resize`` keeping aspect, no crop (torchvision's
+        ``SemanticSegmentation`` preset): the input's H and W vary, so the card's input dims are
+        ``-1`` there and the card needs a ``dynamic_shape``. ``size`` equals ``resize``.
     Pixel math: ``x = (pixel * scale - mean) / std`` per channel, then ``layout``.
     """
 
@@ -91,6 +97,14 @@ class Preprocess:
         if self.mode == "resize_crop":
             if self.resize is None or self.resize < self.size:
                 raise CardError(f"resize_crop needs resize >= size (got resize={self.resize}, size={self.size})")
+        if self.mode == "resize_short" and self.resize is not None and self.resize != self.size:
+            raise CardError(f"resize_short resizes the shorter side to one length: resize ({self.resize}) "
+                            f"must equal size ({self.size})")
+
+    @property
+    def dynamic(self) -> bool:
+        """True when the model input's H and W vary from image to image."""
+        return self.mode == "resize_short"
 
     @property
     def resize_to(self) -> int:
@@ -128,6 +142,46 @@ NMS_AP = NMSProfile("ap", 0.001, 0.65)
 NMS_AP_MULTI = NMSProfile("ap", 0.001, 0.65, multi_label=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class SpatialRange:
+    """Input heights and widths a dynamic-size model is served with: ``(H, W)`` at minimum,
+    typical (``opt``) and maximum, as a TensorRT optimization profile needs them."""
+
+    min: tuple[int, int]
+    opt: tuple[int, int]
+    max: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        for key in ("min", "opt", "max"):
+            hw = getattr(self, key)
+            if len(hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in hw):
+                raise CardError(f"dynamic_shape.{key} must be [H, W] with positive integers (got {list(hw)})")
+        if not all(a <= b <= c for a, b, c in zip(self.min, self.opt, self.max)):
+            raise CardError(f"dynamic_shape needs min <= opt <= max per axis (got min {list(self.min)}, "
+                            f"opt {list(self.opt)}, max {list(self.max)})")
+
+
+def _normalize_reference(value) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
+    """``{dataset: {metric: value}}`` (or the old ``((metric, value), ...)`` form, filed under
+    dataset ``"published"``) as a hashable, ordered tuple."""
+    if isinstance(value, Mapping):
+        items = value.items()
+    else:
+        pairs = tuple(value)
+        if all(isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[1], Mapping | tuple) for p in pairs):
+            items = pairs
+        else:
+            items = (("published", pairs),) if pairs else ()
+    out = []
+    for dataset, metrics in items:
+        metrics = metrics.items() if isinstance(metrics, Mapping) else metrics
+        try:
+            out.append((str(dataset), tuple((str(m), float(v)) for m, v in metrics)))
+        except (TypeError, ValueError):
+            raise CardError(f"reference[{dataset!r}] must map metric names to numbers") from None
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """Everything about one model that export, repository, client, perf and validate need."""
@@ -138,15 +192,16 @@ class ModelCard:
     input: TensorSpec
     outputs: tuple[TensorSpec, ...]
     preprocess: Preprocess
-    postprocess: str
+    postprocess: Postprocess
     labels: str
     num_classes: int
     max_batch_size: int = 32
     nms_profiles: tuple[NMSProfile, ...] = ()
     category_ids: tuple[int, ...] | None = None
     weights_file: str | None = None
-    reference: tuple[tuple[str, float], ...] = ()
-    options: tuple[tuple[str, str], ...] = ()
+    reference: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+    precision: str | None = None
+    dynamic_shape: SpatialRange | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -154,8 +209,16 @@ class ModelCard:
             raise CardError(f"card name {self.name!r} must be letters, digits, '_', '-', '.'")
         if self.task not in TASKS:
             raise CardError(f"card {self.name!r}: task {self.task!r} not one of {TASKS}")
-        if self.postprocess not in POSTPROCESS_KINDS:
-            raise CardError(f"card {self.name!r}: postprocess {self.postprocess!r} not one of {POSTPROCESS_KINDS}")
+        try:
+            object.__setattr__(self, "postprocess", postprocess_from(self.postprocess))
+        except CardError as exc:
+            raise CardError(f"card {self.name!r}: {exc}") from None
+        if self.postprocess.kind not in TASK_KINDS[self.task]:
+            raise CardError(f"card {self.name!r}: postprocess {self.postprocess.kind!r} does not fit task "
+                            f"{self.task!r} (use one of {TASK_KINDS[self.task]})")
+        object.__setattr__(self, "reference", _normalize_reference(self.reference))
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise CardError(f"card {self.name!r}: precision {self.precision!r} not one of {PRECISIONS}")
         if not self.outputs:
             raise CardError(f"card {self.name!r}: needs at least one output")
         if self.max_batch_size < 1:
@@ -166,7 +229,14 @@ class ModelCard:
         if tuple(self.input.dims) != expected:
             raise CardError(
                 f"card {self.name!r}: input dims {self.input.dims} disagree with preprocess "
-                f"({self.preprocess.layout}, size {self.preprocess.size}) which gives {expected}")
+                f"({self.preprocess.mode}, {self.preprocess.layout}, size {self.preprocess.size}) "
+                f"which gives {expected}")
+        if self.preprocess.dynamic and self.dynamic_shape is None:
+            raise CardError(f"card {self.name!r}: input dims {self.input.dims} vary ({self.preprocess.mode}); "
+                            f"give dynamic_shape {{min, opt, max}} as [H, W]")
+        if not self.preprocess.dynamic and self.dynamic_shape is not None:
+            raise CardError(f"card {self.name!r}: dynamic_shape is only for dynamic-size inputs "
+                            f"(preprocess resize_short), not {self.preprocess.mode}")
         names = [t.name for t in (self.input, *self.outputs)]
         if len(set(names)) != len(names):
             raise CardError(f"card {self.name!r}: tensor names must be unique, got {names}")
@@ -180,11 +250,28 @@ class ModelCard:
             raise CardError(f"card {self.name!r}: duplicate NMS profile names {profile_names}")
 
     def expected_input_dims(self) -> tuple[int, int, int]:
-        s = self.preprocess.size
+        """Per-sample input dims the preprocess produces; ``-1`` for H and W that vary."""
+        s = -1 if self.preprocess.dynamic else self.preprocess.size
         return (3, s, s) if self.preprocess.layout == "NCHW" else (s, s, 3)
 
     def input_shape(self, batch: int) -> tuple[int, ...]:
-        return (batch, *self.input.dims)
+        """The input's shape at ``batch``; dynamic H and W take ``dynamic_shape.opt``."""
+        return (batch, *self._concrete(self.input.dims))
+
+    def _concrete(self, dims: tuple[int, ...]) -> tuple[int, ...]:
+        if self.dynamic_shape is None or -1 not in dims:
+            return tuple(dims)
+        h, w = self.dynamic_shape.opt
+        spatial = iter((h, w))
+        return tuple(next(spatial, 1) if d == -1 else d for d in dims)
+
+    def published_metrics(self) -> dict[str, float]:
+        """The published numbers as one flat ``{metric: value}`` (every dataset's metrics)."""
+        return {metric: value for _, metrics in self.reference for metric, value in metrics}
+
+    def references(self) -> dict[str, dict[str, float]]:
+        """The published numbers as ``{dataset: {metric: value}}``."""
+        return {dataset: dict(metrics) for dataset, metrics in self.reference}
 
     def nms(self, profile: str) -> NMSProfile:
         for p in self.nms_profiles:
@@ -192,9 +279,6 @@ class ModelCard:
                 return p
         raise CardError(f"card {self.name!r} has no NMS profile {profile!r}; "
                         f"known: {', '.join(p.name for p in self.nms_profiles) or 'none'}")
-
-    def option(self, key: str, default: str | None = None) -> str | None:
-        return dict(self.options).get(key, default)
 
     def label_names(self) -> list[str]:
         names = load_labels(self.labels)
@@ -208,7 +292,10 @@ class ModelCard:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return _to_jsonable(self)
+        d = _to_jsonable(self)
+        d["postprocess"] = postprocess_to_dict(self.postprocess)
+        d["reference"] = self.references()
+        return d
 
 
 def _to_jsonable(obj):
@@ -219,29 +306,88 @@ def _to_jsonable(obj):
     return obj
 
 
-def card_from_dict(data: Mapping, source: str = "<dict>") -> ModelCard:
-    """Build a card from plain data (a JSON file a user wrote), with errors naming the field."""
+def field_names(cls: type) -> list[str]:
+    """The JSON keys of a card part: its dataclass fields (the schema is made from the same lists)."""
+    return [f.name for f in fields(cls)]
+
+
+LEGACY_CARD_KEYS = ("options",)  # old card files: converted by from_legacy
+
+
+def _checked(section: str, value, cls: type, extra: tuple[str, ...] = ()) -> dict:
+    """``value`` as a dict whose keys are all fields of ``cls``; one-line error otherwise."""
+    if not isinstance(value, Mapping):
+        raise CardError(f"{section} must be an object (got {type(value).__name__})")
+    valid = field_names(cls) + list(extra)
+    unknown = [k for k in value if k not in valid]
+    if unknown:
+        raise CardError(f"unknown field {unknown[0]!r} in {section} (valid keys: {', '.join(valid)})")
+    return dict(value)
+
+
+def _tensor(section: str, value) -> TensorSpec:
+    d = _checked(section, value, TensorSpec)
+    return TensorSpec(d["name"], tuple(d["dims"]), d.get("dtype", "FP32"))
+
+
+def _preprocess(value) -> Preprocess:
+    pp = _checked("preprocess", value, Preprocess)
+    for key in ("mean", "std"):
+        if key in pp:
+            pp[key] = tuple(pp[key])
+    return Preprocess(**pp)
+
+
+def _dynamic_shape(value) -> SpatialRange | None:
+    if value is None:
+        return None
+    d = _checked("dynamic_shape", value, SpatialRange)
+    return SpatialRange(**{k: tuple(d[k]) for k in ("min", "opt", "max")})
+
+
+def _labels(value, base: Path | None) -> str:
+    """A label set name, or a ``.txt`` path (relative to the card file) made absolute."""
+    if not isinstance(value, str) or not value:
+        raise CardError("labels must be a label set name or a .txt file path")
+    if not _is_label_path(value):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    if not path.is_file():
+        raise CardError(f"labels file {str(path)!r} not found")
+    return str(path.resolve())
+
+
+def card_from_dict(data: Mapping, source: str = "<dict>", base_dir: str | Path | None = None) -> ModelCard:
+    """Build a card from plain data (a JSON file a user wrote), with errors naming the field.
+
+    Unknown keys are refused with the valid ones listed. A ``labels`` path is relative to
+    ``base_dir`` (the card file's folder). Old card files (``postprocess`` as a string plus an
+    ``options`` list, ``reference`` as ``[[metric, value]]``) are converted."""
     try:
-        d = dict(data)
-        d["input"] = TensorSpec(d["input"]["name"], tuple(d["input"]["dims"]), d["input"].get("dtype", "FP32"))
-        d["outputs"] = tuple(TensorSpec(o["name"], tuple(o["dims"]), o.get("dtype", "FP32"))
-                             for o in d["outputs"])
-        pp = dict(d["preprocess"])
-        for key in ("mean", "std"):
-            if key in pp:
-                pp[key] = tuple(pp[key])
-        d["preprocess"] = Preprocess(**pp)
-        d["nms_profiles"] = tuple(NMSProfile(**p) for p in d.get("nms_profiles", ()))
+        d = _checked("the card", data, ModelCard, LEGACY_CARD_KEYS)
+        d["input"] = _tensor("input", d["input"])
+        d["outputs"] = tuple(_tensor(f"outputs[{i}]", o) for i, o in enumerate(d["outputs"]))
+        d["preprocess"] = _preprocess(d["preprocess"])
+        d["nms_profiles"] = tuple(NMSProfile(**_checked(f"nms_profiles[{i}]", p, NMSProfile))
+                                  for i, p in enumerate(d.get("nms_profiles", ())))
         if d.get("category_ids") is not None:
             d["category_ids"] = tuple(d["category_ids"])
-        d["reference"] = tuple(tuple(x) for x in d.get("reference", ()))
-        d["options"] = tuple(tuple(x) for x in d.get("options", ()))
+        d["dynamic_shape"] = _dynamic_shape(d.get("dynamic_shape"))
+        d["labels"] = _labels(d["labels"], None if base_dir is None else Path(base_dir))
+        if "options" in d or isinstance(d.get("postprocess"), str):
+            d["postprocess"], precision = from_legacy(d["postprocess"], d.pop("options", ()))
+            if precision is not None and d.get("precision") is None:
+                d["precision"] = precision
+        else:
+            d["postprocess"] = postprocess_from(d["postprocess"])
         return ModelCard(**d)
     except CardError as exc:
         raise CardError(f"{source}: {exc}") from None
     except KeyError as exc:
         raise CardError(f"{source}: missing field {exc.args[0]!r}") from None
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise CardError(f"{source}: {exc}") from None
 
 
@@ -253,7 +399,11 @@ def load_card_file(path: str | Path) -> ModelCard:
         raise CardError(f"{p}: card file not found") from None
     except json.JSONDecodeError as exc:
         raise CardError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return card_from_dict(data, source=str(p))
+    return card_from_dict(data, source=str(p), base_dir=p.parent)
+
+
+def _is_label_path(labels: str) -> bool:
+    return labels.endswith(".txt") or "/" in labels or "\\" in labels
 
 
 @lru_cache(maxsize=None)
@@ -265,9 +415,19 @@ def _label_file(name: str) -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
+@lru_cache(maxsize=None)
+def _label_path(path: str) -> tuple[str, ...]:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise CardError(f"labels file {path!r}: {exc.strerror or exc}") from None
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
 def load_labels(name: str) -> list[str]:
-    """Class names of a label set shipped in ``tritonkit/data`` (``imagenet1k``, ``coco80`` ...)."""
-    return list(_label_file(name))
+    """Class names of a label set shipped in ``tritonkit/data`` (``imagenet1k``, ``coco80`` ...),
+    or of a ``.txt`` file (one name per line) when ``name`` is a path."""
+    return list(_label_path(name) if _is_label_path(name) else _label_file(name))
 
 
 class Registry:
@@ -323,7 +483,9 @@ def get_card(name_or_path: str) -> ModelCard:
 
 
 __all__ = [
-    "ModelCard", "TensorSpec", "Preprocess", "NMSProfile", "NMS_SPEED", "NMS_AP", "NMS_AP_MULTI",
+    "ModelCard", "TensorSpec", "Preprocess", "NMSProfile", "SpatialRange", "SoftmaxTopK", "YoloDecode",
+    "SSDDecode", "ArgmaxMask", "Postprocess", "POSTPROCESS_KINDS", "PRECISIONS", "field_names", "NMS_SPEED",
+    "NMS_AP", "NMS_AP_MULTI",
     "Registry",
     "REGISTRY", "get_card", "load_labels", "card_from_dict", "load_card_file", "IMAGENET_MEAN",
     "IMAGENET_STD",

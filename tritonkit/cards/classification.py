@@ -2,12 +2,12 @@
 
 Preprocessing follows each model's published eval transform: torchvision's ``Resize(256)`` +
 ``CenterCrop(224)`` with bilinear interpolation, timm's ``crop_pct`` with its interpolation.
-``reference`` holds the published top-1 of those weights, for comparison in reports.
+``reference`` holds the published ImageNet-1k val top-1 of those weights, for comparison in reports.
 """
 
 from __future__ import annotations
 
-from tritonkit.cards import IMAGENET_MEAN, IMAGENET_STD, ModelCard, Preprocess, TensorSpec
+from tritonkit.cards import IMAGENET_MEAN, IMAGENET_STD, ModelCard, Preprocess, SoftmaxTopK, TensorSpec
 
 
 def _imagenet(name: str, arch: str, weights_file: str | None, top1: float | None, *, crop: int = 224,
@@ -20,12 +20,12 @@ def _imagenet(name: str, arch: str, weights_file: str | None, top1: float | None
         outputs=(TensorSpec("logits", (1000,)),),
         preprocess=Preprocess("resize_crop", size=crop, resize=resize, mean=IMAGENET_MEAN,
                               std=IMAGENET_STD, interpolation=interpolation),
-        postprocess="softmax_topk",
+        postprocess=SoftmaxTopK(),
         labels="imagenet1k",
         num_classes=1000,
         max_batch_size=32,
         weights_file=weights_file,
-        reference=(("top1", top1),) if top1 is not None else (),
+        reference={"imagenet1k-val": {"top1": top1}} if top1 is not None else {},
         description=description,
     )
 
@@ -45,9 +45,9 @@ CARDS = (
     _imagenet("vgg13", "torchvision:vgg13", "vgg13-19584684.pth", 0.69928),
     _imagenet("vgg16", "torchvision:vgg16", "vgg16-397923af.pth", 0.71592),
     _imagenet("vgg19", "torchvision:vgg19", "vgg19-dcbb9e9d.pth", 0.72376),
-    # Darknet-53 at 256 (the seed tables' input size): timm's darknet53 evaluates with
-    # crop_pct 0.887 -> resize 288, bilinear. Export needs timm or a user ONNX.
-    _imagenet("darknet53", "timm:darknet53", "darknet53_256_c2ns-3aeff817.pth", 0.80532, crop=256, resize=288,
+    # Darknet-53 at 256 as the seed table gives it: resize the shorter side to 256, center-crop 256,
+    # bilinear. Export needs timm or a user ONNX.
+    _imagenet("darknet53", "timm:darknet53", "darknet53_256_c2ns-3aeff817.pth", 0.80532, crop=256, resize=256,
               description="Darknet-53 (timm cspnet darknet53), 256x256"),
     # The embedded demo's classifier: trained here on generated shapes (see tritonkit.demo).
     ModelCard(
@@ -57,7 +57,7 @@ CARDS = (
         input=TensorSpec("input", (3, 64, 64)),
         outputs=(TensorSpec("logits", (8,)),),
         preprocess=Preprocess("resize_crop", size=64, resize=72, mean=IMAGENET_MEAN, std=IMAGENET_STD),
-        postprocess="softmax_topk",
+        postprocess=SoftmaxTopK(),
         labels="demo_shapes",
         num_classes=8,
         max_batch_size=64,

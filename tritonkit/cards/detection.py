@@ -9,16 +9,11 @@ pixels. The SSD card takes an ONNX with ``boxes`` (normalized x1y1x2y2) and ``sc
 mAP. The ultralytics YOLO cards' ``ap`` is multi-label, as YOLOv5's ``val.py`` (every class
 above the threshold is a candidate); the demo detector keeps the single-label ``ap`` so its
 numbers stay comparable, and SSD decoding is per class anyway.
-
-GPU NMS: the ``gpu_nms`` option (``EfficientNMS_TRT``) and ``gpu_nms_box_coding`` describe how
-the GPU target can do NMS inside the TensorRT plan with the EfficientNMS_TRT plugin;
-:func:`efficient_nms_plugin` gives the plugin attributes and the graph glue for a card and an
-NMS profile. Building the plan belongs to the TensorRT engine builder.
 """
 
 from __future__ import annotations
 
-from tritonkit.cards import NMS_AP, NMS_AP_MULTI, NMS_SPEED, CardError, ModelCard, NMSProfile, Preprocess, TensorSpec
+from tritonkit.cards import NMS_AP, NMS_AP_MULTI, NMS_SPEED, ModelCard, Preprocess, SSDDecode, TensorSpec, YoloDecode
 
 # COCO's 80 training classes -> the 91-id category space of instances_val2017.json.
 COCO80_TO_91 = (
@@ -39,16 +34,13 @@ def _yolo(name: str, size: int, boxes: int, map50: float, description: str) -> M
         input=TensorSpec("images", (3, size, size)),
         outputs=(TensorSpec("output0", (boxes, 85)),),
         preprocess=Preprocess(size=size, **_YOLO_PRE),
-        postprocess="yolo",
+        postprocess=YoloDecode(box_coding="center_size"),  # ultralytics cx, cy, w, h
         labels="coco80",
         num_classes=80,
         max_batch_size=16,
         nms_profiles=(NMS_SPEED, NMS_AP_MULTI),  # ap: multi-label, as YOLOv5 val.py
         category_ids=COCO80_TO_91,
-        reference=(("map50", map50),),
-        # On the GPU target the TensorRT EfficientNMS_TRT plugin can do NMS inside the plan
-        # (see efficient_nms_plugin); box coding 1 = center-size (the ultralytics xywh).
-        options=(("gpu_nms", "EfficientNMS_TRT"), ("gpu_nms_box_coding", "1")),
+        reference={"coco-val2017": {"map50": map50}},
         description=description,
     )
 
@@ -64,14 +56,12 @@ CARDS = (
         input=TensorSpec("input", (3, 300, 300)),
         outputs=(TensorSpec("boxes", (8732, 4)), TensorSpec("scores", (8732, 81))),
         preprocess=Preprocess("resize", size=300),
-        postprocess="ssd",
+        postprocess=SSDDecode(box_coding="corner", background_index=0),  # normalized x1y1x2y2
         labels="coco80",
         num_classes=80,
         max_batch_size=16,
         nms_profiles=(NMS_SPEED, NMS_AP),
         category_ids=COCO80_TO_91,
-        options=(("score_background_index", "0"), ("gpu_nms", "EfficientNMS_TRT"),
-                 ("gpu_nms_box_coding", "0")),  # corner x1y1x2y2
         description="SSD300 with a ResNet-18 backbone, user-supplied ONNX",
     ),
     # The embedded demo's detector, trained here on generated shapes (see tritonkit.demo).
@@ -83,7 +73,7 @@ CARDS = (
         input=TensorSpec("images", (3, 128, 128)),
         outputs=(TensorSpec("output0", (256, 9)),),
         preprocess=Preprocess(size=128, **{**_YOLO_PRE, "stride": 8}),
-        postprocess="yolo",
+        postprocess=YoloDecode(),
         labels="demo_shapes_det",
         num_classes=4,
         max_batch_size=64,
@@ -92,50 +82,3 @@ CARDS = (
         description="small anchor-free detector trained on generated shapes (make demo)",
     ),
 )
-
-
-def efficient_nms_plugin(card: ModelCard, profile: NMSProfile) -> dict:
-    """How the GPU target runs ``profile`` inside the TensorRT plan: TensorRT's
-    ``EfficientNMS_TRT`` plugin (version 1) appended to the detector graph.
-
-    Returns ``{"plugin", "version", "attributes", "boxes_input", "scores_input", "outputs",
-    "differences"}``: the plugin attributes (the thresholds and max detections of the profile,
-    the card's box coding and background class) and, in words, the graph slices that feed it.
-    The plugin's outputs replace the NMS step of the ensemble; boxes stay in model-input pixels
-    (SSD: normalized), so the client maps them back with the letterbox geometry as usual.
-    """
-    if card.task != "detect" or card.option("gpu_nms") != "EfficientNMS_TRT":
-        raise CardError(f"card {card.name!r} has no EfficientNMS_TRT GPU NMS option")
-    if card.postprocess == "yolo":
-        background = -1
-        boxes = f"{card.outputs[0].name}[..., 0:4] (cx, cy, w, h in input pixels) -> [N, boxes, 4]"
-        scores = f"{card.outputs[0].name}[..., 5:] * {card.outputs[0].name}[..., 4:5] (objectness x class) -> [N, boxes, C]"
-    else:
-        index = card.option("score_background_index", "0")
-        background = -1 if index.lower() in ("none", "-1", "") else int(index)
-        boxes = f"{card.outputs[0].name} (normalized x1, y1, x2, y2) -> [N, anchors, 4]"
-        scores = f"{card.outputs[1].name} (softmax, background column {background}) -> [N, anchors, C + 1]"
-    return {
-        "plugin": "EfficientNMS_TRT",
-        "version": "1",
-        "attributes": {
-            "score_threshold": profile.conf_threshold,
-            "iou_threshold": profile.iou_threshold,
-            "max_output_boxes": profile.max_detections,
-            "background_class": background,
-            "score_activation": 0,  # scores are already probabilities
-            "class_agnostic": int(profile.class_agnostic),
-            "box_coding": int(card.option("gpu_nms_box_coding", "0")),  # 0 corner, 1 center-size
-        },
-        "boxes_input": boxes,
-        "scores_input": scores,
-        "outputs": ("num_detections [N, 1] INT32", f"detection_boxes [N, {profile.max_detections}, 4] FP32",
-                    f"detection_scores [N, {profile.max_detections}] FP32",
-                    f"detection_classes [N, {profile.max_detections}] INT32"),
-        "differences": ("" if profile.multi_label or card.postprocess != "yolo" else
-                        "every class above the threshold is a candidate (multi-label; the profile is "
-                        "single-label), ")
-                       + "no objectness prefilter or 30000-candidate cap, FP16 scores on an FP16 plan: "
-                         "close to, not identical with, the client-side postprocess; compare with "
-                         "`tritonkit eval detect`",
-    }

@@ -1,11 +1,13 @@
 """Export a model card's model to ONNX with a dynamic batch axis (or check and adopt a user ONNX).
 
 Exactly one source:
-  --weights FILE.pth   a state dict for the card's arch (torchvision:*, timm:gluon_resnet50_v1b
-                       as torchvision's ResNet-50, timm:* with timm installed, demo:*); keys and
-                       shapes are checked, the export is verified against torch with onnxruntime
+  --weights FILE.pth   a state dict for the card's arch, built by its registered builder
+                       (torchvision:*, timm:gluon_resnet50_v1b as torchvision's ResNet-50, timm:* with
+                       timm installed, demo:*); keys and shapes are checked, the export is verified
+                       against torch with onnxruntime
   --onnx FILE.onnx     an ONNX you exported (e.g. ultralytics YOLO); checked against the card
-                       (tensor names, per-sample dims, dtype, batch axis), then copied
+                       (tensor names, per-sample dims, dtype, batch axis), then copied; the sidecar
+                       records it as adopted, with its sha256
   --random-weights     an untrained model, for plumbing and timing only (accuracy is meaningless)
 
 Writes <out>/<name>.onnx and the sidecar <out>/<name>.json (source and sha256, opset, params,
@@ -20,6 +22,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import tritonkit.demo  # noqa: F401  (registers the demo archs' export builders)
+from tritonkit.cards import get_card
+from tritonkit.export import ExportResult, export_model
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="NAME|CARD.json", help="built-in card name or a card JSON file")
@@ -32,27 +38,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset for torch exports (>= 17; default 17)")
 
 
+def _flops_text(result: ExportResult) -> str:
+    if result.macs_per_image is None:
+        return f"FLOPs {result.flops_method}"
+    return (f"{result.macs_per_image / 1e9:.3f} GMACs = {result.flops_per_image / 1e9:.3f} GFLOPs "
+            f"({result.flops_method})")
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from tritonkit.cards import get_card
-    from tritonkit.export import export_model
-
     card = get_card(args.model)
+    if args.random_weights:
+        Console(stderr=True).print(
+            f"[bold red]WARNING: exporting {card.name!r} with RANDOM weights (--random-weights): every accuracy "
+            f"number measured with this model is meaningless. Use it for plumbing and timing only.[/]")
     result = export_model(card, args.out, weights=args.weights, onnx=args.onnx,
                           random_weights=args.random_weights, opset=args.opset)
     table = Table(title=f"export {card.name}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
     source = result.source
-    table.add_row("source", source["kind"] + (f" {source['file']}" if "file" in source else ""))
+    kind = "adopted ONNX" if source.get("adopted") else source["kind"]
+    table.add_row("source", kind + (f" {source['file']}" if "file" in source else ""))
     table.add_row("onnx", f"{result.onnx_path} ({result.size_mb:.2f} MB, sha256 {result.onnx_sha256[:16]}...)")
     table.add_row("sidecar", str(result.sidecar_path))
     table.add_row("opset", str(result.opset))
     table.add_row("params", f"{result.params:,}")
-    table.add_row("per image", f"{result.macs_per_image / 1e9:.3f} GMACs = {result.flops_per_image / 1e9:.3f} GFLOPs "
-                               f"({result.flops_method})")
+    table.add_row("per image", _flops_text(result))
     if result.max_abs_diff is not None:
         table.add_row("onnxruntime vs torch", f"max abs diff {result.max_abs_diff:.2e} (batch 2)")
     if result.random_weights:

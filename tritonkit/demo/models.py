@@ -96,6 +96,11 @@ class ShapesYOLO(nn.Module):
 ARCHS = {"shapes_cnn": ShapesCNN, "shapes_yolo": ShapesYOLO}
 
 
+def build_for_card(card) -> nn.Module:
+    """The export builder of the demo archs (registered by :mod:`tritonkit.demo`)."""
+    return build(card.arch, card.num_classes, card.preprocess.size)
+
+
 def build(arch: str, num_classes: int, input_size: int) -> nn.Module:
     """A fresh (randomly initialized) demo model for a card's ``demo:<name>`` arch."""
     name = arch.split(":", 1)[1] if arch.startswith("demo:") else arch

@@ -35,6 +35,8 @@ import numpy as np
 from tritonkit.cards import ModelCard, get_card
 from tritonkit.demo.shapes import DETECTION_SPLITS, read_manifest
 from tritonkit.errors import DatasetError
+from tritonkit.export import export_model, read_export_sidecar
+from tritonkit.io import sha256_file
 
 TRAIN_VERSION = 1
 DEFAULT_CACHE = Path(".cache/demo")
@@ -231,7 +233,6 @@ def _data_digest(root: Path) -> str:
 
 
 def _cached(entry: Path) -> TrainResult | None:
-    from tritonkit.export import read_sidecar, sha256_file
 
     try:
         d = json.loads((entry / RESULT_FILE).read_text())
@@ -242,7 +243,7 @@ def _cached(entry: Path) -> TrainResult | None:
         return None
     if not result.onnx_path.is_file() or not result.sidecar_path.is_file():
         return None
-    if read_sidecar(result.sidecar_path).get("onnx_sha256") != sha256_file(result.onnx_path):
+    if read_export_sidecar(result.sidecar_path).get("onnx_sha256") != sha256_file(result.onnx_path):
         return None
     return result
 
@@ -315,7 +316,6 @@ def train_classifier(data_root: str | Path, cache_dir: str | Path = DEFAULT_CACH
     from torch import nn
 
     from tritonkit.demo.models import build
-    from tritonkit.export import export_model
 
     card = card or get_card("demo_shapes")
     data_root = Path(data_root)
@@ -437,7 +437,6 @@ def train_detector(data_root: str | Path, cache_dir: str | Path = DEFAULT_CACHE,
     import torch
 
     from tritonkit.demo.models import build
-    from tritonkit.export import export_model
 
     card = card or get_card("demo_shapes_det")
     data_root = Path(data_root)

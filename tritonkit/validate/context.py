@@ -147,9 +147,9 @@ def resolve_precision(model: str, options: ValidateOptions, card: ModelCard | No
             value = ""
         if value in PRECISIONS:
             return value, str(sidecar)
-    option = (card.option("precision") or "").lower() if card else ""
+    option = (card.precision or "") if card else ""
     if option in PRECISIONS:
-        return option, "card option precision"
+        return option, "card precision"
     return "fp32", "default"
 
 
