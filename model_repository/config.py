@@ -146,10 +146,6 @@ class RepoOptions:
         if any(b < 1 for b in self.preferred_batch_sizes):
             raise ConfigError(f"preferred batch sizes must be >= 1 (got {self.preferred_batch_sizes})")
 
-    @property
-    def target_spec(self) -> Target:
-        return TARGET_TABLE[self.target]
-
 
 def pb_module():
     """Triton's ``model_config_pb2`` (tritonclient, imported on first use)."""
@@ -235,8 +231,8 @@ def _set_signature(cfg, card: ModelCard, labels: bool) -> None:
 
 
 def _set_instance_group(cfg, target: Target, count: int) -> None:
-    pb = pb_module()
-    cfg.instance_group.append(pb.ModelInstanceGroup(count=count, kind=pb.ModelInstanceGroup.Kind.Value(target.instance_kind)))
+    group = pb_module().ModelInstanceGroup
+    cfg.instance_group.append(group(count=count, kind=group.Kind.Value(target.instance_kind)))
 
 
 def _set_batching(cfg, options: RepoOptions) -> None:
@@ -253,7 +249,8 @@ def _set_batching(cfg, options: RepoOptions) -> None:
         policy.max_queue_size = qp.max_queue_size
         policy.default_timeout_microseconds = qp.timeout_us
         policy.allow_timeout_override = qp.allow_timeout_override
-        policy.timeout_action = pb_module().ModelQueuePolicy.REJECT if qp.reject_on_timeout else pb_module().ModelQueuePolicy.DELAY
+        action = pb_module().ModelQueuePolicy
+        policy.timeout_action = action.REJECT if qp.reject_on_timeout else action.DELAY
 
 
 def _set_warmup(cfg, spec: TensorSpec, max_batch_size: int) -> None:

@@ -22,7 +22,6 @@ round a letterbox scale like 0.64 and move boxes by ~1e-5 px).
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +30,7 @@ from tritonkit.cards import ModelCard, NMSProfile, TensorSpec
 from tritonkit.client import nms_math
 from tritonkit.client.nms_math import (  # noqa: F401  (re-exported: the served tensor names)
     CARD_FILE, DETECTION_OUTPUTS, GEOMETRY_FIELDS, GEOMETRY_INPUT, OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES)
+from tritonkit.io import atomic_write_bytes, atomic_write_text
 from tritonkit.model_repository.config import (
     ConfigError, RepoOptions, data_type, effective_max_batch, parse_config, pb_module)
 from tritonkit.model_repository.writer import backend_source, write_card, write_config_only, write_model
@@ -172,9 +172,9 @@ def write_postprocess_chain(card: ModelCard, repo_dir: str | Path, model: str, c
     root = Path(repo_dir) / names.postprocess
     version_dir = root / "1"
     version_dir.mkdir(parents=True, exist_ok=True)
-    (version_dir / "model.py").write_text(backend_source(chain.backend_source))
+    atomic_write_text(version_dir / "model.py", backend_source(chain.backend_source))
     for extra in chain.support_files:
-        shutil.copyfile(extra.source, version_dir / extra.name)
+        atomic_write_bytes(version_dir / extra.name, Path(extra.source).read_bytes())
     write_card(root, card)
     write_config_only(repo_dir, names.postprocess, postprocess_model_config(card, names.postprocess, chain, mbs))
     write_config_only(repo_dir, names.ensemble, chain_ensemble_config(card, names, chain, mbs))

@@ -21,12 +21,12 @@ from importlib import resources
 from pathlib import Path
 
 from tritonkit.cards import ModelCard
+from tritonkit.client.nms_math import CARD_FILE
 from tritonkit.errors import TritonkitError
 from tritonkit.io import atomic_write_text, to_json_text
 from tritonkit.model_repository.config import (
     LABELS_FILE, ORT_BACKEND_SOURCE, RepoOptions, Target, config_to_text, get_target, model_config)
 
-CARD_FILE = "card.json"
 __all__ = ["ORT_BACKEND_SOURCE", "CARD_FILE", "WrittenModel", "backend_source", "check_model_file",
            "check_onnx_against_card", "write_model", "write_config_only", "write_card"]
 

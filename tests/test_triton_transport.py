@@ -85,10 +85,12 @@ def test_contract_lives_below_the_client():
 
     assert infer.contract_mismatches is contract_mismatches  # one definition, re-exported
     card = get_card("demo_shapes")
-    meta = normalize_metadata({"name": "m", "inputs": [{"name": "input", "datatype": "FP32", "shape": ["-1", "3", "64", "64"]}],
-                               "outputs": [{"name": "logits", "datatype": "FP32", "shape": ["-1", "8"]}]})
-    cfg = normalize_config({"config": {"name": "m", "max_batch_size": 4,
-                                       "input": [{"name": "input", "data_type": "TYPE_FP32", "dims": ["3", "64", "64"]}],
-                                       "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": ["8"]}]}})
+    meta = normalize_metadata({
+        "name": "m", "inputs": [{"name": "input", "datatype": "FP32", "shape": ["-1", "3", "64", "64"]}],
+        "outputs": [{"name": "logits", "datatype": "FP32", "shape": ["-1", "8"]}]})
+    cfg = normalize_config({"config": {
+        "name": "m", "max_batch_size": 4,
+        "input": [{"name": "input", "data_type": "TYPE_FP32", "dims": ["3", "64", "64"]}],
+        "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": ["8"]}]}})
     assert contract_mismatches(card, meta, cfg, 4) == []
     assert contract_mismatches(card, meta, cfg, 8) == ["max_batch_size 4 < batch size 8"]
