@@ -27,7 +27,6 @@ machine load.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -35,235 +34,15 @@ import numpy as np
 from tritonkit.cards import ModelCard, NMSProfile
 from tritonkit.client.preprocess import Geometry
 
-# YOLOv5 keeps at most this many candidates (highest scores) before NMS.
-MAX_NMS_CANDIDATES = 30000
-GEOMETRY_FIELDS = ("orig_h", "orig_w", "scale_x", "scale_y", "pad_x", "pad_y")
-
-
-@dataclass(frozen=True, eq=False)
-class Detections:
-    """Boxes ``[K, 4]`` (x1, y1, x2, y2, float32), scores ``[K]`` (float32), class indices ``[K]``
-    (int64, 0-based into the card's labels), in decreasing score order after NMS."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
-
-    def __post_init__(self) -> None:
-        n = len(self.scores)
-        if self.boxes.shape != (n, 4) or self.classes.shape != (n,):
-            raise ValueError(f"Detections: boxes {self.boxes.shape}, scores ({n},), classes "
-                             f"{self.classes.shape} do not agree")
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    @classmethod
-    def create(cls, boxes, scores, classes) -> "Detections":
-        return cls(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1),
-                   np.asarray(classes, np.int64).reshape(-1))
-
-    @classmethod
-    def empty(cls) -> "Detections":
-        return cls.create(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
-
-    def select(self, index) -> "Detections":
-        return Detections(self.boxes[index], self.scores[index], self.classes[index])
-
-
-# -- box math ----------------------------------------------------------------------------
-
-def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
-    """Center x, y, width, height -> x1, y1, x2, y2 (any leading shape)."""
-    xywh = np.asarray(xywh)
-    half = xywh[..., 2:4] / 2
-    return np.concatenate([xywh[..., 0:2] - half, xywh[..., 0:2] + half], axis=-1)
-
-
-def xyxy_to_xywh(xyxy: np.ndarray) -> np.ndarray:
-    """x1, y1, x2, y2 -> top-left x, y, width, height (the COCO ``bbox`` layout)."""
-    xyxy = np.asarray(xyxy)
-    return np.concatenate([xyxy[..., 0:2], xyxy[..., 2:4] - xyxy[..., 0:2]], axis=-1)
-
-
-def box_area(boxes: np.ndarray) -> np.ndarray:
-    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU ``[len(a), len(b)]`` of xyxy boxes."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-# -- NMS ---------------------------------------------------------------------------------
-
-# Up to this many candidates the whole IoU matrix is computed at once (measured faster below
-# ~500 boxes on CPU: the per-box Python loop dominates there); above it, the loop of
-# one-vs-rest IoUs, which touches far less memory.
-NMS_MATRIX_MAX = 512
-
-
-def _greedy_nms_matrix(x1, y1, x2, y2, areas, order, iou_threshold, limit) -> list:
-    """Greedy suppression over ``order`` from the full pairwise IoU matrix (small inputs)."""
-    bx1, by1, bx2, by2, ar = x1[order], y1[order], x2[order], y2[order], areas[order]
-    w = np.minimum(bx2[:, None], bx2[None, :]) - np.maximum(bx1[:, None], bx1[None, :])
-    h = np.minimum(by2[:, None], by2[None, :]) - np.maximum(by1[:, None], by1[None, :])
-    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        over = inter / (ar[:, None] + ar[None, :] - inter) > iou_threshold
-    suppressed = np.zeros(len(order), bool)
-    keep = []
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        keep.append(order[i])
-        if len(keep) >= limit:
-            break
-        suppressed |= over[i]  # marks lower-scoring overlaps (and i itself, already passed)
-    return keep
-
-
-def _greedy_nms(x1, y1, x2, y2, areas, order, iou_threshold, limit) -> list:
-    """Greedy suppression over ``order`` (indices, best first); stops after ``limit`` kept."""
-    if len(order) <= NMS_MATRIX_MAX:
-        return _greedy_nms_matrix(x1, y1, x2, y2, areas, order, iou_threshold, limit)
-    keep = []
-    while order.size and len(keep) < limit:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        w = np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])
-        h = np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])
-        inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            iou = inter / (areas[i] + areas[rest] - inter)
-        # NaN (two empty boxes) compares False: degenerate boxes never suppress
-        order = rest[~(iou > iou_threshold)]
-    return keep
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
-        max_keep: int | None = None) -> np.ndarray:
-    """Greedy NMS. Returns kept indices (int64) in decreasing score order.
-
-    A box is dropped when its IoU with a higher-scoring kept box is above ``iou_threshold``
-    (torchvision's rule; ties in score keep the input order). With ``max_keep`` only the first
-    ``max_keep`` kept boxes are wanted, so the work is done on a prefix of the score order that
-    grows until it yields that many: a box's fate depends only on higher-scoring boxes, so this
-    equals truncating the full result (``tests/test_detection.py`` checks it against
-    torchvision), and it is several times faster when there are thousands of candidates.
-    """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    scores = np.asarray(scores).reshape(-1)
-    if len(scores) != len(boxes):
-        raise ValueError(f"nms: {len(boxes)} boxes but {len(scores)} scores")
-    if len(boxes) == 0:
-        return np.zeros(0, np.int64)
-    limit = len(boxes) if max_keep is None else max_keep
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
-    order = np.argsort(-scores, kind="stable")
-    prefix = max(4 * limit, 1024)
-    while True:
-        keep = _greedy_nms(x1, y1, x2, y2, areas, order[:prefix], iou_threshold, limit)
-        if len(keep) >= limit or prefix >= len(order):
-            return np.asarray(keep, np.int64)
-        prefix *= 4
-
-
-def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,
-                max_detections: int | None = None) -> np.ndarray:
-    """Class-aware NMS: boxes only suppress boxes of the same class.
-
-    Uses the coordinate-offset trick of ``torchvision.ops.batched_nms``, with the offset
-    ``class * (max coordinate - min(min coordinate, 0) + 1)``: torchvision's ``max + 1`` when
-    no coordinate is negative, and still a true separation for boxes that stick out of the
-    image (decoded YOLO boxes often have negative corners; with ``max + 1`` a box of one class
-    can then overlap a shifted box of the next class and suppress it).
-    Boxes of different classes never overlap and one NMS pass does all classes. Returns kept
-    indices in decreasing score order, at most ``max_detections``.
-    """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    classes = np.asarray(classes).reshape(-1)
-    if len(classes) != len(boxes):
-        raise ValueError(f"batched_nms: {len(boxes)} boxes but {len(classes)} class ids")
-    if len(boxes) == 0:
-        return np.zeros(0, np.int64)
-    offsets = classes.astype(np.float64) * (boxes.max() - min(boxes.min(), 0.0) + 1.0)
-    return nms(boxes + offsets[:, None], scores, iou_threshold, max_keep=max_detections)
-
-
-# -- decoding ----------------------------------------------------------------------------
-
-def decode_yolo(output: np.ndarray, conf_threshold: float, multi_label: bool = False) -> Detections:
-    """Candidates from one image's ultralytics output ``[boxes, 5 + C]`` (input pixels).
-
-    ``score = objectness * class score``; rows whose objectness is not above the threshold are
-    dropped first. Without ``multi_label`` each box keeps its best class; with it, one
-    candidate per (box, class) pair whose score is above the threshold, in box-then-class
-    order (YOLOv5's ``(x[:, 5:] > conf_thres).nonzero()``), so one box can be detected as
-    several classes; the class-aware NMS then treats each class separately.
-    """
-    out = np.asarray(output)
-    if out.ndim != 2 or out.shape[1] < 6:
-        raise ValueError(f"decode_yolo: expected [boxes, 5 + classes], got shape {out.shape}")
-    out = out[out[:, 4] > conf_threshold]
-    cls_scores = out[:, 5:] * out[:, 4:5]
-    boxes = xywh_to_xyxy(out[:, :4])
-    if multi_label:
-        rows, cls = np.nonzero(cls_scores > conf_threshold)
-        return Detections.create(boxes[rows], cls_scores[rows, cls], cls)
-    cls = cls_scores.argmax(axis=1)
-    best = cls_scores[np.arange(len(cls)), cls]
-    keep = best > conf_threshold
-    return Detections.create(boxes[keep], best[keep], cls[keep])
-
-
-def decode_ssd(boxes_norm_xyxy: np.ndarray, scores: np.ndarray, input_size: int | tuple[int, int],
-               conf_threshold: float, background_index: int | None = 0) -> Detections:
-    """Per-class candidates from one image's SSD outputs.
-
-    ``boxes_norm_xyxy`` is ``[anchors, 4]`` in [0, 1]; ``scores`` is ``[anchors, classes (+1)]``
-    (softmax). The ``background_index`` column (None: there is none) is skipped and class
-    indices are renumbered to the remaining columns. ``input_size`` is the model input side,
-    or ``(height, width)``.
-    """
-    b = np.asarray(boxes_norm_xyxy, np.float32).reshape(-1, 4)
-    s = np.asarray(scores, np.float32)
-    if s.ndim != 2 or len(s) != len(b):
-        raise ValueError(f"decode_ssd: boxes {b.shape} and scores {s.shape} disagree")
-    if background_index is not None:
-        if not 0 <= background_index < s.shape[1]:
-            raise ValueError(f"decode_ssd: background index {background_index} outside {s.shape[1]} score columns")
-        s = np.delete(s, background_index, axis=1)
-    h, w = (input_size, input_size) if np.isscalar(input_size) else input_size
-    rows, cls = np.nonzero(s > conf_threshold)
-    scale = np.array([w, h, w, h], np.float32)
-    return Detections.create(b[rows] * scale, s[rows, cls], cls)
+# The pure math lives in nms_math (numpy only: the server-side NMS model runs it too).
+from tritonkit.client.nms_math import (  # noqa: F401  (re-exported)
+    CARD_FILE, DETECTION_OUTPUTS, GEOMETRY_FIELDS, GEOMETRY_INPUT, MAX_NMS_CANDIDATES, NMS_MATRIX_MAX, OUT_BOXES,
+    OUT_CLASSES, OUT_COUNT, OUT_SCORES, Detections, PaddedDetections, apply_nms, batched_nms, box_area, box_iou,
+    corner_to_center,
+    decode_ssd, decode_yolo, nms, pad_detections, unpad_detections, xywh_to_xyxy, xyxy_to_xywh)
 
 
 # -- full postprocess --------------------------------------------------------------------
-
-def apply_nms(candidates: Detections, profile: NMSProfile,
-              max_candidates: int = MAX_NMS_CANDIDATES) -> Detections:
-    """NMS of decoded candidates with a card's profile (class-aware unless ``class_agnostic``)."""
-    if len(candidates) > max_candidates:
-        top = np.argsort(-candidates.scores, kind="stable")[:max_candidates]
-        candidates = candidates.select(top)
-    if profile.class_agnostic:
-        keep = nms(candidates.boxes, candidates.scores, profile.iou_threshold, profile.max_detections)
-    else:
-        keep = batched_nms(candidates.boxes, candidates.scores, candidates.classes,
-                           profile.iou_threshold, profile.max_detections)
-    return candidates.select(keep)
-
 
 def to_original(dets: Detections, geometry: Geometry | None) -> Detections:
     """Boxes mapped from model-input pixels to the original image (clipped); ``None`` keeps them."""
@@ -306,8 +85,7 @@ def postprocess_card(card: ModelCard, outputs: Mapping[str, np.ndarray], geometr
     if pp.kind == "yolo":
         output = outputs[card.outputs[0].name]
         if pp.box_coding == "corner":  # x1, y1, x2, y2 -> the cx, cy, w, h decode_yolo reads
-            output = np.concatenate([(output[..., 0:2] + output[..., 2:4]) / 2,
-                                     output[..., 2:4] - output[..., 0:2], output[..., 4:]], axis=-1)
+            output = corner_to_center(output)
         return postprocess_yolo(output, geometry, profile, multi_label=pp.multi_label)
     if pp.kind == "ssd":
         boxes, scores = (outputs[o.name] for o in card.outputs[:2])
@@ -327,28 +105,3 @@ def geometry_from_array(values: np.ndarray) -> Geometry:
     if v.shape != (6,):
         raise ValueError(f"geometry vector needs 6 values {GEOMETRY_FIELDS}, got {v.shape[0]}")
     return Geometry(int(round(v[0])), int(round(v[1])), float(v[2]), float(v[3]), float(v[4]), float(v[5]))
-
-
-@dataclass(frozen=True, eq=False)
-class PaddedDetections:
-    """Detections padded to a fixed count (what a server model returns): boxes ``[M, 4]``,
-    scores ``[M]``, classes ``[M]`` (int32, -1 in padding) and ``count`` valid rows."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
-    count: int
-
-
-def pad_detections(dets: Detections, max_detections: int) -> PaddedDetections:
-    n = min(len(dets), max_detections)
-    boxes = np.zeros((max_detections, 4), np.float32)
-    scores = np.zeros(max_detections, np.float32)
-    classes = np.full(max_detections, -1, np.int32)
-    boxes[:n], scores[:n], classes[:n] = dets.boxes[:n], dets.scores[:n], dets.classes[:n]
-    return PaddedDetections(boxes, scores, classes, n)
-
-
-def unpad_detections(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, count: int) -> Detections:
-    n = int(np.asarray(count).reshape(-1)[0])
-    return Detections.create(boxes[:n], scores[:n], classes[:n])

@@ -34,15 +34,15 @@ import uuid
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from tritonkit.cards import ModelCard
-from tritonkit.errors import ServerError, ToolMissingError
-
-PROTOCOLS = ("grpc", "http")
-DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
+from tritonkit.contract import contract_mismatches, normalize_config, normalize_metadata  # noqa: F401
+from tritonkit.errors import ServerError
+from tritonkit.triton import (  # noqa: F401  (PROTOCOLS, DEFAULT_PORTS re-exported)
+    DEFAULT_PORTS, PROTOCOLS, call_kwargs, client_module, make_client, one_line, shm_module, translate_errors)
 
 
 @dataclass(frozen=True)
@@ -98,72 +98,6 @@ def is_retryable(exc: BaseException) -> bool:
     return False
 
 
-def _dims(values) -> tuple[int, ...]:
-    return tuple(int(v) for v in (values or ()))
-
-
-def normalize_metadata(raw: Mapping[str, Any]) -> dict:
-    """Model metadata (gRPC ``as_json`` dict with int64 as strings, or HTTP dict) -> plain ints."""
-    def tensors(key: str) -> dict:
-        return {t["name"]: {"datatype": t.get("datatype", ""), "shape": _dims(t.get("shape"))}
-                for t in raw.get(key, ())}
-    return {"name": raw.get("name", ""), "inputs": tensors("inputs"), "outputs": tensors("outputs")}
-
-
-def normalize_config(raw: Mapping[str, Any]) -> dict:
-    """Model config (gRPC ``{"config": ...}`` or HTTP dict) -> ``max_batch_size`` and tensors.
-
-    Protobuf JSON omits zero values, so a missing ``max_batch_size`` means 0 (no batching).
-    """
-    cfg = raw.get("config", raw)
-
-    def tensors(key: str) -> dict:
-        return {t["name"]: {"datatype": str(t.get("data_type", "")).removeprefix("TYPE_"),
-                            "dims": _dims(t.get("dims"))} for t in cfg.get(key, ())}
-    return {"name": cfg.get("name", ""), "max_batch_size": int(cfg.get("max_batch_size", 0) or 0),
-            "inputs": tensors("input"), "outputs": tensors("output")}
-
-
-def _dims_match(served: tuple[int, ...], card: tuple[int, ...]) -> bool:
-    return len(served) == len(card) and all(a == -1 or b == -1 or a == b for a, b in zip(served, card))
-
-
-def contract_mismatches(card: ModelCard, metadata: Mapping, config: Mapping, batch_size: int) -> list[str]:
-    """Every way the served model (normalized metadata and config) disagrees with ``card``.
-
-    Pure. Checks the card's input and outputs exist with the same datatype and per-sample dims
-    (metadata shapes carry a leading -1 batch axis when the model batches), and that
-    ``max_batch_size`` allows ``batch_size``.
-    """
-    problems: list[str] = []
-    mbs = int(config["max_batch_size"])
-    if mbs == 0:
-        problems.append("max_batch_size is 0 (the model does not batch); the client sends batched inputs")
-    elif mbs < batch_size:
-        problems.append(f"max_batch_size {mbs} < batch size {batch_size}")
-    for kind, specs in (("input", (card.input,)), ("output", card.outputs)):
-        served_meta = metadata[f"{kind}s"]
-        served_cfg = config[f"{kind}s"]
-        for spec in specs:
-            meta = served_meta.get(spec.name)
-            if meta is None:
-                problems.append(f"{kind} {spec.name!r} not served (server has {sorted(served_meta)})")
-                continue
-            if meta["datatype"] != spec.dtype:
-                problems.append(f"{kind} {spec.name!r} datatype {meta['datatype']} != card {spec.dtype}")
-            shape = meta["shape"][1:] if mbs > 0 else meta["shape"]
-            cfg = served_cfg.get(spec.name)
-            if not _dims_match(shape, spec.dims):
-                problems.append(f"{kind} {spec.name!r} shape {list(meta['shape'])} != card "
-                                f"[{'-1, ' if mbs > 0 else ''}{', '.join(map(str, spec.dims))}]")
-            elif cfg is not None and cfg["dims"] and not _dims_match(cfg["dims"], spec.dims):
-                problems.append(f"{kind} {spec.name!r} config dims {list(cfg['dims'])} != card {list(spec.dims)}")
-    extra = sorted(set(metadata["inputs"]) - {card.input.name})
-    if extra:
-        problems.append(f"server expects extra inputs {extra} the card does not describe")
-    return problems
-
-
 # ---------------------------------------------------------------------- shared memory
 @dataclass
 class _ShmRegion:
@@ -177,7 +111,7 @@ def _cleanup_regions(client_factory, regions: list[_ShmRegion]) -> None:
     """Unregister from the server (best effort) and destroy local regions. Idempotent."""
     if not regions:
         return
-    shm = _shm_module()
+    shm = shm_module()
     try:
         client = client_factory()
         for r in regions:
@@ -217,14 +151,7 @@ class TritonInfer:
     # -- connection ---------------------------------------------------------------
     def _new_client(self):
         o = self.options
-        if o.protocol == "grpc":
-            import tritonclient.grpc as grpcclient
-
-            return grpcclient.InferenceServerClient(o.address)
-        import tritonclient.http as httpclient
-
-        return httpclient.InferenceServerClient(o.address, connection_timeout=o.connect_timeout_s,
-                                                network_timeout=o.timeout_s)
+        return make_client(o.protocol, o.address, o.timeout_s, connect_timeout_s=o.connect_timeout_s)
 
     def _thread_client(self):
         client = getattr(self._local, "client", None)
@@ -236,21 +163,15 @@ class TritonInfer:
         """Connect, check live/ready and the model contract; set up shared memory if asked."""
         o = self.options
         where = f"{o.protocol} {o.address}"
-        try:
-            self._client = self._new_client()
-        except Exception as exc:  # noqa: BLE001 - bad URL strings raise various errors
-            raise ServerError(f"cannot create a {o.protocol} client for {o.address!r}: {exc}") from None
-        try:
-            live = self._client.is_server_live(**self._timeout_kw(o.connect_timeout_s))
-            ready = live and self._client.is_server_ready(**self._timeout_kw(o.connect_timeout_s))
-        except Exception as exc:  # noqa: BLE001 - unreachable shows up as many exception types
-            raise ServerError(f"Triton server at {where} is unreachable ({_one_line(exc)})") from None
+        self._client = self._new_client()
+        bound = call_kwargs(o.protocol, o.connect_timeout_s)
+        with translate_errors("is_server_live", context=f"Triton server at {where} is unreachable"):
+            live = self._client.is_server_live(**bound)
+            ready = live and self._client.is_server_ready(**bound)
         if not live or not ready:
             raise ServerError(f"Triton server at {where} is {'not live' if not live else 'live but not ready'}")
-        try:
+        with translate_errors("is_model_ready", context=f"{where}: cannot query model {self.model_name!r}"):
             model_ready = self._client.is_model_ready(self.model_name, o.model_version)
-        except Exception as exc:  # noqa: BLE001
-            raise ServerError(f"{where}: cannot query model {self.model_name!r} ({_one_line(exc)})") from None
         if not model_ready:
             raise ServerError(f"{where}: model {self.model_name!r} is not ready (not in the repository, "
                               f"or failed to load; check the server log)")
@@ -261,22 +182,14 @@ class TritonInfer:
             self._http_pool = ThreadPoolExecutor(o.in_flight, thread_name_prefix="triton-http")
         return self
 
-    def _timeout_kw(self, seconds: float) -> dict:
-        return {"client_timeout": seconds} if self.options.protocol == "grpc" else {}
-
     def served_model(self) -> tuple[dict, dict]:
         """``(metadata, config)`` of the served model, normalized."""
         o = self.options
-        try:
-            if o.protocol == "grpc":
-                meta = self._client.get_model_metadata(self.model_name, o.model_version, as_json=True)
-                cfg = self._client.get_model_config(self.model_name, o.model_version, as_json=True)
-            else:
-                meta = self._client.get_model_metadata(self.model_name, o.model_version)
-                cfg = self._client.get_model_config(self.model_name, o.model_version)
-        except Exception as exc:  # noqa: BLE001
-            raise ServerError(f"{o.address}: cannot read metadata/config of {self.model_name!r} "
-                              f"({_one_line(exc)})") from None
+        as_json = {"as_json": True} if o.protocol == "grpc" else {}
+        with translate_errors("get_model_metadata/get_model_config",
+                              context=f"{o.address}: cannot read metadata/config of {self.model_name!r}"):
+            meta = self._client.get_model_metadata(self.model_name, o.model_version, **as_json)
+            cfg = self._client.get_model_config(self.model_name, o.model_version, **as_json)
         return normalize_metadata(meta), normalize_config(cfg)
 
     def check_contract(self, batch_size: int) -> None:
@@ -288,7 +201,7 @@ class TritonInfer:
 
     # -- shared memory ------------------------------------------------------------
     def _setup_shm(self) -> None:
-        shm = _shm_module()
+        shm = shm_module()
 
         specs = [("in", self.card.input)] + [("out", s) for s in self.card.outputs]
         if any(d < 0 for _, s in specs for d in s.dims):
@@ -314,12 +227,12 @@ class TritonInfer:
         except Exception as exc:  # noqa: BLE001
             self._finalizer()
             raise ServerError(f"{self.options.address}: cannot set up system shared memory "
-                              f"({_one_line(exc)}); the server must run on this host") from None
+                              f"({one_line(exc)}); the server must run on this host") from None
 
     # -- requests -----------------------------------------------------------------
     def _request(self, batch: np.ndarray, slot: int | None):
         o = self.options
-        mod = _client_module(o.protocol)
+        mod = client_module(o.protocol)
         spec = self.card.input
         inp = mod.InferInput(spec.name, list(batch.shape), spec.dtype)
         outs = [mod.InferRequestedOutput(s.name) for s in self.card.outputs] if o.protocol == "grpc" else \
@@ -327,8 +240,7 @@ class TritonInfer:
         if slot is None:
             inp.set_data_from_numpy(np.ascontiguousarray(batch, dtype=spec.numpy_dtype))
         else:
-            shm = _shm_module()
-
+            shm = shm_module()
             regions = self._slot_regions[slot]
             data = np.ascontiguousarray(batch, dtype=spec.numpy_dtype)
             shm.set_shared_memory_region(regions[spec.name].handle, [data])
@@ -342,8 +254,7 @@ class TritonInfer:
     def _outputs(self, result, slot: int | None) -> dict[str, np.ndarray]:
         if slot is None:
             return {s.name: result.as_numpy(s.name) for s in self.card.outputs}
-        shm = _shm_module()
-
+        shm = shm_module()
         arrays = {}
         for s in self.card.outputs:
             out = result.get_output(s.name)
@@ -362,7 +273,7 @@ class TritonInfer:
     def _failure(self, exc: BaseException, attempts: int) -> ServerError:
         what = f"after {attempts} attempts" if attempts > 1 else "request failed"
         return ServerError(f"{self.options.protocol} {self.options.address} model {self.model_name!r}: "
-                           f"inference {what}: {_one_line(exc)}")
+                           f"inference {what}: {one_line(exc)}")
 
     def submit(self, batch: np.ndarray) -> "Future[dict[str, np.ndarray]]":
         """Send one batch (first axis = batch); the future resolves to the outputs."""
@@ -454,30 +365,3 @@ class TritonInfer:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _shm_module():
-    """``tritonclient.utils.shared_memory`` (it imports ``pkg_resources``, i.e. setuptools < 81)."""
-    import warnings
-
-    try:
-        with warnings.catch_warnings():  # its own pkg_resources deprecation notice, not ours to act on
-            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-            import tritonclient.utils.shared_memory as shm
-    except ImportError as exc:
-        raise ToolMissingError(f"--shm needs tritonclient.utils.shared_memory, which failed to import "
-                               f"({exc}); it needs pkg_resources: pip install 'setuptools<81'") from None
-    return shm
-
-
-def _client_module(protocol: str):
-    if protocol == "grpc":
-        import tritonclient.grpc as mod
-    else:
-        import tritonclient.http as mod
-    return mod
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())[:300]

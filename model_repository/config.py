@@ -17,24 +17,90 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Mapping
 
+from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard, TensorSpec
 from tritonkit.errors import TritonkitError
 
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import model_config_pb2
 
-TARGETS = ("cpu", "onnxruntime", "gpu")
-MODEL_FILES = {"cpu": "model.onnx", "onnxruntime": "model.onnx", "gpu": "model.plan"}
+_model_config_pb2 = lazy_import("tritonclient.grpc.model_config_pb2")
+_text_format = lazy_import("google.protobuf.text_format")
+_json_format = lazy_import("google.protobuf.json_format")
+
 LABELS_FILE = "labels.txt"
 # The card a model was made from, embedded in its config so a remote client (validate) can
 # check the served contract against it without access to the repository's files.
 CARD_PARAMETER = "tritonkit_card"
+ORT_BACKEND_SOURCE = "ort_model.py"
 
 
 class ConfigError(TritonkitError):
     """Repository options that cannot make a valid config."""
+
+
+def _ort_python_parameters(options: "RepoOptions") -> dict[str, str]:
+    """cpu target: what the python backend's onnxruntime session reads (backends/ort_model.py)."""
+    return {"onnx_file": "model.onnx", "intra_op_threads": str(options.intra_op_threads),
+            "allow_spinning": "1" if options.ort_spinning else "0"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """How one serving target lays out and configures a model.
+
+    Exactly one of ``backend`` (a Triton backend name) and ``platform`` is set.
+    ``backend_files`` are ``(file name in the version folder, source in model_repository/backends)``;
+    ``sidecar_suffix``: a file ``<model file><suffix>`` beside the source model file is copied
+    along as ``<model_file><suffix>`` when it exists (the plan's build record).
+    """
+
+    name: str
+    model_file: str
+    instance_kind: str                     # ModelInstanceGroup.Kind name: KIND_CPU, KIND_GPU
+    accepts_suffixes: tuple[str, ...]
+    backend: str = ""
+    platform: str = ""
+    backend_files: tuple[tuple[str, str], ...] = ()
+    sidecar_suffix: str | None = None
+    checks_onnx: bool = False
+    parameters: Callable[["RepoOptions"], Mapping[str, str]] | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.backend) == bool(self.platform):
+            raise ConfigError(f"target {self.name!r}: set exactly one of backend and platform")
+        if self.instance_kind not in ("KIND_CPU", "KIND_GPU", "KIND_AUTO", "KIND_MODEL"):
+            raise ConfigError(f"target {self.name!r}: instance_kind {self.instance_kind!r} is not a Triton kind")
+        if not self.accepts_suffixes:
+            raise ConfigError(f"target {self.name!r}: accepts_suffixes must not be empty")
+
+    def accepts(self, suffix: str) -> bool:
+        return suffix.lower() in self.accepts_suffixes
+
+
+TARGET_TABLE: dict[str, Target] = {t.name: t for t in (
+    Target(name="cpu", backend="python", model_file="model.onnx", instance_kind="KIND_CPU",
+           accepts_suffixes=(".onnx",), backend_files=(("model.py", ORT_BACKEND_SOURCE),), checks_onnx=True,
+           parameters=_ort_python_parameters,
+           description="python backend running onnxruntime (the bundled local server)"),
+    Target(name="onnxruntime", platform="onnxruntime_onnx", model_file="model.onnx", instance_kind="KIND_GPU",
+           accepts_suffixes=(".onnx",), checks_onnx=True,
+           description="Triton's ONNX Runtime backend in NVIDIA's container"),
+    Target(name="gpu", platform="tensorrt_plan", model_file="model.plan", instance_kind="KIND_GPU",
+           accepts_suffixes=(".plan", ".engine"), sidecar_suffix=".json",
+           description="a TensorRT plan built by tritonkit build"),
+)}
+TARGETS = tuple(TARGET_TABLE)
+
+
+def get_target(name: str) -> Target:
+    try:
+        return TARGET_TABLE[name]
+    except KeyError:
+        raise ConfigError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}") from None
 
 
 @dataclass(frozen=True)
@@ -70,8 +136,7 @@ class RepoOptions:
     parameters: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ConfigError(f"unknown target {self.target!r}; choose one of {', '.join(TARGETS)}")
+        get_target(self.target)  # raises for an unknown one
         if self.instances < 1:
             raise ConfigError(f"instances must be >= 1 (got {self.instances})")
         if self.max_queue_delay_us < 0:
@@ -82,30 +147,29 @@ class RepoOptions:
             raise ConfigError(f"preferred batch sizes must be >= 1 (got {self.preferred_batch_sizes})")
 
 
-def _pb():
-    from tritonclient.grpc import model_config_pb2
-
-    return model_config_pb2
+def pb_module():
+    """Triton's ``model_config_pb2`` (tritonclient, imported on first use)."""
+    return _model_config_pb2.load()
 
 
 def data_type(dtype: str) -> int:
     """Card dtype name ('FP32') -> the ``DataType`` enum value (TYPE_FP32)."""
-    return _pb().DataType.Value(f"TYPE_{dtype}")
+    return pb_module().DataType.Value(f"TYPE_{dtype}")
 
 
 def dtype_name(value: int) -> str:
     """``DataType`` enum value -> card dtype name ('FP32')."""
-    return _pb().DataType.Name(value).removeprefix("TYPE_")
+    return pb_module().DataType.Name(value).removeprefix("TYPE_")
 
 
 def _input(spec: TensorSpec, layout: str):
-    pb = _pb()
+    pb = pb_module()
     fmt = pb.ModelInput.FORMAT_NCHW if layout == "NCHW" else pb.ModelInput.FORMAT_NHWC
     return pb.ModelInput(name=spec.name, data_type=data_type(spec.dtype), format=fmt, dims=list(spec.dims))
 
 
 def _output(spec: TensorSpec, label_file: str | None):
-    out = _pb().ModelOutput(name=spec.name, data_type=data_type(spec.dtype), dims=list(spec.dims))
+    out = pb_module().ModelOutput(name=spec.name, data_type=data_type(spec.dtype), dims=list(spec.dims))
     if label_file:
         out.label_filename = label_file
     return out
@@ -124,80 +188,95 @@ def effective_max_batch(card: ModelCard, options: RepoOptions) -> int:
 
 
 def model_config(card: ModelCard, options: RepoOptions = RepoOptions()) -> "model_config_pb2.ModelConfig":
-    """The ``ModelConfig`` message that serves ``card`` on ``options.target``."""
-    pb = _pb()
+    """The ``ModelConfig`` message that serves ``card`` on ``options.target``.
+
+    Built section by section (as pytriton's ``ModelConfigGenerator``): platform/backend and
+    parameters, signature, instance group and version, batching, warmup.
+    """
+    target = get_target(options.target)
     mbs = effective_max_batch(card, options)
-    cfg = pb.ModelConfig(name=options.name or card.name, max_batch_size=mbs)
-    if options.target == "cpu":
-        cfg.backend = "python"
-        cfg.parameters["onnx_file"].string_value = MODEL_FILES["cpu"]
-        cfg.parameters["intra_op_threads"].string_value = str(options.intra_op_threads)
-        cfg.parameters["allow_spinning"].string_value = "1" if options.ort_spinning else "0"
-        kind = pb.ModelInstanceGroup.KIND_CPU
-    elif options.target == "onnxruntime":
-        cfg.platform = "onnxruntime_onnx"
-        cfg.default_model_filename = MODEL_FILES["onnxruntime"]
-        kind = pb.ModelInstanceGroup.KIND_GPU
-    else:
-        cfg.platform = "tensorrt_plan"
-        cfg.default_model_filename = MODEL_FILES["gpu"]
-        kind = pb.ModelInstanceGroup.KIND_GPU
-    for key, value in options.parameters:
-        cfg.parameters[key].string_value = value
-    cfg.parameters[CARD_PARAMETER].string_value = json.dumps(card.to_dict(), separators=(",", ":"))
-
-    cfg.input.append(_input(card.input, card.preprocess.layout))
-    with_labels = options.labels and card.task == "classify"
-    for i, out in enumerate(card.outputs):
-        cfg.output.append(_output(out, LABELS_FILE if (with_labels and i == 0) else None))
-
-    cfg.instance_group.append(pb.ModelInstanceGroup(count=options.instances, kind=kind))
+    cfg = pb_module().ModelConfig(name=options.name or card.name, max_batch_size=mbs)
+    _set_platform(cfg, target)
+    _set_parameters(cfg, card, options, target)
+    _set_signature(cfg, card, labels=options.labels and card.task == "classify")
+    _set_instance_group(cfg, target, options.instances)
     cfg.version_policy.specific.versions.append(options.version)
-
-    if options.dynamic_batching:
-        db = cfg.dynamic_batching
-        db.max_queue_delay_microseconds = options.max_queue_delay_us
-        db.preferred_batch_size.extend(options.preferred_batch_sizes)
-        if options.queue_policy is not None:
-            qp = options.queue_policy
-            db.default_queue_policy.max_queue_size = qp.max_queue_size
-            db.default_queue_policy.default_timeout_microseconds = qp.timeout_us
-            db.default_queue_policy.allow_timeout_override = qp.allow_timeout_override
-            db.default_queue_policy.timeout_action = (
-                pb.ModelQueuePolicy.REJECT if qp.reject_on_timeout else pb.ModelQueuePolicy.DELAY)
-    elif options.queue_policy is not None:
-        raise ConfigError("a queue policy needs dynamic batching")
-
+    _set_batching(cfg, options)
     if options.warmup:
-        for bs in sorted({1, mbs}):
-            w = pb.ModelWarmup(name=f"zeros_bs{bs}", batch_size=bs)
-            w.inputs[card.input.name].data_type = data_type(card.input.dtype)
-            w.inputs[card.input.name].dims.extend(card.input.dims)
-            w.inputs[card.input.name].zero_data = True
-            cfg.model_warmup.append(w)
+        _set_warmup(cfg, card.input, mbs)
     return cfg
 
 
-def config_to_text(cfg: "model_config_pb2.ModelConfig") -> str:
-    from google.protobuf import text_format
+def _set_platform(cfg, target: Target) -> None:
+    if target.backend:
+        cfg.backend = target.backend
+    else:
+        cfg.platform = target.platform
+        cfg.default_model_filename = target.model_file
 
-    return text_format.MessageToString(cfg)
+
+def _set_parameters(cfg, card: ModelCard, options: RepoOptions, target: Target) -> None:
+    """The target's own parameters, then the user's, then the embedded card."""
+    values = dict(target.parameters(options)) if target.parameters else {}
+    values.update(options.parameters)
+    values[CARD_PARAMETER] = json.dumps(card.to_dict(), separators=(",", ":"))
+    for key, value in values.items():
+        cfg.parameters[key].string_value = value
+
+
+def _set_signature(cfg, card: ModelCard, labels: bool) -> None:
+    cfg.input.append(_input(card.input, card.preprocess.layout))
+    for i, out in enumerate(card.outputs):
+        cfg.output.append(_output(out, LABELS_FILE if (labels and i == 0) else None))
+
+
+def _set_instance_group(cfg, target: Target, count: int) -> None:
+    group = pb_module().ModelInstanceGroup
+    cfg.instance_group.append(group(count=count, kind=group.Kind.Value(target.instance_kind)))
+
+
+def _set_batching(cfg, options: RepoOptions) -> None:
+    if not options.dynamic_batching:
+        if options.queue_policy is not None:
+            raise ConfigError("a queue policy needs dynamic batching")
+        return
+    db = cfg.dynamic_batching
+    db.max_queue_delay_microseconds = options.max_queue_delay_us
+    db.preferred_batch_size.extend(options.preferred_batch_sizes)
+    if options.queue_policy is not None:
+        qp = options.queue_policy
+        policy = db.default_queue_policy
+        policy.max_queue_size = qp.max_queue_size
+        policy.default_timeout_microseconds = qp.timeout_us
+        policy.allow_timeout_override = qp.allow_timeout_override
+        action = pb_module().ModelQueuePolicy
+        policy.timeout_action = action.REJECT if qp.reject_on_timeout else action.DELAY
+
+
+def _set_warmup(cfg, spec: TensorSpec, max_batch_size: int) -> None:
+    """Zero-filled warmup requests at batch 1 and at the max batch."""
+    for bs in sorted({1, max_batch_size}):
+        w = pb_module().ModelWarmup(name=f"zeros_bs{bs}", batch_size=bs)
+        w.inputs[spec.name].data_type = data_type(spec.dtype)
+        w.inputs[spec.name].dims.extend(spec.dims)
+        w.inputs[spec.name].zero_data = True
+        cfg.model_warmup.append(w)
+
+
+def config_to_text(cfg: "model_config_pb2.ModelConfig") -> str:
+    return _text_format.MessageToString(cfg)
 
 
 def parse_config(text: str, source: str = "config.pbtxt") -> "model_config_pb2.ModelConfig":
     """Parse config.pbtxt text into a ``ModelConfig``; errors name the file and position."""
-    from google.protobuf import text_format
-
-    cfg = _pb().ModelConfig()
+    cfg = pb_module().ModelConfig()
     try:
-        text_format.Parse(text, cfg)
-    except text_format.ParseError as exc:
+        _text_format.Parse(text, cfg)
+    except _text_format.ParseError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return cfg
 
 
 def config_to_json(cfg: "model_config_pb2.ModelConfig") -> dict:
     """The config as the JSON Triton's HTTP ``/config`` endpoint returns (for comparisons)."""
-    from google.protobuf import json_format
-
-    return json_format.MessageToDict(cfg, preserving_proto_field_name=True)
+    return _json_format.MessageToDict(cfg, preserving_proto_field_name=True)

@@ -1,17 +1,20 @@
-"""Server-side detection postprocess: an NMS model and the detector -> NMS ensemble.
+"""Server-side postprocess chains: a python postprocess model after a served model, as an ensemble.
 
-Three models in the repository, all configs built as ``model_config_pb2.ModelConfig`` messages
-(never text templates) and written with :mod:`tritonkit.model_repository.writer`::
+A chain is described by a :class:`PostprocessChain` (backend source, the files it needs beside
+it, parameters, extra ensemble inputs, output specs); :func:`write_postprocess_chain` writes the
+postprocess model and the ensemble, never the served model itself (write that first with
+:func:`tritonkit.model_repository.writer.write_model`). Detection NMS is the first chain::
 
     <det>                 the detector (any target: python/onnxruntime, ORT backend, TensorRT)
-    <det>_nms_<profile>   python backend (backends/yolo_nms.py): raw outputs + geometry -> detections
+    <det>_nms_<profile>   python backend (backends/yolo_nms.py + tk_nms.py): raw outputs + geometry -> detections
     <det>_ensemble_<profile>
                           platform "ensemble": images, geometry -> det_boxes, det_scores,
                           det_classes, det_count
 
-The NMS thresholds of the profile are the NMS model's ``parameters``. The ``geometry`` input
-(FP64 [6]) is optional: with it the server returns boxes in original-image pixels, without it
-in model-input pixels (a client that keeps the letterbox geometry maps them back itself, and
+All configs are ``model_config_pb2.ModelConfig`` messages (never text templates). The NMS
+thresholds of the profile are the NMS model's ``parameters``. The ``geometry`` input (FP64
+[6]) is optional: with it the server returns boxes in original-image pixels, without it in
+model-input pixels (a client that keeps the letterbox geometry maps them back itself, and
 tools that only know the image input, such as perf_analyzer, can call the ensemble). It is
 FP64 so the server maps boxes back with exactly the numbers the client would use (FP32 would
 round a letterbox scale like 0.64 and move boxes by ~1e-5 px).
@@ -23,26 +26,166 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tritonkit.cards import ModelCard, NMSProfile
-from tritonkit.client.detection import GEOMETRY_FIELDS
+from tritonkit.cards import ModelCard, NMSProfile, TensorSpec
+from tritonkit.client import nms_math
+from tritonkit.client.nms_math import (  # noqa: F401  (re-exported: the served tensor names)
+    CARD_FILE, DETECTION_OUTPUTS, GEOMETRY_FIELDS, GEOMETRY_INPUT, OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES)
+from tritonkit.io import atomic_write_bytes, atomic_write_text
+from tritonkit.model_repository.config import (
+    ConfigError, RepoOptions, data_type, effective_max_batch, parse_config, pb_module)
+from tritonkit.model_repository.writer import backend_source, write_card, write_config_only, write_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import model_config_pb2
 
-    from tritonkit.model_repository.config import RepoOptions
-
 NMS_BACKEND_SOURCE = "yolo_nms.py"
-CARD_FILE = "card.json"
-GEOMETRY_INPUT = "geometry"
-OUT_BOXES = "det_boxes"
-OUT_SCORES = "det_scores"
-OUT_CLASSES = "det_classes"
-OUT_COUNT = "det_count"
+NMS_MATH_FILE = "tk_nms.py"  # nms_math.py as the NMS model's model.py imports it
+
+
+# -- the generic chain --------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class ChainTensor:
+    """An input or output of a postprocess model (``dtype`` a Triton name such as FP64)."""
+
+    name: str
+    dims: tuple[int, ...]
+    dtype: str = "FP32"
+    optional: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.dims:
+            raise ConfigError(f"chain tensor {self.name!r}: name and dims are required")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupportFile:
+    """A file copied into the postprocess model's version folder (``name``) from ``source``."""
+
+    name: str
+    source: Path
 
 
 @dataclass(frozen=True)
+class ChainNames:
+    """Model names of one postprocess chain."""
+
+    model: str
+    postprocess: str
+    ensemble: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostprocessChain:
+    """A python-backend postprocess after a served model, and the ensemble joining them.
+
+    The postprocess model takes every card output (by the card's names) plus ``extra_inputs``
+    (also ensemble inputs, passed straight through) and returns ``outputs``. Names:
+    ``<model>_<kind>_<variant>`` and ``<model>_ensemble_<variant>`` (``variant`` empty:
+    ``<model>_<kind>`` and ``<model>_ensemble_<kind>``).
+    """
+
+    kind: str
+    variant: str = ""
+    backend_source: str                      # file in model_repository/backends -> model.py
+    support_files: tuple[SupportFile, ...] = ()
+    parameters: tuple[tuple[str, str], ...] = ()
+    extra_inputs: tuple[ChainTensor, ...] = ()
+    outputs: tuple[ChainTensor, ...]
+    instances: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.kind or not self.outputs:
+            raise ConfigError("a postprocess chain needs a kind and at least one output")
+        if self.instances < 1:
+            raise ConfigError(f"instances must be >= 1 (got {self.instances})")
+
+    def names(self, model: str) -> ChainNames:
+        if self.variant:
+            return ChainNames(model, f"{model}_{self.kind}_{self.variant}", f"{model}_ensemble_{self.variant}")
+        return ChainNames(model, f"{model}_{self.kind}", f"{model}_ensemble_{self.kind}")
+
+
+def _chain_input(t: ChainTensor):
+    return pb_module().ModelInput(name=t.name, data_type=data_type(t.dtype), dims=list(t.dims), optional=t.optional)
+
+
+def _chain_output(t: ChainTensor):
+    return pb_module().ModelOutput(name=t.name, data_type=data_type(t.dtype), dims=list(t.dims))
+
+
+def postprocess_model_config(card: ModelCard, name: str, chain: PostprocessChain,
+                             max_batch_size: int) -> "model_config_pb2.ModelConfig":
+    """The python-backend postprocess model: the card's outputs + extra inputs in, chain outputs out."""
+    pb = pb_module()
+    cfg = pb.ModelConfig(name=name, backend="python", max_batch_size=max_batch_size)
+    for spec in card.outputs:
+        cfg.input.append(pb.ModelInput(name=spec.name, data_type=data_type(spec.dtype), dims=list(spec.dims)))
+    cfg.input.extend(_chain_input(t) for t in chain.extra_inputs)
+    cfg.output.extend(_chain_output(t) for t in chain.outputs)
+    for key, value in chain.parameters:
+        cfg.parameters[key].string_value = value
+    cfg.instance_group.append(pb.ModelInstanceGroup(count=chain.instances, kind=pb.ModelInstanceGroup.KIND_CPU))
+    # several queued requests reach one execute() call (one round trip to the python stub)
+    cfg.dynamic_batching.max_queue_delay_microseconds = 0
+    return cfg
+
+
+def chain_ensemble_config(card: ModelCard, names: ChainNames, chain: PostprocessChain,
+                          max_batch_size: int) -> "model_config_pb2.ModelConfig":
+    """``platform: "ensemble"``: the card's input + extra inputs -> model -> postprocess -> outputs."""
+    pb = pb_module()
+    cfg = pb.ModelConfig(name=names.ensemble, platform="ensemble", max_batch_size=max_batch_size)
+    fmt = pb.ModelInput.FORMAT_NCHW if card.preprocess.layout == "NCHW" else pb.ModelInput.FORMAT_NHWC
+    cfg.input.append(pb.ModelInput(name=card.input.name, data_type=data_type(card.input.dtype), format=fmt,
+                                   dims=list(card.input.dims)))
+    cfg.input.extend(_chain_input(t) for t in chain.extra_inputs)
+    cfg.output.extend(_chain_output(t) for t in chain.outputs)
+    raw = {spec.name: f"raw_{spec.name}" for spec in card.outputs}
+    steps = cfg.ensemble_scheduling.step
+    steps.append(pb.ModelEnsembling.Step(
+        model_name=names.model, model_version=-1, input_map={card.input.name: card.input.name}, output_map=raw))
+    steps.append(pb.ModelEnsembling.Step(
+        model_name=names.postprocess, model_version=-1,
+        input_map={**raw, **{t.name: t.name for t in chain.extra_inputs}},
+        output_map={t.name: t.name for t in chain.outputs}))
+    return cfg
+
+
+def served_max_batch(repo_dir: str | Path, model: str) -> int:
+    """``max_batch_size`` of a model already written to ``repo_dir`` (its config.pbtxt)."""
+    path = Path(repo_dir) / model / "config.pbtxt"
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; write the model {model!r} before its postprocess chain")
+    return parse_config(path.read_text(), source=str(path)).max_batch_size
+
+
+def write_postprocess_chain(card: ModelCard, repo_dir: str | Path, model: str, chain: PostprocessChain,
+                            max_batch_size: int | None = None) -> ChainNames:
+    """Write the postprocess model and the ensemble after ``model`` (which must be in ``repo_dir``).
+
+    The served model itself is not touched. ``max_batch_size`` None -> the served model's.
+    Each folder's config.pbtxt is written last, atomically.
+    """
+    mbs = served_max_batch(repo_dir, model) if max_batch_size is None else max_batch_size
+    names = chain.names(model)
+    root = Path(repo_dir) / names.postprocess
+    version_dir = root / "1"
+    version_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(version_dir / "model.py", backend_source(chain.backend_source))
+    for extra in chain.support_files:
+        atomic_write_bytes(version_dir / extra.name, Path(extra.source).read_bytes())
+    write_card(root, card)
+    write_config_only(repo_dir, names.postprocess, postprocess_model_config(card, names.postprocess, chain, mbs))
+    write_config_only(repo_dir, names.ensemble, chain_ensemble_config(card, names, chain, mbs))
+    return names
+
+
+# -- detection NMS, the first chain ---------------------------------------------------------
+
+@dataclass(frozen=True)
 class EnsembleNames:
-    """Model names of one detector's server-side postprocess chain."""
+    """Model names of one detector's server-side NMS chain."""
 
     detector: str
     nms: str
@@ -52,127 +195,78 @@ class EnsembleNames:
     def for_detector(cls, detector: str, profile: str) -> "EnsembleNames":
         return cls(detector, f"{detector}_nms_{profile}", f"{detector}_ensemble_{profile}")
 
-
-def _pb():
-    from tritonclient.grpc import model_config_pb2
-
-    return model_config_pb2
+    @property
+    def chain(self) -> ChainNames:
+        return ChainNames(self.detector, self.nms, self.ensemble)
 
 
 def _check_detector(card: ModelCard) -> None:
-    from tritonkit.model_repository.config import ConfigError
-
     if card.task != "detect" or card.postprocess.kind not in ("yolo", "ssd"):
         raise ConfigError(f"card {card.name!r} is not a YOLO/SSD detector (task {card.task!r}, "
                           f"postprocess {card.postprocess.kind!r}); server-side NMS needs one")
 
 
-def _detection_outputs(profile: NMSProfile) -> list:
-    pb = _pb()
+def _nms_parameters(profile: NMSProfile) -> tuple[tuple[str, str], ...]:
+    return (("profile", profile.name), ("conf_threshold", repr(profile.conf_threshold)),
+            ("iou_threshold", repr(profile.iou_threshold)), ("max_detections", str(profile.max_detections)),
+            ("class_agnostic", "true" if profile.class_agnostic else "false"),
+            ("multi_label", "true" if profile.multi_label else "false"))
+
+
+def nms_chain(card: ModelCard, profile: NMSProfile, instances: int = 1) -> PostprocessChain:
+    """The NMS postprocess chain of a YOLO/SSD card for one profile."""
+    _check_detector(card)
     m = profile.max_detections
-    return [
-        pb.ModelOutput(name=OUT_BOXES, data_type=pb.TYPE_FP32, dims=[m, 4]),
-        pb.ModelOutput(name=OUT_SCORES, data_type=pb.TYPE_FP32, dims=[m]),
-        pb.ModelOutput(name=OUT_CLASSES, data_type=pb.TYPE_INT32, dims=[m]),
-        pb.ModelOutput(name=OUT_COUNT, data_type=pb.TYPE_INT32, dims=[1]),
-    ]
-
-
-def _geometry_input():
-    pb = _pb()
-    return pb.ModelInput(name=GEOMETRY_INPUT, data_type=pb.TYPE_FP64, dims=[len(GEOMETRY_FIELDS)], optional=True)
+    return PostprocessChain(
+        kind="nms", variant=profile.name, backend_source=NMS_BACKEND_SOURCE,
+        support_files=(SupportFile(name=NMS_MATH_FILE, source=Path(nms_math.__file__)),),
+        parameters=_nms_parameters(profile),
+        extra_inputs=(ChainTensor(name=GEOMETRY_INPUT, dims=(len(GEOMETRY_FIELDS),), dtype="FP64", optional=True),),
+        outputs=(ChainTensor(name=OUT_BOXES, dims=(m, 4)), ChainTensor(name=OUT_SCORES, dims=(m,)),
+                 ChainTensor(name=OUT_CLASSES, dims=(m,), dtype="INT32"),
+                 ChainTensor(name=OUT_COUNT, dims=(1,), dtype="INT32")),
+        instances=instances)
 
 
 def nms_model_config(card: ModelCard, name: str, profile: NMSProfile, max_batch_size: int,
                      instances: int = 1) -> "model_config_pb2.ModelConfig":
     """The python-backend NMS model: the card's raw outputs + geometry in, padded detections out."""
-    from tritonkit.model_repository.config import data_type
-
-    _check_detector(card)
-    pb = _pb()
-    cfg = pb.ModelConfig(name=name, backend="python", max_batch_size=max_batch_size)
-    for spec in card.outputs:
-        cfg.input.append(pb.ModelInput(name=spec.name, data_type=data_type(spec.dtype), dims=list(spec.dims)))
-    cfg.input.append(_geometry_input())
-    cfg.output.extend(_detection_outputs(profile))
-    params = {"profile": profile.name, "conf_threshold": repr(profile.conf_threshold),
-              "iou_threshold": repr(profile.iou_threshold), "max_detections": str(profile.max_detections),
-              "class_agnostic": "true" if profile.class_agnostic else "false",
-              "multi_label": "true" if profile.multi_label else "false"}
-    for key, value in params.items():
-        cfg.parameters[key].string_value = value
-    cfg.instance_group.append(pb.ModelInstanceGroup(count=instances, kind=pb.ModelInstanceGroup.KIND_CPU))
-    # several queued requests reach one execute() call (one round trip to the python stub)
-    cfg.dynamic_batching.max_queue_delay_microseconds = 0
-    return cfg
+    return postprocess_model_config(card, name, nms_chain(card, profile, instances), max_batch_size)
 
 
 def ensemble_config(card: ModelCard, names: EnsembleNames, profile: NMSProfile,
                     max_batch_size: int) -> "model_config_pb2.ModelConfig":
     """``platform: "ensemble"``: images + geometry -> detector -> NMS model -> detections."""
-    from tritonkit.model_repository.config import data_type
-
-    _check_detector(card)
-    pb = _pb()
-    cfg = pb.ModelConfig(name=names.ensemble, platform="ensemble", max_batch_size=max_batch_size)
-    fmt = pb.ModelInput.FORMAT_NCHW if card.preprocess.layout == "NCHW" else pb.ModelInput.FORMAT_NHWC
-    cfg.input.append(pb.ModelInput(name=card.input.name, data_type=data_type(card.input.dtype), format=fmt,
-                                   dims=list(card.input.dims)))
-    cfg.input.append(_geometry_input())
-    cfg.output.extend(_detection_outputs(profile))
-    raw = {spec.name: f"raw_{spec.name}" for spec in card.outputs}
-    steps = cfg.ensemble_scheduling.step
-    steps.append(pb.ModelEnsembling.Step(
-        model_name=names.detector, model_version=-1, input_map={card.input.name: card.input.name},
-        output_map=raw))
-    steps.append(pb.ModelEnsembling.Step(
-        model_name=names.nms, model_version=-1, input_map={**raw, GEOMETRY_INPUT: GEOMETRY_INPUT},
-        output_map={n: n for n in (OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_COUNT)}))
-    return cfg
+    return chain_ensemble_config(card, names.chain, nms_chain(card, profile), max_batch_size)
 
 
-def write_nms_model(card: ModelCard, repo_dir: str | Path, name: str, profile: NMSProfile,
-                    max_batch_size: int, instances: int = 1) -> Path:
-    """Write ``<repo>/<name>``: model.py (the NMS backend), card.json, then config.pbtxt last."""
-    import json
-
-    from tritonkit.model_repository.writer import backend_source, write_config_only
-
-    cfg = nms_model_config(card, name, profile, max_batch_size, instances)
-    root = Path(repo_dir) / name
-    (root / "1").mkdir(parents=True, exist_ok=True)
-    (root / "1" / "model.py").write_text(backend_source(NMS_BACKEND_SOURCE))
-    (root / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n")
-    return write_config_only(repo_dir, name, cfg)
+def write_nms_chain(card: ModelCard, repo_dir: str | Path, detector_name: str, profile: str | NMSProfile,
+                    max_batch_size: int | None = None, instances: int = 1) -> EnsembleNames:
+    """Write ``<det>_nms_<profile>`` and ``<det>_ensemble_<profile>`` after the detector already in
+    ``repo_dir`` (which is not rewritten). ``profile``: a card profile name or an NMSProfile;
+    ``max_batch_size`` None -> the served detector's."""
+    prof = card.nms(profile) if isinstance(profile, str) else profile
+    names = write_postprocess_chain(card, repo_dir, detector_name, nms_chain(card, prof, instances), max_batch_size)
+    return EnsembleNames(names.model, names.postprocess, names.ensemble)
 
 
 def write_detection_ensemble(card: ModelCard, model_file: str | Path, repo_dir: str | Path,
-                             profile: str | NMSProfile, options: "RepoOptions | None" = None,
+                             profile: str | NMSProfile, options: RepoOptions | None = None,
                              nms_instances: int = 1) -> EnsembleNames:
-    """Write the detector (with the lead's writer), its NMS model and the ensemble.
+    """The detector (:func:`write_model`) then its NMS chain (:func:`write_nms_chain`), once each.
 
-    ``profile`` is one of the card's NMS profile names (or an :class:`NMSProfile`). Returns the
-    three model names.
+    For several profiles write the detector once and call :func:`write_nms_chain` per profile.
     """
-    from tritonkit.model_repository.config import RepoOptions, effective_max_batch
-    from tritonkit.model_repository.writer import write_config_only, write_model
-
     options = options or RepoOptions()
     _check_detector(card)
     prof = card.nms(profile) if isinstance(profile, str) else profile
-    mbs = effective_max_batch(card, options)
     detector = write_model(card, model_file, repo_dir, options).name
-    names = EnsembleNames.for_detector(detector, prof.name)
-    write_nms_model(card, repo_dir, names.nms, prof, mbs, nms_instances)
-    write_config_only(repo_dir, names.ensemble, ensemble_config(card, names, prof, mbs))
-    return names
+    return write_nms_chain(card, repo_dir, detector, prof, effective_max_batch(card, options), nms_instances)
 
 
 def ensemble_card(card: ModelCard, name: str, profile: NMSProfile) -> ModelCard:
     """The served contract of a detection ensemble as a card (same input, the detection outputs),
     so clients check and call it like any model."""
-    from tritonkit.cards import TensorSpec
-
     _check_detector(card)
     m = profile.max_detections
     outputs = (TensorSpec(OUT_BOXES, (m, 4)), TensorSpec(OUT_SCORES, (m,)), TensorSpec(OUT_CLASSES, (m,), "INT32"),

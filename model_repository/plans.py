@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tritonkit.build_engines import compat
 from tritonkit.cards import ModelCard
 from tritonkit.errors import TritonkitError
 
@@ -18,8 +19,6 @@ def check_plan_file(card: ModelCard, plan: Path, container_release: str | None, 
                     host_cc: str | None = None) -> None:
     """Refuse a plan without a sidecar, built for another model or batch range, or incompatible
     with the container release (TensorRT version) or the host GPU (compute capability)."""
-    from tritonkit.build_engines import compat
-
     plan = Path(plan)
     if not plan.is_file():
         raise TritonkitError(f"{plan}: plan file not found")

@@ -14,7 +14,6 @@ the end, so a failure never leaves a half-written model that would stop the serv
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -22,12 +21,15 @@ from importlib import resources
 from pathlib import Path
 
 from tritonkit.cards import ModelCard
+from tritonkit.client.nms_math import CARD_FILE
 from tritonkit.errors import TritonkitError
+from tritonkit.io import atomic_write_text, to_json_text
 from tritonkit.onnx_contract import check_onnx_against_card
 from tritonkit.model_repository.config import (
-    LABELS_FILE, MODEL_FILES, RepoOptions, config_to_text, model_config)
+    LABELS_FILE, ORT_BACKEND_SOURCE, RepoOptions, Target, config_to_text, get_target, model_config)
 
-ORT_BACKEND_SOURCE = "ort_model.py"
+__all__ = ["ORT_BACKEND_SOURCE", "CARD_FILE", "WrittenModel", "backend_source", "check_model_file",
+           "check_onnx_against_card", "write_model", "write_config_only", "write_card"]
 
 
 @dataclass(frozen=True)
@@ -43,16 +45,39 @@ def backend_source(filename: str) -> str:
     return resources.files("tritonkit.model_repository").joinpath("backends", filename).read_text()
 
 
-def check_model_file(card: ModelCard, model_file: Path, target: str) -> None:
+def check_model_file(card: ModelCard, model_file: Path, target: str | Target) -> None:
+    """The model file exists, has a suffix the target serves and (ONNX targets) matches the card."""
+    spec = target if isinstance(target, Target) else get_target(target)
     if not model_file.is_file():
         raise TritonkitError(f"{model_file}: model file not found")
     suffix = model_file.suffix.lower()
-    if target in ("cpu", "onnxruntime") and suffix != ".onnx":
-        raise TritonkitError(f"{model_file}: target {target!r} serves an .onnx file, got {suffix or 'no suffix'}")
-    if target == "gpu" and suffix not in (".plan", ".engine"):
-        raise TritonkitError(f"{model_file}: target 'gpu' serves a TensorRT plan (.plan), got {suffix or 'no suffix'}")
-    if target in ("cpu", "onnxruntime"):
+    if not spec.accepts(suffix):
+        raise TritonkitError(f"{model_file}: target {spec.name!r} serves a {' or '.join(spec.accepts_suffixes)} "
+                             f"file, got {suffix or 'no suffix'}")
+    if spec.checks_onnx:
         check_onnx_against_card(card, model_file)
+
+
+def write_card(folder: Path, card: ModelCard) -> Path:
+    """``<folder>/card.json``: the card a model was made from (atomic)."""
+    return atomic_write_text(Path(folder) / CARD_FILE, to_json_text(card.to_dict()))
+
+
+def _stage_model(root: Path, card: ModelCard, model_file: Path, options: RepoOptions, target: Target, cfg) -> None:
+    """Everything of one model under ``root`` (a staging folder), config.pbtxt last."""
+    version_dir = root / str(options.version)
+    version_dir.mkdir(parents=True)
+    shutil.copyfile(model_file, version_dir / target.model_file)
+    for dest, source in target.backend_files:
+        (version_dir / dest).write_text(backend_source(source))
+    if target.sidecar_suffix:
+        sidecar = model_file.with_name(model_file.name + target.sidecar_suffix)
+        if sidecar.is_file():
+            shutil.copyfile(sidecar, version_dir / (target.model_file + target.sidecar_suffix))
+    if options.labels and card.task == "classify":
+        (root / LABELS_FILE).write_text("\n".join(card.label_names()) + "\n")
+    write_card(root, card)
+    (root / "config.pbtxt").write_text(config_to_text(cfg))
 
 
 def write_model(card: ModelCard, model_file: str | Path, repo_dir: str | Path,
@@ -60,42 +85,25 @@ def write_model(card: ModelCard, model_file: str | Path, repo_dir: str | Path,
     """Write (or replace) one model in ``repo_dir`` for ``options.target``; returns its paths."""
     model_file = Path(model_file)
     repo_dir = Path(repo_dir)
-    check_model_file(card, model_file, options.target)
+    target = get_target(options.target)
+    check_model_file(card, model_file, target)
     cfg = model_config(card, options)
     name = cfg.name
     repo_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repo_dir.parent))
     try:
-        root = staging / name
-        version_dir = root / str(options.version)
-        version_dir.mkdir(parents=True)
-        shutil.copyfile(model_file, version_dir / MODEL_FILES[options.target])
-        if options.target == "cpu":
-            (version_dir / "model.py").write_text(backend_source(ORT_BACKEND_SOURCE))
-        if options.target == "gpu":
-            sidecar = model_file.with_name(model_file.name + ".json")
-            if sidecar.is_file():
-                shutil.copyfile(sidecar, version_dir / (MODEL_FILES["gpu"] + ".json"))
-        if options.labels and card.task == "classify":
-            (root / LABELS_FILE).write_text("\n".join(card.label_names()) + "\n")
-        (root / "card.json").write_text(json.dumps(card.to_dict(), indent=2) + "\n")
-        (root / "config.pbtxt").write_text(config_to_text(cfg))
+        _stage_model(staging / name, card, model_file, options, target, cfg)
         final = repo_dir / name
         if final.exists():
-            old = staging / f"{name}.old"
-            final.rename(old)
+            final.rename(staging / f"{name}.old")
         (staging / name).rename(final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return WrittenModel(name, final, final / "config.pbtxt", final / str(options.version) / MODEL_FILES[options.target])
+    return WrittenModel(name, final, final / "config.pbtxt", final / str(options.version) / target.model_file)
 
 
 def write_config_only(repo_dir: str | Path, name: str, cfg) -> Path:
-    """Write a config.pbtxt for a model folder that needs no model file (ensembles)."""
+    """Write a config.pbtxt (atomically) for a model folder that needs no model file (ensembles)."""
     root = Path(repo_dir) / name
     (root / "1").mkdir(parents=True, exist_ok=True)
-    path = root / "config.pbtxt"
-    tmp = path.with_suffix(".pbtxt.tmp")
-    tmp.write_text(config_to_text(cfg))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(root / "config.pbtxt", config_to_text(cfg))

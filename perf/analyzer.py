@@ -28,6 +28,7 @@ requests/s x batch size; measured: bs 8 at 869 requests/s is reported as 6920 in
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -37,7 +38,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
+from tritonkit import report
 from tritonkit.errors import ServerError, ToolMissingError, TritonkitError
+from tritonkit.perf import results as results_mod
+from tritonkit.perf.plot import plot_latency_throughput
+from tritonkit.perf.results import ResultsError, parse_csv
+from tritonkit.triton import call_kwargs, make_client, transport_errors, translate_errors
 
 PROTOCOLS = ("grpc", "http")
 MEASUREMENT_MODES = ("time_windows", "count_windows")
@@ -181,8 +187,6 @@ class PerfSpec:
 
 def cuda_runtime_lib_dir() -> Path | None:
     """The ``lib`` folder of the pip package nvidia-cuda-runtime-cu12 (libcudart.so.12), if installed."""
-    import importlib.util
-
     try:
         spec = importlib.util.find_spec("nvidia.cuda_runtime")
     except (ImportError, ValueError):
@@ -249,35 +253,17 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def _client(url: str, protocol: str, timeout_s: float):
-    """A tritonclient client for ``protocol`` and the keyword arguments that bound each call."""
-    if protocol == "grpc":
-        import tritonclient.grpc as grpcclient
-
-        return grpcclient.InferenceServerClient(url), {"client_timeout": timeout_s}
-    if protocol == "http":
-        import tritonclient.http as httpclient
-
-        return httpclient.InferenceServerClient(url, connection_timeout=timeout_s, network_timeout=timeout_s), {}
-    raise PerfError(f"protocol {protocol!r} not one of {', '.join(PROTOCOLS)}")
-
-
 def check_model_ready(url: str, protocol: str, model: str, timeout_s: float = 10.0) -> None:
     """Raise :class:`ServerError` (one line) unless ``model`` is ready on the server at ``url``."""
-    from tritonclient.utils import InferenceServerException
-
-    client, kwargs = _client(url, protocol, timeout_s)
+    client = _client(protocol, url, timeout_s)
+    kwargs = call_kwargs(protocol, timeout_s)
     try:
-        try:
+        with translate_errors("is_server_live", context=f"no Triton server answers {protocol} at {url}"):
             live = client.is_server_live(**kwargs)
-        except (InferenceServerException, ConnectionError, OSError) as exc:
-            raise ServerError(f"no Triton server answers {protocol} at {url}: {_first_line(exc)}") from None
         if not live:
             raise ServerError(f"Triton server at {url} is not live")
-        try:
+        with translate_errors("is_model_ready", context=f"cannot ask {url} about model {model!r}"):
             ready = client.is_model_ready(model, **kwargs)
-        except (InferenceServerException, ConnectionError, OSError) as exc:
-            raise ServerError(f"cannot ask {url} about model {model!r}: {_first_line(exc)}") from None
         if not ready:
             raise ServerError(f"model {model!r} is not ready on {url}; ready models: "
                               f"{', '.join(_ready_models(client, protocol, kwargs)) or 'none'}")
@@ -287,33 +273,30 @@ def check_model_ready(url: str, protocol: str, model: str, timeout_s: float = 10
 
 def server_alive(url: str, protocol: str, timeout_s: float = 3.0) -> bool:
     """True when a Triton server answers ``live`` at ``url``."""
-    from tritonclient.utils import InferenceServerException
-
-    client, kwargs = _client(url, protocol, timeout_s)
+    client = _client(protocol, url, timeout_s)
     try:
-        return bool(client.is_server_live(**kwargs))
-    except (InferenceServerException, ConnectionError, OSError):
+        return bool(client.is_server_live(**call_kwargs(protocol, timeout_s)))
+    except transport_errors():
         return False
     finally:
         client.close()
 
 
-def _ready_models(client, protocol: str, kwargs: dict) -> list[str]:
-    from tritonclient.utils import InferenceServerException
+def _client(protocol: str, url: str, timeout_s: float):
+    if protocol not in PROTOCOLS:
+        raise PerfError(f"protocol {protocol!r} not one of {', '.join(PROTOCOLS)}")
+    return make_client(protocol, url, timeout_s)
 
+
+def _ready_models(client, protocol: str, kwargs: dict) -> list[str]:
     try:
         if protocol == "grpc":
             index = client.get_model_repository_index(as_json=True, **kwargs).get("models", [])
         else:
             index = client.get_model_repository_index()
-    except (InferenceServerException, ConnectionError, OSError):
+    except transport_errors():
         return []
     return sorted({m.get("name", "?") for m in index if m.get("state") == "READY"})
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,8 +397,6 @@ def run_point(spec: PerfSpec, points_dir: Path, binary: Path, env: dict[str, str
               append_log: bool = False) -> PointResult:
     """Run perf_analyzer for one point (``spec`` has a single concurrency level); never raises
     for a failing measurement: the failure is returned with its stderr tail."""
-    from tritonkit.perf.results import ResultsError, parse_csv
-
     level = spec.concurrency.start
     stem = f"bs{spec.batch_size}_c{level}"
     csv_path = points_dir / f"{stem}.csv"
@@ -534,8 +515,6 @@ def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequen
     finally:
         write_sweep_files(result)
         if plot and result.rows:
-            from tritonkit.perf.plot import plot_latency_throughput
-
             shown = spec.percentile if spec.percentile in (50, 90, 95, 99) else 99
             result.plot = plot_latency_throughput(result.rows, out / "latency_throughput.png", percentile=shown,
                                                   title=f"{spec.model} ({spec.protocol})")
@@ -544,9 +523,6 @@ def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequen
 
 def write_sweep_files(result: SweepResult) -> None:
     """(Re)write sweep.csv, sweep.md and points.json from the points so far, atomically."""
-    from tritonkit.perf import results as results_mod
-    from tritonkit.report import write_json
-
     rows = result.rows
     results_mod.write_rows_csv(rows, result.merged_csv)
     tables = results_mod.sweep_tables(rows)
@@ -555,7 +531,7 @@ def write_sweep_files(result: SweepResult) -> None:
                                preamble=_settings_line(result.spec, result.batch_sizes), epilogue=extra)
     status = {"spec": _spec_json(result.spec), "batch_sizes": list(result.batch_sizes),
               "stopped_reason": result.stopped_reason, "points": [p.to_json() for p in result.points]}
-    write_json(result.status_json, status)
+    report.write_json(result.status_json, status)
 
 
 def _spec_json(spec: PerfSpec) -> dict:

@@ -179,13 +179,13 @@ def sequential_client(items, card, url: str, model: str) -> dict:
     """The plain client: for each image decode, preprocess, one synchronous gRPC infer (batch 1),
     softmax top-5, then the next image. Returns img/s and per-stage ms per image."""
     import numpy as np
-    import tritonclient.grpc as grpcclient
 
     from tritonkit.client.classify import classify_record
     from tritonkit.client.decode import decode_image
     from tritonkit.client.preprocess import preprocess
+    from tritonkit.triton import grpcclient, make_client
 
-    client = grpcclient.InferenceServerClient(url)
+    client = make_client("grpc", url)
     stages = {"decode": 0.0, "preprocess": 0.0, "infer": 0.0, "postprocess": 0.0}
     out_name = card.outputs[0].name
 

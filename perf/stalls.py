@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from tritonkit.triton import infer, make_client, one_line, seeded_batch
+
 # A request slower than this many times the median, and at least STALL_FLOOR_MS, is a stall.
 STALL_FACTOR = 20.0
 STALL_FLOOR_MS = 50.0
@@ -57,12 +59,8 @@ def summarize(model: str, latencies_ms, errors: list[str] | tuple[str, ...] = ()
 def probe(url: str, model: str, card, requests: int = 1000, timeout_s: float = 10.0,
           headers: dict | None = None) -> StallSummary:
     """``requests`` sequential bs-1 gRPC inferences of seeded input; latency of each, errors kept."""
-    import tritonclient.grpc as grpcclient
-
-    from tritonkit.validate.requests import infer, seeded_batch
-
     x = seeded_batch(card, 1, 0)
-    client = grpcclient.InferenceServerClient(url)
+    client = make_client("grpc", url)
     latencies, errors = [], []
     try:
         for _ in range(requests):
@@ -70,7 +68,7 @@ def probe(url: str, model: str, card, requests: int = 1000, timeout_s: float = 1
             try:
                 infer(client, model, card, x, timeout_s, headers)
             except Exception as exc:  # the server's answer is the measurement: keep it, go on
-                errors.append(str(exc).splitlines()[0][:200])
+                errors.append(one_line(exc, limit=200))
             latencies.append((time.perf_counter() - t0) * 1e3)
     finally:
         client.close()

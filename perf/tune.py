@@ -19,8 +19,13 @@ from typing import Callable, Sequence
 
 from tritonkit.cards import ModelCard
 from tritonkit.errors import TritonkitError
+from tritonkit.model_repository.config import RepoOptions, config_to_text, model_config
+from tritonkit.model_repository.writer import write_model
 from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
-from tritonkit.perf.results import PerfRow, TextTable
+from tritonkit.perf.results import PerfRow, TextTable, write_markdown
+from tritonkit.report import write_json, write_text
+from tritonkit.serve.local import LocalServer, ServerOptions
+from tritonkit.triton import make_client, translate_errors
 
 
 @dataclass(frozen=True)
@@ -134,13 +139,9 @@ def pick_best(points: Sequence[TunePoint], p99_bound_ms: float) -> TunePoint | N
 
 def _reload(client, name: str, variant: Variant, timeout_s: float) -> None:
     """Load the rewritten config and check the server now serves it."""
-    from tritonclient.utils import InferenceServerException
-
-    try:
+    with translate_errors("load_model", context="reload failed"):
         client.load_model(name, client_timeout=timeout_s)
         cfg = client.get_model_config(name, as_json=True, client_timeout=timeout_s)["config"]
-    except InferenceServerException as exc:
-        raise TritonkitError(f"reload failed: {str(exc).strip().splitlines()[0]}") from None
     db = cfg.get("dynamic_batching", {})
     served = (int(db.get("max_queue_delay_microseconds", 0)),
               tuple(int(x) for x in db.get("preferred_batch_size", [])),
@@ -162,11 +163,6 @@ def run_tune(card: ModelCard, onnx: str | os.PathLike, grid: TuneGrid, p99_bound
     batch 1, concurrency 8, time windows of 2 s); ``base_options`` the ``RepoOptions`` the
     variants start from (default: the cpu target).
     """
-    from tritonkit.model_repository.config import RepoOptions, config_to_text, model_config
-    from tritonkit.model_repository.writer import write_model
-    from tritonkit.report import write_json, write_text
-    from tritonkit.serve.local import LocalServer, ServerOptions
-
     if p99_bound_ms <= 0:
         raise TritonkitError("--p99-ms must be positive")
     onnx = Path(onnx)
@@ -181,8 +177,6 @@ def run_tune(card: ModelCard, onnx: str | os.PathLike, grid: TuneGrid, p99_bound
     result = TuneResult(card, p99_bound_ms, out_dir=out)
 
     def save() -> None:
-        from tritonkit.perf.results import write_markdown
-
         result.best = pick_best(result.points, p99_bound_ms)
         write_json(out / "tune.json", result.to_json())
         write_text(out / "tune.csv", result.table().csv_text())
@@ -191,12 +185,10 @@ def run_tune(card: ModelCard, onnx: str | os.PathLike, grid: TuneGrid, p99_bound
     server = LocalServer(ServerOptions(model_repository=repo, model_control_mode="explicit", load_models=(name,)),
                          log_path=out / "tritonserver.log")
     with server.start(timeout_s=server_timeout_s):
-        import tritonclient.grpc as grpcclient
-
         spec = replace(measure or PerfSpec(model=name, concurrency=ConcurrencyRange(8, 8),
                                            measurement_interval_ms=2000),
                        model=name, url=server.grpc_url, protocol="grpc")
-        client = grpcclient.InferenceServerClient(server.grpc_url)
+        client = make_client("grpc", server.grpc_url)
         try:
             for variant in variants:
                 point = TunePoint(variant)

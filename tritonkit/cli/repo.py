@@ -19,13 +19,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tritonkit.cards import get_card
 from tritonkit.cli.args import positive_int_list
+from tritonkit.model_repository.config import TARGETS, QueuePolicy, RepoOptions, effective_max_batch
+from tritonkit.model_repository.ensemble import write_nms_chain
+from tritonkit.model_repository.plans import check_plan_file
+from tritonkit.model_repository.writer import write_model
+from tritonkit.serve.docker import host_compute_capability
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="card name or card .json")
     p.add_argument("--model-file", required=True, type=Path, help=".onnx (cpu, onnxruntime) or .plan (gpu)")
-    p.add_argument("--target", default="cpu", choices=("cpu", "onnxruntime", "gpu"))
+    p.add_argument("--target", default="cpu", choices=TARGETS)
     p.add_argument("--out", type=Path, default=Path("build/model_repository"), help="repository folder")
     p.add_argument("--name", help="model name in the repository (default: the card's)")
     p.add_argument("--max-batch", type=int, help="max_batch_size (default: the card's)")
@@ -45,9 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--container-release", help="gpu target: NGC tritonserver release (e.g. 25.10) to check the plan against")
 
 
-def options_from_args(args: argparse.Namespace):
-    from tritonkit.model_repository.config import QueuePolicy, RepoOptions
-
+def options_from_args(args: argparse.Namespace) -> RepoOptions:
     policy = None
     if args.queue_size is not None:
         policy = QueuePolicy(max_queue_size=args.queue_size, timeout_us=args.queue_timeout_us)
@@ -60,25 +64,14 @@ def options_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tritonkit.cards import get_card
-    from tritonkit.model_repository.writer import write_model
-
-    from tritonkit.model_repository.config import effective_max_batch
-
     card = get_card(args.model)
     options = options_from_args(args)
     if args.target == "gpu":
-        from tritonkit.model_repository.plans import check_plan_file
-        from tritonkit.serve.docker import host_compute_capability
-
         check_plan_file(card, args.model_file, args.container_release, effective_max_batch(card, options),
                         host_compute_capability())
     written = write_model(card, args.model_file, args.out, options)
     print(f"wrote {written.path} ({args.target} target): {written.config_path}")
-    if args.server_nms:
-        from tritonkit.model_repository.ensemble import write_detection_ensemble
-
-        for profile in args.server_nms:
-            names = write_detection_ensemble(card, args.model_file, args.out, profile, options)
-            print(f"wrote {names.nms} and {names.ensemble} (server-side NMS, profile {profile!r})")
+    for profile in args.server_nms:  # the detector is written once, above; each profile adds NMS + ensemble
+        names = write_nms_chain(card, args.out, written.name, profile)
+        print(f"wrote {names.nms} and {names.ensemble} (server-side NMS, profile {profile!r})")
     return 0

@@ -259,12 +259,14 @@ def _write_repository(st: DemoState, cls_card, det_card) -> None:
     if st.cls_int8:
         st.served.append(write_model(cls_card, st.cls_int8, repo, replace(opts, name=CLS_INT8)).name)
     if st.det_onnx:
-        from tritonkit.model_repository.ensemble import write_detection_ensemble
+        from tritonkit.model_repository.ensemble import write_nms_chain
 
+        detector = write_model(det_card, st.det_onnx, repo, opts).name
+        st.served.append(detector)
         # one ensemble per NMS profile: `ap` for mAP, `speed` for the run-model / run-stream times
         for profile in ("ap", "speed"):
-            names = write_detection_ensemble(det_card, st.det_onnx, repo, profile, opts)
-            st.served += [n for n in (names.detector, names.nms, names.ensemble) if n not in st.served]
+            names = write_nms_chain(det_card, repo, detector, profile)
+            st.served += [names.nms, names.ensemble]
     if st.det_int8:
         st.served.append(write_model(det_card, st.det_int8, repo, replace(opts, name=DET_INT8)).name)
 

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from tritonkit.errors import TritonkitError
+from tritonkit.serve.local import Ports
 
 
 def docker_engine_available(docker: str = "docker", timeout_s: float = 15.0) -> bool:
@@ -40,7 +41,7 @@ def host_compute_capability() -> str | None:
 
 
 def docker_serve_argv(repo: Path, release: str | None = None, *, profile: str = "dev",
-                      ports: tuple[int, int, int] = (8000, 8001, 8002), host_cc: str | None = None,
+                      ports: Ports = Ports(8000, 8001, 8002), host_cc: str | None = None,
                       env=None) -> list[str]:
     """Check the repository's plans, then build the ``docker run`` argv for ``profile``."""
     from tritonkit.build_engines import compat
@@ -57,7 +58,7 @@ def docker_serve_argv(repo: Path, release: str | None = None, *, profile: str = 
 
 
 def serve_docker(repo: Path, release: str | None = None, *, print_only: bool = False, profile: str = "dev",
-                 ports: tuple[int, int, int] = (8000, 8001, 8002)) -> int:
+                 ports: Ports = Ports(8000, 8001, 8002)) -> int:
     """Run the container (exit code passed through), or print the command where Docker cannot run it."""
     from tritonkit.build_engines import compat
 

@@ -25,8 +25,17 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from tritonkit.errors import ServerError, ToolMissingError
+
+
+class Ports(NamedTuple):
+    """A server's HTTP, gRPC and metrics ports (0: pick a free one)."""
+
+    http: int
+    grpc: int
+    metrics: int
 
 MODEL_CONTROL_MODES = ("none", "explicit", "poll")
 _LOAD_FAILED = re.compile(r"failed to load '([^']+)' version \d+: (.*?)(?:\\n|\"|$)", re.MULTILINE)
@@ -114,7 +123,7 @@ class ServerOptions:
             raise ServerError(f"model control mode {self.model_control_mode!r} not one of {MODEL_CONTROL_MODES}")
 
 
-def server_argv(paths: ServerPaths, opts: ServerOptions, ports: tuple[int, int, int]) -> list[str]:
+def server_argv(paths: ServerPaths, opts: ServerOptions, ports: Ports) -> list[str]:
     """The tritonserver command line for ``opts`` (http, grpc, metrics ports given)."""
     http, grpc, metrics = ports
     argv = [
@@ -150,20 +159,20 @@ class LocalServer:
         self._cache_dir = cache_dir
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
         self.process: subprocess.Popen | None = None
-        self.ports: tuple[int, int, int] = (0, 0, 0)
+        self.ports = Ports(0, 0, 0)
 
     # -- addresses --------------------------------------------------------------------
     @property
     def http_url(self) -> str:
-        return f"{self.options.host}:{self.ports[0]}"
+        return f"{self.options.host}:{self.ports.http}"
 
     @property
     def grpc_url(self) -> str:
-        return f"{self.options.host}:{self.ports[1]}"
+        return f"{self.options.host}:{self.ports.grpc}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{self.options.host}:{self.ports[2]}/metrics"
+        return f"http://{self.options.host}:{self.ports.metrics}/metrics"
 
     def url(self, protocol: str) -> str:
         return self.grpc_url if protocol == "grpc" else self.http_url
@@ -177,8 +186,8 @@ class LocalServer:
             raise ServerError(f"model repository {repo} does not exist")
         paths = server_paths(self._cache_dir)
         o = self.options
-        self.ports = (o.http_port or free_port(o.host), o.grpc_port or free_port(o.host),
-                      o.metrics_port or free_port(o.host))
+        self.ports = Ports(o.http_port or free_port(o.host), o.grpc_port or free_port(o.host),
+                           o.metrics_port or free_port(o.host))
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         log = open(self.log_path, "wb")
@@ -209,7 +218,7 @@ class LocalServer:
                 with urllib.request.urlopen(url, timeout=2) as r:
                     # Ready only if the answer came from *this* process: with a port already taken,
                     # another server would answer while ours fails to bind and exits.
-                    if r.status == 200 and self._listens_on(self.ports[0]):
+                    if r.status == 200 and self._listens_on(self.ports.http):
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Mapping
 
 from tritonkit.errors import TritonkitError
-from tritonkit.serve.local import ServerOptions
+from tritonkit.serve.local import Ports, ServerOptions
 
 API_KEY_ENV = "TRITONKIT_API_KEY"
 API_KEY_HEADER = "tritonkit-api-key"
@@ -66,7 +66,7 @@ def restricted_flags(key_expr: str, header: str = API_KEY_HEADER) -> list[str]:
             f"--grpc-restricted-protocol={apis}:{header}={key_expr}"]
 
 
-def local_options(repo: Path, profile: str, *, host: str = "127.0.0.1", ports: tuple[int, int, int] = (0, 0, 0),
+def local_options(repo: Path, profile: str, *, host: str = "127.0.0.1", ports: Ports = Ports(0, 0, 0),
                   env: Mapping[str, str] | None = None) -> ServerOptions:
     """ServerOptions for the bundled server. ``env`` defaults to the process environment."""
     http, grpc, metrics = ports
@@ -96,7 +96,7 @@ def _server_flags(profile: str, extra: tuple[str, ...] = ()) -> list[str]:
     return flags + list(extra)
 
 
-def docker_args(profile: str, repo: Path, ports: tuple[int, int, int] = (8000, 8001, 8002), *,
+def docker_args(profile: str, repo: Path, ports: Ports = Ports(8000, 8001, 8002), *,
                 env: Mapping[str, str] | None = None, gpus: str = "all",
                 extra_flags: tuple[str, ...] = ()) -> DockerArgs:
     """Docker options and server command for ``profile``; ``extra_flags`` go to tritonserver.

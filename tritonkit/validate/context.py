@@ -27,6 +27,7 @@ from tritonkit.cards import ModelCard, card_from_dict, get_card, load_card_file
 from tritonkit.errors import TritonkitError
 from tritonkit.model_repository.config import CARD_PARAMETER
 from tritonkit.serve.profiles import key_headers
+from tritonkit.triton import make_client, one_line, tritonutils
 from tritonkit.validate.options import PRECISIONS, ValidateOptions
 from tritonkit.validate.process import HostPort, find_listening_pid, is_local_host, server_flags, split_url
 
@@ -84,12 +85,10 @@ class ModelTarget:
 
 def served_config(client, model: str) -> tuple[dict, str | None]:
     """The model's config as JSON (Triton's own rendering), or ({}, why not)."""
-    from tritonclient.utils import InferenceServerException
-
     try:
         return dict(client.get_model_config(model, as_json=True).get("config", {})), None
-    except InferenceServerException as exc:
-        return {}, f"config of {model!r} unavailable: {exc.message()}"
+    except tritonutils.InferenceServerException as exc:
+        return {}, f"config of {model!r} unavailable: {one_line(exc)}"
 
 
 def resolve_card(model: str, options: ValidateOptions, config: dict, repo: Path | None) -> tuple[ModelCard | None, str]:
@@ -180,16 +179,11 @@ class Context:
 
     def grpc(self):
         if self._grpc is None:
-            import tritonclient.grpc as grpcclient
-
-            self._grpc = grpcclient.InferenceServerClient(str(self.endpoints.grpc))
+            self._grpc = make_client("grpc", str(self.endpoints.grpc))
         return self._grpc
 
     def http(self):
-        import tritonclient.http as httpclient
-
-        return httpclient.InferenceServerClient(str(self.endpoints.http),
-                                                network_timeout=self.options.request_timeout_s)
+        return make_client("http", str(self.endpoints.http), self.options.request_timeout_s)
 
     def key_headers(self, protocol: str) -> dict[str, str] | None:
         """Headers carrying the API key for restricted endpoints (None when no key is set).

@@ -9,16 +9,15 @@ server with Triton's classification extension (``class_count``), so this works r
 from __future__ import annotations
 
 from tritonkit.cards import ModelCard
+from tritonkit.contract import contract_mismatches, normalize_config, normalize_metadata
+from tritonkit.triton import grpcclient, make_inputs, one_line, seeded_batch, transport_errors
 from tritonkit.validate.context import Context, ModelTarget
-from tritonkit.validate.requests import make_inputs, seeded_batch
 from tritonkit.validate.result import CheckResult, fail, verdict
 
 
 def metadata_problems(card: ModelCard, metadata: dict, config: dict) -> list[str]:
     """Differences in names, dtypes and dims: the client's own contract check (one definition of
     "matches the card" for the client and validation)."""
-    from tritonkit.client.infer import contract_mismatches, normalize_config, normalize_metadata
-
     return contract_mismatches(card, normalize_metadata(metadata), normalize_config(config), 1)
 
 
@@ -52,8 +51,8 @@ def check_metadata(ctx: Context, target: ModelTarget) -> CheckResult:
     try:
         metadata = ctx.grpc().get_model_metadata(target.name, as_json=True,
                                                  client_timeout=ctx.options.request_timeout_s)
-    except Exception as exc:
-        return fail(name, f"metadata unavailable: {exc}", target.name)
+    except transport_errors() as exc:
+        return fail(name, f"metadata unavailable (get_model_metadata: {one_line(exc)})", target.name)
     problems = metadata_problems(target.card, metadata, target.config) + config_problems(target.card, target.config)
     return verdict(name, problems, f"names, dtypes, dims, format and max batch match card ({target.card_source})",
                    target.name, card_source=target.card_source,
@@ -63,8 +62,6 @@ def check_metadata(ctx: Context, target: ModelTarget) -> CheckResult:
 
 def served_labels(ctx: Context, target: ModelTarget) -> list[str]:
     """Class names by index, as the server's labels file gives them (classification extension)."""
-    import tritonclient.grpc as grpcclient
-
     card = target.card
     out = card.outputs[0]
     requested = [grpcclient.InferRequestedOutput(out.name, class_count=card.num_classes)]

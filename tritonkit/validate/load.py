@@ -14,6 +14,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from tritonkit.errors import TritonkitError
+from tritonkit.perf.analyzer import (
+    ConcurrencyRange, PerfSpec, analyzer_env, check_perf_analyzer, find_perf_analyzer, run_point)
 from tritonkit.validate.context import Context, ModelTarget
 from tritonkit.validate.result import CheckResult, fail, verdict
 from tritonkit.validate.stats import difference, model_counters
@@ -22,9 +25,7 @@ WINDOWS = 3
 MAX_WINDOWS = 6
 
 
-def perf_spec(ctx: Context, target: ModelTarget):
-    from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec
-
+def perf_spec(ctx: Context, target: ModelTarget) -> PerfSpec:
     window_ms = max(500, int(ctx.options.load_seconds * 1000 / WINDOWS))
     c = ctx.options.concurrency
     return PerfSpec(model=target.name, url=str(ctx.endpoints.grpc), protocol="grpc", batch_size=1,
@@ -35,9 +36,6 @@ def perf_spec(ctx: Context, target: ModelTarget):
 
 def check_load(ctx: Context, target: ModelTarget, work_dir: Path) -> CheckResult:
     name = "load.slo"
-    from tritonkit.errors import TritonkitError
-    from tritonkit.perf.analyzer import analyzer_env, check_perf_analyzer, find_perf_analyzer, run_point
-
     try:
         binary = find_perf_analyzer()
         env = analyzer_env()

@@ -1,7 +1,9 @@
 """Raw inference requests for validation: seeded inputs, one call, a concurrent burst.
 
 Validation talks to tritonclient directly, without the retrying client of
-:mod:`tritonkit.client`: a retry would hide exactly the errors these checks count.
+:mod:`tritonkit.client`: a retry would hide exactly the errors these checks count. The single
+requests (:func:`seeded_batch`, :func:`make_inputs`, :func:`requested_outputs`, :func:`infer`)
+live in :mod:`tritonkit.triton`, shared with the perf stall probe.
 """
 
 from __future__ import annotations
@@ -9,48 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Mapping
-
 import numpy as np
 
 from tritonkit.cards import ModelCard
+from tritonkit.triton import infer, make_inputs, requested_outputs, seeded_batch
 
-
-def seeded_batch(card: ModelCard, batch: int, seed: int) -> np.ndarray:
-    """A deterministic input batch of the card's shape and dtype (normal noise for floats)."""
-    rng = np.random.default_rng(seed)
-    shape = card.input_shape(batch)
-    dtype = np.dtype(card.input.numpy_dtype)
-    if dtype.kind == "f":
-        return rng.standard_normal(shape).astype(dtype)
-    if dtype.kind == "b":
-        return rng.integers(0, 2, shape).astype(dtype)
-    info = np.iinfo(dtype)
-    return rng.integers(max(info.min, -128), min(info.max, 255) + 1, shape).astype(dtype)
-
-
-def make_inputs(card: ModelCard, x: np.ndarray, protocol: str = "grpc") -> list:
-    if protocol == "grpc":
-        import tritonclient.grpc as client
-    else:
-        import tritonclient.http as client
-    inp = client.InferInput(card.input.name, list(x.shape), card.input.dtype)
-    inp.set_data_from_numpy(x)
-    return [inp]
-
-
-def requested_outputs(card: ModelCard) -> list:
-    import tritonclient.grpc as grpcclient
-
-    return [grpcclient.InferRequestedOutput(o.name) for o in card.outputs]
-
-
-def infer(client, model: str, card: ModelCard, x: np.ndarray, timeout_s: float,
-          headers: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
-    """One synchronous gRPC inference; outputs by name. Errors propagate."""
-    result = client.infer(model, make_inputs(card, x), outputs=requested_outputs(card),
-                          client_timeout=timeout_s, headers=dict(headers) if headers else None)
-    return {o.name: result.as_numpy(o.name) for o in card.outputs}
+__all__ = ["Outcome", "burst", "percentiles_ms", "infer", "make_inputs", "requested_outputs", "seeded_batch"]
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from tritonkit.triton import one_line
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -48,10 +50,7 @@ def verdict(name: str, problems: list[str], passed_detail: str, model: str | Non
 
 def error_text(exc: BaseException) -> str:
     """One line for an exception: tritonclient's server message when it has one."""
-    message = getattr(exc, "message", None)
-    text = (message() if callable(message) else str(exc)) or ""
-    lines = text.strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return one_line(exc)
 
 
 def _jsonable(value: Any) -> Any:

@@ -20,10 +20,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from tritonkit.triton import (
+    infer, make_client, make_inputs, one_line, requested_outputs, seeded_batch, shm_module, tritonutils)
 from tritonkit.validate.context import Context, ModelTarget
 from tritonkit.validate.process import MemorySample, memory_sample
-from tritonkit.validate.requests import infer, make_inputs, requested_outputs, seeded_batch
-from tritonkit.validate.result import CheckResult, error_text, fail, verdict
+from tritonkit.validate.result import CheckResult, fail, verdict
 
 SHM_EVERY = 10
 SAMPLE_INTERVAL_S = 1.0
@@ -67,14 +68,12 @@ class Tally:
 
 def unregister(ctx: Context, client, region: str, tally: Tally) -> None:
     """Unregister ``region``, retrying while the server still holds it for a finished request."""
-    from tritonclient.utils import InferenceServerException
-
     deadline = time.monotonic() + UNREGISTER_RETRY_S
     while True:
         try:
             client.unregister_system_shared_memory(region, headers=ctx.key_headers("grpc"))
             return
-        except InferenceServerException as exc:
+        except tritonutils.InferenceServerException as exc:
             if IN_USE not in (exc.message() or "") or time.monotonic() > deadline:
                 raise
             tally.retried()
@@ -83,9 +82,7 @@ def unregister(ctx: Context, client, region: str, tally: Tally) -> None:
 
 def shm_cycle(ctx: Context, client, target: ModelTarget, tag: str, seed: int, tally: Tally) -> None:
     """One request through a freshly registered system shared-memory region, then cleaned up."""
-    from tritonkit.client.infer import _shm_module
-
-    shm = _shm_module()  # ToolMissingError with the install hint when it cannot be imported
+    shm = shm_module()  # ToolMissingError with the install hint when it cannot be imported
     card = target.card
     x = seeded_batch(card, 1, seed)
     region = f"tritonkit_soak_{tag}"
@@ -108,9 +105,7 @@ def shm_cycle(ctx: Context, client, target: ModelTarget, tag: str, seed: int, ta
 
 
 def worker(ctx: Context, index: int, stop: threading.Event, tally: Tally) -> None:
-    import tritonclient.grpc as grpcclient
-
-    client = grpcclient.InferenceServerClient(str(ctx.endpoints.grpc))
+    client = make_client("grpc", str(ctx.endpoints.grpc))
     use_shm = ctx.endpoints.local
     targets = [t for t in ctx.targets if t.card is not None]
     i = 0
@@ -126,7 +121,7 @@ def worker(ctx: Context, index: int, stop: threading.Event, tally: Tally) -> Non
                           ctx.options.request_timeout_s)
                 error = None
             except Exception as exc:
-                error = f"{target.name}: {error_text(exc)}"
+                error = f"{target.name}: {one_line(exc)}"
             tally.record(error, through_shm)
             i += 1
     finally:

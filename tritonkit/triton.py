@@ -1,0 +1,173 @@
+"""Triton transport helpers: one client factory, one error translation, raw requests.
+
+Everything that talks to a Triton server through ``tritonclient`` builds its client here:
+
+* :func:`make_client` — a gRPC or HTTP ``InferenceServerClient``; :func:`call_kwargs` the
+  keyword arguments that bound each call (gRPC takes ``client_timeout`` per call, the HTTP
+  client takes its timeouts at construction);
+* :func:`translate_errors` — a context manager turning tritonclient, gRPC and socket
+  exceptions into one-line :class:`~tritonkit.errors.ServerError`\\ s that name the call;
+* :func:`one_line` — any exception as one short line (the server's message when it has one);
+* :func:`seeded_batch`, :func:`make_inputs`, :func:`requested_outputs`, :func:`infer` — raw
+  requests without retries (validation and the stall probe count exactly the errors a retry
+  would hide);
+* :func:`shm_module` — ``tritonclient.utils.shared_memory`` with a clear error when it cannot load.
+
+``tritonclient`` is imported on first use (:func:`tritonkit._lazy.lazy_import`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from tritonkit._lazy import lazy_import
+from tritonkit.cards import ModelCard
+from tritonkit.errors import ServerError, ToolMissingError
+
+grpcclient = lazy_import("tritonclient.grpc")
+httpclient = lazy_import("tritonclient.http")
+tritonutils = lazy_import("tritonclient.utils")
+_shared_memory = lazy_import("tritonclient.utils.shared_memory")
+_grpc = lazy_import("grpc", install_hint="grpcio")
+
+PROTOCOLS = ("grpc", "http")
+DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
+LINE_LIMIT = 300
+
+__all__ = ["PROTOCOLS", "DEFAULT_PORTS", "client_module", "make_client", "call_kwargs", "one_line",
+           "translate_errors", "transport_errors", "seeded_batch", "make_inputs", "requested_outputs", "infer",
+           "shm_module", "grpcclient", "httpclient", "tritonutils"]
+
+
+def client_module(protocol: str):
+    """``tritonclient.grpc`` or ``tritonclient.http`` (lazily imported)."""
+    if protocol == "grpc":
+        return grpcclient
+    if protocol == "http":
+        return httpclient
+    raise ServerError(f"protocol {protocol!r} not one of {', '.join(PROTOCOLS)}")
+
+
+def make_client(protocol: str, url: str, timeout_s: float | None = None, *,
+                connect_timeout_s: float | None = None):
+    """A tritonclient ``InferenceServerClient`` for ``protocol`` at ``url`` (``host:port``).
+
+    HTTP: ``timeout_s`` is the network timeout and ``connect_timeout_s`` (default ``timeout_s``)
+    the connection timeout, both fixed at construction. gRPC: pass :func:`call_kwargs` to each
+    call for its deadline. A URL the client cannot use raises a one-line ServerError.
+    """
+    module = client_module(protocol)
+    address = url.split("://", 1)[-1].rstrip("/")
+    with translate_errors(f"create a {protocol} client", where=address):
+        if protocol == "grpc":
+            return module.InferenceServerClient(address)
+        kwargs: dict[str, float] = {}
+        if timeout_s is not None:
+            kwargs["network_timeout"] = timeout_s
+        if (connect_timeout_s or timeout_s) is not None:
+            kwargs["connection_timeout"] = connect_timeout_s or timeout_s
+        return module.InferenceServerClient(address, **kwargs)
+
+
+def call_kwargs(protocol: str, timeout_s: float | None) -> dict[str, float]:
+    """Keyword arguments that bound one call: ``client_timeout`` for gRPC, none for HTTP."""
+    return {"client_timeout": timeout_s} if protocol == "grpc" and timeout_s is not None else {}
+
+
+def one_line(exc: BaseException | str, limit: int = LINE_LIMIT) -> str:
+    """An exception (or text) as one short line: tritonclient's server message when it has one,
+    else ``str(exc)``; its first non-empty line, whitespace collapsed; the type name when empty."""
+    if isinstance(exc, str):
+        text = exc
+    else:
+        message = getattr(exc, "message", None)
+        text = (message() if callable(message) else None) or str(exc)
+    lines = [" ".join(line.split()) for line in str(text).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__ if not isinstance(exc, str) else ""
+    return lines[0][:limit]
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """The exception types a Triton call raises when the call itself fails (server or network)."""
+    types: list[type[BaseException]] = [OSError]  # ConnectionError, socket errors and timeouts
+    for module, name in ((tritonutils, "InferenceServerException"), (_grpc, "RpcError")):
+        try:
+            types.append(getattr(module, name))
+        except (ToolMissingError, ImportError):
+            pass
+    return tuple(types)
+
+
+@contextmanager
+def translate_errors(call: str, *, where: str = "", context: str | None = None) -> Iterator[None]:
+    """Turn tritonclient, gRPC and socket errors raised inside into one-line ServerErrors.
+
+    The message names the call: ``"<where>: <call> failed: <server message>"``, or with
+    ``context``: ``"<context> (<call>: <server message>)"``. ServerErrors pass unchanged.
+    """
+    try:
+        yield
+    except ServerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - filtered against transport_errors() below
+        if not isinstance(exc, transport_errors()) and not _is_bad_address(exc, call):
+            raise
+        if context is not None:
+            raise ServerError(f"{context} ({call}: {one_line(exc)})") from None
+        prefix = f"{where}: " if where else ""
+        raise ServerError(f"{prefix}{call} failed: {one_line(exc)}") from None
+
+
+def _is_bad_address(exc: BaseException, call: str) -> bool:
+    """Client constructors reject a malformed URL with ValueError/TypeError of their own."""
+    return call.startswith("create a ") and isinstance(exc, (ValueError, TypeError))
+
+
+# -- raw requests ---------------------------------------------------------------------------
+
+def seeded_batch(card: ModelCard, batch: int, seed: int) -> np.ndarray:
+    """A deterministic input batch of the card's shape and dtype (normal noise for floats)."""
+    rng = np.random.default_rng(seed)
+    shape = card.input_shape(batch)
+    dtype = np.dtype(card.input.numpy_dtype)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(max(info.min, -128), min(info.max, 255) + 1, shape).astype(dtype)
+
+
+def make_inputs(card: ModelCard, x: np.ndarray, protocol: str = "grpc") -> list:
+    """The card's input tensor holding ``x``, for ``protocol``'s client."""
+    inp = client_module(protocol).InferInput(card.input.name, list(x.shape), card.input.dtype)
+    inp.set_data_from_numpy(x)
+    return [inp]
+
+
+def requested_outputs(card: ModelCard, protocol: str = "grpc") -> list:
+    return [client_module(protocol).InferRequestedOutput(o.name) for o in card.outputs]
+
+
+def infer(client, model: str, card: ModelCard, x: np.ndarray, timeout_s: float,
+          headers: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
+    """One synchronous gRPC inference, no retries; outputs by name. Errors propagate."""
+    result = client.infer(model, make_inputs(card, x), outputs=requested_outputs(card),
+                          client_timeout=timeout_s, headers=dict(headers) if headers else None)
+    return {o.name: result.as_numpy(o.name) for o in card.outputs}
+
+
+def shm_module() -> Any:
+    """``tritonclient.utils.shared_memory`` (it imports ``pkg_resources``, i.e. setuptools < 81)."""
+    try:
+        with warnings.catch_warnings():  # its own pkg_resources deprecation notice, not ours to act on
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+            return _shared_memory.load()
+    except ImportError as exc:
+        raise ToolMissingError(f"system shared memory needs tritonclient.utils.shared_memory, which failed to "
+                               f"import ({exc}); it needs pkg_resources: pip install 'setuptools<81'") from None
