@@ -23,9 +23,10 @@ from tritonkit.errors import TritonkitError
 SCHEMA = 1
 BUILDERS = ("tensorrt-python", "trtexec")
 _CC_RE = re.compile(r"^\d+\.\d+$")
-# major.minor.patch[.build]: what compat.py can compare (10.13.2 and 10.13.3 plans do not mix, so a bare
-# "10.13" is refused here rather than written into a sidecar every later check rejects).
-_VERSION_RE = re.compile(r"^\d+(\.\d+){2,3}$")
+# major.minor.patch[.build], with the ".postN" of pip wheel versions (``tensorrt.__version__`` of the
+# PyPI wheel reads e.g. 10.14.1.48.post1): what compat.py can compare (10.13.2 and 10.13.3 plans do not
+# mix, so a bare "10.13" is refused here rather than written into a sidecar every later check rejects).
+_VERSION_RE = re.compile(r"^\d+(\.\d+){2,3}(\.post\d+)?$")
 
 
 class SidecarError(TritonkitError):
