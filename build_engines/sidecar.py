@@ -113,14 +113,20 @@ def make_sidecar(spec: BuildSpec, onnx_sha256: str, tensorrt_version: str, gpu: 
     return side
 
 
+def check_tensorrt_version(version: str, source: str = "<new sidecar>") -> str:
+    """``version`` if a sidecar can record it (see ``_VERSION_RE``), else a SidecarError naming the field."""
+    if not _VERSION_RE.match(str(version)):
+        raise SidecarError(f"{source}: field 'tensorrt_version' {version!r} is not a version like 10.13.3.9")
+    return str(version)
+
+
 def _validate(s: Sidecar, source: str) -> None:
     def bad(field: str, why: str) -> SidecarError:
         return SidecarError(f"{source}: field {field!r} {why}")
 
     if s.schema != SCHEMA:
         raise bad("schema", f"is {s.schema}, this tritonkit reads schema {SCHEMA}")
-    if not _VERSION_RE.match(s.tensorrt_version):
-        raise bad("tensorrt_version", f"{s.tensorrt_version!r} is not a version like 10.13.3.9")
+    check_tensorrt_version(s.tensorrt_version, source)
     if not _CC_RE.match(s.compute_capability):
         raise bad("compute_capability", f"{s.compute_capability!r} is not like '8.6'")
     if s.precision not in PRECISIONS:

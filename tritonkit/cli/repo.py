@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-nms", type=lambda t: tuple(x for x in t.split(",") if x), default=(),
                    help="detectors: also write NMS + ensemble models for these NMS profiles (e.g. ap,speed)")
     p.add_argument("--container-release", help="gpu target: NGC tritonserver release (e.g. 25.10) to check the plan against")
+    p.add_argument("--container-trt-version", help="gpu target: TensorRT version of that release, if not in "
+                                                   "tritonkit's table or unconfirmed there")
 
 
 def options_from_args(args: argparse.Namespace):
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         from tritonkit.serve.docker import host_compute_capability
 
         check_plan_file(card, args.model_file, args.container_release, effective_max_batch(card, options),
-                        host_compute_capability())
+                        host_compute_capability(), container_trt=args.container_trt_version)
     written = write_model(card, args.model_file, args.out, options)
     print(f"wrote {written.path} ({args.target} target): {written.config_path}")
     if args.server_nms:
