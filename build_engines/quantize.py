@@ -8,8 +8,12 @@ QDQ graph is made here with onnxruntime's static quantizer:
 * symmetric scales (``ActivationSymmetric`` / ``WeightSymmetric``: zero points are 0, as TensorRT
   requires); biases stay float (``QuantizeBias=False``);
 * calibration ``max`` (MinMax), ``entropy`` or ``percentile``;
-* by default only the ops TensorRT runs in INT8 get QDQ inputs (convolutions and matrix products);
-  other ops (pooling, activations, concat ...) take whatever precision TensorRT picks;
+* ``op_types_to_quantize`` is the ops TensorRT runs in INT8 (convolutions and matrix products). For
+  each of them onnxruntime quantizes the inputs *and the output*: a Q/DQ pair follows every Conv/Gemm,
+  so tensors between them (e.g. after a Relu) are int8 too, and a model ending in a Gemm or Conv has
+  its final logits / head outputs quantized (``logits`` is then produced by a DequantizeLinear);
+* ``keep_head_float`` (default: the card's ``int8_head`` option; ``float`` keeps it) excludes the
+  last quantizable node before each graph output, so the head and the model's outputs stay in float;
 * ``exclude`` patterns keep nodes in float (e.g. a detector's box head): ``op:Sigmoid`` matches an
   op type, anything else is an fnmatch pattern on node names (``/model.24/*``).
 
@@ -34,6 +38,7 @@ from tritonkit.cards import ModelCard
 from tritonkit.errors import DatasetError, TritonkitError
 
 CALIB_METHODS = ("max", "entropy", "percentile")
+HEAD_OPTION = "int8_head"          # card option: "float" keeps the head (and the outputs) in float
 DEFAULT_QUANT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
@@ -119,6 +124,31 @@ def resolve_excluded(model, patterns: Sequence[str]) -> list[str]:
     return names
 
 
+def head_nodes(model, op_types: Sequence[str] = DEFAULT_QUANT_OPS) -> list[str]:
+    """Names of the last ``op_types`` node on each path back from a graph output (the model's head)."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    heads: list[str] = []
+    for graph_out in model.graph.output:
+        stack, seen = [graph_out.name], set()
+        while stack:
+            node = producers.get(stack.pop())
+            if node is None or node.name in seen:
+                continue
+            seen.add(node.name)
+            if node.op_type in op_types:
+                heads += [] if node.name in heads else [node.name]
+            else:
+                stack.extend(i for i in node.input if i in producers)
+    return heads
+
+
+def keeps_head_float(card: ModelCard) -> bool:
+    value = (card.option(HEAD_OPTION, "int8") or "int8").lower()
+    if value not in ("int8", "float"):
+        raise QuantizeError(f"card {card.name!r}: option {HEAD_OPTION} must be int8 or float (got {value!r})")
+    return value == "float"
+
+
 def _calibration_method(method: str):
     from onnxruntime.quantization import CalibrationMethod
 
@@ -174,8 +204,10 @@ def _prepared(model, tmp: Path) -> Path:
 def quantize_int8(card: ModelCard, onnx_in: str | Path, onnx_out: str | Path, calib_images: Sequence[Path],
                   method: str = "max", exclude: Sequence[str] = (), *, percentile: float = 99.999,
                   op_types: Sequence[str] = DEFAULT_QUANT_OPS, per_channel: bool = True,
-                  batch_size: int = 8) -> QuantResult:
-    """Write a symmetric-int8 QDQ copy of ``onnx_in`` to ``onnx_out`` (atomically) and report sizes."""
+                  batch_size: int = 8, keep_head_float: bool | None = None) -> QuantResult:
+    """Write a symmetric-int8 QDQ copy of ``onnx_in`` to ``onnx_out`` (atomically) and report sizes.
+
+    ``keep_head_float`` None follows the card's ``int8_head`` option (see the module docstring)."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -191,6 +223,8 @@ def quantize_int8(card: ModelCard, onnx_in: str | Path, onnx_out: str | Path, ca
     model = onnx.load(str(onnx_in))
     _name_nodes(model)
     excluded = resolve_excluded(model, exclude)
+    if keeps_head_float(card) if keep_head_float is None else keep_head_float:
+        excluded += [name for name in head_nodes(model, op_types) if name not in excluded]
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
     if method == "percentile":
         extra["CalibPercentile"] = percentile
