@@ -48,7 +48,7 @@ class PrecisionFlags:
 
 def onnx_has_fp16(path) -> bool:
     """True when the ONNX carries float16 tensors (initializers, inputs or Casts to float16)."""
-    model = onnx.load(str(path), load_external_data=False)
+    model = onnx.load_model(str(path), load_external_data=False)   # (the lazy proxy has its own .load)
     fp16 = onnx.TensorProto.FLOAT16
     if any(t.data_type == fp16 for t in model.graph.initializer):
         return True
