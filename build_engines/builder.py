@@ -20,7 +20,7 @@ from tritonkit.build_engines.host import build_gpu
 from tritonkit.build_engines.sidecar import (
     GpuInfo, Sidecar, check_tensorrt_version, make_sidecar, sidecar_path, sidecar_text, write_text_atomic)
 from tritonkit.build_engines.spec import BuildSpec, sha256_file
-from tritonkit.build_engines.trt_adapter import build_serialized
+from tritonkit.build_engines.trt_adapter import build_serialized, import_tensorrt
 from tritonkit.build_engines.trtexec import trtexec_argv
 from tritonkit.errors import TritonkitError
 
@@ -62,7 +62,8 @@ def build_plan(spec: BuildSpec, *, trt=None, gpu: GpuInfo | None = None, gpu_ind
     ``trt`` is the tensorrt module (imported when ``None``); ``gpu`` the build GPU (queried with
     ``nvidia-smi [-i gpu_index]`` when ``None``, before the build).
     """
-    the_gpu = _the_gpu(gpu, gpu_index)
+    trt = trt if trt is not None else import_tensorrt(spec)       # a missing TensorRT is said first
+    the_gpu = _the_gpu(gpu, gpu_index)                              # then the GPU, before any build work
     onnx_digest = sha256_file(spec.onnx)
     built = build_serialized(spec, trt)
     side = make_sidecar(spec, onnx_digest, built.tensorrt_version, the_gpu, "tensorrt-python")
