@@ -68,6 +68,7 @@ class CompatResult:
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     server_args: tuple[str, ...] = ()
+    container_note: str = ""        # set when the container's TensorRT is an unconfirmed table value
 
     @property
     def ok(self) -> bool:
@@ -88,8 +89,8 @@ def _version_compatible_problem(built: str, trt: str) -> str | None:
     if c < b:
         return f"version-compatible plan from TensorRT {built} needs the same or a newer TensorRT, not the older {trt}"
     if b[0] != c[0] and (b[0], c[0]) not in CROSS_MAJOR_VERSION_COMPATIBLE:
-        return (f"version-compatible plan from TensorRT {built} cannot run on TensorRT {trt}: across a major NVIDIA "
-                "supports only 8 -> 10 and 10 -> 11")
+        return (f"version-compatible plan from TensorRT {built} cannot run on TensorRT {trt} (a different major "
+                "version; NVIDIA supports only 8 -> 10 and 10 -> 11 across a major)")
     return None
 
 
@@ -164,9 +165,9 @@ def check_plan(sidecar: Sidecar, container_release: str, host_compute_capability
            else container_tensorrt(release, container_trt))
     info = RELEASES.get(release)
     problems, notes, args = _tensorrt_problems(sidecar, release, trt.version)
-    if not trt.confirmed:
-        notes.append(f"tritonserver {release}: {trt.describe()}; pass container_trt_version (--container-trt-version) "
-                     "to check against the image's real version")
+    container_note = "" if trt.confirmed else (
+        f"tritonserver {release}: {trt.describe()}; pass container_trt_version (--container-trt-version) to check "
+        "against the image's real version")
     host_cc = _cc(host_compute_capability) if host_compute_capability is not None else None
     gp, gn = _gpu_problems(sidecar, host_cc, host_gpu_name, info)
     problems += gp
@@ -174,7 +175,7 @@ def check_plan(sidecar: Sidecar, container_release: str, host_compute_capability
     if not is_patched(release):
         notes.append(f"tritonserver {release} predates the security fixes of {MIN_PATCHED_RELEASE}; "
                      f"prefer {DEFAULT_RELEASE} or later")
-    return CompatResult(plan, release, trt.version, tuple(problems), tuple(notes), tuple(args))
+    return CompatResult(plan, release, trt.version, tuple(problems), tuple(notes), tuple(args), container_note)
 
 
 def check_onnx_hash(sidecar: Sidecar, onnx: str | Path, plan: str = "plan") -> None:
@@ -224,8 +225,7 @@ def check_plan_for_card(card: ModelCard, plan: str | Path, container_release: st
     result = check_plan(side, container_release, host_cc, container_trt=container_trt,
                         host_gpu_name=host_gpu_name, plan=str(plan))
     problems = contract_problems(side, card.input.name, tuple(card.input.dims), mbs, card.name)
-    result = CompatResult(result.plan, result.container_release, result.container_tensorrt,
-                          tuple(problems) + result.problems, result.notes, result.server_args)
+    result = replace(result, problems=tuple(problems) + result.problems)
     if not result.ok:
         raise CompatError(result.message())
     return result

@@ -9,6 +9,7 @@ plan of a repository (the repository layer depends on the engines layer, never t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -62,8 +63,7 @@ def _check_one(name: str, cfg, plan: Path, release: str, host_cc, trt: Container
     else:
         contract = compat.contract_problems(side, cfg.input[0].name, tuple(cfg.input[0].dims), cfg.max_batch_size,
                                             None)
-    return CompatResult(res.plan, res.container_release, res.container_tensorrt, tuple(contract) + res.problems,
-                        res.notes, res.server_args)
+    return replace(res, problems=tuple(contract) + res.problems)
 
 
 def check_repository_plans(repo_dir: str | Path, container_release: str, host_cc=None, *,

@@ -289,7 +289,7 @@ def _build_all(opts: SmokeOptions, steps: _Steps, cards: list[ModelCard], builde
 
 def _compat_line(result: compat.CompatResult) -> str:
     return (f"loads in tritonserver {result.container_release} (TensorRT {result.container_tensorrt})"
-            + "".join(f"; note: {n}" for n in result.notes))
+            + "".join(f"; note: {n}" for n in (result.container_note, *result.notes) if n))
 
 
 def _check_and_write(opts: SmokeOptions, steps: _Steps, plans: dict, release: str, trt: ContainerTensorRT,

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
                                   host_cc=gpu.compute_capability, host_gpu_name=gpu.name,
                                   container_trt=args.container_trt_version)
         print(f"compatible with tritonserver {res.container_release} (TensorRT {res.container_tensorrt})")
-        for note in res.notes:
+        for note in (res.container_note, *res.notes) if res.container_note else res.notes:
             print(f"note: {note}")
     return 0
 

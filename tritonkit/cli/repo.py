@@ -73,8 +73,10 @@ def run(args: argparse.Namespace) -> int:
         from tritonkit.model_repository.plans import check_plan_file
         from tritonkit.serve.docker import host_compute_capability
 
-        check_plan_file(card, args.model_file, args.container_release, effective_max_batch(card, options),
-                        host_compute_capability(), container_trt=args.container_trt_version)
+        checked = check_plan_file(card, args.model_file, args.container_release, effective_max_batch(card, options),
+                                  host_compute_capability(), container_trt=args.container_trt_version)
+        if checked.container_note:
+            print(f"note: {checked.container_note}")
     written = write_model(card, args.model_file, args.out, options)
     print(f"wrote {written.path} ({args.target} target): {written.config_path}")
     if args.server_nms:

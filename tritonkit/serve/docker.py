@@ -201,7 +201,7 @@ def docker_serve_argv(repo: Path, release: str | None = None, *, options: RunOpt
         raise TritonkitError(f"model repository {repo} does not exist")
     release = parse_release(release or DEFAULT_RELEASE)
     results = check_repository_plans(repo, release, host_cc, container_trt=container_trt)
-    notes = tuple(dict.fromkeys(n for r in results for n in r.notes))
+    notes = tuple(dict.fromkeys(n for r in results for n in (r.container_note, *r.notes) if n))
     argv = serve_run_argv(release, repo=repo, options=options, extra_server_args=server_args_for(results), env=env)
     return argv, notes
 
