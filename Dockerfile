@@ -16,11 +16,13 @@
 #                 run as the image's non-root user triton-server (uid 1000):
 #                   docker build --target serve --build-arg MODEL_REPOSITORY=build/model_repository \
 #                       -t tritonkit-serve:25.10 .
-#                 The CMD below serves without restricted APIs; the printed run command publishes on
-#                 127.0.0.1 only and, by default, replaces it with the production profile's flags
-#                 (restricted APIs behind $TRITONKIT_API_KEY, passed by name):
-#                   docker run --rm --gpus all -p 127.0.0.1:8000:8000 -p 127.0.0.1:8001:8001 \
-#                       -e TRITONKIT_API_KEY tritonkit-serve:25.10 sh -c 'exec tritonserver ...'
+#                 It publishes on 127.0.0.1 only; the production profile (the default of the printed
+#                 commands) replaces the CMD to restrict APIs to the key in $TRITONKIT_API_KEY:
+#                   docker run --rm --gpus all -p 127.0.0.1:8000:8000 -p 127.0.0.1:8001:8001 -e TRITONKIT_API_KEY \
+#                       tritonkit-serve:25.10 sh -c 'exec tritonserver "--model-repository=/models" "--model-control-mode=none" \
+#                       "--strict-readiness=true" "--exit-on-error=true" "--disable-auto-complete-config" "--exit-timeout-secs=30" \
+#                       "--http-restricted-api=model-repository,shared-memory,logging,trace:tritonkit-api-key=${TRITONKIT_API_KEY}" \
+#                       "--grpc-restricted-protocol=model-repository,shared-memory,logging,trace:tritonkit-api-key=${TRITONKIT_API_KEY}"'
 # tritonkit.serve.docker.docker_commands() returns these commands for any release and repository.
 # Metrics (8002) are not published (the dev profile publishes them on 127.0.0.1 when asked).
 # TensorRT 11 (tritonserver 26.06 and later) builds strongly typed: the plan-builder builds int8
