@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tritonkit import __version__
 from tritonkit.build_engines.spec import HARDWARE_COMPAT, PRECISIONS, BuildSpec
 from tritonkit.errors import TritonkitError
 
@@ -98,8 +99,6 @@ def sidecar_path(plan: str | Path) -> Path:
 
 def make_sidecar(spec: BuildSpec, onnx_sha256: str, tensorrt_version: str, gpu: GpuInfo, builder: str,
                  build_flags: tuple[str, ...] | None = None, built_at: datetime | None = None) -> Sidecar:
-    from tritonkit import __version__
-
     prof = spec.profile()
     when = (built_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     side = Sidecar(
