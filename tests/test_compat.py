@@ -362,3 +362,27 @@ def test_repository_scan_lives_in_the_repository_layer_only():
             if isinstance(node, ast.ImportFrom) and node.module:
                 assert not node.module.startswith(("tritonkit.model_repository", "tritonkit.serve")), \
                     f"{path.name} imports {node.module}"
+
+
+def test_validate_takes_the_trt_override_for_its_plan_check(tiny_onnx, tmp_path):
+    """validate's readiness.plan check against a release outside the table (25.11), with the override."""
+    from tritonkit.cli import build_parser
+    from tritonkit.validate.options import ValidateOptions
+
+    args = build_parser().parse_args(["validate", "--models", "m", "--out", str(tmp_path), "--container-release", "25.11",
+                                      "--container-trt-version", "10.13.3.9"])
+    assert args.container_trt_version == "10.13.3.9"
+    assert ValidateOptions(models=("m",), container_release="25.11",
+                           container_trt_version="10.13.3.9").container_trt_version == "10.13.3.9"
+
+
+def test_validate_plan_check_uses_the_override(tmp_path):
+    from test_validate_units import _plan_context
+
+    from tritonkit.validate.readiness import check_plan as readiness_plan
+
+    ctx, target = _plan_context(tmp_path, "10.13.3.9", "25.11")
+    refused = readiness_plan(ctx, target)
+    assert not refused.passed and "--container-trt-version" in refused.detail
+    ctx = dataclasses.replace(ctx, options=dataclasses.replace(ctx.options, container_trt_version="10.13.3.9"))
+    assert readiness_plan(ctx, target).passed
