@@ -16,6 +16,7 @@ That fallback needs ``libcuda.so.1``; it could not be executed here (no driver o
 from __future__ import annotations
 
 import ctypes
+import re
 import shutil
 import subprocess
 from typing import Callable
@@ -25,6 +26,7 @@ from tritonkit.build_engines.sidecar import GpuInfo
 from tritonkit.errors import ToolMissingError, TritonkitError
 
 CC_FIELD = "compute_cap"
+_CC_RE = re.compile(r"\d+\.\d+")
 _CU_CC_MAJOR, _CU_CC_MINOR = 75, 76
 
 
@@ -107,7 +109,7 @@ def parse_nvidia_smi(text: str) -> list[GpuInfo]:
 
 
 def _cc(text: str) -> str:
-    if not text.replace(".", "", 1).isdigit() or "." not in text:
+    if not _CC_RE.fullmatch(text):
         raise TritonkitError(f"nvidia-smi reported compute capability {text!r}, expected a value like 8.6")
     return text
 

@@ -386,3 +386,8 @@ def test_validate_plan_check_uses_the_override(tmp_path):
     assert not refused.passed and "--container-trt-version" in refused.detail
     ctx = dataclasses.replace(ctx, options=dataclasses.replace(ctx.options, container_trt_version="10.13.3.9"))
     assert readiness_plan(ctx, target).passed
+
+
+def test_nvidia_smi_compute_capability_must_be_a_number():
+    with pytest.raises(Exception, match="expected a value like 8.6"):
+        parse_nvidia_smi("NVIDIA L4, [N/A]\n")
