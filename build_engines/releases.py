@@ -125,6 +125,9 @@ class ContainerTensorRT:
     def major(self) -> int:
         return version_tuple(self.version)[0]
 
+    def to_dict(self) -> dict:
+        return {"version": self.version, "source": self.source, "confirmed": self.confirmed}
+
     def describe(self) -> str:
         if self.source == "table" and not self.confirmed:
             return f"TensorRT {self.version} (unconfirmed: tritonkit's table, not read in NVIDIA's release notes)"
