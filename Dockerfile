@@ -16,8 +16,17 @@
 #                 run as the image's non-root user triton-server (uid 1000):
 #                   docker build --target serve --build-arg MODEL_REPOSITORY=build/model_repository \
 #                       -t tritonkit-serve:25.10 .
-#                   docker run --rm --gpus all -p 8000:8000 -p 8001:8001 tritonkit-serve:25.10
-# tritonkit.build_engines.docker.docker_commands() returns these commands for any release and repository. Metrics (8002) are not published; add -p 8002:8002 to expose them.
+#                 It publishes on 127.0.0.1 only; the production profile (the default of the printed
+#                 commands) replaces the CMD to restrict APIs to the key in $TRITONKIT_API_KEY:
+#                   docker run --rm --gpus all -p 127.0.0.1:8000:8000 -p 127.0.0.1:8001:8001 -e TRITONKIT_API_KEY \
+#                       tritonkit-serve:25.10 sh -c 'exec tritonserver "--model-repository=/models" "--model-control-mode=none" \
+#                       "--strict-readiness=true" "--exit-on-error=true" "--disable-auto-complete-config" "--exit-timeout-secs=30" \
+#                       "--http-restricted-api=model-repository,shared-memory,logging,trace:tritonkit-api-key=${TRITONKIT_API_KEY}" \
+#                       "--grpc-restricted-protocol=model-repository,shared-memory,logging,trace:tritonkit-api-key=${TRITONKIT_API_KEY}"'
+# tritonkit.serve.docker.docker_commands() returns these commands for any release and repository.
+# Metrics (8002) are not published (the dev profile publishes them on 127.0.0.1 when asked).
+# TensorRT 11 (tritonserver 26.06 and later) builds strongly typed: the plan-builder builds int8
+# from the QDQ ONNX and fp16 only from an fp16 ONNX (tritonkit.build_engines.flags).
 
 ARG TRITON_RELEASE=25.10
 

@@ -1,6 +1,7 @@
 """Build a plan from a :class:`BuildSpec` and write it with its sidecar, atomically.
 
-:func:`build_plan` runs the TensorRT Python API (:mod:`.trt_adapter`), then writes plan and
+:func:`build_plan` queries the build GPU first (a failed query costs no finished engine), runs the
+TensorRT Python API (:mod:`.trt_adapter`), then writes plan and
 sidecar in a temporary folder beside the destination and moves them in: first the old sidecar
 goes, then the plan, then the new sidecar — an interruption leaves at worst a plan without a
 sidecar, which every check refuses, never a plan paired with another build's sidecar.
@@ -15,9 +16,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tritonkit.build_engines.host import build_gpu
 from tritonkit.build_engines.sidecar import (
-    GpuInfo, Sidecar, make_sidecar, sidecar_path, sidecar_text, write_text_atomic)
+    GpuInfo, Sidecar, check_tensorrt_version, make_sidecar, sidecar_path, sidecar_text, write_text_atomic)
 from tritonkit.build_engines.spec import BuildSpec, sha256_file
+from tritonkit.build_engines.trt_adapter import build_serialized, import_tensorrt
+from tritonkit.build_engines.trtexec import trtexec_argv
 from tritonkit.errors import TritonkitError
 
 
@@ -29,16 +33,8 @@ class BuiltPlan:
     notes: tuple[str, ...] = ()
 
 
-def _the_gpu(gpu: GpuInfo | None) -> GpuInfo:
-    if gpu is not None:
-        return gpu
-    from tritonkit.build_engines.compat import host_gpus
-
-    gpus = host_gpus()
-    if len({(g.name, g.compute_capability) for g in gpus}) > 1:
-        raise TritonkitError(f"this host has different GPUs ({', '.join(g.name for g in gpus)}); the plan would be "
-                             "tied to whichever one TensorRT builds on; restrict the build with CUDA_VISIBLE_DEVICES")
-    return gpus[0]
+def _the_gpu(gpu: GpuInfo | None, gpu_index: int | None) -> GpuInfo:
+    return gpu if gpu is not None else build_gpu(gpu_index)
 
 
 def install_plan(plan_bytes: bytes, side: Sidecar, plan: Path) -> Path:
@@ -60,35 +56,37 @@ def install_plan(plan_bytes: bytes, side: Sidecar, plan: Path) -> Path:
     return side_path
 
 
-def build_plan(spec: BuildSpec, *, trt=None, gpu: GpuInfo | None = None) -> BuiltPlan:
+def build_plan(spec: BuildSpec, *, trt=None, gpu: GpuInfo | None = None, gpu_index: int | None = None) -> BuiltPlan:
     """Build ``spec`` with TensorRT and install ``spec.plan`` + sidecar (+ the timing cache).
 
-    ``trt`` is the tensorrt module (imported lazily when ``None``); ``gpu`` the build GPU
-    (queried with nvidia-smi when ``None``).
+    ``trt`` is the tensorrt module (imported when ``None``); ``gpu`` the build GPU (queried with
+    ``nvidia-smi [-i gpu_index]`` when ``None``, before the build).
     """
-    from tritonkit.build_engines.trt_adapter import build_serialized
-
+    trt = trt if trt is not None else import_tensorrt(spec)       # a missing TensorRT is said first
+    the_gpu = _the_gpu(gpu, gpu_index)                              # then the GPU, before any build work
     onnx_digest = sha256_file(spec.onnx)
     built = build_serialized(spec, trt)
-    side = make_sidecar(spec, onnx_digest, built.tensorrt_version, _the_gpu(gpu), "tensorrt-python")
+    side = make_sidecar(spec, onnx_digest, built.tensorrt_version, the_gpu, "tensorrt-python")
     side_path = install_plan(built.plan, side, spec.plan)
     if built.timing_cache is not None and spec.timing_cache is not None:
         write_text_atomic(spec.timing_cache, built.timing_cache)
     return BuiltPlan(spec.plan, side_path, side, built.notes)
 
 
-def adopt_plan(spec: BuildSpec, plan: str | Path, tensorrt_version: str, gpu: GpuInfo | None = None) -> BuiltPlan:
+def adopt_plan(spec: BuildSpec, plan: str | Path, tensorrt_version: str, gpu: GpuInfo | None = None, *,
+               gpu_index: int | None = None) -> BuiltPlan:
     """Record a sidecar for a plan that ``trtexec`` built from ``spec`` (same ONNX, profile, flags).
 
     The TensorRT version is the one trtexec printed (``[TensorRT v101303]`` -> ``10.13.3``, or
-    the container's full version); the GPU is queried when not given.
+    the container's full version); the GPU is queried when not given. A failed query leaves the
+    plan where it is.
     """
-    from tritonkit.build_engines.trtexec import trtexec_argv
-
     plan = Path(plan)
     if not plan.is_file() or plan.stat().st_size == 0:
         raise TritonkitError(f"{plan}: plan file not found (or empty)")
-    side = make_sidecar(spec, sha256_file(spec.onnx), tensorrt_version, _the_gpu(gpu), "trtexec",
-                        build_flags=tuple(trtexec_argv(spec, onnx=spec.onnx.name, plan=plan.name)[1:]))
+    check_tensorrt_version(tensorrt_version)
+    flags = tuple(trtexec_argv(spec, tensorrt_version=tensorrt_version, onnx=spec.onnx.name, plan=plan.name)[1:])
+    side = make_sidecar(spec, sha256_file(spec.onnx), tensorrt_version, _the_gpu(gpu, gpu_index), "trtexec",
+                        build_flags=flags)
     write_text_atomic(sidecar_path(plan), sidecar_text(side))
     return BuiltPlan(plan, sidecar_path(plan), side)

@@ -1,125 +1,46 @@
-"""Will this plan load in that container on this GPU? Checked from the plan's sidecar.
+"""Will this plan load in that container on this GPU? Rules, checked from the plan's sidecar.
 
-Rules, as NVIDIA documents them (TensorRT Developer Guide, "Version Compatibility" and
-"Hardware Compatibility"; TensorRT support matrix, "Features for Platforms and Software"):
+Rules, as NVIDIA documents them:
 
 * TensorRT version: a plan deserializes only in the TensorRT version that built it. A plan built
-  with ``BuilderFlag.VERSION_COMPATIBLE`` (TensorRT >= 8.6) also runs on *newer* TensorRT of the
-  same major version, never on an older one; Triton's TensorRT backend loads such plans only when
-  started with ``--backend-config=tensorrt,version-compatible=true`` (the plan embeds a lean
-  runtime that Triton executes, so only trusted plans belong there).
+  with ``BuilderFlag.VERSION_COMPATIBLE`` (TensorRT >= 8.6) also runs on *newer* TensorRT, never on an
+  older one: within its major, and across exactly two major steps, 8 -> 10 and 10 -> 11 (TensorRT
+  11.4.1 Support Matrix, "Engine Portability": "TensorRT 10 version-compatible engines can run with a
+  TensorRT 11 runtime, and TensorRT 8 version-compatible engines can run with a TensorRT 10 runtime. No
+  other combination across major versions is supported"; the "Version Compatibility" page of 10.16.1
+  and 11.1.0 says the same). Triton's TensorRT backend loads such plans only when started with
+  ``--backend-config=tensorrt,version-compatible=true`` (the plan embeds a lean runtime that Triton
+  executes, so only trusted plans belong there).
 * GPU: by default a plan is tied to the GPU it was built on (same compute capability; another
   GPU model of the same capability loads with a warning and can misbehave). With hardware
   compatibility ``ampere+`` it runs on any Ampere-or-newer GPU (compute capability >= 8.0; the
-  build GPU must be Ampere+ too; not on Jetson/DRIVE); with ``sameComputeCapability`` on any GPU of
-  the same compute capability.
+  build GPU must be Ampere+ too); with ``sameComputeCapability`` on any GPU of the same compute
+  capability.
 * The serving container itself needs a minimum compute capability (its release notes).
 
-The container side comes from :data:`RELEASES` (below) or, for a release not listed, from an
-explicit TensorRT version (``--container-trt-version``, or :func:`probe_container_tensorrt`).
+The container side comes from :mod:`.releases` (the table, with its sources) or an explicit
+TensorRT version (``container_trt``). Repository-wide scans live in
+:mod:`tritonkit.model_repository.plans`, host probes in :mod:`.host`.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Mapping
 
-from tritonkit.build_engines.sidecar import GpuInfo, Sidecar, read_sidecar, sidecar_path
+from tritonkit.build_engines.releases import (
+    DEFAULT_RELEASE, MIN_PATCHED_RELEASE, RELEASES, TENSORRT_IMAGE, TRITON_IMAGE, CompatError, ContainerTensorRT,
+    ReleaseInfo, container_tensorrt, is_patched, parse_release, releases_with_tensorrt, same_version,
+    version_tuple)
+from tritonkit.build_engines.sidecar import Sidecar, read_sidecar
 from tritonkit.build_engines.spec import sha256_file
 from tritonkit.cards import ModelCard
-from tritonkit.errors import ToolMissingError, TritonkitError
 
-TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:{release}-py3"
-TENSORRT_IMAGE = "nvcr.io/nvidia/tensorrt:{release}-py3"
 VERSION_COMPATIBLE_SERVER_ARG = "--backend-config=tensorrt,version-compatible=true"
-
-
-@dataclass(frozen=True)
-class ReleaseInfo:
-    """One NGC ``tritonserver:<release>-py3`` image: its TensorRT, CUDA and minimum GPU."""
-
-    release: str
-    tensorrt: str
-    cuda: str
-    min_compute_capability: str
-
-
-# TensorRT in nvcr.io/nvidia/tritonserver:<release>-py3. Only releases whose TensorRT we could tie
-# to NVIDIA's documentation are listed:
-#  * Deep Learning Frameworks Support Matrix (TensorRT per container release) -- the source of the
-#    values: https://docs.nvidia.com/deeplearning/frameworks/support-matrix/index.html
-#  * Triton release notes, "Driver Requirements" (CUDA build) and "GPU Requirements" (minimum
-#    compute capability): https://docs.nvidia.com/deeplearning/triton-inference-server/release-notes/rel-YY-MM.html
-#    (TensorRT 10.x itself supports compute capability 7.5 and later).
-#  * Triton "Release Compatibility Matrix" lists only the *-trtllm-python-py3 images, whose TensorRT
-#    follows TensorRT-LLM and lags the -py3 image of the same month (25.10-trtllm: 10.11.0.33, 25.10-py3:
-#    10.13.3.9); its (CUDA build, TensorRT) pairs are a cross-check only, never a month's value:
-#    https://docs.nvidia.com/deeplearning/triton-inference-server/user-guide/docs/introduction/compatibility.html
-# Same-month tritonserver and tensorrt images have disagreed before (23.05: 8.6.1.2 vs 8.6.1.6,
-# triton-inference-server/server#5975), which is why the check compares the plan's recorded
-# TensorRT version, never the image tag.
-RELEASES: dict[str, ReleaseInfo] = {r.release: r for r in (
-    ReleaseInfo("25.01", "10.8.0.43", "12.8.0.038", "7.5"),
-    ReleaseInfo("25.03", "10.9.0.34", "12.8.1.012", "7.5"),
-    ReleaseInfo("25.06", "10.11.0.33", "12.9.1.010", "7.5"),
-    ReleaseInfo("25.10", "10.13.3.9", "13.0.2.006", "7.5"),
-    ReleaseInfo("25.12", "10.14.1.48", "13.1.0.036", "7.5"),
-)}
-# NVIDIA's August 2025 Triton security bulletin (CVE-2025-23310/23311/23319/23320/23334): fixed in 25.07.
-MIN_PATCHED_RELEASE = "25.07"
-DEFAULT_RELEASE = "25.10"
-
-_RELEASE_RE = re.compile(r"^\d{2}\.\d{2}$")
-_VERSION_TOKEN = re.compile(r"(\d+\.\d+\.\d+(?:\.\d+)?)")
-
-
-class CompatError(TritonkitError):
-    """A plan will not load in the target container or on the target GPU."""
-
-
-def parse_release(release: str) -> str:
-    release = str(release).strip()
-    if not _RELEASE_RE.match(release):
-        raise CompatError(f"container release {release!r} must look like YY.MM (e.g. {DEFAULT_RELEASE})")
-    return release
-
-
-def is_patched(release: str) -> bool:
-    return parse_release(release) >= MIN_PATCHED_RELEASE
-
-
-def container_tensorrt(release: str, override: str | None = None) -> str:
-    """TensorRT version of ``tritonserver:<release>-py3``: ``override`` if given, else the table."""
-    release = parse_release(release)
-    if override:
-        if not _VERSION_TOKEN.fullmatch(override.strip()):
-            raise CompatError(f"container TensorRT version {override!r} must look like 10.13.3.9")
-        return override.strip()
-    info = RELEASES.get(release)
-    if info is None:
-        raise CompatError(
-            f"container release {release} is not in tritonkit's TensorRT table (known: {', '.join(sorted(RELEASES))}); "
-            f"pass its TensorRT version (--container-trt-version), e.g. read with "
-            f"`docker run --rm --entrypoint dpkg-query {TRITON_IMAGE.format(release=release)} -W libnvinfer10`")
-    return info.tensorrt
-
-
-def _vtuple(version: str) -> tuple[int, ...]:
-    m = _VERSION_TOKEN.search(str(version))
-    if not m:
-        raise CompatError(f"{version!r} is not a TensorRT version")
-    return tuple(int(x) for x in m.group(1).split("."))
-
-
-def _same_version(a: str, b: str) -> bool:
-    """Equal on every component both sides record (a 3-part version matches any build of it)."""
-    ta, tb = _vtuple(a), _vtuple(b)
-    n = min(len(ta), len(tb))
-    return ta[:n] == tb[:n]
+# (built major, runtime major) pairs NVIDIA supports for version-compatible plans across a major.
+CROSS_MAJOR_VERSION_COMPATIBLE = frozenset({(8, 10), (10, 11)})
+MIN_VERSION_COMPATIBLE = (8, 6)
 
 
 def _cc(value) -> str:
@@ -137,10 +58,6 @@ def _cc_tuple(cc: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def releases_with_tensorrt(version: str) -> list[str]:
-    return sorted(r.release for r in RELEASES.values() if _same_version(r.tensorrt, version))
-
-
 @dataclass(frozen=True)
 class CompatResult:
     """The verdict for one plan: ``problems`` (it will not load) and ``notes`` (it will, but...)."""
@@ -151,6 +68,7 @@ class CompatResult:
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     server_args: tuple[str, ...] = ()
+    container_note: str = ""        # set when the container's TensorRT is an unconfirmed table value
 
     @property
     def ok(self) -> bool:
@@ -159,12 +77,28 @@ class CompatResult:
     def message(self) -> str:
         return f"{self.plan}: " + "; ".join(self.problems)
 
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+def _version_compatible_problem(built: str, trt: str) -> str | None:
+    """Why a version-compatible plan from ``built`` cannot run on ``trt`` (None: it can)."""
+    b, c = version_tuple(built), version_tuple(trt)
+    if b[:2] < MIN_VERSION_COMPATIBLE:
+        return f"marked version-compatible but built with TensorRT {built}; version compatibility starts at 8.6"
+    if c < b:
+        return f"version-compatible plan from TensorRT {built} needs the same or a newer TensorRT, not the older {trt}"
+    if b[0] != c[0] and (b[0], c[0]) not in CROSS_MAJOR_VERSION_COMPATIBLE:
+        return (f"version-compatible plan from TensorRT {built} cannot run on TensorRT {trt} (a different major "
+                "version; NVIDIA supports only 8 -> 10 and 10 -> 11 across a major)")
+    return None
+
 
 def _tensorrt_problems(side: Sidecar, release: str, trt: str) -> tuple[list[str], list[str], list[str]]:
     problems, notes, args = [], [], []
     built = side.tensorrt_version
-    if _same_version(built, trt):
-        if len(_vtuple(built)) != len(_vtuple(trt)):
+    if same_version(built, trt):
+        if len(version_tuple(built)) != len(version_tuple(trt)):
             notes.append(f"TensorRT compared on the components both sides record ({built} vs {trt})")
         if side.version_compatible:
             # Any version-compatible plan carries host code the runtime must be allowed to run.
@@ -180,16 +114,9 @@ def _tensorrt_problems(side: Sidecar, release: str, trt: str) -> tuple[list[str]
         problems.append(f"built with TensorRT {built} but tritonserver {release} ships TensorRT {trt}, and a plan "
                         f"only deserializes in the TensorRT version that built it; {rebuild}, or {where}")
         return problems, notes, args
-    b, c = _vtuple(built), _vtuple(trt)
-    if b[:2] < (8, 6):
-        problems.append(f"marked version-compatible but built with TensorRT {built}; version compatibility "
-                        f"starts at 8.6; {rebuild}")
-    elif b[0] != c[0]:
-        problems.append(f"version-compatible plan from TensorRT {built} cannot be relied on in TensorRT {trt} "
-                        f"(a different major version); {rebuild}")
-    elif c < b:
-        problems.append(f"version-compatible plan from TensorRT {built} needs the same or a newer TensorRT, "
-                        f"tritonserver {release} ships the older {trt}; {rebuild}, or {where}")
+    why = _version_compatible_problem(built, trt)
+    if why is not None:
+        problems.append(f"{why}; {rebuild}, or {where}")
     else:
         notes.append(f"version-compatible plan (TensorRT {built}) on TensorRT {trt}: start tritonserver with "
                      f"{VERSION_COMPATIBLE_SERVER_ARG} (it runs the plan's embedded lean runtime; trusted plans only)")
@@ -229,14 +156,18 @@ def _gpu_problems(side: Sidecar, host_cc: str | None, host_gpu_name: str | None,
 
 
 def check_plan(sidecar: Sidecar, container_release: str, host_compute_capability=None, *,
-               container_trt: str | None = None, host_gpu_name: str | None = None,
+               container_trt: str | ContainerTensorRT | None = None, host_gpu_name: str | None = None,
                plan: str = "plan") -> CompatResult:
     """Check one plan (by its sidecar) against a container release and a host GPU. Never raises for
-    an incompatibility: the result lists the problems."""
+    an incompatibility: the result lists the problems. ``container_trt`` overrides the table."""
     release = parse_release(container_release)
-    trt = container_tensorrt(release, container_trt)
+    trt = (container_trt if isinstance(container_trt, ContainerTensorRT)
+           else container_tensorrt(release, container_trt))
     info = RELEASES.get(release)
-    problems, notes, args = _tensorrt_problems(sidecar, release, trt)
+    problems, notes, args = _tensorrt_problems(sidecar, release, trt.version)
+    container_note = "" if trt.confirmed else (
+        f"tritonserver {release}: {trt.describe()}; pass container_trt_version (--container-trt-version) to check "
+        "against the image's real version")
     host_cc = _cc(host_compute_capability) if host_compute_capability is not None else None
     gp, gn = _gpu_problems(sidecar, host_cc, host_gpu_name, info)
     problems += gp
@@ -244,7 +175,7 @@ def check_plan(sidecar: Sidecar, container_release: str, host_compute_capability
     if not is_patched(release):
         notes.append(f"tritonserver {release} predates the security fixes of {MIN_PATCHED_RELEASE}; "
                      f"prefer {DEFAULT_RELEASE} or later")
-    return CompatResult(plan, release, trt, tuple(problems), tuple(notes), tuple(args))
+    return CompatResult(plan, release, trt.version, tuple(problems), tuple(notes), tuple(args), container_note)
 
 
 def check_onnx_hash(sidecar: Sidecar, onnx: str | Path, plan: str = "plan") -> None:
@@ -258,7 +189,7 @@ def check_onnx_hash(sidecar: Sidecar, onnx: str | Path, plan: str = "plan") -> N
                           f"recorded, file is {digest[:12]}...); rebuild the plan from this ONNX")
 
 
-def _contract_problems(side: Sidecar, input_name: str, dims: tuple[int, ...], max_batch_size: int,
+def contract_problems(side: Sidecar, input_name: str, dims: tuple[int, ...], max_batch_size: int,
                        model: str | None) -> list[str]:
     problems = []
     if model is not None and side.model != model:
@@ -293,67 +224,11 @@ def check_plan_for_card(card: ModelCard, plan: str | Path, container_release: st
     mbs = card.max_batch_size if max_batch_size is None else max_batch_size
     result = check_plan(side, container_release, host_cc, container_trt=container_trt,
                         host_gpu_name=host_gpu_name, plan=str(plan))
-    problems = _contract_problems(side, card.input.name, tuple(card.input.dims), mbs, card.name)
-    result = CompatResult(result.plan, result.container_release, result.container_tensorrt,
-                          tuple(problems) + result.problems, result.notes, result.server_args)
+    problems = contract_problems(side, card.input.name, tuple(card.input.dims), mbs, card.name)
+    result = replace(result, problems=tuple(problems) + result.problems)
     if not result.ok:
         raise CompatError(result.message())
     return result
-
-
-def _repo_plan_models(repo: Path):
-    """(model name, config, plan path) for every TensorRT model in a repository."""
-    from tritonkit.model_repository.config import parse_config
-
-    for cfg_path in sorted(repo.glob("*/config.pbtxt")):
-        cfg = parse_config(cfg_path.read_text(), str(cfg_path))
-        if cfg.platform != "tensorrt_plan" and cfg.backend != "tensorrt":
-            continue
-        filename = cfg.default_model_filename or "model.plan"
-        plans = sorted(p for p in cfg_path.parent.glob(f"*/{filename}") if p.parent.name.isdigit())
-        if not plans:
-            raise CompatError(f"{cfg_path.parent}: TensorRT model without a <version>/{filename}")
-        for plan in plans:
-            yield cfg.name or cfg_path.parent.name, cfg, plan
-
-
-def check_repository_plans(repo_dir: str | Path, container_release: str, host_cc=None, *,
-                           container_trt: str | None = None, host_gpu_name: str | None = None,
-                           onnx_files: Mapping[str, str | Path] | None = None) -> list[CompatResult]:
-    """Check every TensorRT plan in a model repository before it is served.
-
-    Each plan needs its ``model.plan.json`` sidecar; its profile must cover the config's
-    ``max_batch_size`` and input; its TensorRT and GPU must suit ``container_release`` and the host
-    (``host_cc``; ``None`` skips the GPU check with a note). ``onnx_files`` maps model names to the
-    ONNX each plan should have been built from. Raises :class:`CompatError` naming every failing
-    plan; returns the results (notes, extra server arguments) when all pass.
-    """
-    repo = Path(repo_dir)
-    if not repo.is_dir():
-        raise CompatError(f"{repo}: model repository not found")
-    results, failures = [], []
-    for name, cfg, plan in _repo_plan_models(repo):
-        try:
-            side = read_sidecar(plan)
-            if onnx_files and name in onnx_files:
-                check_onnx_hash(side, onnx_files[name], str(plan))
-        except TritonkitError as exc:
-            failures.append(str(exc))
-            continue
-        res = check_plan(side, container_release, host_cc, container_trt=container_trt,
-                         host_gpu_name=host_gpu_name, plan=str(plan))
-        contract = []
-        if len(cfg.input) != 1:
-            contract.append(f"config has {len(cfg.input)} inputs; tritonkit plans have one")
-        else:
-            contract = _contract_problems(side, cfg.input[0].name, tuple(cfg.input[0].dims), cfg.max_batch_size, None)
-        res = CompatResult(res.plan, res.container_release, res.container_tensorrt,
-                           tuple(contract) + res.problems, res.notes, res.server_args)
-        (results if res.ok else failures).append(res if res.ok else res.message())
-    if failures:
-        raise CompatError(f"{len(failures)} plan(s) in {repo} will not load in tritonserver "
-                          f"{parse_release(container_release)}: " + " | ".join(failures))
-    return results
 
 
 def server_args_for(results: list[CompatResult]) -> tuple[str, ...]:
@@ -365,62 +240,9 @@ def server_args_for(results: list[CompatResult]) -> tuple[str, ...]:
     return tuple(seen)
 
 
-# --- host and container facts --------------------------------------------------------------
-
-def host_gpus(nvidia_smi: str = "nvidia-smi", timeout_s: float = 20.0) -> list[GpuInfo]:
-    """The GPUs ``nvidia-smi`` reports (name and compute capability).
-
-    ToolMissingError when ``nvidia-smi`` is absent; TritonkitError when it fails (no driver, no GPU).
-    """
-    exe = shutil.which(nvidia_smi)
-    if exe is None:
-        raise ToolMissingError("nvidia-smi not found: this host has no NVIDIA driver "
-                               "(no NVIDIA GPU to build or serve plans)")
-    try:
-        proc = subprocess.run([exe, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=timeout_s, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TritonkitError(f"nvidia-smi failed to run ({type(exc).__name__})") from None
-    if proc.returncode != 0:
-        last = (proc.stderr or proc.stdout).strip().splitlines()
-        raise TritonkitError(f"nvidia-smi failed (exit {proc.returncode}): {last[-1] if last else 'no output'}")
-    return parse_nvidia_smi(proc.stdout)
-
-
-def parse_nvidia_smi(text: str) -> list[GpuInfo]:
-    gpus = []
-    for line in text.strip().splitlines():
-        name, _, cc = line.rpartition(",")
-        if name.strip() and cc.strip():
-            gpus.append(GpuInfo(name.strip(), _cc(cc.strip())))
-    if not gpus:
-        raise TritonkitError("nvidia-smi reported no GPU")
-    return gpus
-
-
-def probe_container_tensorrt(image: str, docker: str = "docker", timeout_s: float = 300.0) -> str:
-    """The TensorRT version inside a container image, read from its ``libnvinfer10`` package.
-
-    Needs a Docker engine; raises ToolMissingError without one.
-    """
-    exe = shutil.which(docker)
-    if exe is None:
-        raise ToolMissingError(f"{docker} not found: cannot read the TensorRT version of {image}")
-    cmd = [exe, "run", "--rm", "--entrypoint", "dpkg-query", image, "-W", "-f=${Version}\\n", "libnvinfer10"]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TritonkitError(f"docker run {image} failed ({type(exc).__name__})") from None
-    m = _VERSION_TOKEN.search(proc.stdout or "")
-    if proc.returncode != 0 or not m:
-        tail = (proc.stderr or proc.stdout or "").strip().splitlines()
-        raise TritonkitError(f"could not read the TensorRT version of {image}: {tail[-1] if tail else 'no output'}")
-    return m.group(1)
-
-
 __all__ = [
     "RELEASES", "ReleaseInfo", "DEFAULT_RELEASE", "MIN_PATCHED_RELEASE", "CompatError", "CompatResult",
-    "check_plan", "check_plan_for_card", "check_repository_plans", "check_onnx_hash", "container_tensorrt",
-    "host_gpus", "parse_nvidia_smi", "probe_container_tensorrt", "server_args_for", "sidecar_path",
-    "parse_release", "is_patched", "TRITON_IMAGE", "TENSORRT_IMAGE",
+    "VERSION_COMPATIBLE_SERVER_ARG", "CROSS_MAJOR_VERSION_COMPATIBLE", "check_plan", "check_plan_for_card",
+    "check_onnx_hash", "contract_problems", "container_tensorrt", "server_args_for", "parse_release", "is_patched",
+    "TRITON_IMAGE", "TENSORRT_IMAGE",
 ]

@@ -8,8 +8,12 @@ QDQ graph is made here with onnxruntime's static quantizer:
 * symmetric scales (``ActivationSymmetric`` / ``WeightSymmetric``: zero points are 0, as TensorRT
   requires); biases stay float (``QuantizeBias=False``);
 * calibration ``max`` (MinMax), ``entropy`` or ``percentile``;
-* by default only the ops TensorRT runs in INT8 get QDQ inputs (convolutions and matrix products);
-  other ops (pooling, activations, concat ...) take whatever precision TensorRT picks;
+* ``op_types_to_quantize`` is the ops TensorRT runs in INT8 (convolutions and matrix products). For
+  each of them onnxruntime quantizes the inputs *and the output*: a Q/DQ pair follows every Conv/Gemm,
+  so tensors between them (e.g. after a Relu) are int8 too, and a model ending in a Gemm or Conv has
+  its final logits / head outputs quantized (``logits`` is then produced by a DequantizeLinear);
+* ``keep_head_float`` (default: the card's ``int8_head`` option; ``float`` keeps it) excludes the
+  last quantizable node before each graph output, so the head and the model's outputs stay in float;
 * ``exclude`` patterns keep nodes in float (e.g. a detector's box head): ``op:Sigmoid`` matches an
   op type, anything else is an fnmatch pattern on node names (``/model.24/*``).
 
@@ -30,10 +34,20 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from tritonkit._lazy import lazy_import
+from tritonkit.build_engines.spec import validate_onnx
 from tritonkit.cards import ModelCard
+from tritonkit.client.decode import decode_file
+from tritonkit.client.preprocess import preprocess
 from tritonkit.errors import DatasetError, TritonkitError
 
+onnx = lazy_import("onnx")
+ort = lazy_import("onnxruntime")
+ortq = lazy_import("onnxruntime.quantization", "onnxruntime")
+ort_shape = lazy_import("onnxruntime.quantization.shape_inference", "onnxruntime")
+
 CALIB_METHODS = ("max", "entropy", "percentile")
+HEAD_FIELD = "int8_head"           # card field: "float" keeps the head (and the outputs) in float
 DEFAULT_QUANT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 
@@ -80,8 +94,6 @@ def find_calibration_images(calib_dir: str | Path, limit: int | None = None) -> 
 
 def _decode(path: Path) -> np.ndarray:
     """RGB uint8 HWC via the project's decoder (client/decode.py); unreadable files are errors."""
-    from tritonkit.client.decode import decode_file
-
     result = decode_file(path)
     if not result.ok:
         raise DatasetError(f"{path}: calibration image unusable: {result.reason}")
@@ -90,8 +102,6 @@ def _decode(path: Path) -> np.ndarray:
 
 def calibration_batches(card: ModelCard, images: Sequence[Path], batch_size: int = 8) -> Iterator[np.ndarray]:
     """Preprocessed calibration batches ``[n, *card.input.dims]`` (float32), in file order."""
-    from tritonkit.client.preprocess import preprocess
-
     if not images:
         raise DatasetError("no calibration images given")
     buf: list[np.ndarray] = []
@@ -119,12 +129,32 @@ def resolve_excluded(model, patterns: Sequence[str]) -> list[str]:
     return names
 
 
-def _calibration_method(method: str):
-    from onnxruntime.quantization import CalibrationMethod
+def head_nodes(model, op_types: Sequence[str] = DEFAULT_QUANT_OPS) -> list[str]:
+    """Names of the last ``op_types`` node on each path back from a graph output (the model's head)."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    heads: list[str] = []
+    for graph_out in model.graph.output:
+        stack, seen = [graph_out.name], set()
+        while stack:
+            node = producers.get(stack.pop())
+            if node is None or node.name in seen:
+                continue
+            seen.add(node.name)
+            if node.op_type in op_types:
+                heads += [] if node.name in heads else [node.name]
+            else:
+                stack.extend(i for i in node.input if i in producers)
+    return heads
 
+
+def keeps_head_float(card: ModelCard) -> bool:
+    return card.int8_head == "float"
+
+
+def _calibration_method(method: str):
+    methods = ortq.CalibrationMethod
     try:
-        return {"max": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                "percentile": CalibrationMethod.Percentile}[method]
+        return {"max": methods.MinMax, "entropy": methods.Entropy, "percentile": methods.Percentile}[method]
     except KeyError:
         raise QuantizeError(f"unknown calibration method {method!r}; "
                             f"choose one of {', '.join(CALIB_METHODS)}") from None
@@ -132,9 +162,7 @@ def _calibration_method(method: str):
 
 def _batch_reader(input_name: str, batches: Iterator[np.ndarray]):
     """An onnxruntime CalibrationDataReader over preprocessed batches (one pass)."""
-    from onnxruntime.quantization import CalibrationDataReader
-
-    class _BatchReader(CalibrationDataReader):
+    class _BatchReader(ortq.CalibrationDataReader):
         def __init__(self) -> None:
             self.count = 0
 
@@ -158,14 +186,11 @@ def _name_nodes(model) -> None:
 def _prepared(model, tmp: Path) -> Path:
     """Save the (node-named) model with onnxruntime's quantization pre-processing: shape inference
     only, no graph optimization, so node names (and exclude patterns) survive."""
-    import onnx
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     named = tmp / "named.onnx"
     onnx.save(model, str(named))
     prepared = tmp / "prepared.onnx"
     try:
-        quant_pre_process(str(named), str(prepared), skip_optimization=True)
+        ort_shape.quant_pre_process(str(named), str(prepared), skip_optimization=True)
     except Exception:  # symbolic shape inference gives up on some graphs; quantize the model as is
         return named
     return prepared
@@ -174,13 +199,10 @@ def _prepared(model, tmp: Path) -> Path:
 def quantize_int8(card: ModelCard, onnx_in: str | Path, onnx_out: str | Path, calib_images: Sequence[Path],
                   method: str = "max", exclude: Sequence[str] = (), *, percentile: float = 99.999,
                   op_types: Sequence[str] = DEFAULT_QUANT_OPS, per_channel: bool = True,
-                  batch_size: int = 8) -> QuantResult:
-    """Write a symmetric-int8 QDQ copy of ``onnx_in`` to ``onnx_out`` (atomically) and report sizes."""
-    import onnx
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+                  batch_size: int = 8, keep_head_float: bool | None = None) -> QuantResult:
+    """Write a symmetric-int8 QDQ copy of ``onnx_in`` to ``onnx_out`` (atomically) and report sizes.
 
-    from tritonkit.build_engines.spec import validate_onnx
-
+    ``keep_head_float`` None follows the card's ``int8_head`` option (see the module docstring)."""
     calib_method = _calibration_method(method)
     if not calib_images:
         raise DatasetError("no calibration images given (need at least one)")
@@ -188,9 +210,11 @@ def quantize_int8(card: ModelCard, onnx_in: str | Path, onnx_out: str | Path, ca
         raise QuantizeError(f"percentile must be in (0, 100] (got {percentile})")
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     validate_onnx(card, onnx_in, "fp32")
-    model = onnx.load(str(onnx_in))
+    model = onnx.load_model(str(onnx_in))
     _name_nodes(model)
     excluded = resolve_excluded(model, exclude)
+    if keeps_head_float(card) if keep_head_float is None else keep_head_float:
+        excluded += [name for name in head_nodes(model, op_types) if name not in excluded]
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
     if method == "percentile":
         extra["CalibPercentile"] = percentile
@@ -205,17 +229,17 @@ def quantize_int8(card: ModelCard, onnx_in: str | Path, onnx_out: str | Path, ca
         named = _prepared(model, Path(tmp))
         tmp_out = Path(tmp) / onnx_out.name
         try:
-            quantize_static(
-                str(named), str(tmp_out), reader, quant_format=QuantFormat.QDQ,
+            ortq.quantize_static(
+                str(named), str(tmp_out), reader, quant_format=ortq.QuantFormat.QDQ,
                 op_types_to_quantize=list(op_types), per_channel=per_channel,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                activation_type=ortq.QuantType.QInt8, weight_type=ortq.QuantType.QInt8,
                 nodes_to_exclude=excluded, calibrate_method=calib_method, extra_options=extra)
         except TritonkitError:
             raise
         except Exception as exc:  # onnxruntime raises plain exceptions with long messages
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise QuantizeError(f"{onnx_in}: onnxruntime quantization failed: {first}") from None
-        qdq = sum(1 for n in onnx.load(str(tmp_out)).graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+        qdq = sum(1 for n in onnx.load_model(str(tmp_out)).graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
         if qdq == 0:
             raise QuantizeError(f"{onnx_in}: quantization inserted no QDQ nodes (no {', '.join(op_types)} ops?)")
         os.replace(tmp_out, onnx_out)
@@ -236,8 +260,6 @@ class OutputDelta:
 def compare_onnx_outputs(onnx_fp32: str | Path, onnx_int8: str | Path, batch: np.ndarray,
                          input_name: str) -> OutputDelta:
     """Run both models with onnxruntime (CPU) on ``batch`` and compare their first outputs."""
-    import onnxruntime as ort
-
     def run(path) -> np.ndarray:
         so = ort.SessionOptions()
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])

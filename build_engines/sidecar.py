@@ -17,15 +17,17 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tritonkit import __version__
 from tritonkit.build_engines.spec import HARDWARE_COMPAT, PRECISIONS, BuildSpec
 from tritonkit.errors import TritonkitError
 
 SCHEMA = 1
 BUILDERS = ("tensorrt-python", "trtexec")
 _CC_RE = re.compile(r"^\d+\.\d+$")
-# major.minor.patch[.build]: what compat.py can compare (10.13.2 and 10.13.3 plans do not mix, so a bare
-# "10.13" is refused here rather than written into a sidecar every later check rejects).
-_VERSION_RE = re.compile(r"^\d+(\.\d+){2,3}$")
+# major.minor.patch[.build], with the ".postN" of pip wheel versions (``tensorrt.__version__`` of the
+# PyPI wheel reads e.g. 10.14.1.48.post1): what compat.py can compare (10.13.2 and 10.13.3 plans do not
+# mix, so a bare "10.13" is refused here rather than written into a sidecar every later check rejects).
+_VERSION_RE = re.compile(r"^\d+(\.\d+){2,3}(\.post\d+)?$")
 
 
 class SidecarError(TritonkitError):
@@ -97,8 +99,6 @@ def sidecar_path(plan: str | Path) -> Path:
 
 def make_sidecar(spec: BuildSpec, onnx_sha256: str, tensorrt_version: str, gpu: GpuInfo, builder: str,
                  build_flags: tuple[str, ...] | None = None, built_at: datetime | None = None) -> Sidecar:
-    from tritonkit import __version__
-
     prof = spec.profile()
     when = (built_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     side = Sidecar(
@@ -112,14 +112,20 @@ def make_sidecar(spec: BuildSpec, onnx_sha256: str, tensorrt_version: str, gpu: 
     return side
 
 
+def check_tensorrt_version(version: str, source: str = "<new sidecar>") -> str:
+    """``version`` if a sidecar can record it (see ``_VERSION_RE``), else a SidecarError naming the field."""
+    if not _VERSION_RE.match(str(version)):
+        raise SidecarError(f"{source}: field 'tensorrt_version' {version!r} is not a version like 10.13.3.9")
+    return str(version)
+
+
 def _validate(s: Sidecar, source: str) -> None:
     def bad(field: str, why: str) -> SidecarError:
         return SidecarError(f"{source}: field {field!r} {why}")
 
     if s.schema != SCHEMA:
         raise bad("schema", f"is {s.schema}, this tritonkit reads schema {SCHEMA}")
-    if not _VERSION_RE.match(s.tensorrt_version):
-        raise bad("tensorrt_version", f"{s.tensorrt_version!r} is not a version like 10.13.3.9")
+    check_tensorrt_version(s.tensorrt_version, source)
     if not _CC_RE.match(s.compute_capability):
         raise bad("compute_capability", f"{s.compute_capability!r} is not like '8.6'")
     if s.precision not in PRECISIONS:

@@ -1,16 +1,20 @@
 """The only module that touches the ``tensorrt`` package: a BuildSpec in, serialized plan bytes out.
 
-``tensorrt`` is imported inside :func:`import_tensorrt`, so tritonkit imports and runs (and
-prints the equivalent ``trtexec`` command) on machines without TensorRT. The calls follow the
-TensorRT 10.x Python API:
+``tensorrt`` is imported through :func:`import_tensorrt`, so tritonkit imports and runs (and
+prints the equivalent ``trtexec`` command) on machines without TensorRT. What to call is decided
+by the installed major, parsed from ``tensorrt.__version__`` (never from an exception). The calls
+exist in both TensorRT 10.x and 11 (``include/NvInfer.h`` and ``python/src/infer/pyCore.cpp`` of
+NVIDIA/TensorRT on release/10.8, release/10.16, release/11.0 and main):
 
-* ``Builder(logger)``; ``create_network(0)`` (explicit batch is the only mode in TensorRT 10);
+* ``Builder(logger)``; ``create_network(0)`` (explicit batch is the only mode since 10; 11 is
+  strongly typed without a flag);
 * ``OnnxParser(network, logger).parse_from_file(path)``;
 * ``create_builder_config()`` + ``set_memory_pool_limit(MemoryPoolType.WORKSPACE, bytes)``,
-  ``set_flag(BuilderFlag.FP16 | INT8 | VERSION_COMPATIBLE)``, ``builder_optimization_level``,
-  ``hardware_compatibility_level``;
-* ``create_timing_cache(bytes)`` / ``set_timing_cache(cache, ignore_mismatch)`` and, after the
-  build, ``get_timing_cache().serialize()``;
+  ``builder_optimization_level``, ``hardware_compatibility_level``, ``set_flag(VERSION_COMPATIBLE)``;
+* precision flags only on 10.x (:mod:`.flags`: FP16, or FP16 + INT8 for a QDQ ONNX); none on 11;
+* ``create_timing_cache(bytes)`` -> may return ``None`` for a corrupt or foreign cache (NVIDIA's own
+  ``shared/utils/cacheUtils.cpp`` checks for nullptr): then a fresh cache, with a note;
+  ``set_timing_cache(cache, ignore_mismatch)`` and, after the build, ``get_timing_cache().serialize()``;
 * one ``create_optimization_profile()`` with ``set_shape(name, min, opt, max)``;
 * ``build_serialized_network(network, config)`` (``None`` on failure).
 
@@ -19,10 +23,13 @@ INT8 is explicit quantization: the ONNX carries QDQ nodes and no calibrator is s
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
+from tritonkit.build_engines.flags import precision_flags
 from tritonkit.build_engines.spec import HARDWARE_COMPAT, BuildSpec, BuildSpecError
-from tritonkit.build_engines.trtexec import trtexec_command
+from tritonkit.build_engines.releases import DEFAULT_RELEASE, container_tensorrt
+from tritonkit.build_engines.trtexec import container_command
 from tritonkit.errors import ToolMissingError, TritonkitError
 
 MIN_TRT_MAJOR = 10
@@ -38,17 +45,34 @@ class EngineBuild:
     notes: tuple[str, ...] = ()
 
 
-def import_tensorrt(spec: BuildSpec | None = None):
-    """The ``tensorrt`` module, or a one-line ToolMissingError with the trtexec command to run instead."""
+def _without_tensorrt_hint(spec: BuildSpec | None) -> str:
+    """The container command that builds ``spec`` in the default release (when it can be formed)."""
+    if spec is None:
+        return "`tritonkit build --trtexec-only --container-release R` prints the container command"
     try:
-        import tensorrt  # noqa: PLC0415 - optional, GPU hosts only
+        trt = container_tensorrt(DEFAULT_RELEASE)
+        return (f"run this (tensorrt {DEFAULT_RELEASE}, {trt.describe()}; pick the serving release with "
+                f"--trtexec-only --container-release R): {container_command(spec, DEFAULT_RELEASE, trt.version)}")
+    except TritonkitError as exc:
+        return f"`tritonkit build --trtexec-only --container-release R` prints the container command ({exc})"
+
+
+def import_tensorrt(spec: BuildSpec | None = None):
+    """The ``tensorrt`` module, or a one-line ToolMissingError with the container command to run instead.
+
+    Imported by name each call (not through ``_lazy``): a missing native library raises OSError,
+    which the lazy proxy does not turn into a one-line error, and tests swap ``sys.modules``.
+    """
+    try:
+        return importlib.import_module("tensorrt")
     except (ImportError, OSError) as exc:
-        hint = (trtexec_command(spec) if spec is not None
-                else "see `tritonkit build --trtexec-only` for the trtexec command")
-        raise ToolMissingError(
-            f"TensorRT is missing here (import tensorrt failed: {type(exc).__name__}); run this instead, "
-            f"in nvcr.io/nvidia/tensorrt:<release>-py3 of the serving release: {hint}") from None
-    return tensorrt
+        raise ToolMissingError(f"TensorRT is missing here (import tensorrt failed: {type(exc).__name__}); "
+                               f"{_without_tensorrt_hint(spec)}") from None
+
+
+def installed_version(trt) -> str:
+    """``tensorrt.__version__`` as a string."""
+    return str(getattr(trt, "__version__", ""))
 
 
 def _major(version: str) -> int:
@@ -68,33 +92,12 @@ def _parser_errors(parser) -> str:
     return "; ".join(msgs) or "no parser message"
 
 
-def build_serialized(spec: BuildSpec, trt=None) -> EngineBuild:
-    """Build ``spec`` with the TensorRT Python API; raise one-line errors on any failure."""
-    trt = trt if trt is not None else import_tensorrt(spec)
-    version = str(trt.__version__)
-    if _major(version) < MIN_TRT_MAJOR:
-        raise ToolMissingError(f"TensorRT {version} found; tritonkit builds plans with TensorRT "
-                               f"{MIN_TRT_MAJOR}.x or newer")
-    notes: list[str] = []
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(spec.onnx)):
-        raise TritonkitError(f"{spec.onnx}: TensorRT's ONNX parser failed: {_parser_errors(parser)}")
-
-    inputs = [network.get_input(i).name for i in range(network.num_inputs)]
-    if spec.input_name not in inputs:
-        raise BuildSpecError(f"{spec.onnx}: TensorRT sees inputs {inputs}, not {spec.input_name!r}")
-    if len(inputs) != 1:
-        raise BuildSpecError(f"{spec.onnx}: TensorRT sees {len(inputs)} inputs {inputs}; the card describes one")
-
+def _configure(trt, builder, spec: BuildSpec, version: str):
+    """A builder config for ``spec`` on this TensorRT version (precision per :mod:`.flags`)."""
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_bytes)
-    if spec.precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
-    elif spec.precision == "int8":
-        config.set_flag(trt.BuilderFlag.INT8)
+    for name in precision_flags(spec, version).builder_flags:
+        config.set_flag(getattr(trt.BuilderFlag, name))
     config.builder_optimization_level = spec.opt_level
     if spec.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
@@ -104,15 +107,53 @@ def build_serialized(spec: BuildSpec, trt=None) -> EngineBuild:
         if level is None:
             raise BuildSpecError(f"TensorRT {version} has no HardwareCompatibilityLevel.{member}")
         config.hardware_compatibility_level = level
+    return config
 
-    if spec.timing_cache is not None:
-        old = spec.timing_cache.read_bytes() if spec.timing_cache.is_file() else b""
-        cache = config.create_timing_cache(old)
-        if not config.set_timing_cache(cache, False):
-            # A cache from another TensorRT version or GPU: start a fresh one rather than fail.
-            notes.append(f"timing cache {spec.timing_cache} did not match this TensorRT/GPU; started a new one")
-            config.set_timing_cache(config.create_timing_cache(b""), False)
 
+def _attach_timing_cache(config, spec: BuildSpec) -> list[str]:
+    """Load ``spec.timing_cache`` into ``config``; a corrupt, stale or foreign cache is replaced by a new one."""
+    path = spec.timing_cache
+    old = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(old)
+    if cache is None:
+        fresh = config.create_timing_cache(b"")
+        if fresh is None or not config.set_timing_cache(fresh, False):
+            raise TritonkitError(f"{path}: TensorRT could not create a timing cache")
+        return [f"timing cache {path} could not be read by this TensorRT (corrupt or from another version); "
+                "started a new one"]
+    if config.set_timing_cache(cache, False):
+        return []
+    # A cache from another TensorRT version or GPU: start a fresh one rather than fail.
+    config.set_timing_cache(config.create_timing_cache(b""), False)
+    return [f"timing cache {path} did not match this TensorRT/GPU; started a new one"]
+
+
+def _parse(trt, builder, logger, spec: BuildSpec):
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(spec.onnx)):
+        raise TritonkitError(f"{spec.onnx}: TensorRT's ONNX parser failed: {_parser_errors(parser)}")
+    inputs = [network.get_input(i).name for i in range(network.num_inputs)]
+    if spec.input_name not in inputs:
+        raise BuildSpecError(f"{spec.onnx}: TensorRT sees inputs {inputs}, not {spec.input_name!r}")
+    if len(inputs) != 1:
+        raise BuildSpecError(f"{spec.onnx}: TensorRT sees {len(inputs)} inputs {inputs}; the card describes one")
+    return network
+
+
+def build_serialized(spec: BuildSpec, trt=None) -> EngineBuild:
+    """Build ``spec`` with the TensorRT Python API; raise one-line errors on any failure."""
+    trt = trt if trt is not None else import_tensorrt(spec)
+    version = installed_version(trt)
+    if _major(version) < MIN_TRT_MAJOR:
+        raise ToolMissingError(f"TensorRT {version} found; tritonkit builds plans with TensorRT "
+                               f"{MIN_TRT_MAJOR}.x or newer")
+    precision_flags(spec, version)                 # refuse what this TensorRT cannot build, before any work
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = _parse(trt, builder, logger, spec)
+    config = _configure(trt, builder, spec, version)
+    notes = _attach_timing_cache(config, spec) if spec.timing_cache is not None else []
     prof = spec.profile()
     profile = builder.create_optimization_profile()
     profile.set_shape(prof.input_name, prof.min, prof.opt, prof.max)

@@ -1,18 +1,23 @@
-"""A :class:`~tritonkit.build_engines.spec.BuildSpec` as a ``trtexec`` command line.
+"""A :class:`~tritonkit.build_engines.spec.BuildSpec` as a ``trtexec`` command line, for the TensorRT
+major of the container that will run it.
 
-Flag spellings follow trtexec's own ``--help`` for TensorRT 10.x (``samples/common/sampleOptions.cpp``
-in NVIDIA/TensorRT) and NVIDIA's "Migrating trtexec Usage from TensorRT 8.x to 10.x" page:
+Flag spellings follow trtexec's parser (``samples/common/sampleOptions.cpp`` in NVIDIA/TensorRT, read on
+release/10.8, release/10.16, release/11.0 and main) and NVIDIA's pages "Migrating trtexec Usage from
+TensorRT 8.x to 10.x" and "... from TensorRT 10.x to 11.x":
 
 * shapes: ``--minShapes/--optShapes/--maxShapes=name:1x3x224x224`` (all three, batch included);
-* ``--memPoolSize=workspace:<size>`` replaces the removed ``--workspace`` (size in MiB by default);
-* ``--fp16`` / ``--int8`` enable the precision in addition to fp32; an ``--int8`` build from a QDQ
-  ONNX is explicit quantization, so no ``--calib`` cache is given;
+* ``--memPoolSize=workspace:<size>`` (MiB by default);
+* precision (:mod:`.flags`): 10.x ``--fp16``, or ``--fp16 --int8`` for a QDQ ONNX (explicit
+  quantization, no ``--calib``); 11 has no precision flags (strongly typed: the ONNX's own types);
 * ``--timingCacheFile=<file>`` loads and saves the timing cache;
 * ``--builderOptimizationLevel=N`` (0..5, default 3);
-* ``--versionCompatible`` and ``--hardwareCompatibilityLevel=none|ampere+|sameComputeCapability``;
+* ``--versionCompatible`` and ``--hardwareCompatibilityLevel=none|ampere+|sameComputeCapability``
+  (``sameComputeCapability`` from 10.9 on);
 * ``--skipInference`` stops after the engine is saved.
 
-Explicit batch is the only mode in TensorRT 10, so no ``--explicitBatch``.
+:func:`container_argv` wraps it in ``docker run`` of NGC's ``tensorrt:<release>-py3`` image, whose
+trtexec is ``/usr/src/tensorrt/bin/trtexec`` (where NVIDIA's TensorRT packages install it; the image
+does not put it on PATH), with the ONNX, plan and cache folders mounted: a command that runs as printed.
 """
 
 from __future__ import annotations
@@ -20,16 +25,24 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from tritonkit.build_engines.flags import precision_flags
+from tritonkit.build_engines.releases import TENSORRT_IMAGE, parse_release
 from tritonkit.build_engines.spec import HARDWARE_COMPAT, BuildSpec
+
+TRTEXEC_IN_CONTAINER = "/usr/src/tensorrt/bin/trtexec"
+_MOUNTS = {"onnx": "/work/onnx", "plan": "/work/plans", "cache": "/work/cache"}
+_USER_SHELL = "$(id -u):$(id -g)"
 
 
 def shape_arg(name: str, shape: tuple[int, ...]) -> str:
     return f"{name}:{'x'.join(str(d) for d in shape)}"
 
 
-def trtexec_argv(spec: BuildSpec, trtexec: str = "trtexec", *, onnx: str | Path | None = None,
-                 plan: str | Path | None = None, timing_cache: str | Path | None = None) -> list[str]:
-    """The argv that builds ``spec`` with trtexec. Path overrides serve container mounts."""
+def trtexec_argv(spec: BuildSpec, trtexec: str = "trtexec", *, tensorrt_version: str,
+                 onnx: str | Path | None = None, plan: str | Path | None = None,
+                 timing_cache: str | Path | None = None) -> list[str]:
+    """The argv that builds ``spec`` with the trtexec of ``tensorrt_version``. Path overrides serve mounts."""
+    flags = precision_flags(spec, tensorrt_version)
     prof = spec.profile()
     argv = [
         trtexec,
@@ -38,12 +51,9 @@ def trtexec_argv(spec: BuildSpec, trtexec: str = "trtexec", *, onnx: str | Path 
         f"--minShapes={shape_arg(prof.input_name, prof.min)}",
         f"--optShapes={shape_arg(prof.input_name, prof.opt)}",
         f"--maxShapes={shape_arg(prof.input_name, prof.max)}",
+        *flags.trtexec_flags,
+        f"--memPoolSize=workspace:{spec.workspace_mb}",
     ]
-    if spec.precision == "fp16":
-        argv.append("--fp16")
-    elif spec.precision == "int8":
-        argv.append("--int8")
-    argv.append(f"--memPoolSize=workspace:{spec.workspace_mb}")
     cache = timing_cache if timing_cache is not None else spec.timing_cache
     if cache is not None:
         argv.append(f"--timingCacheFile={cache}")
@@ -56,6 +66,33 @@ def trtexec_argv(spec: BuildSpec, trtexec: str = "trtexec", *, onnx: str | Path 
     return argv
 
 
-def trtexec_command(spec: BuildSpec, trtexec: str = "trtexec", **overrides) -> str:
+def trtexec_command(spec: BuildSpec, trtexec: str = "trtexec", **kwargs) -> str:
     """:func:`trtexec_argv` as one shell-quoted line."""
-    return shlex.join(trtexec_argv(spec, trtexec, **overrides))
+    return shlex.join(trtexec_argv(spec, trtexec, **kwargs))
+
+
+def container_argv(spec: BuildSpec, release: str, tensorrt_version: str, *, gpus: str = "all",
+                   user: str = _USER_SHELL) -> list[str]:
+    """``docker run`` of ``tensorrt:<release>-py3`` building ``spec`` with its trtexec; host folders
+    of the ONNX, plan and timing cache are mounted at /work/onnx (read-only), /work/plans, /work/cache."""
+    image = TENSORRT_IMAGE.format(release=parse_release(release))
+    mounts = ["-v", f"{spec.onnx.parent.resolve()}:{_MOUNTS['onnx']}:ro",
+              "-v", f"{spec.plan.parent.resolve()}:{_MOUNTS['plan']}"]
+    cache = None
+    if spec.timing_cache is not None:
+        mounts += ["-v", f"{spec.timing_cache.parent.resolve()}:{_MOUNTS['cache']}"]
+        cache = f"{_MOUNTS['cache']}/{spec.timing_cache.name}"
+    inner = trtexec_argv(spec, TRTEXEC_IN_CONTAINER, tensorrt_version=tensorrt_version,
+                         onnx=f"{_MOUNTS['onnx']}/{spec.onnx.name}", plan=f"{_MOUNTS['plan']}/{spec.plan.name}",
+                         timing_cache=cache)
+    return ["docker", "run", "--rm", "--gpus", gpus, "--user", user, *mounts, image, *inner]
+
+
+def container_command(spec: BuildSpec, release: str, tensorrt_version: str, **kwargs) -> str:
+    """:func:`container_argv` as one line a shell runs as printed (``--user "$(id -u):$(id -g)"``)."""
+    line = shlex.join(container_argv(spec, release, tensorrt_version, **kwargs))
+    return line.replace(shlex.quote(_USER_SHELL), f'"{_USER_SHELL}"')
+
+
+__all__ = ["shape_arg", "trtexec_argv", "trtexec_command", "container_argv", "container_command",
+           "TRTEXEC_IN_CONTAINER"]

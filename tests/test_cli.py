@@ -90,7 +90,7 @@ def test_serve_docker_prints_the_pinned_command(tmp_path, tiny_onnx, capsys):
     out = tmp_path / "repo"
     main(["repo", "--model", "demo_shapes", "--model-file", str(tiny_onnx), "--out", str(out)])
     capsys.readouterr()
-    assert main(["serve", "--docker", "--repo", str(out), "--print-only"]) == 0
+    assert main(["serve", "--docker", "--repo", str(out), "--print-only", "--profile", "dev"]) == 0
     command = capsys.readouterr().out
     assert command.startswith("docker run") and "--gpus" in command
     assert "nvcr.io/nvidia/tritonserver:" in command and f"{out.resolve()}:/models:ro" in command

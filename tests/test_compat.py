@@ -14,9 +14,13 @@ import pytest
 
 from tritonkit.build_engines import compat
 from tritonkit.build_engines.builder import install_plan
+from tritonkit.build_engines import host
 from tritonkit.build_engines.compat import (
     DEFAULT_RELEASE, MIN_PATCHED_RELEASE, RELEASES, VERSION_COMPATIBLE_SERVER_ARG, CompatError, check_plan,
-    check_plan_for_card, check_repository_plans, container_tensorrt, parse_nvidia_smi, server_args_for)
+    check_plan_for_card, container_tensorrt, server_args_for)
+from tritonkit.build_engines.host import parse_nvidia_smi
+from tritonkit.build_engines.releases import version_tuple
+from tritonkit.model_repository.plans import check_repository_plans
 from tritonkit.build_engines.sidecar import GpuInfo, SidecarError, make_sidecar, sidecar_path
 from tritonkit.build_engines.spec import make_spec, sha256_file
 from tritonkit.cards import get_card
@@ -44,10 +48,14 @@ def test_release_table_is_well_formed():
     assert MIN_PATCHED_RELEASE == "25.07"
     for rel, info in RELEASES.items():
         assert re.fullmatch(r"\d{2}\.\d{2}", rel) and info.release == rel
-        assert re.fullmatch(r"10\.\d+\.\d+\.\d+", info.tensorrt)
+        assert info.tensorrt is None or re.fullmatch(rf"{info.tensorrt_major}\.\d+\.\d+\.\d+", info.tensorrt)
         assert info.min_compute_capability == "7.5"
-    versions = [compat._vtuple(RELEASES[r].tensorrt) for r in sorted(RELEASES)]
-    assert versions == sorted(versions)                     # TensorRT only moves forward with releases
+        assert info.confirmed <= {"tensorrt", "cuda", "min_compute_capability"}
+        assert info.tensorrt is not None or "tensorrt" not in info.confirmed
+    known = [version_tuple(RELEASES[r].tensorrt) for r in sorted(RELEASES) if RELEASES[r].tensorrt]
+    assert known == sorted(known)                           # TensorRT only moves forward with releases
+    majors = [RELEASES[r].tensorrt_major for r in sorted(RELEASES)]
+    assert majors == sorted(majors)
 
 
 def test_matching_plan_loads(tiny_onnx, tmp_path):
@@ -120,10 +128,10 @@ def test_unknown_host_gpu_is_a_note_not_a_pass_of_the_gpu_check(tiny_onnx, tmp_p
 
 def test_unknown_release_needs_an_explicit_version(tiny_onnx, tmp_path):
     side = _sidecar(tiny_onnx, tmp_path, trt="10.13.2.6")
-    unknown = r"release 25.08 is not in tritonkit.s TensorRT table .*\(--container-trt-version\)"
+    unknown = r"release 25.09 is not in tritonkit.s TensorRT table .*\(--container-trt-version\)"
     with pytest.raises(CompatError, match=unknown):
-        check_plan(side, "25.08", "8.9")
-    assert check_plan(side, "25.08", "8.9", container_trt="10.13.2.6").ok
+        check_plan(side, "25.09", "8.9")
+    assert check_plan(side, "25.09", "8.9", container_trt="10.13.2.6").ok
     with pytest.raises(CompatError, match="must look like YY.MM"):
         container_tensorrt("2025.10")
     with pytest.raises(CompatError, match="must look like 10.13.3.9"):
@@ -242,9 +250,9 @@ def test_nvidia_smi_parsing():
 def test_host_probes_without_tools(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolMissingError, match="nvidia-smi not found"):
-        compat.host_gpus()
+        host.host_gpus()
     with pytest.raises(ToolMissingError, match="docker not found"):
-        compat.probe_container_tensorrt("nvcr.io/nvidia/tritonserver:25.10-py3")
+        host.probe_container_tensorrt("nvcr.io/nvidia/tritonserver:25.10-py3")
 
 
 def test_gpu_smoke_on_a_host_without_gpu_says_so_and_exits_1(monkeypatch, tmp_path, capsys):
@@ -256,3 +264,130 @@ def test_gpu_smoke_on_a_host_without_gpu_says_so_and_exits_1(monkeypatch, tmp_pa
     assert code == 1
     assert "gpu-smoke needs an NVIDIA GPU" in err and "nvidia-smi not found" in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "w").exists()
+
+
+# ---------------------------------------------------------------- issue 11: majors, unconfirmed rows, overrides
+
+def test_version_compatible_plans_cross_the_majors_nvidia_documents(tiny_onnx, tmp_path):
+    """TensorRT 11.4.1 Support Matrix: 10 -> 11 and 8 -> 10 are supported, nothing else across a major."""
+    side = _sidecar(tiny_onnx, tmp_path, version_compatible=True)
+    ten_to_eleven = check_plan(dataclasses.replace(side, tensorrt_version="10.14.1.48"), "26.06", "8.9",
+                               container_trt="11.1.0.7")
+    assert ten_to_eleven.ok, ten_to_eleven.problems
+    assert ten_to_eleven.server_args == (VERSION_COMPATIBLE_SERVER_ARG,)
+    eight_to_ten = check_plan(dataclasses.replace(side, tensorrt_version="8.6.1.6"), "25.10", "8.9")
+    assert eight_to_ten.ok and eight_to_ten.server_args == (VERSION_COMPATIBLE_SERVER_ARG,)
+    eight_to_eleven = check_plan(dataclasses.replace(side, tensorrt_version="8.6.1.6"), "26.06", "8.9",
+                                 container_trt="11.1.0.7")
+    assert not eight_to_eleven.ok and "only 8 -> 10 and 10 -> 11" in eight_to_eleven.problems[0]
+    eleven_to_ten = check_plan(dataclasses.replace(side, tensorrt_version="11.1.0.7"), "25.10", "8.9")
+    assert not eleven_to_ten.ok and "same or a newer TensorRT" in eleven_to_ten.problems[0]
+    not_vc = check_plan(dataclasses.replace(side, version_compatible=False, tensorrt_version="10.14.1.48"),
+                        "26.06", "8.9", container_trt="11.1.0.7")
+    assert not not_vc.ok
+
+
+def test_tensorrt_11_rows_and_the_first_release_with_it():
+    from tritonkit.build_engines.releases import FIRST_TENSORRT_11_RELEASE, container_tensorrt_major
+
+    assert FIRST_TENSORRT_11_RELEASE == "26.06" and RELEASES["26.06"].tensorrt_major == 11
+    assert all(i.tensorrt_major == 10 for r, i in RELEASES.items() if r < "26.06")
+    assert all(i.tensorrt_major == 11 for r, i in RELEASES.items() if r >= "26.06")
+    assert container_tensorrt_major("26.10") == 11 and container_tensorrt_major("25.10") == 10
+    with pytest.raises(CompatError, match=r"26.06 ships TensorRT 11.x but its exact version is unconfirmed.*"
+                                          r"\(--container-trt-version\)"):
+        container_tensorrt("26.06")
+    assert container_tensorrt("26.06", "11.1.0.7").version == "11.1.0.7"
+
+
+def test_unconfirmed_table_values_are_said_to_be_so(tiny_onnx, tmp_path):
+    side = _sidecar(tiny_onnx, tmp_path)
+    unconfirmed = check_plan(side, "25.10", "8.9")
+    assert unconfirmed.ok and "unconfirmed" in unconfirmed.container_note
+    assert "unconfirmed" not in RELEASES["25.01"].to_dict()["confirmed"]
+    confirmed = check_plan(dataclasses.replace(side, tensorrt_version=RELEASES["25.01"].tensorrt), "25.01", "8.9")
+    assert confirmed.container_note == ""                   # 25.01's TensorRT is from NVIDIA's release notes
+    overridden = check_plan(side, "25.10", "8.9", container_trt=TRT_2510)
+    assert overridden.container_note == ""
+    assert container_tensorrt("25.10", "10.14.1.48.post1").version == "10.14.1.48"
+
+
+@pytest.mark.parametrize("command", ["repo", "build", "serve"])
+def test_every_command_taking_a_release_takes_the_trt_override(tiny_onnx, tmp_path, capsys, monkeypatch, command):
+    """A release outside the table (25.11) fails with a pointer to --container-trt-version; with it, it works.
+    nvidia-smi and docker are absent here (PATH emptied of them): the GPU check is skipped with a note."""
+    from tritonkit.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path / "nobin"))
+    plan = _plan(tiny_onnx, tmp_path, trt="10.13.3.9", max_batch=CARD.max_batch_size)
+    if command == "repo":
+        argv = ["repo", "--model", "demo_shapes", "--model-file", str(plan), "--target", "gpu",
+                "--out", str(tmp_path / "repo"), "--container-release", "25.11"]
+    elif command == "build":
+        argv = ["build", "--model", "demo_shapes", "--onnx", str(tiny_onnx), "--max-batch", "8",
+                "--out", str(tmp_path / "plans"), "--trtexec-only", "--container-release", "25.11"]
+    else:
+        from tritonkit.model_repository.config import RepoOptions
+        from tritonkit.model_repository.writer import write_model
+
+        write_model(CARD, plan, tmp_path / "srv", RepoOptions(target="gpu"))
+        argv = ["serve", "--docker", "--profile", "dev", "--repo", str(tmp_path / "srv"), "--print-only",
+                "--container-release", "25.11"]
+    assert main(argv) == 1
+    assert "--container-trt-version" in capsys.readouterr().err
+    assert main([*argv, "--container-trt-version", "10.13.3.9"]) == 0
+    out = capsys.readouterr().out
+    if command == "repo":
+        assert (tmp_path / "repo" / "demo_shapes" / "config.pbtxt").is_file()
+    else:                                       # the printed command is for that release
+        assert "nvcr.io/nvidia/tensorrt:25.11-py3" in out or "nvcr.io/nvidia/tritonserver:25.11-py3" in out
+
+
+def test_gpu_smoke_takes_the_trt_override_too():
+    from tritonkit.cli import build_parser
+
+    args = build_parser().parse_args(["gpu-smoke", "--container-release", "25.11", "--container-trt-version",
+                                      "10.13.3.9"])
+    assert (args.container_release, args.container_trt_version) == ("25.11", "10.13.3.9")
+
+
+def test_repository_scan_lives_in_the_repository_layer_only():
+    """The model_repository <-> build_engines cycle is gone: build_engines imports no model_repository module."""
+    import ast
+    from pathlib import Path
+
+    root = Path(compat.__file__).parent
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith(("tritonkit.model_repository", "tritonkit.serve")), \
+                    f"{path.name} imports {node.module}"
+
+
+def test_validate_takes_the_trt_override_for_its_plan_check(tiny_onnx, tmp_path):
+    """validate's readiness.plan check against a release outside the table (25.11), with the override."""
+    from tritonkit.cli import build_parser
+    from tritonkit.validate.options import ValidateOptions
+
+    args = build_parser().parse_args(["validate", "--models", "m", "--out", str(tmp_path), "--container-release", "25.11",
+                                      "--container-trt-version", "10.13.3.9"])
+    assert args.container_trt_version == "10.13.3.9"
+    assert ValidateOptions(models=("m",), container_release="25.11",
+                           container_trt_version="10.13.3.9").container_trt_version == "10.13.3.9"
+
+
+def test_validate_plan_check_uses_the_override(tmp_path):
+    from test_validate_units import _plan_context
+
+    from tritonkit.validate.readiness import check_plan as readiness_plan
+
+    ctx, target = _plan_context(tmp_path, "10.13.3.9", "25.11")
+    refused = readiness_plan(ctx, target)
+    assert not refused.passed and "--container-trt-version" in refused.detail
+    ctx = dataclasses.replace(ctx, options=dataclasses.replace(ctx.options, container_trt_version="10.13.3.9"))
+    assert readiness_plan(ctx, target).passed
+
+
+def test_nvidia_smi_compute_capability_must_be_a_number():
+    with pytest.raises(Exception, match="expected a value like 8.6"):
+        parse_nvidia_smi("NVIDIA L4, [N/A]\n")

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tritonkit.build_engines import compat
-from tritonkit.build_engines.docker import (
-    SERVER_ARGS, builder_run_argv, docker_commands, serve_build_argv, serve_run_argv)
+from tritonkit.build_engines.docker import builder_run_argv
 from tritonkit.errors import TritonkitError
+from tritonkit.serve.docker import SERVER_ARGS, RunOptions, docker_commands, serve_build_argv, serve_run_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -158,22 +158,55 @@ def test_docker_commands_match_the_dockerfile(tmp_path):
                                        "-t tritonkit-plan-builder:25.10 .")
     assert cmds.build_serve_image == ("docker build --target serve --build-arg TRITON_RELEASE=25.10 "
                                       "--build-arg MODEL_REPOSITORY=build/model_repository -t tritonkit-serve:25.10 .")
-    assert cmds.run_serve_image == "docker run --rm --gpus all -p 8000:8000 -p 8001:8001 tritonkit-serve:25.10"
     assert '--user "$(id -u):$(id -g)"' in cmds.build_plans
     mounted = shlex.split(cmds.run_mounted)
     assert mounted[:3] == ["docker", "run", "--rm"]
-    for port in ("8000", "8001", "8002"):                    # published on the host's loopback only
+    for port in ("8000", "8001"):                            # published on the host's loopback only
         assert f"127.0.0.1:{port}:{port}" in mounted
+    assert not any(":8002" in a for a in mounted)             # production (the default): metrics not published
     assert mounted[mounted.index("--user") + 1] == "triton-server"
     assert f"{Path('build/model_repository').resolve()}:/models:ro" in mounted
     server = mounted[mounted.index("nvcr.io/nvidia/tritonserver:25.10-py3") + 1:]
-    assert server[0] == "tritonserver" and "--model-repository=/models" in server
+    assert server[:2] == ["sh", "-c"] and "--model-repository=/models" in server[2]
+    assert "--http-restricted-api=" in server[2] and "--model-control-mode=none" in server[2]
+
+
+def test_serve_image_run_is_loopback_and_production_by_default(monkeypatch):
+    """The serve image's printed run: never 0.0.0.0, restricted APIs unless the dev profile is asked for."""
+    monkeypatch.delenv("TRITONKIT_API_KEY", raising=False)
+    cmds = docker_commands("build/model_repository", "25.10", context=".")
+    argv = shlex.split(cmds.run_serve_image)
+    assert argv[:2] == ["docker", "run"] and "tritonkit-serve:25.10" in argv
+    published = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
+    assert published == ["127.0.0.1:8000:8000", "127.0.0.1:8001:8001"]
+    assert argv[argv.index("-e") + 1] == "TRITONKIT_API_KEY"
+    shell = argv[argv.index("tritonkit-serve:25.10") + 1:]
+    assert shell[:2] == ["sh", "-c"] and "--grpc-restricted-protocol=" in shell[2]
+    assert all(flag in shell[2] for flag in SERVER_ARGS[1:])
+    with pytest.raises(TritonkitError, match="TRITONKIT_API_KEY"):   # running (not printing) needs the key
+        serve_run_argv("25.10", options=RunOptions(), env={})
+    dev = serve_run_argv("25.10", options=RunOptions(profile="dev"))
+    assert dev == ["docker", "run", "--rm", "--gpus", "all", "-p", "127.0.0.1:8000:8000", "-p",
+                   "127.0.0.1:8001:8001", "tritonkit-serve:25.10"]
 
 
 def test_extra_server_args_and_metrics_port():
-    argv = serve_run_argv("25.10", metrics_port=9002, extra_server_args=(compat.VERSION_COMPATIBLE_SERVER_ARG,))
-    assert "9002:8002" in argv
+    argv = serve_run_argv("25.10", options=RunOptions(profile="dev", metrics_port=9002),
+                          extra_server_args=(compat.VERSION_COMPATIBLE_SERVER_ARG,))
+    assert "127.0.0.1:9002:8002" in argv
     assert argv[-1] == compat.VERSION_COMPATIBLE_SERVER_ARG and argv[-len(SERVER_ARGS) - 1:-1] == list(SERVER_ARGS)
+
+
+def test_dev_profile_metrics_publish_is_optional(tmp_path):
+    """gpu-smoke's dev runs can leave 8002 unpublished (it was always published before)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    without = serve_run_argv("25.10", repo=repo, options=RunOptions(profile="dev"))
+    assert not any(a.endswith(":8002") for a in without)
+    with_metrics = serve_run_argv("25.10", repo=repo, options=RunOptions(profile="dev", metrics_port=8002))
+    assert "127.0.0.1:8002:8002" in with_metrics
+    named = serve_run_argv("25.10", repo=repo, options=RunOptions(profile="dev", name="c1", gpus="device=1"))
+    assert named[:5] == ["docker", "run", "-d", "--name", "c1"] and "--gpus=device=1" in named
 
 
 def test_builder_run_mounts_the_workdir(tmp_path):
@@ -190,3 +223,17 @@ def test_repository_outside_the_context_and_bad_release(tmp_path):
     assert f"{(tmp_path / 'repo').resolve()}:/models:ro" in cmds.run_mounted
     with pytest.raises(TritonkitError, match="must look like YY.MM"):
         docker_commands(release="latest")
+
+
+def test_the_dockerfile_serve_run_is_the_printed_one():
+    """The serve image's run line in the Dockerfile header is exactly what docker_commands() prints."""
+    header = [l.lstrip("#").strip() for l in DOCKERFILE.read_text().splitlines() if l.startswith("#")]
+    lines, current = [], ""
+    for line in header:                                     # join "\" continuations
+        if line.endswith("\\"):
+            current += line[:-1].strip() + " "
+        else:
+            lines.append(current + line)
+            current = ""
+    runs = [l for l in lines if l.startswith("docker run") and "tritonkit-serve:" in l]
+    assert runs == [docker_commands("build/model_repository", "25.10").run_serve_image]

@@ -15,7 +15,7 @@ from tritonkit.build_engines.quantize import (
     QuantizeError, calibration_batches, compare_onnx_outputs, find_calibration_images, quantize_int8)
 from tritonkit.build_engines.spec import validate_onnx
 from tritonkit.cards import get_card
-from tritonkit.errors import DatasetError
+from tritonkit.errors import CardError, DatasetError
 
 CARD = get_card("demo_shapes")          # input 3x64x64, 8 classes
 
@@ -203,3 +203,42 @@ def test_qdq_model_serves_on_the_local_cpu_target(fp32, images, tmp_path, start_
 
     ref = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
     np.testing.assert_allclose(served, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_onnxruntime_quantizes_the_logits_unless_the_head_is_kept_float(fp32, images, tmp_path):
+    """What the module docstring says: Q/DQ also follows each Conv/Gemm output, the final logits
+    included; keep_head_float (or the card's int8_head=float option) keeps the last Gemm and the output float."""
+    from tritonkit.build_engines.quantize import head_nodes
+
+    def producer_of_logits(path):
+        graph = _nodes(path)
+        return {o: n for n in graph.node for o in n.output}["logits"]
+
+    default = quantize_int8(CARD, fp32, tmp_path / "d.onnx", images, "max")
+    assert producer_of_logits(tmp_path / "d.onnx").op_type == "DequantizeLinear"
+    assert default.excluded_nodes == ()
+    import onnx
+
+    assert head_nodes(onnx.load(str(fp32))) == ["fc"]
+    kept = quantize_int8(CARD, fp32, tmp_path / "k.onnx", images, "max", keep_head_float=True)
+    assert kept.excluded_nodes == ("fc",)
+    assert producer_of_logits(tmp_path / "k.onnx").op_type == "Gemm"
+    by_card = quantize_int8(CARD.with_overrides(int8_head="float"), fp32, tmp_path / "c.onnx",
+                            images, "max")
+    assert by_card.excluded_nodes == ("fc",)
+    with pytest.raises(CardError, match="int8_head must be int8 or float"):
+        quantize_int8(CARD.with_overrides(int8_head="fp16"), fp32, tmp_path / "x.onnx", images)
+
+
+def test_head_nodes_walk_back_through_non_quantized_ops(tmp_path):
+    """tiny_classifier ends Conv -> Relu -> GAP -> Flatten -> Gemm; a detector head can end in Sigmoid."""
+    import onnx
+    from onnx_models import tiny_classifier
+
+    from tritonkit.build_engines.quantize import head_nodes
+
+    model = onnx.load(str(tiny_classifier(tmp_path / "t.onnx")))
+    for i, node in enumerate(model.graph.node):
+        node.name = f"n{i}_{node.op_type}"
+    assert head_nodes(model) == ["n4_Gemm"]
+    assert head_nodes(model, op_types=("Conv",)) == ["n0_Conv"]          # the walk passes ops not quantized

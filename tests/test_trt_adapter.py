@@ -2,10 +2,15 @@
 
 TensorRT cannot be installed on this machine (no NVIDIA GPU, no wheel for it), so these tests
 install ``RecordingTensorRT`` — a fake of exactly the ``tensorrt`` API that trt_adapter calls —
-into ``sys.modules`` (only inside each test, via monkeypatch) or pass it in directly. The fake
-parses the real ONNX with ``onnx`` to know the network inputs and records every builder call;
-the tests assert the profile shapes, flags, pool limit and timing-cache use, and that plan bytes
-and sidecar are written atomically. The nvidia-smi GPU query is replaced by an explicit GpuInfo.
+into ``sys.modules`` (only inside each test, via monkeypatch) or pass it in directly. The fake is
+the only thing mocked. It models both majors as NVIDIA's headers define them (``include/NvInfer.h``
+on release/10.16 and release/11.0): on 10.x ``BuilderFlag`` has FP16 and INT8, on 11 it has neither
+(so code that still sets them fails here exactly as on a real TensorRT 11), and
+``create_timing_cache`` returns None for a cache it cannot read, as the C++ API may. It parses the
+real ONNX with ``onnx`` to know the network inputs and records every builder call; the tests assert
+the profile shapes, flags, pool limit and timing-cache use, and that plan bytes and sidecar are
+written atomically. The nvidia-smi GPU query is replaced by an explicit GpuInfo or a fake
+``nvidia-smi`` script on PATH.
 """
 
 from __future__ import annotations
@@ -47,7 +52,10 @@ class RecordingTensorRT(types.ModuleType):
         self.Logger = type("Logger", (), {"WARNING": "WARNING",
                                           "__init__": lambda s, sev: calls.append(("Logger", sev))})
         self.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
-        self.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8", VERSION_COMPATIBLE="VERSION_COMPATIBLE")
+        flags = {"VERSION_COMPATIBLE": "VERSION_COMPATIBLE", "TF32": "TF32"}
+        if int(version.split(".")[0]) < 11:                      # removed in TensorRT 11 (strongly typed)
+            flags.update(FP16="FP16", INT8="INT8")
+        self.BuilderFlag = types.SimpleNamespace(**flags)
         self.HardwareCompatibilityLevel = types.SimpleNamespace(
             NONE="NONE", AMPERE_PLUS="AMPERE_PLUS", SAME_COMPUTE_CAPABILITY="SAME_COMPUTE_CAPABILITY")
 
@@ -74,6 +82,8 @@ class RecordingTensorRT(types.ModuleType):
 
             def create_timing_cache(self, data):
                 calls.append(("create_timing_cache", bytes(data)))
+                if bytes(data).startswith(b"CORRUPT"):
+                    return None                                  # ITimingCache* may be nullptr
                 return Cache(bytes(data))
 
             def set_timing_cache(self, cache, ignore_mismatch):
@@ -191,7 +201,8 @@ def test_int8_version_and_hardware_compat_flags(tmp_path):
     spec = _spec(_qdq_onnx(tmp_path / "q.onnx"), tmp_path, precision="int8", version_compatible=True,
                  hardware_compat="ampere+", opt_level=5)
     build_serialized(spec, trt)
-    assert trt.named("set_flag") == [("set_flag", "INT8"), ("set_flag", "VERSION_COMPATIBLE")]
+    # TensorRT 10: FP16 with INT8, else the layers outside the Q/DQ pairs fall back to FP32/TF32
+    assert trt.named("set_flag") == [("set_flag", "FP16"), ("set_flag", "INT8"), ("set_flag", "VERSION_COMPATIBLE")]
     sets = {c[1]: c[2] for c in trt.named("set")}
     assert sets == {"builder_optimization_level": 5, "hardware_compatibility_level": "AMPERE_PLUS"}
     assert "int8_calibrator" not in sets                                    # explicit quantization
@@ -290,6 +301,7 @@ def test_missing_tensorrt_names_the_trtexec_command(tiny_onnx, tmp_path, monkeyp
     assert "\n" not in msg
     assert msg.startswith("TensorRT is missing here")
     assert "trtexec --onnx=" in msg and "--optShapes=input:4x3x64x64" in msg
+    assert "/usr/src/tensorrt/bin/trtexec" in msg and "nvcr.io/nvidia/tensorrt:" in msg and "<release>" not in msg
     with pytest.raises(ToolMissingError):
         build_plan(spec, gpu=GPU)
     assert not spec.plan.parent.exists() or list(spec.plan.parent.iterdir()) == []
@@ -349,3 +361,149 @@ def test_gpu_smoke_pipeline_with_fake_gpu_and_fake_tensorrt(tiny_onnx, tmp_path,
     assert report["precision_note"].startswith("fp16 plans built and measured on NVIDIA L4")
     assert any("not started" in n for n in report["notes"])
     assert any(line.startswith("docker run --rm --gpus all") for line in report["docker_commands"])
+
+
+# ---------------------------------------------------------------- TensorRT 11 and the issues of 10.x
+
+TRT11 = "11.1.0.7"          # any 11.x: the fake's surface depends only on the major
+
+
+def _fp16_onnx(path: Path) -> Path:
+    """The tiny classifier with its logits cast through float16 (what an AutoCast ONNX carries)."""
+    import onnx
+    from onnx import TensorProto, helper
+    from onnx_models import tiny_classifier
+
+    model = onnx.load(str(tiny_classifier(path)))
+    graph = model.graph
+    graph.node[-1].output[0] = "logits_f32"
+    graph.node.extend([helper.make_node("Cast", ["logits_f32"], ["logits_f16"], to=TensorProto.FLOAT16),
+                       helper.make_node("Cast", ["logits_f16"], ["logits"], to=TensorProto.FLOAT)])
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_fake_tensorrt_11_has_no_precision_flags():
+    """The removal the fake models: the call trt_adapter made before 11 support fails on it."""
+    with pytest.raises(AttributeError):
+        RecordingTensorRT(TRT11).BuilderFlag.FP16
+    with pytest.raises(AttributeError):
+        RecordingTensorRT(TRT11).BuilderFlag.INT8
+    assert RecordingTensorRT("10.16.0.72").BuilderFlag.FP16 == "FP16"
+
+
+def test_tensorrt_11_int8_builds_the_qdq_onnx_without_a_precision_flag(tmp_path):
+    from test_build_spec import _qdq_onnx
+
+    trt = RecordingTensorRT(TRT11)
+    spec = _spec(_qdq_onnx(tmp_path / "q.onnx"), tmp_path, precision="int8", version_compatible=True)
+    built = build_serialized(spec, trt)
+    assert trt.named("set_flag") == [("set_flag", "VERSION_COMPATIBLE")]
+    assert built.tensorrt_version == TRT11 and built.plan == trt.plan_bytes
+
+
+def test_tensorrt_11_fp16_from_an_fp32_onnx_is_refused_with_the_autocast_command(tiny_onnx, tmp_path):
+    trt = RecordingTensorRT(TRT11)
+    with pytest.raises(BuildSpecError) as info:
+        build_serialized(_spec(tiny_onnx, tmp_path), trt)
+    msg = str(info.value)
+    assert "\n" not in msg and "strongly typed" in msg
+    assert "python -m modelopt.onnx.autocast --onnx_path" in msg
+    assert trt.named("Builder") == []                                    # refused before any TensorRT work
+
+
+def test_tensorrt_11_fp16_builds_an_fp16_onnx_as_it_is(tmp_path):
+    trt = RecordingTensorRT(TRT11)
+    spec = _spec(_fp16_onnx(tmp_path / "m16.onnx"), tmp_path, max_batch=8)
+    build_serialized(spec, trt)
+    assert trt.named("set_flag") == []
+    assert len(trt.named("build_serialized_network")) == 1
+
+
+def test_tensorrt_fp32_sets_no_precision_flag_on_either_major(tiny_onnx, tmp_path):
+    for version in ("10.13.3.9", TRT11):
+        trt = RecordingTensorRT(version)
+        build_serialized(_spec(tiny_onnx, tmp_path, precision="fp32"), trt)
+        assert trt.named("set_flag") == []
+
+
+def test_next_major_is_refused(tiny_onnx, tmp_path):
+    with pytest.raises(BuildSpecError, match="tritonkit builds plans with TensorRT 10 and 11"):
+        build_serialized(_spec(tiny_onnx, tmp_path), RecordingTensorRT("12.0.0.1"))
+
+
+def test_corrupt_timing_cache_gives_a_fresh_cache_and_a_note_not_a_traceback(tiny_onnx, tmp_path):
+    cache = tmp_path / "t.cache"
+    cache.write_bytes(b"CORRUPT bytes")
+    for version in ("10.13.3.9", TRT11):
+        trt = RecordingTensorRT(version)
+        built = build_serialized(_spec(tiny_onnx, tmp_path, precision="fp32", timing_cache=cache), trt)
+        assert [c[1] for c in trt.named("create_timing_cache")] == [b"CORRUPT bytes", b""]
+        assert trt.named("set_timing_cache") == [("set_timing_cache", b"", False)]
+        assert built.timing_cache == b"+new"
+        assert len(built.notes) == 1 and "could not be read" in built.notes[0] and "started a new one" in built.notes[0]
+
+
+def test_same_compute_capability_is_refused_for_tensorrt_10_8(tiny_onnx, tmp_path):
+    spec = _spec(tiny_onnx, tmp_path, hardware_compat="same-cc")
+    trt = RecordingTensorRT("10.8.0.43")
+    with pytest.raises(BuildSpecError, match="same-cc needs TensorRT 10.9 or newer"):
+        build_serialized(spec, trt)
+    assert trt.named("Builder") == []
+    ok = RecordingTensorRT("10.9.0.34")
+    build_serialized(spec, ok)
+    assert {c[1]: c[2] for c in ok.named("set")}["hardware_compatibility_level"] == "SAME_COMPUTE_CAPABILITY"
+
+
+def test_wheel_versions_with_post_suffix_are_recorded(tiny_onnx, tmp_path):
+    spec = _spec(tiny_onnx, tmp_path)
+    built = build_plan(spec, trt=RecordingTensorRT("10.14.1.48.post1"), gpu=GPU)
+    assert read_sidecar(spec.plan).tensorrt_version == "10.14.1.48.post1" == built.sidecar.tensorrt_version
+
+
+def _fake_smi(tmp_path, monkeypatch, script: str) -> None:
+    fakebin = tmp_path / "bin"
+    fakebin.mkdir(exist_ok=True)
+    smi = fakebin / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n" + script)
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fakebin}:/usr/bin:/bin")
+
+
+def test_the_gpu_is_queried_before_the_build(tiny_onnx, tmp_path, monkeypatch):
+    """nvidia-smi is a script that fails: no TensorRT work is done, so no finished engine is lost."""
+    _fake_smi(tmp_path, monkeypatch, "echo 'NVIDIA-SMI has failed because it could not communicate' >&2\nexit 9\n")
+    trt = RecordingTensorRT()
+    spec = _spec(tiny_onnx, tmp_path)
+    with pytest.raises(TritonkitError, match="nvidia-smi failed"):
+        build_plan(spec, trt=trt)
+    assert trt.named("build_serialized_network") == []
+    assert not spec.plan.exists()
+
+
+def test_mixed_gpus_name_nvidia_smi_i_and_docker_device_not_cuda_visible_devices(tiny_onnx, tmp_path, monkeypatch):
+    """A fake nvidia-smi lists two different GPUs, or one when asked with -i."""
+    _fake_smi(tmp_path, monkeypatch, 'if [ "$3" = "-i" ]; then echo "NVIDIA L4, 8.9"; '
+                                     'else printf "NVIDIA H100, 9.0\\nNVIDIA L4, 8.9\\n"; fi\n')
+    spec = _spec(tiny_onnx, tmp_path)
+    with pytest.raises(TritonkitError) as info:
+        build_plan(spec, trt=RecordingTensorRT())
+    msg = str(info.value)
+    assert "nvidia-smi -i N" in msg and "--gpus device=N" in msg and "ignore CUDA_VISIBLE_DEVICES" in msg
+    built = build_plan(spec, trt=RecordingTensorRT(), gpu_index=1)
+    assert (built.sidecar.gpu_name, built.sidecar.compute_capability) == ("NVIDIA L4", "8.9")
+
+
+def test_old_driver_without_compute_cap_falls_back_to_the_cuda_driver(monkeypatch, tmp_path):
+    """R470's nvidia-smi rejects the compute_cap field: the name and PCI bus id are queried instead and
+    the capability comes from the fallback (the CUDA driver on a real host; a function here)."""
+    from tritonkit.build_engines.host import host_gpus
+
+    _fake_smi(tmp_path, monkeypatch,
+              'case "$1" in *compute_cap*) echo \'Field "compute_cap" is not a valid field to query.\'; exit 2;; '
+              'esac\necho "Tesla T4, 00000000:3B:00.0"\n')
+    seen = []
+    gpus = host_gpus(cc_fallback=lambda bus: seen.append(bus) or "7.5")
+    assert gpus == [GpuInfo("Tesla T4", "7.5")] and seen == ["00000000:3B:00.0"]
+    with pytest.raises(TritonkitError, match="no compute_cap field"):
+        host_gpus(cc_fallback=lambda bus: None)

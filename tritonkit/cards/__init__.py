@@ -29,6 +29,7 @@ TASKS = ("classify", "detect", "segment")
 PREPROCESS_MODES = ("resize_crop", "letterbox", "resize", "resize_short")
 INTERPOLATIONS = ("bilinear", "bicubic")
 PRECISIONS = ("fp32", "fp16", "int8")
+INT8_HEADS = ("int8", "float")  # how an int8 model keeps its head: quantized, or in float
 TRITON_DTYPES = ("FP32", "FP16", "INT8", "UINT8", "INT32", "INT64", "BOOL")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -202,6 +203,7 @@ class ModelCard:
     reference: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
     precision: str | None = None
     dynamic_shape: SpatialRange | None = None
+    int8_head: str = "int8"
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -219,6 +221,9 @@ class ModelCard:
         object.__setattr__(self, "reference", _normalize_reference(self.reference))
         if self.precision is not None and self.precision not in PRECISIONS:
             raise CardError(f"card {self.name!r}: precision {self.precision!r} not one of {PRECISIONS}")
+        if self.int8_head not in INT8_HEADS:
+            raise CardError(f"card {self.name!r}: int8_head must be int8 or float (got {self.int8_head!r}); "
+                            "float keeps the last layers and the outputs in float in an int8 model")
         if not self.outputs:
             raise CardError(f"card {self.name!r}: needs at least one output")
         if self.max_batch_size < 1:
@@ -377,7 +382,11 @@ def card_from_dict(data: Mapping, source: str = "<dict>", base_dir: str | Path |
         d["dynamic_shape"] = _dynamic_shape(d.get("dynamic_shape"))
         d["labels"] = _labels(d["labels"], None if base_dir is None else Path(base_dir))
         if "options" in d or isinstance(d.get("postprocess"), str):
-            d["postprocess"], precision = from_legacy(d["postprocess"], d.pop("options", ()))
+            options = [tuple(pair) for pair in d.pop("options", ())]
+            head = [pair for pair in options if pair and pair[0] == "int8_head"]
+            if head and len(head[0]) == 2:
+                d.setdefault("int8_head", str(head[0][1]).lower())
+            d["postprocess"], precision = from_legacy(d["postprocess"], [p for p in options if p not in head])
             if precision is not None and d.get("precision") is None:
                 d["precision"] = precision
         else:

@@ -11,7 +11,7 @@ from dataclasses import MISSING, fields
 from importlib import resources
 
 from tritonkit.cards import (
-    INTERPOLATIONS, PRECISIONS, PREPROCESS_MODES, TASKS, TRITON_DTYPES, ModelCard, NMSProfile, Preprocess,
+    INT8_HEADS, INTERPOLATIONS, PRECISIONS, PREPROCESS_MODES, TASKS, TRITON_DTYPES, ModelCard, NMSProfile, Preprocess,
     SpatialRange, TensorSpec)
 from tritonkit.cards.postprocess import BOX_CODINGS, VARIANTS
 
@@ -20,7 +20,7 @@ SCHEMA_ID = "https://tritonkit.invalid/card.schema.json"
 _SCALARS = {"str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
             "bool": {"type": "boolean"}}
 # fields whose values are one of a fixed list
-_ENUMS = {("ModelCard", "task"): TASKS, ("ModelCard", "precision"): PRECISIONS,
+_ENUMS = {("ModelCard", "task"): TASKS, ("ModelCard", "precision"): PRECISIONS, ("ModelCard", "int8_head"): INT8_HEADS,
           ("Preprocess", "mode"): PREPROCESS_MODES, ("Preprocess", "interpolation"): INTERPOLATIONS,
           ("Preprocess", "layout"): ("NCHW", "NHWC"), ("TensorSpec", "dtype"): TRITON_DTYPES,
           ("YoloDecode", "box_coding"): BOX_CODINGS, ("SSDDecode", "box_coding"): BOX_CODINGS}

@@ -2,7 +2,7 @@
 
   tritonkit build --model resnet50 --onnx build/onnx/resnet50.onnx --precision fp16 \\
       --min-batch 1 --opt-batch 4 --max-batch 8 --out build/plans
-  tritonkit build ... --trtexec-only             # print the equivalent trtexec command, build nothing
+  tritonkit build ... --trtexec-only --container-release 25.10   # print the trtexec container command
   tritonkit build --model resnet50 --onnx model.onnx --precision int8 \\
       --calib-dir calib/ --calib-images 256 --calib-method entropy --out build/plans
   tritonkit build ... --precision int8 --calib-dir calib/ --qdq-only   # stop after the QDQ ONNX (runs on CPU)
@@ -12,8 +12,10 @@ Writes <out>/<model>_<precision>.plan and <plan>.json (TensorRT version, GPU, pr
 sha256) through a temp folder. The profile always spans batch min..max, so the plan matches a
 Triton config with max_batch_size = max. int8 is explicit quantization: the plan is built from a
 QDQ ONNX (made here from calibration images with --calib-dir, or given with --onnx).
-Without TensorRT (or with --trtexec-only) the trtexec command to run instead is printed; run it
-in nvcr.io/nvidia/tensorrt:<release>-py3 of the serving release, then --adopt-plan the result.
+Precision follows the TensorRT major: 10.x sets fp16 (and fp16 + int8 for a QDQ ONNX); 11 builds
+strongly typed, so int8 is the QDQ ONNX as it is and fp16 needs an fp16 ONNX made first.
+With --trtexec-only the `docker run` of nvcr.io/nvidia/tensorrt:<release>-py3 that builds the plan
+with its trtexec is printed (flags for that release's TensorRT); then --adopt-plan the result.
 """
 
 from __future__ import annotations
@@ -23,10 +25,20 @@ import shlex
 import sys
 from pathlib import Path
 
+from tritonkit.build_engines.builder import adopt_plan, build_plan
+from tritonkit.build_engines.compat import check_plan_for_card
+from tritonkit.build_engines.host import build_gpu, docker_gpus_arg
+from tritonkit.build_engines.quantize import find_calibration_images, quantize_int8
+from tritonkit.build_engines.releases import DEFAULT_RELEASE, container_tensorrt
+from tritonkit.build_engines.spec import (
+    DEFAULT_OPT_LEVEL, DEFAULT_WORKSPACE_MB, HARDWARE_COMPAT, PRECISION_TARGETS, PRECISIONS, default_plan_path,
+    make_spec)
+from tritonkit.build_engines.trtexec import container_command
+from tritonkit.cards import get_card
+from tritonkit.errors import TritonkitError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from tritonkit.build_engines.spec import DEFAULT_OPT_LEVEL, DEFAULT_WORKSPACE_MB, HARDWARE_COMPAT, PRECISIONS
-
     p.add_argument("--model", required=True, help="card name or card .json")
     p.add_argument("--onnx", required=True, type=Path, help="the model's ONNX (dynamic batch axis)")
     # No argparse choices: an unknown precision gets BuildSpec's one-line error (exit 1), not a usage dump.
@@ -56,12 +68,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a = p.add_argument_group("plans built by trtexec")
     a.add_argument("--adopt-plan", type=Path, help="write the sidecar for this trtexec-built plan")
     a.add_argument("--trt-version", help="TensorRT version that built --adopt-plan (e.g. 10.13.3.9)")
-    p.add_argument("--container-release", help="also check the plan against this tritonserver release (e.g. 25.10)")
+    p.add_argument("--container-release", help="tritonserver release: the plan is checked against it; "
+                                               "--trtexec-only prints the command for it (default: the pinned one)")
+    p.add_argument("--container-trt-version", help="TensorRT version of that release, if not in tritonkit's table "
+                                                   "or unconfirmed there")
+    p.add_argument("--gpu", type=int, help="nvidia-smi index of the build GPU (queried with nvidia-smi -i N; "
+                                           "containers get --gpus device=N)")
 
 
 def _quantize(args: argparse.Namespace, card) -> Path:
-    from tritonkit.build_engines.quantize import find_calibration_images, quantize_int8
-
     out = args.qdq_out or args.out / f"{card.name}_int8_qdq.onnx"
     images = find_calibration_images(args.calib_dir, args.calib_images)
     res = quantize_int8(card, args.onnx, out, images, args.calib_method, tuple(args.exclude_nodes),
@@ -75,10 +90,6 @@ def _quantize(args: argparse.Namespace, card) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tritonkit.build_engines.spec import PRECISION_TARGETS, default_plan_path, make_spec
-    from tritonkit.cards import get_card
-    from tritonkit.errors import TritonkitError
-
     card = get_card(args.model)
     onnx = args.onnx
     if args.qdq_only and not (args.precision == "int8" and args.calib_dir):
@@ -97,23 +108,11 @@ def run(args: argparse.Namespace) -> int:
                      opt_level=args.opt_level, version_compatible=args.version_compatible,
                      hardware_compat=args.hardware_compat)
     if args.trtexec_only:
-        from tritonkit.build_engines.trtexec import trtexec_command
-
-        print(trtexec_command(spec))
-        adopt = ["tritonkit", "build", "--model", args.model, "--onnx", str(onnx), "--precision", args.precision,
-                 "--min-batch", str(spec.batch.min), "--opt-batch", str(spec.batch.opt),
-                 "--max-batch", str(spec.batch.max), "--plan", str(plan), "--adopt-plan", str(plan),
-                 "--trt-version", "TRT_VERSION"]
-        print(f"# then record its sidecar: {shlex.join(adopt)}", file=sys.stderr)
-        return 0
+        return _print_trtexec(args, spec, onnx, plan)
     if args.adopt_plan is not None:
-        from tritonkit.build_engines.builder import adopt_plan
-
-        built = adopt_plan(spec, args.adopt_plan, args.trt_version)
+        built = adopt_plan(spec, args.adopt_plan, args.trt_version, gpu_index=args.gpu)
     else:
-        from tritonkit.build_engines.builder import build_plan
-
-        built = build_plan(spec)
+        built = build_plan(spec, gpu_index=args.gpu)
     s = built.sidecar
     print(f"plan: {built.plan} ({s.precision}, batch {s.min_batch}..{s.max_batch}, TensorRT {s.tensorrt_version}, "
           f"{s.gpu_name} sm {s.compute_capability})")
@@ -122,12 +121,24 @@ def run(args: argparse.Namespace) -> int:
     for note in built.notes:
         print(f"note: {note}")
     if args.container_release:
-        from tritonkit.build_engines.compat import check_plan_for_card, host_gpus
-
-        gpu = host_gpus()[0]
+        gpu = build_gpu(args.gpu)
         res = check_plan_for_card(card, built.plan, args.container_release, max_batch_size=s.max_batch,
-                                  host_cc=gpu.compute_capability, host_gpu_name=gpu.name)
+                                  host_cc=gpu.compute_capability, host_gpu_name=gpu.name,
+                                  container_trt=args.container_trt_version)
         print(f"compatible with tritonserver {res.container_release} (TensorRT {res.container_tensorrt})")
-        for note in res.notes:
+        for note in (res.container_note, *res.notes) if res.container_note else res.notes:
             print(f"note: {note}")
+    return 0
+
+
+def _print_trtexec(args: argparse.Namespace, spec, onnx: Path, plan: Path) -> int:
+    release = args.container_release or DEFAULT_RELEASE
+    trt = container_tensorrt(release, args.container_trt_version)
+    print(f"# tensorrt {release}: {trt.describe()}")
+    print(container_command(spec, release, trt.version, gpus=docker_gpus_arg(args.gpu)))
+    adopt = ["tritonkit", "build", "--model", args.model, "--onnx", str(onnx), "--precision", args.precision,
+             "--min-batch", str(spec.batch.min), "--opt-batch", str(spec.batch.opt),
+             "--max-batch", str(spec.batch.max), "--plan", str(plan), "--adopt-plan", str(plan),
+             "--trt-version", trt.version]
+    print(f"# then record its sidecar: {shlex.join(adopt)}", file=sys.stderr)
     return 0

@@ -49,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-nms", type=lambda t: tuple(x for x in t.split(",") if x), default=(),
                    help="detectors: also write NMS + ensemble models for these NMS profiles (e.g. ap,speed)")
     p.add_argument("--container-release", help="gpu target: NGC tritonserver release (e.g. 25.10) to check the plan against")
+    p.add_argument("--container-trt-version", help="gpu target: TensorRT version of that release, if not in "
+                                                   "tritonkit's table or unconfirmed there")
 
 
 def options_from_args(args: argparse.Namespace) -> RepoOptions:
@@ -67,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
     card = get_card(args.model)
     options = options_from_args(args)
     if args.target == "gpu":
-        check_plan_file(card, args.model_file, args.container_release, effective_max_batch(card, options),
-                        host_compute_capability())
+        checked = check_plan_file(card, args.model_file, args.container_release, effective_max_batch(card, options),
+                                  host_compute_capability(), container_trt=args.container_trt_version)
+        if checked.container_note:
+            print(f"note: {checked.container_note}")
     written = write_model(card, args.model_file, args.out, options)
     print(f"wrote {written.path} ({args.target} target): {written.config_path}")
     for profile in args.server_nms:  # the detector is written once, above; each profile adds NMS + ensemble

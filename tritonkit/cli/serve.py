@@ -3,6 +3,9 @@
   tritonkit serve --local --repo build/model_repository       # 127.0.0.1, until Ctrl-C / SIGTERM
   tritonkit serve --local --profile production               # restricted APIs (key from $TRITONKIT_API_KEY)
   tritonkit serve --docker --repo build/model_repository      # runs, or prints, the docker command
+  tritonkit serve --docker --profile dev --container-release 26.06 --container-trt-version 11.1.0.7
+
+`--docker` publishes on 127.0.0.1 and uses the production profile unless `--profile dev` is given.
 
 `--local` waits for readiness (a model that fails to load ends with the server log tail) and on
 Ctrl-C or SIGTERM stops the server with SIGTERM, which lets in-flight requests finish.
@@ -13,10 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
+from tritonkit.build_engines.host import docker_gpus_arg
 from tritonkit.errors import TritonkitError
+from tritonkit.serve.docker import DEFAULT_PROFILE, RunOptions, serve_docker
+from tritonkit.serve.local import LocalServer
+from tritonkit.serve.profiles import local_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,26 +35,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (local; default loopback only)")
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--metrics-port", type=int, default=8002)
-    p.add_argument("--profile", choices=("dev", "production"), default="dev",
-                   help="production: restricted APIs need the key in $TRITONKIT_API_KEY, model control none")
+    p.add_argument("--metrics-port", type=int, help="metrics port (local default 8002; docker: published only "
+                                                    "with the dev profile, and only when given)")
+    p.add_argument("--profile", choices=("dev", "production"),
+                   help="production: restricted APIs need the key in $TRITONKIT_API_KEY, model control none "
+                        "(default: dev for --local, production for --docker)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
     p.add_argument("--log", type=Path, help="server log file (default: a temp file)")
     p.add_argument("--container-release", help="docker: NGC tritonserver release (default: the pinned one)")
+    p.add_argument("--container-trt-version", help="docker: TensorRT version of that release, if not in tritonkit's "
+                                                   "table or unconfirmed there")
+    p.add_argument("--gpu", type=int, help="docker: nvidia-smi index of the GPU to serve on (default: all)")
     p.add_argument("--print-only", action="store_true", help="docker: print the command, do not run it")
+
+
+def _docker(args: argparse.Namespace) -> int:
+    options = RunOptions(profile=args.profile or DEFAULT_PROFILE, http_port=args.http_port, grpc_port=args.grpc_port,
+                         metrics_port=args.metrics_port, gpus=docker_gpus_arg(args.gpu))
+    outcome = serve_docker(args.repo, release=args.container_release, print_only=args.print_only, options=options,
+                           container_trt=args.container_trt_version, gpu_index=args.gpu, env=os.environ)
+    for note in outcome.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not outcome.ran:
+        print(outcome.command)
+        return 0
+    return outcome.returncode or 0
 
 
 def run(args: argparse.Namespace) -> int:
     if args.docker:
-        from tritonkit.serve.docker import serve_docker
-
-        return serve_docker(args.repo, release=args.container_release, print_only=args.print_only,
-                            profile=args.profile, ports=(args.http_port, args.grpc_port, args.metrics_port))
-    from tritonkit.serve.local import LocalServer
-    from tritonkit.serve.profiles import local_options
-
-    options = local_options(args.repo, args.profile, host=args.host,
-                            ports=(args.http_port, args.grpc_port, args.metrics_port), env=os.environ)
+        return _docker(args)
+    options = local_options(args.repo, args.profile or "dev", host=args.host,
+                            ports=(args.http_port, args.grpc_port, args.metrics_port or 8002), env=os.environ)
     server = LocalServer(options, log_path=args.log)
     stop = {"signal": None}
 

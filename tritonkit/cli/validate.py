@@ -44,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-pid", type=int, help="server pid, when --url does not point at this machine")
     p.add_argument("--repo", type=Path, help="model repository folder (default: the local server's)")
     p.add_argument("--container-release", help="NGC release serving TensorRT plans (plan checks)")
+    p.add_argument("--container-trt-version", help="TensorRT version of that release, if not in tritonkit's table")
     p.add_argument("--api-key-env", default=API_KEY_ENV,
                    help=f"environment variable holding the restricted-API key (default {API_KEY_ENV})")
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout (s)")
@@ -59,7 +60,8 @@ def options_from_args(args: argparse.Namespace):
         checks=parse_checks(args.checks), cards=parse_pairs(args.cards, "--cards", models),
         reference_onnx=parse_pairs(args.reference_onnx, "--reference-onnx", models),
         precisions=parse_pairs(args.precision, "--precision", models), repo=args.repo,
-        container_release=args.container_release, server_pid=args.server_pid, slo_p99_ms=args.slo_p99_ms,
+        container_release=args.container_release, container_trt_version=args.container_trt_version,
+        server_pid=args.server_pid, slo_p99_ms=args.slo_p99_ms,
         load_seconds=args.load_seconds, concurrency=args.concurrency,
         soak_seconds=parse_duration(args.soak) if args.soak else 0.0, rss_bound_mb=args.rss_bound_mb,
         samples=args.samples, seed=args.seed, overload_requests=args.overload_requests,

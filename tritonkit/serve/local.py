@@ -35,7 +35,7 @@ class Ports(NamedTuple):
 
     http: int
     grpc: int
-    metrics: int
+    metrics: int | None
 
 MODEL_CONTROL_MODES = ("none", "explicit", "poll")
 _LOAD_FAILED = re.compile(r"failed to load '([^']+)' version \d+: (.*?)(?:\\n|\"|$)", re.MULTILINE)

@@ -98,15 +98,16 @@ def _server_flags(profile: str, extra: tuple[str, ...] = ()) -> list[str]:
 
 def docker_args(profile: str, repo: Path, ports: Ports = Ports(8000, 8001, 8002), *,
                 env: Mapping[str, str] | None = None, gpus: str = "all",
-                extra_flags: tuple[str, ...] = ()) -> DockerArgs:
+                extra_flags: tuple[str, ...] = (), require_key: bool = True) -> DockerArgs:
     """Docker options and server command for ``profile``; ``extra_flags`` go to tritonserver.
 
     Ports are published on the host's loopback only. ``docker stop`` waits for the exit timeout
     plus a margin, so SIGTERM drains in-flight requests before the kill.
 
+    dev: a metrics port of ``None`` is not published.
     production: the metrics port is not published (scrape it from a sidecar on the container
     network), and the key must be set in the environment of the ``docker`` command; it is checked
-    here and passed by name (``-e TRITONKIT_API_KEY``), then expanded by a shell inside the
+    here (unless ``require_key`` is False: a command only printed) and passed by name (``-e TRITONKIT_API_KEY``), then expanded by a shell inside the
     container, so its value is in neither the docker command line nor the printed command.
     """
     if profile not in PROFILES:
@@ -114,9 +115,10 @@ def docker_args(profile: str, repo: Path, ports: Ports = Ports(8000, 8001, 8002)
     http, grpc, metrics = ports
     published = ["-p", f"127.0.0.1:{http}:8000", "-p", f"127.0.0.1:{grpc}:8001"]
     if profile == "dev":
-        published += ["-p", f"127.0.0.1:{metrics}:8002"]
+        published += ["-p", f"127.0.0.1:{metrics}:8002"] if metrics is not None else []
     else:
-        api_key_from(env)
+        if require_key:
+            api_key_from(env)
         published += ["-e", API_KEY_ENV]
     options = ("--rm", f"--gpus={gpus}", "--user", CONTAINER_USER, "--shm-size=1g", "--ulimit", "memlock=-1",
                "--stop-timeout", str(EXIT_TIMEOUT_S + 10), *published,

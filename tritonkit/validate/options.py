@@ -37,6 +37,7 @@ class ValidateOptions:
     precisions: tuple[tuple[str, str], ...] = ()
     repo: Path | None = None
     container_release: str | None = None
+    container_trt_version: str | None = None     # TensorRT of that release when not in the table
     server_pid: int | None = None
     slo_p99_ms: float = 200.0
     load_seconds: float = 10.0

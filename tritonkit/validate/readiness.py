@@ -96,7 +96,8 @@ def plan_compat_result(ctx: Context, target: ModelTarget, compat) -> CheckResult
     plan = repo / target.name / target.version / filename
     try:
         result = compat.check_plan_for_card(target.card, plan, release,
-                                            max_batch_size=int(target.config.get("max_batch_size", 0)) or None)
+                                            max_batch_size=int(target.config.get("max_batch_size", 0)) or None,
+                                            container_trt=ctx.options.container_trt_version)
     except Exception as exc:  # CompatError / SidecarError name the plan and the problem
         return fail(name, error_text(exc), target.name)
     notes = "; ".join(getattr(result, "notes", ()))

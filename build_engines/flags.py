@@ -1,0 +1,90 @@
+"""What a :class:`BuildSpec` asks of TensorRT, per TensorRT major version — one decision for the
+Python API (:mod:`.trt_adapter`) and for ``trtexec`` (:mod:`.trtexec`).
+
+TensorRT 10.x (weakly typed): ``BuilderFlag.FP16`` / ``INT8`` and ``trtexec --fp16`` / ``--int8``
+enable reduced precision (deprecated since 10.12: ``TRT_DEPRECATED_ENUM`` on kFP16/kINT8 in
+``include/NvInfer.h`` of release/10.12). An int8 build from a QDQ ONNX sets FP16 too, else every layer
+outside the Q/DQ pairs runs in FP32/TF32 (``kINT8``'s own comment: "with FP32 fallback with FP16
+fallback if kFP16 also specified").
+
+TensorRT 11 (strongly typed, always): kFP16/kINT8 are gone from ``BuilderFlag`` (``include/NvInfer.h``
+on release/11.0 and main) and trtexec 11 has no ``--fp16``/``--int8`` (``samples/common/sampleOptions.cpp``
+on release/11.0 parses them only for the safety builder). NVIDIA's pages "Removed Python APIs and
+Replacements (10.x to 11.x)" and "Migrating trtexec Usage from TensorRT 10.x to 11.x" give the
+replacements: int8 = explicit quantization (the QDQ ONNX, no flag); fp16 = an fp16 ONNX made first
+with ModelOpt AutoCast. ``nvidia-modelopt`` is not a tritonkit dependency (its wheel requires torch,
+and its ``onnx`` extra onnxruntime-gpu and cupy), so an fp32 ONNX asked for fp16 on 11 is refused
+with the command that makes the fp16 ONNX.
+
+``sameComputeCapability``: trtexec 10.8 (tritonserver 25.01) accepts only ``none`` and ``ampere+``
+(sampleOptions.cpp, release/10.8) and its NvInfer.h has no kSAME_COMPUTE_CAPABILITY; 10.9 has both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tritonkit._lazy import lazy_import
+from tritonkit.build_engines.releases import version_tuple
+from tritonkit.build_engines.spec import BuildSpec, BuildSpecError
+
+onnx = lazy_import("onnx")
+
+SUPPORTED_MAJORS = (10, 11)
+STRONGLY_TYPED_MAJOR = 11
+SAME_CC_MIN_VERSION = (10, 9)
+AUTOCAST_HINT = ("make an fp16 ONNX first with NVIDIA ModelOpt AutoCast (pip install 'nvidia-modelopt[onnx]'; "
+                 "python -m modelopt.onnx.autocast --onnx_path {onnx} --output_path {out}) and build that one")
+
+
+@dataclass(frozen=True)
+class PrecisionFlags:
+    """The precision switches one build uses: BuilderFlag member names and trtexec flags."""
+
+    builder_flags: tuple[str, ...]
+    trtexec_flags: tuple[str, ...]
+    strongly_typed: bool
+
+
+def onnx_has_fp16(path) -> bool:
+    """True when the ONNX carries float16 tensors (initializers, inputs or Casts to float16)."""
+    model = onnx.load_model(str(path), load_external_data=False)   # (the lazy proxy has its own .load)
+    fp16 = onnx.TensorProto.FLOAT16
+    if any(t.data_type == fp16 for t in model.graph.initializer):
+        return True
+    if any(v.type.tensor_type.elem_type == fp16 for v in model.graph.input):
+        return True
+    return any(n.op_type == "Cast" and any(a.name == "to" and a.i == fp16 for a in n.attribute)
+               for n in model.graph.node)
+
+
+def check_supported(spec: BuildSpec, tensorrt_version: str) -> int:
+    """The TensorRT major, after refusing what that TensorRT cannot build; one-line errors."""
+    version = version_tuple(tensorrt_version)
+    if version[0] not in SUPPORTED_MAJORS:
+        raise BuildSpecError(f"TensorRT {tensorrt_version}: tritonkit builds plans with TensorRT "
+                             f"{' and '.join(map(str, SUPPORTED_MAJORS))}")
+    if spec.hardware_compat == "same-cc" and version[:2] < SAME_CC_MIN_VERSION:
+        raise BuildSpecError(f"hardware_compat same-cc needs TensorRT 10.9 or newer; TensorRT {tensorrt_version} "
+                             "(tritonserver 25.01's) knows only none and ampere+")
+    return version[0]
+
+
+def precision_flags(spec: BuildSpec, tensorrt_version: str) -> PrecisionFlags:
+    """The flags for ``spec.precision`` on that TensorRT (see the module docstring)."""
+    major = check_supported(spec, tensorrt_version)
+    if major < STRONGLY_TYPED_MAJOR:
+        if spec.precision == "fp16":
+            return PrecisionFlags(("FP16",), ("--fp16",), False)
+        if spec.precision == "int8":
+            return PrecisionFlags(("FP16", "INT8"), ("--fp16", "--int8"), False)
+        return PrecisionFlags((), (), False)
+    if spec.precision == "fp16" and not onnx_has_fp16(spec.onnx):
+        out = spec.onnx.with_name(f"{spec.onnx.stem}_fp16.onnx")
+        raise BuildSpecError(f"{spec.onnx}: TensorRT {tensorrt_version} builds strongly typed (no fp16 flag) and this "
+                             f"ONNX has no float16 tensors; " + AUTOCAST_HINT.format(onnx=spec.onnx, out=out))
+    return PrecisionFlags((), (), True)
+
+
+__all__ = ["PrecisionFlags", "precision_flags", "check_supported", "onnx_has_fp16", "SUPPORTED_MAJORS",
+           "STRONGLY_TYPED_MAJOR"]
