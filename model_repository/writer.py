@@ -25,6 +25,7 @@ from tritonkit.cards import ModelCard
 from tritonkit.errors import TritonkitError
 from tritonkit.model_repository.config import (
     LABELS_FILE, MODEL_FILES, RepoOptions, config_to_text, model_config)
+from tritonkit.names import safe_child
 
 ORT_BACKEND_SOURCE = "ort_model.py"
 
@@ -101,6 +102,7 @@ def write_model(card: ModelCard, model_file: str | Path, repo_dir: str | Path,
     check_model_file(card, model_file, options.target)
     cfg = model_config(card, options)
     name = cfg.name
+    safe_child(repo_dir, name, "model name")
     repo_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repo_dir.parent))
     try:
@@ -130,7 +132,7 @@ def write_model(card: ModelCard, model_file: str | Path, repo_dir: str | Path,
 
 def write_config_only(repo_dir: str | Path, name: str, cfg) -> Path:
     """Write a config.pbtxt for a model folder that needs no model file (ensembles)."""
-    root = Path(repo_dir) / name
+    root = safe_child(repo_dir, name, "model name")
     (root / "1").mkdir(parents=True, exist_ok=True)
     path = root / "config.pbtxt"
     tmp = path.with_suffix(".pbtxt.tmp")

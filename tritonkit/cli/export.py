@@ -20,6 +20,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tritonkit.io import ensure_out_dir
+from tritonkit.names import safe_child
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="NAME|CARD.json", help="built-in card name or a card JSON file")
@@ -40,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from tritonkit.export import export_model
 
     card = get_card(args.model)
+    ensure_out_dir(args.out, "--out")
+    safe_child(args.out, f"{card.name}.onnx", "card name")
     result = export_model(card, args.out, weights=args.weights, onnx=args.onnx,
                           random_weights=args.random_weights, opset=args.opset)
     table = Table(title=f"export {card.name}", show_header=False)

@@ -20,6 +20,8 @@ import argparse
 from pathlib import Path
 
 from tritonkit.cli.args import positive_int_list
+from tritonkit.io import ensure_out_dir
+from tritonkit.names import check_model_name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
 
     from tritonkit.model_repository.config import effective_max_batch
 
+    if args.name is not None:
+        check_model_name(args.name, "--name")
+    ensure_out_dir(args.out, "--out")
     card = get_card(args.model)
     options = options_from_args(args)
     if args.target == "gpu":
