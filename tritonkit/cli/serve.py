@@ -4,8 +4,11 @@
   tritonkit serve --local --profile production               # restricted APIs (key from $TRITONKIT_API_KEY)
   tritonkit serve --docker --repo build/model_repository      # runs, or prints, the docker command
 
-`--local` waits for readiness (a model that fails to load ends with the server log tail) and on
-Ctrl-C or SIGTERM stops the server with SIGTERM, which lets in-flight requests finish.
+`--local` checks its ports are free, waits for readiness (a model that fails to load ends with
+the server log tail) and on Ctrl-C or SIGTERM stops the server with SIGTERM, which lets
+in-flight requests finish, then ends any python-backend stub left. The server gets SIGTERM
+when this command dies, even by kill -9; a stub orphaned by a killed server is reclaimed (with
+its shared memory) at the next start.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -43,10 +47,12 @@ def run(args: argparse.Namespace) -> int:
         return serve_docker(args.repo, release=args.container_release, print_only=args.print_only,
                             profile=args.profile, ports=(args.http_port, args.grpc_port, args.metrics_port))
     from tritonkit.serve.local import LocalServer
-    from tritonkit.serve.profiles import local_options
+    from tritonkit.serve.profiles import bind_warnings, local_options
 
     options = local_options(args.repo, args.profile, host=args.host,
                             ports=(args.http_port, args.grpc_port, args.metrics_port), env=os.environ)
+    for warning in bind_warnings(args.profile, args.host):
+        print(f"warning: {warning}", file=sys.stderr)
     server = LocalServer(options, log_path=args.log)
     stop = {"signal": None}
 
@@ -56,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _on_signal)
     try:
         server.start(timeout_s=args.timeout)
+        for note in server.reclaimed:
+            print(f"reclaimed: {note}", file=sys.stderr)
+        if server.key_on_command_line:
+            print("warning: no C compiler to build the key shim: the API key is on tritonserver's command line, "
+                  "readable by every local user (ps, /proc/<pid>/cmdline); install cc or gcc", file=sys.stderr)
         print(f"tritonserver ready: http {server.http_url}  grpc {server.grpc_url}  metrics {server.metrics_url}")
         print(f"log: {server.log_path}   (Ctrl-C or SIGTERM to stop)")
         while stop["signal"] is None:
