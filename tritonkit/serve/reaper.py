@@ -27,6 +27,7 @@ from pathlib import Path
 import psutil
 
 STUB_NAME = "triton_python_backend_stub"
+SERVER_NAME = "tritonserver"
 REGION_PREFIX = "triton_python_backend_shm_region_"
 SHM_DIR = Path("/dev/shm")
 PR_SET_PDEATHSIG = 1
@@ -79,9 +80,12 @@ def _is_orphan(proc: psutil.Process, stub: Stub) -> bool:
 
 
 def mapped_regions() -> set[str] | None:
-    """Names of ``/dev/shm`` files some process maps; None when a process's maps cannot be read."""
+    """Names of ``/dev/shm`` files mapped by a tritonserver or a stub (only they map python-backend
+    regions); None when the maps of one of them cannot be read."""
     names: set[str] = set()
-    for proc in psutil.process_iter():
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] not in (SERVER_NAME, STUB_NAME):
+            continue
         try:
             with open(f"/proc/{proc.pid}/maps", encoding="utf-8", errors="replace") as f:
                 for line in f:
