@@ -316,3 +316,25 @@ def test_stop_leaves_no_stub_behind(tiny_server, start_server):
     assert tree
     server.stop()
     assert _wait_gone(tree, deadline_s=30) == []
+
+
+def test_validate_reports_a_key_left_on_the_command_line(tiny_server, start_server, monkeypatch):
+    """A production server whose key is on its command line (no C compiler for the shim here,
+    as on a host without one) fails validate's key-exposure check, naming /proc/<pid>/cmdline;
+    the same server with the shim passes it (test_production_key_is_not_on_the_server_command_line)."""
+    from tritonkit.serve import keyshim
+    from tritonkit.validate import validate
+    from tritonkit.validate.options import ValidateOptions
+
+    key = "exposed-validate-key-0123456789ab"
+    monkeypatch.setattr(keyshim, "shim_library", lambda cache_dir: None)
+    server = start_server(tiny_server.options.model_repository, restricted_key="tritonkit-api-key",
+                          restricted_value=key)
+    assert server.key_on_command_line
+    monkeypatch.setenv("TRITONKIT_TEST_EXPOSED_KEY", key)
+    report = validate(ValidateOptions(models=("demo_shapes",), url=server.grpc_url, checks=("security",),
+                                      api_key_env="TRITONKIT_TEST_EXPOSED_KEY"))
+    (exposure,) = report.by_name("security.key_exposure")
+    assert not exposure.passed
+    assert f"/proc/{server.process.pid}/cmdline" in exposure.detail and "the key itself" in exposure.detail
+    assert key not in exposure.detail
