@@ -69,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.name is not None:
         check_model_name(args.name, "--name")
-    ensure_out_dir(args.out, "--out")
     card = get_card(args.model)
     options = options_from_args(args)
     if args.target == "gpu":
@@ -78,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_plan_file(card, args.model_file, args.container_release, effective_max_batch(card, options),
                         host_compute_capability())
+    ensure_out_dir(args.out, "--out")
     written = write_model(card, args.model_file, args.out, options)
     print(f"wrote {written.path} ({args.target} target): {written.config_path}")
     if args.server_nms:
