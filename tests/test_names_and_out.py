@@ -151,3 +151,12 @@ def test_other_os_errors_are_not_swallowed(monkeypatch):
     monkeypatch.setattr(cards_cli, "run", broken)
     with pytest.raises(OSError):
         main(["cards", "resnet50"])
+
+
+def test_ensure_out_dir_without_create_probes_the_parent(tmp_path):
+    target = tmp_path / "not" / "yet"
+    assert ensure_out_dir(target, create=False) == target and not (tmp_path / "not").exists()
+    assert list(tmp_path.iterdir()) == []  # the probe file is gone
+    for what, path in _bad_outs(tmp_path).items():
+        with pytest.raises(TritonkitError, match="--out"):
+            ensure_out_dir(path, "--out", create=False)

@@ -90,18 +90,25 @@ def sha256_file(path: str | Path) -> str:
     return file_digest(path, "sha256")
 
 
-def ensure_out_dir(path: str | Path, field: str = "out") -> Path:
+def ensure_out_dir(path: str | Path, field: str = "out", create: bool = True) -> Path:
     """Create the output folder ``path`` if needed and prove a file can be written in it.
 
     One-line :class:`TritonkitError` (naming ``field`` and the path) when ``path`` is a file,
     lies below a file, cannot be created, is read-only, or the disk is full; returns the path.
+    With ``create=False`` a missing folder is not made: its nearest existing parent is probed.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise TritonkitError(f"{field} {path} is a file, not a folder")
+    probe_dir = path
+    if not create:
+        probe_dir = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+        if not probe_dir.is_dir():
+            raise TritonkitError(f"{field} {path} is not a writable folder: {probe_dir} is a file")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".tritonkit-write-probe.", dir=path)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tritonkit-write-probe.", dir=probe_dir)
         try:
             os.write(fd, b"x")
             os.fsync(fd)

@@ -117,7 +117,7 @@ def _spec(args: argparse.Namespace, model: str, url: str, protocol: str, batch_s
 
 
 def run(args: argparse.Namespace) -> int:
-    ensure_out_dir(args.out, "--out")
+    ensure_out_dir(args.out, "--out", create=False)  # each action makes it once it has something to write
     return {"sweep": _sweep, "ladder": _ladder, "tune": _tune}[args.perf_command](args)
 
 
