@@ -334,3 +334,26 @@ def test_validate_reports_a_key_left_on_the_command_line(tiny_server, start_serv
     assert not exposure.passed
     assert f"/proc/{server.process.pid}/cmdline" in exposure.detail and "the key itself" in exposure.detail
     assert key not in exposure.detail
+
+
+def test_unmapped_stale_backend_regions_are_removed_fresh_ones_kept(tmp_path):
+    """Server and stub both killed (kill -9 of the process group) leave only the region file."""
+    import time
+    import uuid
+    from pathlib import Path
+
+    from tritonkit.serve.reaper import REGION_PREFIX, reclaim_orphans
+
+    old = Path("/dev/shm") / f"{REGION_PREFIX}tritonkit-test-{uuid.uuid4()}"
+    fresh = Path("/dev/shm") / f"{REGION_PREFIX}tritonkit-test-{uuid.uuid4()}"
+    try:
+        for path in (old, fresh):
+            path.write_bytes(b"\0" * 64)
+        an_hour_ago = time.time() - 3600
+        os.utime(old, (an_hour_ago, an_hour_ago))
+        notes = reclaim_orphans()
+        assert not old.exists() and fresh.exists()
+        assert f"removed /dev/shm/{old.name} (no process maps it)" in notes
+    finally:
+        old.unlink(missing_ok=True)
+        fresh.unlink(missing_ok=True)

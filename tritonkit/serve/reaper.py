@@ -9,7 +9,9 @@
   shared-memory regions of stubs that had to be killed.
 * :func:`reclaim_orphans` runs before each start: a python-backend stub whose tritonserver is
   gone (the server was killed with SIGKILL; the stub ignores SIGTERM and keeps a 64 MB region
-  in ``/dev/shm``) is killed, and its region, mapped by no process any more, is unlinked.
+  in ``/dev/shm``) is killed, and its region, mapped by no process any more, is unlinked; so is
+  any python-backend region no tritonserver or stub maps and nobody modified for a minute
+  (both server and stub killed).
 
 A stub is recognised by its command line, which names its region and its server's pid::
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,8 @@ SERVER_NAME = "tritonserver"
 REGION_PREFIX = "triton_python_backend_shm_region_"
 SHM_DIR = Path("/dev/shm")
 PR_SET_PDEATHSIG = 1
+# A region file is created and mapped in one step by tritonserver; one left unmapped this long is garbage.
+STALE_AFTER_S = 60.0
 
 
 def parent_death_preexec(sig: int = signal.SIGTERM):
@@ -127,8 +132,27 @@ def _kill_and_wait(procs: list[psutil.Process], timeout_s: float = 5.0) -> None:
     psutil.wait_procs(procs, timeout=timeout_s)
 
 
+def stale_regions(min_age_s: float = STALE_AFTER_S, shm_dir: Path = SHM_DIR) -> list[str]:
+    """This user's python-backend region files not modified for ``min_age_s`` (candidates only:
+    :func:`unlink_unmapped` still spares any a process maps)."""
+    now, uid, found = time.time(), os.getuid(), []
+    try:
+        entries = list(shm_dir.iterdir())
+    except OSError:
+        return found
+    for path in entries:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if path.name.startswith(REGION_PREFIX) and st.st_uid == uid and now - st.st_mtime > min_age_s:
+            found.append(path.name)
+    return found
+
+
 def reclaim_orphans() -> list[str]:
-    """Kill this user's orphaned python-backend stubs and unlink their regions; one note each."""
+    """Kill this user's orphaned python-backend stubs and unlink their regions, and regions no
+    process maps any more (stub and server both killed); one note each."""
     uid = os.getuid()
     orphans: list[tuple[psutil.Process, Stub]] = []
     for proc in psutil.process_iter():
@@ -140,12 +164,12 @@ def reclaim_orphans() -> list[str]:
         stub = as_stub(proc)
         if stub is not None and _is_orphan(proc, stub):
             orphans.append((proc, stub))
-    if not orphans:
-        return []
     _kill_and_wait([p for p, _ in orphans])
-    removed = set(unlink_unmapped([s.region for _, s in orphans if s.region]))
-    return [f"killed orphaned python-backend stub pid {s.pid} (its tritonserver {s.server_pid} is gone)"
-            + (f" and removed /dev/shm/{s.region}" if s.region in removed else "") for _, s in orphans]
+    removed = set(unlink_unmapped([s.region for _, s in orphans if s.region] + stale_regions()))
+    notes = [f"killed orphaned python-backend stub pid {s.pid} (its tritonserver {s.server_pid} is gone)"
+             + (f" and removed /dev/shm/{s.region}" if s.region in removed else "") for _, s in orphans]
+    named = {s.region for _, s in orphans}
+    return notes + [f"removed /dev/shm/{r} (no process maps it)" for r in sorted(removed - named)]
 
 
 def descendants(pid: int) -> list[psutil.Process]:
