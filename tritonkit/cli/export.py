@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from tritonkit.export import export_model
 
     card = get_card(args.model)
-    ensure_out_dir(args.out, "--out")
     safe_child(args.out, f"{card.name}.onnx", "card name")
+    ensure_out_dir(args.out, "--out")
     result = export_model(card, args.out, weights=args.weights, onnx=args.onnx,
                           random_weights=args.random_weights, opset=args.opset)
     table = Table(title=f"export {card.name}", show_header=False)
