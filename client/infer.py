@@ -25,12 +25,10 @@ in-flight slot, registered with the server at connect and unregistered and destr
 
 from __future__ import annotations
 
-import os
 import queue
 import random
 import threading
 import time
-import uuid
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from tritonkit.cards import ModelCard
+from tritonkit.client import shm as shm_lifecycle
 from tritonkit.contract import contract_mismatches, normalize_config, normalize_metadata  # noqa: F401
 from tritonkit.errors import ServerError
 from tritonkit.triton import (  # noqa: F401  (PROTOCOLS, DEFAULT_PORTS re-exported)
@@ -206,11 +205,13 @@ class TritonInfer:
         specs = [("in", self.card.input)] + [("out", s) for s in self.card.outputs]
         if any(d < 0 for _, s in specs for d in s.dims):
             raise ServerError("--shm needs fixed tensor dims in the card (a -1 dim cannot be sized)")
-        tag = f"tk{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        tag = shm_lifecycle.region_tag()
         self._slots = queue.Queue()
         client = self._client
+        shm_lifecycle.reclaim_stale(client)
         factory = self._new_client
         self._finalizer = weakref.finalize(self, _cleanup_regions, factory, self._regions)
+        shm_lifecycle.REGISTRY.track(self._finalizer)
         try:
             for slot in range(self.options.in_flight):
                 regions = {}

@@ -27,6 +27,7 @@ from tritonkit.io import atomic_write_text, to_json_text
 from tritonkit.onnx_contract import check_onnx_against_card
 from tritonkit.model_repository.config import (
     LABELS_FILE, ORT_BACKEND_SOURCE, RepoOptions, Target, config_to_text, get_target, model_config)
+from tritonkit.names import safe_child
 
 __all__ = ["ORT_BACKEND_SOURCE", "CARD_FILE", "WrittenModel", "backend_source", "check_model_file",
            "check_onnx_against_card", "write_model", "write_config_only", "write_card"]
@@ -89,6 +90,7 @@ def write_model(card: ModelCard, model_file: str | Path, repo_dir: str | Path,
     check_model_file(card, model_file, target)
     cfg = model_config(card, options)
     name = cfg.name
+    safe_child(repo_dir, name, "model name")
     repo_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repo_dir.parent))
     try:
@@ -104,6 +106,6 @@ def write_model(card: ModelCard, model_file: str | Path, repo_dir: str | Path,
 
 def write_config_only(repo_dir: str | Path, name: str, cfg) -> Path:
     """Write a config.pbtxt (atomically) for a model folder that needs no model file (ensembles)."""
-    root = Path(repo_dir) / name
+    root = safe_child(repo_dir, name, "model name")
     (root / "1").mkdir(parents=True, exist_ok=True)
     return atomic_write_text(root / "config.pbtxt", config_to_text(cfg))

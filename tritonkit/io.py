@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from tritonkit.errors import TritonkitError
+
 _CHUNK = 8 << 20
 
 
@@ -88,5 +90,35 @@ def sha256_file(path: str | Path) -> str:
     return file_digest(path, "sha256")
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "to_json_text", "json_default",
+def ensure_out_dir(path: str | Path, field: str = "out", create: bool = True) -> Path:
+    """Create the output folder ``path`` if needed and prove a file can be written in it.
+
+    One-line :class:`TritonkitError` (naming ``field`` and the path) when ``path`` is a file,
+    lies below a file, cannot be created, is read-only, or the disk is full; returns the path.
+    With ``create=False`` a missing folder is not made: its nearest existing parent is probed.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise TritonkitError(f"{field} {path} is a file, not a folder")
+    probe_dir = path
+    if not create:
+        probe_dir = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+        if not probe_dir.is_dir():
+            raise TritonkitError(f"{field} {path} is not a writable folder: {probe_dir} is a file")
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tritonkit-write-probe.", dir=probe_dir)
+        try:
+            os.write(fd, b"x")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise TritonkitError(f"{field} {path} is not a writable folder: {exc.strerror or exc}") from None
+    return path
+
+
+__all__ = ["ensure_out_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "to_json_text", "json_default",
            "finite", "file_digest", "sha256_file"]

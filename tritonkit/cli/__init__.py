@@ -7,6 +7,7 @@ Stages, in pipeline order: export -> build -> repo -> serve -> eval -> perf -> v
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -28,6 +29,10 @@ SUBCOMMANDS = {
     "demo": "demo",
     "gpu-smoke": "gpu_smoke",
 }
+
+
+# Write failures a user fixes on the machine, not in the code: one line, exit 1, no traceback.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 def _first_line(doc: str | None) -> str:
@@ -63,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tritonkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        hint = " (files already written are complete; free space and rerun)" if exc.errno == errno.ENOSPC else ""
+        print(f"tritonkit {args.command}: error{where}: {exc.strerror or exc}{hint}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tritonkit.io import ensure_out_dir
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("reports/demo"))
@@ -28,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tritonkit.demo.run import DemoOptions, run_demo
 
+    for folder, flag in ((args.out, "--out"), (args.work, "--work"), (args.cache, "--cache")):
+        ensure_out_dir(folder, flag)
     steps = run_demo(DemoOptions(out=args.out, work=args.work, cache=args.cache, seed=args.seed,
                                  int8=not args.no_int8, perf=not args.no_perf, validate=not args.no_validate,
                                  detection=not args.no_detection, progress=not args.no_progress))

@@ -11,6 +11,7 @@ import argparse
 import importlib
 
 from tritonkit.errors import TritonkitError
+from tritonkit.io import ensure_out_dir
 
 # task name -> module implementing it (imported when the parser is built; keep top-level imports light)
 TASKS = {
@@ -51,4 +52,6 @@ def run(args: argparse.Namespace) -> int:
     if task_run is None:
         args._parser.print_help()
         return 2
+    if getattr(args, "out", None) is not None:
+        ensure_out_dir(args.out, "--out")
     return int(task_run(args) or 0)

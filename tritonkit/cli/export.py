@@ -25,6 +25,8 @@ from pathlib import Path
 import tritonkit.demo  # noqa: F401  (registers the demo archs' export builders)
 from tritonkit.cards import get_card
 from tritonkit.export import ExportResult, export_model
+from tritonkit.io import ensure_out_dir
+from tritonkit.names import safe_child
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         Console(stderr=True).print(
             f"[bold red]WARNING: exporting {card.name!r} with RANDOM weights (--random-weights): every accuracy "
             f"number measured with this model is meaningless. Use it for plumbing and timing only.[/]")
+    safe_child(args.out, f"{card.name}.onnx", "card name")
+    ensure_out_dir(args.out, "--out")
     result = export_model(card, args.out, weights=args.weights, onnx=args.onnx,
                           random_weights=args.random_weights, opset=args.opset)
     table = Table(title=f"export {card.name}", show_header=False)

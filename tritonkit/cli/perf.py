@@ -22,6 +22,7 @@ import argparse
 from pathlib import Path
 
 from tritonkit.errors import TritonkitError
+from tritonkit.io import ensure_out_dir
 
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 
@@ -116,6 +117,7 @@ def _spec(args: argparse.Namespace, model: str, url: str, protocol: str, batch_s
 
 
 def run(args: argparse.Namespace) -> int:
+    ensure_out_dir(args.out, "--out", create=False)  # each action makes it once it has something to write
     return {"sweep": _sweep, "ladder": _ladder, "tune": _tune}[args.perf_command](args)
 
 

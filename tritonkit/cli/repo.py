@@ -21,6 +21,8 @@ from pathlib import Path
 
 from tritonkit.cards import get_card
 from tritonkit.cli.args import positive_int_list
+from tritonkit.io import ensure_out_dir
+from tritonkit.names import check_model_name
 from tritonkit.model_repository.config import TARGETS, QueuePolicy, RepoOptions, effective_max_batch
 from tritonkit.model_repository.ensemble import write_nms_chain
 from tritonkit.model_repository.plans import check_plan_file
@@ -66,6 +68,8 @@ def options_from_args(args: argparse.Namespace) -> RepoOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.name is not None:
+        check_model_name(args.name, "--name")
     card = get_card(args.model)
     options = options_from_args(args)
     if args.target == "gpu":
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
                                   host_compute_capability(), container_trt=args.container_trt_version)
         if checked.container_note:
             print(f"note: {checked.container_note}")
+    ensure_out_dir(args.out, "--out")
     written = write_model(card, args.model_file, args.out, options)
     print(f"wrote {written.path} ({args.target} target): {written.config_path}")
     for profile in args.server_nms:  # the detector is written once, above; each profile adds NMS + ensemble

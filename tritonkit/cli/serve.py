@@ -7,8 +7,11 @@
 
 `--docker` publishes on 127.0.0.1 and uses the production profile unless `--profile dev` is given.
 
-`--local` waits for readiness (a model that fails to load ends with the server log tail) and on
-Ctrl-C or SIGTERM stops the server with SIGTERM, which lets in-flight requests finish.
+`--local` checks its ports are free, waits for readiness (a model that fails to load ends with
+the server log tail) and on Ctrl-C or SIGTERM stops the server with SIGTERM, which lets
+in-flight requests finish, then ends any python-backend stub left. The server gets SIGTERM
+when this command dies, even by kill -9; a stub orphaned by a killed server is reclaimed (with
+its shared memory) at the next start.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from tritonkit.build_engines.host import docker_gpus_arg
 from tritonkit.errors import TritonkitError
 from tritonkit.serve.docker import DEFAULT_PROFILE, RunOptions, serve_docker
 from tritonkit.serve.local import LocalServer
-from tritonkit.serve.profiles import local_options
+from tritonkit.serve.profiles import bind_warnings, local_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,8 +68,11 @@ def _docker(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.docker:
         return _docker(args)
-    options = local_options(args.repo, args.profile or "dev", host=args.host,
+    profile = args.profile or "dev"
+    options = local_options(args.repo, profile, host=args.host,
                             ports=(args.http_port, args.grpc_port, args.metrics_port or 8002), env=os.environ)
+    for warning in bind_warnings(profile, args.host):
+        print(f"warning: {warning}", file=sys.stderr)
     server = LocalServer(options, log_path=args.log)
     stop = {"signal": None}
 
@@ -76,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _on_signal)
     try:
         server.start(timeout_s=args.timeout)
+        for note in server.reclaimed:
+            print(f"reclaimed: {note}", file=sys.stderr)
+        if server.key_on_command_line:
+            print("warning: no C compiler to build the key shim: the API key is on tritonserver's command line, "
+                  "readable by every local user (ps, /proc/<pid>/cmdline); install cc or gcc", file=sys.stderr)
         print(f"tritonserver ready: http {server.http_url}  grpc {server.grpc_url}  metrics {server.metrics_url}")
         print(f"log: {server.log_path}   (Ctrl-C or SIGTERM to stop)")
         while stop["signal"] is None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tritonkit.io import ensure_out_dir
+from tritonkit.names import check_model_name
 from tritonkit.serve.profiles import API_KEY_ENV
 
 
@@ -54,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace):
     from tritonkit.validate.options import ValidateOptions, parse_checks, parse_duration, parse_pairs
 
-    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    models = tuple(check_model_name(m.strip(), "--models") for m in args.models.split(",") if m.strip())
     return ValidateOptions(
         models=models, url=args.url, http_url=args.http_url, metrics_url=args.metrics_url,
         checks=parse_checks(args.checks), cards=parse_pairs(args.cards, "--cards", models),
@@ -73,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
 
     from tritonkit.validate import validate
 
-    report = validate(options_from_args(args))
+    options = options_from_args(args)
+    ensure_out_dir(args.out, "--out")
+    report = validate(options)
     console = Console()
     console.print(report.rich_table())
     console.print(f"report: {args.out / 'report.md'}  json: {args.out / 'validation.json'}")

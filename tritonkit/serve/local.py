@@ -3,7 +3,11 @@
 :class:`LocalServer` starts it on 127.0.0.1 (free ports unless given), waits for readiness
 with a timeout, raises :class:`~tritonkit.errors.ServerError` with the tail of the server log
 when a model fails to load, and stops it with SIGTERM (Triton drains in-flight requests up to
-``exit_timeout_s``), then SIGKILL if it hangs.
+``exit_timeout_s``), then SIGKILL if it hangs, and ends what is left of its process tree
+(python-backend stubs). Before a start it reclaims stubs orphaned by a killed server and checks
+that the ports it was given are free (one line naming the busy port). Started from the main
+thread, the server gets SIGTERM when its parent dies, even by SIGKILL (see
+:mod:`tritonkit.serve.reaper`).
 
 The python backend runs models in the ``python3`` first on PATH, so the server is started
 with this interpreter's ``bin`` folder first: models then import this environment's numpy
@@ -20,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tritonkit.errors import ServerError, ToolMissingError
+from tritonkit.serve import keyshim, reaper
 
 
 class Ports(NamedTuple):
@@ -38,6 +44,7 @@ class Ports(NamedTuple):
     metrics: int | None
 
 MODEL_CONTROL_MODES = ("none", "explicit", "poll")
+DEFAULT_RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
 _LOAD_FAILED = re.compile(r"failed to load '([^']+)' version \d+: (.*?)(?:\\n|\"|$)", re.MULTILINE)
 
 
@@ -45,6 +52,7 @@ _LOAD_FAILED = re.compile(r"failed to load '([^']+)' version \d+: (.*?)(?:\\n|\"
 class ServerPaths:
     binary: Path
     backend_dir: Path
+    cache_dir: Path | None = None
 
 
 def _pytriton_root() -> Path:
@@ -89,13 +97,29 @@ def server_paths(cache_dir: Path | None = None) -> ServerPaths:
             tmp.unlink(missing_ok=True)
             tmp.symlink_to(src.resolve())
             tmp.replace(python_dir / name)
-    return ServerPaths(root / "bin" / "tritonserver", backend_dir)
+    return ServerPaths(root / "bin" / "tritonserver", backend_dir, base)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def check_ports_free(host: str, ports: dict[str, int]) -> None:
+    """ServerError naming the first of ``{label: port}`` (0 = any) that cannot be bound on ``host``."""
+    for label, port in ports.items():
+        if not port:
+            continue
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            # as a server binds: a port in TIME_WAIT is free, one with a listener is not
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                raise ServerError(f"{label} port {port} on {host} is already in use ({exc.strerror}); "
+                                  f"stop what holds it or choose another {label} port") from None
 
 
 @dataclass(frozen=True)
@@ -115,6 +139,9 @@ class ServerOptions:
     # Production profile: restricted endpoints need this header key/value (see tritonkit.serve.profiles).
     restricted_key: str | None = None
     restricted_value: str | None = None
+    restricted_apis: tuple[str, ...] = DEFAULT_RESTRICTED_APIS
+    # Metrics bind address (None: ``host``). Triton cannot put /metrics behind the key.
+    metrics_host: str | None = None
     python_shm_bytes: int = 64 * 1024 * 1024
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
@@ -123,8 +150,10 @@ class ServerOptions:
             raise ServerError(f"model control mode {self.model_control_mode!r} not one of {MODEL_CONTROL_MODES}")
 
 
-def server_argv(paths: ServerPaths, opts: ServerOptions, ports: Ports) -> list[str]:
-    """The tritonserver command line for ``opts`` (http, grpc, metrics ports given)."""
+def server_argv(paths: ServerPaths, opts: ServerOptions, ports: Ports,
+                key_placeholder: str | None = None) -> list[str]:
+    """The tritonserver command line for ``opts`` (http, grpc, metrics ports given); with
+    ``key_placeholder`` it stands where the restricted-API key goes (see :mod:`tritonkit.serve.keyshim`)."""
     http, grpc, metrics = ports
     argv = [
         str(paths.binary),
@@ -132,7 +161,7 @@ def server_argv(paths: ServerPaths, opts: ServerOptions, ports: Ports) -> list[s
         f"--backend-directory={paths.backend_dir}",
         f"--http-address={opts.host}", f"--http-port={http}",
         f"--grpc-address={opts.host}", f"--grpc-port={grpc}",
-        f"--metrics-address={opts.host}", f"--metrics-port={metrics}",
+        f"--metrics-address={opts.metrics_host or opts.host}", f"--metrics-port={metrics}",
         f"--model-control-mode={opts.model_control_mode}",
         f"--strict-readiness={'true' if opts.strict_readiness else 'false'}",
         f"--exit-timeout-secs={opts.exit_timeout_s}",
@@ -142,10 +171,11 @@ def server_argv(paths: ServerPaths, opts: ServerOptions, ports: Ports) -> list[s
     ]
     argv += [f"--load-model={m}" for m in opts.load_models]
     if opts.restricted_key:
-        value = opts.restricted_value or ""
+        value = key_placeholder or opts.restricted_value or ""
+        apis = ",".join(opts.restricted_apis)
         argv += [
-            f"--http-restricted-api=model-repository,shared-memory,logging,trace:{opts.restricted_key}={value}",
-            f"--grpc-restricted-protocol=model-repository,shared-memory,logging,trace:{opts.restricted_key}={value}",
+            f"--http-restricted-api={apis}:{opts.restricted_key}={value}",
+            f"--grpc-restricted-protocol={apis}:{opts.restricted_key}={value}",
         ]
     argv += list(opts.extra_args)
     return argv
@@ -160,6 +190,9 @@ class LocalServer:
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
         self.process: subprocess.Popen | None = None
         self.ports = Ports(0, 0, 0)
+        self.reclaimed: list[str] = []  # notes on orphans of an earlier, killed server cleaned at start
+        self.key_on_command_line = False  # True when no key shim could be built (the key shows in ps)
+        self._tree: list = []  # the server's descendants (stubs), refreshed once ready
 
     # -- addresses --------------------------------------------------------------------
     @property
@@ -171,8 +204,12 @@ class LocalServer:
         return f"{self.options.host}:{self.ports.grpc}"
 
     @property
+    def metrics_host(self) -> str:
+        return self.options.metrics_host or self.options.host
+
+    @property
     def metrics_url(self) -> str:
-        return f"http://{self.options.host}:{self.ports.metrics}/metrics"
+        return f"http://{self.metrics_host}:{self.ports.metrics}/metrics"
 
     def url(self, protocol: str) -> str:
         return self.grpc_url if protocol == "grpc" else self.http_url
@@ -186,23 +223,43 @@ class LocalServer:
             raise ServerError(f"model repository {repo} does not exist")
         paths = server_paths(self._cache_dir)
         o = self.options
+        self.reclaimed = reaper.reclaim_orphans()
+        check_ports_free(o.host, {"http": o.http_port, "grpc": o.grpc_port})
+        check_ports_free(self.metrics_host, {"metrics": o.metrics_port})
         self.ports = Ports(o.http_port or free_port(o.host), o.grpc_port or free_port(o.host),
-                           o.metrics_port or free_port(o.host))
+                           o.metrics_port or free_port(self.metrics_host))
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        argv, shim = self._argv_and_env(paths, env)
+        # PR_SET_PDEATHSIG follows the forking thread: only a main-thread start may tie the server to it.
+        preexec = reaper.parent_death_preexec() if threading.current_thread() is threading.main_thread() else None
         log = open(self.log_path, "wb")
         try:
-            self.process = subprocess.Popen(
-                server_argv(paths, o, self.ports), stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True)
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True, preexec_fn=preexec)
         finally:
             log.close()
         try:
             self.wait_ready(timeout_s)
+            if shim is not None and not keyshim.is_mapped(self.process.pid, shim):
+                raise ServerError(f"the key shim {shim} was not loaded into tritonserver; not serving")
         except BaseException:
             self.stop()
             raise
+        self._tree = reaper.descendants(self.process.pid)
         return self
+
+    def _argv_and_env(self, paths: ServerPaths, env: dict) -> tuple[list[str], Path | None]:
+        """The command line, with the key replaced by the shim's placeholder when there is a key and
+        a shim; fills ``env`` for the shim. Returns (argv, the shim library or None)."""
+        o = self.options
+        shim = keyshim.shim_library(paths.cache_dir or Path(tempfile.gettempdir())) if o.restricted_value else None
+        self.key_on_command_line = bool(o.restricted_value) and shim is None
+        if shim is None:
+            return server_argv(paths, o, self.ports), None
+        env[keyshim.VALUE_ENV] = o.restricted_value
+        env["LD_PRELOAD"] = " ".join(p for p in (str(shim), env.get("LD_PRELOAD", "")) if p)
+        return server_argv(paths, o, self.ports, key_placeholder=keyshim.PLACEHOLDER), shim
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -244,6 +301,7 @@ class LocalServer:
         if self.process is None:
             return None
         proc, self.process = self.process, None
+        tree = (reaper.descendants(proc.pid) or self._tree) if proc.poll() is None else self._tree
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -251,13 +309,16 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        reaper.stop_tree(proc.pid, tree)
         return proc.returncode
 
     def kill(self) -> None:
-        """Kill abruptly (for fault tests): no drain."""
+        """Kill abruptly (for fault tests): no drain; the stubs go too."""
         if self.process is not None and self.process.poll() is None:
+            tree = reaper.descendants(self.process.pid) or self._tree
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+            reaper.stop_tree(self.process.pid, tree)
         self.process = None
 
     def load_failures(self) -> list[str]:

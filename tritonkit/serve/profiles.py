@@ -18,6 +18,7 @@ nor the printed command) and expanded by a shell inside the container.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ MIN_KEY_LENGTH = 16
 PROFILES = ("dev", "production")
 RESTRICTED_APIS = ("model-repository", "shared-memory", "logging", "trace")
 EXIT_TIMEOUT_S = 30
+LOOPBACK = "127.0.0.1"
 CONTAINER_REPO = "/models"
 CONTAINER_USER = "triton-server"  # the non-root user of NVIDIA's tritonserver images
 # Triton parses "header=value" inside a comma-separated flag, and the container shell expands
@@ -77,7 +79,30 @@ def local_options(repo: Path, profile: str, *, host: str = "127.0.0.1", ports: P
         raise TritonkitError(f"unknown profile {profile!r} (dev or production)")
     key = api_key_from(env)
     return ServerOptions(**common, model_control_mode="none", strict_readiness=True, exit_timeout_s=EXIT_TIMEOUT_S,
-                         restricted_key=API_KEY_HEADER, restricted_value=key)
+                         restricted_key=API_KEY_HEADER, restricted_value=key, restricted_apis=RESTRICTED_APIS,
+                         metrics_host=LOOPBACK)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is a loopback address."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_warnings(profile: str, host: str) -> list[str]:
+    """Warnings for serving ``profile`` on ``host`` (the CLI prints them; none on loopback)."""
+    if is_loopback_host(host):
+        return []
+    if profile == "production":
+        return [f"production profile bound to {host}, beyond loopback: inference, health, metadata, model-config "
+                f"and statistics answer anyone who can reach it without the key (Triton has no authentication for "
+                f"them); put it behind an authenticating proxy or firewall. /metrics stays on {LOOPBACK}."]
+    return [f"dev profile bound to {host}, beyond loopback: every API, model control and /metrics included, "
+            f"is open to anyone who can reach it; use --profile production or bind 127.0.0.1"]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@
   ``none``. The probe names a model that does not exist, so a server that does allow loading
   only reports "not found" and nothing on it changes.
 * bind — the local server listens on loopback addresses only (its sockets, via psutil).
+* key exposure — the restricted-API key is not readable in the server's command line
+  (``/proc/<pid>/cmdline``, i.e. ``ps`` for every local user). tritonserver takes the key only
+  as a flag; ``serve --local`` hides it with a preloaded shim (:mod:`tritonkit.serve.keyshim`),
+  a server started any other way (e.g. by hand) shows it, and this check says so.
 
 All probes are read-only. Against a dev-profile server each fails, naming what is open.
 """
@@ -15,12 +19,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import psutil
+
+from tritonkit.serve.keyshim import PLACEHOLDER
+
 from tritonkit.validate.context import Context
 from tritonkit.validate.process import is_loopback, listening_addresses
 from tritonkit.validate.result import CheckResult, fail, verdict
 
 PROBE_MODEL = "tritonkit_security_probe_no_such_model"
 CONTROL_REFUSED = "not allowed"
+RESTRICTION_FLAGS = ("--http-restricted-api=", "--grpc-restricted-protocol=")
 
 
 @dataclass(frozen=True)
@@ -134,5 +143,41 @@ def check_bind(ctx: Context) -> CheckResult:
                    pid=pid, listening=[str(a) for a in addresses])
 
 
+def exposed_keys(argv: list[str], key: str | None = None) -> list[str]:
+    """Restriction flags of ``argv`` whose key is in clear (the flag name only), plus ``"the key"``
+    when ``key`` appears anywhere in ``argv``."""
+    exposed = []
+    for arg in argv:
+        flag = next((f for f in RESTRICTION_FLAGS if arg.startswith(f)), None)
+        if flag is None:
+            continue
+        _, _, setting = arg[len(flag):].partition(":")
+        value = setting.partition("=")[2]
+        if value and value != PLACEHOLDER:
+            exposed.append(flag.rstrip("="))
+    if key and any(key in arg for arg in argv):
+        exposed.append("the key itself")
+    return exposed
+
+
+def check_key_exposure(ctx: Context) -> CheckResult:
+    name = "security.key_exposure"
+    pid = ctx.endpoints.pid
+    if pid is None:
+        return fail(name, f"server command line not readable: {ctx.endpoints.pid_note}")
+    try:
+        argv = psutil.Process(pid).cmdline()
+    except psutil.Error as exc:
+        return fail(name, f"server pid {pid} command line not readable: {exc}")
+    exposed = exposed_keys(argv, ctx.api_key)
+    problems = [f"the API key is readable by every local user in /proc/{pid}/cmdline (ps): "
+                f"{', '.join(exposed)}; start the server with tritonkit serve --local --profile production, which "
+                f"keeps it off the command line"] if exposed else []
+    restricted = any(a.startswith(RESTRICTION_FLAGS) for a in argv)
+    return verdict(name, problems, f"server pid {pid}: " + ("the key is not on the command line" if restricted
+                                                            else "no restricted-API key on the command line"),
+                   pid=pid, restricted=restricted)
+
+
 def run(ctx: Context) -> list[CheckResult]:
-    return [check_restricted_apis(ctx), check_model_control(ctx), check_bind(ctx)]
+    return [check_restricted_apis(ctx), check_model_control(ctx), check_bind(ctx), check_key_exposure(ctx)]
