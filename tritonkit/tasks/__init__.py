@@ -1,0 +1,15 @@
+"""Eval tasks as plug-ins: the :class:`Task` interface and its registry.
+
+``register_task(name)`` registers a :class:`Task` subclass (a duplicate name is an error),
+``get_task(name)`` returns it, ``list_tasks()`` lists them; the built-in ones are
+``classify`` (:mod:`tritonkit.tasks.classification`) and ``detect``
+(:mod:`tritonkit.tasks.detection`), imported on the first lookup. See :mod:`tritonkit.tasks.base`.
+"""
+
+from tritonkit.tasks.base import (
+    BUILTIN_TASK_MODULES, FLATTEN, OMIT_NONE, REFERENCE, ArgSpec, OpenedData, OptionsError, Served, StreamOptions,
+    Task, TaskMetrics, TimingOutcome, get_task, has_labels, list_tasks, register_task, task_for_card, to_flat_dict)
+
+__all__ = ["BUILTIN_TASK_MODULES", "FLATTEN", "OMIT_NONE", "REFERENCE", "ArgSpec", "OpenedData", "OptionsError",
+           "Served", "StreamOptions", "Task", "TaskMetrics", "TimingOutcome", "get_task", "has_labels",
+           "list_tasks", "register_task", "task_for_card", "to_flat_dict"]
