@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from tritonkit.cards import ModelCard, TensorSpec
 from tritonkit.errors import TritonkitError
+from tritonkit.tasks import has_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import model_config_pb2
@@ -147,7 +148,7 @@ def model_config(card: ModelCard, options: RepoOptions = RepoOptions()) -> "mode
     cfg.parameters[CARD_PARAMETER].string_value = json.dumps(card.to_dict(), separators=(",", ":"))
 
     cfg.input.append(_input(card.input, card.preprocess.layout))
-    with_labels = options.labels and card.task == "classify"
+    with_labels = options.labels and has_labels(card)
     for i, out in enumerate(card.outputs):
         cfg.output.append(_output(out, LABELS_FILE if (with_labels and i == 0) else None))
 

@@ -19,12 +19,13 @@ round a letterbox scale like 0.64 and move boxes by ~1e-5 px).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tritonkit.cards import ModelCard, NMSProfile
 from tritonkit.client.detection import GEOMETRY_FIELDS
+from tritonkit.tasks.detection import (  # the served contract is the detect task's; written here
+    GEOMETRY_INPUT, OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES, EnsembleNames, served_ensemble_card)
 
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import model_config_pb2
@@ -33,24 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 NMS_BACKEND_SOURCE = "yolo_nms.py"
 CARD_FILE = "card.json"
-GEOMETRY_INPUT = "geometry"
-OUT_BOXES = "det_boxes"
-OUT_SCORES = "det_scores"
-OUT_CLASSES = "det_classes"
-OUT_COUNT = "det_count"
-
-
-@dataclass(frozen=True)
-class EnsembleNames:
-    """Model names of one detector's server-side postprocess chain."""
-
-    detector: str
-    nms: str
-    ensemble: str
-
-    @classmethod
-    def for_detector(cls, detector: str, profile: str) -> "EnsembleNames":
-        return cls(detector, f"{detector}_nms_{profile}", f"{detector}_ensemble_{profile}")
 
 
 def _pb():
@@ -171,11 +154,5 @@ def write_detection_ensemble(card: ModelCard, model_file: str | Path, repo_dir: 
 def ensemble_card(card: ModelCard, name: str, profile: NMSProfile) -> ModelCard:
     """The served contract of a detection ensemble as a card (same input, the detection outputs),
     so clients check and call it like any model."""
-    from tritonkit.cards import TensorSpec
-
     _check_detector(card)
-    m = profile.max_detections
-    outputs = (TensorSpec(OUT_BOXES, (m, 4)), TensorSpec(OUT_SCORES, (m,)), TensorSpec(OUT_CLASSES, (m,), "INT32"),
-               TensorSpec(OUT_COUNT, (1,), "INT32"))
-    return card.with_overrides(name=name, outputs=outputs,
-                               description=f"{card.name} + server-side NMS ({profile.name} profile)")
+    return served_ensemble_card(card, name, profile)

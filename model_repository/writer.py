@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tritonkit.cards import ModelCard
 from tritonkit.errors import TritonkitError
+from tritonkit.tasks import has_labels
 from tritonkit.model_repository.config import (
     LABELS_FILE, MODEL_FILES, RepoOptions, config_to_text, model_config)
 
@@ -114,7 +115,7 @@ def write_model(card: ModelCard, model_file: str | Path, repo_dir: str | Path,
             sidecar = model_file.with_name(model_file.name + ".json")
             if sidecar.is_file():
                 shutil.copyfile(sidecar, version_dir / (MODEL_FILES["gpu"] + ".json"))
-        if options.labels and card.task == "classify":
+        if options.labels and has_labels(card):
             (root / LABELS_FILE).write_text("\n".join(card.label_names()) + "\n")
         (root / "card.json").write_text(json.dumps(card.to_dict(), indent=2) + "\n")
         (root / "config.pbtxt").write_text(config_to_text(cfg))

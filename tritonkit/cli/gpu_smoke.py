@@ -23,6 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tritonkit.tasks import task_for_card
+
 SMOKE_MODELS = ("resnet50", "demo_shapes", "demo_shapes_det")
 SMOKE_MAX_BATCH = 8
 CONTAINER_NAME = "tritonkit-gpu-smoke"
@@ -152,9 +154,8 @@ def build_one(card, onnx: Path, plan: Path, builder: str, release: str) -> str:
 
 
 def eval_argv(card, data: Path, grpc_port: int, out: Path, limit: int) -> list[str]:
-    """`tritonkit eval` arguments for one served model (classify or detect, by the card's task)."""
-    task = "classify" if card.task == "classify" else "detect"
-    return ["eval", task, "--model", card.name, "--data", str(data), "--url", f"127.0.0.1:{grpc_port}",
+    """`tritonkit eval` arguments for one served model (the registered task of the card's task)."""
+    return ["eval", task_for_card(card).name, "--model", card.name, "--data", str(data), "--url", f"127.0.0.1:{grpc_port}",
             "--batch-sizes", f"1,{min(SMOKE_MAX_BATCH, card.max_batch_size)}", "--limit", str(limit),
             "--out", str(out / "eval" / card.name), "--no-progress"]
 

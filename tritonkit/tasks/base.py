@@ -21,7 +21,6 @@ task name with :func:`register_task`, in the style of torchvision's ``register_m
 from __future__ import annotations
 
 import abc
-import importlib
 import string
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -29,10 +28,6 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from tritonkit.cards import ModelCard
 from tritonkit.errors import CardError, TritonkitError
-
-# Modules holding the built-in registrations, imported on the first registry lookup (so that
-# lower layers may ask the registry about a card's task without importing every plug-in).
-BUILTIN_TASK_MODULES = ("tritonkit.tasks.classification", "tritonkit.tasks.detection")
 
 FLATTEN = {"flatten": True}      # field metadata: the field's dict is merged into its parent's
 OMIT_NONE = {"omit_none": True}  # field metadata: the key is left out while the value is None
@@ -257,20 +252,13 @@ def register_task(name: str):
     return wrap
 
 
-def _load_builtin() -> None:
-    for module in BUILTIN_TASK_MODULES:
-        importlib.import_module(module)
-
-
 def list_tasks() -> list[str]:
     """Names of the registered tasks, sorted."""
-    _load_builtin()
     return sorted(_TASKS)
 
 
 def get_task(name: str) -> Task:
     """The task registered under ``name`` (a fresh instance)."""
-    _load_builtin()
     try:
         return _TASKS[name]()
     except KeyError:
@@ -285,6 +273,5 @@ def task_for_card(card: ModelCard) -> Task:
 def has_labels(card: ModelCard) -> bool:
     """Whether the card's model is served with a labels file (classifiers); False for a card
     whose task has no registered plug-in."""
-    _load_builtin()
     cls = _TASKS.get(card.task)
     return bool(cls and cls.has_labels)

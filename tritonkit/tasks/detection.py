@@ -29,15 +29,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from tritonkit.cards import ModelCard, NMSProfile
+from tritonkit.cards import ModelCard, NMSProfile, TensorSpec
 from tritonkit.client.coco import (
     check_categories, coco_map, detections_to_coco, load_coco_root, write_results)
 from tritonkit.client.detection import Detections, postprocess_card, to_original, unpad_detections
 from tritonkit.client.infer import TritonInfer, contract_mismatches
 from tritonkit.client.preprocess import Geometry, preprocess
 from tritonkit.errors import CardError, ServerError
-from tritonkit.model_repository.ensemble import (
-    GEOMETRY_INPUT, OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES, EnsembleNames, ensemble_card)
 from tritonkit.report import markdown_table, pct, stream_markdown
 from tritonkit.tasks.base import (
     OMIT_NONE, REFERENCE, ArgSpec, OpenedData, OptionsError, Served, StreamOptions, Task, TaskMetrics,
@@ -46,6 +44,38 @@ from tritonkit.tasks.base import (
 COCO_RESULTS = "detections_coco.json"
 METRIC_KEYS = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large")
 DESCRIPTION = __doc__  # the CLI help of the task
+
+
+# ------------------------------------------ the server-side postprocess (NMS ensemble) contract
+# tritonkit.model_repository.ensemble writes the models; these names are what clients call and read.
+GEOMETRY_INPUT = "geometry"
+OUT_BOXES = "det_boxes"
+OUT_SCORES = "det_scores"
+OUT_CLASSES = "det_classes"
+OUT_COUNT = "det_count"
+
+
+@dataclass(frozen=True)
+class EnsembleNames:
+    """Model names of one detector's server-side postprocess chain."""
+
+    detector: str
+    nms: str
+    ensemble: str
+
+    @classmethod
+    def for_detector(cls, detector: str, profile: str) -> "EnsembleNames":
+        return cls(detector, f"{detector}_nms_{profile}", f"{detector}_ensemble_{profile}")
+
+
+def served_ensemble_card(card: ModelCard, name: str, profile: NMSProfile) -> ModelCard:
+    """The served contract of a detection ensemble as a card (same input, the padded detection
+    outputs), so clients check and call it like any model."""
+    m = profile.max_detections
+    outputs = (TensorSpec(OUT_BOXES, (m, 4)), TensorSpec(OUT_SCORES, (m,)), TensorSpec(OUT_CLASSES, (m,), "INT32"),
+               TensorSpec(OUT_COUNT, (1,), "INT32"))
+    return card.with_overrides(name=name, outputs=outputs,
+                               description=f"{card.name} + server-side NMS ({profile.name} profile)")
 
 
 # ------------------------------------------------------------------------ the task adapter
@@ -351,7 +381,7 @@ class Detection(Task):
         if not options.server_nms:
             return Served(detector, card, client_type, details)
         name = options.ensemble_name or EnsembleNames.for_detector(detector, profile.name).ensemble
-        return Served(name, ensemble_card(card, name, profile), EnsembleInfer, details)
+        return Served(name, served_ensemble_card(card, name, profile), EnsembleInfer, details)
 
     def adapter(self, options: DetectionOptions, card: ModelCard, data: OpenedData) -> DetectAdapter:
         src: _CocoSource = data.source
@@ -396,7 +426,7 @@ class Detection(Task):
             name = EnsembleNames.for_detector(detector, profile.name).ensemble
             if options.ensemble_name and profile.name == options.nms_profile:
                 name = options.ensemble_name
-            targets.append(("server", Served(name, ensemble_card(card, name, profile), EnsembleInfer)))
+            targets.append(("server", Served(name, served_ensemble_card(card, name, profile), EnsembleInfer)))
         return targets
 
     def timing_adapter(self, card: ModelCard) -> DetectAdapter:
@@ -418,4 +448,5 @@ class Detection(Task):
 
 __all__ = ["Detection", "DetectionOptions", "DetectionMetrics", "DetectionDetails", "DetectAdapter", "DetectMeta",
            "CocoItem", "EnsembleInfer", "detection_record", "records_to_coco", "forward_nms", "detection_markdown",
-           "category_ids_for", "COCO_RESULTS", "METRIC_KEYS", "ARGUMENTS"]
+           "category_ids_for", "COCO_RESULTS", "METRIC_KEYS", "ARGUMENTS", "GEOMETRY_INPUT", "OUT_BOXES",
+           "OUT_SCORES", "OUT_CLASSES", "OUT_COUNT", "EnsembleNames", "served_ensemble_card"]
