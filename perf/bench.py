@@ -422,7 +422,8 @@ def run_bench(opts: BenchOptions = BenchOptions(), log: Callable[[str], None] = 
                 + f". Client and server share this host's {cpus} CPUs, and the sequential client already keeps "
                 f"about one busy, so a CPU-bound stream can gain at most about {cpus}x here")
             report.ratios[r.name] = r
-            report.raw["vs_sequential_client"] = {"run_stream": stream_s.to_dict(), "sequential": seq_s, "client_profile": prof}
+            report.raw["vs_sequential_client"] = {"run_stream": stream_s.to_dict(), "sequential": seq_s,
+                                                  "client_profile": prof}
             save()
 
             # 5. run_stream_efficiency: p_infer_whole / p_infer_core, ResNet-50 bs 8 (and the small one)

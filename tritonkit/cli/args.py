@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
-from tritonkit.tasks import ArgSpec, OptionsError
+from tritonkit.tasks import ArgSpec
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -101,8 +101,3 @@ def field_flags(specs: Sequence[ArgSpec]) -> dict[str, str]:
         if spec.kind != "clear":
             flags.setdefault(spec.field, spec.flag)
     return flags
-
-
-def flag_message(exc: OptionsError, flags: Mapping[str, str]) -> str:
-    """An options error as the CLI says it: field names replaced by the flags that set them."""
-    return exc.render(flags)

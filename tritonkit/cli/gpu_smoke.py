@@ -155,7 +155,8 @@ def build_one(card, onnx: Path, plan: Path, builder: str, release: str) -> str:
 
 def eval_argv(card, data: Path, grpc_port: int, out: Path, limit: int) -> list[str]:
     """`tritonkit eval` arguments for one served model (the registered task of the card's task)."""
-    return ["eval", task_for_card(card).name, "--model", card.name, "--data", str(data), "--url", f"127.0.0.1:{grpc_port}",
+    return ["eval", task_for_card(card).name, "--model", card.name, "--data", str(data),
+            "--url", f"127.0.0.1:{grpc_port}",
             "--batch-sizes", f"1,{min(SMOKE_MAX_BATCH, card.max_batch_size)}", "--limit", str(limit),
             "--out", str(out / "eval" / card.name), "--no-progress"]
 
