@@ -25,9 +25,9 @@ the run: they land in ``errors`` with path and reason; converted images (graysca
 RGBA ...) are evaluated and listed in ``notes``. Every finished image is appended to a JSONL
 checkpoint (:mod:`tritonkit.client.checkpoint`) so ``resume=True`` skips what is done.
 
-Adding an eval task to the CLI: write a module (e.g. ``tritonkit.client.detect_task``) with a
-docstring, ``add_arguments(parser)`` and ``run(args) -> int``, and list it in
-``tritonkit.cli.evaluate.TASKS`` (task name -> module path). ``tritonkit.client.classify_task``
+Adding an eval task: register a :class:`tritonkit.tasks.Task` (its options, dataset, this
+adapter, metrics and report) with ``tritonkit.tasks.register_task``; ``tritonkit.evaluate``
+runs it and ``tritonkit eval`` gets a subcommand for it. ``tritonkit.tasks.classification``
 is the worked example.
 """
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard, TensorSpec
 from tritonkit.errors import TritonkitError
+from tritonkit.tasks import has_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import model_config_pb2
@@ -198,7 +199,7 @@ def model_config(card: ModelCard, options: RepoOptions = RepoOptions()) -> "mode
     cfg = pb_module().ModelConfig(name=options.name or card.name, max_batch_size=mbs)
     _set_platform(cfg, target)
     _set_parameters(cfg, card, options, target)
-    _set_signature(cfg, card, labels=options.labels and card.task == "classify")
+    _set_signature(cfg, card, labels=options.labels and has_labels(card))
     _set_instance_group(cfg, target, options.instances)
     cfg.version_policy.specific.versions.append(options.version)
     _set_batching(cfg, options)

@@ -34,6 +34,7 @@ from tritonkit.io import atomic_write_bytes, atomic_write_text
 from tritonkit.model_repository.config import (
     ConfigError, RepoOptions, data_type, effective_max_batch, parse_config, pb_module)
 from tritonkit.model_repository.writer import backend_source, write_card, write_config_only, write_model
+from tritonkit.tasks.detection import EnsembleNames, served_ensemble_card  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import model_config_pb2
@@ -183,23 +184,6 @@ def write_postprocess_chain(card: ModelCard, repo_dir: str | Path, model: str, c
 
 # -- detection NMS, the first chain ---------------------------------------------------------
 
-@dataclass(frozen=True)
-class EnsembleNames:
-    """Model names of one detector's server-side NMS chain."""
-
-    detector: str
-    nms: str
-    ensemble: str
-
-    @classmethod
-    def for_detector(cls, detector: str, profile: str) -> "EnsembleNames":
-        return cls(detector, f"{detector}_nms_{profile}", f"{detector}_ensemble_{profile}")
-
-    @property
-    def chain(self) -> ChainNames:
-        return ChainNames(self.detector, self.nms, self.ensemble)
-
-
 def _check_detector(card: ModelCard) -> None:
     if card.task != "detect" or card.postprocess.kind not in ("yolo", "ssd"):
         raise ConfigError(f"card {card.name!r} is not a YOLO/SSD detector (task {card.task!r}, "
@@ -237,7 +221,7 @@ def nms_model_config(card: ModelCard, name: str, profile: NMSProfile, max_batch_
 def ensemble_config(card: ModelCard, names: EnsembleNames, profile: NMSProfile,
                     max_batch_size: int) -> "model_config_pb2.ModelConfig":
     """``platform: "ensemble"``: images + geometry -> detector -> NMS model -> detections."""
-    return chain_ensemble_config(card, names.chain, nms_chain(card, profile), max_batch_size)
+    return chain_ensemble_config(card, ChainNames(names.detector, names.nms, names.ensemble), nms_chain(card, profile), max_batch_size)
 
 
 def write_nms_chain(card: ModelCard, repo_dir: str | Path, detector_name: str, profile: str | NMSProfile,
@@ -268,8 +252,4 @@ def ensemble_card(card: ModelCard, name: str, profile: NMSProfile) -> ModelCard:
     """The served contract of a detection ensemble as a card (same input, the detection outputs),
     so clients check and call it like any model."""
     _check_detector(card)
-    m = profile.max_detections
-    outputs = (TensorSpec(OUT_BOXES, (m, 4)), TensorSpec(OUT_SCORES, (m,)), TensorSpec(OUT_CLASSES, (m,), "INT32"),
-               TensorSpec(OUT_COUNT, (1,), "INT32"))
-    return card.with_overrides(name=name, outputs=outputs,
-                               description=f"{card.name} + server-side NMS ({profile.name} profile)")
+    return served_ensemble_card(card, name, profile)

@@ -25,6 +25,7 @@ from tritonkit.client.nms_math import CARD_FILE
 from tritonkit.errors import TritonkitError
 from tritonkit.io import atomic_write_text, to_json_text
 from tritonkit.onnx_contract import check_onnx_against_card
+from tritonkit.tasks import has_labels
 from tritonkit.model_repository.config import (
     LABELS_FILE, ORT_BACKEND_SOURCE, RepoOptions, Target, config_to_text, get_target, model_config)
 from tritonkit.names import safe_child
@@ -75,7 +76,7 @@ def _stage_model(root: Path, card: ModelCard, model_file: Path, options: RepoOpt
         sidecar = model_file.with_name(model_file.name + target.sidecar_suffix)
         if sidecar.is_file():
             shutil.copyfile(sidecar, version_dir / (target.model_file + target.sidecar_suffix))
-    if options.labels and card.task == "classify":
+    if options.labels and has_labels(card):
         (root / LABELS_FILE).write_text("\n".join(card.label_names()) + "\n")
     write_card(root, card)
     (root / "config.pbtxt").write_text(config_to_text(cfg))

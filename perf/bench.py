@@ -408,7 +408,7 @@ def run_bench(opts: BenchOptions = BenchOptions(), log: Callable[[str], None] = 
             stream_s = measure_run_stream(small_card, images, url=url, served_name=SMALL_SHARED, batch_size=8,
                                           in_flight=2)
             seq_s = sequential_client(images, small_card, url, SMALL_SHARED)
-            r = Ratio("vs_sequential_client", GOALS["vs_sequential_client"], stream_s["p_infer_whole"],
+            r = Ratio("vs_sequential_client", GOALS["vs_sequential_client"], stream_s.p_infer_whole,
                       seq_s["img_per_s"], "run stream img/s (bs 8, 2 in flight, 2 decode workers)",
                       "sequential client img/s (decode, preprocess, sync infer bs 1, postprocess)",
                       note=f"{len(images)} synthetic 500x375 JPEGs; model copy with onnxruntime allow_spinning 0")
@@ -416,28 +416,29 @@ def run_bench(opts: BenchOptions = BenchOptions(), log: Callable[[str], None] = 
             cpus = os.cpu_count() or 1
             r.where_time_goes = (
                 f"sequential ms per image: {_stages_text(seq_s['stages_ms_per_image'])}; run stream (ms per image "
-                f"inside the worker threads, summed): {_stages_text(stream_s['stages_ms_per_image'])}; client "
+                f"inside the worker threads, summed): {_stages_text(stream_s.stages_ms_per_image)}; client "
                 f"decode+preprocess profile (cProfile, share of the time spent inside): "
                 + ", ".join(f"{x['function']} {x['cumulative_share']:.0%}" for x in prof)
                 + f". Client and server share this host's {cpus} CPUs, and the sequential client already keeps "
                 f"about one busy, so a CPU-bound stream can gain at most about {cpus}x here")
             report.ratios[r.name] = r
-            report.raw["vs_sequential_client"] = {"run_stream": stream_s, "sequential": seq_s, "client_profile": prof}
+            report.raw["vs_sequential_client"] = {"run_stream": stream_s.to_dict(), "sequential": seq_s,
+                                                  "client_profile": prof}
             save()
 
             # 5. run_stream_efficiency: p_infer_whole / p_infer_core, ResNet-50 bs 8 (and the small one)
             log("run_stream_efficiency: run stream, ResNet-50 bs 8")
             stream_b = measure_run_stream(big_card, images[:48], url=url, served_name=BIG_MODEL, batch_size=8,
                                           in_flight=2)
-            r = Ratio("run_stream_efficiency", GOALS["run_stream_efficiency"], stream_b["p_infer_whole"],
-                      stream_b["p_infer_core"], "p_infer_whole (images / stream wall time), ResNet-50 bs 8",
+            r = Ratio("run_stream_efficiency", GOALS["run_stream_efficiency"], stream_b.p_infer_whole,
+                      stream_b.p_infer_core, "p_infer_whole (images / stream wall time), ResNet-50 bs 8",
                       "p_infer_core (images / time a request was in flight)",
-                      note=(f"small classifier, same settings: {stream_s['p_infer_whole'] / stream_s['p_infer_core']:.3f}"
-                            if stream_s.get("p_infer_core") else ""))
-            r.where_time_goes = (f"ResNet-50 stream CPU ms per image: {_stages_text(stream_b['stages_ms_per_image'])}; "
-                                 f"small: {_stages_text(stream_s['stages_ms_per_image'])}")
+                      note=(f"small classifier, same settings: {stream_s.p_infer_whole / stream_s.p_infer_core:.3f}"
+                            if stream_s.p_infer_core else ""))
+            r.where_time_goes = (f"ResNet-50 stream CPU ms per image: {_stages_text(stream_b.stages_ms_per_image)}; "
+                                 f"small: {_stages_text(stream_s.stages_ms_per_image)}")
             report.ratios[r.name] = r
-            report.raw["run_stream_resnet50"] = stream_b
+            report.raw["run_stream_resnet50"] = stream_b.to_dict()
             save()
     save()
     return report

@@ -33,16 +33,20 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from tritonkit.cards import ModelCard
+from tritonkit.client.infer import ClientOptions, TritonInfer
+from tritonkit.client.pipeline import EngineOptions, run_stream
+from tritonkit.client.timing import flagperf_metrics
 from tritonkit.errors import TritonkitError
 from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
 from tritonkit.perf.results import TextTable
+from tritonkit.tasks import task_for_card
 
 TRTEXEC_NOT_HERE = ("not measured: trtexec runs a TensorRT engine on an NVIDIA GPU; this host has "
                     "{why}. On a GPU host build the plan with `tritonkit build` and pass it with --plan.")
@@ -379,29 +383,42 @@ def _served_rung(name: str, o: LadderOptions, url: str, protocol: str, shm: str,
                      f"{row.split.server_compute_us / 1000:.2f} ms per request")
 
 
-def measure_run_stream(card: ModelCard, items: Sequence, *, url: str, served_name: str, batch_size: int,
-                       in_flight: int, workers: int = 2, protocol: str = "grpc") -> dict:
-    """The classification engineer's run stream against the served model; returns its
-    FlagPerf metrics (``p_infer_whole``, ``p_infer_core``, latency) plus wall time and images."""
-    from tritonkit.client.classify import ClassifyAdapter
-    from tritonkit.client.infer import ClientOptions, TritonInfer
-    from tritonkit.client.pipeline import EngineOptions, run_stream
-    from tritonkit.client.timing import flagperf_metrics
+@dataclass(frozen=True, kw_only=True)
+class StreamMeasurement:
+    """One timed run stream: FlagPerf metrics (``p_infer_whole``, ``p_infer_core`` in img/s,
+    ``latency`` in ms per request, ``e2e_time`` s), images, wall time and CPU ms per image per stage."""
 
+    e2e_time: float
+    p_infer_whole: float | None
+    p_infer_core: float | None
+    latency: dict
+    images: int
+    wall_s: float
+    stages_ms_per_image: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure_run_stream(card: ModelCard, items: Sequence, *, url: str, served_name: str, batch_size: int,
+                       in_flight: int, workers: int = 2, protocol: str = "grpc") -> StreamMeasurement:
+    """The eval's run stream against the served model, with the card's task adapter for images
+    without ground truth (the task registry's ``timing_adapter``)."""
+    adapter = task_for_card(card).timing_adapter(card)
     client = TritonInfer(card, ClientOptions(url=url, protocol=protocol, model_name=served_name,
                                              in_flight=in_flight), max_batch=batch_size)
     with client:
         engine = EngineOptions(batch_size=batch_size, workers=workers, in_flight=in_flight, progress=False)
         # warm-up pass over a few batches, so connection set-up is not timed
-        run_stream(list(items[:batch_size * in_flight]), ClassifyAdapter(card), client, engine)
+        run_stream(list(items[:batch_size * in_flight]), adapter, client, engine)
         t0 = time.perf_counter()
-        stream = run_stream(list(items), ClassifyAdapter(card), client, engine)
+        stream = run_stream(list(items), adapter, client, engine)
         wall = time.perf_counter() - t0
     if stream.errors:
         raise TritonkitError(f"run stream: {len(stream.errors)} images failed, first: {stream.errors[0]}")
-    metrics = flagperf_metrics(stream.timing, wall)
-    return {**metrics, "images": stream.evaluated, "wall_s": stream.wall_s,
-            "stages_ms_per_image": {k: v.get("ms_per_image") for k, v in stream.timing.per_stage().items()}}
+    return StreamMeasurement(**flagperf_metrics(stream.timing, wall), images=stream.evaluated, wall_s=stream.wall_s,
+                             stages_ms_per_image={k: v.get("ms_per_image")
+                                                  for k, v in stream.timing.per_stage().items()})
 
 
 def run_ladder(options: LadderOptions, out_dir: str | os.PathLike,
@@ -448,15 +465,12 @@ def run_ladder(options: LadderOptions, out_dir: str | os.PathLike,
             lambda: _served_rung(RUNG_SHM, o, o.grpc_url, "grpc", "system", out / "grpc_shm"))
 
     def stream() -> Rung:
-        if o.card.task != "classify":
-            return Rung(RUNG_STREAM, "run_stream", note=f"not measured: the ladder's stream rung runs classifiers "
-                                                         f"(card task is {o.card.task})")
         items = list(o.images) or synthetic_items(o.stream_images)
         m = measure_run_stream(o.card, items, url=o.grpc_url, served_name=o.model, batch_size=o.batch_size,
                                in_flight=o.concurrency, workers=o.stream_workers)
         return Rung(RUNG_STREAM, f"tritonkit run_stream over gRPC, {o.stream_workers} decode workers",
-                    m["p_infer_whole"], m["latency"]["p99"],
-                    note=f"{m['images']} images; p_infer_core {m['p_infer_core']:.1f} img/s")
+                    m.p_infer_whole, m.latency["p99"],
+                    note=f"{m.images} images; p_infer_core {m.p_infer_core:.1f} img/s")
 
     attempt(RUNG_STREAM, "run_stream", stream)
     return result

@@ -187,10 +187,10 @@ def test_tar_read_in_place_with_md5(tmp_path):
 
 
 def test_default_md5_is_imagenet_vals():
-    from tritonkit.client.classify_task import ClassifyEvalOptions
+    from tritonkit.tasks.classification import ClassificationOptions
 
     assert IMAGENET_VAL_TAR_MD5 == "29b22e2961454d5413ddabcf34fc5622"  # ILSVRC2012_img_val.tar
-    assert ClassifyEvalOptions(model="resnet50", tar=Path("x.tar")).md5 == IMAGENET_VAL_TAR_MD5
+    assert ClassificationOptions(model="resnet50", tar=Path("x.tar")).md5 == IMAGENET_VAL_TAR_MD5
 
 
 def test_tar_md5_mismatch_names_file_and_both_digests(tmp_path):

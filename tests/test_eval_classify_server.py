@@ -59,15 +59,16 @@ def test_cli_eval_classify_matches_onnxruntime(tiny_server, tiny_onnx, tmp_path,
 def test_shared_memory_eval_and_resume(tiny_server, tiny_onnx, tmp_path, protocol):
     """Inputs/outputs through system shared memory give the same results; regions are
     unregistered afterwards; a resumed run that finds everything done reports the same."""
-    from tritonkit.client.classify_task import ClassifyEvalOptions, evaluate_classification
+    from tritonkit.evaluate import evaluate
+    from tritonkit.tasks.classification import ClassificationOptions
 
     make_dataset(tmp_path / "data", n_good=9)
-    opts = ClassifyEvalOptions(model="demo_shapes", data=tmp_path / "data", out=tmp_path / "out",
-                               url=tiny_server.url(protocol), protocol=protocol, shm=True,
-                               batch_sizes=(3,), timing_images=0, reference_onnx=tiny_onnx, progress=False)
-    first = evaluate_classification(opts)
+    opts = ClassificationOptions(model="demo_shapes", data=tmp_path / "data", out=tmp_path / "out",
+                                 url=tiny_server.url(protocol), protocol=protocol, shm=True,
+                                 batch_sizes=(3,), timing_images=0, reference_onnx=tiny_onnx, progress=False)
+    first = evaluate("classify", opts).to_dict()
     assert first["top1"] == first["reference_top1"] and first["max_abs_diff"]["logits"] < 1e-4
-    again = evaluate_classification(ClassifyEvalOptions(**{**opts.__dict__, "resume": True}))
+    again = evaluate("classify", ClassificationOptions(**{**opts.__dict__, "resume": True})).to_dict()
     assert again["resumed"] == first["images"] + len(first["errors"])
     assert (again["top1"], again["top5"], again["images"]) == (first["top1"], first["top5"], first["images"])
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from tritonkit.cards import get_card
-from tritonkit.client.detect_task import (
-    CocoItem, DetectAdapter, DetectEvalOptions, detection_markdown, evaluate_detection, records_to_coco)
 from tritonkit.errors import TritonkitError
+from tritonkit.evaluate import evaluate
+from tritonkit.tasks.detection import (
+    CocoItem, DetectAdapter, DetectionOptions, detection_markdown, records_to_coco)
 
 from onnx_models import constant_yolo_onnx  # noqa: E402  (tests/ is on sys.path via conftest)
 
@@ -103,9 +104,13 @@ def test_adapter_pickles_without_the_ground_truth(coco_and_onnx):
         clone.summarize([{"image_id": 1, "boxes": [], "scores": [], "classes": []}])
 
 
-def test_options_and_markdown_without_server():
-    with pytest.raises(TritonkitError, match="--data PATH"):
-        DetectEvalOptions(model="demo_shapes_det")
+def test_options_and_markdown_without_server(capsys):
+    from tritonkit.cli import main
+
+    with pytest.raises(TritonkitError, match="with data PATH, or images DIR and annotations FILE"):
+        DetectionOptions(model="demo_shapes_det")  # the library names fields ...
+    assert main(["eval", "detect", "--model", "demo_shapes_det"]) == 1
+    assert "--data PATH" in capsys.readouterr().err  # ... the CLI names its flags
     md = detection_markdown({"model": "m", "map50": 0.5, "map50_95": 0.25, "batch_timing": [
         {"nms": "client", "batch_size": 1, "images": 8, "run_model_ms": 2.0, "run_model_img_s": 500.0,
          "run_stream_ms": 3.0, "run_stream_img_s": 333.0},
@@ -138,7 +143,7 @@ def detect_server(coco_and_onnx, tmp_path_factory):
 def test_eval_detect_through_the_server(detect_server, coco_and_onnx, tmp_path, server_nms):
     coco_root, onnx_path = coco_and_onnx
     out = tmp_path / "out"
-    result = evaluate_detection(DetectEvalOptions(
+    result = evaluate("detect", DetectionOptions(
         model="demo_shapes_det", data=coco_root, url=detect_server.grpc_url, server_nms=server_nms,
         batch_sizes=(1, 2), timing_images=3, reference_onnx=onnx_path, out=out, progress=False))
     saved = json.loads((out / "detection.json").read_text())
@@ -155,7 +160,7 @@ def test_eval_detect_through_the_server(detect_server, coco_and_onnx, tmp_path, 
     assert all(r["run_model_ms"] > 0 and r["run_stream_ms"] > 0 for r in rows)
     assert len(json.loads((out / "detections_coco.json").read_text())) == 9
     assert "(client NMS)" in (out / "detection.md").read_text()
-    assert result["map50"] == saved["map50"]
+    assert result.metrics.map50 == saved["map50"] and result.to_dict() == saved
 
 
 @pytest.mark.server

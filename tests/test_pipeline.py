@@ -382,7 +382,8 @@ def test_grpc_requests_are_retried_while_unavailable_then_fail_clearly():
 
 # ------------------------------------------------------------------------- reports, CLI
 def test_report_helpers(tmp_path):
-    from tritonkit.report import classification_rows, markdown_table, write_json
+    from tritonkit.report import markdown_table, write_json
+    from tritonkit.tasks.classification import classification_rows
 
     table = markdown_table(["a", "b"], [[1.23456, None], ["x|y", 3]])
     assert table.splitlines() == ["| a | b |", "| --- | --- |", "| 1.23 | - |", "| x\\|y | 3 |"]

@@ -177,7 +177,7 @@ def test_smoke_is_library_code_and_the_cli_file_is_thin():
 def test_the_eval_call_is_isolated_in_one_function():
     tree = ast.parse((ROOT / "tritonkit" / "smoke.py").read_text())
     users = {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
-             for n in ast.walk(f) if isinstance(n, ast.Name) and n.id in ("classify_task", "detect_task")}
+             for n in ast.walk(f) if isinstance(n, ast.Name) and n.id in ("evaluate", "task_for_card")}
     assert users == {"evaluate_served"}
 
 

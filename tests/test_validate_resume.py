@@ -26,15 +26,17 @@ import pytest
 
 from test_pipeline import CARD, make_dataset
 from tritonkit.client.checkpoint import read_checkpoint
-from tritonkit.client.classify_task import CHECKPOINT, ClassifyEvalOptions, evaluate_classification
 from tritonkit.client.infer import ClientOptions, TritonInfer
 from tritonkit.errors import ServerError
+from tritonkit.evaluate import evaluate
 from tritonkit.model_repository.config import RepoOptions
+from tritonkit.tasks.classification import Classification, ClassificationOptions
 from validate_models import write_faulty
 
 pytestmark = pytest.mark.server
 
 METRICS = ("images", "top1", "top5", "correct1", "correct5")
+CHECKPOINT = Classification.checkpoint
 
 
 @pytest.fixture
@@ -50,9 +52,14 @@ def data(tmp_path):
     return tmp_path / "data", expect
 
 
-def _options(data_dir, out, url, **kw) -> ClassifyEvalOptions:
-    return ClassifyEvalOptions(model="demo_shapes", data=data_dir, out=out, url=url, batch_sizes=(2,),
-                               in_flight=2, timing_images=0, progress=False, **kw)
+def evaluate_classification(options: ClassificationOptions) -> dict:
+    """The eval's result as written to classification.json."""
+    return evaluate("classify", options).to_dict()
+
+
+def _options(data_dir, out, url, **kw) -> ClassificationOptions:
+    return ClassificationOptions(model="demo_shapes", data=data_dir, out=out, url=url, batch_sizes=(2,),
+                                 in_flight=2, timing_images=0, progress=False, **kw)
 
 
 def _entries(out) -> dict:

@@ -36,14 +36,15 @@ from tritonkit.build_engines.releases import (
 from tritonkit.build_engines.sidecar import GpuInfo, read_sidecar
 from tritonkit.build_engines.spec import make_spec
 from tritonkit.cards import ModelCard, get_card
-from tritonkit.client import classify_task, detect_task
 from tritonkit.errors import ToolMissingError, TritonkitError
+from tritonkit.evaluate import evaluate
 from tritonkit.io import atomic_write_json
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.model_repository.plans import check_repository_plans
 from tritonkit.model_repository.writer import write_model
 from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
 from tritonkit.serve.docker import DockerServer, RunOptions, docker_commands, serve_run_argv
+from tritonkit.tasks import task_for_card
 
 SMOKE_MODELS = ("resnet50", "demo_shapes", "demo_shapes_det")
 SMOKE_MAX_BATCH = 8
@@ -234,15 +235,13 @@ def build_one(card: ModelCard, onnx: Path, plan: Path, precision: str, builder: 
 
 
 def evaluate_served(card: ModelCard, data: Path, url: str, out: Path, limit: int) -> str:
-    """The one place that evaluates a served model (to become the task registry's ``evaluate``)."""
+    """Evaluate a served model with its task's plug-in (the dataset layout is the task's)."""
+    task = task_for_card(card)
     batches = (1, min(SMOKE_MAX_BATCH, card.max_batch_size))
-    common = dict(model=card.name, data=Path(data), url=url, batch_sizes=batches, limit=limit,
-                  out=out / "eval" / card.name, progress=False)
-    if card.task == "classify":
-        classify_task.evaluate_classification(classify_task.ClassifyEvalOptions(**common))
-    else:
-        detect_task.evaluate_detection(detect_task.DetectEvalOptions(**common))
-    return f"eval {card.task} written to {out / 'eval' / card.name}"
+    options = task.options_type(model=card.name, data=Path(data), url=url, batch_sizes=batches, limit=limit,
+                                out=out / "eval" / card.name, progress=False)
+    evaluate(task, options)
+    return f"eval {task.name} written to {out / 'eval' / card.name}"
 
 
 def perf_served(card: ModelCard, url: str, out: Path) -> str:

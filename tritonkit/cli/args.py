@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Sequence
+
+from tritonkit.tasks import ArgSpec
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -51,3 +54,50 @@ def stream_options(args: argparse.Namespace) -> dict:
                 workers=args.workers, in_flight=args.in_flight, pool=args.pool, timing_images=args.timing_images,
                 out=args.out, resume=args.resume, reference_onnx=args.reference_onnx, timeout_s=args.timeout,
                 retries=args.retries, progress=not args.no_progress)
+
+
+# options field -> the flag that sets it (the common eval fields; tasks declare their own in ArgSpecs)
+STREAM_FLAGS = {
+    "model": "--model", "model_name": "--model-name", "url": "--url", "protocol": "--protocol", "shm": "--shm",
+    "batch_sizes": "--batch-sizes", "workers": "--workers", "in_flight": "--in-flight", "pool": "--pool",
+    "timing_images": "--timing-images", "out": "--out", "resume": "--resume", "reference_onnx": "--reference-onnx",
+    "timeout_s": "--timeout", "retries": "--retries", "progress": "--no-progress",
+}
+
+_KINDS = {"str": {}, "path": {"type": Path}, "int": {"type": int}, "choice": {}, "switch": {"action": "store_true"},
+          "clear": {"action": "store_true"}}
+
+
+def add_spec_arguments(p: argparse.ArgumentParser, specs: Sequence[ArgSpec]) -> None:
+    """argparse arguments from a task's :class:`~tritonkit.tasks.ArgSpec` declarations."""
+    for spec in specs:
+        kwargs = dict(_KINDS[spec.kind], help=spec.help)
+        if spec.kind not in ("switch", "clear"):
+            kwargs["default"] = spec.default
+        if spec.choices:
+            kwargs["choices"] = spec.choices
+        if spec.metavar:
+            kwargs["metavar"] = spec.metavar
+        p.add_argument(spec.flag, dest=spec.dest, **kwargs)
+
+
+def spec_options(args: argparse.Namespace, specs: Sequence[ArgSpec]) -> dict:
+    """The option fields the ``specs`` flags set (a ``clear`` switch that is on sets its field to None)."""
+    out: dict = {}
+    for spec in specs:
+        value = getattr(args, spec.dest)
+        if spec.kind == "clear":
+            if value:
+                out[spec.field] = None
+        elif spec.field not in out:
+            out[spec.field] = value
+    return out
+
+
+def field_flags(specs: Sequence[ArgSpec]) -> dict[str, str]:
+    """options field -> flag, for the common stream fields and the task's own."""
+    flags = dict(STREAM_FLAGS)
+    for spec in specs:
+        if spec.kind != "clear":
+            flags.setdefault(spec.field, spec.flag)
+    return flags

@@ -1,57 +1,88 @@
-"""Accuracy and timing through Triton: `eval classify` (top1/top5) and `eval detect` (COCO mAP).
+"""Accuracy and timing through Triton: one `eval TASK` per registered task (classify, detect ...).
 
-Each task is its own module exposing a docstring (its help), add_arguments(parser) and
-run(args) -> int. Register a task by adding it to TASKS below; see tritonkit.client.pipeline
-for the task-adapter protocol the run-stream engine expects.
+The subcommands come from the task registry (tritonkit.tasks.list_tasks): each task's
+description is its help, its ArgSpec declarations its own flags, beside the stream flags every
+eval takes. Add a task by registering a tritonkit.tasks.Task; nothing here changes.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+from pathlib import Path
 
+from tritonkit._lazy import lazy_import
+from tritonkit.cli.args import add_spec_arguments, add_stream_arguments, field_flags, spec_options, stream_options
 from tritonkit.errors import TritonkitError
+from tritonkit.evaluate import EvalResult, evaluate
+from tritonkit.tasks import OptionsError, Task, get_task, list_tasks
 from tritonkit.io import ensure_out_dir
 
-# task name -> module implementing it (imported when the parser is built; keep top-level imports light)
-TASKS = {
-    "classify": "tritonkit.client.classify_task",
-    "detect": "tritonkit.client.detect_task",
-}
+rich_console = lazy_import("rich.console")
+rich_table = lazy_import("rich.table")
+
+SHOWN_ERRORS = 20  # excluded files printed by the summary (the reports list all of them)
 
 
 def _first_line(doc: str | None) -> str:
     return doc.strip().splitlines()[0] if doc and doc.strip() else ""
 
 
-def _unavailable(task: str, module_path: str):
-    def run(args: argparse.Namespace) -> int:
-        raise TritonkitError(f"eval {task} is not available in this build ({module_path} is missing)")
-    return run
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="task", metavar="TASK")
-    for task, module_path in TASKS.items():
-        try:
-            module = importlib.import_module(module_path)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_path:
-                raise
-            sp = sub.add_parser(task, help=f"(not available: {module_path} missing)")
-            sp.set_defaults(_task_run=_unavailable(task, module_path))
-            continue
-        sp = sub.add_parser(task, help=_first_line(module.__doc__), description=module.__doc__,
+    for name in list_tasks():
+        task = get_task(name)
+        sp = sub.add_parser(name, help=_first_line(task.description), description=task.description,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(sp)
-        sp.set_defaults(_task_run=module.run)
+        sp.add_argument("--model", required=True, help="card name (tritonkit cards) or a card .json file")
+        sp.add_argument("--model-name", help="name the model is served under (default: the card's name)")
+        add_spec_arguments(sp, task.arguments)
+        add_stream_arguments(sp, task.checkpoint, task.metric_label)
+        sp.set_defaults(_task=name)
+
+
+def options_from_args(task: Task, args: argparse.Namespace):
+    """The task's options from parsed flags; an invalid value is reported with its flag."""
+    try:
+        return task.options_type(model=args.model, model_name=args.model_name,
+                                 **spec_options(args, task.arguments), **stream_options(args))
+    except OptionsError as exc:
+        raise TritonkitError(exc.render(field_flags(task.arguments))) from None
 
 
 def run(args: argparse.Namespace) -> int:
-    task_run = getattr(args, "_task_run", None)
-    if task_run is None:
+    name = getattr(args, "_task", None)
+    if name is None:
         args._parser.print_help()
         return 2
+    task = get_task(name)
     if getattr(args, "out", None) is not None:
         ensure_out_dir(args.out, "--out")
-    return int(task_run(args) or 0)
+    result = evaluate(task, options_from_args(task, args))
+    print_summary(task, result, Path(args.out))
+    return 0
+
+
+def print_summary(task: Task, result: EvalResult, out: Path) -> None:
+    """One table for every task: its metric rows, then errors, stream throughput and timing."""
+    console = rich_console.Console()
+    table = rich_table.Table(title=f"{result.model}: {result.images} images")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for label, value in task.summary_rows(result):
+        table.add_row(label, value)
+    table.add_row("errors / converted", f"{len(result.errors)} / {len(result.notes)}")
+    for label, value in (("p_infer_whole", result.p_infer_whole), ("p_infer_core", result.p_infer_core)):
+        if value is not None:
+            table.add_row(f"{label} (img/s)", f"{value:.1f}")
+    for row in result.batch_timing or []:
+        if row.get("run_model_ms") is not None and row.get("run_stream_ms") is not None:
+            table.add_row(f"{task.timing_row_label(row)} run model / run stream (ms)",
+                          f"{row['run_model_ms']:.1f} / {row['run_stream_ms']:.1f}")
+    console.print(table)
+    for e in result.errors[:SHOWN_ERRORS]:
+        console.print(f"excluded {e['path']}: {e['reason']}", markup=False, highlight=False, soft_wrap=True)
+    if len(result.errors) > SHOWN_ERRORS:
+        console.print(f"... and {len(result.errors) - SHOWN_ERRORS} more excluded files (all listed in the reports)")
+    for note in result.timing_notes or []:
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"wrote {out / task.result_json} and {out / task.result_md}")

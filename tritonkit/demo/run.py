@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Callable
 
 from tritonkit.errors import TritonkitError
+from tritonkit.evaluate import evaluate
+from tritonkit.tasks.classification import ClassificationOptions
+from tritonkit.tasks.detection import DetectionOptions
 
 CLS_CARD = "demo_shapes"
 DET_CARD = "demo_shapes_det"
@@ -275,44 +278,36 @@ def _measure(steps: StepLog, st: DemoState, opts: DemoOptions, server, out: Path
     url = server.grpc_url
     if st.cls_onnx:
         with steps.step("eval classify fp32 through Triton"):
-            from tritonkit.client.classify_task import ClassifyEvalOptions, evaluate_classification
-
-            evaluate_classification(ClassifyEvalOptions(
+            evaluate("classify", ClassificationOptions(
                 model=CLS_CARD, data=st.cls_data / "val", out=out, url=url, batch_sizes=DEMO_BATCH_SIZES,
                 reference_onnx=st.cls_onnx, progress=opts.progress))
     if st.cls_int8 and steps.ok("eval classify fp32 through Triton"):
         with steps.step("eval classify int8 through Triton"):
-            from tritonkit.client.classify_task import ClassifyEvalOptions, evaluate_classification
-
-            res = evaluate_classification(ClassifyEvalOptions(
+            res = evaluate("classify", ClassificationOptions(
                 model=CLS_CARD, model_name=CLS_INT8, data=st.cls_data / "val", out=out / "int8", url=url,
                 batch_sizes=(8,), timing_images=0, reference_onnx=st.cls_int8, progress=opts.progress))
             q = st.cls_quant
             _update_json(out / "classification.json", {
-                "int8_top1": res["top1"], "int8_top5": res.get("top5"),
-                "int8_reference_top1": res.get("reference_top1"),
+                "int8_top1": res.metrics.top1, "int8_top5": res.metrics.top5,
+                "int8_reference_top1": res.metrics.reference_top1,
                 "fp32_model_mb": round(q.size_mb_fp32, 3), "int8_model_mb": round(q.size_mb_int8, 3),
                 "precisions": {"fp32": "CPU, local Triton (python backend, onnxruntime)",
                                "int8": "CPU, local Triton (QDQ ONNX, onnxruntime)",
                                "fp16": "not measured: needs a GPU (TensorRT)"}})
     if st.det_onnx:
         with steps.step("eval detect fp32 through Triton (client + server NMS)"):
-            from tritonkit.client.detect_task import DetectEvalOptions, evaluate_detection
-
-            evaluate_detection(DetectEvalOptions(
+            evaluate("detect", DetectionOptions(
                 model=DET_CARD, data=st.det_data, out=out, url=url, batch_sizes=DEMO_BATCH_SIZES,
                 reference_onnx=st.det_onnx, server_nms=True, progress=opts.progress))
     if st.det_int8 and steps.ok("eval detect fp32 through Triton (client + server NMS)"):
         with steps.step("eval detect int8 through Triton"):
-            from tritonkit.client.detect_task import DetectEvalOptions, evaluate_detection
-
-            res = evaluate_detection(DetectEvalOptions(
+            res = evaluate("detect", DetectionOptions(
                 model=DET_CARD, model_name=DET_INT8, data=st.det_data, out=out / "int8", url=url,
                 batch_sizes=(8,), timing_images=0, reference_onnx=st.det_int8, progress=opts.progress))
             q = st.det_quant
             _update_json(out / "detection.json", {
-                "int8_map50": res["map50"], "int8_map50_95": res.get("map50_95"),
-                "int8_reference_map50": res.get("reference_map50"),
+                "int8_map50": res.metrics.map50, "int8_map50_95": res.metrics.map50_95,
+                "int8_reference_map50": res.metrics.reference_map50,
                 "fp32_model_mb": round(q.size_mb_fp32, 3), "int8_model_mb": round(q.size_mb_int8, 3)})
     if opts.perf:
         with steps.step("perf sweep (perf_analyzer)"):

@@ -1,0 +1,218 @@
+"""One eval path for every task: ``evaluate(task, options) -> EvalResult``.
+
+The template (:class:`EvalRun`): look the card up and check it belongs to the task, open the
+task's dataset, build the run identity, connect to the served model (the task's server-side
+postprocess decides which), stream every image for accuracy (checkpointed, resumable; with an
+in-process onnxruntime reference when asked), score it, compute the FlagPerf stream metrics,
+write the reports, then time run model vs run stream at every batch size (a task hook) and
+write the reports again. The accuracy results are on disk before the timing starts, and every
+finished image is in the checkpoint.
+
+Raises :class:`~tritonkit.errors.TritonkitError` subclasses for unusable input (missing
+dataset, unknown model, unreachable server, card/server mismatch).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tritonkit._lazy import lazy_import
+from tritonkit.cards import ModelCard, get_card
+from tritonkit.client.infer import ClientOptions, TritonInfer
+from tritonkit.client.pipeline import CallableBackend, EngineOptions, StreamResult, run_stream, summarize
+from tritonkit.client.timing import batch_timing, flagperf_metrics, run_model_times
+from tritonkit.errors import CardError, ServerError, TritonkitError
+from tritonkit.model_repository.writer import check_onnx_against_card
+from tritonkit.report import write_json, write_text
+from tritonkit.tasks import (
+    FLATTEN, OMIT_NONE, Served, StreamOptions, Task, TaskMetrics, get_task, list_tasks, to_flat_dict)
+
+ort = lazy_import("onnxruntime")
+
+
+@dataclass(kw_only=True)
+class EvalResult:
+    """One eval run. ``metrics`` (the task's typed metrics) and ``details`` (the task's served
+    set-up, e.g. detection's NMS profiles) are flattened into the top level by :meth:`to_dict`,
+    which is what ``<task>.json`` holds; the timing fields appear once the timing has run."""
+
+    task: str
+    model: str
+    served_model: str
+    details: Any = field(default=None, metadata=FLATTEN)
+    url: str
+    protocol: str
+    shm: bool
+    dataset: dict
+    batch_size: int
+    batch_sizes: list[int]
+    workers: int
+    in_flight: int
+    pool: str
+    published: dict
+    images: int
+    errors: list[dict]
+    notes: list[dict]
+    metrics: TaskMetrics = field(metadata=FLATTEN)
+    resumed: int
+    stream_images: int  # images sent in this call (the stream metrics cover these)
+    reference_onnx: str | None = field(default=None, metadata=OMIT_NONE)
+    max_abs_diff: dict | None = field(default=None, metadata=OMIT_NONE)
+    e2e_time: float
+    p_infer_whole: float | None
+    p_infer_core: float | None
+    latency: dict
+    e2e_time_covers: str
+    stages: dict
+    checkpoint: str
+    batch_timing: list[dict] | None = field(default=None, metadata=OMIT_NONE)
+    timing_notes: list[str] | None = field(default=None, metadata=OMIT_NONE)
+    timing_images: int | None = field(default=None, metadata=OMIT_NONE)
+    retries: int | None = field(default=None, metadata=OMIT_NONE)
+
+    def to_dict(self) -> dict:
+        return to_flat_dict(self)
+
+
+def reference_backend(card: ModelCard, onnx_path: Path) -> CallableBackend:
+    """An in-process onnxruntime backend for the same inputs (CPU provider)."""
+    if not Path(onnx_path).is_file():
+        raise TritonkitError(f"{onnx_path}: reference ONNX not found")
+    check_onnx_against_card(card, Path(onnx_path))
+    try:
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise TritonkitError(f"{onnx_path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+    names = [o.name for o in card.outputs]
+
+    def run(batch):
+        return dict(zip(names, session.run(names, {card.input.name: batch})))
+
+    return CallableBackend(run, workers=1)
+
+
+def evaluate(task: str | Task, options: StreamOptions) -> EvalResult:
+    """Run the whole eval of ``task`` (a registered name or a :class:`Task`); write
+    ``<out>/<task.result_json>`` and ``<task.result_md>``; return the result."""
+    task = get_task(task) if isinstance(task, str) else task
+    if not isinstance(options, task.options_type):
+        raise TritonkitError(f"task {task.name!r} takes {task.options_type.__name__}, "
+                             f"got {type(options).__name__}")
+    return EvalRun(task, options).run()
+
+
+class EvalRun:
+    """The state of one eval; task hooks receive it (``card``, ``options``, ``client``,
+    ``served``, ``adapter``, ``out``, ``connect``, ``timing_rows``)."""
+
+    def __init__(self, task: Task, options: StreamOptions) -> None:
+        self.task, self.options = task, options
+        self.t_start = time.perf_counter()
+        self.card = get_card(options.model)
+        if self.card.task not in list_tasks():
+            raise CardError(f"model {self.card.name!r} is a {self.card.task} model; no eval task handles those")
+        if self.card.task != task.name:
+            raise CardError(f"model {self.card.name!r} is a {self.card.task} model; "
+                            f"use `tritonkit eval {self.card.task}`")
+        self.served: Served = task.served(options, self.card, TritonInfer)
+        self.data = task.open_dataset(options, self.card)
+        self.out = Path(options.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.adapter = task.adapter(options, self.card, self.data)
+        self.checkpoint = self.out / task.checkpoint
+        self.client: TritonInfer | None = None
+
+    def run(self) -> EvalResult:
+        o = self.options
+        reference = reference_backend(self.card, o.reference_onnx) if o.reference_onnx else None
+        try:
+            self.client = self.connect(self.served)
+            result = self._accuracy(reference)
+            self.write(result)
+            items = list(self.data.items[:o.timing_images])
+            outcome = self.task.timing(self, items)
+            result.batch_timing, result.timing_notes = outcome.rows, outcome.notes
+            result.timing_images = len(items)
+            result.retries = self.client.retries_done
+        finally:
+            if self.client is not None:
+                self.client.close()
+            if reference is not None:
+                reference.close()
+        self.write(result)
+        return result
+
+    def connect(self, served: Served) -> TritonInfer:
+        """A connected client for ``served`` (closed again if connecting fails)."""
+        o = self.options
+        client = served.client_type(served.card, ClientOptions(
+            url=o.url, protocol=o.protocol, model_name=served.name, in_flight=o.in_flight,
+            timeout_s=o.timeout_s, retries=o.retries, shm=o.shm), max_batch=max(o.batch_sizes))
+        try:
+            client.connect()
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def identity(self) -> dict:
+        ref = self.options.reference_onnx
+        return {"task": self.task.name, "card": self.card.to_dict(), "served_model": self.served.name,
+                **self.data.identity, "reference_onnx": str(ref) if ref else None}
+
+    def _stream(self, reference) -> StreamResult:
+        o = self.options
+        bs0 = o.batch_sizes[0]
+        engine = EngineOptions(batch_size=bs0, workers=o.workers, in_flight=o.in_flight, pool=o.pool,
+                               checkpoint=self.checkpoint, run_identity=self.identity(), resume=o.resume,
+                               progress=o.progress, description=f"{self.card.name} bs{bs0}")
+        try:
+            return run_stream(self.data.items, self.adapter, self.client, engine, reference=reference)
+        except ServerError as exc:
+            raise ServerError(f"{exc} (finished images are kept in {self.checkpoint}; rerun with --resume)") from None
+
+    def _accuracy(self, reference) -> EvalResult:
+        o, card = self.options, self.card
+        stream = self._stream(reference)
+        metrics = self.task.metrics(summarize(self.adapter, stream), reference is not None)
+        self.task.after_stream(self, stream)
+        return EvalResult(
+            task=self.task.name, model=card.name, served_model=self.served.name, details=self.served.details,
+            url=self.client.options.address, protocol=o.protocol, shm=o.shm, dataset=self.data.description,
+            batch_size=o.batch_sizes[0], batch_sizes=list(o.batch_sizes), workers=o.workers,
+            in_flight=o.in_flight, pool=o.pool, published=card.published_metrics(), images=stream.evaluated,
+            errors=list(self.data.excluded) + stream.errors, notes=stream.notes, metrics=metrics,
+            resumed=stream.resumed, stream_images=stream.timing.images,
+            reference_onnx=str(o.reference_onnx) if reference is not None else None,
+            max_abs_diff=stream.max_abs_diff if reference is not None else None,
+            **flagperf_metrics(stream.timing, time.perf_counter() - self.t_start),
+            e2e_time_covers=self.task.e2e_time_covers, stages=stream.timing.per_stage(),
+            checkpoint=str(self.checkpoint))
+
+    def timing_rows(self, items: Sequence, adapter, client, *, label: str = "",
+                    submit: Callable | None = None) -> list[tuple[dict, StreamResult]]:
+        """Run model and run stream at every batch size over ``items``: one (row, stream) per size.
+        ``submit`` (default ``client.submit``) is what run model times for one batch."""
+        o = self.options
+        out = []
+        for bs in o.batch_sizes:
+            t_opts = EngineOptions(batch_size=bs, workers=o.workers, in_flight=o.in_flight, pool=o.pool,
+                                   progress=o.progress, keep_batches=True,
+                                   description=f"{self.card.name} timing bs{bs}{label}")
+            timed = run_stream(items, adapter, client, t_opts)
+            model_s = run_model_times(submit or client.submit, timed.kept_batches)
+            row = batch_timing(bs, model_s, sum(len(b) for b in timed.kept_batches), timed.wall_s,
+                               timed.batches, timed.evaluated)
+            out.append((row.to_dict(), timed))
+        return out
+
+    def write(self, result: EvalResult) -> None:
+        data = result.to_dict()
+        write_json(self.out / self.task.result_json, data)
+        write_text(self.out / self.task.result_md, self.task.markdown(data))
+
+
+__all__ = ["EvalResult", "EvalRun", "evaluate", "reference_backend"]

@@ -1,0 +1,168 @@
+"""Classification accuracy and timing through Triton (top1/top5, run model vs run stream).
+
+Reads ImageNet val (``val/<wnid>/*.JPEG``; flat ``val/*.JPEG`` + ``val.txt`` or
+``LOC_val_solution.csv``; or ``ILSVRC2012_img_val.tar`` read in place, MD5-checked) or the
+demo's folders, checks the served model against the card, then streams every image through
+decode -> preprocess -> Triton -> softmax top-k. Accuracy is computed over all images at the
+first batch size; run-model and run-stream times at every batch size over the timing images.
+Writes <out>/classification.json, <out>/classification.md and a per-image checkpoint
+<out>/classification.jsonl (resume continues an interrupted run).
+
+With a reference ONNX the same preprocessed batches also run through onnxruntime in this
+process and reference_top1/reference_top5 are reported beside the served numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from tritonkit.cards import ModelCard
+from tritonkit.client.classify import ClassifyAdapter
+from tritonkit.client.datasets import IMAGENET_VAL_TAR_MD5, ClassMap, limit_dataset, open_dataset, open_tar
+from tritonkit.report import files_markdown, markdown_table, pct, stream_markdown
+from tritonkit.tasks.base import (
+    REFERENCE, ArgSpec, OpenedData, OptionsError, StreamOptions, Task, TaskMetrics, register_task)
+
+
+DESCRIPTION = __doc__  # the CLI help of the task
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassificationOptions(StreamOptions):
+    """Options of a classification eval: the stream options plus the dataset."""
+
+    data: Path | None = None
+    gt: Path | None = None
+    tar: Path | None = None
+    md5: str | None = IMAGENET_VAL_TAR_MD5
+    limit: int | None = None
+    limit_mode: str = "stride"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.data is None and self.tar is None:
+            raise OptionsError("give the dataset with {data} PATH (folder or .tar) or {tar} FILE")
+
+
+@dataclass(kw_only=True)
+class ClassificationMetrics(TaskMetrics):
+    """Top-1/top-5 accuracy (fractions; None when nothing was evaluated) and hit counts."""
+
+    top1: float | None = None
+    top5: float | None = None
+    correct1: int = 0
+    correct5: int = 0
+    reference_top1: float | None = field(default=None, metadata=REFERENCE)
+    reference_top5: float | None = field(default=None, metadata=REFERENCE)
+
+
+ARGUMENTS = (
+    ArgSpec(flag="--data", field="data", kind="path",
+            help="val folder (<class>/*.JPEG or flat *.JPEG) or an uncompressed .tar"),
+    ArgSpec(flag="--gt", field="gt", kind="path",
+            help="ground truth: caffe val.txt, 'name wnid' lines or LOC_val_solution.csv"),
+    ArgSpec(flag="--tar", field="tar", kind="path", help="ILSVRC2012_img_val.tar, read in place (needs --gt)"),
+    ArgSpec(flag="--md5", field="md5", default=IMAGENET_VAL_TAR_MD5,
+            help="expected MD5 of the tar (default: ImageNet val's)"),
+    ArgSpec(flag="--no-md5-check", field="md5", kind="clear", help="skip the tar MD5 check"),
+    ArgSpec(flag="--limit", field="limit", kind="int", help="evaluate only N images (deterministic subset)"),
+    ArgSpec(flag="--limit-mode", field="limit_mode", kind="choice", choices=("stride", "first"), default="stride",
+            help="stride: every k-th image in sorted order (spreads over classes); first: the first N"),
+)
+
+
+def classification_rows(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """Headers and rows for classification results (each the dict written to classification.json).
+
+    Columns: model, then ``run model bs{N} (ms)`` for every batch size seen, ``run stream bs{N}
+    (ms)``, then top1 / top5 in percent.
+    """
+    sizes = sorted({int(r["batch_size"]) for res in results for r in res.get("batch_timing") or []})
+    headers = ["model"] + [f"run model bs{b} (ms)" for b in sizes] + [f"run stream bs{b} (ms)" for b in sizes] \
+        + ["top1 (%)", "top5 (%)"]
+    rows = []
+    for res in results:
+        by_bs = {int(r["batch_size"]): r for r in res.get("batch_timing") or []}
+        rows.append([res.get("model")]
+                    + [by_bs.get(b, {}).get("run_model_ms") for b in sizes]
+                    + [by_bs.get(b, {}).get("run_stream_ms") for b in sizes]
+                    + [pct(res.get("top1")), pct(res.get("top5"))])
+    return headers, rows
+
+
+def classification_markdown(result: Mapping[str, Any]) -> str:
+    """The markdown report of one classification eval (from the dict in classification.json)."""
+    headers, rows = classification_rows([result])
+    parts = [f"# Classification: {result.get('model')}\n",
+             f"{result.get('images', 0)} images evaluated through Triton ({result.get('protocol', '')} "
+             f"{result.get('url', '')}), {len(result.get('errors', []))} excluded (unreadable or not an image), "
+             f"{len(result.get('notes', []))} converted to RGB.\n",
+             markdown_table(headers, rows)]
+    acc = [["top1 (%)", pct(result.get("top1")), pct(result.get("reference_top1"))],
+           ["top5 (%)", pct(result.get("top5")), pct(result.get("reference_top5"))]]
+    if "reference_top1" in result:
+        parts += ["\n## Served vs in-process onnxruntime\n",
+                  markdown_table(["metric", "through Triton", "onnxruntime in-process"], acc, digits=3)]
+    parts.append(stream_markdown(result))
+    bt = result.get("batch_timing") or []
+    if bt:
+        parts += ["\n## Run model vs run stream\n",
+                  markdown_table(["batch size", "images", "run model (ms/batch)", "run model (img/s)",
+                                  "run stream (ms/batch)", "run stream (img/s)"],
+                                 [[r["batch_size"], r["images"], r["run_model_ms"], r["run_model_img_s"],
+                                   r["run_stream_ms"], r["run_stream_img_s"]] for r in bt])]
+    return "".join(parts)
+
+
+def _pct_text(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+@register_task("classify")
+class Classification(Task):
+    """ImageNet-style top-1/top-5 through the served classifier."""
+
+    title = "Classification"
+    description = DESCRIPTION
+    options_type = ClassificationOptions
+    metrics_type = ClassificationMetrics
+    arguments = ARGUMENTS
+    metric_label = "accuracy"
+    result_json = "classification.json"
+    result_md = "classification.md"
+    checkpoint = "classification.jsonl"
+    e2e_time_covers = "dataset indexing, connect and contract check, the accuracy stream"
+    has_labels = True
+
+    def open_dataset(self, options: ClassificationOptions, card: ModelCard) -> OpenedData:
+        if options.tar is not None:
+            ds = open_tar(options.tar, ClassMap.for_card(card), options.gt, options.md5)
+        else:
+            ds = open_dataset(options.data, card, options.gt, options.md5)
+        ds = limit_dataset(ds, options.limit, options.limit_mode)
+        identity = {"data": str(ds.root), "ground_truth": str(ds.ground_truth) if ds.ground_truth else None,
+                    "subset": ds.subset}
+        return OpenedData(ds.items, ds.excluded(), ds.describe(), identity, source=ds)
+
+    def adapter(self, options: ClassificationOptions, card: ModelCard, data: OpenedData) -> ClassifyAdapter:
+        return ClassifyAdapter(card)
+
+    def timing_adapter(self, card: ModelCard) -> ClassifyAdapter:
+        return ClassifyAdapter(card)
+
+    def markdown(self, result: Mapping[str, Any]) -> str:
+        return classification_markdown(result) + files_markdown(result.get("errors"), result.get("notes"))
+
+    def summary_rows(self, result: Any) -> list[tuple[str, str]]:
+        m: ClassificationMetrics = result.metrics
+        rows = [("top1", _pct_text(m.top1)), ("top5", _pct_text(m.top5))]
+        if m.has_reference:
+            rows += [("reference top1 (onnxruntime)", _pct_text(m.reference_top1)),
+                     ("reference top5 (onnxruntime)", _pct_text(m.reference_top5))]
+        return rows
+
+
+__all__ = ["Classification", "ClassificationOptions", "ClassificationMetrics", "classification_rows",
+           "classification_markdown", "ARGUMENTS"]

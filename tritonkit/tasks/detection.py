@@ -1,0 +1,448 @@
+"""Detection accuracy and timing through Triton (COCO mAP, run model vs run stream, server NMS).
+
+Reads COCO val2017 (a COCO root with ``val2017/`` and ``annotations/instances_val2017.json``,
+or an image folder and an annotations file), checks the annotations and the served model
+against the card, then streams every image through decode -> letterbox/resize -> Triton ->
+decode + NMS (the card's NMS profile, ``ap`` by default) -> boxes in original pixels, and
+scores them with pycocotools' COCOeval over exactly the images evaluated (so a limit of N
+gives the mAP of those N images).
+
+Run model = forward + NMS with batches sent one at a time; run stream = decode + preprocess
++ forward + NMS with workers and several requests in flight; both at every batch size over
+the timing images, with the timing NMS profile (``speed`` by default, as in the usual YOLO
+speed tables). With server NMS the detections come from the detector -> NMS ensemble
+(``tritonkit.model_repository.ensemble``) and timing is reported for client-side and
+server-side NMS side by side.
+
+Writes <out>/detection.json, <out>/detection.md, the COCO results file
+<out>/detections_coco.json and a per-image checkpoint <out>/detection.jsonl (resume
+continues an interrupted run). With a reference ONNX the same inputs also run through
+onnxruntime in this process and reference_map50 / reference_map50_95 are reported.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from tritonkit.cards import ModelCard, NMSProfile, TensorSpec
+from tritonkit.client.coco import (
+    check_categories, coco_map, detections_to_coco, load_coco_root, write_results)
+from tritonkit.client.nms_math import GEOMETRY_INPUT, OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES
+from tritonkit.client.detection import Detections, postprocess_card, to_original, unpad_detections
+from tritonkit.client.infer import TritonInfer, contract_mismatches
+from tritonkit.client.preprocess import Geometry, preprocess
+from tritonkit.errors import CardError, ServerError
+from tritonkit.report import markdown_table, pct, stream_markdown
+from tritonkit.tasks.base import (
+    OMIT_NONE, REFERENCE, ArgSpec, OpenedData, OptionsError, Served, StreamOptions, Task, TaskMetrics,
+    TimingOutcome, register_task, to_flat_dict)
+
+COCO_RESULTS = "detections_coco.json"
+METRIC_KEYS = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large")
+DESCRIPTION = __doc__  # the CLI help of the task
+
+
+# ------------------------------------------ the server-side postprocess (NMS ensemble) contract
+# tritonkit.model_repository.ensemble writes the models; these names are what clients call and read.
+
+
+@dataclass(frozen=True)
+class EnsembleNames:
+    """Model names of one detector's server-side postprocess chain."""
+
+    detector: str
+    nms: str
+    ensemble: str
+
+    @classmethod
+    def for_detector(cls, detector: str, profile: str) -> "EnsembleNames":
+        return cls(detector, f"{detector}_nms_{profile}", f"{detector}_ensemble_{profile}")
+
+
+def served_ensemble_card(card: ModelCard, name: str, profile: NMSProfile) -> ModelCard:
+    """The served contract of a detection ensemble as a card (same input, the padded detection
+    outputs), so clients check and call it like any model."""
+    m = profile.max_detections
+    outputs = (TensorSpec(OUT_BOXES, (m, 4)), TensorSpec(OUT_SCORES, (m,)), TensorSpec(OUT_CLASSES, (m,), "INT32"),
+               TensorSpec(OUT_COUNT, (1,), "INT32"))
+    return card.with_overrides(name=name, outputs=outputs,
+                               description=f"{card.name} + server-side NMS ({profile.name} profile)")
+
+
+# ------------------------------------------------------------------------ the task adapter
+@dataclass(frozen=True)
+class CocoItem:
+    """One COCO image for the run-stream engine (``key`` is its file name)."""
+
+    key: str
+    path: Path
+    image_id: int
+
+    def read_bytes(self) -> bytes:
+        return self.path.read_bytes()
+
+
+@dataclass(frozen=True)
+class DetectMeta:
+    """What postprocess needs of one image: its COCO id and the preprocessing geometry."""
+
+    image_id: int
+    geometry: Geometry
+
+
+def detection_record(image_id: int, dets) -> dict:
+    """The per-image record (JSON): boxes x1,y1,x2,y2 in original pixels, scores, class indices."""
+    return {"image_id": int(image_id),
+            "boxes": np.round(np.asarray(dets.boxes, np.float64), 3).tolist(),
+            "scores": np.round(np.asarray(dets.scores, np.float64), 6).tolist(),
+            "classes": np.asarray(dets.classes).astype(int).tolist()}
+
+
+def records_to_coco(records: Sequence[Mapping], category_ids: Sequence[int]) -> list[dict]:
+    """COCO results entries (bbox x,y,w,h; dataset category ids) from per-image records."""
+    out: list[dict] = []
+    for r in records:
+        dets = Detections.create(np.asarray(r["boxes"], np.float64).reshape(-1, 4), r["scores"], r["classes"])
+        out += detections_to_coco(r["image_id"], dets, category_ids)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class DetectAdapter:
+    """Detection task for :func:`tritonkit.client.pipeline.run_stream`.
+
+    ``prepare`` = the card's preprocessing (letterbox for YOLO, resize for SSD), keeping the
+    geometry; ``postprocess`` = decode + NMS with ``profile`` (raw detector outputs) or just
+    unpadding (outputs of the server-side NMS ensemble), then back to original pixels;
+    ``summarize`` = COCOeval against ``gt`` (a pycocotools index, not pickled to workers).
+    """
+
+    card: ModelCard
+    profile: NMSProfile
+    category_ids: tuple[int, ...] = ()
+    gt: Any = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["gt"] = None  # workers never summarize; the annotation index can be hundreds of MB
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+
+    def prepare(self, item: Any, rgb: np.ndarray) -> tuple[np.ndarray, DetectMeta]:
+        x, geometry = preprocess(rgb, self.card.preprocess)
+        image_id = int(getattr(item, "image_id", -1))  # -1: a timing-only image without annotations
+        return x.astype(self.card.input.numpy_dtype, copy=False), DetectMeta(image_id, geometry)
+
+    def detections(self, outputs: Mapping[str, np.ndarray], geometry):
+        """Detections of one image from raw outputs (NMS here) or ensemble outputs (NMS done)."""
+        if OUT_COUNT in outputs:
+            dets = unpad_detections(outputs[OUT_BOXES], outputs[OUT_SCORES], outputs[OUT_CLASSES], outputs[OUT_COUNT])
+            return to_original(dets, geometry)
+        return postprocess_card(self.card, outputs, geometry, self.profile)
+
+    def postprocess(self, outputs: Mapping[str, np.ndarray], meta: DetectMeta) -> dict:
+        return detection_record(meta.image_id, self.detections(outputs, meta.geometry))
+
+    def summarize(self, records: Sequence[Mapping]) -> dict:
+        if self.gt is None:
+            raise ValueError("DetectAdapter.summarize needs the ground truth (gt)")
+        if not records:
+            return {**{k: None for k in METRIC_KEYS}, "detections": 0, "ground_truths": 0}
+        metrics = coco_map(self.gt, records_to_coco(records, self.category_ids), [r["image_id"] for r in records])
+        return {k: v for k, v in metrics.to_dict().items() if k != "images"}
+
+
+# ------------------------------------------------------------------ options, metrics, details
+@dataclass(frozen=True, kw_only=True)
+class DetectionOptions(StreamOptions):
+    """Options of a detection eval: the stream options plus the dataset and the NMS set-up."""
+
+    data: Path | None = None
+    images: Path | None = None
+    annotations: Path | None = None
+    nms_profile: str = "ap"
+    timing_nms_profile: str | None = None   # None -> "speed" if the card has it, else nms_profile
+    server_nms: bool = False
+    ensemble_name: str | None = None        # None -> <model>_ensemble_<profile>
+    limit: int | None = None
+    skip_missing: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.data is None and (self.images is None or self.annotations is None):
+            raise OptionsError("give the COCO root with {data} PATH, or {images} DIR and {annotations} FILE")
+
+
+@dataclass(kw_only=True)
+class DetectionMetrics(TaskMetrics):
+    """COCO bbox mAP (fractions; None when nothing was evaluated) and the box counts."""
+
+    map50_95: float | None = None
+    map50: float | None = None
+    map75: float | None = None
+    map_small: float | None = None
+    map_medium: float | None = None
+    map_large: float | None = None
+    detections: int = 0
+    ground_truths: int = 0
+    reference_map50_95: float | None = field(default=None, metadata=REFERENCE)
+    reference_map50: float | None = field(default=None, metadata=REFERENCE)
+    reference_map75: float | None = field(default=None, metadata=REFERENCE)
+    reference_map_small: float | None = field(default=None, metadata=REFERENCE)
+    reference_map_medium: float | None = field(default=None, metadata=REFERENCE)
+    reference_map_large: float | None = field(default=None, metadata=REFERENCE)
+
+
+@dataclass(kw_only=True)
+class DetectionDetails:
+    """Detection's served set-up in the result: where NMS ran, the two profiles, the COCO file."""
+
+    server_nms: bool
+    nms_profile: NMSProfile
+    timing_nms_profile: NMSProfile
+    coco_results: str | None = field(default=None, metadata=OMIT_NONE)
+
+    def to_dict(self) -> dict:
+        return to_flat_dict(self)
+
+
+ARGUMENTS = (
+    ArgSpec(flag="--data", field="data", kind="path",
+            help="COCO root with val2017/ and annotations/instances_val2017.json"),
+    ArgSpec(flag="--images", field="images", kind="path", help="image folder (instead of COCO_ROOT/val2017)"),
+    ArgSpec(flag="--annotations", field="annotations", kind="path",
+            help="COCO instances JSON (instead of the val2017 one)"),
+    ArgSpec(flag="--skip-missing", field="skip_missing", kind="switch",
+            help="evaluate the annotated images that are present; missing ones are counted, not an error"),
+    ArgSpec(flag="--nms-profile", field="nms_profile", default="ap",
+            help="NMS profile for mAP (ap: conf 0.001 / IoU 0.65)"),
+    ArgSpec(flag="--timing-nms-profile", field="timing_nms_profile",
+            help="NMS profile for run-model/run-stream timing (default: speed, conf 0.25 / IoU 0.45)"),
+    ArgSpec(flag="--server-nms", field="server_nms", kind="switch",
+            help="detections from the <model>_ensemble_<profile> ensemble (NMS on the server); "
+                 "timing for client- and server-side NMS"),
+    ArgSpec(flag="--ensemble-name", field="ensemble_name",
+            help="served name of the detection ensemble (with --server-nms)"),
+    ArgSpec(flag="--limit", field="limit", kind="int", help="evaluate only the first N images (by image id)"),
+)
+
+
+# ------------------------------------------------------------------------------ helpers
+def category_ids_for(card: ModelCard, dataset) -> tuple[tuple[int, ...], list[int]]:
+    """The card's class -> category id map and the card categories the dataset lacks."""
+    if card.category_ids is not None:
+        ids = tuple(card.category_ids)
+    elif len(dataset.category_ids) == card.num_classes:
+        ids = tuple(dataset.category_ids)  # class i -> the i-th category id in sorted order
+    else:
+        raise CardError(f"card {card.name!r} has no category_ids and {dataset.annotations_file} has "
+                        f"{len(dataset.category_ids)} categories for its {card.num_classes} classes")
+    return ids, check_categories(dataset, ids, card.name)
+
+
+class EnsembleInfer(TritonInfer):
+    """:class:`TritonInfer` for a detection ensemble: its optional ``geometry`` input is not one
+    the client has to send (this client maps boxes back with its own geometry)."""
+
+    def check_contract(self, batch_size: int) -> None:
+        meta, cfg = self.served_model()
+        meta["inputs"].pop(GEOMETRY_INPUT, None)
+        problems = contract_mismatches(self.card, meta, cfg, batch_size)
+        if problems:
+            raise ServerError(f"model {self.model_name!r} at {self.options.address} does not match card "
+                              f"{self.card.name!r}: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class _CocoSource:
+    dataset: Any                   # tritonkit.client.coco.CocoDataset
+    category_ids: tuple[int, ...]  # card class index -> dataset category id
+
+
+def forward_nms(backend, adapter: DetectAdapter) -> Callable[[np.ndarray], Future]:
+    """``submit``-like callable for run-model timing: one request, then NMS of every image in it
+    (detection's run model is forward + NMS; with server NMS the request already includes it)."""
+    def submit(batch: np.ndarray) -> Future:
+        outputs = backend.submit(batch).result()
+        for i in range(len(batch)):
+            adapter.detections({k: v[i] for k, v in outputs.items()}, None)
+        done: Future = Future()
+        done.set_result(None)
+        return done
+    return submit
+
+
+def _timing_profile(card: ModelCard, asked: str | None, fallback: str) -> NMSProfile:
+    """The profile asked for, else ``speed`` where the card has it, else ``fallback``."""
+    return card.nms(asked or ("speed" if "speed" in {p.name for p in card.nms_profiles} else fallback))
+
+
+def detection_markdown(result: Mapping[str, Any]) -> str:
+    """The markdown report of one detection eval (from the dict in detection.json)."""
+    bt = result.get("batch_timing") or []
+    sizes = sorted({int(r["batch_size"]) for r in bt})
+    wheres = [w for w in ("client", "server") if any(r["nms"] == w for r in bt)] or ["client"]
+    headers = ["model"] + [f"run model bs{b} (ms)" for b in sizes] + [f"run stream bs{b} (ms)" for b in sizes] \
+        + ["mAP50 (%)", "mAP50-95 (%)"]
+    rows = []
+    for where in wheres:
+        by_bs = {int(r["batch_size"]): r for r in bt if r["nms"] == where}
+        rows.append([f"{result.get('model')} ({where} NMS)"]
+                    + [by_bs.get(b, {}).get("run_model_ms") for b in sizes]
+                    + [by_bs.get(b, {}).get("run_stream_ms") for b in sizes]
+                    + [pct(result.get("map50")), pct(result.get("map50_95"))])
+    prof = result.get("nms_profile") or {}
+    parts = [f"# Detection: {result.get('model')}\n\n",
+             f"{result.get('images', 0)} images evaluated through Triton ({result.get('protocol', '')} "
+             f"{result.get('url', '')}, model `{result.get('served_model')}`), "
+             f"{len(result.get('errors', []))} excluded (unreadable or not an image); NMS "
+             f"{'on the server' if result.get('server_nms') else 'on the client'}, "
+             f"profile `{prof.get('name')}` (conf {prof.get('conf_threshold')}, IoU {prof.get('iou_threshold')}, "
+             f"max {prof.get('max_detections')}{', multi-label' if prof.get('multi_label') else ''}). "
+             f"mAP is measured with the accuracy profile, times with "
+             f"`{(result.get('timing_nms_profile') or {}).get('name')}`.\n\n",
+             markdown_table(headers, rows)]
+    return "".join(parts) + _accuracy_markdown(result) + stream_markdown(result, stages=False) \
+        + _timing_markdown(bt) + "".join(f"\n- {note}\n" for note in result.get("timing_notes") or [])
+
+
+def _accuracy_markdown(result: Mapping[str, Any]) -> str:
+    acc = [[name, pct(result.get(key)), pct(result.get(f"reference_{key}"))]
+           for name, key in (("mAP50 (%)", "map50"), ("mAP50-95 (%)", "map50_95"), ("mAP75 (%)", "map75"),
+                             ("mAP small (%)", "map_small"), ("mAP medium (%)", "map_medium"),
+                             ("mAP large (%)", "map_large"))]
+    ref = "reference_map50" in result
+    return "\n## Accuracy (COCOeval, bbox)\n\n" + markdown_table(
+        ["metric", "through Triton"] + (["onnxruntime in-process"] if ref else []),
+        [row if ref else row[:2] for row in acc], digits=2)
+
+
+def _timing_markdown(bt: Sequence[Mapping[str, Any]]) -> str:
+    if not bt:
+        return ""
+    return "\n## Run model (forward + NMS) vs run stream (decode + preprocess + forward + NMS)\n\n" + markdown_table(
+        ["NMS", "batch size", "images", "run model (ms/batch)", "run model (img/s)",
+         "run stream (ms/batch)", "run stream (img/s)", "client postprocess (ms/img)"],
+        [[r["nms"], r["batch_size"], r["images"], r["run_model_ms"], r["run_model_img_s"],
+          r["run_stream_ms"], r["run_stream_img_s"], r.get("postprocess_ms_per_image")] for r in bt], digits=2)
+
+
+def _pct_text(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+# ----------------------------------------------------------------------------- the task
+@register_task("detect")
+class Detection(Task):
+    """COCO bbox mAP through the served detector, NMS on the client or on the server."""
+
+    title = "Detection"
+    description = DESCRIPTION
+    options_type = DetectionOptions
+    metrics_type = DetectionMetrics
+    arguments = ARGUMENTS
+    metric_label = "mAP"
+    result_json = "detection.json"
+    result_md = "detection.md"
+    checkpoint = "detection.jsonl"
+    e2e_time_covers = "annotation loading, connect and contract check, the accuracy stream, COCOeval"
+
+    def open_dataset(self, options: DetectionOptions, card: ModelCard) -> OpenedData:
+        ds = load_coco_root(options.data, options.images, options.annotations, limit=options.limit,
+                            missing="skip" if options.skip_missing else "error")
+        ids, absent = category_ids_for(card, ds)
+        items = [CocoItem(im.file_name, im.path, im.id) for im in ds.images]
+        description = {"images_dir": str(ds.images_dir), "annotations": str(ds.annotations_file),
+                       "images": len(items), "skipped_missing": ds.skipped_missing,
+                       "card_categories_not_in_dataset": absent}
+        identity = {"nms_profile": options.nms_profile, "images_dir": str(ds.images_dir),
+                    "annotations": str(ds.annotations_file), "image_ids": ds.image_ids}
+        return OpenedData(items, [], description, identity, source=_CocoSource(ds, ids))
+
+    def served(self, options: DetectionOptions, card: ModelCard, client_type: type) -> Served:
+        """The detector itself, or (server NMS) its NMS ensemble with the ensemble's contract."""
+        profile = card.nms(options.nms_profile)
+        details = DetectionDetails(server_nms=options.server_nms, nms_profile=profile,
+                                   timing_nms_profile=_timing_profile(card, options.timing_nms_profile,
+                                                                             options.nms_profile))
+        detector = options.model_name or card.name
+        if not options.server_nms:
+            return Served(detector, card, client_type, details)
+        name = options.ensemble_name or EnsembleNames.for_detector(detector, profile.name).ensemble
+        return Served(name, served_ensemble_card(card, name, profile), EnsembleInfer, details)
+
+    def adapter(self, options: DetectionOptions, card: ModelCard, data: OpenedData) -> DetectAdapter:
+        src: _CocoSource = data.source
+        return DetectAdapter(card, card.nms(options.nms_profile), src.category_ids, gt=src.dataset.coco)
+
+    def after_stream(self, run: Any, stream: Any) -> None:
+        path = write_results(run.out / COCO_RESULTS, records_to_coco(stream.records, run.adapter.category_ids))
+        run.served.details.coco_results = str(path)
+
+    def timing(self, run: Any, items: Sequence[Any]) -> TimingOutcome:
+        """Rows for client-side NMS and, with server NMS, server-side NMS. A model needed only
+        for timing that is not served is a note, not a failure: accuracy is already written."""
+        if not items:
+            return TimingOutcome([], [])
+        o, card = run.options, run.card
+        profile = run.served.details.timing_nms_profile
+        adapter = DetectAdapter(card, profile)
+        rows: list[dict] = []
+        notes: list[str] = []
+        for where, served in self._timing_targets(o, card, profile):
+            same = served.name == run.client.model_name and (served.client_type is EnsembleInfer) == o.server_nms
+            try:
+                client = run.client if same else run.connect(served)
+            except ServerError as exc:
+                notes.append(f"{where}-side NMS timing skipped: {exc}")
+                continue
+            try:
+                for row, timed in run.timing_rows(items, adapter, client, label=f" ({where} NMS)",
+                                                  submit=forward_nms(client, adapter)):
+                    rows.append({"nms": where, "nms_profile": profile.name, **row,
+                                 "postprocess_ms_per_image": timed.timing.per_stage()["postprocess"]["ms_per_image"]})
+            finally:
+                if client is not run.client:
+                    client.close()
+        return TimingOutcome(rows, notes)
+
+    @staticmethod
+    def _timing_targets(options: DetectionOptions, card: ModelCard, profile: NMSProfile) -> list[tuple[str, Served]]:
+        detector = options.model_name or card.name
+        targets = [("client", Served(detector, card, TritonInfer))]
+        if options.server_nms:
+            name = EnsembleNames.for_detector(detector, profile.name).ensemble
+            if options.ensemble_name and profile.name == options.nms_profile:
+                name = options.ensemble_name
+            targets.append(("server", Served(name, served_ensemble_card(card, name, profile), EnsembleInfer)))
+        return targets
+
+    def timing_adapter(self, card: ModelCard) -> DetectAdapter:
+        return DetectAdapter(card, _timing_profile(card, None, card.nms_profiles[0].name))
+
+    def markdown(self, result: Mapping[str, Any]) -> str:
+        return detection_markdown(result)
+
+    def summary_rows(self, result: Any) -> list[tuple[str, str]]:
+        m: DetectionMetrics = result.metrics
+        rows = [("mAP50", _pct_text(m.map50)), ("mAP50-95", _pct_text(m.map50_95))]
+        if m.has_reference:
+            rows.append(("reference mAP50 (onnxruntime)", _pct_text(m.reference_map50)))
+        return rows
+
+    def timing_row_label(self, row: Mapping[str, Any]) -> str:
+        return f"bs{row['batch_size']} {row['nms']} NMS:"
+
+
+__all__ = ["Detection", "DetectionOptions", "DetectionMetrics", "DetectionDetails", "DetectAdapter", "DetectMeta",
+           "CocoItem", "EnsembleInfer", "detection_record", "records_to_coco", "forward_nms", "detection_markdown",
+           "category_ids_for", "COCO_RESULTS", "METRIC_KEYS", "ARGUMENTS", "GEOMETRY_INPUT", "OUT_BOXES",
+           "OUT_SCORES", "OUT_CLASSES", "OUT_COUNT", "EnsembleNames", "served_ensemble_card"]
