@@ -157,9 +157,9 @@ def find_voc_root(root: str | Path) -> Path:
     for candidate in (root, root / YEAR_DIR, root / DEVKIT / YEAR_DIR):
         if (candidate / IMAGES_DIR).is_dir() or (candidate / MASKS_DIR).is_dir():
             return candidate
-    if (root / DEVKIT).is_dir():
-        return root / DEVKIT / YEAR_DIR
-    return root / YEAR_DIR if root.name == DEVKIT else root
+    if root.name == YEAR_DIR:
+        return root
+    return root / YEAR_DIR if root.name == DEVKIT else root / DEVKIT / YEAR_DIR
 
 
 def _check_layout(voc: Path, split: str) -> Path:
