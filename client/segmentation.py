@@ -245,8 +245,8 @@ def preprocess_resize_short(rgb: np.ndarray, size: int, mean: Sequence[float] = 
         raise ValueError(f"interpolation {interpolation!r} not one of {tuple(_PIL_FILTERS)}")
     geo = ResizeShortGeometry.for_image(rgb.shape[0], rgb.shape[1], size)
     if (geo.input_h, geo.input_w) != rgb.shape[:2]:
-        resized = Image.fromarray(np.ascontiguousarray(rgb)).resize((geo.input_w, geo.input_h), _PIL_FILTERS[interpolation])
-        rgb = np.asarray(resized)
+        pil = Image.fromarray(np.ascontiguousarray(rgb))
+        rgb = np.asarray(pil.resize((geo.input_w, geo.input_h), _PIL_FILTERS[interpolation]))
     x = rgb.astype(np.float32).transpose(2, 0, 1) / np.float32(255.0)
     m = np.asarray(mean, np.float32).reshape(3, 1, 1)
     s = np.asarray(std, np.float32).reshape(3, 1, 1)

@@ -148,3 +148,66 @@ def test_backend_imports_no_tritonkit_module():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert imported <= {"json", "numpy", "triton_python_backend_utils"}, imported
+
+
+# -- the real server: segmenter -> argmax ensemble ---------------------------------------------------
+
+def _repository(root: Path, num_classes: int) -> Path:
+    """segmenter (the CPU target's onnxruntime python model) -> argmax_mask, and the ensemble of
+    both, configs written through protobuf here (the repository chain writer is not under test)."""
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    from tritonkit.model_repository.config import config_to_text
+    from onnx_models import tiny_segmenter
+
+    repo = root / "repo"
+    fp32, u8 = pb.TYPE_FP32, pb.TYPE_UINT8
+    models = {
+        "seg": pb.ModelConfig(name="seg", backend="python", max_batch_size=4,
+                              input=[pb.ModelInput(name="input", data_type=fp32, dims=[3, -1, -1])],
+                              output=[pb.ModelOutput(name="out", data_type=fp32, dims=[num_classes, -1, -1])]),
+        "seg_argmax": pb.ModelConfig(name="seg_argmax", backend="python", max_batch_size=4,
+                                     input=[pb.ModelInput(name="logits", data_type=fp32, dims=[num_classes, -1, -1])],
+                                     output=[pb.ModelOutput(name="mask", data_type=u8, dims=[-1, -1])]),
+        "seg_mask": pb.ModelConfig(name="seg_mask", platform="ensemble", max_batch_size=4,
+                                   input=[pb.ModelInput(name="input", data_type=fp32, dims=[3, -1, -1])],
+                                   output=[pb.ModelOutput(name="mask", data_type=u8, dims=[-1, -1])]),
+    }
+    models["seg_argmax"].parameters["input_name"].string_value = "logits"
+    steps = models["seg_mask"].ensemble_scheduling.step
+    steps.append(pb.ModelEnsembling.Step(model_name="seg", model_version=-1, input_map={"input": "input"},
+                                         output_map={"out": "raw_logits"}))
+    steps.append(pb.ModelEnsembling.Step(model_name="seg_argmax", model_version=-1,
+                                         input_map={"logits": "raw_logits"}, output_map={"mask": "mask"}))
+    sources = {"seg": BACKEND.parent / "ort_model.py", "seg_argmax": BACKEND}
+    for name, cfg in models.items():
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(config_to_text(cfg))
+        if name in sources:
+            shutil.copy(sources[name], repo / name / "1" / "model.py")
+    tiny_segmenter(repo / "seg" / "1" / "model.onnx", num_classes=num_classes)
+    return repo
+
+
+@pytest.mark.server
+def test_served_argmax_ensemble_equals_client_argmax(tmp_path, start_server):
+    import tritonclient.grpc as grpc
+
+    num_classes = 5
+    server = start_server(_repository(tmp_path, num_classes))
+    client = grpc.InferenceServerClient(server.grpc_url)
+    rng = np.random.default_rng(0)
+    for shape in [(2, 3, 37, 52), (1, 3, 64, 41)]:  # batch, height and width change per request
+        x = rng.standard_normal(shape).astype(np.float32)
+
+        def infer(model, output):
+            t = grpc.InferInput("input", list(x.shape), "FP32")
+            t.set_data_from_numpy(x)
+            return client.infer(model, [t], outputs=[grpc.InferRequestedOutput(output)]).as_numpy(output)
+
+        logits = infer("seg", "out")
+        mask = infer("seg_mask", "mask")
+        assert logits.shape == (shape[0], num_classes) + shape[2:]
+        assert mask.dtype == np.uint8 and mask.shape == (shape[0],) + shape[2:]
+        np.testing.assert_array_equal(mask, argmax_mask(logits))
+        assert len(np.unique(mask)) > 1

@@ -232,3 +232,65 @@ def test_preprocess_resize_short_refuses_non_rgb():
         preprocess_resize_short(np.zeros((4, 4), np.uint8), 8)
     with pytest.raises(ValueError, match="interpolation"):
         preprocess_resize_short(np.zeros((4, 4, 3), np.uint8), 8, interpolation="lanczos")
+
+
+# ------------------------------------------------------------------------------------ demo segmenter
+def _dims(value_info) -> list:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def _independent_miou(onnx_path, data, spec) -> float:
+    """The val mIoU recomputed here: PIL decode, resize_short, onnxruntime, argmax, scale-back."""
+    import onnxruntime as ort
+    from PIL import Image
+
+    from tritonkit.client.voc import open_voc
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    cm = ConfusionMatrix(spec.num_classes)
+    for item in open_voc(data, "val", spec.num_classes).items:
+        rgb = np.asarray(Image.open(item.path).convert("RGB"))
+        x, geo = preprocess_resize_short(rgb, spec.size, spec.mean, spec.std)
+        pred = argmax_mask(sess.run([spec.output_name], {spec.input_name: x[None]})[0])[0]
+        cm.update(mask_to_original(pred, geo), item.read_mask(spec.num_classes))
+    return cm.scores().miou
+
+
+def test_segmenter_one_epoch_exports_dynamic_batch_height_width(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from tritonkit.demo.segshapes import SegmentationSetSpec, ensure_segmentation_data
+    from tritonkit.demo.train_seg import SegmenterConfig, SegmenterSpec, train_segmenter
+
+    data = ensure_segmentation_data(tmp_path / "data", seed=1, spec=SegmentationSetSpec(train_images=8, val_images=5),
+                                    progress=False)
+    spec = SegmenterSpec(size=32, width=8)
+    config = SegmenterConfig(epochs=1, batch_size=4, threads=1)
+    res = train_segmenter(data, tmp_path / "cache", config, spec, progress=False)
+    assert not res.cached and res.metric == "val_miou" and len(res.history) == 1
+    assert (res.train_images, res.val_images) == (8, 5)
+    model = onnx.load(str(res.onnx_path))
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert (inp.name, out.name) == ("input", "out")
+    assert _dims(inp) == ["batch", 3, "height", "width"]
+    assert _dims(out) == ["batch", spec.num_classes, "height", "width"]
+    sess = ort.InferenceSession(str(res.onnx_path), providers=["CPUExecutionProvider"])
+    for shape in [(2, 3, 40, 56), (1, 3, 71, 33), (3, 3, 32, 32)]:
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        assert sess.run(["out"], {"input": x})[0].shape == (shape[0], spec.num_classes) + shape[2:]
+    assert res.value == pytest.approx(_independent_miou(res.onnx_path, data, spec), abs=1e-12)
+    again = train_segmenter(data, tmp_path / "cache", config, spec, progress=False)
+    assert again.cached and again.onnx_path == res.onnx_path and again.value == res.value
+
+
+@pytest.mark.slow
+def test_segmenter_reaches_target_miou_and_is_cached(tmp_path):
+    from tritonkit.demo.segshapes import ensure_segmentation_data
+    from tritonkit.demo.train_seg import SegmenterConfig, SegmenterSpec, train_segmenter
+
+    data = ensure_segmentation_data(tmp_path / "data", progress=False)
+    res = train_segmenter(data, tmp_path / "cache", progress=False)
+    assert res.value >= SegmenterConfig().target_miou and res.passed
+    assert res.value == pytest.approx(_independent_miou(res.onnx_path, data, SegmenterSpec()), abs=1e-12)
+    again = train_segmenter(data, tmp_path / "cache", progress=False)
+    assert again.cached and again.value == res.value

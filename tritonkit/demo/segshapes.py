@@ -144,7 +144,8 @@ def generate_segmentation_data(root: str | Path, seed: int = 0, spec: Segmentati
                     bar.advance(task)
                 (voc / SPLITS_DIR / f"{split}.txt").write_text("".join(f"{k}\n" for k in ids))
                 prefix = f"{DEVKIT}/{YEAR_DIR}"
-                files += [f"{prefix}/{IMAGES_DIR}/{k}.jpg" for k in ids] + [f"{prefix}/{MASKS_DIR}/{k}.png" for k in ids]
+                files += [f"{prefix}/{IMAGES_DIR}/{k}.jpg" for k in ids]
+                files += [f"{prefix}/{MASKS_DIR}/{k}.png" for k in ids]
                 files.append(f"{prefix}/{SPLITS_DIR}/{split}.txt")
         manifest = {"kind": SEGMENTATION_KIND, "key": spec_key(SEGMENTATION_KIND, seed, spec), "seed": seed,
                     "generator_version": GENERATOR_VERSION, "spec": asdict(spec), "classes": classes,

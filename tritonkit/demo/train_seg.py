@@ -74,7 +74,7 @@ class SegmenterSpec:
 
 @dataclass(frozen=True)
 class SegmenterConfig:
-    epochs: int = 30
+    epochs: int = 15
     batch_size: int = 32
     lr: float = 6e-3
     weight_decay: float = 1e-4
