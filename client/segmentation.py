@@ -106,7 +106,7 @@ def _nan_to_none(values: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else float(v) for v in values]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SegmentationScores:
     """Scores of one accumulated confusion matrix. ``iou``/``class_accuracy`` hold NaN for a
     class with nothing to score (``None`` in :meth:`to_dict`); ``classes_scored`` counts the
@@ -142,9 +142,9 @@ def segmentation_scores(conf: np.ndarray, class_names: Sequence[str] | None = No
     if len(names) != n:
         raise ValueError(f"{len(names)} class names for a {n}-class confusion matrix")
     mean, iou = miou(conf)
-    return SegmentationScores(mean, pixel_accuracy(conf), tuple(float(v) for v in iou),
-                              tuple(float(v) for v in class_accuracy(conf)), names,
-                              int(np.isfinite(iou).sum()), int(conf.sum()))
+    return SegmentationScores(miou=mean, pixel_accuracy=pixel_accuracy(conf), iou=tuple(float(v) for v in iou),
+                              class_accuracy=tuple(float(v) for v in class_accuracy(conf)), class_names=names,
+                              classes_scored=int(np.isfinite(iou).sum()), pixels=int(conf.sum()))
 
 
 class ConfusionMatrix:
@@ -214,7 +214,7 @@ def resize_short_size(height: int, width: int, size: int) -> tuple[int, int]:
     return size, int(size * width / height)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ResizeShortGeometry:
     """Original image size and the model-input size it was resized to (no crop, no padding)."""
 
@@ -225,7 +225,8 @@ class ResizeShortGeometry:
 
     @classmethod
     def for_image(cls, height: int, width: int, size: int) -> "ResizeShortGeometry":
-        return cls(height, width, *resize_short_size(height, width, size))
+        input_h, input_w = resize_short_size(height, width, size)
+        return cls(orig_h=height, orig_w=width, input_h=input_h, input_w=input_w)
 
     def to_dict(self) -> dict:
         return asdict(self)

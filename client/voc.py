@@ -127,7 +127,8 @@ class VOCItem:
 
 @dataclass
 class VOCDataset:
-    """Items to evaluate plus ``errors``: ``{"path", "reason"}`` for listed ids that cannot be."""
+    """Items to evaluate plus ``errors``: ``{"path", "reason"}`` for listed ids that cannot be.
+    ``subset`` says how a limit chose the items (``tritonkit.client.datasets.limit_dataset``)."""
 
     items: list[VOCItem]
     root: Path
@@ -135,6 +136,7 @@ class VOCDataset:
     split_file: Path
     num_classes: int
     errors: list[dict] = field(default_factory=list)
+    subset: str = "all"
 
     @property
     def listed(self) -> int:
@@ -143,7 +145,7 @@ class VOCDataset:
     def describe(self) -> dict:
         return {"layout": "voc2012", "root": str(self.root), "split": self.split,
                 "split_file": str(self.split_file), "images_listed": self.listed,
-                "images_used": len(self.items), "errors": len(self.errors)}
+                "images_used": len(self.items), "subset": self.subset, "errors": len(self.errors)}
 
     def excluded(self) -> list[dict]:
         return sorted(self.errors, key=lambda e: e["path"])
@@ -219,8 +221,7 @@ def open_voc(root: str | Path, split: str = "val", num_classes: int = len(VOC_CL
              check_masks: bool = True) -> VOCDataset:
     """The ids of ``ImageSets/Segmentation/<split>.txt`` as items; unusable ids as errors.
 
-    ``check_masks`` reads every mask now (mode, class ids, size: ~1 s for VOC val's 1449);
-    without it only the files' presence and header sizes are checked, and a bad mask surfaces
+    ``check_masks`` reads every mask now (mode, class ids, size; one small PNG each); without it only the files' presence and header sizes are checked, and a bad mask surfaces
     when its item is scored (:meth:`VOCItem.read_mask` raises).
 
     Raises :class:`DatasetError` (one line naming the missing path) when the layout is wrong

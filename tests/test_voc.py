@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tritonkit.client.datasets import limit_dataset
 from tritonkit.client.segmentation import ConfusionMatrix, argmax_mask, mask_to_original, preprocess_resize_short
 from tritonkit.client.voc import (
     VOC_CLASSES, VOID, check_mask, encode_palette_png, find_voc_root, open_voc, read_palette_mask, voc_palette)
@@ -169,6 +170,8 @@ def test_bad_files_are_counted_listed_and_the_rest_evaluated(copy):
     assert len(ds.items) == SMALL.val_images - 5
     assert ds.describe()["errors"] == 6 and ds.listed == SMALL.val_images + 1
     assert [e["path"] for e in ds.excluded()] == sorted(reasons)
+    limited = limit_dataset(ds, 3)
+    assert len(limited.items) == 3 and limited.describe()["subset"].startswith("3 of 7 images")
     # without the up-front mask check, only presence and sizes are checked at open time ...
     lazy = open_voc(copy, "val", NUM, check_masks=False)
     assert {e["path"] for e in lazy.errors} == {"val_00001", "val_00002", "val_00005", "val_99999"}

@@ -44,7 +44,7 @@ def segmentation_classes() -> list[str]:
     return load_labels(LABELS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SegmentationSetSpec:
     """Size and look of the generated segmentation set."""
 

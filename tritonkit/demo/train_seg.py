@@ -40,17 +40,19 @@ from tritonkit.demo.segshapes import LABELS, SEGMENTATION_SPLITS, segmentation_c
 from tritonkit.demo.train import (
     DEFAULT_CACHE, WEIGHTS_FILE, TrainResult, _cached, _data_digest, _decode, _onnx_session, _progress,
     _save_result, _save_weights, _Threads, cache_key)
+from tritonkit.errors import CardError, TritonkitError
 from tritonkit.export import ExportError
 from tritonkit.io import atomic_write_json, sha256_file
 
 torch = lazy_import("torch")
+onnx = lazy_import("onnx")
 Image = lazy_import("PIL.Image")
 
 SEGMENTER_ARCH = "demo:shapes_segnet"
-SEG_TRAIN_VERSION = 1
+SEG_TRAIN_VERSION = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SegmenterSpec:
     """What the served segmenter is: names, classes, ``resize_short`` preprocessing, width.
     (Plays the card's part in the cache key until a segmentation card exists.)"""
@@ -68,11 +70,17 @@ class SegmenterSpec:
     opset: int = 17
     version: int = SEG_TRAIN_VERSION
 
+    def __post_init__(self) -> None:
+        if not 2 <= self.num_classes <= 255:
+            raise CardError(f"segmenter spec: num_classes must be in [2, 255] (got {self.num_classes})")
+        if self.size < 16 or self.width < 1:
+            raise CardError(f"segmenter spec: size must be >= 16 and width >= 1 (got {self.size}, {self.width})")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SegmenterConfig:
     epochs: int = 15
     batch_size: int = 32
@@ -82,6 +90,12 @@ class SegmenterConfig:
     threads: int = 2
     target_miou: float = 0.60
     max_train_images: int | None = None  # a prefix of the train split (tests)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.threads < 1:
+            raise TritonkitError("segmenter config: epochs, batch_size and threads must be >= 1")
+        if self.max_train_images is not None and self.max_train_images < 1:
+            raise TritonkitError("segmenter config: max_train_images must be >= 1")
 
 
 # -- model ------------------------------------------------------------------------------------------
@@ -169,6 +183,16 @@ def random_crops(split: SegmentationSplit, idx: np.ndarray, size: int, rng: np.r
 
 # -- export and evaluation --------------------------------------------------------------------------
 
+def _fix_class_dim(path: Path, spec: SegmenterSpec) -> None:
+    """The tracer leaves the output's class dimension symbolic (behind a Resize of dynamic size):
+    state it, so the served model's output is ``[batch, C, height, width]``."""
+    model = onnx.load_model(str(path))  # LazyModule.load shadows onnx.load
+    (out,) = model.graph.output
+    out.type.tensor_type.shape.dim[1].dim_value = spec.num_classes
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(path))
+
+
 def export_segmenter(model, spec: SegmenterSpec, out_dir: Path) -> tuple[Path, Path]:
     """``<out_dir>/<name>.onnx`` with dynamic batch, height and width, checked against torch on
     another size than the traced one; plus its sidecar ``<name>.json`` (with ``onnx_sha256``)."""
@@ -184,6 +208,7 @@ def export_segmenter(model, spec: SegmenterSpec, out_dir: Path) -> tuple[Path, P
         torch.onnx.export(model, (torch.zeros(2, 3, spec.size, spec.size + 8),), str(tmp),
                           input_names=[names[0]], output_names=[names[1]], dynamic_axes={n: axes for n in names},
                           opset_version=spec.opset, do_constant_folding=True, dynamo=False)
+    _fix_class_dim(tmp, spec)
     probe = np.random.default_rng(0).standard_normal((3, 3, spec.size + 5, spec.size - 3)).astype(np.float32)
     with torch.no_grad():
         ref = model(torch.from_numpy(probe)).numpy()
@@ -247,6 +272,10 @@ def train_segmenter(data_root: str | Path, cache_dir: str | Path = DEFAULT_CACHE
     set; export it; val mIoU of the ONNX (``metric`` ``val_miou``; ``history``: train loss per
     epoch)."""
     data_root = Path(data_root)
+    classes = segmentation_classes()
+    if len(classes) != spec.num_classes:
+        raise CardError(f"segmenter spec: num_classes {spec.num_classes} != the {len(classes)} classes of "
+                         f"label set {spec.labels!r}")
     entry = Path(cache_dir) / f"{spec.name}-{cache_key(_data_digest(data_root), config, spec)}"
     hit = _cached(entry)
     if hit is not None:
