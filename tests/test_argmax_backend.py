@@ -19,6 +19,9 @@ import numpy as np
 import pytest
 
 from tritonkit.client.segmentation import argmax_mask
+from tritonkit.model_repository.config import config_to_text
+
+from onnx_models import tiny_segmenter  # noqa: E402  (tests/ is on sys.path via conftest)
 
 BACKEND = Path(__file__).resolve().parents[1] / "model_repository" / "backends" / "argmax_mask.py"
 
@@ -157,8 +160,6 @@ def _repository(root: Path, num_classes: int) -> Path:
     both, configs written through protobuf here (the repository chain writer is not under test)."""
     from tritonclient.grpc import model_config_pb2 as pb
 
-    from tritonkit.model_repository.config import config_to_text
-    from onnx_models import tiny_segmenter
 
     repo = root / "repo"
     fp32, u8 = pb.TYPE_FP32, pb.TYPE_UINT8

@@ -1,11 +1,18 @@
-"""Segmentation metrics: confusion matrix and mIoU against a case worked out by hand."""
+"""Segmentation: metrics against hand-worked cases and torchvision's reference definitions, void
+handling, mask scale-back, resize_short parity with torchvision's preset, and the demo segmenter."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tritonkit.client.segmentation import VOC_IGNORE_INDEX, confusion, miou, pixel_accuracy
+from tritonkit.client.segmentation import (
+    VOC_IGNORE_INDEX, ConfusionMatrix, ResizeShortGeometry, argmax_mask, class_accuracy, confusion,
+    confusion_from_entries, confusion_to_entries, mask_to_original, miou, nearest_indices, pixel_accuracy,
+    preprocess_resize_short, resize_short_size, segmentation_scores)
+from tritonkit.client.voc import open_voc
+from tritonkit.demo.segshapes import SegmentationSetSpec, ensure_segmentation_data
+from tritonkit.demo.train_seg import SegmenterConfig, SegmenterSpec, train_segmenter
 
 
 def test_hand_computed_case():
@@ -58,10 +65,6 @@ def test_bad_labels_are_refused():
 
 
 # ------------------------------------------------------------- scores, accumulation, void handling
-from tritonkit.client.segmentation import (  # noqa: E402
-    ConfusionMatrix, ResizeShortGeometry, argmax_mask, class_accuracy, confusion_from_entries,
-    confusion_to_entries, mask_to_original, nearest_indices, preprocess_resize_short, resize_short_size,
-    segmentation_scores)
 
 
 def test_scores_of_the_hand_computed_case_with_an_absent_and_a_predicted_only_class():
@@ -244,8 +247,6 @@ def _independent_miou(onnx_path, data, spec) -> float:
     import onnxruntime as ort
     from PIL import Image
 
-    from tritonkit.client.voc import open_voc
-
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     cm = ConfusionMatrix(spec.num_classes)
     for item in open_voc(data, "val", spec.num_classes).items:
@@ -259,8 +260,6 @@ def _independent_miou(onnx_path, data, spec) -> float:
 def test_segmenter_one_epoch_exports_dynamic_batch_height_width(tmp_path):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from tritonkit.demo.segshapes import SegmentationSetSpec, ensure_segmentation_data
-    from tritonkit.demo.train_seg import SegmenterConfig, SegmenterSpec, train_segmenter
 
     data = ensure_segmentation_data(tmp_path / "data", seed=1, spec=SegmentationSetSpec(train_images=8, val_images=5),
                                     progress=False)
@@ -285,8 +284,6 @@ def test_segmenter_one_epoch_exports_dynamic_batch_height_width(tmp_path):
 
 @pytest.mark.slow
 def test_segmenter_reaches_target_miou_and_is_cached(tmp_path):
-    from tritonkit.demo.segshapes import ensure_segmentation_data
-    from tritonkit.demo.train_seg import SegmenterConfig, SegmenterSpec, train_segmenter
 
     data = ensure_segmentation_data(tmp_path / "data", progress=False)
     res = train_segmenter(data, tmp_path / "cache", progress=False)

@@ -1,7 +1,7 @@
 """Train the embedded demo's segmenter on the CPU, export it, and measure it on the val set.
 
 The model (:func:`build_segmenter`, arch ``demo:shapes_segnet``) is a small fully convolutional
-net: three stride-2 conv stages to 1/8, two dilated convs (a receptive field of ~100 pixels,
+net: three stride-2 conv stages to 1/8, two dilated convs (a receptive field of ~120 pixels,
 enough to tell a whole shape's class), the 1/8 features upsampled to 1/2 and fused with the 1/2
 stem features, a 1x1 classifier and a bilinear upsampling to the input size. It works on any
 input size (dynamic H and W), as the ``resize_short`` preprocessing needs.
