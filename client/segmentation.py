@@ -254,6 +254,27 @@ def preprocess_resize_short(rgb: np.ndarray, size: int, mean: Sequence[float] = 
     return np.ascontiguousarray((x - m) / s, dtype=np.float32), geo
 
 
+def stack_padded(arrays: Sequence[np.ndarray], fill: float = 0.0) -> np.ndarray:
+    """``[B, ..., H_max, W_max]``: arrays of different trailing sizes padded at the bottom/right
+    (torchvision's reference ``cat_list``; it pads images with 0 and targets with 255).
+
+    A padded image is not the image: near its bottom/right edge a convolutional model sees the
+    padding, so masks of a padded batch can differ from one-image requests there (torchvision's
+    reference evaluates with batch size 1). :func:`mask_to_original` crops the padding off."""
+    if not arrays:
+        raise ValueError("stack_padded needs at least one array")
+    arrays = [np.asarray(a) for a in arrays]
+    lead = {a.shape[:-2] for a in arrays}
+    if len(lead) != 1:
+        raise ValueError(f"arrays differ in more than their last two dimensions: {sorted(lead)}")
+    h = max(a.shape[-2] for a in arrays)
+    w = max(a.shape[-1] for a in arrays)
+    out = np.full((len(arrays), *arrays[0].shape[:-2], h, w), fill, dtype=arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[i, ..., :a.shape[-2], :a.shape[-1]] = a
+    return out
+
+
 def nearest_indices(in_size: int, out_size: int) -> np.ndarray:
     """Source index of each output pixel for nearest-neighbour resizing, exactly as PIL's
     ``Image.resize(..., NEAREST)`` picks it (what torchvision uses on PIL masks): pixel-center
@@ -288,5 +309,5 @@ __all__ = [
     "VOC_NUM_CLASSES", "VOC_IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "confusion", "miou",
     "pixel_accuracy", "class_accuracy", "SegmentationScores", "segmentation_scores", "ConfusionMatrix",
     "confusion_to_entries", "confusion_from_entries", "argmax_mask", "resize_short_size",
-    "ResizeShortGeometry", "preprocess_resize_short", "nearest_indices", "mask_to_original",
+    "ResizeShortGeometry", "preprocess_resize_short", "stack_padded", "nearest_indices", "mask_to_original",
 ]

@@ -9,7 +9,7 @@ import pytest
 from tritonkit.client.segmentation import (
     VOC_IGNORE_INDEX, ConfusionMatrix, ResizeShortGeometry, argmax_mask, class_accuracy, confusion,
     confusion_from_entries, confusion_to_entries, mask_to_original, miou, nearest_indices, pixel_accuracy,
-    preprocess_resize_short, resize_short_size, segmentation_scores)
+    preprocess_resize_short, resize_short_size, segmentation_scores, stack_padded)
 from tritonkit.client.voc import open_voc
 from tritonkit.demo.segshapes import SegmentationSetSpec, ensure_segmentation_data
 from tritonkit.demo.train_seg import SegmenterConfig, SegmenterSpec, train_segmenter
@@ -200,6 +200,20 @@ def test_mask_to_original_inverts_resize_short():
     labels[4:, :2] = 7
     small = np.asarray(Image.fromarray(labels).resize((geo.input_w, geo.input_h), Image.Resampling.NEAREST))
     np.testing.assert_array_equal(mask_to_original(small, geo), labels)
+
+
+def test_stack_padded_pads_bottom_right_and_scale_back_crops_it():
+    a = np.ones((3, 2, 4), np.float32)
+    b = np.full((3, 5, 3), 2, np.float32)
+    batch = stack_padded([a, b], fill=-1)
+    assert batch.shape == (2, 3, 5, 4)
+    np.testing.assert_array_equal(batch[0, :, :2, :4], a)
+    assert (batch[0, :, 2:] == -1).all() and (batch[1, :, :, 3] == -1).all()
+    geo = ResizeShortGeometry(orig_h=2, orig_w=4, input_h=2, input_w=4)
+    masks = stack_padded([np.ones((2, 4), np.uint8), np.zeros((5, 3), np.uint8)], fill=255)
+    np.testing.assert_array_equal(mask_to_original(masks[0], geo), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="more than their last two"):
+        stack_padded([np.zeros((3, 2, 2)), np.zeros((1, 2, 2))])
 
 
 def test_mask_to_original_crops_batch_padding_and_refuses_small_masks():
