@@ -1,18 +1,46 @@
-"""Semantic segmentation metrics as pure numpy functions (no I/O): confusion matrix and mIoU.
+"""Semantic segmentation as pure functions: metrics, ``resize_short`` preprocessing, mask scale-back.
 
-VOC convention: 21 classes (background + 20), label 255 marks "void" pixels (object borders,
-ambiguous regions) that are ignored. Rows of the confusion matrix are ground truth, columns
-predictions; accumulate over a dataset by adding per-image matrices, then call :func:`miou`.
+Metrics (numpy only, no I/O). VOC convention: 21 classes (background + 20), label 255 marks
+"void" pixels (object borders, ambiguous regions) that are ignored. Rows of the confusion matrix
+are ground truth, columns predictions; accumulate over a data set by adding per-image matrices
+(:class:`ConfusionMatrix`), then score once (:func:`segmentation_scores`). The definitions are
+those of torchvision's reference ``ConfusionMatrix`` (``references/segmentation/utils.py``):
+
+* pixel accuracy (torchvision's ``acc_global``): ``trace / sum``;
+* class accuracy (``acc``): ``diag / row sum`` (NaN for a class absent from the ground truth);
+* IoU (``iu``): ``diag / (row sum + column sum - diag)`` = TP / (TP + FP + FN).
+
+The one rule torchvision leaves implicit: a class that appears neither in the ground truth nor
+in the predictions has IoU ``0 / 0``. Its IoU is NaN (reported as absent, ``None`` in JSON) and it
+is left out of the mean; torchvision's ``iu.mean()`` would be NaN then (on VOC val every class
+occurs, so both means agree there). A class that is only predicted has IoU 0 and counts.
+
+Preprocessing (``resize_short``, torchvision's ``SemanticSegmentation`` eval preset on a PIL
+image): the shorter side is resized to ``S`` with PIL (bilinear), no crop, then ``/255`` and
+normalized. The :class:`ResizeShortGeometry` recorded at prepare time lets
+:func:`mask_to_original` bring a predicted mask (model-input size) back to the original image
+size with nearest neighbour before scoring.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
 import numpy as np
+
+from tritonkit._lazy import lazy_import
+
+Image = lazy_import("PIL.Image")
 
 VOC_NUM_CLASSES = 21
 VOC_IGNORE_INDEX = 255
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_PIL_FILTERS = {"bilinear": 2, "bicubic": 3}  # PIL.Image.Resampling.BILINEAR / BICUBIC
 
 
+# ------------------------------------------------------------------------------------ metrics
 def confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int = VOC_NUM_CLASSES,
               ignore_index: int | None = VOC_IGNORE_INDEX) -> np.ndarray:
     """``[num_classes, num_classes]`` int64 counts: ``conf[g, p]`` pixels of class g predicted as p.
@@ -36,15 +64,20 @@ def confusion(pred: np.ndarray, gt: np.ndarray, num_classes: int = VOC_NUM_CLASS
     return np.bincount(g * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
+def _square(conf: np.ndarray) -> np.ndarray:
+    conf = np.asarray(conf, np.float64)
+    if conf.ndim != 2 or conf.shape[0] != conf.shape[1]:
+        raise ValueError(f"confusion matrix must be square, got shape {conf.shape}")
+    return conf
+
+
 def miou(conf: np.ndarray) -> tuple[float, np.ndarray]:
     """``(mean IoU, per-class IoU)`` from a confusion matrix.
 
     IoU_c = TP / (TP + FP + FN). A class absent from both ground truth and predictions has IoU
-    NaN and is left out of the mean (the usual VOC/torchvision reference convention).
+    NaN and is left out of the mean (module docstring); the mean is NaN when no class occurs.
     """
-    conf = np.asarray(conf, np.float64)
-    if conf.ndim != 2 or conf.shape[0] != conf.shape[1]:
-        raise ValueError(f"confusion matrix must be square, got shape {conf.shape}")
+    conf = _square(conf)
     tp = np.diag(conf)
     denom = conf.sum(axis=0) + conf.sum(axis=1) - tp
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -54,6 +87,227 @@ def miou(conf: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def pixel_accuracy(conf: np.ndarray) -> float:
-    conf = np.asarray(conf, np.float64)
+    """Correct pixels over scored pixels (torchvision's ``acc_global``); NaN for an empty matrix."""
+    conf = _square(conf)
     total = conf.sum()
     return float(np.trace(conf) / total) if total else float("nan")
+
+
+def class_accuracy(conf: np.ndarray) -> np.ndarray:
+    """Per-class recall ``diag / row sum`` (torchvision's ``acc``); NaN where the class has no
+    ground-truth pixel."""
+    conf = _square(conf)
+    rows = conf.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(rows > 0, np.diag(conf) / np.where(rows > 0, rows, 1), np.nan)
+
+
+def _nan_to_none(values: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in values]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmentationScores:
+    """Scores of one accumulated confusion matrix. ``iou``/``class_accuracy`` hold NaN for a
+    class with nothing to score (``None`` in :meth:`to_dict`); ``classes_scored`` counts the
+    classes in the mean."""
+
+    miou: float
+    pixel_accuracy: float
+    iou: tuple[float, ...]
+    class_accuracy: tuple[float, ...]
+    class_names: tuple[str, ...]
+    classes_scored: int
+    pixels: int
+
+    def per_class(self) -> dict[str, float | None]:
+        """``{class name: IoU}``, ``None`` for a class absent from ground truth and predictions."""
+        return dict(zip(self.class_names, _nan_to_none(np.asarray(self.iou))))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["miou"] = _nan_to_none(np.asarray([self.miou]))[0]
+        d["pixel_accuracy"] = _nan_to_none(np.asarray([self.pixel_accuracy]))[0]
+        d["iou"] = _nan_to_none(np.asarray(self.iou))
+        d["class_accuracy"] = _nan_to_none(np.asarray(self.class_accuracy))
+        d["class_names"] = list(self.class_names)
+        return d
+
+
+def segmentation_scores(conf: np.ndarray, class_names: Sequence[str] | None = None) -> SegmentationScores:
+    """mIoU, pixel accuracy and per-class IoU/accuracy of a confusion matrix."""
+    conf = _square(conf)
+    n = conf.shape[0]
+    names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(n))
+    if len(names) != n:
+        raise ValueError(f"{len(names)} class names for a {n}-class confusion matrix")
+    mean, iou = miou(conf)
+    return SegmentationScores(miou=mean, pixel_accuracy=pixel_accuracy(conf), iou=tuple(float(v) for v in iou),
+                              class_accuracy=tuple(float(v) for v in class_accuracy(conf)), class_names=names,
+                              classes_scored=int(np.isfinite(iou).sum()), pixels=int(conf.sum()))
+
+
+class ConfusionMatrix:
+    """A confusion matrix accumulated over images (``update`` per image or batch, or ``add``
+    a matrix from a record); ``scores()`` at the end."""
+
+    def __init__(self, num_classes: int = VOC_NUM_CLASSES, ignore_index: int | None = VOC_IGNORE_INDEX):
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1 (got {num_classes})")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.mat = np.zeros((num_classes, num_classes), np.int64)
+
+    def update(self, pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+        """Add one image's (or a batch's) pixels; returns that image's matrix."""
+        conf = confusion(pred, gt, self.num_classes, self.ignore_index)
+        self.mat += conf
+        return conf
+
+    def add(self, conf: np.ndarray) -> None:
+        conf = np.asarray(conf)
+        if conf.shape != self.mat.shape:
+            raise ValueError(f"confusion matrix shape {conf.shape} != {self.mat.shape}")
+        self.mat += conf.astype(np.int64)
+
+    def scores(self, class_names: Sequence[str] | None = None) -> SegmentationScores:
+        return segmentation_scores(self.mat, class_names)
+
+
+def confusion_to_entries(conf: np.ndarray) -> list[list[int]]:
+    """The non-zero cells ``[[gt, pred, count], ...]`` (a per-image matrix is mostly zeros):
+    a compact, JSON-friendly form for per-image records and checkpoints."""
+    conf = np.asarray(conf)
+    g, p = np.nonzero(conf)
+    return [[int(a), int(b), int(conf[a, b])] for a, b in zip(g, p)]
+
+
+def confusion_from_entries(entries: Sequence[Sequence[int]], num_classes: int) -> np.ndarray:
+    """Inverse of :func:`confusion_to_entries`."""
+    conf = np.zeros((num_classes, num_classes), np.int64)
+    for g, p, count in entries:
+        if not (0 <= g < num_classes and 0 <= p < num_classes):
+            raise ValueError(f"confusion entry ({g}, {p}) outside [0, {num_classes})")
+        conf[g, p] += count
+    return conf
+
+
+def argmax_mask(logits: np.ndarray, class_axis: int = -3) -> np.ndarray:
+    """Class map of ``[..., C, H, W]`` logits as uint8 (first maximum on ties, as ONNX
+    ``ArgMax``); at most 255 classes, so that 255 stays free for void."""
+    logits = np.asarray(logits)
+    if logits.ndim < 3:
+        raise ValueError(f"logits need [C, H, W] or [B, C, H, W], got shape {logits.shape}")
+    if logits.shape[class_axis] > 255:
+        raise ValueError(f"{logits.shape[class_axis]} classes do not fit a uint8 mask (at most 255)")
+    return np.argmax(logits, axis=class_axis).astype(np.uint8)
+
+
+# -------------------------------------------------------------------------- resize_short geometry
+def resize_short_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """``(new_h, new_w)`` with the shorter side ``size`` and the longer ``int(size * long / short)``
+    (torchvision's ``_compute_resized_output_size`` for a one-element size, no ``max_size``)."""
+    if height < 1 or width < 1 or size < 1:
+        raise ValueError(f"sizes must be positive (image {height}x{width}, size {size})")
+    if width <= height:
+        return int(size * height / width), size
+    return size, int(size * width / height)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResizeShortGeometry:
+    """Original image size and the model-input size it was resized to (no crop, no padding)."""
+
+    orig_h: int
+    orig_w: int
+    input_h: int
+    input_w: int
+
+    @classmethod
+    def for_image(cls, height: int, width: int, size: int) -> "ResizeShortGeometry":
+        input_h, input_w = resize_short_size(height, width, size)
+        return cls(orig_h=height, orig_w=width, input_h=input_h, input_w=input_w)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def preprocess_resize_short(rgb: np.ndarray, size: int, mean: Sequence[float] = IMAGENET_MEAN,
+                            std: Sequence[float] = IMAGENET_STD,
+                            interpolation: str = "bilinear") -> tuple[np.ndarray, ResizeShortGeometry]:
+    """RGB uint8 HWC -> ``[3, H', W']`` float32 as torchvision's ``SemanticSegmentation(resize_size=
+    size)`` computes it on a PIL image: PIL resize of the shorter side to ``size`` (skipped when
+    the size already matches, as torchvision does), ``/ 255``, ``(x - mean) / std``.
+    ``mean``/``std`` are in [0, 1] units, as in the card's ``Preprocess``."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 HWC image, got {rgb.dtype} {rgb.shape}")
+    if interpolation not in _PIL_FILTERS:
+        raise ValueError(f"interpolation {interpolation!r} not one of {tuple(_PIL_FILTERS)}")
+    geo = ResizeShortGeometry.for_image(rgb.shape[0], rgb.shape[1], size)
+    if (geo.input_h, geo.input_w) != rgb.shape[:2]:
+        pil = Image.fromarray(np.ascontiguousarray(rgb))
+        rgb = np.asarray(pil.resize((geo.input_w, geo.input_h), _PIL_FILTERS[interpolation]))
+    x = rgb.astype(np.float32).transpose(2, 0, 1) / np.float32(255.0)
+    m = np.asarray(mean, np.float32).reshape(3, 1, 1)
+    s = np.asarray(std, np.float32).reshape(3, 1, 1)
+    return np.ascontiguousarray((x - m) / s, dtype=np.float32), geo
+
+
+def stack_padded(arrays: Sequence[np.ndarray], fill: float = 0.0) -> np.ndarray:
+    """``[B, ..., H_max, W_max]``: arrays of different trailing sizes padded at the bottom/right
+    (torchvision's reference ``cat_list``; it pads images with 0 and targets with 255).
+
+    A padded image is not the image: near its bottom/right edge a convolutional model sees the
+    padding, so masks of a padded batch can differ from one-image requests there (torchvision's
+    reference evaluates with batch size 1). :func:`mask_to_original` crops the padding off."""
+    if not arrays:
+        raise ValueError("stack_padded needs at least one array")
+    arrays = [np.asarray(a) for a in arrays]
+    lead = {a.shape[:-2] for a in arrays}
+    if len(lead) != 1:
+        raise ValueError(f"arrays differ in more than their last two dimensions: {sorted(lead)}")
+    h = max(a.shape[-2] for a in arrays)
+    w = max(a.shape[-1] for a in arrays)
+    out = np.full((len(arrays), *arrays[0].shape[:-2], h, w), fill, dtype=arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[i, ..., :a.shape[-2], :a.shape[-1]] = a
+    return out
+
+
+def nearest_indices(in_size: int, out_size: int) -> np.ndarray:
+    """Source index of each output pixel for nearest-neighbour resizing, exactly as PIL's
+    ``Image.resize(..., NEAREST)`` picks it (what torchvision uses on PIL masks): pixel-center
+    sampling ``floor((i + 0.5) * in / out)`` with the coordinate accumulated step by step in
+    double precision, so the rare exact ties fall the way PIL's do."""
+    if in_size < 1 or out_size < 1:
+        raise ValueError(f"sizes must be positive (in {in_size}, out {out_size})")
+    step = in_size / out_size
+    coords = np.full(out_size, step)
+    coords[0] = 0.5 * step
+    # numpy's float cumsum adds sequentially, as PIL's loop does (``xo += a[0]``)
+    return np.minimum(np.cumsum(coords).astype(np.int64), in_size - 1)
+
+
+def mask_to_original(mask: np.ndarray, geometry: ResizeShortGeometry) -> np.ndarray:
+    """A predicted ``[H', W']`` mask (model-input size) at the original image size, nearest
+    neighbour. A mask larger than the recorded input size (a batch padded at the bottom/right
+    to a common size) is cropped to it first; a smaller one is an error."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be [H, W], got shape {mask.shape}")
+    h, w = geometry.input_h, geometry.input_w
+    if mask.shape[0] < h or mask.shape[1] < w:
+        raise ValueError(f"mask shape {mask.shape} smaller than the model input {h}x{w} it was predicted for")
+    mask = mask[:h, :w]
+    rows = nearest_indices(h, geometry.orig_h)
+    cols = nearest_indices(w, geometry.orig_w)
+    return mask[rows[:, None], cols[None, :]]
+
+
+__all__ = [
+    "VOC_NUM_CLASSES", "VOC_IGNORE_INDEX", "IMAGENET_MEAN", "IMAGENET_STD", "confusion", "miou",
+    "pixel_accuracy", "class_accuracy", "SegmentationScores", "segmentation_scores", "ConfusionMatrix",
+    "confusion_to_entries", "confusion_from_entries", "argmax_mask", "resize_short_size",
+    "ResizeShortGeometry", "preprocess_resize_short", "stack_padded", "nearest_indices", "mask_to_original",
+]

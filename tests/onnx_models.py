@@ -98,3 +98,28 @@ def _save(graph, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def tiny_segmenter(path: Path, *, input_name: str = "input", output_name: str = "out", num_classes: int = 5,
+                   seed: int = 0) -> Path:
+    """``[N,3,H,W] -> [N,num_classes,H,W]`` logits for any H, W (dynamic batch, height, width):
+    conv 3x3 -> relu -> conv 1x1, plus a random per-class bias so every class wins somewhere."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.5, "w1"),
+        numpy_helper.from_array(rng.standard_normal((8,)).astype(np.float32) * 0.1, "b1"),
+        numpy_helper.from_array(rng.standard_normal((num_classes, 8, 1, 1)).astype(np.float32), "w2"),
+        numpy_helper.from_array(rng.standard_normal((num_classes,)).astype(np.float32) * 0.3, "b2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", [input_name, "w1", "b1"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Conv", ["r", "w2", "b2"], [output_name]),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_segmenter",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", num_classes, "H", "W"])], inits)
+    return _save(graph, path)
