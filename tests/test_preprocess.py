@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -29,13 +31,18 @@ def _torchvision_eval(img01: np.ndarray, card_name: str) -> np.ndarray:
 @pytest.mark.parametrize("card_name", ["resnet50", "gluon_resnet50_v1b", "darknet53", "demo_shapes"])
 @pytest.mark.parametrize("hw", SIZES)
 def test_resize_crop_matches_torchvision_eval_transform(card_name, hw):
+    """The tensor-path option (``resample="tensor"``) against torchvision on a float tensor."""
     rng = np.random.default_rng(hash(hw) % 2**32)
     pixels = rng.random((*hw, 3)) * 255.0
-    ours, _ = preprocess(pixels.astype(np.float32), get_card(card_name).preprocess)
+    ours, _ = preprocess(pixels.astype(np.float32), _tensor_path(get_card(card_name).preprocess))
     ref = _torchvision_eval(pixels / 255.0, card_name)
     assert ours.shape == ref.shape == get_card(card_name).input.dims
     assert ours.dtype == np.float32
     np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)
+
+
+def _tensor_path(pp):
+    return dataclasses.replace(pp, resample="tensor")
 
 
 def test_resize_weights_match_torch_antialias_kernel():
@@ -57,7 +64,7 @@ def test_shorter_side_and_crop_offsets_follow_torchvision():
 def test_uint8_and_float_input_agree():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (120, 90, 3), dtype=np.uint8)
-    pp = get_card("demo_shapes").preprocess
+    pp = _tensor_path(get_card("demo_shapes").preprocess)
     a, _ = preprocess(img, pp)
     b, _ = preprocess(img.astype(np.float32), pp)
     np.testing.assert_allclose(a, b, atol=1e-6)
@@ -72,7 +79,8 @@ def test_non_rgb_input_is_refused():
 def test_letterbox_geometry_round_trip(hw):
     h, w = hw
     img = np.full((h, w, 3), 200, np.uint8)
-    out, scale, (px, py) = letterbox(img, 640)
+    out, geo = letterbox(img, 640, rule="predict")
+    scale, px, py = (geo.scale_x if w >= h else geo.scale_y), geo.pad_x, geo.pad_y
     assert out.shape == (640, 640, 3)
     assert scale == pytest.approx(min(640 / h, 640 / w))
     # the image content occupies exactly the unpadded window; the rest is the pad value

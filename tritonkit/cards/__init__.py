@@ -64,6 +64,9 @@ class Preprocess:
       * ``letterbox``: scale to fit ``size`` keeping aspect, pad with ``pad_value`` (YOLO).
       * ``resize``: resize both sides to ``size`` ignoring aspect (SSD).
     Pixel math: ``x = (pixel * scale - mean) / std`` per channel, then ``layout``.
+    resample (``resize_crop`` and ``resize``): ``pil`` resamples the uint8 image with PIL, as
+    torchvision's transforms do on the PIL image ``ImageFolder`` loads (the path published
+    ImageNet accuracies come from); ``tensor`` resamples in float, as torchvision on a tensor.
     """
 
     mode: str
@@ -76,8 +79,11 @@ class Preprocess:
     layout: str = "NCHW"
     pad_value: int = 114
     stride: int = 32
+    resample: str = "pil"
 
     def __post_init__(self) -> None:
+        if self.resample not in ("pil", "tensor"):
+            raise CardError(f"resample {self.resample!r} must be 'pil' or 'tensor'")
         if self.mode not in PREPROCESS_MODES:
             raise CardError(f"preprocess mode {self.mode!r} not one of {PREPROCESS_MODES}")
         if self.interpolation not in INTERPOLATIONS:
