@@ -361,7 +361,7 @@ def _member_name(m: tarfile.TarInfo) -> str:
     return m.name[2:] if m.name.startswith("./") else m.name
 
 
-def _check_tar_complete(tar_path: Path, members: list[tarfile.TarInfo], end: int) -> None:
+def _check_tar_complete(tar_path: Path, members: list[tarfile.TarInfo], end: int | None) -> None:
     """Raise :class:`DatasetError` when the tar stops inside a member or before its end-of-archive
     block (tarfile itself just stops listing at a truncation)."""
     size = tar_path.stat().st_size
@@ -370,6 +370,8 @@ def _check_tar_complete(tar_path: Path, members: list[tarfile.TarInfo], end: int
             raise DatasetError(f"{tar_path}: truncated tar: member {i + 1} ({_member_name(m)!r}) needs "
                                f"{m.offset_data + m.size} bytes, the file has {size}; only {i} complete "
                                f"members were read (re-download or re-create the archive)")
+    if end is None:
+        return
     with open(tar_path, "rb") as f:
         f.seek(end)
         block = f.read(tarfile.BLOCKSIZE)
@@ -381,9 +383,15 @@ def _check_tar_complete(tar_path: Path, members: list[tarfile.TarInfo], end: int
 def _tar_members(tar_path: Path) -> tuple[list[tuple[str, tuple[int, int]]], list[dict]]:
     """``(name, (data offset, size))`` of every regular file in the tar, images or not, and the
     members named like images that are no regular file (links, directories) as unreadable."""
+    every: list[tarfile.TarInfo] = []
     try:
         with tarfile.open(tar_path, mode="r:") as tf:
-            every = list(tf)
+            try:
+                every.extend(tf)
+            except tarfile.ReadError as exc:  # the data ends inside a member
+                _check_tar_complete(tar_path, every, None)
+                raise DatasetError(f"{tar_path}: truncated tar ({exc}): only {len(every)} members were read "
+                                   f"(re-download or re-create the archive)") from None
             end = tf.offset
     except tarfile.ReadError as exc:
         raise DatasetError(f"{tar_path}: not an uncompressed tar archive ({exc}); extract it or "

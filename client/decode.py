@@ -34,6 +34,8 @@ from PIL import Image, UnidentifiedImageError
 from tritonkit.errors import TritonkitError
 
 DEFAULT_MAX_BYTES = 64 << 20  # 64 MiB: far above any photo of a benchmark data set
+# PIL's own decompression-bomb threshold (it only warns up to twice this): refused here instead
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 HEADER_BYTES = 32
 
 
@@ -120,13 +122,16 @@ def read_image_bytes(path: str | Path, *, offset: int = 0, size: int | None = No
     return data
 
 
-def _open_checked(data: bytes, draft: int | None) -> DecodeResult:
+def _open_checked(data: bytes, draft: int | None, max_pixels: int | None) -> DecodeResult:
     """The decode itself; exceptions are turned into reasons by :func:`decode_image`."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format or "image"
             mode = img.mode
             size = img.size
+            if max_pixels is not None and size[0] * size[1] > max_pixels:
+                return DecodeResult(None, f"refused: {fmt} of {size[0]}x{size[1]} = {size[0] * size[1]} pixels, "
+                                          f"over the max_pixels limit of {max_pixels}", mode=mode)
             if draft is not None and fmt == "JPEG":
                 img.draft("RGB", (draft, draft))  # DCT scaling by 1/2, 1/4 or 1/8, shorter side kept >= draft
             try:
@@ -145,8 +150,12 @@ def _open_checked(data: bytes, draft: int | None) -> DecodeResult:
     return DecodeResult(rgb, None, note, mode, size)
 
 
-def decode_image(data: bytes, *, max_bytes: int | None = DEFAULT_MAX_BYTES, draft: int | None = None) -> DecodeResult:
+def decode_image(data: bytes, *, max_bytes: int | None = DEFAULT_MAX_BYTES, draft: int | None = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodeResult:
     """Decode encoded image bytes (JPEG, PNG, ...) to an RGB PIL image. Never raises for bad data.
+
+    Refused before decoding: more than ``max_bytes`` bytes, or a header announcing more than
+    ``max_pixels`` pixels (None: no cap).
 
     ``draft`` (fast mode, not torchvision's reference): let libjpeg downscale a JPEG by 1/2, 1/4
     or 1/8 while decoding, keeping its shorter side at least ``draft`` pixels.
@@ -155,7 +164,7 @@ def decode_image(data: bytes, *, max_bytes: int | None = DEFAULT_MAX_BYTES, draf
         return DecodeResult(None, "empty file (0 bytes)")
     try:
         _check_size(len(data), max_bytes)
-        return _open_checked(data, draft)
+        return _open_checked(data, draft, max_pixels)
     except ImageError as exc:
         return DecodeResult(None, str(exc))
     except Image.DecompressionBombError as exc:
@@ -168,7 +177,8 @@ def decode_image(data: bytes, *, max_bytes: int | None = DEFAULT_MAX_BYTES, draf
         return DecodeResult(None, f"cannot decode: {type(exc).__name__}: {exc}")
 
 
-def decode_file(path, *, max_bytes: int | None = DEFAULT_MAX_BYTES, draft: int | None = None) -> DecodeResult:
+def decode_file(path, *, max_bytes: int | None = DEFAULT_MAX_BYTES, draft: int | None = None,
+                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodeResult:
     """:func:`decode_image` on a file read with :func:`read_image_bytes`; an unreadable, oversized
     or non-image file is an error result, not an exception."""
     try:
@@ -177,4 +187,4 @@ def decode_file(path, *, max_bytes: int | None = DEFAULT_MAX_BYTES, draft: int |
         return DecodeResult(None, str(exc))
     except OSError as exc:
         return DecodeResult(None, f"cannot read {path}: {exc.strerror or exc}")
-    return decode_image(data, max_bytes=max_bytes, draft=draft)
+    return decode_image(data, max_bytes=max_bytes, draft=draft, max_pixels=max_pixels)

@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from tritonkit.cli.args import add_stream_arguments, stream_options
+from tritonkit.client.decode import read_image_bytes
 from tritonkit.client.infer import TritonInfer, contract_mismatches
 from tritonkit.errors import CardError, ServerError, TritonkitError
 
@@ -52,7 +53,7 @@ class CocoItem:
     image_id: int
 
     def read_bytes(self) -> bytes:
-        return self.path.read_bytes()
+        return read_image_bytes(self.path)  # size cap and header check before reading it whole
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from PIL import Image
 
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import Preprocess
-from tritonkit.client.decode import DEFAULT_MAX_BYTES, DecodeResult, ImageError, decode_image
+from tritonkit.client.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeResult, ImageError, decode_image
 
 cv2 = lazy_import("cv2")
 
@@ -375,11 +375,11 @@ def draft_size(pp: Preprocess) -> int | None:
     return pp.resize_to if pp.mode == "resize_crop" else None
 
 
-def preprocess_bytes(data: bytes, pp: Preprocess, *, fast: bool = False,
-                     max_bytes: int | None = DEFAULT_MAX_BYTES) -> tuple[np.ndarray, Geometry, DecodeResult]:
+def preprocess_bytes(data: bytes, pp: Preprocess, *, fast: bool = False, max_bytes: int | None = DEFAULT_MAX_BYTES,
+                     max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, Geometry, DecodeResult]:
     """Decode encoded bytes and preprocess them; ``fast`` also lets libjpeg downscale while
     decoding (:func:`draft_size`). Raises :class:`ImageError` for a file that gives no input."""
-    decoded = decode_image(data, max_bytes=max_bytes, draft=draft_size(pp) if fast else None)
+    decoded = decode_image(data, max_bytes=max_bytes, draft=draft_size(pp) if fast else None, max_pixels=max_pixels)
     if not decoded.ok:
         raise ImageError(decoded.reason)
     x, geo = preprocess(decoded.pil, pp, fast=fast)
