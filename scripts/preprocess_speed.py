@@ -1,0 +1,130 @@
+"""Client decode + preprocessing speed per core: torchvision's reference against tritonkit's.
+
+    taskset -c 0 .venv/bin/python scripts/preprocess_speed.py [--card resnet50] [--images 48] [--repeats 5]
+
+Generates photo-like JPEGs (quality 90, 500x375 .. 640x480, a third of them portrait), then
+times, one image after another on one thread (torch, OpenCV and BLAS limited to one), the best
+of ``--repeats`` passes over all images:
+
+* ``PIL decode only`` — ``Image.open(...).convert("RGB")``: the floor of the work;
+* ``torchvision reference`` — ``pil_loader`` then ``Resize`` -> ``CenterCrop`` -> ``ToTensor``
+  -> ``Normalize`` (what published ImageNet accuracies use);
+* ``tritonkit exact`` — ``decode_image`` + ``preprocess`` (the default, equal to the reference
+  within 1e-5), also into a preallocated batch buffer;
+* ``tritonkit fast`` — ``preprocess_bytes(fast=True)`` (window resampling, JPEG draft);
+* ``tritonkit tensor path`` — the card with ``resample="tensor"`` (float resampling);
+
+and the same without the decode (from decoded PIL images). Prints a markdown table with img/s,
+ms per image, the speed relative to torchvision and the largest difference from its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import time
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from tritonkit.cards import get_card
+from tritonkit.client.decode import decode_image
+from tritonkit.client.preprocess import preprocess, preprocess_bytes
+from tritonkit.report import markdown_table
+
+
+def photos(n: int, seed: int = 0) -> list[bytes]:
+    """``n`` photo-like JPEGs (smooth content plus noise), quality 90, 500x375 .. 640x480."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        w, h = int(rng.integers(500, 641)), int(rng.integers(375, 481))
+        if i % 3 == 0:
+            w, h = h, w
+        base = Image.fromarray(rng.integers(0, 256, (h // 8 + 2, w // 8 + 2, 3), dtype=np.uint8)).resize((w, h), 3)
+        noisy = np.asarray(base).astype(np.int16) + rng.integers(-16, 17, (h, w, 3))
+        buf = io.BytesIO()
+        Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def best_rate(fn: Callable, inputs: list, repeats: int) -> float:
+    """Images per second of the fastest of ``repeats`` passes (after one warm-up pass)."""
+    for x in inputs:
+        fn(x)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for x in inputs:
+            fn(x)
+        best = min(best, time.perf_counter() - t0)
+    return len(inputs) / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--card", default="resnet50")
+    parser.add_argument("--images", type=int, default=48)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    import cv2
+    import torch
+    from threadpoolctl import threadpool_limits
+    from torchvision import transforms as T
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    card = get_card(args.card)
+    pp = card.preprocess
+    tensor_pp = dataclasses.replace(pp, resample="tensor")
+    mode = T.InterpolationMode.BILINEAR if pp.interpolation == "bilinear" else T.InterpolationMode.BICUBIC
+    tv = T.Compose([T.Resize(pp.resize_to, interpolation=mode), T.CenterCrop(pp.size), T.ToTensor(),
+                    T.Normalize(pp.mean, pp.std)])
+    data = photos(args.images)
+    decoded = [Image.open(io.BytesIO(d)).convert("RGB") for d in data]
+    buffer = np.empty((len(data), *card.input.dims), np.float32)
+    slot = iter(range(10 ** 9))
+
+    def pil_loader(d: bytes) -> Image.Image:
+        return Image.open(io.BytesIO(d)).convert("RGB")
+
+    def exact_into_batch(d: bytes) -> None:
+        preprocess(decode_image(d).pil, pp, out=buffer[next(slot) % len(data)])
+
+    cases = [
+        ("PIL decode only", lambda d: pil_loader(d), data, None),
+        ("torchvision reference", lambda d: tv(pil_loader(d)), data, None),
+        ("tritonkit exact", lambda d: preprocess(decode_image(d).pil, pp), data, pp),
+        ("tritonkit exact, into a batch buffer", exact_into_batch, data, pp),
+        ("tritonkit fast", lambda d: preprocess_bytes(d, pp, fast=True), data, "fast"),
+        ("tritonkit tensor path", lambda d: preprocess(decode_image(d).pil, tensor_pp), data, tensor_pp),
+        ("preprocess only: torchvision", tv, decoded, None),
+        ("preprocess only: tritonkit exact", lambda im: preprocess(im, pp), decoded, pp),
+        ("preprocess only: tritonkit fast", lambda im: preprocess(im, pp, fast=True), decoded, "fast"),
+    ]
+    refs = [tv(im).numpy() for im in decoded]
+    rows, rate_of = [], {}
+    with threadpool_limits(limits=1):
+        for name, fn, inputs, which in cases:
+            rate = best_rate(fn, inputs, args.repeats)
+            rate_of[name] = rate
+            base = rate_of["torchvision reference" if not name.startswith("preprocess only") else
+                           "preprocess only: torchvision"] if "torchvision" not in name and "decode only" not in name else None
+            diff = None
+            if which is not None:
+                outs = [preprocess_bytes(d, pp, fast=True)[0] for d in data] if which == "fast" else \
+                    [preprocess(im, which)[0] for im in decoded]
+                diff = max(float(np.abs(o - r).max()) for o, r in zip(outs, refs))
+            rows.append([name, rate, 1e3 / rate, None if base is None else rate / base,
+                         None if diff is None else f"{diff:.1e}"])
+    print(f"card {card.name} ({pp.mode} {pp.resize_to}->{pp.size} {pp.interpolation}), {len(data)} JPEGs q90, "
+          f"one thread, best of {args.repeats}\n")
+    print(markdown_table(["path", "img/s", "ms/img", "x torchvision", "max abs diff vs torchvision"], rows, digits=3))
+
+
+if __name__ == "__main__":
+    main()
