@@ -29,13 +29,16 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from tritonkit._lazy import lazy_import
 from tritonkit.errors import TritonkitError
 
+Image = lazy_import("PIL.Image")  # pillow: a dependency, imported on first decode (keeps --help light)
+
 DEFAULT_MAX_BYTES = 64 << 20  # 64 MiB: far above any photo of a benchmark data set
-# PIL's own decompression-bomb threshold (it only warns up to twice this): refused here instead
-DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+# PIL's own decompression-bomb threshold, Image.MAX_IMAGE_PIXELS (it only warns up to twice
+# this): refused here instead
+DEFAULT_MAX_PIXELS = 89_478_485
 HEADER_BYTES = 32
 
 
@@ -139,7 +142,7 @@ def _open_checked(data: bytes, draft: int | None, max_pixels: int | None) -> Dec
             except (OSError, SyntaxError, ValueError) as exc:
                 return DecodeResult(None, f"truncated or corrupt {fmt}: {exc}", mode=mode)
             rgb = img if mode == "RGB" else img.convert("RGB")
-    except UnidentifiedImageError:
+    except Image.UnidentifiedImageError:
         fmt = sniff_format(data)
         if fmt is not None:  # the signature says image, but PIL could not parse its header
             return DecodeResult(None, f"corrupt {fmt}: unreadable header ({len(data)} bytes)")

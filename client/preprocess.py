@@ -29,15 +29,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import Preprocess
 from tritonkit.client.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeResult, ImageError, decode_image
 
 cv2 = lazy_import("cv2")
-
-_PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+Image = lazy_import("PIL.Image")
 # The exact PIL path holds two intermediate images (the horizontal pass over every row, the
 # vertical pass over the crop's columns); when they would exceed this many pixels (64 MiB; only
 # aspect ratios beyond ~1:300 do) the crop window alone is resampled, so memory stays bounded.
@@ -172,6 +170,10 @@ def resize_exact(img: np.ndarray, out_h: int, out_w: int, interpolation: str = "
 
 
 # --------------------------------------------------------------------------------- PIL path
+def _pil_filter(interpolation: str) -> int:
+    return {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}[interpolation]
+
+
 def pil_resize_crop(img: Image.Image, resize: int, crop: int, interpolation: str = "bilinear",
                     fast: bool = False) -> Image.Image:
     """PIL path: ``CenterCrop(crop)(Resize(resize)(img))`` on an RGB PIL image, bit-identical
@@ -181,7 +183,7 @@ def pil_resize_crop(img: Image.Image, resize: int, crop: int, interpolation: str
     if nh < crop or nw < crop:
         raise ImageError(f"resized image {nh}x{nw} is smaller than the crop {crop}")
     top, left = center_crop_offsets(nh, nw, crop)
-    flt = _PIL_FILTERS[interpolation]
+    flt = _pil_filter(interpolation)
     if fast or nw * h + crop * nh > EXACT_MAX_PIXELS:
         sx, sy = w / nw, h / nh
         return img.resize((crop, crop), flt, box=(left * sx, top * sy, (left + crop) * sx, (top + crop) * sy))
@@ -335,7 +337,7 @@ def _pixels(pil: Image.Image | None, arr: np.ndarray | None, pp: Preprocess, fas
         out = pil_resize_crop(pil, pp.resize_to, pp.size, pp.interpolation, fast)
         geo = _resize_crop_geometry(h, w, pp)
     else:
-        out = pil.resize((pp.size, pp.size), _PIL_FILTERS[pp.interpolation])
+        out = pil.resize((pp.size, pp.size), _pil_filter(pp.interpolation))
         geo = Geometry(h, w, pp.size / w, pp.size / h, 0.0, 0.0)
     return np.asarray(out), geo
 
