@@ -461,7 +461,8 @@ def open_dataset(data: str | Path, card: ModelCard, gt: str | Path | None = None
     if gt is None and not flat:
         items, others, bad = _folder_items(root, classes, max_bytes)
         if items:
-            return Dataset(items, "folders", root, classes, total=len(items), not_images=others, unreadable=bad)
+            return Dataset(items, "folders", root, classes, total=len(items), not_images=others,
+                           unreadable=[_unreadable(p.name, why) for p, why in flat_bad] + bad)
     if not flat:
         if gt is not None:
             raise DatasetError(f"{root}: no image files directly in the folder to match the ground truth {gt}")

@@ -28,11 +28,17 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
+from tritonkit._lazy import lazy_import
 from tritonkit.cards import get_card
 from tritonkit.client.decode import decode_image
 from tritonkit.client.preprocess import preprocess, preprocess_bytes
 from tritonkit.report import markdown_table
+
+cv2 = lazy_import("cv2")
+torch = lazy_import("torch")
+transforms = lazy_import("torchvision.transforms")
 
 
 def photos(n: int, seed: int = 0) -> list[bytes]:
@@ -71,11 +77,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    import cv2
-    import torch
-    from threadpoolctl import threadpool_limits
-    from torchvision import transforms as T
-
+    T = transforms
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     card = get_card(args.card)

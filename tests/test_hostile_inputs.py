@@ -268,10 +268,11 @@ def test_broken_entries_are_counted_and_listed_in_the_folder_layout(tmp_path):
     folder.mkdir()
     (folder / "good.jpg").write_bytes(_encode(np.zeros((70, 70, 3), np.uint8), "JPEG"))
     bad = _broken_entries(folder)
+    (tmp_path / "root_dangling.jpg").symlink_to(tmp_path / "gone.jpg")  # beside the class folders
     ds = open_dataset(tmp_path, SHAPES)
     assert [it.key for it in ds.items] == [f"{folder.name}/good.jpg"]
     listed = {Path(e["path"]).name: e["reason"] for e in ds.excluded()}
-    assert set(listed) == bad and ds.describe()["unreadable"] == 5
+    assert set(listed) == bad | {"root_dangling.jpg"} and ds.describe()["unreadable"] == 6
     assert "dangling symlink" in listed["dangling.JPEG"] and "symlink loop" in listed["loop_a.JPEG"]
     assert "directory" in listed["dir.JPEG"] and "not a regular file" in listed["pipe.JPEG"]
 

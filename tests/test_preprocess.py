@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from tritonkit.cards import get_card
+from tritonkit.client.decode import decode_image
 from tritonkit.client.preprocess import (
-    Geometry, center_crop_offsets, letterbox, preprocess, resize_weights, shorter_side_size)
+    Geometry, center_crop_offsets, letterbox, letterbox_plan, preprocess, preprocess_batch, preprocess_bytes,
+    resize_weights, shorter_side_size)
 
 SIZES = [(375, 500), (500, 333), (224, 224), (800, 600), (256, 300), (100, 180), (257, 1000)]
 
@@ -170,8 +172,6 @@ def test_pil_path_equals_torchvision_pil_reference(card_name, mode):
     """The default (``resample="pil"``) on decoded files of many sizes and modes equals
     torchvision's PIL-path eval transform within 1e-5 after normalisation (bilinear and bicubic
     cards; resize_crop and plain resize)."""
-    from tritonkit.client.decode import decode_image
-
     pp = get_card(card_name).preprocess
     assert pp.resample == "pil"
     for i, (h, w) in enumerate(PHOTO_SIZES):
@@ -197,8 +197,6 @@ def test_pil_path_differs_from_the_tensor_path_the_card_can_ask_for():
 
 
 def test_batch_buffer_and_out_slot_equal_per_sample_preprocessing():
-    from tritonkit.client.preprocess import preprocess_batch
-
     pp = get_card("resnet50").preprocess
     images = [_photo(h, w, i) for i, (h, w) in enumerate(PHOTO_SIZES[:4])]
     batch, geos = preprocess_batch(images, pp)
@@ -221,8 +219,6 @@ def test_float_input_needs_the_tensor_path():
 def test_fast_mode_is_close_to_exact_and_keeps_geometry_in_file_pixels():
     """Fast mode (window-only resampling; JPEG DCT downscaling while decoding) is not exact but
     close; the geometry stays in the file's pixels even when the decoder downscaled."""
-    from tritonkit.client.preprocess import preprocess_bytes
-
     pp = get_card("resnet50").preprocess
     for h, w in [(375, 500), (1200, 1600)]:
         data = _file_in_mode("RGB", h, w, seed=3)
@@ -274,8 +270,6 @@ def _letterbox_sizes() -> list[tuple[int, int]]:
 
 @pytest.mark.parametrize("size", [640, 416, 128])
 def test_letterbox_equals_ultralytics_val_transcription(size):
-    from tritonkit.client.preprocess import letterbox
-
     rng = np.random.default_rng(size)
     for h, w in _letterbox_sizes():
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -297,8 +291,6 @@ def test_letterbox_equals_real_ultralytics_when_installed(tmp_path):
     from ultralytics.data.augment import LetterBox
     from ultralytics.data.base import BaseDataset
 
-    from tritonkit.client.preprocess import letterbox
-
     rng = np.random.default_rng(5)
     for h, w in _letterbox_sizes()[:30]:
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -314,8 +306,6 @@ def test_letterbox_equals_real_ultralytics_when_installed(tmp_path):
 
 
 def test_letterbox_plan_never_gives_a_zero_side():
-    from tritonkit.client.preprocess import letterbox_plan
-
     for rule in ("val", "predict"):
         for h, w in [(1, 20000), (20000, 1), (20, 20000), (1, 1)]:
             plan = letterbox_plan(h, w, 640, rule)
