@@ -335,11 +335,9 @@ def _pixels(pil: Image.Image | None, arr: np.ndarray | None, pp: Preprocess, fas
         pil = Image.fromarray(np.ascontiguousarray(arr))
     if pp.mode == "resize_crop":
         out = pil_resize_crop(pil, pp.resize_to, pp.size, pp.interpolation, fast)
-        geo = _resize_crop_geometry(h, w, pp)
-    else:
-        out = pil.resize((pp.size, pp.size), _pil_filter(pp.interpolation))
-        geo = Geometry(h, w, pp.size / w, pp.size / h, 0.0, 0.0)
-    return np.asarray(out), geo
+        return np.asarray(out), _resize_crop_geometry(h, w, pp)
+    out = pil.resize((pp.size, pp.size), _pil_filter(pp.interpolation))
+    return np.asarray(out), Geometry(h, w, pp.size / w, pp.size / h, 0.0, 0.0)
 
 
 def preprocess(img, pp: Preprocess, *, out: np.ndarray | None = None,
@@ -351,6 +349,8 @@ def preprocess(img, pp: Preprocess, *, out: np.ndarray | None = None,
     given (e.g. ``batch[i]`` of a preallocated batch). ``fast`` trades exactness for speed
     (module docstring). A geometry that cannot be computed raises :class:`ImageError`.
     """
+    if pp.mode not in ("resize_crop", "resize", "letterbox"):
+        raise ValueError(f"preprocess mode {pp.mode!r} is not implemented by preprocess()")
     pil, arr = _check_input(img)
     pixels, geo = _pixels(pil, arr, pp, fast)
     shape = sample_shape(pp)

@@ -25,6 +25,7 @@ from tritonkit.errors import CardError
 TASKS = ("classify", "detect", "segment")
 PREPROCESS_MODES = ("resize_crop", "letterbox", "resize")
 INTERPOLATIONS = ("bilinear", "bicubic")
+RESAMPLES = ("pil", "tensor")
 POSTPROCESS_KINDS = ("softmax_topk", "yolo", "ssd", "argmax_mask")
 TRITON_DTYPES = ("FP32", "FP16", "INT8", "UINT8", "INT32", "INT64", "BOOL")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -82,8 +83,8 @@ class Preprocess:
     resample: str = "pil"
 
     def __post_init__(self) -> None:
-        if self.resample not in ("pil", "tensor"):
-            raise CardError(f"resample {self.resample!r} must be 'pil' or 'tensor'")
+        if self.resample not in RESAMPLES:
+            raise CardError(f"resample {self.resample!r} not one of {RESAMPLES}")
         if self.mode not in PREPROCESS_MODES:
             raise CardError(f"preprocess mode {self.mode!r} not one of {PREPROCESS_MODES}")
         if self.interpolation not in INTERPOLATIONS:
