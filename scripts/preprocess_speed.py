@@ -4,7 +4,7 @@
 
 Generates photo-like JPEGs (quality 90, 500x375 .. 640x480, a third of them portrait), then
 times, one image after another on one thread (torch, OpenCV and BLAS limited to one), the best
-of ``--repeats`` passes over all images:
+of ``--repeats`` interleaved passes over all images:
 
 * ``PIL decode only`` — ``Image.open(...).convert("RGB")``: the floor of the work;
 * ``torchvision reference`` — ``pil_loader`` then ``Resize`` -> ``CenterCrop`` -> ``ToTensor``
@@ -57,17 +57,19 @@ def photos(n: int, seed: int = 0) -> list[bytes]:
     return out
 
 
-def best_rate(fn: Callable, inputs: list, repeats: int) -> float:
-    """Images per second of the fastest of ``repeats`` passes (after one warm-up pass)."""
-    for x in inputs:
-        fn(x)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for x in inputs:
-            fn(x)
-        best = min(best, time.perf_counter() - t0)
-    return len(inputs) / best
+def best_rates(cases: list[tuple[str, Callable, list]], repeats: int) -> dict[str, float]:
+    """Images per second of each case's fastest pass. The passes are interleaved (every case
+    once per round, ``repeats`` rounds after a warm-up round), so that load from other
+    processes falls on all cases alike."""
+    best = {name: float("inf") for name, _, _ in cases}
+    for round_ in range(repeats + 1):
+        for name, fn, inputs in cases:
+            t0 = time.perf_counter()
+            for x in inputs:
+                fn(x)
+            if round_:
+                best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: len(inputs) / best[name] for name, _, inputs in cases}
 
 
 def main() -> None:
@@ -109,22 +111,21 @@ def main() -> None:
         ("preprocess only: tritonkit fast", lambda im: preprocess(im, pp, fast=True), decoded, "fast"),
     ]
     refs = [tv(im).numpy() for im in decoded]
-    rows, rate_of = [], {}
     with threadpool_limits(limits=1):
-        for name, fn, inputs, which in cases:
-            rate = best_rate(fn, inputs, args.repeats)
-            rate_of[name] = rate
-            base = rate_of["torchvision reference" if not name.startswith("preprocess only") else
-                           "preprocess only: torchvision"] if "torchvision" not in name and "decode only" not in name else None
-            diff = None
-            if which is not None:
-                outs = [preprocess_bytes(d, pp, fast=True)[0] for d in data] if which == "fast" else \
-                    [preprocess(im, which)[0] for im in decoded]
-                diff = max(float(np.abs(o - r).max()) for o, r in zip(outs, refs))
-            rows.append([name, rate, 1e3 / rate, None if base is None else rate / base,
-                         None if diff is None else f"{diff:.1e}"])
+        rates = best_rates([(name, fn, inputs) for name, fn, inputs, _ in cases], args.repeats)
+    rows = []
+    for name, _, _, which in cases:
+        base = None
+        if "torchvision" not in name and "decode only" not in name:
+            base = rates["preprocess only: torchvision" if name.startswith("preprocess only") else "torchvision reference"]
+        diff = None
+        if which is not None:
+            outs = [preprocess_bytes(d, pp, fast=True)[0] for d in data] if which == "fast" else \
+                [preprocess(im, which)[0] for im in decoded]
+            diff = f"{max(float(np.abs(o - r).max()) for o, r in zip(outs, refs)):.1e}"
+        rows.append([name, rates[name], 1e3 / rates[name], None if base is None else rates[name] / base, diff])
     print(f"card {card.name} ({pp.mode} {pp.resize_to}->{pp.size} {pp.interpolation}), {len(data)} JPEGs q90, "
-          f"one thread, best of {args.repeats}\n")
+          f"one thread, best of {args.repeats} interleaved rounds\n")
     print(markdown_table(["path", "img/s", "ms/img", "x torchvision", "max abs diff vs torchvision"], rows, digits=3))
 
 
