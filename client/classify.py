@@ -79,8 +79,9 @@ class ClassifyAdapter:
     card: ModelCard
     k: int = 5
 
-    def prepare(self, item: Any, rgb: np.ndarray) -> tuple[np.ndarray, int]:
-        x, _ = preprocess(rgb, self.card.preprocess)
+    def prepare(self, item: Any, image: Any) -> tuple[np.ndarray, int]:
+        """``image``: the decoded RGB PIL image (or an RGB uint8 HWC array)."""
+        x, _ = preprocess(image, self.card.preprocess)
         return x.astype(self.card.input.numpy_dtype, copy=False), int(item.label)
 
     def postprocess(self, outputs: Mapping[str, np.ndarray], meta: int) -> dict:

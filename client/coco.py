@@ -129,6 +129,25 @@ def _bad_entries(entries: list, required: dict[str, tuple[type, ...]]) -> tuple[
     return count, first
 
 
+def _valid_bbox(bbox: list) -> bool:
+    """``[x, y, w, h]`` of finite numbers (not bools) with ``w, h >= 0``."""
+    return (len(bbox) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
+            and all(math.isfinite(v) for v in bbox) and bbox[2] >= 0 and bbox[3] >= 0)
+
+
+def _check_unique_file_names(images: list[dict], path: Path) -> None:
+    """Two ``images`` entries with one file name would silently drop one image and its ground
+    truth (the folder holds one file): an annotation error naming the image ids."""
+    by_name: dict[str, list[int]] = {}
+    for im in images:
+        by_name.setdefault(Path(im["file_name"]).name, []).append(im["id"])
+    dups = sorted((ids for ids in by_name.values() if len(ids) > 1), key=min)
+    if dups:
+        name = next(n for n, ids in by_name.items() if ids == dups[0])
+        raise DatasetError(f"{path}: {len(dups)} file names are listed by more than one image (first: "
+                           f"{name!r} for image ids {', '.join(map(str, dups[0]))})")
+
+
 def check_annotations(data: dict, path: Path) -> dict:
     """Validate COCO detection JSON (the input is not modified); returns a copy with COCOeval's defaults
     filled in (``id``, ``area`` = w*h, ``iscrowd`` = 0 where absent)."""
@@ -142,16 +161,17 @@ def check_annotations(data: dict, path: Path) -> dict:
         n, first = _bad_entries(entries, required)
         if n:
             raise DatasetError(f"{path}: {n} malformed entries in '{key}' (first {first})")
-    bad_boxes = [i for i, a in enumerate(anns)
-                 if len(a["bbox"]) != 4 or not all(isinstance(v, (int, float)) for v in a["bbox"])
-                 or a["bbox"][2] < 0 or a["bbox"][3] < 0]
+    bad_boxes = [i for i, a in enumerate(anns) if not _valid_bbox(a["bbox"])]
     if bad_boxes:
-        raise DatasetError(f"{path}: {len(bad_boxes)} annotations have a bbox that is not [x, y, w, h] "
-                           f"with w, h >= 0 (first #{bad_boxes[0]})")
+        first = anns[bad_boxes[0]]
+        raise DatasetError(f"{path}: {len(bad_boxes)} annotations have a bbox that is not [x, y, w, h] of finite "
+                           f"numbers with w, h >= 0 (first #{bad_boxes[0]}: image id {first['image_id']}, "
+                           f"bbox {first['bbox']})")
     ids = [im["id"] for im in images]
     if len(set(ids)) != len(ids):
         dup = sorted(i for i, n in Counter(ids).items() if n > 1)
         raise DatasetError(f"{path}: {len(dup)} duplicate image ids in 'images' (first: {dup[:5]})")
+    _check_unique_file_names(images, path)
     known = set(ids)
     orphans = [a["image_id"] for a in anns if a["image_id"] not in known]
     if orphans:

@@ -10,6 +10,14 @@ Layouts (:func:`open_dataset` picks one from what it finds):
 * **tar** — the original ``ILSVRC2012_img_val.tar`` read in place: the members are indexed
   once (offset and size, no extraction) and each image is read by seeking into the tar. Its
   MD5 is checked first (``29b22e2961454d5413ddabcf34fc5622`` unless another is given, or skip).
+  A truncated tar is refused whether or not the MD5 is checked (the error says how many
+  members were read).
+
+Every entry named like an image that is not a readable regular file (a dangling symlink, a
+symlink loop, a directory called ``x.JPEG``, a pipe) is counted and listed in
+:attr:`Dataset.unreadable`, as bad images are. Items read their bytes through
+:func:`tritonkit.client.decode.read_image_bytes`: at most ``max_bytes`` (64 MiB unless given),
+header checked before the rest is read.
 
 Ground-truth files (:func:`read_ground_truth`):
 
@@ -25,8 +33,11 @@ picks a deterministic subset (see :func:`select_subset`).
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
+import os
+import stat
 import tarfile
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,6 +45,7 @@ from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from tritonkit.cards import ModelCard, load_labels
+from tritonkit.client.decode import DEFAULT_MAX_BYTES, ImageError, read_image_bytes
 from tritonkit.errors import DatasetError
 
 IMAGENET_VAL_TAR_MD5 = "29b22e2961454d5413ddabcf34fc5622"
@@ -50,9 +62,10 @@ class FileItem:
     key: str
     path: Path
     label: int
+    max_bytes: int | None = DEFAULT_MAX_BYTES
 
     def read_bytes(self) -> bytes:
-        return self.path.read_bytes()
+        return read_image_bytes(self.path, max_bytes=self.max_bytes)
 
 
 @dataclass(frozen=True)
@@ -64,14 +77,17 @@ class TarItem:
     offset: int
     size: int
     label: int
+    max_bytes: int | None = DEFAULT_MAX_BYTES
 
     def read_bytes(self) -> bytes:
-        with open(self.tar_path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read(self.size)
-        if len(data) != self.size:
-            raise OSError(f"{self.tar_path} ends inside member {self.key} (read {len(data)} of {self.size} bytes)")
-        return data
+        available = os.stat(self.tar_path).st_size - self.offset
+        if available < self.size:
+            raise OSError(f"{self.tar_path} ends inside member {self.key} (has {max(available, 0)} of "
+                          f"{self.size} bytes)")
+        try:
+            return read_image_bytes(self.tar_path, offset=self.offset, size=self.size, max_bytes=self.max_bytes)
+        except ImageError as exc:
+            raise ImageError(f"tar member {self.key}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------- class map
@@ -205,7 +221,9 @@ class Dataset:
     ``skipped`` holds ``{"path", "reason"}`` for images without ground truth; ``not_images``
     the same for files among the images whose suffix is no image format's (``notes.txt`` in a
     class folder), which are counted and listed, never evaluated; ``missing`` counts
-    ground-truth entries with no image; ``subset`` says how ``--limit`` chose the items.
+    ground-truth entries with no image; ``subset`` says how ``--limit`` chose the items;
+    ``unreadable`` lists entries named like images that are no readable regular file (dangling
+    symlink, symlink loop, directory, pipe) with the reason.
     """
 
     items: list
@@ -218,17 +236,18 @@ class Dataset:
     subset: str = "all"
     total: int = 0
     not_images: list[dict] = field(default_factory=list)
+    unreadable: list[dict] = field(default_factory=list)
 
     def describe(self) -> dict:
         return {"layout": self.layout, "root": str(self.root),
                 "ground_truth": str(self.ground_truth) if self.ground_truth else None,
                 "images_found": self.total, "images_used": len(self.items), "subset": self.subset,
                 "without_ground_truth": len(self.skipped), "ground_truth_without_image": self.missing,
-                "not_images": len(self.not_images)}
+                "not_images": len(self.not_images), "unreadable": len(self.unreadable)}
 
     def excluded(self) -> list[dict]:
         """Every file found but not evaluated, ``{"path", "reason"}``, in path order."""
-        return sorted(self.skipped + self.not_images, key=lambda e: e["path"])
+        return sorted(self.skipped + self.not_images + self.unreadable, key=lambda e: e["path"])
 
 
 def _is_image(p: Path) -> bool:
@@ -240,17 +259,55 @@ def _not_image(key: str) -> dict:
     return {"path": key, "reason": f"not an image file (suffix {suffix or 'none'!r}), not evaluated"}
 
 
+def entry_problem(p: Path) -> str | None:
+    """Why a directory entry cannot be read as a file (None: it is a regular file, or a symlink
+    to one): a dangling symlink, a symlink loop, a directory, a device or pipe."""
+    try:
+        st = p.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop, not evaluated"
+        if p.is_symlink():
+            return f"dangling symlink (target {os.readlink(p)!r} does not exist), not evaluated"
+        return f"cannot stat: {exc.strerror or exc}, not evaluated"
+    if stat.S_ISDIR(st.st_mode):
+        return "a directory, not an image file, not evaluated"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (device, pipe or socket), not evaluated"
+    return None
+
+
+def _scan(folder: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """``(images, other regular files, unreadable image-named entries with their reason)`` of a
+    folder, each sorted; hidden entries are left out."""
+    images, others, bad = [], [], []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        problem = entry_problem(p)
+        if problem is None:
+            (images if _is_image(p) else others).append(p)
+        elif _is_image(p):
+            bad.append((p, problem))
+    return images, others, bad
+
+
 def _is_other_file(p: PurePosixPath | Path, ground_truth: Path | None = None) -> bool:
     """A visible file that is not an image and not a ground-truth file."""
     return (not p.name.startswith(".") and not _is_image(Path(p.name)) and p.name not in GT_CANDIDATES
             and (ground_truth is None or p.name != Path(ground_truth).name))
 
 
-def _folder_items(root: Path, classes: ClassMap) -> tuple[list[FileItem], list[dict]]:
-    items, others = [], []
+def _unreadable(key: str, reason: str) -> dict:
+    return {"path": key, "reason": reason}
+
+
+def _folder_items(root: Path, classes: ClassMap,
+                  max_bytes: int | None) -> tuple[list[FileItem], list[dict], list[dict]]:
+    items, others, bad = [], [], []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        entries = sorted(p for p in sub.iterdir() if p.is_file())
-        files = [p for p in entries if _is_image(p)]
+        files, entries, broken = _scan(sub)
+        bad += [_unreadable(f"{sub.name}/{p.name}", why) for p, why in broken]
         if not files:
             continue
         idx = classes.index(sub.name)
@@ -258,9 +315,9 @@ def _folder_items(root: Path, classes: ClassMap) -> tuple[list[FileItem], list[d
             known = ", ".join(classes.names[:5]) + (" ..." if len(classes) > 5 else "")
             raise DatasetError(f"{sub}: folder name {sub.name!r} is not a class of label set "
                                f"{classes.label_set!r} (expected one of {known})")
-        items += [FileItem(f"{sub.name}/{f.name}", f, idx) for f in files]
+        items += [FileItem(f"{sub.name}/{f.name}", f, idx, max_bytes) for f in files]
         others += [_not_image(f"{sub.name}/{f.name}") for f in entries if _is_other_file(f)]
-    return items, others
+    return items, others, bad
 
 
 def _find_gt(root: Path) -> Path | None:
@@ -300,36 +357,74 @@ def check_md5(path: Path, expected: str) -> None:
                            f"(corrupt or a different file; pass --no-md5-check to use it anyway)")
 
 
-def _tar_members(tar_path: Path) -> list[tuple[str, tuple[int, int]]]:
-    """``(name, (data offset, size))`` of every regular file in the tar, images or not."""
+def _member_name(m: tarfile.TarInfo) -> str:
+    return m.name[2:] if m.name.startswith("./") else m.name
+
+
+def _check_tar_complete(tar_path: Path, members: list[tarfile.TarInfo], end: int | None) -> None:
+    """Raise :class:`DatasetError` when the tar stops inside a member or before its end-of-archive
+    block (tarfile itself just stops listing at a truncation)."""
+    size = tar_path.stat().st_size
+    for i, m in enumerate(members):
+        if m.offset_data + m.size > size:
+            raise DatasetError(f"{tar_path}: truncated tar: member {i + 1} ({_member_name(m)!r}) needs "
+                               f"{m.offset_data + m.size} bytes, the file has {size}; only {i} complete "
+                               f"members were read (re-download or re-create the archive)")
+    if end is None:
+        return
+    with open(tar_path, "rb") as f:
+        f.seek(end)
+        block = f.read(tarfile.BLOCKSIZE)
+    if len(block) < tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
+        raise DatasetError(f"{tar_path}: truncated tar: no end-of-archive block after the {len(members)} "
+                           f"members read (re-download or re-create the archive)")
+
+
+def _tar_members(tar_path: Path) -> tuple[list[tuple[str, tuple[int, int]]], list[dict]]:
+    """``(name, (data offset, size))`` of every regular file in the tar, images or not, and the
+    members named like images that are no regular file (links, directories) as unreadable."""
+    every: list[tarfile.TarInfo] = []
     try:
         with tarfile.open(tar_path, mode="r:") as tf:
-            return [(m.name[2:] if m.name.startswith("./") else m.name, (m.offset_data, m.size))
-                    for m in tf if m.isfile()]
+            try:
+                every.extend(tf)
+            except tarfile.ReadError as exc:  # the data ends inside a member
+                _check_tar_complete(tar_path, every, None)
+                raise DatasetError(f"{tar_path}: truncated tar ({exc}): only {len(every)} members were read "
+                                   f"(re-download or re-create the archive)") from None
+            end = tf.offset
     except tarfile.ReadError as exc:
         raise DatasetError(f"{tar_path}: not an uncompressed tar archive ({exc}); extract it or "
                            f"pass the uncompressed ILSVRC2012_img_val.tar") from None
     except OSError as exc:
         raise DatasetError(f"{tar_path}: cannot read tar ({exc.strerror or exc})") from None
+    _check_tar_complete(tar_path, every, end)
+    files = [(_member_name(m), (m.offset_data, m.size)) for m in every if m.isfile()]
+    kinds = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link", tarfile.DIRTYPE: "a directory"}
+    bad = [_unreadable(_member_name(m), f"tar member is {kinds.get(m.type, 'not a regular file')}, not evaluated")
+           for m in every if not m.isfile() and _is_image(Path(PurePosixPath(_member_name(m)).name))]
+    return files, bad
 
 
 def open_tar(tar_path: str | Path, classes: ClassMap, gt_path: str | Path | None,
-             expected_md5: str | None = IMAGENET_VAL_TAR_MD5) -> Dataset:
+             expected_md5: str | None = IMAGENET_VAL_TAR_MD5, max_bytes: int | None = DEFAULT_MAX_BYTES) -> Dataset:
     """Index an uncompressed tar of images (no extraction). Labels from ``gt_path``, or from
-    ``<class>/`` folders inside the tar when no ground truth is given."""
+    ``<class>/`` folders inside the tar when no ground truth is given. A truncated tar is a
+    :class:`DatasetError` saying how many members were read."""
     tar_path = Path(tar_path)
     if not tar_path.is_file():
         raise DatasetError(f"{tar_path}: tar file not found")
     if expected_md5:
         check_md5(tar_path, expected_md5)
-    every = sorted(_tar_members(tar_path))
+    listed, bad = _tar_members(tar_path)
+    every = sorted(listed)
     members = [(k, src) for k, src in every if _is_image(Path(PurePosixPath(k).name))]
     others = [_not_image(k) for k, _ in every if _is_other_file(PurePosixPath(k), gt_path)]
     if not members:
         raise DatasetError(f"{tar_path}: no image members in the tar")
 
     def make(key, src, label):
-        return TarItem(key, tar_path, src[0], src[1], label)
+        return TarItem(key, tar_path, src[0], src[1], label, max_bytes)
 
     if gt_path is None:
         items = []
@@ -340,30 +435,34 @@ def open_tar(tar_path: str | Path, classes: ClassMap, gt_path: str | Path | None
                 raise DatasetError(f"{tar_path}: member {key!r} is not in a class folder and no ground-truth "
                                    f"file was given (--gt val.txt)")
             items.append(make(key, src, idx))
-        return Dataset(items, "tar", tar_path, classes, total=len(items), not_images=others)
+        return Dataset(items, "tar", tar_path, classes, total=len(items), not_images=others, unreadable=bad)
     gt = read_ground_truth(gt_path, classes)
     items, skipped, missing = _with_gt(members, gt, make)
     if not items:
         raise DatasetError(f"{gt.path}: no entry matches an image in {tar_path}")
-    return Dataset(items, "tar", tar_path, classes, gt.path, skipped, missing, total=len(members), not_images=others)
+    return Dataset(items, "tar", tar_path, classes, gt.path, skipped, missing, total=len(members), not_images=others,
+                   unreadable=bad)
 
 
 def open_dataset(data: str | Path, card: ModelCard, gt: str | Path | None = None,
-                 expected_md5: str | None = IMAGENET_VAL_TAR_MD5) -> Dataset:
-    """Open ``data`` (a folder or a tar) for ``card``; the layout is detected (module docstring)."""
+                 expected_md5: str | None = IMAGENET_VAL_TAR_MD5,
+                 max_bytes: int | None = DEFAULT_MAX_BYTES) -> Dataset:
+    """Open ``data`` (a folder or a tar) for ``card``; the layout is detected (module docstring).
+    ``max_bytes``: the largest image file read (None: no cap); larger ones are per-file errors."""
     classes = ClassMap.for_card(card)
     root = Path(data)
     if root.is_file() and root.suffix.lower() == ".tar":
-        return open_tar(root, classes, gt, expected_md5)
+        return open_tar(root, classes, gt, expected_md5, max_bytes)
     if not root.exists():
         raise DatasetError(f"{root}: dataset not found")
     if not root.is_dir():
         raise DatasetError(f"{root}: expected a folder of images or an uncompressed .tar")
-    flat = sorted(p for p in root.iterdir() if p.is_file() and _is_image(p))
+    flat, _, flat_bad = _scan(root)
     if gt is None and not flat:
-        items, others = _folder_items(root, classes)
+        items, others, bad = _folder_items(root, classes, max_bytes)
         if items:
-            return Dataset(items, "folders", root, classes, total=len(items), not_images=others)
+            return Dataset(items, "folders", root, classes, total=len(items), not_images=others,
+                           unreadable=[_unreadable(p.name, why) for p, why in flat_bad] + bad)
     if not flat:
         if gt is not None:
             raise DatasetError(f"{root}: no image files directly in the folder to match the ground truth {gt}")
@@ -375,11 +474,12 @@ def open_dataset(data: str | Path, card: ModelCard, gt: str | Path | None = None
                            f"(--gt val.txt or LOC_val_solution.csv; looked for {', '.join(GT_CANDIDATES)})")
     truth = read_ground_truth(gt_path, classes)
     items, skipped, missing = _with_gt([(p.name, p) for p in flat], truth,
-                                       lambda key, src, label: FileItem(key, src, label))
+                                       lambda key, src, label: FileItem(key, src, label, max_bytes))
     if not items:
         raise DatasetError(f"{truth.path}: no entry matches an image in {root}")
     others = [_not_image(p.name) for p in sorted(root.iterdir()) if p.is_file() and _is_other_file(p, truth.path)]
-    return Dataset(items, "flat", root, classes, truth.path, skipped, missing, total=len(flat), not_images=others)
+    return Dataset(items, "flat", root, classes, truth.path, skipped, missing, total=len(flat), not_images=others,
+                   unreadable=[_unreadable(p.name, why) for p, why in flat_bad])
 
 
 def select_subset(items: Sequence, limit: int | None, mode: str = "stride") -> tuple[list, str]:

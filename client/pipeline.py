@@ -6,9 +6,11 @@ One engine serves every task. A task plugs in through two small protocols:
   member name; the checkpoint is keyed by it) and ``read_bytes()`` (the encoded image);
 * a **task adapter** (:class:`TaskAdapter`):
 
-  - ``prepare(item, rgb) -> (input_array, meta)``: one decoded RGB uint8 HWC image -> one
-    per-sample model input (no batch axis) and whatever ``postprocess`` needs later (label,
-    geometry ...). Runs in the worker pool, so the adapter and ``meta`` must pickle.
+  - ``prepare(item, image) -> (input_array, meta)``: one decoded RGB image (a PIL image, as
+    :func:`tritonkit.client.decode.decode_image` gives it; ``np.asarray(image)`` is its RGB
+    uint8 HWC array) -> one per-sample model input (no batch axis) and whatever
+    ``postprocess`` needs later (label, geometry ...). Runs in the worker pool, so the adapter
+    and ``meta`` must pickle.
   - ``postprocess(outputs, meta) -> record``: ``outputs`` maps each output name to that one
     image's array (batch axis removed); the record is a JSON-serializable dict.
   - ``summarize(records) -> dict``: metrics over all records (top1/top5, mAP ...).
@@ -21,7 +23,8 @@ run and for tests).
 :func:`run_stream` drives it all: a bounded prefetch of decode+prepare in a worker pool,
 batches of ``batch_size`` (the last may be smaller), at most ``in_flight`` requests on the wire,
 postprocess as responses arrive, a rich progress bar, per-stage timing. Bad images never stop
-the run: they land in ``errors`` with path and reason; converted images (grayscale, CMYK,
+the run: any exception while reading, decoding or preparing one item (``MemoryError``,
+``cv2.error`` ... included) lands in ``errors`` with path and reason; converted images (grayscale, CMYK,
 RGBA ...) are evaluated and listed in ``notes``. Every finished image is appended to a JSONL
 checkpoint (:mod:`tritonkit.client.checkpoint`) so ``resume=True`` skips what is done.
 
@@ -44,7 +47,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from tritonkit.client.checkpoint import Checkpoint
-from tritonkit.client.decode import decode_image
+from tritonkit.client.decode import ImageError, decode_image
 from tritonkit.client.timing import StageTimes
 
 POOLS = ("thread", "process")
@@ -63,7 +66,7 @@ class Item(Protocol):
 class TaskAdapter(Protocol):
     """What a task (classify, detect ...) plugs into the engine. See the module docstring."""
 
-    def prepare(self, item: Any, rgb: np.ndarray) -> tuple[np.ndarray, Any]: ...
+    def prepare(self, item: Any, image: Any) -> tuple[np.ndarray, Any]: ...
 
     def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any) -> dict: ...
 
@@ -175,17 +178,24 @@ def load_item(adapter: TaskAdapter, index: int, item: Item) -> _Loaded:
     t0 = time.perf_counter()
     try:
         data = item.read_bytes()
+    except ImageError as exc:  # refused before reading it whole: too large, not an image
+        return _Loaded(index, item.key, None, None, str(exc), None, time.perf_counter() - t0, 0.0)
     except OSError as exc:
         return _Loaded(index, item.key, None, None, f"cannot read: {exc.strerror or exc}", None,
                        time.perf_counter() - t0, 0.0)
+    except Exception as exc:  # noqa: BLE001 - one file must never end the run (MemoryError included)
+        return _Loaded(index, item.key, None, None, f"cannot read: {type(exc).__name__}: {exc}", None,
+                       time.perf_counter() - t0, 0.0)
     decoded = decode_image(data)
+    del data
     t1 = time.perf_counter()
-    if decoded.image is None:
+    if not decoded.ok:
         return _Loaded(index, item.key, None, None, decoded.reason, None, t1 - t0, 0.0)
     try:
-        x, meta = adapter.prepare(item, decoded.image)
-    except (ValueError, ArithmeticError) as exc:  # e.g. an image too small for the crop
-        return _Loaded(index, item.key, None, None, f"preprocess failed: {exc}", decoded.note, t1 - t0,
+        x, meta = adapter.prepare(item, decoded.pil)
+    except Exception as exc:  # noqa: BLE001 - too small for the crop, cv2.error, MemoryError ...
+        detail = str(exc) if isinstance(exc, (ValueError, ArithmeticError)) else f"{type(exc).__name__}: {exc}"
+        return _Loaded(index, item.key, None, None, f"preprocess failed: {detail}", decoded.note, t1 - t0,
                        time.perf_counter() - t1)
     return _Loaded(index, item.key, x, meta, None, decoded.note, t1 - t0, time.perf_counter() - t1)
 

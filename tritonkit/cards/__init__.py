@@ -30,6 +30,7 @@ PREPROCESS_MODES = ("resize_crop", "letterbox", "resize", "resize_short")
 INTERPOLATIONS = ("bilinear", "bicubic")
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_HEADS = ("int8", "float")  # how an int8 model keeps its head: quantized, or in float
+RESAMPLES = ("pil", "tensor")
 TRITON_DTYPES = ("FP32", "FP16", "INT8", "UINT8", "INT32", "INT64", "BOOL")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -71,6 +72,9 @@ class Preprocess:
         ``SemanticSegmentation`` preset): the input's H and W vary, so the card's input dims are
         ``-1`` there and the card needs a ``dynamic_shape``. ``size`` equals ``resize``.
     Pixel math: ``x = (pixel * scale - mean) / std`` per channel, then ``layout``.
+    resample (``resize_crop`` and ``resize``): ``pil`` resamples the uint8 image with PIL, as
+    torchvision's transforms do on the PIL image ``ImageFolder`` loads (the path published
+    ImageNet accuracies come from); ``tensor`` resamples in float, as torchvision on a tensor.
     """
 
     mode: str
@@ -83,8 +87,11 @@ class Preprocess:
     layout: str = "NCHW"
     pad_value: int = 114
     stride: int = 32
+    resample: str = "pil"
 
     def __post_init__(self) -> None:
+        if self.resample not in RESAMPLES:
+            raise CardError(f"resample {self.resample!r} not one of {RESAMPLES}")
         if self.mode not in PREPROCESS_MODES:
             raise CardError(f"preprocess mode {self.mode!r} not one of {PREPROCESS_MODES}")
         if self.interpolation not in INTERPOLATIONS:

@@ -33,6 +33,7 @@ from tritonkit.cards import ModelCard, NMSProfile, TensorSpec
 from tritonkit.client.coco import (
     check_categories, coco_map, detections_to_coco, load_coco_root, write_results)
 from tritonkit.client.nms_math import GEOMETRY_INPUT, OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES
+from tritonkit.client.decode import read_image_bytes
 from tritonkit.client.detection import Detections, postprocess_card, to_original, unpad_detections
 from tritonkit.client.infer import TritonInfer, contract_mismatches
 from tritonkit.client.preprocess import Geometry, preprocess
@@ -84,7 +85,7 @@ class CocoItem:
     image_id: int
 
     def read_bytes(self) -> bytes:
-        return self.path.read_bytes()
+        return read_image_bytes(self.path)  # size cap and header check before reading it whole
 
 
 @dataclass(frozen=True)
