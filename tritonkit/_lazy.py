@@ -40,7 +40,7 @@ class LazyModule:
         self._module: ModuleType | None = None
         self._lock = threading.Lock()
 
-    def load(self) -> ModuleType:
+    def _tk_load(self) -> ModuleType:
         if self._module is None:
             with self._lock:
                 if self._module is None:
@@ -55,19 +55,10 @@ class LazyModule:
                             f"python package {self._name!r} is not installed (pip install {pip})") from None
         return self._module
 
-    @property
-    def available(self) -> bool:
-        """True when the module can be imported (imports it)."""
-        try:
-            self.load()
-        except ToolMissingError:
-            return False
-        return True
-
     def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("_") and attr not in ("__version__", "__file__", "__path__"):
+        if attr.startswith("__") and attr not in ("__version__", "__file__", "__path__"):
             raise AttributeError(attr)
-        return getattr(self.load(), attr)
+        return getattr(self._tk_load(), attr)
 
     def __repr__(self) -> str:
         state = "loaded" if self._module is not None else "not loaded"
@@ -79,4 +70,13 @@ def lazy_import(name: str, install_hint: str | None = None) -> Any:
     return LazyModule(name, install_hint)
 
 
-__all__ = ["LazyModule", "lazy_import"]
+def is_available(module: Any) -> bool:
+    """True when a :func:`lazy_import` proxy's module can be imported (imports it)."""
+    try:
+        module._tk_load()
+    except ToolMissingError:
+        return False
+    return True
+
+
+__all__ = ["LazyModule", "is_available", "lazy_import"]

@@ -22,7 +22,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from tritonkit._lazy import lazy_import
+from tritonkit._lazy import is_available, lazy_import
 from tritonkit.cards import ModelCard
 from tritonkit.errors import ToolMissingError, TritonkitError
 
@@ -172,7 +172,7 @@ def gluon_resnet50_v1b(card: ModelCard) -> BuiltModel:
 def timm_builder(card: ModelCard) -> BuiltModel:
     """``timm:<name>`` through ``timm.create_model`` (needs timm installed)."""
     name = card.arch.partition(":")[2]
-    if not timm.available:
+    if not is_available(timm):
         raise ToolMissingError(f"card {card.name!r}: arch {card.arch!r} needs the timm package "
                                f"(pip install timm), or pass --onnx with an exported model")
     try:
