@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
 
-from tritonkit._lazy import lazy_import
+from tritonkit._lazy import lazy_import, load_module
 from tritonkit.cards import ModelCard, TensorSpec
 from tritonkit.errors import TritonkitError
 from tritonkit.tasks import has_labels
@@ -150,7 +150,7 @@ class RepoOptions:
 
 def pb_module():
     """Triton's ``model_config_pb2`` (tritonclient, imported on first use)."""
-    return _model_config_pb2.load()
+    return load_module(_model_config_pb2)
 
 
 def data_type(dtype: str) -> int:

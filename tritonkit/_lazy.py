@@ -70,6 +70,11 @@ def lazy_import(name: str, install_hint: str | None = None) -> Any:
     return LazyModule(name, install_hint)
 
 
+def load_module(module: Any) -> ModuleType:
+    """The real module behind a :func:`lazy_import` proxy (imports it now)."""
+    return module._tk_load() if isinstance(module, LazyModule) else module
+
+
 def is_available(module: Any) -> bool:
     """True when a :func:`lazy_import` proxy's module can be imported (imports it)."""
     try:
@@ -79,4 +84,4 @@ def is_available(module: Any) -> bool:
     return True
 
 
-__all__ = ["LazyModule", "is_available", "lazy_import"]
+__all__ = ["LazyModule", "is_available", "lazy_import", "load_module"]

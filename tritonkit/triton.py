@@ -24,7 +24,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from tritonkit._lazy import lazy_import
+from tritonkit._lazy import lazy_import, load_module
 from tritonkit.cards import ModelCard
 from tritonkit.errors import ServerError, ToolMissingError
 
@@ -167,7 +167,7 @@ def shm_module() -> Any:
     try:
         with warnings.catch_warnings():  # its own pkg_resources deprecation notice, not ours to act on
             warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-            return _shared_memory.load()
+            return load_module(_shared_memory)
     except ImportError as exc:
         raise ToolMissingError(f"system shared memory needs tritonclient.utils.shared_memory, which failed to "
                                f"import ({exc}); it needs pkg_resources: pip install 'setuptools<81'") from None
