@@ -37,12 +37,13 @@ is the worked example.
 from __future__ import annotations
 
 import collections
+import errno
 import threading
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -139,7 +140,8 @@ class StreamResult:
     ``records`` are in dataset order, one per evaluated image (``key`` added); ``errors`` and
     ``notes`` are ``{"path", "reason"}`` / ``{"path", "note"}``; ``reference_records`` holds
     the reference backend's records (same order) when one was given. ``resumed`` counts images
-    taken from the checkpoint; ``timing`` covers only the images processed in this call.
+    with an entry in the checkpoint; ``timing`` covers only the images processed in this call;
+    ``run_notes`` says what resuming dropped or skipped (entries of files gone, corrupt lines).
     """
 
     records: list[dict]
@@ -153,6 +155,7 @@ class StreamResult:
     reference_records: list[dict] | None = None
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     kept_batches: list[np.ndarray] = field(default_factory=list)
+    run_notes: list[str] = field(default_factory=list)
 
     @property
     def evaluated(self) -> int:
@@ -173,11 +176,33 @@ class _Loaded:
     prepare_s: float
 
 
+TRANSIENT_READ_ERRNOS = frozenset({errno.EIO, errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ETIMEDOUT})
+READ_ATTEMPTS = 3
+
+
+def _read_bytes(item: Item) -> bytes:
+    """``item.read_bytes()``, tried again (up to :data:`READ_ATTEMPTS` in all, short backoff) when
+    it fails with a transient error (EIO, EAGAIN, EINTR, ETIMEDOUT); the last failure propagates
+    with the number of attempts added to its reason."""
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return item.read_bytes()
+        except ImageError:
+            raise
+        except OSError as exc:
+            if exc.errno not in TRANSIENT_READ_ERRNOS:
+                raise
+            if attempt == READ_ATTEMPTS - 1:
+                raise OSError(exc.errno, f"{exc.strerror or exc} ({READ_ATTEMPTS} attempts)") from None
+            time.sleep(0.05 * 2 ** attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def load_item(adapter: TaskAdapter, index: int, item: Item) -> _Loaded:
     """Read, decode and prepare one item; any failure becomes ``error`` (never raises)."""
     t0 = time.perf_counter()
     try:
-        data = item.read_bytes()
+        data = _read_bytes(item)
     except ImageError as exc:  # refused before reading it whole: too large, not an image
         return _Loaded(index, item.key, None, None, str(exc), None, time.perf_counter() - t0, 0.0)
     except OSError as exc:
@@ -285,153 +310,196 @@ def run_stream(items: Sequence[Item], adapter: TaskAdapter, backend: InferBacken
     Raises only for problems that make the whole run meaningless (a server error that
     persists after the backend's retries, a checkpoint from another run); everything computed
     before that is already in the checkpoint.
+
+    On resume, records in the checkpoint are kept; recorded errors are tried again (a file
+    repaired since, or a transient read error, is evaluated; one that fails the same way keeps
+    its line); entries of files no longer in ``items`` are dropped and corrupt checkpoint lines
+    skipped, each with a line in ``StreamResult.run_notes``.
     """
-    timing = StageTimes()
-    checkpoint = Checkpoint(options.checkpoint, options.run_identity, options.resume) if options.checkpoint else None
-    done_entries = checkpoint.entries() if checkpoint else {}
-    todo = [(i, it) for i, it in enumerate(items) if it.key not in done_entries]
-    resumed = len(items) - len(todo)
+    return _StreamRun(items, adapter, backend, options, reference).run()
 
-    records: dict[str, dict] = {}
-    ref_records: dict[str, dict] = {}
-    errors: dict[str, dict] = {}
-    notes: dict[str, dict] = {}
-    for key, entry in done_entries.items():
-        _absorb_entry(key, entry, records, ref_records, errors, notes)
 
-    max_diff: dict[str, float] = {}
-    kept: list[np.ndarray] = []
-    batches_sent = 0
-    window: collections.deque[_Batch] = collections.deque()
-    progress, task = _progress(options, len(items))
-    t_start = time.perf_counter()
+class _StreamRun:
+    """The state of one :func:`run_stream` call and its steps."""
 
-    def finish(b: _Batch) -> None:
-        outputs = b.future.result()  # a persistent server error propagates from here
-        t_round = b.finished - b.sent
-        timing.add_request(b.sent, b.finished, len(b.loaded))
-        ref_outputs = b.reference.result() if b.reference is not None else None
-        if ref_outputs is not None:
-            for name, arr in outputs.items():
-                if name in ref_outputs:
-                    diff = float(np.max(np.abs(np.asarray(arr, np.float64) - np.asarray(ref_outputs[name], np.float64)),
-                                        initial=0.0))
-                    max_diff[name] = max(max_diff.get(name, 0.0), diff)
-        entries = []
-        t0 = time.perf_counter()
-        for i, ld in enumerate(b.loaded):
-            rec = adapter.postprocess(_split(outputs, i), ld.meta)
-            entry = {"record": rec}
-            if ref_outputs is not None:
-                entry["reference"] = adapter.postprocess(_split(ref_outputs, i), ld.meta)
-            if ld.note:
-                entry["note"] = ld.note
-            entries.append((ld.key, entry))
-        timing.add("postprocess", time.perf_counter() - t0, len(b.loaded))
-        for key, entry in entries:
-            _absorb_entry(key, entry, records, ref_records, errors, notes)
-        if checkpoint:
-            checkpoint.append(entries)
-        elapsed = time.perf_counter() - t_start
-        n_done = len(records) + len(errors) - resumed
-        progress.update(task, advance=len(b.loaded),
-                        rate=f"{n_done / elapsed:.1f} img/s, {t_round * 1e3:.0f} ms/req" if elapsed > 0 else "")
+    def __init__(self, items: Sequence[Item], adapter: TaskAdapter, backend: InferBackend,
+                 options: EngineOptions, reference: InferBackend | None) -> None:
+        self.items, self.adapter, self.backend = items, adapter, backend
+        self.options, self.reference = options, reference
+        self.timing = StageTimes()
+        self.records: dict[str, dict] = {}
+        self.ref_records: dict[str, dict] = {}
+        self.errors: dict[str, dict] = {}
+        self.notes: dict[str, dict] = {}
+        self.run_notes: list[str] = []
+        self.retrying: dict[str, str] = {}  # key -> the error recorded for it, tried again now
+        self.max_diff: dict[str, float] = {}
+        self.kept: list[np.ndarray] = []
+        self.batches_sent = 0
+        self.processed = 0
+        self.window: collections.deque[_Batch] = collections.deque()
+        self.pending: collections.deque[Future] = collections.deque()
+        self.checkpoint = Checkpoint(options.checkpoint, options.run_identity, options.resume) \
+            if options.checkpoint else None
+        self.todo, self.resumed = self._restore()
+        self.progress, self.task = _progress(options, len(items))
+        self.t_start = time.perf_counter()
 
-    def send(batch_loaded: list[_Loaded]) -> None:
-        nonlocal batches_sent
-        while len(window) >= options.in_flight:
-            b = window.popleft()
+    # -- resume -------------------------------------------------------------------------
+    def _restore(self) -> tuple[list[tuple[int, Item]], int]:
+        """Take over the checkpoint's entries; ``(items still to run, items it had entries for)``."""
+        if self.checkpoint is None:
+            return list(enumerate(self.items)), 0
+        done = self.checkpoint.entries()
+        keys = {it.key for it in self.items}
+        for lineno, why in self.checkpoint.skipped:
+            self.run_notes.append(f"{self.checkpoint.path}: line {lineno} {why}; skipped (its image runs again)")
+        for key, entry in done.items():
+            if key not in keys:
+                self.run_notes.append(f"{key!r} is in the checkpoint but no longer in the dataset; its entry is dropped")
+            elif "error" in entry:
+                self.retrying[key] = entry["error"]
+            else:
+                self._absorb(key, entry)
+        todo = [(i, it) for i, it in enumerate(self.items) if it.key not in done or it.key in self.retrying]
+        return todo, sum(1 for it in self.items if it.key in done)
+
+    # -- the stream ---------------------------------------------------------------------
+    def run(self) -> StreamResult:
+        pool = _make_pool(self.options)
+        try:
+            with self.progress, _limit_blas():
+                self.progress.update(self.task, completed=self.resumed - len(self.retrying))
+                self._stream(pool)
+        except BaseException:
+            self._salvage()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if self.checkpoint:
+                self.checkpoint.close()
+        return self._result(time.perf_counter() - self.t_start)
+
+    def _stream(self, pool: Executor) -> None:
+        source = iter(self.todo)
+        current: list[_Loaded] = []
+        self._refill(pool, source)
+        while self.pending:
+            ld: _Loaded = self.pending.popleft().result()
+            self._refill(pool, source)
+            self.timing.add("decode", ld.decode_s, 1)
+            if ld.error is not None:
+                self._record_error(ld)
+                continue
+            self.timing.add("preprocess", ld.prepare_s, 1)
+            current.append(ld)
+            if len(current) == self.options.batch_size:
+                self._submit_batch(current)
+                current = []
+            while self.window and self.window[0].done.is_set():  # responses already here, no waiting
+                self._finish_batch(self.window.popleft())
+        if current:
+            self._submit_batch(current)
+        while self.window:
+            b = self.window.popleft()
             b.done.wait()
-            finish(b)
+            self._finish_batch(b)
+
+    def _refill(self, pool: Executor, source: Iterator[tuple[int, Item]]) -> None:
+        while len(self.pending) < self.options.prefetch_items:
+            nxt = next(source, None)
+            if nxt is None:
+                return
+            self.pending.append(pool.submit(load_item, self.adapter, nxt[0], nxt[1]))
+
+    def _record_error(self, ld: _Loaded) -> None:
+        entry = {"error": ld.error}
+        self._absorb(ld.key, entry)
+        if self.checkpoint and self.retrying.get(ld.key) != ld.error:  # the same error keeps its line
+            self.checkpoint.append([(ld.key, entry)])
+        self.processed += 1
+        self.progress.update(self.task, advance=1)
+
+    def _submit_batch(self, batch_loaded: list[_Loaded]) -> None:
+        while len(self.window) >= self.options.in_flight:
+            b = self.window.popleft()
+            b.done.wait()
+            self._finish_batch(b)
         x = np.ascontiguousarray(np.stack([ld.input for ld in batch_loaded], axis=0))
-        if options.keep_batches:
-            kept.append(x)
+        if self.options.keep_batches:
+            self.kept.append(x)
         sent = time.perf_counter()
-        fut = backend.submit(x)
-        b = _Batch(batch_loaded, fut, reference.submit(x) if reference is not None else None, sent)
+        fut = self.backend.submit(x)
+        b = _Batch(batch_loaded, fut, self.reference.submit(x) if self.reference is not None else None, sent)
 
         def on_done(_f: Future, b: _Batch = b) -> None:
             b.finished = time.perf_counter()
             b.done.set()
 
         fut.add_done_callback(on_done)
-        window.append(b)
-        batches_sent += 1
+        self.window.append(b)
+        self.batches_sent += 1
 
-    pool = _make_pool(options)
-    try:
-        with progress, _limit_blas():
-            progress.update(task, completed=resumed)
-            pending: collections.deque[Future] = collections.deque()
-            source = iter(todo)
-            current: list[_Loaded] = []
+    def _finish_batch(self, b: _Batch) -> None:
+        outputs = b.future.result()  # a persistent server error propagates from here
+        self.timing.add_request(b.sent, b.finished, len(b.loaded))
+        ref_outputs = b.reference.result() if b.reference is not None else None
+        if ref_outputs is not None:
+            self._compare(outputs, ref_outputs)
+        entries = []
+        t0 = time.perf_counter()
+        for i, ld in enumerate(b.loaded):
+            entry = {"record": self.adapter.postprocess(_split(outputs, i), ld.meta)}
+            if ref_outputs is not None:
+                entry["reference"] = self.adapter.postprocess(_split(ref_outputs, i), ld.meta)
+            if ld.note:
+                entry["note"] = ld.note
+            entries.append((ld.key, entry))
+        self.timing.add("postprocess", time.perf_counter() - t0, len(b.loaded))
+        for key, entry in entries:
+            self._absorb(key, entry)
+        if self.checkpoint:
+            self.checkpoint.append(entries)
+        self.processed += len(b.loaded)
+        elapsed = time.perf_counter() - self.t_start
+        rate = f"{self.processed / elapsed:.1f} img/s, {(b.finished - b.sent) * 1e3:.0f} ms/req" if elapsed > 0 else ""
+        self.progress.update(self.task, advance=len(b.loaded), rate=rate)
 
-            def refill() -> None:
-                while len(pending) < options.prefetch_items:
-                    nxt = next(source, None)
-                    if nxt is None:
-                        return
-                    pending.append(pool.submit(load_item, adapter, nxt[0], nxt[1]))
+    def _compare(self, outputs: Mapping[str, np.ndarray], ref_outputs: Mapping[str, np.ndarray]) -> None:
+        for name, arr in outputs.items():
+            if name in ref_outputs:
+                diff = float(np.max(np.abs(np.asarray(arr, np.float64) - np.asarray(ref_outputs[name], np.float64)),
+                                    initial=0.0))
+                self.max_diff[name] = max(self.max_diff.get(name, 0.0), diff)
 
-            refill()
-            while pending:
-                ld: _Loaded = pending.popleft().result()
-                refill()
-                timing.add("decode", ld.decode_s, 1)
-                if ld.error is not None:
-                    entry = {"error": ld.error}
-                    _absorb_entry(ld.key, entry, records, ref_records, errors, notes)
-                    if checkpoint:
-                        checkpoint.append([(ld.key, entry)])
-                    progress.update(task, advance=1)
-                    continue
-                timing.add("preprocess", ld.prepare_s, 1)
-                current.append(ld)
-                if len(current) == options.batch_size:
-                    send(current)
-                    current = []
-                # finish responses that already arrived, without waiting
-                while window and window[0].done.is_set():
-                    finish(window.popleft())
-            if current:
-                send(current)
-            while window:
-                b = window.popleft()
-                b.done.wait()
-                finish(b)
-    except BaseException:
-        _salvage(window, finish)
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if checkpoint:
-            checkpoint.close()
-    wall = time.perf_counter() - t_start
-    timing.wall_s = wall
+    def _salvage(self) -> None:
+        """After a failure: keep (postprocess and checkpoint) every batch whose response already
+        arrived successfully, so a resumed run does not redo it."""
+        for b in list(self.window):
+            if b.done.is_set() and b.future.exception() is None and (
+                    b.reference is None or (b.reference.done() and b.reference.exception() is None)):
+                try:
+                    self._finish_batch(b)
+                except Exception:  # noqa: BLE001 - salvage is best effort; the original error is raised
+                    break
+        self.window.clear()
 
-    order = {it.key: i for i, it in enumerate(items)}
-    by_order = sorted(records, key=order.__getitem__)
-    return StreamResult(
-        records=[{"key": k, **records[k]} for k in by_order],
-        errors=sorted(errors.values(), key=lambda e: order.get(e["path"], -1)),
-        notes=sorted(notes.values(), key=lambda e: order.get(e["path"], -1)),
-        timing=timing, wall_s=wall, images=len(items), batches=batches_sent, resumed=resumed,
-        reference_records=[{"key": k, **ref_records[k]} for k in by_order] if (reference is not None or ref_records)
-        else None,
-        max_abs_diff=max_diff, kept_batches=kept)
+    def _absorb(self, key: str, entry: Mapping) -> None:
+        _absorb_entry(key, entry, self.records, self.ref_records, self.errors, self.notes)
 
-
-def _salvage(window: "collections.deque[_Batch]", finish: Callable[["_Batch"], None]) -> None:
-    """After a failure: keep (postprocess and checkpoint) every batch whose response already
-    arrived successfully, so a resumed run does not redo it."""
-    for b in list(window):
-        if b.done.is_set() and b.future.exception() is None and (
-                b.reference is None or (b.reference.done() and b.reference.exception() is None)):
-            try:
-                finish(b)
-            except Exception:  # noqa: BLE001 - salvage is best effort; the original error is raised
-                break
-    window.clear()
+    def _result(self, wall: float) -> StreamResult:
+        self.timing.wall_s = wall
+        order = {it.key: i for i, it in enumerate(self.items)}
+        by_order = sorted(self.records, key=order.__getitem__)
+        with_reference = self.reference is not None or self.ref_records
+        return StreamResult(
+            records=[{"key": k, **self.records[k]} for k in by_order],
+            errors=sorted(self.errors.values(), key=lambda e: order.get(e["path"], -1)),
+            notes=sorted(self.notes.values(), key=lambda e: order.get(e["path"], -1)),
+            timing=self.timing, wall_s=wall, images=len(self.items), batches=self.batches_sent,
+            resumed=self.resumed,
+            reference_records=[{"key": k, **self.ref_records[k]} for k in by_order] if with_reference else None,
+            max_abs_diff=self.max_diff, kept_batches=self.kept, run_notes=self.run_notes)
 
 
 def _absorb_entry(key: str, entry: Mapping, records: dict, ref_records: dict, errors: dict, notes: dict) -> None:
