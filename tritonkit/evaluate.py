@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard, get_card
+from tritonkit.client.checkpoint import OutputLock
 from tritonkit.client.infer import ClientOptions, TritonInfer
 from tritonkit.client.pipeline import CallableBackend, EngineOptions, StreamResult, run_stream, summarize
 from tritonkit.client.timing import batch_timing, flagperf_metrics, run_model_times
@@ -72,6 +73,7 @@ class EvalResult:
     timing_notes: list[str] | None = field(default=None, metadata=OMIT_NONE)
     timing_images: int | None = field(default=None, metadata=OMIT_NONE)
     retries: int | None = field(default=None, metadata=OMIT_NONE)
+    run_notes: list[str] | None = field(default=None, metadata=OMIT_NONE)  # resume and lock notes
 
     def to_dict(self) -> dict:
         return to_flat_dict(self)
@@ -124,8 +126,15 @@ class EvalRun:
         self.adapter = task.adapter(options, self.card, self.data)
         self.checkpoint = self.out / task.checkpoint
         self.client: TritonInfer | None = None
+        self.lock_note: str | None = None
 
     def run(self) -> EvalResult:
+        """The whole eval, holding the output folder's lock (a second run on it is refused)."""
+        with OutputLock(self.out, "eval") as lock:
+            self.lock_note = lock.note
+            return self._run()
+
+    def _run(self) -> EvalResult:
         o = self.options
         reference = reference_backend(self.card, o.reference_onnx) if o.reference_onnx else None
         try:
@@ -190,7 +199,8 @@ class EvalRun:
             max_abs_diff=stream.max_abs_diff if reference is not None else None,
             **flagperf_metrics(stream.timing, time.perf_counter() - self.t_start),
             e2e_time_covers=self.task.e2e_time_covers, stages=stream.timing.per_stage(),
-            checkpoint=str(self.checkpoint))
+            checkpoint=str(self.checkpoint),
+            run_notes=stream.run_notes + [n for n in (self.lock_note,) if n] or None)
 
     def timing_rows(self, items: Sequence, adapter, client, *, label: str = "",
                     submit: Callable | None = None) -> list[tuple[dict, StreamResult]]:

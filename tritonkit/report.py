@@ -2,7 +2,10 @@
 
 * :func:`write_json` / :func:`write_text` write to a temporary file beside the target and
   rename it into place, so a crash never leaves a half-written report.
-* :func:`markdown_table` renders a GitHub markdown table (``None`` -> ``-``, floats rounded).
+* :func:`markdown_table` renders a GitHub markdown table (``None`` -> ``-``, floats rounded);
+  every cell goes through :func:`fmt`, which escapes text (:func:`escape_text`) so that a file
+  name with a newline, a ``|`` or bytes that are not UTF-8 stays in its cell and the report
+  stays valid UTF-8 (the JSON reports keep the exact name: ``\\udcff`` escapes round-trip).
 * :func:`stream_markdown` / :func:`files_markdown`: the sections every eval report shares (each
   task's own section is its ``Task.markdown``, in :mod:`tritonkit.tasks`).
 """
@@ -10,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -27,13 +31,35 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_json(path, obj)
 
 
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff|]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "|": "\\|"}
+
+
+def _escape_char(match: re.Match) -> str:
+    c = match.group()
+    if c in _NAMED:
+        return _NAMED[c]
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of a non-UTF-8 file name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_text(text: str) -> str:
+    """``text`` as one line of valid UTF-8 for a markdown cell: newline, tab and other control
+    characters as ``\\n``, ``\\t``, ``\\xNN``; a byte of a non-UTF-8 file name (Python's
+    surrogate escape) as ``\\xNN``; ``|`` as ``\\|``."""
+    return _UNSAFE.sub(_escape_char, text)
+
+
 def fmt(value: Any, digits: int = 2) -> str:
-    """Cell text: ``None`` -> ``-``, floats with ``digits`` decimals, the rest ``str``."""
+    """Cell text: ``None`` -> ``-``, floats with ``digits`` decimals, the rest ``str``, escaped
+    (:func:`escape_text`)."""
     if value is None:
         return "-"
     if isinstance(value, float):
         return "-" if not math.isfinite(value) else f"{value:.{digits}f}"
-    return str(value).replace("|", "\\|")
+    return escape_text(str(value))
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 2) -> str:
@@ -61,6 +87,8 @@ def stream_markdown(result: Mapping[str, Any], stages: bool = True) -> str:
                              "latency mean (ms)", "p50", "p90", "p99"],
                             [[result.get("e2e_time"), result.get("p_infer_whole"), result.get("p_infer_core"),
                               lat.get("mean"), lat.get("p50"), lat.get("p90"), lat.get("p99")]])]
+    if result.get("run_notes"):
+        parts += ["\n## Run notes\n\n"] + [f"- {escape_text(str(note))}\n" for note in result["run_notes"]]
     stage_times = (result.get("stages") or {}) if stages else {}
     if stage_times:
         parts += ["\n## Stage times\n\n",

@@ -2,9 +2,12 @@
 
 Everything that talks to a Triton server through ``tritonclient`` builds its client here:
 
-* :func:`make_client` — a gRPC or HTTP ``InferenceServerClient``; :func:`call_kwargs` the
-  keyword arguments that bound each call (gRPC takes ``client_timeout`` per call, the HTTP
-  client takes its timeouts at construction);
+* :func:`make_client` — a gRPC or HTTP ``InferenceServerClient`` wrapped in a
+  :class:`DeadlineClient`: with ``timeout_s`` every call has a total deadline (gRPC: its
+  ``client_timeout`` unless the caller passes one; HTTP: a deadline on the whole exchange, so a
+  server trickling bytes cannot stretch a call past it) and a call that runs out raises
+  tritonclient's ``InferenceServerException`` naming the call; :func:`call_kwargs` the keyword
+  arguments that bound one call with another deadline;
 * :func:`translate_errors` — a context manager turning tritonclient, gRPC and socket
   exceptions into one-line :class:`~tritonkit.errors.ServerError`\\ s that name the call;
 * :func:`one_line` — any exception as one short line (the server's message when it has one);
@@ -18,9 +21,10 @@ Everything that talks to a Triton server through ``tritonclient`` builds its cli
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -33,12 +37,13 @@ httpclient = lazy_import("tritonclient.http")
 tritonutils = lazy_import("tritonclient.utils")
 _shared_memory = lazy_import("tritonclient.utils.shared_memory")
 _grpc = lazy_import("grpc", install_hint="grpcio")
+_gevent = lazy_import("gevent")
 
 PROTOCOLS = ("grpc", "http")
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 LINE_LIMIT = 300
 
-__all__ = ["PROTOCOLS", "DEFAULT_PORTS", "client_module", "make_client", "call_kwargs", "one_line",
+__all__ = ["PROTOCOLS", "DEFAULT_PORTS", "client_module", "make_client", "DeadlineClient", "call_kwargs", "one_line",
            "translate_errors", "transport_errors", "seeded_batch", "make_inputs", "requested_outputs", "infer",
            "shm_module", "grpcclient", "httpclient", "tritonutils"]
 
@@ -53,28 +58,131 @@ def client_module(protocol: str):
 
 
 def make_client(protocol: str, url: str, timeout_s: float | None = None, *,
-                connect_timeout_s: float | None = None):
-    """A tritonclient ``InferenceServerClient`` for ``protocol`` at ``url`` (``host:port``).
+                connect_timeout_s: float | None = None) -> "DeadlineClient":
+    """A tritonclient ``InferenceServerClient`` for ``protocol`` at ``url`` (``host:port``),
+    wrapped so that every call has the total deadline ``timeout_s`` (none when None).
 
-    HTTP: ``timeout_s`` is the network timeout and ``connect_timeout_s`` (default ``timeout_s``)
-    the connection timeout, both fixed at construction. gRPC: pass :func:`call_kwargs` to each
-    call for its deadline. A URL the client cannot use raises a one-line ServerError.
+    HTTP: ``connect_timeout_s`` (default ``timeout_s``) bounds the connection and ``timeout_s``
+    each read too. A call may pass ``client_timeout=`` (both protocols) for another deadline.
+    A URL the client cannot use raises a one-line ServerError.
     """
     module = client_module(protocol)
     address = url.split("://", 1)[-1].rstrip("/")
-    with translate_errors(f"create a {protocol} client", where=address):
-        if protocol == "grpc":
-            return module.InferenceServerClient(address)
-        kwargs: dict[str, float] = {}
+    kwargs: dict[str, float] = {}
+    if protocol == "http":
         if timeout_s is not None:
             kwargs["network_timeout"] = timeout_s
         if (connect_timeout_s or timeout_s) is not None:
             kwargs["connection_timeout"] = connect_timeout_s or timeout_s
-        return module.InferenceServerClient(address, **kwargs)
+
+    def factory():
+        with translate_errors(f"create a {protocol} client", where=address):
+            return module.InferenceServerClient(address, **kwargs)
+
+    return DeadlineClient(protocol, factory, timeout_s)
+
+
+class DeadlineClient:
+    """A tritonclient ``InferenceServerClient`` whose every call has a total deadline.
+
+    Attributes and methods are the wrapped client's (:attr:`raw`). gRPC methods that take
+    ``client_timeout`` get ``timeout_s`` when the caller gives none (gRPC enforces it end to
+    end). HTTP calls run under a ``gevent.Timeout`` of ``client_timeout`` or ``timeout_s``
+    covering connect, send and the whole response (the HTTP client's own timeouts bound each
+    read only); on expiry the connection pool is closed and the next call opens a new one. A
+    call past its deadline raises ``InferenceServerException("<call>: no answer within <t> s
+    (deadline exceeded)")``. HTTP ``async_infer`` is bounded only while sending.
+    """
+
+    def __init__(self, protocol: str, factory: Callable[[], Any], timeout_s: float | None):
+        self.protocol = protocol
+        self.timeout_s = timeout_s
+        self._factory = factory
+        self._raw = factory()
+        self._takes_timeout: dict[str, bool] = {}
+
+    @property
+    def raw(self):
+        """The wrapped tritonclient client (re-created after an HTTP deadline closed it)."""
+        if self._raw is None:
+            self._raw = self._factory()
+        return self._raw
+
+    def __getattr__(self, name: str):
+        if name in ("_raw", "_factory", "_takes_timeout"):  # not set yet: no recursion through raw
+            raise AttributeError(name)
+        attr = getattr(self.raw, name)
+        if name.startswith("_") or not callable(attr) or name == "close":
+            return attr
+
+        def bounded(*args, **kwargs):
+            return self._call(name, attr, args, kwargs)
+
+        bounded.__name__ = name
+        return bounded
+
+    def _call(self, name: str, method: Callable, args: tuple, kwargs: dict):
+        if self.protocol == "grpc":
+            if kwargs.get("client_timeout") is None and self.timeout_s is not None and self._takes(name, method):
+                kwargs["client_timeout"] = self.timeout_s
+            try:
+                return method(*args, **kwargs)
+            except tritonutils.InferenceServerException as exc:
+                if "DEADLINE_EXCEEDED" not in str(exc.status()):
+                    raise
+                raise _deadline_error(name, kwargs.get("client_timeout"), exc.status()) from None
+        deadline = kwargs.pop("client_timeout", None) or self.timeout_s
+        if deadline is None:
+            return method(*args, **kwargs)
+        timer = _gevent.Timeout(deadline)
+        timer.start()
+        try:
+            return method(*args, **kwargs)
+        except _gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            self._drop_connection()
+            raise _deadline_error(name, deadline, "DEADLINE_EXCEEDED") from None
+        finally:
+            timer.close()
+
+    def _takes(self, name: str, method: Callable) -> bool:
+        if name not in self._takes_timeout:
+            try:
+                self._takes_timeout[name] = "client_timeout" in inspect.signature(method).parameters
+            except (TypeError, ValueError):
+                self._takes_timeout[name] = False
+        return self._takes_timeout[name]
+
+    def _drop_connection(self) -> None:
+        """A call cut off mid-response leaves its connection unusable: close the client."""
+        raw, self._raw = self._raw, None
+        try:
+            raw.close()
+        except Exception:  # noqa: BLE001 - closing a half-read connection; nothing to keep
+            pass
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+
+    def __enter__(self) -> "DeadlineClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _deadline_error(call: str, deadline: float | None, status: Any):
+    text = f"{call}: no answer within {deadline:g} s (deadline exceeded)" if deadline else \
+        f"{call}: deadline exceeded"
+    return tritonutils.InferenceServerException(msg=text, status=str(status))
 
 
 def call_kwargs(protocol: str, timeout_s: float | None) -> dict[str, float]:
-    """Keyword arguments that bound one call: ``client_timeout`` for gRPC, none for HTTP."""
+    """Keyword arguments that bound one call with ``timeout_s`` instead of the client's deadline:
+    ``client_timeout`` for gRPC; none for HTTP, whose clients use the deadline of
+    :func:`make_client` (a :class:`DeadlineClient` takes ``client_timeout`` for HTTP calls too)."""
     return {"client_timeout": timeout_s} if protocol == "grpc" and timeout_s is not None else {}
 
 
@@ -117,10 +225,12 @@ def translate_errors(call: str, *, where: str = "", context: str | None = None) 
     except Exception as exc:  # noqa: BLE001 - filtered against transport_errors() below
         if not isinstance(exc, transport_errors()) and not _is_bad_address(exc, call):
             raise
+        detail = one_line(exc)
+        named = any(detail.startswith(f"{name}: ") for name in call.split("/"))  # a deadline names its call
         if context is not None:
-            raise ServerError(f"{context} ({call}: {one_line(exc)})") from None
+            raise ServerError(f"{context} ({detail if named else f'{call}: {detail}'})") from None
         prefix = f"{where}: " if where else ""
-        raise ServerError(f"{prefix}{call} failed: {one_line(exc)}") from None
+        raise ServerError(f"{prefix}{detail if named else f'{call} failed: {detail}'}") from None
 
 
 def _is_bad_address(exc: BaseException, call: str) -> bool:

@@ -179,7 +179,7 @@ class Context:
 
     def grpc(self):
         if self._grpc is None:
-            self._grpc = make_client("grpc", str(self.endpoints.grpc))
+            self._grpc = make_client("grpc", str(self.endpoints.grpc), self.options.request_timeout_s)
         return self._grpc
 
     def http(self):
