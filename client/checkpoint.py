@@ -40,7 +40,11 @@ class CheckpointError(TritonkitError):
     """A checkpoint that cannot be resumed (another run's, headerless, or unreadable)."""
 
 
-class OutputLockedError(TritonkitError):
+class OutputLockError(TritonkitError):
+    """The output folder's lock file cannot be created."""
+
+
+class OutputLockedError(OutputLockError):
     """Another live run holds the output folder's lock."""
 
 
@@ -210,14 +214,19 @@ class OutputLock:
         self._fd: int | None = None
 
     def acquire(self) -> "OutputLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputLockError(f"{self.path}: cannot create the lock file ({exc.strerror or exc})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):  # a file system without flock
+                self.note = f"{self.path}: not locked, the file system refuses locks ({exc.strerror})"
+                os.close(fd)
+                return self
             holder = _describe(os.pread(fd, 4096, 0))
             os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise OutputLockedError(f"{self.path}: cannot lock ({exc.strerror})") from None
             raise OutputLockedError(f"{self.path.parent}: another {self.what} is using this folder "
                                     f"({holder}); wait for it or use another output folder") from None
         previous = os.pread(fd, 4096, 0)
@@ -271,5 +280,5 @@ def _stale_note(raw: bytes, path: Path) -> str:
     return f"took over the stale lock {path} of {_describe(raw)} ({state})"
 
 
-__all__ = ["Checkpoint", "CheckpointError", "CheckpointScan", "OutputLock", "OutputLockedError",
+__all__ = ["Checkpoint", "CheckpointError", "CheckpointScan", "OutputLock", "OutputLockError", "OutputLockedError",
            "read_checkpoint", "scan_checkpoint", "LOCK_NAME"]

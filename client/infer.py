@@ -12,7 +12,8 @@ returns a ``concurrent.futures.Future`` of ``{output name: numpy array}``:
 * HTTP: the tritonclient HTTP client is not thread-safe, so a pool of ``in_flight`` threads
   each holds its own client and sends synchronously.
 
-Each request has a deadline (``client_timeout`` for gRPC, the network timeout for HTTP).
+Every call has a total deadline, ``timeout_s`` (:class:`tritonkit.triton.DeadlineClient`; the
+live/ready probe ``connect_timeout_s`` on gRPC), and a call past it fails naming the call.
 Requests that fail because the server is *unavailable* (connection refused/reset, gRPC
 UNAVAILABLE, HTTP 503) are retried with exponential backoff and jitter; any other failure
 (invalid argument, deadline exceeded, model error) fails at once: retrying would not help.

@@ -16,6 +16,7 @@ from tritonkit.errors import TritonkitError
 from tritonkit.evaluate import EvalResult, evaluate
 from tritonkit.tasks import OptionsError, Task, get_task, list_tasks
 from tritonkit.io import ensure_out_dir
+from tritonkit.report import escape_text
 
 rich_console = lazy_import("rich.console")
 rich_table = lazy_import("rich.table")
@@ -80,9 +81,10 @@ def print_summary(task: Task, result: EvalResult, out: Path) -> None:
                           f"{row['run_model_ms']:.1f} / {row['run_stream_ms']:.1f}")
     console.print(table)
     for e in result.errors[:SHOWN_ERRORS]:
-        console.print(f"excluded {e['path']}: {e['reason']}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"excluded {escape_text(e['path'])}: {escape_text(e['reason'])}", markup=False, highlight=False,
+                      soft_wrap=True)
     if len(result.errors) > SHOWN_ERRORS:
         console.print(f"... and {len(result.errors) - SHOWN_ERRORS} more excluded files (all listed in the reports)")
-    for note in result.timing_notes or []:
-        console.print(note, markup=False, highlight=False, soft_wrap=True)
+    for note in (result.run_notes or []) + (result.timing_notes or []):
+        console.print(escape_text(note), markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {out / task.result_json} and {out / task.result_md}")
