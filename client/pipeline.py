@@ -26,7 +26,9 @@ postprocess as responses arrive, a rich progress bar, per-stage timing. Bad imag
 the run: any exception while reading, decoding or preparing one item (``MemoryError``,
 ``cv2.error`` ... included) lands in ``errors`` with path and reason; converted images (grayscale, CMYK,
 RGBA ...) are evaluated and listed in ``notes``. Every finished image is appended to a JSONL
-checkpoint (:mod:`tritonkit.client.checkpoint`) so ``resume=True`` skips what is done.
+checkpoint (:mod:`tritonkit.client.checkpoint`) so ``resume=True`` skips what is done (recorded
+errors are tried again: a repaired file is evaluated). A transient read error (EIO, EAGAIN ...)
+is retried a few times before it becomes the file's error.
 
 Adding an eval task: register a :class:`tritonkit.tasks.Task` (its options, dataset, this
 adapter, metrics and report) with ``tritonkit.tasks.register_task``; ``tritonkit.evaluate``
