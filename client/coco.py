@@ -26,12 +26,16 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
+from tritonkit._lazy import lazy_import
+from tritonkit.client.detection import Detections
 from tritonkit.errors import DatasetError
+from tritonkit.io import atomic_write_text
+
+pycoco = lazy_import("pycocotools.coco")
+pycocoeval = lazy_import("pycocotools.cocoeval")
 
 if TYPE_CHECKING:  # pragma: no cover
     from pycocotools.coco import COCO
-
-    from tritonkit.client.detection import Detections
 
 DEFAULT_IMAGES = "val2017"
 DEFAULT_ANNOTATIONS = "annotations/instances_val2017.json"
@@ -197,9 +201,7 @@ def check_annotations(data: dict, path: Path) -> dict:
 
 
 def _coco_index(data: dict) -> "COCO":
-    from pycocotools.coco import COCO
-
-    coco = COCO()
+    coco = pycoco.COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
@@ -280,12 +282,7 @@ def detections_to_coco(image_id: int, dets: "Detections", category_ids: Sequence
 
 def write_results(path: str | Path, results: list[dict]) -> Path:
     """Write a COCO results JSON (the format pycocotools' ``loadRes`` and the COCO server read)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(results))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(results))
 
 
 @dataclass(frozen=True)
@@ -324,7 +321,6 @@ def _empty_results(gt: "COCO") -> "COCO":
 def coco_map(gt: "COCO", results: list[dict], image_ids: Iterable[int]) -> CocoMetrics:
     """COCOeval (bbox) over ``image_ids`` only. No detections gives mAP 0 where there is ground
     truth; no ground truth at all gives None (nothing to measure)."""
-    from pycocotools.cocoeval import COCOeval
 
     ids = sorted(set(int(i) for i in image_ids))
     if not ids:
@@ -339,7 +335,7 @@ def coco_map(gt: "COCO", results: list[dict], image_ids: Iterable[int]) -> CocoM
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         dt = gt.loadRes(copy.deepcopy(results)) if results else _empty_results(gt)
-        ev = COCOeval(gt, dt, iouType="bbox")
+        ev = pycocoeval.COCOeval(gt, dt, iouType="bbox")
         ev.params.imgIds = ids
         ev.evaluate()
         ev.accumulate()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from tritonkit.errors import TritonkitError
+from tritonkit.report import write_text
 
 STATS = ("avg", "p50", "p90", "p95", "p99")
 
@@ -437,6 +438,4 @@ def print_tables(tables: Sequence[TextTable], console=None) -> None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    from tritonkit.report import write_text
-
     write_text(path, text)

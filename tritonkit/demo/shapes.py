@@ -32,8 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tritonkit._lazy import lazy_import
 from tritonkit.cards import load_labels
 from tritonkit.errors import DatasetError
+
+cv2 = lazy_import("cv2")
 
 GENERATOR_VERSION = 1
 MANIFEST = "manifest.json"
@@ -148,8 +151,6 @@ def shape_window(kind: str, height: int, width: int, cx: float, cy: float, radiu
                  angle: float) -> tuple[np.ndarray, int, int]:
     """Anti-aliased coverage (float32 in [0, 1]) of one shape over the window of the image it
     touches: ``(mask, top, left)``. Drawing only the window keeps many-object images cheap."""
-    import cv2
-
     top, left = max(int(np.floor(cy - radius)) - 1, 0), max(int(np.floor(cx - radius)) - 1, 0)
     bottom = min(int(np.ceil(cy + radius)) + 2, height)
     right = min(int(np.ceil(cx + radius)) + 2, width)
@@ -174,8 +175,6 @@ def shape_mask(kind: str, height: int, width: int, cx: float, cy: float, radius:
 def textured_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A random base color with low-frequency blotches, a few faint strokes and pixel noise
     (float32 HWC in pixel units)."""
-    import cv2
-
     base = rng.uniform(20, 235, size=3).astype(np.float32)
     cells = int(rng.integers(3, 8))
     blotch = rng.normal(0.0, rng.uniform(10, 35), size=(cells, cells, 3)).astype(np.float32)
@@ -289,8 +288,6 @@ def _rng(seed: int, split: int, index: int, extra: int = 0) -> np.random.Generat
 
 
 def _encode_jpeg(img_rgb: np.ndarray, quality: int) -> bytes:
-    import cv2
-
     ok, buf = cv2.imencode(".jpg", img_rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:  # pragma: no cover - cv2 always encodes a valid uint8 image
         raise DatasetError("JPEG encoding failed")

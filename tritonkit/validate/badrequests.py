@@ -19,9 +19,13 @@ from typing import Callable
 
 import numpy as np
 
+from tritonkit._lazy import lazy_import
 from tritonkit.validate.context import Context, ModelTarget
 from tritonkit.validate.requests import infer, seeded_batch
 from tritonkit.validate.result import CheckResult, fail, verdict
+
+tc_utils = lazy_import("tritonclient.utils")
+grpcclient = lazy_import("tritonclient.grpc")
 
 # gRPC statuses that mean "no clean answer": the client gave up, or the connection broke.
 UNCLEAN_STATUSES = ("StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED", "StatusCode.UNAVAILABLE")
@@ -44,20 +48,16 @@ class BadCase:
 
 
 def _grpc_case(ctx: Context, model: str, inputs: list) -> Answer:
-    from tritonclient.utils import InferenceServerException
-
     start = time.perf_counter()
     try:
         ctx.grpc().infer(model, inputs, client_timeout=ctx.options.request_timeout_s)
-    except InferenceServerException as exc:
+    except tc_utils.InferenceServerException as exc:
         status = str(exc.status())
         return Answer(status not in UNCLEAN_STATUSES, status, exc.message() or "", time.perf_counter() - start)
     return Answer(False, "OK", "the server accepted it", time.perf_counter() - start)
 
 
 def _input(name: str, x: np.ndarray, dtype: str):
-    import tritonclient.grpc as grpcclient
-
     inp = grpcclient.InferInput(name, list(x.shape), dtype)
     inp.set_data_from_numpy(x)
     return inp

@@ -21,11 +21,14 @@ from typing import Callable
 
 import psutil
 
+from tritonkit._lazy import lazy_import
 from tritonkit.serve.keyshim import PLACEHOLDER
 
 from tritonkit.validate.context import Context
 from tritonkit.validate.process import is_loopback, listening_addresses
 from tritonkit.validate.result import CheckResult, fail, verdict
+
+tc_utils = lazy_import("tritonclient.utils")
 
 PROBE_MODEL = "tritonkit_security_probe_no_such_model"
 CONTROL_REFUSED = "not allowed"
@@ -61,11 +64,9 @@ class ProbeAnswer:
 
 
 def ask(probe: Probe, client, headers: dict | None) -> ProbeAnswer:
-    from tritonclient.utils import InferenceServerException
-
     try:
         probe.call(client, headers)
-    except InferenceServerException as exc:
+    except tc_utils.InferenceServerException as exc:
         return ProbeAnswer(False, f"{exc.status()}: {exc.message()}")
     return ProbeAnswer(True, "answered")
 
@@ -110,11 +111,10 @@ def check_restricted_apis(ctx: Context) -> CheckResult:
 
 def check_model_control(ctx: Context) -> CheckResult:
     name = "security.model_control"
-    from tritonclient.utils import InferenceServerException
 
     try:
         ctx.grpc().load_model(PROBE_MODEL, headers=ctx.key_headers("grpc"))
-    except InferenceServerException as exc:
+    except tc_utils.InferenceServerException as exc:
         message = exc.message() or ""
         if CONTROL_REFUSED in message.lower():
             return verdict(name, [], f"load refused: model control is none ({message.strip()})")
