@@ -7,6 +7,12 @@ from pathlib import Path
 from typing import Sequence
 
 from tritonkit.tasks import ArgSpec
+from tritonkit.triton import DEFAULT_PORTS
+
+
+def first_line(doc: str | None) -> str:
+    """The first line of a docstring (a subcommand's one-line help); ``""`` for none."""
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -49,7 +55,7 @@ def add_stream_arguments(p: argparse.ArgumentParser, checkpoint: str, metric: st
 
 def stream_options(args: argparse.Namespace) -> dict:
     """The keyword arguments :func:`add_stream_arguments` flags map to in the eval option classes."""
-    url = args.url or ("127.0.0.1:8001" if args.protocol == "grpc" else "127.0.0.1:8000")
+    url = args.url or f"127.0.0.1:{DEFAULT_PORTS[args.protocol]}"
     return dict(url=url, protocol=args.protocol, shm=args.shm, batch_sizes=tuple(args.batch_sizes),
                 workers=args.workers, in_flight=args.in_flight, pool=args.pool, timing_images=args.timing_images,
                 out=args.out, resume=args.resume, reference_onnx=args.reference_onnx, timeout_s=args.timeout,
