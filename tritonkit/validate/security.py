@@ -21,14 +21,11 @@ from typing import Callable
 
 import psutil
 
-from tritonkit._lazy import lazy_import
 from tritonkit.serve.keyshim import PLACEHOLDER
-
+from tritonkit.triton import tritonutils
 from tritonkit.validate.context import Context
 from tritonkit.validate.process import is_loopback, listening_addresses
 from tritonkit.validate.result import CheckResult, fail, verdict
-
-tc_utils = lazy_import("tritonclient.utils")
 
 PROBE_MODEL = "tritonkit_security_probe_no_such_model"
 CONTROL_REFUSED = "not allowed"
@@ -66,7 +63,7 @@ class ProbeAnswer:
 def ask(probe: Probe, client, headers: dict | None) -> ProbeAnswer:
     try:
         probe.call(client, headers)
-    except tc_utils.InferenceServerException as exc:
+    except tritonutils.InferenceServerException as exc:
         return ProbeAnswer(False, f"{exc.status()}: {exc.message()}")
     return ProbeAnswer(True, "answered")
 
@@ -114,7 +111,7 @@ def check_model_control(ctx: Context) -> CheckResult:
 
     try:
         ctx.grpc().load_model(PROBE_MODEL, headers=ctx.key_headers("grpc"))
-    except tc_utils.InferenceServerException as exc:
+    except tritonutils.InferenceServerException as exc:
         message = exc.message() or ""
         if CONTROL_REFUSED in message.lower():
             return verdict(name, [], f"load refused: model control is none ({message.strip()})")
