@@ -79,7 +79,7 @@ def resolve_paths(root: str | Path | None = None, images: str | Path | None = No
     """``(images_dir, annotations_file)`` from a COCO root and/or explicit paths."""
     if root is None and (images is None or annotations is None):
         raise DatasetError("give a COCO root (with val2017/ and annotations/instances_val2017.json) "
-                           "or both --images DIR and --annotations FILE")
+                           "or both images (a folder) and annotations (a file)", fields=("images", "annotations"))
     images_dir = Path(images) if images is not None else Path(root) / DEFAULT_IMAGES
     ann_file = Path(annotations) if annotations is not None else Path(root) / DEFAULT_ANNOTATIONS
     if not images_dir.is_dir():
@@ -219,7 +219,7 @@ def load_coco(images_dir: str | Path, annotations_file: str | Path, limit: int |
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}")
     if limit is not None and limit < 1:
-        raise DatasetError(f"limit must be >= 1 (got {limit})")
+        raise DatasetError(f"limit must be >= 1 (got {limit})", fields=("limit",))
     images_dir, ann_path = Path(images_dir), Path(annotations_file)
     if not images_dir.is_dir():
         raise DatasetError(f"{images_dir}: image folder not found")
@@ -232,7 +232,8 @@ def load_coco(images_dir: str | Path, annotations_file: str | Path, limit: int |
     if absent and missing == "error":
         raise DatasetError(
             f"{len(absent)} of {len(listed)} images listed in {ann_path} are missing from {images_dir} "
-            f"(first: {', '.join(absent[:3])}); check --images/--annotations, or skip them with --skip-missing")
+            f"(first: {', '.join(absent[:3])}); check the image folder and the annotations file, or skip "
+            f"them (missing='skip')")
     absent_set = set(absent)
     present = [im for im in listed if im["file_name"] not in absent_set]
     if not present:

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from tritonkit import __version__
-from tritonkit.cli.args import first_line
+from tritonkit.cli.args import first_line, flag_message
 from tritonkit.errors import TritonkitError
 
 # subcommand -> module in tritonkit.cli. Modules import only light things at top level, so
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except TritonkitError as exc:
-        print(f"tritonkit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"tritonkit {args.command}: error: {flag_message(exc, parser, args)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"tritonkit {args.command}: interrupted", file=sys.stderr)
