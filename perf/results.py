@@ -266,22 +266,13 @@ def read_rows_csv(path: str | os.PathLike) -> list[PerfRow]:
 
 @dataclass(frozen=True)
 class TextTable:
-    """A finished table of strings: shown with rich in the terminal, written as markdown and CSV."""
+    """A finished table of strings: written as markdown and CSV (the CLI shows it in the terminal,
+    :func:`tritonkit.cli.tables.print_tables`)."""
 
     title: str
     headers: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     note: str = ""
-
-    def rich(self):
-        from rich.table import Table
-
-        table = Table(title=self.title, caption=self.note or None)
-        for i, h in enumerate(self.headers):
-            table.add_column(h, justify="left" if i == 0 else "right")
-        for row in self.rows:
-            table.add_row(*row)
-        return table
 
     def markdown(self) -> str:
         """The table as a GitHub markdown section (title, table, note)."""
@@ -409,12 +400,4 @@ def write_markdown(path: str | os.PathLike, tables: Sequence[TextTable], *, titl
     p = Path(path)
     atomic_write_text(p, "\n".join(parts).rstrip() + "\n")
     return p
-
-
-def print_tables(tables: Sequence[TextTable], console=None) -> None:
-    from rich.console import Console
-
-    console = console or Console()
-    for t in tables:
-        console.print(t.rich())
 

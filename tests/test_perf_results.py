@@ -4,10 +4,13 @@ bundled server), the merged CSV, the report tables and the latency/throughput pl
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from tritonkit.cli.tables import print_tables
 from tritonkit.perf.plot import latency_series, plot_latency_throughput
 from tritonkit.perf.results import (
     PerfRow, ResultsError, detail_table, ms_per_batch_table, parse_csv, parse_csv_text, read_rows_csv,
@@ -214,3 +217,12 @@ def test_server_counts_show_the_dynamic_batcher_at_work():
     assert on.inference_count == on.success_count and on.avg_batch > 1.0       # requests merged
     assert off.execution_count == off.inference_count and off.avg_batch == 1.0  # one execution per request
     assert parse_server_counts("no server section") is None
+
+
+def test_tables_print_in_the_terminal_with_every_cell():
+    rows = _parse("grpc_bs1_c1-3.csv")
+    table = throughput_table(rows)
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    print_tables([table], console)
+    shown = console.file.getvalue()
+    assert table.title in shown and all(cell in shown for row in table.rows for cell in row)

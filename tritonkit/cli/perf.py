@@ -22,13 +22,14 @@ import argparse
 from pathlib import Path
 
 from tritonkit.cards import get_card
+from tritonkit.cli.tables import print_tables
 from tritonkit.errors import TritonkitError
 from tritonkit.io import ensure_out_dir
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.model_repository.writer import write_model
 from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
 from tritonkit.perf.ladder import LadderOptions, folder_items, run_ladder
-from tritonkit.perf.results import print_tables, sweep_tables
+from tritonkit.perf.results import sweep_tables
 from tritonkit.perf.tune import TuneGrid, parse_preferred, run_tune
 from tritonkit.serve.local import LocalServer, ServerOptions
 
