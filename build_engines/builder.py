@@ -18,11 +18,12 @@ from pathlib import Path
 
 from tritonkit.build_engines.host import build_gpu
 from tritonkit.build_engines.sidecar import (
-    GpuInfo, Sidecar, check_tensorrt_version, make_sidecar, sidecar_path, sidecar_text, write_text_atomic)
-from tritonkit.build_engines.spec import BuildSpec, sha256_file
+    GpuInfo, Sidecar, check_tensorrt_version, make_sidecar, sidecar_path, sidecar_text)
+from tritonkit.build_engines.spec import BuildSpec
 from tritonkit.build_engines.trt_adapter import build_serialized, import_tensorrt
 from tritonkit.build_engines.trtexec import trtexec_argv
 from tritonkit.errors import TritonkitError
+from tritonkit.io import atomic_write_bytes, atomic_write_text, sha256_file
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def build_plan(spec: BuildSpec, *, trt=None, gpu: GpuInfo | None = None, gpu_ind
     side = make_sidecar(spec, onnx_digest, built.tensorrt_version, the_gpu, "tensorrt-python")
     side_path = install_plan(built.plan, side, spec.plan)
     if built.timing_cache is not None and spec.timing_cache is not None:
-        write_text_atomic(spec.timing_cache, built.timing_cache)
+        atomic_write_bytes(spec.timing_cache, built.timing_cache)
     return BuiltPlan(spec.plan, side_path, side, built.notes)
 
 
@@ -88,5 +89,5 @@ def adopt_plan(spec: BuildSpec, plan: str | Path, tensorrt_version: str, gpu: Gp
     flags = tuple(trtexec_argv(spec, tensorrt_version=tensorrt_version, onnx=spec.onnx.name, plan=plan.name)[1:])
     side = make_sidecar(spec, sha256_file(spec.onnx), tensorrt_version, _the_gpu(gpu, gpu_index), "trtexec",
                         build_flags=flags)
-    write_text_atomic(sidecar_path(plan), sidecar_text(side))
+    atomic_write_text(sidecar_path(plan), sidecar_text(side))
     return BuiltPlan(plan, sidecar_path(plan), side)

@@ -34,8 +34,8 @@ from tritonkit.build_engines.releases import (
     ReleaseInfo, container_tensorrt, is_patched, parse_release, releases_with_tensorrt, same_version,
     version_tuple)
 from tritonkit.build_engines.sidecar import Sidecar, read_sidecar
-from tritonkit.build_engines.spec import sha256_file
 from tritonkit.cards import ModelCard
+from tritonkit.io import sha256_file
 
 VERSION_COMPATIBLE_SERVER_ARG = "--backend-config=tensorrt,version-compatible=true"
 # (built major, runtime major) pairs NVIDIA supports for version-compatible plans across a major.

@@ -85,7 +85,7 @@ def find_calibration_images(calib_dir: str | Path, limit: int | None = None) -> 
     if not root.is_dir():
         raise DatasetError(f"{root}: calibration folder not found")
     if limit is not None and limit < 1:
-        raise DatasetError(f"--calib-images must be >= 1 (got {limit})")
+        raise DatasetError(f"limit must be >= 1 (got {limit})", fields=("limit",))
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DatasetError(f"{root}: no calibration images ({', '.join(IMAGE_SUFFIXES)}) found")

@@ -10,9 +10,7 @@ them here, together with what the plan was built from (ONNX sha256, profile, pre
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -188,17 +186,3 @@ def read_sidecar(plan: str | Path) -> Sidecar:
 
 def sidecar_text(side: Sidecar) -> str:
     return json.dumps(side.to_dict(), indent=2) + "\n"
-
-
-def write_text_atomic(path: Path, text: str | bytes) -> None:
-    """Write through a temp file in the same folder, then rename (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode() if isinstance(text, str) else text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

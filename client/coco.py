@@ -26,12 +26,16 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
+from tritonkit._lazy import lazy_import
+from tritonkit.client.detection import Detections
 from tritonkit.errors import DatasetError
+from tritonkit.io import atomic_write_text
+
+pycoco = lazy_import("pycocotools.coco")
+pycocoeval = lazy_import("pycocotools.cocoeval")
 
 if TYPE_CHECKING:  # pragma: no cover
     from pycocotools.coco import COCO
-
-    from tritonkit.client.detection import Detections
 
 DEFAULT_IMAGES = "val2017"
 DEFAULT_ANNOTATIONS = "annotations/instances_val2017.json"
@@ -75,7 +79,7 @@ def resolve_paths(root: str | Path | None = None, images: str | Path | None = No
     """``(images_dir, annotations_file)`` from a COCO root and/or explicit paths."""
     if root is None and (images is None or annotations is None):
         raise DatasetError("give a COCO root (with val2017/ and annotations/instances_val2017.json) "
-                           "or both --images DIR and --annotations FILE")
+                           "or both images (a folder) and annotations (a file)", fields=("images", "annotations"))
     images_dir = Path(images) if images is not None else Path(root) / DEFAULT_IMAGES
     ann_file = Path(annotations) if annotations is not None else Path(root) / DEFAULT_ANNOTATIONS
     if not images_dir.is_dir():
@@ -197,9 +201,7 @@ def check_annotations(data: dict, path: Path) -> dict:
 
 
 def _coco_index(data: dict) -> "COCO":
-    from pycocotools.coco import COCO
-
-    coco = COCO()
+    coco = pycoco.COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
@@ -217,7 +219,7 @@ def load_coco(images_dir: str | Path, annotations_file: str | Path, limit: int |
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}")
     if limit is not None and limit < 1:
-        raise DatasetError(f"limit must be >= 1 (got {limit})")
+        raise DatasetError(f"limit must be >= 1 (got {limit})", fields=("limit",))
     images_dir, ann_path = Path(images_dir), Path(annotations_file)
     if not images_dir.is_dir():
         raise DatasetError(f"{images_dir}: image folder not found")
@@ -230,7 +232,8 @@ def load_coco(images_dir: str | Path, annotations_file: str | Path, limit: int |
     if absent and missing == "error":
         raise DatasetError(
             f"{len(absent)} of {len(listed)} images listed in {ann_path} are missing from {images_dir} "
-            f"(first: {', '.join(absent[:3])}); check --images/--annotations, or skip them with --skip-missing")
+            f"(first: {', '.join(absent[:3])}); check the image folder and the annotations file, or skip "
+            f"them (missing='skip')")
     absent_set = set(absent)
     present = [im for im in listed if im["file_name"] not in absent_set]
     if not present:
@@ -280,12 +283,7 @@ def detections_to_coco(image_id: int, dets: "Detections", category_ids: Sequence
 
 def write_results(path: str | Path, results: list[dict]) -> Path:
     """Write a COCO results JSON (the format pycocotools' ``loadRes`` and the COCO server read)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(results))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(results))
 
 
 @dataclass(frozen=True)
@@ -324,7 +322,6 @@ def _empty_results(gt: "COCO") -> "COCO":
 def coco_map(gt: "COCO", results: list[dict], image_ids: Iterable[int]) -> CocoMetrics:
     """COCOeval (bbox) over ``image_ids`` only. No detections gives mAP 0 where there is ground
     truth; no ground truth at all gives None (nothing to measure)."""
-    from pycocotools.cocoeval import COCOeval
 
     ids = sorted(set(int(i) for i in image_ids))
     if not ids:
@@ -339,7 +336,7 @@ def coco_map(gt: "COCO", results: list[dict], image_ids: Iterable[int]) -> CocoM
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         dt = gt.loadRes(copy.deepcopy(results)) if results else _empty_results(gt)
-        ev = COCOeval(gt, dt, iouType="bbox")
+        ev = pycocoeval.COCOeval(gt, dt, iouType="bbox")
         ev.params.imgIds = ids
         ev.evaluate()
         ev.accumulate()

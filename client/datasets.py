@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import hashlib
 import io
 import os
 import stat
@@ -47,6 +46,7 @@ from typing import Sequence
 from tritonkit.cards import ModelCard, load_labels
 from tritonkit.client.decode import DEFAULT_MAX_BYTES, ImageError, read_image_bytes
 from tritonkit.errors import DatasetError
+from tritonkit.io import file_digest
 
 IMAGENET_VAL_TAR_MD5 = "29b22e2961454d5413ddabcf34fc5622"
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
@@ -341,20 +341,12 @@ def _with_gt(found: list[tuple[str, object]], gt: GroundTruth, make) -> tuple[li
     return items, skipped, len(gt.labels) - len(matched)
 
 
-def md5sum(path: Path, chunk: int = 8 << 20) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_md5(path: Path, expected: str) -> None:
     """Raise :class:`DatasetError` naming the file and both digests when they differ."""
-    actual = md5sum(path)
+    actual = file_digest(path, "md5")
     if actual.lower() != expected.lower():
         raise DatasetError(f"{path}: MD5 {actual} does not match the expected {expected.lower()} "
-                           f"(corrupt or a different file; pass --no-md5-check to use it anyway)")
+                           f"(corrupt or a different file; set md5 to None to use it anyway)")
 
 
 def _member_name(m: tarfile.TarInfo) -> str:
@@ -433,7 +425,7 @@ def open_tar(tar_path: str | Path, classes: ClassMap, gt_path: str | Path | None
             idx = classes.index(parts[-2]) if len(parts) >= 2 else None
             if idx is None:
                 raise DatasetError(f"{tar_path}: member {key!r} is not in a class folder and no ground-truth "
-                                   f"file was given (--gt val.txt)")
+                                   f"file was given (gt, e.g. val.txt)", fields=("gt",))
             items.append(make(key, src, idx))
         return Dataset(items, "tar", tar_path, classes, total=len(items), not_images=others, unreadable=bad)
     gt = read_ground_truth(gt_path, classes)
@@ -471,7 +463,8 @@ def open_dataset(data: str | Path, card: ModelCard, gt: str | Path | None = None
     gt_path = Path(gt) if gt is not None else _find_gt(root)
     if gt_path is None:
         raise DatasetError(f"{root}: images are not in class folders and no ground-truth file was given "
-                           f"(--gt val.txt or LOC_val_solution.csv; looked for {', '.join(GT_CANDIDATES)})")
+                           f"(gt: val.txt or LOC_val_solution.csv; looked for {', '.join(GT_CANDIDATES)})",
+                           fields=("gt",))
     truth = read_ground_truth(gt_path, classes)
     items, skipped, missing = _with_gt([(p.name, p) for p in flat], truth,
                                        lambda key, src, label: FileItem(key, src, label, max_bytes))
@@ -495,7 +488,7 @@ def select_subset(items: Sequence, limit: int | None, mode: str = "stride") -> t
     if limit is None or limit >= n:
         return ordered, f"all {n} images"
     if limit < 1:
-        raise DatasetError(f"--limit must be >= 1 (got {limit})")
+        raise DatasetError(f"limit must be >= 1 (got {limit})", fields=("limit",))
     if mode == "first":
         return ordered[:limit], f"first {limit} of {n} images in sorted order"
     picked = [ordered[(i * n) // limit] for i in range(limit)]

@@ -32,8 +32,8 @@ def check_plan_file(card: ModelCard, plan: Path, container_release: str | None, 
         raise TritonkitError(f"{plan}: plan file not found")
     if container_release is None:
         raise TritonkitError(
-            f"{plan}: pass --container-release (the NGC tritonserver release that will serve it, e.g. "
-            f"{compat.DEFAULT_RELEASE}) so the plan's TensorRT version can be checked")
+            f"{plan}: container_release is needed (the NGC tritonserver release that will serve it, e.g. "
+            f"{compat.DEFAULT_RELEASE}) so the plan's TensorRT version can be checked", fields=("container_release",))
     return compat.check_plan_for_card(card, plan, container_release, max_batch_size=max_batch_size,
                                       host_cc=host_cc, container_trt=container_trt)
 

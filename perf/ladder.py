@@ -39,14 +39,20 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from tritonkit._lazy import lazy_import
+from tritonkit.build_engines.trtexec import shape_arg
 from tritonkit.cards import ModelCard
+from tritonkit.client.datasets import IMAGE_SUFFIXES, FileItem
 from tritonkit.client.infer import ClientOptions, TritonInfer
 from tritonkit.client.pipeline import EngineOptions, run_stream
 from tritonkit.client.timing import flagperf_metrics
 from tritonkit.errors import TritonkitError
 from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
-from tritonkit.perf.results import TextTable
+from tritonkit.perf.results import TextTable, write_markdown
+from tritonkit.report import write_json
 from tritonkit.tasks import task_for_card
+
+ort = lazy_import("onnxruntime")
 
 TRTEXEC_NOT_HERE = ("not measured: trtexec runs a TensorRT engine on an NVIDIA GPU; this host has "
                     "{why}. On a GPU host build the plan with `tritonkit build` and pass it with --plan.")
@@ -65,7 +71,6 @@ class InProcessResult:
 
 def ort_session(onnx_path: str | os.PathLike, intra_op_threads: int = 0):
     """An onnxruntime CPU session set up like the served cpu-target model (inter-op 1)."""
-    import onnxruntime as ort
 
     options = ort.SessionOptions()
     if intra_op_threads > 0:
@@ -156,7 +161,6 @@ def synthetic_items(n: int, *, size: tuple[int, int] = (500, 375), seed: int = 0
 
 def folder_items(folder: str | os.PathLike, limit: int) -> list:
     """Up to ``limit`` image files under ``folder`` (sorted, label 0)."""
-    from tritonkit.client.datasets import IMAGE_SUFFIXES, FileItem
 
     root = Path(folder)
     if not root.is_dir():
@@ -316,7 +320,6 @@ def parse_trtexec_perf(text: str) -> TrtexecPerf:
 def trtexec_bench_argv(trtexec: str | os.PathLike, plan: str | os.PathLike, input_name: str,
                        shape: Sequence[int], *, warmup_ms: int = 500, duration_s: int = 3) -> list[str]:
     """trtexec timing an existing plan at one input shape (batch included)."""
-    from tritonkit.build_engines.trtexec import shape_arg
 
     return [str(trtexec), f"--loadEngine={plan}", f"--shapes={shape_arg(input_name, tuple(shape))}",
             f"--warmUp={warmup_ms}", f"--duration={duration_s}"]
@@ -477,9 +480,6 @@ def run_ladder(options: LadderOptions, out_dir: str | os.PathLike,
 
 
 def write_ladder(result: LadderResult) -> None:
-    from tritonkit.perf.results import write_markdown
-    from tritonkit.report import write_json
-
     if result.out_dir is None:
         return
     write_json(result.out_dir / "ladder.json", result.to_json())

@@ -10,7 +10,11 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from tritonkit._lazy import lazy_import
 from tritonkit.perf.results import PerfRow, ResultsError
+
+mpl_agg = lazy_import("matplotlib.backends.backend_agg")
+mpl_figure = lazy_import("matplotlib.figure")
 
 PLOT_STATS = ("p50", "p90", "p95", "p99")
 
@@ -36,15 +40,13 @@ def plot_latency_throughput(rows: Sequence[PerfRow], path: str | os.PathLike, *,
 
     ``percentile`` must be one perf_analyzer reports in every CSV (50, 90, 95, 99).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     stat = f"p{percentile}"
     if not rows:
         raise ResultsError("nothing to plot: no measured points")
     series = latency_series(rows, stat)
-    fig = Figure(figsize=(7.5, 4.8), dpi=110)
-    FigureCanvasAgg(fig)
+    fig = mpl_figure.Figure(figsize=(7.5, 4.8), dpi=110)
+    mpl_agg.FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for name, line in series.items():
         xs = [r.img_per_s for r in line]

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from tritonkit.errors import TritonkitError
+from tritonkit.io import atomic_write_text
+from tritonkit.report import fmt, markdown_table
 
 STATS = ("avg", "p50", "p90", "p95", "p99")
 
@@ -232,7 +234,7 @@ def write_rows_csv(rows: Iterable[PerfRow], path: str | os.PathLike) -> Path:
     writer.writeheader()
     for row in rows:
         writer.writerow(row_to_dict(row))
-    _atomic_write(p, buf.getvalue())
+    atomic_write_text(p, buf.getvalue())
     return p
 
 
@@ -264,39 +266,17 @@ def read_rows_csv(path: str | os.PathLike) -> list[PerfRow]:
 
 @dataclass(frozen=True)
 class TextTable:
-    """A finished table of strings: shown with rich in the terminal, written as markdown and CSV."""
+    """A finished table of strings: written as markdown and CSV (the CLI shows it in the terminal,
+    :func:`tritonkit.cli.tables.print_tables`)."""
 
     title: str
     headers: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     note: str = ""
 
-    def rich(self):
-        from rich.table import Table
-
-        table = Table(title=self.title, caption=self.note or None)
-        for i, h in enumerate(self.headers):
-            table.add_column(h, justify="left" if i == 0 else "right")
-        for row in self.rows:
-            table.add_row(*row)
-        return table
-
     def markdown(self) -> str:
-        """GitHub markdown table (rendered by rich with its markdown box)."""
-        from rich import box
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(box=box.MARKDOWN, show_edge=True, pad_edge=True)
-        for i, h in enumerate(self.headers):
-            table.add_column(h, justify="left" if i == 0 else "right")
-        for row in self.rows:
-            table.add_row(*row)
-        console = Console(file=io.StringIO(), width=100_000, color_system=None, force_terminal=False,
-                          soft_wrap=False)
-        console.print(table)
-        body = "\n".join(ln.rstrip() for ln in console.file.getvalue().splitlines() if ln.strip())
-        parts = [f"### {self.title}", "", body]
+        """The table as a GitHub markdown section (title, table, note)."""
+        parts = [f"### {self.title}", "", markdown_table(self.headers, self.rows).rstrip("\n")]
         if self.note:
             parts += ["", self.note]
         return "\n".join(parts) + "\n"
@@ -307,12 +287,6 @@ class TextTable:
         writer.writerow(self.headers)
         writer.writerows(self.rows)
         return buf.getvalue()
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    return f"{value:,.{digits}f}"
 
 
 def best_rows(rows: Sequence[PerfRow]) -> dict[tuple[str, int], PerfRow]:
@@ -348,7 +322,7 @@ def ms_per_batch_table(rows: Sequence[PerfRow], stat: str = "avg") -> TextTable:
     low = lowest_concurrency_rows(rows)
     body = []
     for label in labels:
-        body.append((label, *(_fmt(low[(label, b)].latency_ms(stat)) if (label, b) in low else "—" for b in sizes)))
+        body.append((label, *(fmt(low[(label, b)].latency_ms(stat)) if (label, b) in low else "—" for b in sizes)))
     concs = sorted({r.concurrency for r in low.values()})
     note = f"client-side {stat} latency of one request at concurrency {', '.join(map(str, concs))} (the lowest measured)."
     if stat == "avg" and any(not r.avg_measured for r in low.values()):
@@ -365,7 +339,7 @@ def throughput_table(rows: Sequence[PerfRow]) -> TextTable:
         cells = []
         for b in sizes:
             r = best.get((label, b))
-            cells.append(f"{_fmt(r.img_per_s, 1)} (c={r.concurrency})" if r else "—")
+            cells.append(f"{fmt(r.img_per_s, 1)} (c={r.concurrency})" if r else "—")
         body.append((label, *cells))
     return TextTable("images/s at the best concurrency", ("model", *(f"bs {b}" for b in sizes)), tuple(body),
                      note="perf_analyzer's infer/s, which counts every image of a batch.")
@@ -379,10 +353,10 @@ def detail_table(rows: Sequence[PerfRow], model_label: str | None = None) -> Tex
     body = []
     for r in sorted(chosen, key=lambda r: (r.batch_size, r.concurrency)):
         s = r.split
-        body.append((str(r.batch_size), str(r.concurrency), _fmt(r.img_per_s, 1), _fmt(r.req_per_s, 1),
-                     _fmt(r.avg_us / 1000, 3) + ("" if r.avg_measured else "*"),
-                     *(_fmt(r.latency_ms(st), 3) for st in ("p50", "p90", "p95", "p99")),
-                     *(_fmt(v / 1000, 3) for v in (s.server_queue_us, s.compute_input_us, s.compute_infer_us,
+        body.append((str(r.batch_size), str(r.concurrency), fmt(r.img_per_s, 1), fmt(r.req_per_s, 1),
+                     fmt(r.avg_us / 1000, 3) + ("" if r.avg_measured else "*"),
+                     *(fmt(r.latency_ms(st), 3) for st in ("p50", "p90", "p95", "p99")),
+                     *(fmt(v / 1000, 3) for v in (s.server_queue_us, s.compute_input_us, s.compute_infer_us,
                                                    s.compute_output_us, s.client_send_us, s.network_us,
                                                    s.client_recv_us))))
     note = "latencies in ms (client side); queue / comp = server side; send / network / recv = client and wire."
@@ -424,19 +398,6 @@ def write_markdown(path: str | os.PathLike, tables: Sequence[TextTable], *, titl
     if epilogue:
         parts += [epilogue]
     p = Path(path)
-    _atomic_write(p, "\n".join(parts).rstrip() + "\n")
+    atomic_write_text(p, "\n".join(parts).rstrip() + "\n")
     return p
 
-
-def print_tables(tables: Sequence[TextTable], console=None) -> None:
-    from rich.console import Console
-
-    console = console or Console()
-    for t in tables:
-        console.print(t.rich())
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    from tritonkit.report import write_text
-
-    write_text(path, text)

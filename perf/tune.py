@@ -76,12 +76,13 @@ def parse_preferred(text: str) -> tuple[tuple[int, ...], ...]:
         try:
             sizes = tuple(int(x) for x in part.split("+"))
         except ValueError:
-            raise TritonkitError(f"--preferred {text!r}: expected sizes like 4,8 or 4+8 or none") from None
+            raise TritonkitError(f"preferred {text!r}: expected sizes like 4,8 or 4+8 or none",
+                                 fields=("preferred",)) from None
         if any(s < 1 for s in sizes):
-            raise TritonkitError(f"--preferred {text!r}: sizes must be >= 1")
+            raise TritonkitError(f"preferred {text!r}: sizes must be >= 1", fields=("preferred",))
         out.append(sizes)
     if not out:
-        raise TritonkitError("--preferred needs at least one entry")
+        raise TritonkitError("preferred needs at least one entry", fields=("preferred",))
     return tuple(out)
 
 
@@ -164,7 +165,7 @@ def run_tune(card: ModelCard, onnx: str | os.PathLike, grid: TuneGrid, p99_bound
     variants start from (default: the cpu target).
     """
     if p99_bound_ms <= 0:
-        raise TritonkitError("--p99-ms must be positive")
+        raise TritonkitError("p99_bound_ms must be positive", fields=("p99_bound_ms",))
     onnx = Path(onnx)
     base = base_options or RepoOptions(target="cpu")
     if base.target != "cpu":

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from tritonkit.cli import SUBCOMMANDS, main
+from tritonkit.cli import SUBCOMMANDS, build_parser, main
+from tritonkit.cli.args import flag_message
+from tritonkit.errors import DatasetError
 from tritonkit.model_repository.config import parse_config
 
 
@@ -168,3 +170,15 @@ def test_readme_gpu_section_has_the_dockerfile_container_commands():
     repo = next(c for c in readme if c.startswith("tritonkit repo"))
     plan_max = docker[1].split("--max-batch ")[1].split()[0]
     assert "--target gpu" in repo and f"--max-batch {plan_max}" in repo  # the plan's batch range
+
+
+def test_library_errors_name_fields_and_the_cli_shows_flags(tmp_path, capsys):
+    """The library message names the field; the CLI prints the flag of the command it ran."""
+    err = DatasetError("limit must be >= 1 (got 0); see annotations/limit.json", fields=("limit",))
+    assert str(err).startswith("limit must be")
+    argv = ["eval", "classify", "--model", "demo_shapes", "--data", str(tmp_path)]
+    args = build_parser().parse_args(argv)
+    assert flag_message(err, build_parser(), args) == "--limit must be >= 1 (got 0); see annotations/limit.json"
+    # a command without that flag keeps the field name
+    other = build_parser().parse_args(["cards", "demo_shapes"])
+    assert flag_message(err, build_parser(), other) == str(err)

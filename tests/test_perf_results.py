@@ -4,10 +4,13 @@ bundled server), the merged CSV, the report tables and the latency/throughput pl
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from tritonkit.cli.tables import print_tables
 from tritonkit.perf.plot import latency_series, plot_latency_throughput
 from tritonkit.perf.results import (
     PerfRow, ResultsError, detail_table, ms_per_batch_table, parse_csv, parse_csv_text, read_rows_csv,
@@ -131,7 +134,7 @@ def test_ms_per_batch_table_is_models_by_batch_size():
     assert [r[0] for r in table.rows] == ["demo_shapes (grpc)", "other (grpc)"]
     demo = table.rows[0]
     c1_bs1 = next(r for r in rows if r.model == "demo_shapes" and r.batch_size == 1 and r.concurrency == 1)
-    assert demo[1] == f"{c1_bs1.avg_us / 1000:,.2f}"
+    assert demo[1] == f"{c1_bs1.avg_us / 1000:.2f}"
     assert demo[3] == "—"            # demo_shapes was not measured at bs 8
     assert table.rows[1][1] == "—" and table.rows[1][3] != "—"
     assert "sum of perf_analyzer's latency split" in table.note       # these CSVs have no Avg latency
@@ -143,7 +146,7 @@ def test_throughput_table_picks_the_best_concurrency():
     rows = _parse("grpc_bs1_c1-3.csv")
     best = max(rows, key=lambda r: r.img_per_s)
     cell = throughput_table(rows).rows[0][1]
-    assert cell == f"{best.img_per_s:,.1f} (c={best.concurrency})"
+    assert cell == f"{best.img_per_s:.1f} (c={best.concurrency})"
 
 
 def test_detail_table_has_one_line_per_point_and_marks_derived_averages():
@@ -214,3 +217,12 @@ def test_server_counts_show_the_dynamic_batcher_at_work():
     assert on.inference_count == on.success_count and on.avg_batch > 1.0       # requests merged
     assert off.execution_count == off.inference_count and off.avg_batch == 1.0  # one execution per request
     assert parse_server_counts("no server section") is None
+
+
+def test_tables_print_in_the_terminal_with_every_cell():
+    rows = _parse("grpc_bs1_c1-3.csv")
+    table = throughput_table(rows)
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    print_tables([table], console)
+    shown = console.file.getvalue()
+    assert table.title in shown and all(cell in shown for row in table.rows for cell in row)

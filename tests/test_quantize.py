@@ -140,7 +140,7 @@ def test_no_or_bad_calibration_images(fp32, tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
     with pytest.raises(DatasetError, match="empty: no calibration images"):
         find_calibration_images(tmp_path / "empty")
-    with pytest.raises(DatasetError, match="--calib-images must be >= 1"):
+    with pytest.raises(DatasetError, match="limit must be >= 1"):
         find_calibration_images(tmp_path / "empty", 0)
 
 

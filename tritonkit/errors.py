@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 
 class TritonkitError(Exception):
     """A problem the user can fix (bad input, missing file, unreachable server...).
 
-    The CLI prints ``str(error)`` as one line and exits 1, without a traceback.
+    The CLI prints ``str(error)`` as one line and exits 1, without a traceback. ``fields`` lists
+    the option fields the message names (``limit must be >= 1``: ``fields=("limit",)``), so a
+    front end can show its own name for each instead; the CLI shows the flag that sets it.
     """
+
+    def __init__(self, *args: object, fields: Sequence[str] = ()) -> None:
+        super().__init__(*args)
+        self.fields = tuple(fields)
 
 
 class CardError(TritonkitError):

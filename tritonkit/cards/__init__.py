@@ -480,15 +480,13 @@ class Registry:
 REGISTRY = Registry()
 
 
-def _register_builtin() -> None:
-    from tritonkit.cards import classification, detection
+# The built-in card modules build their cards from the classes above, so they are imported
+# here, once those classes exist, and their cards registered.
+from tritonkit.cards import classification, detection  # noqa: E402
 
-    for module in (classification, detection):
-        for card in module.CARDS:
-            REGISTRY.register(card)
-
-
-_register_builtin()
+for _module in (classification, detection):
+    for _card in _module.CARDS:
+        REGISTRY.register(_card)
 
 
 def get_card(name_or_path: str) -> ModelCard:

@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from tritonkit import __version__
+from tritonkit.cli.args import first_line, flag_message
 from tritonkit.errors import TritonkitError
 
 # subcommand -> module in tritonkit.cli. Modules import only light things at top level, so
@@ -35,10 +36,6 @@ SUBCOMMANDS = {
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
-def _first_line(doc: str | None) -> str:
-    return (doc or "").strip().splitlines()[0] if doc else ""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tritonkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in SUBCOMMANDS.items():
         module = importlib.import_module(f"tritonkit.cli.{module_name}")
-        p = sub.add_parser(name, help=_first_line(module.__doc__), description=module.__doc__,
+        p = sub.add_parser(name, help=first_line(module.__doc__), description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_run=module.run, _parser=p)
@@ -63,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except TritonkitError as exc:
-        print(f"tritonkit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"tritonkit {args.command}: error: {flag_message(exc, parser, args)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"tritonkit {args.command}: interrupted", file=sys.stderr)

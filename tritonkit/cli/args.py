@@ -3,10 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Sequence
 
+from tritonkit.errors import TritonkitError
 from tritonkit.tasks import ArgSpec
+from tritonkit.triton import DEFAULT_PORTS
+
+
+def first_line(doc: str | None) -> str:
+    """The first line of a docstring (a subcommand's one-line help); ``""`` for none."""
+    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
+
+
+def chosen_parsers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[argparse.ArgumentParser]:
+    """``parser`` and the subcommand parsers ``args`` went through below it."""
+    chain = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            chain += chosen_parsers(action.choices[getattr(args, action.dest)], args)
+    return chain
+
+
+def flag_message(exc: TritonkitError, parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The error's message with every option field it names (``exc.fields``) shown as the flag
+    that sets it in this command line (``limit`` -> ``--limit``)."""
+    text = str(exc)
+    flags: dict[str, str] = {}
+    for p in chosen_parsers(parser, args):
+        for action in p._actions:
+            if action.option_strings and action.dest not in flags:
+                flags[action.dest] = max(action.option_strings, key=len)
+    for field in exc.fields:
+        if field in flags:
+            text = re.sub(rf"(?<![\w/.-]){re.escape(field)}(?![\w/.-])", flags[field], text)
+    return text
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -18,6 +50,17 @@ def int_list(text: str) -> tuple[int, ...]:
     if not values or any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
     return values
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1; argparse reports anything else as a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def positive_int_list(text: str) -> tuple[int, ...]:
@@ -49,7 +92,7 @@ def add_stream_arguments(p: argparse.ArgumentParser, checkpoint: str, metric: st
 
 def stream_options(args: argparse.Namespace) -> dict:
     """The keyword arguments :func:`add_stream_arguments` flags map to in the eval option classes."""
-    url = args.url or ("127.0.0.1:8001" if args.protocol == "grpc" else "127.0.0.1:8000")
+    url = args.url or f"127.0.0.1:{DEFAULT_PORTS[args.protocol]}"
     return dict(url=url, protocol=args.protocol, shm=args.shm, batch_sizes=tuple(args.batch_sizes),
                 workers=args.workers, in_flight=args.in_flight, pool=args.pool, timing_images=args.timing_images,
                 out=args.out, resume=args.resume, reference_onnx=args.reference_onnx, timeout_s=args.timeout,

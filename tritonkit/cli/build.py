@@ -35,6 +35,7 @@ from tritonkit.build_engines.spec import (
     make_spec)
 from tritonkit.build_engines.trtexec import container_command
 from tritonkit.cards import get_card
+from tritonkit.cli.args import positive_int
 from tritonkit.errors import TritonkitError
 
 
@@ -58,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trtexec-only", action="store_true", help="print the trtexec command and stop")
     q = p.add_argument_group("int8 (explicit quantization)")
     q.add_argument("--calib-dir", type=Path, help="calibration images; makes the QDQ ONNX first")
-    q.add_argument("--calib-images", type=int, default=256, help="use the first N images (sorted)")
+    q.add_argument("--calib-images", type=positive_int, default=256, help="use the first N images (sorted)")
     q.add_argument("--calib-method", default="max", choices=("max", "entropy", "percentile"))
     q.add_argument("--percentile", type=float, default=99.999, help="for --calib-method percentile")
     q.add_argument("--exclude-nodes", action="append", default=[], metavar="PATTERN",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tritonkit.demo.run import DemoOptions, run_demo
 from tritonkit.io import ensure_out_dir
 
 
@@ -28,8 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tritonkit.demo.run import DemoOptions, run_demo
-
     for folder, flag in ((args.out, "--out"), (args.work, "--work"), (args.cache, "--cache")):
         ensure_out_dir(folder, flag)
     steps = run_demo(DemoOptions(out=args.out, work=args.work, cache=args.cache, seed=args.seed,

@@ -11,7 +11,8 @@ import argparse
 from pathlib import Path
 
 from tritonkit._lazy import lazy_import
-from tritonkit.cli.args import add_spec_arguments, add_stream_arguments, field_flags, spec_options, stream_options
+from tritonkit.cli.args import (
+    add_spec_arguments, add_stream_arguments, field_flags, first_line, spec_options, stream_options)
 from tritonkit.errors import TritonkitError
 from tritonkit.evaluate import EvalResult, evaluate
 from tritonkit.tasks import OptionsError, Task, get_task, list_tasks
@@ -24,15 +25,11 @@ rich_table = lazy_import("rich.table")
 SHOWN_ERRORS = 20  # excluded files printed by the summary (the reports list all of them)
 
 
-def _first_line(doc: str | None) -> str:
-    return doc.strip().splitlines()[0] if doc and doc.strip() else ""
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="task", metavar="TASK")
     for name in list_tasks():
         task = get_task(name)
-        sp = sub.add_parser(name, help=_first_line(task.description), description=task.description,
+        sp = sub.add_parser(name, help=first_line(task.description), description=task.description,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.add_argument("--model", required=True, help="card name (tritonkit cards) or a card .json file")
         sp.add_argument("--model-name", help="name the model is served under (default: the card's name)")

@@ -21,8 +21,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tritonkit.cards import get_card
+from tritonkit.cli.tables import print_tables
 from tritonkit.errors import TritonkitError
 from tritonkit.io import ensure_out_dir
+from tritonkit.model_repository.config import RepoOptions
+from tritonkit.model_repository.writer import write_model
+from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
+from tritonkit.perf.ladder import LadderOptions, folder_items, run_ladder
+from tritonkit.perf.results import sweep_tables
+from tritonkit.perf.tune import TuneGrid, parse_preferred, run_tune
+from tritonkit.serve.local import LocalServer, ServerOptions
 
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 
@@ -106,8 +115,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _spec(args: argparse.Namespace, model: str, url: str, protocol: str, batch_size: int, concurrency):
-    from tritonkit.perf.analyzer import PerfSpec
-
     return PerfSpec(model=model, url=url, protocol=protocol, batch_size=batch_size, concurrency=concurrency,
                     measurement_mode=args.measurement_mode, measurement_interval_ms=args.interval,
                     measurement_request_count=args.request_count, stability_pct=args.stability,
@@ -123,9 +130,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from rich.console import Console
-
-    from tritonkit.perf.analyzer import ConcurrencyRange, run_sweep
-    from tritonkit.perf.results import print_tables, sweep_tables
 
     console = Console()
     url = args.url or f"127.0.0.1:{DEFAULT_PORTS[args.protocol]}"
@@ -158,10 +162,6 @@ def _ladder(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from tritonkit.cards import get_card
-    from tritonkit.perf.ladder import LadderOptions, folder_items, run_ladder
-    from tritonkit.perf.results import print_tables
-
     console = Console()
     card = get_card(args.model)
     if not args.onnx.is_file():
@@ -173,10 +173,6 @@ def _ladder(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         grpc_url, http_url, served = args.url, args.http_url, args.served_name
         if grpc_url is None:
-            from tritonkit.model_repository.config import RepoOptions
-            from tritonkit.model_repository.writer import write_model
-            from tritonkit.serve.local import LocalServer, ServerOptions
-
             repo = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tritonkit-ladder-"))) / "repo"
             write_model(card, args.onnx, repo, RepoOptions(target="cpu", intra_op_threads=args.threads))
             console.print("starting the bundled tritonserver ...")
@@ -202,12 +198,6 @@ def _ladder(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     from rich.console import Console
-
-    from tritonkit.cards import get_card
-    from tritonkit.model_repository.config import RepoOptions
-    from tritonkit.perf.analyzer import ConcurrencyRange
-    from tritonkit.perf.results import print_tables
-    from tritonkit.perf.tune import TuneGrid, parse_preferred, run_tune
 
     console = Console()
     card = get_card(args.model)

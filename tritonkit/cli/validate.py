@@ -20,6 +20,8 @@ from pathlib import Path
 from tritonkit.io import ensure_out_dir
 from tritonkit.names import check_model_name
 from tritonkit.serve.profiles import API_KEY_ENV
+from tritonkit.validate import validate
+from tritonkit.validate.options import ValidateOptions, parse_checks, parse_duration, parse_pairs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,8 +56,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace):
-    from tritonkit.validate.options import ValidateOptions, parse_checks, parse_duration, parse_pairs
-
     models = tuple(check_model_name(m.strip(), "--models") for m in args.models.split(",") if m.strip())
     return ValidateOptions(
         models=models, url=args.url, http_url=args.http_url, metrics_url=args.metrics_url,
@@ -72,8 +72,6 @@ def options_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-
-    from tritonkit.validate import validate
 
     options = options_from_args(args)
     ensure_out_dir(args.out, "--out")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tritonkit.demo.shapes import ensure_classification_data
+from tritonkit.demo.train import train_classifier
 from tritonkit.export.builders import register_builder
 
 # The demo's archs, built by tritonkit.demo.models (imported, with torch, on first use).
@@ -14,8 +16,5 @@ for _arch in ("demo:shapes_cnn", "demo:shapes_yolo"):
 def trained_onnx(work: str | Path = "build/demo", cache: str | Path = ".cache/demo", progress: bool = True) -> Path:
     """The demo's trained ``demo_shapes`` classifier ONNX: generates the data set and trains it
     when the cache has no current model (minutes on a CPU), else reuses the cached one."""
-    from tritonkit.demo.shapes import ensure_classification_data
-    from tritonkit.demo.train import train_classifier
-
     data = ensure_classification_data(Path(work) / "data" / "shapes_cls", progress=progress)
     return Path(train_classifier(data, Path(cache), progress=progress).onnx_path)

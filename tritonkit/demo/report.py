@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tritonkit.report import markdown_table, write_text
+from tritonkit.report import fmt, markdown_table, write_text
 
 
 def _load(path: Path) -> dict | None:
@@ -18,14 +18,6 @@ def _load(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-
-
-def _fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def _section_file(path: Path, title: str) -> list[str]:
@@ -40,15 +32,15 @@ def _section_file(path: Path, title: str) -> list[str]:
 def _accuracy_table(cls: dict | None, det: dict | None) -> list[str]:
     rows = []
     if cls:
-        rows.append(["classification (demo_shapes)", "top1", _fmt(cls.get("top1")), _fmt(cls.get("reference_top1")),
-                     _fmt(cls.get("int8_top1")), _fmt(cls.get("fp32_model_mb"), 3), _fmt(cls.get("int8_model_mb"), 3),
-                     f"{cls.get('images', '—')} ({len(cls.get('errors', []))} errors)"])
+        rows.append(["classification (demo_shapes)", "top1", fmt(cls.get("top1"), 4), fmt(cls.get("reference_top1"), 4),
+                     fmt(cls.get("int8_top1"), 4), fmt(cls.get("fp32_model_mb"), 3), fmt(cls.get("int8_model_mb"), 3),
+                     f"{cls.get('images', '-')} ({len(cls.get('errors', []))} errors)"])
     if det:
-        rows.append(["detection (demo_shapes_det)", "mAP@0.5", _fmt(det.get("map50")), _fmt(det.get("reference_map50")),
-                     _fmt(det.get("int8_map50")), _fmt(det.get("fp32_model_mb"), 3), _fmt(det.get("int8_model_mb"), 3),
-                     f"{det.get('images', '—')} ({len(det.get('errors', []))} errors)"])
-        rows.append(["detection (demo_shapes_det)", "mAP@[.5:.95]", _fmt(det.get("map50_95")), "—",
-                     _fmt(det.get("int8_map50_95")), "", "", ""])
+        rows.append(["detection (demo_shapes_det)", "mAP@0.5", fmt(det.get("map50"), 4),
+                     fmt(det.get("reference_map50"), 4), fmt(det.get("int8_map50"), 4), fmt(det.get("fp32_model_mb"), 3), fmt(det.get("int8_model_mb"), 3),
+                     f"{det.get('images', '-')} ({len(det.get('errors', []))} errors)"])
+        rows.append(["detection (demo_shapes_det)", "mAP@[.5:.95]", fmt(det.get("map50_95"), 4), "-",
+                     fmt(det.get("int8_map50_95"), 4), "", "", ""])
     if not rows:
         return []
     table = markdown_table(["model", "metric", "fp32 through Triton", "fp32 in-process ORT",
@@ -61,8 +53,8 @@ def _accuracy_table(cls: dict | None, det: dict | None) -> list[str]:
 def _queue_policy_section(probe: dict | None) -> list[str]:
     if not probe:
         return []
-    rows = [[name, probe.get("models", {}).get(name, ""), r["requests"], _fmt(r["p50_ms"], 2), _fmt(r["p99_ms"], 1),
-             _fmt(r["max_ms"], 1), r["stalls"], r["errors"]] for name, r in probe.get("results", {}).items()]
+    rows = [[name, probe.get("models", {}).get(name, ""), r["requests"], fmt(r["p50_ms"], 2), fmt(r["p99_ms"], 1),
+             fmt(r["max_ms"], 1), r["stalls"], r["errors"]] for name, r in probe.get("results", {}).items()]
     return ["## Queue policy and latency outliers", "",
             "The same classifier with and without a queue policy, " + probe.get("what", "") + ". Where the "
             "queue-policy model stalls, its timeouts reject requests even at concurrency 1; so the measured "

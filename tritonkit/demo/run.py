@@ -20,10 +20,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from tritonkit.build_engines.quantize import quantize_int8
+from tritonkit.cards import get_card
+from tritonkit.demo.report import write_demo_report
+from tritonkit.demo.shapes import ensure_classification_data, ensure_detection_data
+from tritonkit.demo.train import train_classifier, train_detector
 from tritonkit.errors import TritonkitError
 from tritonkit.evaluate import evaluate
+from tritonkit.model_repository.config import QueuePolicy, RepoOptions
+from tritonkit.model_repository.ensemble import write_nms_chain
+from tritonkit.model_repository.writer import write_model
+from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
+from tritonkit.perf.stalls import probe
+from tritonkit.report import write_json
+from tritonkit.serve.local import LocalServer
+from tritonkit.serve.profiles import API_KEY_ENV, local_options
 from tritonkit.tasks.classification import ClassificationOptions
 from tritonkit.tasks.detection import DetectionOptions
+from tritonkit.validate import ValidateOptions, validate
+from tritonkit.validate.options import CHECK_GROUPS, OPT_IN_GROUPS
+from tritonkit.validate.report import ValidationReport
 
 CLS_CARD = "demo_shapes"
 DET_CARD = "demo_shapes_det"
@@ -99,8 +115,6 @@ class StepLog:
         return [s for s in self.steps if s.status == "failed"]
 
     def save(self) -> None:
-        from tritonkit.report import write_json
-
         write_json(self.path, {"steps": [s.__dict__ for s in self.steps]})
 
 
@@ -122,8 +136,6 @@ class DemoState:
 
 
 def _update_json(path: Path, extra: dict) -> None:
-    from tritonkit.report import write_json
-
     data = json.loads(path.read_text()) if path.is_file() else {}
     data.update(extra)
     write_json(path, data)
@@ -137,8 +149,6 @@ def _calibration_images(root: Path, limit: int) -> list[Path]:
 
 
 def run_demo(opts: DemoOptions = DemoOptions(), log: Callable[[str], None] = print) -> StepLog:
-    from tritonkit.cards import get_card
-
     out, work = Path(opts.out), Path(opts.work)
     out.mkdir(parents=True, exist_ok=True)
     steps = StepLog(out / "steps.json", log=log)
@@ -146,8 +156,6 @@ def run_demo(opts: DemoOptions = DemoOptions(), log: Callable[[str], None] = pri
     cls_card, det_card = get_card(CLS_CARD), get_card(DET_CARD)
 
     with steps.step("generate data"):
-        from tritonkit.demo.shapes import ensure_classification_data, ensure_detection_data
-
         st.cls_data = Path(ensure_classification_data(work / "data" / "shapes_cls", seed=opts.seed))
         if opts.detection:
             st.det_data = Path(ensure_detection_data(work / "data" / "shapes_det", seed=opts.seed))
@@ -160,8 +168,6 @@ def run_demo(opts: DemoOptions = DemoOptions(), log: Callable[[str], None] = pri
             _serve_and_measure(steps, st, opts, out)
     finally:  # the report page sums up whatever was done, also after a failure
         with steps.step("report"):
-            from tritonkit.demo.report import write_demo_report
-
             write_demo_report(out, steps.steps)
     return steps
 
@@ -171,26 +177,18 @@ def _build(steps: StepLog, st: DemoState, opts: DemoOptions, cls_card, det_card)
     work = Path(opts.work)
     if steps.ok("generate data"):
         with steps.step("train + export classifier"):
-            from tritonkit.demo.train import train_classifier
-
             res = train_classifier(st.cls_data, Path(opts.cache))
             st.cls_onnx = Path(res.onnx_path)
             st.results["train_classifier"] = {"val_top1_onnx": res.value, "cached": res.cached}
         if opts.detection:
             with steps.step("train + export detector"):
-                from tritonkit.demo.train import train_detector
-
                 res = train_detector(st.det_data, Path(opts.cache))
                 st.det_onnx = Path(res.onnx_path)
                 st.results["train_detector"] = {"val_map50_onnx": res.value, "cached": res.cached}
         if st.results:
-            from tritonkit.report import write_json
-
             write_json(Path(opts.out) / "training.json", st.results)
 
     if opts.int8 and st.cls_onnx:
-        from tritonkit.build_engines.quantize import quantize_int8
-
         with steps.step("int8 quantization (QDQ) classifier"):
             path = work / "onnx" / f"{CLS_INT8}.onnx"
             st.cls_quant = quantize_int8(cls_card, st.cls_onnx, path,
@@ -211,9 +209,6 @@ def _build(steps: StepLog, st: DemoState, opts: DemoOptions, cls_card, det_card)
 def _serve_and_measure(steps: StepLog, st: DemoState, opts: DemoOptions, out: Path) -> None:
     import os
     import secrets
-
-    from tritonkit.serve.local import LocalServer
-    from tritonkit.serve.profiles import API_KEY_ENV, local_options
 
     # A production-profile deployment (restricted APIs behind a key made for this run, model
     # control none), so the validation at the end holds it to the production checks.
@@ -238,9 +233,6 @@ def _serve_and_measure(steps: StepLog, st: DemoState, opts: DemoOptions, out: Pa
 def _write_repository(st: DemoState, cls_card, det_card) -> None:
     from dataclasses import replace
 
-    from tritonkit.model_repository.config import QueuePolicy, RepoOptions
-    from tritonkit.model_repository.writer import write_model
-
     repo = st.repo
     if repo.is_dir():  # the demo's own build folder: start clean, so no model of an earlier run lingers
         import shutil
@@ -262,8 +254,6 @@ def _write_repository(st: DemoState, cls_card, det_card) -> None:
     if st.cls_int8:
         st.served.append(write_model(cls_card, st.cls_int8, repo, replace(opts, name=CLS_INT8)).name)
     if st.det_onnx:
-        from tritonkit.model_repository.ensemble import write_nms_chain
-
         detector = write_model(det_card, st.det_onnx, repo, opts).name
         st.served.append(detector)
         # one ensemble per NMS profile: `ap` for mAP, `speed` for the run-model / run-stream times
@@ -311,8 +301,6 @@ def _measure(steps: StepLog, st: DemoState, opts: DemoOptions, server, out: Path
                 "fp32_model_mb": round(q.size_mb_fp32, 3), "int8_model_mb": round(q.size_mb_int8, 3)})
     if opts.perf:
         with steps.step("perf sweep (perf_analyzer)"):
-            from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
-
             # Time windows of 1.5 s (hundreds of requests each for this model), stable within 25 % on
             # the average latency: a shared 2-core machine is noisy, and the CSV still has p50..p99.
             spec = PerfSpec(model=CLS_CARD, url=url, concurrency=ConcurrencyRange(1, 4, 1),
@@ -324,10 +312,6 @@ def _measure(steps: StepLog, st: DemoState, opts: DemoOptions, server, out: Path
                 raise TritonkitError(f"{len(failed)} perf point(s) failed; see {out / 'perf' / 'sweep.md'}")
     if opts.perf and CLS_GUARDED in st.served:
         with steps.step("queue-policy stall probe"):
-            from tritonkit.cards import get_card
-            from tritonkit.perf.stalls import probe
-            from tritonkit.report import write_json
-
             card = get_card(CLS_CARD)
             runs = {name: probe(url, name, card, requests=opts.stall_probe_requests)
                     for name in (CLS_CARD, CLS_GUARDED)}
@@ -339,10 +323,6 @@ def _measure(steps: StepLog, st: DemoState, opts: DemoOptions, server, out: Path
                 "results": {k: v.to_dict() for k, v in runs.items()}})
     if opts.validate:
         with steps.step("validate the deployment"):
-            from tritonkit.validate import ValidateOptions, validate
-            from tritonkit.validate.options import CHECK_GROUPS, OPT_IN_GROUPS
-            from tritonkit.validate.report import ValidationReport
-
             models = [m for m in (CLS_CARD, DET_CARD) if m in st.served]
             refs = {CLS_CARD: st.cls_onnx, DET_CARD: st.det_onnx}
             common = dict(url=url, http_url=server.http_url, metrics_url=server.metrics_url, repo=st.repo,

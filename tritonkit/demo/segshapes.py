@@ -18,8 +18,7 @@ only when the manifest's key differs or a file is missing).
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +27,8 @@ from tritonkit._lazy import lazy_import
 from tritonkit.cards import load_labels
 from tritonkit.client.voc import DEVKIT, IMAGES_DIR, MASKS_DIR, SPLITS_DIR, VOID, YEAR_DIR, encode_palette_png
 from tritonkit.demo.shapes import (
-    GENERATOR_VERSION, _commit, _contrasting_color, _encode_jpeg, _image_size, _is_current, _paint,
-    _prepare_target, _progress, _rng, _to_uint8, shape_window, spec_key, textured_background, tree_digest)
+    _contrasting_color, _encode_jpeg, _image_size, _paint, _progress, _rng, _to_uint8, commit_set, ensure_set,
+    shape_window, staged_set, textured_background)
 from tritonkit.errors import DatasetError
 
 cv2 = lazy_import("cv2")
@@ -124,11 +123,10 @@ def generate_segmentation_data(root: str | Path, seed: int = 0, spec: Segmentati
     """Write the VOC-layout segmentation set under ``root`` (replacing a previous generated set)."""
     root = Path(root)
     classes = segmentation_classes()
-    tmp = _prepare_target(root)
-    voc = voc_folder(tmp)
     files: list[str] = []
     counts = {"train": spec.train_images, "val": spec.val_images}
-    try:
+    with staged_set(root) as tmp:
+        voc = voc_folder(tmp)
         for sub in (IMAGES_DIR, MASKS_DIR, SPLITS_DIR):
             (voc / sub).mkdir(parents=True)
         with _progress(progress) as bar:
@@ -147,23 +145,14 @@ def generate_segmentation_data(root: str | Path, seed: int = 0, spec: Segmentati
                 files += [f"{prefix}/{IMAGES_DIR}/{k}.jpg" for k in ids]
                 files += [f"{prefix}/{MASKS_DIR}/{k}.png" for k in ids]
                 files.append(f"{prefix}/{SPLITS_DIR}/{split}.txt")
-        manifest = {"kind": SEGMENTATION_KIND, "key": spec_key(SEGMENTATION_KIND, seed, spec), "seed": seed,
-                    "generator_version": GENERATOR_VERSION, "spec": asdict(spec), "classes": classes,
-                    "files": files, "data_sha256": tree_digest(tmp, files)}
-        _commit(tmp, root, manifest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        commit_set(tmp, root, SEGMENTATION_KIND, seed, spec, classes, files)
     return root
 
 
 def ensure_segmentation_data(root: str | Path, seed: int = 0, spec: SegmentationSetSpec = SegmentationSetSpec(),
                              progress: bool = True) -> Path:
     """The segmentation set under ``root``, generated only when missing or out of date."""
-    root = Path(root)
-    if _is_current(root, SEGMENTATION_KIND, spec_key(SEGMENTATION_KIND, seed, spec)):
-        return root
-    return generate_segmentation_data(root, seed, spec, progress)
+    return ensure_set(generate_segmentation_data, SEGMENTATION_KIND, root, seed, spec, progress)
 
 
 __all__ = ["SegmentationSetSpec", "segmentation_classes", "void_band", "draw_segmentation_image", "voc_folder",

@@ -27,13 +27,18 @@ import hashlib
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
+from tritonkit._lazy import lazy_import
 from tritonkit.cards import load_labels
 from tritonkit.errors import DatasetError
+
+cv2 = lazy_import("cv2")
 
 GENERATOR_VERSION = 1
 MANIFEST = "manifest.json"
@@ -148,8 +153,6 @@ def shape_window(kind: str, height: int, width: int, cx: float, cy: float, radiu
                  angle: float) -> tuple[np.ndarray, int, int]:
     """Anti-aliased coverage (float32 in [0, 1]) of one shape over the window of the image it
     touches: ``(mask, top, left)``. Drawing only the window keeps many-object images cheap."""
-    import cv2
-
     top, left = max(int(np.floor(cy - radius)) - 1, 0), max(int(np.floor(cx - radius)) - 1, 0)
     bottom = min(int(np.ceil(cy + radius)) + 2, height)
     right = min(int(np.ceil(cx + radius)) + 2, width)
@@ -174,8 +177,6 @@ def shape_mask(kind: str, height: int, width: int, cx: float, cy: float, radius:
 def textured_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A random base color with low-frequency blotches, a few faint strokes and pixel noise
     (float32 HWC in pixel units)."""
-    import cv2
-
     base = rng.uniform(20, 235, size=3).astype(np.float32)
     cells = int(rng.integers(3, 8))
     blotch = rng.normal(0.0, rng.uniform(10, 35), size=(cells, cells, 3)).astype(np.float32)
@@ -289,8 +290,6 @@ def _rng(seed: int, split: int, index: int, extra: int = 0) -> np.random.Generat
 
 
 def _encode_jpeg(img_rgb: np.ndarray, quality: int) -> bytes:
-    import cv2
-
     ok, buf = cv2.imencode(".jpg", img_rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:  # pragma: no cover - cv2 always encodes a valid uint8 image
         raise DatasetError("JPEG encoding failed")
@@ -354,11 +353,37 @@ def _prepare_target(root: Path) -> Path:
     return tmp
 
 
-def _commit(tmp: Path, root: Path, manifest: dict) -> None:
+@contextmanager
+def staged_set(root: Path) -> Iterator[Path]:
+    """A fresh temporary folder beside ``root`` to generate a set in (see :func:`_prepare_target`);
+    whatever is left of it on the way out (a failure before :func:`commit_set`) is removed."""
+    tmp = _prepare_target(root)
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def commit_set(tmp: Path, root: Path, kind: str, seed: int, spec, classes: list[str], files: list[str]) -> None:
+    """Write the manifest of the set generated in ``tmp`` and move it into place as ``root``."""
+    manifest = {"kind": kind, "key": spec_key(kind, seed, spec), "seed": seed,
+                "generator_version": GENERATOR_VERSION, "spec": asdict(spec), "classes": classes,
+                "files": files, "data_sha256": tree_digest(tmp, files)}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     if root.exists():
         shutil.rmtree(root)
     tmp.rename(root)
+
+
+def ensure_set(generate: Callable[..., Path], kind: str, root: str | Path, seed: int, spec,
+               progress: bool) -> Path:
+    """``root`` when it holds the current set of ``kind`` for ``seed`` and ``spec``, else
+    ``generate(root, seed, spec, progress)``."""
+    root = Path(root)
+    if _is_current(root, kind, spec_key(kind, seed, spec)):
+        return root
+    return generate(root, seed, spec, progress)
 
 
 def generate_classification_data(root: str | Path, seed: int = 0,
@@ -367,10 +392,9 @@ def generate_classification_data(root: str | Path, seed: int = 0,
     """Write the classification set under ``root`` (replacing a previous generated set)."""
     root = Path(root)
     classes = classification_classes()
-    tmp = _prepare_target(root)
     files: list[str] = []
     counts = {"train": spec.train_per_class, "val": spec.val_per_class}
-    try:
+    with staged_set(root) as tmp:
         with _progress(progress) as bar:
             task = bar.add_task("generating demo_shapes images", total=sum(counts.values()) * len(classes))
             for split_i, split in enumerate(CLASSIFICATION_SPLITS):
@@ -383,13 +407,7 @@ def generate_classification_data(root: str | Path, seed: int = 0,
                         (tmp / rel).write_bytes(_encode_jpeg(img, spec.jpeg_quality))
                         files.append(rel)
                         bar.advance(task)
-        manifest = {"kind": CLASSIFICATION_KIND, "key": spec_key(CLASSIFICATION_KIND, seed, spec), "seed": seed,
-                    "generator_version": GENERATOR_VERSION, "spec": asdict(spec), "classes": classes,
-                    "files": files, "data_sha256": tree_digest(tmp, files)}
-        _commit(tmp, root, manifest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        commit_set(tmp, root, CLASSIFICATION_KIND, seed, spec, classes, files)
     return root
 
 
@@ -397,10 +415,7 @@ def ensure_classification_data(root: str | Path, seed: int = 0,
                                spec: ClassificationSetSpec = ClassificationSetSpec(),
                                progress: bool = True) -> Path:
     """The classification set under ``root``, generated only when missing or out of date."""
-    root = Path(root)
-    if _is_current(root, CLASSIFICATION_KIND, spec_key(CLASSIFICATION_KIND, seed, spec)):
-        return root
-    return generate_classification_data(root, seed, spec, progress)
+    return ensure_set(generate_classification_data, CLASSIFICATION_KIND, root, seed, spec, progress)
 
 
 def coco_document(images: list[dict], annotations: list[dict], classes: list[str], split: str) -> dict:
@@ -419,10 +434,9 @@ def generate_detection_data(root: str | Path, seed: int = 0, spec: DetectionSetS
     """Write the COCO-layout detection set under ``root`` (replacing a previous generated set)."""
     root = Path(root)
     classes = detection_classes()
-    tmp = _prepare_target(root)
     files: list[str] = []
     counts = {"train2017": spec.train_images, "val2017": spec.val_images}
-    try:
+    with staged_set(root) as tmp:
         (tmp / "annotations").mkdir()
         with _progress(progress) as bar:
             task = bar.add_task("generating demo_shapes_det images", total=sum(counts.values()))
@@ -444,23 +458,14 @@ def generate_detection_data(root: str | Path, seed: int = 0, spec: DetectionSetS
                 rel = f"annotations/instances_{split}.json"
                 (tmp / rel).write_text(json.dumps(coco_document(images, anns, classes, split)))
                 files.append(rel)
-        manifest = {"kind": DETECTION_KIND, "key": spec_key(DETECTION_KIND, seed, spec), "seed": seed,
-                    "generator_version": GENERATOR_VERSION, "spec": asdict(spec), "classes": classes,
-                    "files": files, "data_sha256": tree_digest(tmp, files)}
-        _commit(tmp, root, manifest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        commit_set(tmp, root, DETECTION_KIND, seed, spec, classes, files)
     return root
 
 
 def ensure_detection_data(root: str | Path, seed: int = 0, spec: DetectionSetSpec = DetectionSetSpec(),
                           progress: bool = True) -> Path:
     """The detection set under ``root``, generated only when missing or out of date."""
-    root = Path(root)
-    if _is_current(root, DETECTION_KIND, spec_key(DETECTION_KIND, seed, spec)):
-        return root
-    return generate_detection_data(root, seed, spec, progress)
+    return ensure_set(generate_detection_data, DETECTION_KIND, root, seed, spec, progress)
 
 
 __all__ = [

@@ -25,6 +25,7 @@ the trained model; anything else retrains.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,11 +33,23 @@ from pathlib import Path
 
 import numpy as np
 
+from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard, get_card
+from tritonkit.client.coco import coco_map, detections_to_coco, load_coco
+from tritonkit.client.decode import decode_file
+from tritonkit.client.detection import postprocess_yolo
+from tritonkit.client.preprocess import preprocess
 from tritonkit.demo.shapes import DETECTION_SPLITS, read_manifest
 from tritonkit.errors import DatasetError
 from tritonkit.export import export_model, read_export_sidecar
-from tritonkit.io import sha256_file
+from tritonkit.io import atomic_write_bytes, atomic_write_json, sha256_file
+
+torch = lazy_import("torch")
+F = lazy_import("torch.nn.functional")
+tv_ops = lazy_import("torchvision.ops")
+ort = lazy_import("onnxruntime")
+# the demo's torch models: importing that module imports torch, so it waits for first use too
+models = lazy_import("tritonkit.demo.models")
 
 TRAIN_VERSION = 1
 DEFAULT_CACHE = Path(".cache/demo")
@@ -159,8 +172,6 @@ def top1(logits: np.ndarray, labels: np.ndarray) -> float:
 # -- data -----------------------------------------------------------------------------------------
 
 def _decode(path: Path) -> np.ndarray:
-    from tritonkit.client.decode import decode_file
-
     res = decode_file(path)
     if not res.ok:
         raise DatasetError(f"{path}: {res.reason}")
@@ -169,8 +180,6 @@ def _decode(path: Path) -> np.ndarray:
 
 def load_classification_split(root: Path, split: str, card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
     """Preprocessed inputs ``[N, C, H, W]`` float32 and labels (indices into the card's labels)."""
-    from tritonkit.client.preprocess import preprocess
-
     names = card.label_names()
     xs, ys = [], []
     folder = root / split
@@ -197,8 +206,6 @@ class DetectionSplit:
 
 
 def load_detection_split(root: Path, split: str, card: ModelCard) -> DetectionSplit:
-    from tritonkit.client.preprocess import preprocess
-
     ann_path = root / "annotations" / f"instances_{split}.json"
     try:
         doc = json.loads(ann_path.read_text())
@@ -249,9 +256,7 @@ def _cached(entry: Path) -> TrainResult | None:
 
 
 def _save_result(entry: Path, result: TrainResult) -> None:
-    tmp = entry / f".{RESULT_FILE}.tmp"
-    tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    tmp.replace(entry / RESULT_FILE)
+    atomic_write_json(entry / RESULT_FILE, result.to_dict())
 
 
 def _progress(enabled: bool):
@@ -268,28 +273,20 @@ class _Threads:
         self.n = n
 
     def __enter__(self):
-        import torch
-
         self.before = torch.get_num_threads()
         torch.set_num_threads(self.n)
 
     def __exit__(self, *exc):
-        import torch
-
         torch.set_num_threads(self.before)
 
 
 def _save_weights(model, path: Path) -> None:
-    import torch
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _onnx_session(path: Path):
-    import onnxruntime as ort
-
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -299,8 +296,6 @@ def _onnx_session(path: Path):
 
 def _augment_cls(x, gen):
     """Random flips and quarter turns of a batch (every shape class is closed under them)."""
-    import torch
-
     k = int(torch.randint(0, 4, (1,), generator=gen))
     x = torch.rot90(x, k, dims=(2, 3))
     if bool(torch.randint(0, 2, (1,), generator=gen)):
@@ -312,11 +307,6 @@ def train_classifier(data_root: str | Path, cache_dir: str | Path = DEFAULT_CACH
                      config: ClassifierConfig = ClassifierConfig(), card: ModelCard | None = None,
                      progress: bool = True) -> TrainResult:
     """Train (or reuse from the cache) the ``demo_shapes`` classifier; export it; val top-1 of the ONNX."""
-    import torch
-    from torch import nn
-
-    from tritonkit.demo.models import build
-
     card = card or get_card("demo_shapes")
     data_root = Path(data_root)
     entry = Path(cache_dir) / f"{card.name}-{cache_key(_data_digest(data_root), config, card)}"
@@ -329,11 +319,11 @@ def train_classifier(data_root: str | Path, cache_dir: str | Path = DEFAULT_CACH
         x_val, y_val = load_classification_split(data_root, "val", card)
         torch.manual_seed(config.seed)
         gen = torch.Generator().manual_seed(config.seed)
-        model = build(card.arch, card.num_classes, card.preprocess.size)
+        model = models.build(card.arch, card.num_classes, card.preprocess.size)
         opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         steps = config.epochs * -(-len(x_train) // config.batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.2)
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
         xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
         history: list[float] = []
         start = time.perf_counter()
@@ -375,8 +365,6 @@ def train_classifier(data_root: str | Path, cache_dir: str | Path = DEFAULT_CACH
 
 def _flip_batch(x, boxes: list[np.ndarray], flip: np.ndarray, width: int):
     """Mirror the selected images of a batch and their boxes (xyxy) horizontally."""
-    import torch
-
     sel = torch.from_numpy(flip)
     x = x.clone()
     x[sel] = torch.flip(x[sel], dims=(3,))
@@ -391,16 +379,12 @@ def _flip_batch(x, boxes: list[np.ndarray], flip: np.ndarray, width: int):
 
 def detector_loss(model, raw, positive, tboxes, tcls, config: DetectorConfig):
     """``(total, parts)``: GIoU box loss and class BCE on assigned cells, objectness BCE on all."""
-    import torch
-    import torch.nn.functional as F
-    from torchvision.ops import box_convert, generalized_box_iou_loss
-
     pos = torch.from_numpy(positive)
     obj_target = pos.float()
     obj = F.binary_cross_entropy_with_logits(raw[..., 4], obj_target)
     if pos.any():
-        pred = box_convert(model.decode_boxes(raw)[pos], "cxcywh", "xyxy")
-        box = generalized_box_iou_loss(pred, torch.from_numpy(tboxes)[pos], reduction="mean")
+        pred = tv_ops.box_convert(model.decode_boxes(raw)[pos], "cxcywh", "xyxy")
+        box = tv_ops.generalized_box_iou_loss(pred, torch.from_numpy(tboxes)[pos], reduction="mean")
         onehot = F.one_hot(torch.from_numpy(tcls)[pos], model.num_classes).float()
         cls = F.binary_cross_entropy_with_logits(raw[..., 5:][pos], onehot)
     else:
@@ -412,10 +396,6 @@ def detector_loss(model, raw, positive, tboxes, tcls, config: DetectorConfig):
 def evaluate_detector(onnx_path: Path, data_root: Path, card: ModelCard, split: str = DETECTION_SPLITS[1]):
     """COCO metrics of an exported detector on a generated split, through the project's
     preprocess, YOLO postprocess (``ap`` NMS profile) and pycocotools."""
-    from tritonkit.client.coco import coco_map, detections_to_coco, load_coco
-    from tritonkit.client.detection import postprocess_yolo
-    from tritonkit.client.preprocess import preprocess
-
     ds = load_coco(data_root / split, data_root / "annotations" / f"instances_{split}.json")
     sess = _onnx_session(onnx_path)
     profile = card.nms("ap")
@@ -434,10 +414,6 @@ def train_detector(data_root: str | Path, cache_dir: str | Path = DEFAULT_CACHE,
                    progress: bool = True) -> TrainResult:
     """Train (or reuse from the cache) the ``demo_shapes_det`` detector; export it; val mAP@0.5
     of the ONNX through the project's YOLO postprocess and pycocotools."""
-    import torch
-
-    from tritonkit.demo.models import build
-
     card = card or get_card("demo_shapes_det")
     data_root = Path(data_root)
     entry = Path(cache_dir) / f"{card.name}-{cache_key(_data_digest(data_root), config, card)}"
@@ -450,7 +426,7 @@ def train_detector(data_root: str | Path, cache_dir: str | Path = DEFAULT_CACHE,
         torch.manual_seed(config.seed)
         gen = torch.Generator().manual_seed(config.seed)
         flips = np.random.default_rng(config.seed)
-        model = build(card.arch, card.num_classes, card.preprocess.size)
+        model = models.build(card.arch, card.num_classes, card.preprocess.size)
         opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         steps = config.epochs * -(-len(train.inputs) // config.batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.15)

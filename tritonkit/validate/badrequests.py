@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from tritonkit.triton import grpcclient, tritonutils
 from tritonkit.validate.context import Context, ModelTarget
 from tritonkit.validate.requests import infer, seeded_batch
 from tritonkit.validate.result import CheckResult, fail, verdict
@@ -44,20 +45,16 @@ class BadCase:
 
 
 def _grpc_case(ctx: Context, model: str, inputs: list) -> Answer:
-    from tritonclient.utils import InferenceServerException
-
     start = time.perf_counter()
     try:
         ctx.grpc().infer(model, inputs, client_timeout=ctx.options.request_timeout_s)
-    except InferenceServerException as exc:
+    except tritonutils.InferenceServerException as exc:
         status = str(exc.status())
         return Answer(status not in UNCLEAN_STATUSES, status, exc.message() or "", time.perf_counter() - start)
     return Answer(False, "OK", "the server accepted it", time.perf_counter() - start)
 
 
 def _input(name: str, x: np.ndarray, dtype: str):
-    import tritonclient.grpc as grpcclient
-
     inp = grpcclient.InferInput(name, list(x.shape), dtype)
     inp.set_data_from_numpy(x)
     return inp
@@ -151,12 +148,20 @@ CASES = (
 )
 
 
-def check_bad_requests(ctx: Context, target: ModelTarget) -> CheckResult:
-    name = "bad_requests.errors"
+def _not_runnable(name: str, target: ModelTarget) -> CheckResult | None:
+    """The failed result of a check that cannot run on ``target`` (no card, unreadable config)."""
     if target.card is None:
         return fail(name, target.card_source, target.name)
     if target.config_error:
         return fail(name, f"not run: {target.config_error}", target.name)
+    return None
+
+
+def check_bad_requests(ctx: Context, target: ModelTarget) -> CheckResult:
+    name = "bad_requests.errors"
+    blocked = _not_runnable(name, target)
+    if blocked is not None:
+        return blocked
     problems = []
     figures: dict[str, dict] = {}
     for case in CASES:
@@ -174,10 +179,9 @@ def check_bad_requests(ctx: Context, target: ModelTarget) -> CheckResult:
 
 def check_still_serving(ctx: Context, target: ModelTarget) -> CheckResult:
     name = "bad_requests.still_serving"
-    if target.card is None:
-        return fail(name, target.card_source, target.name)
-    if target.config_error:
-        return fail(name, f"not run: {target.config_error}", target.name)
+    blocked = _not_runnable(name, target)
+    if blocked is not None:
+        return blocked
     try:
         live = ctx.grpc().is_server_live(client_timeout=ctx.options.request_timeout_s)
         out = infer(ctx.grpc(), target.name, target.card, seeded_batch(target.card, 1, 0),

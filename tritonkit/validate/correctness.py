@@ -24,11 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard
 from tritonkit.validate.context import Context, ModelTarget
 from tritonkit.validate.requests import burst, infer, seeded_batch
 from tritonkit.validate.result import CheckResult, fail, verdict
 from tritonkit.validate.stats import difference, model_counters
+
+ort = lazy_import("onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,6 @@ def samples(card: ModelCard, n: int, seed: int) -> np.ndarray:
 
 
 def reference_outputs(onnx_path: Path, card: ModelCard, x: np.ndarray) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
-
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in card.outputs]
     return dict(zip(names, session.run(names, {card.input.name: x})))

@@ -7,6 +7,7 @@ instead and the detail says so.
 
 from __future__ import annotations
 
+from tritonkit.build_engines import compat
 from tritonkit.validate.context import Context, ModelTarget
 from tritonkit.validate.result import CheckResult, error_text, fail, ok, verdict
 
@@ -72,11 +73,6 @@ def check_plan(ctx: Context, target: ModelTarget) -> CheckResult:
         return fail(name, f"not run: {target.config_error}", target.name)
     if target.config.get("platform") != "tensorrt_plan" and target.config.get("backend") != "tensorrt":
         return ok(name, "not applicable: no plans", target.name)
-    try:
-        from tritonkit.build_engines import compat
-    except ImportError:
-        return fail(name, "the model serves a TensorRT plan but tritonkit.build_engines.compat is not available "
-                          "to check it", target.name)
     return plan_compat_result(ctx, target, compat)
 
 

@@ -22,7 +22,7 @@ from typing import Callable
 import psutil
 
 from tritonkit.serve.keyshim import PLACEHOLDER
-
+from tritonkit.triton import tritonutils
 from tritonkit.validate.context import Context
 from tritonkit.validate.process import is_loopback, listening_addresses
 from tritonkit.validate.result import CheckResult, fail, verdict
@@ -61,11 +61,9 @@ class ProbeAnswer:
 
 
 def ask(probe: Probe, client, headers: dict | None) -> ProbeAnswer:
-    from tritonclient.utils import InferenceServerException
-
     try:
         probe.call(client, headers)
-    except InferenceServerException as exc:
+    except tritonutils.InferenceServerException as exc:
         return ProbeAnswer(False, f"{exc.status()}: {exc.message()}")
     return ProbeAnswer(True, "answered")
 
@@ -110,11 +108,10 @@ def check_restricted_apis(ctx: Context) -> CheckResult:
 
 def check_model_control(ctx: Context) -> CheckResult:
     name = "security.model_control"
-    from tritonclient.utils import InferenceServerException
 
     try:
         ctx.grpc().load_model(PROBE_MODEL, headers=ctx.key_headers("grpc"))
-    except InferenceServerException as exc:
+    except tritonutils.InferenceServerException as exc:
         message = exc.message() or ""
         if CONTROL_REFUSED in message.lower():
             return verdict(name, [], f"load refused: model control is none ({message.strip()})")
