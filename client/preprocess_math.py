@@ -137,6 +137,14 @@ class Geometry:
         b[..., [1, 3]] = b[..., [1, 3]].clip(0, self.orig_h)
         return b
 
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> "Geometry":
+        """The inverse of :meth:`as_array` (a server's geometry tensor of one image)."""
+        v = np.asarray(values, np.float64).reshape(-1)
+        if v.shape != (6,):
+            raise ValueError(f"a geometry vector has 6 values, got {v.shape[0]}")
+        return cls(int(round(v[0])), int(round(v[1])), float(v[2]), float(v[3]), float(v[4]), float(v[5]))
+
     def as_array(self) -> np.ndarray:
         """FP64 ``[6]`` in field order (``orig_h, orig_w, scale_x, scale_y, pad_x, pad_y``): the
         geometry tensor of the server-side preprocess and NMS models."""
@@ -535,6 +543,34 @@ def decode_rgb(data: bytes, *, draft: int | None = None, max_pixels: int | None 
         return DecodeResult(None, f"refused: out of memory decoding {len(data)} bytes")
     except Exception as exc:  # noqa: BLE001 - one bad file must never end a run
         return DecodeResult(None, f"cannot decode: {type(exc).__name__}: {exc}")
+
+
+# how a complete file of these formats ends (within its last bytes: JPEG allows trailing padding)
+_END_MARKERS = {"JPEG": (b"\xff\xd9", 1024), "PNG": (b"IEND", 64)}
+
+
+def check_encoded(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(width, height)`` of an encoded image from its header, without decoding its pixels (a
+    client that sends files checks them this cheaply): :class:`ImageError` when the header is not
+    an image's, announces more than ``max_pixels`` pixels, or a JPEG / PNG lacks its end marker
+    (a truncated file). Damage inside the compressed data is not seen."""
+    try:
+        with _pil().open(io.BytesIO(data)) as img:
+            width, height = img.size
+            fmt = img.format or "image"
+    except Exception as exc:  # noqa: BLE001 - any unreadable header is this file's error
+        fmt = sniff_format(data)
+        raise ImageError(f"corrupt {fmt}: unreadable header ({len(data)} bytes)" if fmt else
+                         f"not an image (unrecognized format, {len(data)} bytes)") from exc
+    if width < 1 or height < 1:
+        raise ImageError(f"image has a zero side ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(f"refused: {fmt} of {width}x{height} = {width * height} pixels, over the max_pixels "
+                         f"limit of {max_pixels}")
+    marker, tail = _END_MARKERS.get(fmt, (b"", 0))
+    if marker and marker not in data[-tail:]:
+        raise ImageError(f"truncated {fmt}: no end marker ({len(data)} bytes)")
+    return width, height
 
 
 def preprocess_decoded(decoded: DecodeResult, pp: PreprocessLike, *, out: np.ndarray | None = None,

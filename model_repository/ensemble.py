@@ -18,8 +18,11 @@ idea before the model: encoded image bytes in, the server decodes and preprocess
                           image_bytes (BYTES [1]) -> the model input + geometry (FP64 [6])
     <model>_bytes         platform "ensemble": image_bytes -> preprocess -> model -> the model's
                           outputs + geometry
-    <det>_bytes_<profile> with a postprocess chain after the model (detection NMS): image_bytes
+    <det>_ensemble_<profile>_bytes
+                          in front of a postprocess chain's ensemble (detection NMS): image_bytes
                           -> preprocess -> detector -> NMS (the server's geometry) -> detections
+
+(the bytes-in version of any served model or ensemble ``X`` is ``X_bytes``).
 
 All configs are ``model_config_pb2.ModelConfig`` messages (never text templates). The NMS
 thresholds of the profile are the NMS model's ``parameters``. The ``geometry`` input (FP64
@@ -281,9 +284,9 @@ class PreprocessNames:
     postprocess: str | None = None
 
 
-def bytes_ensemble_name(model: str, variant: str = "") -> str:
-    """``<model>_bytes``, or ``<model>_bytes_<variant>`` (e.g. an NMS profile's ensemble)."""
-    return f"{model}_bytes_{variant}" if variant else f"{model}_bytes"
+def bytes_ensemble_name(served: str) -> str:
+    """The bytes-in ensemble in front of the model or ensemble ``served``: ``<served>_bytes``."""
+    return f"{served}_bytes"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -306,8 +309,8 @@ class PreprocessChain:
     def names(self, model: str, post: PostprocessChain | None = None) -> PreprocessNames:
         if post is None:
             return PreprocessNames(model, f"{model}_preprocess", bytes_ensemble_name(model))
-        return PreprocessNames(model, f"{model}_preprocess", bytes_ensemble_name(model, post.variant or post.kind),
-                               post.names(model).postprocess)
+        chained = post.names(model)
+        return PreprocessNames(model, f"{model}_preprocess", bytes_ensemble_name(chained.ensemble), chained.postprocess)
 
 
 ENCODED = ChainTensor(name=ENCODED_INPUT, dims=(1,), dtype="STRING")

@@ -82,7 +82,7 @@ def test_preprocess_chain_with_nms_feeds_the_server_geometry(tmp_path):
         write_preprocess_chain(DET, repo, det, post=nms_chain(DET, DET.nms("ap")))
     write_nms_chain(DET, repo, det, "ap")
     names = write_preprocess_chain(DET, repo, det, post=nms_chain(DET, DET.nms("ap")))
-    assert (names.ensemble, names.postprocess) == (f"{det}_bytes_ap", f"{det}_nms_ap")
+    assert (names.ensemble, names.postprocess) == (f"{det}_ensemble_ap_bytes", f"{det}_nms_ap")
     ens = parse_config((repo / names.ensemble / "config.pbtxt").read_text())
     steps = ens.ensemble_scheduling.step
     assert [s.model_name for s in steps] == [names.preprocess, det, names.postprocess]

@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-nms", type=lambda t: tuple(x for x in t.split(",") if x), default=(),
                    help="detectors: also write NMS + ensemble models for these NMS profiles (e.g. ap,speed)")
     p.add_argument("--server-preprocess", action="store_true",
-                   help="also write a preprocess model and a <name>_bytes ensemble (and <name>_bytes_<profile> "
+                   help="also write a preprocess model and a <name>_bytes ensemble (and <nms ensemble>_bytes "
                         "with --server-nms): clients send encoded JPEG/PNG bytes, the server decodes and "
                         "preprocesses with the client's code")
     p.add_argument("--container-release", help="gpu target: NGC tritonserver release (e.g. 25.10) to check the plan against")
