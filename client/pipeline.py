@@ -208,7 +208,8 @@ def _prepare_encoded(adapter: TaskAdapter, index: int, item: Item, data: bytes, 
     try:
         x, meta = adapter.prepare(item, data)
     except Exception as exc:  # noqa: BLE001 - one file must never end the run
-        return _Loaded(index, item.key, None, None, f"preprocess failed: {exc}", None, t1 - t0, time.perf_counter() - t1)
+        return _Loaded(index, item.key, None, None, f"preprocess failed: {exc}", None, t1 - t0,
+                       time.perf_counter() - t1)
     return _Loaded(index, item.key, x, meta, None, None, t1 - t0, time.perf_counter() - t1)
 
 

@@ -4,8 +4,9 @@
 and a ``backend: "dali"`` config: encoded image bytes in (``image_bytes``, UINT8 ``[-1]`` per
 sample, the DALI backend's input for files), the card's model input and ``geometry`` (FP64
 [6]) out, decoded on the GPU by ``fn.decoders.image(device="mixed")`` (nvJPEG; hardware JPEG
-decoder where the GPU has one). Chain it before a TensorRT model in an ensemble as the python
-preprocess model is chained on the cpu target (:mod:`tritonkit.model_repository.ensemble`).
+decoder where the GPU has one). :func:`write_dali_chain` chains it before the model in a
+``<name>_bytes`` ensemble, as the python preprocess model is chained on the cpu target
+(:mod:`tritonkit.model_repository.ensemble`).
 
 The pipeline follows the card as closely as DALI allows, and is NOT bit-identical to the
 client's preprocessing (:mod:`tritonkit.client.preprocess_math`):
@@ -39,6 +40,9 @@ from tritonkit.client.nms_math import GEOMETRY_FIELDS
 from tritonkit.client.preprocess_math import ENCODED_INPUT, GEOMETRY_OUTPUT, MODES
 from tritonkit.io import atomic_write_bytes
 from tritonkit.model_repository.config import ConfigError, data_type, pb_module
+from tritonkit.model_repository.ensemble import (
+    ChainTensor, PostprocessChain, PreprocessChain, PreprocessNames, preprocess_ensemble_config, preprocess_names,
+    served_max_batch)
 from tritonkit.model_repository.writer import write_card, write_config_only
 from tritonkit.names import safe_child
 
@@ -52,6 +56,9 @@ types = lazy_import("nvidia.dali.types", "nvidia-dali-cuda120 (pip install trito
 DALI_SUFFIX = "_dali"
 DALI_FILE = "model.dali"
 DEVICES = ("gpu", "cpu")
+# the DALI model in a bytes-in ensemble (written by write_dali_chain, not by the python writer)
+DALI_CHAIN = PreprocessChain(backend_source="", support_files=(), suffix=DALI_SUFFIX,
+                             encoded=ChainTensor(name=ENCODED_INPUT, dims=(-1,), dtype="UINT8"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +85,8 @@ class WrittenDali:
     config_path: Path
 
 
-def _normalize(images: Any, pp: Preprocess, crop: int | None, pos: tuple[Any, Any] | None = None) -> Any:
+def _normalize(images: Any, pp: Preprocess, dtype: str, crop: int | None,
+               pos: tuple[Any, Any] | None = None) -> Any:
     """``(pixel * scale - mean) / std`` in the card's layout, optionally a ``crop`` x ``crop``
     window (centred, or at ``pos``: ``(crop_pos_x, crop_pos_y)``, padded with ``pad_value``)."""
     mean = [m / pp.scale for m in pp.mean]
@@ -87,7 +95,8 @@ def _normalize(images: Any, pp: Preprocess, crop: int | None, pos: tuple[Any, An
     if pos is not None:
         kwargs.update(crop_pos_x=pos[0], crop_pos_y=pos[1], out_of_bounds_policy="pad",
                       fill_values=[(pp.pad_value - m) / s for m, s in zip(mean, std)])
-    return fn.crop_mirror_normalize(images, mean=mean, std=std, dtype=types.FLOAT,
+    return fn.crop_mirror_normalize(images, mean=mean, std=std,
+                                    dtype=types.FLOAT16 if dtype == "FP16" else types.FLOAT,
                                     output_layout="CHW" if pp.layout == "NCHW" else "HWC", **kwargs)
 
 
@@ -120,14 +129,14 @@ def _graph(card: ModelCard, device: str) -> tuple[Any, Any]:
     if pp.mode == "resize_crop":
         resized = fn.resize(decoded, resize_shorter=pp.resize_to, interp_type=interp, antialias=True)
         new = fn.cast(resized.shape(), dtype=types.FLOAT)  # the crop starts at (side - size) / 2
-        return _normalize(resized, pp, pp.size), _geometry(decoded, resized, (pp.size - new[1]) * 0.5,
-                                                           (pp.size - new[0]) * 0.5)
+        geometry = _geometry(decoded, resized, (pp.size - new[1]) * 0.5, (pp.size - new[0]) * 0.5)
+        return _normalize(resized, pp, card.input.dtype, pp.size), geometry
     if pp.mode == "resize":
         resized = fn.resize(decoded, resize_x=pp.size, resize_y=pp.size, interp_type=interp, antialias=True)
-        return _normalize(resized, pp, None), _geometry(decoded, resized, 0.0 * pp.size, 0.0 * pp.size)
+        return _normalize(resized, pp, card.input.dtype, None), _geometry(decoded, resized, 0.0, 0.0)
     resized = fn.resize(decoded, size=(pp.size, pp.size), mode="not_larger", interp_type=interp, antialias=False)
     left, top, pos_x, pos_y = _letterbox_pads(resized, pp.size)
-    return _normalize(resized, pp, pp.size, (pos_x, pos_y)), _geometry(decoded, resized, left, top)
+    return _normalize(resized, pp, card.input.dtype, pp.size, (pos_x, pos_y)), _geometry(decoded, resized, left, top)
 
 
 def dali_pipeline(card: ModelCard, options: DaliOptions) -> Any:
@@ -148,7 +157,8 @@ def dali_model_config(card: ModelCard, name: str, max_batch_size: int) -> "model
     pb = pb_module()
     cfg = pb.ModelConfig(name=name, backend="dali", max_batch_size=max_batch_size)
     cfg.input.append(pb.ModelInput(name=ENCODED_INPUT, data_type=data_type("UINT8"), dims=[-1]))
-    cfg.output.append(pb.ModelOutput(name=card.input.name, data_type=data_type("FP32"), dims=list(card.input.dims)))
+    cfg.output.append(pb.ModelOutput(name=card.input.name, data_type=data_type(card.input.dtype),
+                                     dims=list(card.input.dims)))
     cfg.output.append(pb.ModelOutput(name=GEOMETRY_OUTPUT, data_type=data_type("FP64"), dims=[len(GEOMETRY_FIELDS)]))
     cfg.instance_group.append(pb.ModelInstanceGroup(count=1, kind=pb.ModelInstanceGroup.KIND_GPU))
     cfg.dynamic_batching.max_queue_delay_microseconds = 0
@@ -165,3 +175,15 @@ def write_dali_model(card: ModelCard, repo_dir: str | Path, model: str, max_batc
     write_card(root, card)
     config_path = write_config_only(repo_dir, name, dali_model_config(card, name, max_batch_size))
     return WrittenDali(name, root, config_path)
+
+
+def write_dali_chain(card: ModelCard, repo_dir: str | Path, model: str, *, post: PostprocessChain | None = None,
+                     max_batch_size: int | None = None) -> PreprocessNames:
+    """The gpu target's bytes-in ensemble: ``<model>_dali`` (:func:`write_dali_model`) and
+    ``<model>_bytes`` (or ``<post ensemble>_bytes``) before ``model``, already in ``repo_dir``.
+    Clients send each file as UINT8 ``[-1]`` (zero-padded to the longest in a batch)."""
+    names = preprocess_names(card, repo_dir, model, post, DALI_CHAIN)
+    mbs = served_max_batch(repo_dir, model) if max_batch_size is None else max_batch_size
+    write_dali_model(card, repo_dir, model, mbs)
+    write_config_only(repo_dir, names.ensemble, preprocess_ensemble_config(card, names, post, mbs, DALI_CHAIN.encoded))
+    return names

@@ -289,18 +289,26 @@ def bytes_ensemble_name(served: str) -> str:
     return f"{served}_bytes"
 
 
+ENCODED = ChainTensor(name=ENCODED_INPUT, dims=(1,), dtype="STRING")  # BYTES, one file per sample
+GEOMETRY = ChainTensor(name=GEOMETRY_OUTPUT, dims=(len(GEOMETRY_FIELDS),), dtype="FP64")
+
+
 @dataclass(frozen=True, kw_only=True)
 class PreprocessChain:
     """A python-backend preprocess before a served model: ``image_bytes`` (BYTES [1], one encoded
     image per sample) -> the card's input and ``geometry``. The backend runs
     :mod:`tritonkit.client.preprocess_math`, copied beside it. ``parameters``: the preprocess
-    model's config parameters (``max_pixels``)."""
+    model's config parameters (``max_pixels``). ``suffix`` names the preprocess model
+    (``<model><suffix>``) and ``encoded`` is its input (the gpu target's DALI model,
+    :mod:`tritonkit.model_repository.dali`, takes UINT8 ``[-1]``)."""
 
     backend_source: str = PREPROCESS_BACKEND_SOURCE
     support_files: tuple[SupportFile, ...] = (
         SupportFile(name=PREPROCESS_MATH_FILE, source=Path(preprocess_math.__file__)),)
     parameters: tuple[tuple[str, str], ...] = ()
     instances: int = 1
+    suffix: str = "_preprocess"
+    encoded: ChainTensor = ENCODED
 
     def __post_init__(self) -> None:
         if self.instances < 1:
@@ -308,13 +316,10 @@ class PreprocessChain:
 
     def names(self, model: str, post: PostprocessChain | None = None) -> PreprocessNames:
         if post is None:
-            return PreprocessNames(model, f"{model}_preprocess", bytes_ensemble_name(model))
+            return PreprocessNames(model, model + self.suffix, bytes_ensemble_name(model))
         chained = post.names(model)
-        return PreprocessNames(model, f"{model}_preprocess", bytes_ensemble_name(chained.ensemble), chained.postprocess)
+        return PreprocessNames(model, model + self.suffix, bytes_ensemble_name(chained.ensemble), chained.postprocess)
 
-
-ENCODED = ChainTensor(name=ENCODED_INPUT, dims=(1,), dtype="STRING")
-GEOMETRY = ChainTensor(name=GEOMETRY_OUTPUT, dims=(len(GEOMETRY_FIELDS),), dtype="FP64")
 
 
 def _check_preprocessable(card: ModelCard) -> None:
@@ -340,13 +345,13 @@ def preprocess_model_config(card: ModelCard, name: str, chain: PreprocessChain,
 
 
 def preprocess_ensemble_config(card: ModelCard, names: PreprocessNames, post: PostprocessChain | None,
-                               max_batch_size: int) -> "model_config_pb2.ModelConfig":
+                               max_batch_size: int, encoded: ChainTensor = ENCODED) -> "model_config_pb2.ModelConfig":
     """``platform: "ensemble"``: image_bytes -> preprocess -> model [-> postprocess]. Without a
     postprocess the outputs are the card's and ``geometry``; with one, the chain's outputs (its
     ``geometry`` input, if it has one, fed from the preprocess model)."""
     pb = pb_module()
     cfg = pb.ModelConfig(name=names.ensemble, platform="ensemble", max_batch_size=max_batch_size)
-    cfg.input.append(_chain_input(ENCODED))
+    cfg.input.append(_chain_input(encoded))
     pre_out = {card.input.name: "preprocessed", GEOMETRY_OUTPUT: GEOMETRY_OUTPUT}
     steps = cfg.ensemble_scheduling.step
     steps.append(pb.ModelEnsembling.Step(model_name=names.preprocess, model_version=-1,
@@ -374,6 +379,16 @@ def preprocess_ensemble_config(card: ModelCard, names: PreprocessNames, post: Po
     return cfg
 
 
+def preprocess_names(card: ModelCard, repo_dir: str | Path, model: str, post: PostprocessChain | None,
+                     chain: PreprocessChain) -> PreprocessNames:
+    """The chain's names, after checking the card has a fixed input size and ``post`` is written."""
+    _check_preprocessable(card)
+    names = chain.names(model, post)
+    if names.postprocess is not None and not (Path(repo_dir) / names.postprocess / "config.pbtxt").is_file():
+        raise ConfigError(f"{Path(repo_dir) / names.postprocess}: not found; write the postprocess chain first")
+    return names
+
+
 def write_preprocess_chain(card: ModelCard, repo_dir: str | Path, model: str, *,
                            post: PostprocessChain | None = None, chain: PreprocessChain = PreprocessChain(),
                            max_batch_size: int | None = None) -> PreprocessNames:
@@ -381,11 +396,8 @@ def write_preprocess_chain(card: ModelCard, repo_dir: str | Path, model: str, *,
     ``repo_dir``, not rewritten). ``post``: a postprocess chain already written after ``model``
     (:func:`write_postprocess_chain`, e.g. :func:`nms_chain`) that the ensemble ends in.
     ``max_batch_size`` None -> the served model's. Each config.pbtxt is written last, atomically."""
-    _check_preprocessable(card)
+    names = preprocess_names(card, repo_dir, model, post, chain)
     mbs = served_max_batch(repo_dir, model) if max_batch_size is None else max_batch_size
-    names = chain.names(model, post)
-    if names.postprocess is not None and not (Path(repo_dir) / names.postprocess / "config.pbtxt").is_file():
-        raise ConfigError(f"{Path(repo_dir) / names.postprocess}: not found; write the postprocess chain first")
     version_dir = Path(repo_dir) / names.preprocess / "1"
     version_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(version_dir / "model.py", backend_source(chain.backend_source))
@@ -393,5 +405,5 @@ def write_preprocess_chain(card: ModelCard, repo_dir: str | Path, model: str, *,
         atomic_write_bytes(version_dir / extra.name, Path(extra.source).read_bytes())
     write_card(version_dir.parent, card)
     write_config_only(repo_dir, names.preprocess, preprocess_model_config(card, names.preprocess, chain, mbs))
-    write_config_only(repo_dir, names.ensemble, preprocess_ensemble_config(card, names, post, mbs))
+    write_config_only(repo_dir, names.ensemble, preprocess_ensemble_config(card, names, post, mbs, chain.encoded))
     return names

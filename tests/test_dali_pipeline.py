@@ -29,7 +29,8 @@ from tritonkit.model_repository.config import ConfigError, parse_config
 pytest.importorskip("nvidia.dali", reason="nvidia-dali-cuda120 is an optional extra (pip install tritonkit[dali], "
                                           "~420 MB wheel): not installed")
 
-from tritonkit.model_repository.dali import DALI_FILE, DaliOptions, dali_pipeline, write_dali_model  # noqa: E402
+from tritonkit.model_repository.dali import (  # noqa: E402
+    DALI_FILE, DaliOptions, dali_pipeline, write_dali_chain, write_dali_model)
 
 CLS = get_card("demo_shapes")
 DET = get_card("demo_shapes_det")
@@ -77,6 +78,30 @@ def test_gpu_pipeline_serialises_into_a_dali_model(tmp_path):
     assert (tmp_path / "det_dali" / "card.json").is_file()
 
 
+def test_gpu_bytes_ensemble_chains_dali_detector_and_nms(tmp_path):
+    """The gpu target's repository (a dummy plan: no TensorRT here) with its DALI bytes-in ensembles."""
+    from tritonkit.model_repository.config import RepoOptions
+    from tritonkit.model_repository.ensemble import nms_chain, write_nms_chain
+    from tritonkit.model_repository.writer import write_model
+
+    plan = tmp_path / "det.plan"
+    plan.write_bytes(b"not a real plan")
+    repo = tmp_path / "repo"
+    det = write_model(DET, plan, repo, RepoOptions(target="gpu", max_batch_size=8)).name
+    write_nms_chain(DET, repo, det, "ap")
+    plain = write_dali_chain(DET, repo, det)
+    nms = write_dali_chain(DET, repo, det, post=nms_chain(DET, DET.nms("ap")))
+    assert (plain.preprocess, plain.ensemble) == (f"{det}_dali", f"{det}_bytes")
+    assert nms.ensemble == f"{det}_ensemble_ap_bytes"
+    dali_input = parse_config((repo / plain.preprocess / "config.pbtxt").read_text()).input[0]
+    for names, steps in ((plain, [plain.preprocess, det]), (nms, [plain.preprocess, det, f"{det}_nms_ap"])):
+        cfg = parse_config((repo / names.ensemble / "config.pbtxt").read_text())
+        assert [(i.name, list(i.dims), i.data_type) for i in cfg.input] == [
+            (ENCODED_INPUT, [-1], dali_input.data_type)]
+        assert [s.model_name for s in cfg.ensemble_scheduling.step] == steps
+    assert (repo / plain.preprocess / "1" / DALI_FILE).is_file()
+
+
 def test_cpu_variant_is_close_to_client_classification():
     blobs = [_photo(h, w, i) for i, (h, w) in enumerate(SIZES)]
     image, geometry = _run_cpu(CLS, blobs)
@@ -91,12 +116,14 @@ def test_cpu_variant_is_close_to_client_classification():
 def test_cpu_variant_is_close_to_client_letterbox():
     blobs = [_photo(h, w, 10 + i) for i, (h, w) in enumerate(SIZES)]
     image, geometry = _run_cpu(DET, blobs)
-    pad = (DET.preprocess.pad_value * DET.preprocess.scale - np.asarray(DET.preprocess.mean)) / np.asarray(DET.preprocess.std)
+    pp = DET.preprocess
+    pad = (pp.pad_value * pp.scale - np.asarray(pp.mean)) / np.asarray(pp.std)
     for i, blob in enumerate(blobs):
         x, geo, _ = preprocess_bytes(blob, DET.preprocess)
         np.testing.assert_allclose(geometry[i], geometry_to_array(geo), rtol=1e-6)  # sides, scales, pads
         is_pad = np.isclose(x, pad[:, None, None]).all(axis=0)
-        assert (np.isclose(image[i], pad[:, None, None]).all(axis=0) == is_pad).all()  # the image is where the client put it
+        # the image is where the client put it
+        assert (np.isclose(image[i], pad[:, None, None]).all(axis=0) == is_pad).all()
         levels = _grey_levels(image[i] - x, DET)
         assert levels.max() <= 12.0 and levels.mean() < 0.5, (SIZES[i], levels.max(), levels.mean())
 

@@ -60,7 +60,8 @@ def test_preprocess_chain_configs_and_files(tmp_path, tiny_onnx):
     repo = tmp_path / "repo"
     model = write_model(CLS, tiny_onnx, repo, RepoOptions(target="cpu", max_batch_size=8)).name
     names = write_preprocess_chain(CLS, repo, model)
-    assert (names.preprocess, names.ensemble, names.postprocess) == ("demo_shapes_preprocess", "demo_shapes_bytes", None)
+    assert (names.preprocess, names.ensemble, names.postprocess) == (
+        "demo_shapes_preprocess", "demo_shapes_bytes", None)
     version = repo / names.preprocess / "1"
     assert (version / PREPROCESS_MATH_FILE).read_bytes() == Path(preprocess_math.__file__).read_bytes()
     assert json.loads((repo / names.preprocess / "card.json").read_text())["preprocess"]["resize"] == 72
@@ -77,7 +78,8 @@ def test_preprocess_chain_configs_and_files(tmp_path, tiny_onnx):
 
 def test_preprocess_chain_with_nms_feeds_the_server_geometry(tmp_path):
     repo = tmp_path / "repo"
-    det = write_model(DET, tiny_yolo_onnx(tmp_path / "det.onnx"), repo, RepoOptions(target="cpu", max_batch_size=4)).name
+    det = write_model(DET, tiny_yolo_onnx(tmp_path / "det.onnx"), repo,
+                      RepoOptions(target="cpu", max_batch_size=4)).name
     with pytest.raises(ConfigError, match="write the postprocess chain first"):
         write_preprocess_chain(DET, repo, det, post=nms_chain(DET, DET.nms("ap")))
     write_nms_chain(DET, repo, det, "ap")
@@ -88,6 +90,19 @@ def test_preprocess_chain_with_nms_feeds_the_server_geometry(tmp_path):
     assert [s.model_name for s in steps] == [names.preprocess, det, names.postprocess]
     assert dict(steps[2].input_map)["geometry"] == dict(steps[0].output_map)[GEOMETRY_OUTPUT]
     assert [o.name for o in ens.output] == [OUT_BOXES, OUT_SCORES, OUT_CLASSES, OUT_COUNT]
+
+
+def test_cli_repo_server_preprocess(tmp_path, capsys):
+    from tritonkit.cli import main
+
+    out = tmp_path / "repo"
+    code = main(["repo", "--model", "demo_shapes_det", "--model-file", str(tiny_yolo_onnx(tmp_path / "det.onnx")),
+                 "--out", str(out), "--server-nms", "ap", "--server-preprocess"])
+    assert code == 0, capsys.readouterr().err
+    for name in ("demo_shapes_det", "demo_shapes_det_nms_ap", "demo_shapes_det_ensemble_ap",
+                 "demo_shapes_det_preprocess", "demo_shapes_det_bytes", "demo_shapes_det_ensemble_ap_bytes"):
+        assert (out / name / "config.pbtxt").is_file(), name
+    assert "demo_shapes_det_ensemble_ap_bytes" in capsys.readouterr().out
 
 
 def test_variable_size_cards_are_refused(tmp_path):

@@ -22,7 +22,8 @@ from typing import Any, Callable, Sequence
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard, get_card
 from tritonkit.client.infer import ClientOptions, EncodedInfer, TritonInfer
-from tritonkit.client.pipeline import CallableBackend, EncodedAdapter, EngineOptions, StreamResult, run_stream, summarize
+from tritonkit.client.pipeline import (
+    CallableBackend, EncodedAdapter, EngineOptions, StreamResult, run_stream, summarize)
 from tritonkit.client.timing import batch_timing, flagperf_metrics, run_model_times
 from tritonkit.errors import CardError, ServerError, TritonkitError
 from tritonkit.model_repository.ensemble import bytes_ensemble_name
@@ -231,7 +232,8 @@ class EvalRun:
             client.close()
         pairs += [("server", self.served.name, r, t) for r, t in
                   self.timing_rows(items, self.adapter, self.client, label=" (server preprocess)")]
-        return [{"preprocess": where, "model": name, **row, **_stream_rates(timed)} for where, name, row, timed in pairs]
+        return [{"preprocess": where, "model": name, **row, **_stream_rates(timed)}
+                for where, name, row, timed in pairs]
 
     def write(self, result: EvalResult) -> None:
         data = result.to_dict()
