@@ -16,15 +16,18 @@ at any pixel and 0.5 on average, and its padding and geometry are checked exactl
 from __future__ import annotations
 
 import io
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from tritonkit.cards import get_card
+from tritonkit.cards import Preprocess, get_card
 from tritonkit.client.detection import geometry_to_array
 from tritonkit.client.preprocess import preprocess_bytes
 from tritonkit.client.preprocess_math import ENCODED_INPUT, GEOMETRY_OUTPUT
-from tritonkit.model_repository.config import ConfigError, parse_config
+from tritonkit.model_repository.config import ConfigError, RepoOptions, parse_config
+from tritonkit.model_repository.ensemble import nms_chain, write_nms_chain
+from tritonkit.model_repository.writer import write_model
 
 pytest.importorskip("nvidia.dali", reason="nvidia-dali-cuda120 is an optional extra (pip install tritonkit[dali], "
                                           "~420 MB wheel): not installed")
@@ -80,10 +83,6 @@ def test_gpu_pipeline_serialises_into_a_dali_model(tmp_path):
 
 def test_gpu_bytes_ensemble_chains_dali_detector_and_nms(tmp_path):
     """The gpu target's repository (a dummy plan: no TensorRT here) with its DALI bytes-in ensembles."""
-    from tritonkit.model_repository.config import RepoOptions
-    from tritonkit.model_repository.ensemble import nms_chain, write_nms_chain
-    from tritonkit.model_repository.writer import write_model
-
     plan = tmp_path / "det.plan"
     plan.write_bytes(b"not a real plan")
     repo = tmp_path / "repo"
@@ -129,10 +128,6 @@ def test_cpu_variant_is_close_to_client_letterbox():
 
 
 def test_variable_size_cards_have_no_pipeline():
-    from types import SimpleNamespace
-
-    from tritonkit.cards import Preprocess
-
     seg = SimpleNamespace(name="seg", preprocess=Preprocess(mode="resize_short", size=64, resize=64))
     with pytest.raises(ConfigError, match="resize_short"):
         dali_pipeline(seg, DaliOptions(max_batch_size=2))

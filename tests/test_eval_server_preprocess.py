@@ -4,6 +4,7 @@ real bundled tritonserver give the client-side results, and the report compares 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -45,6 +46,29 @@ def test_check_encoded_catches_truncation_without_decoding():
             check_encoded(buf.getvalue()[:-100])
     with pytest.raises(ImageError, match="not an image"):
         check_encoded(b"hello world, not an image")
+
+
+def test_encoded_adapter_sends_the_file_and_pickles():
+    import io
+    import pickle
+
+    from PIL import Image
+
+    from tritonkit.client.classify import ClassifyAdapter
+    from tritonkit.client.pipeline import EncodedAdapter
+
+    adapter = pickle.loads(pickle.dumps(EncodedAdapter(ClassifyAdapter(get_card("demo_shapes"), k=3))))
+    assert adapter.k == 3 and adapter.encoded  # the task's attributes are the wrapped adapter's
+    item = SimpleNamespace(label=2, key="x")
+    with pytest.raises(ImageError, match="corrupt PNG"):
+        adapter.prepare(item, b"\x89PNG\r\n\x1a\n" + b"\x00" * 8)
+    buf = io.BytesIO()
+    Image.new("RGB", (30, 20)).save(buf, "PNG")
+    x, meta = adapter.prepare(item, buf.getvalue())
+    assert x.dtype == object and x.shape == (1,) and x[0] == buf.getvalue() and meta is item
+    logits = np.arange(8, dtype=np.float32)
+    record = adapter.postprocess({"logits": logits, "geometry": np.array([20, 30, 1, 1, 0, 0], np.float64)}, meta)
+    assert record["label"] == 2 and record["topk"] == [7, 6, 5]
 
 
 def test_preprocess_markdown_lists_both_modes():
