@@ -97,12 +97,13 @@ def test_cli_repo_server_preprocess(tmp_path, capsys):
 
     out = tmp_path / "repo"
     code = main(["repo", "--model", "demo_shapes_det", "--model-file", str(tiny_yolo_onnx(tmp_path / "det.onnx")),
-                 "--out", str(out), "--server-nms", "ap", "--server-preprocess"])
+                 "--out", str(out), "--server-nms", "ap", "--server-preprocess", "--preprocess-instances", "2"])
     assert code == 0, capsys.readouterr().err
     for name in ("demo_shapes_det", "demo_shapes_det_nms_ap", "demo_shapes_det_ensemble_ap",
                  "demo_shapes_det_preprocess", "demo_shapes_det_bytes", "demo_shapes_det_ensemble_ap_bytes"):
         assert (out / name / "config.pbtxt").is_file(), name
     assert "demo_shapes_det_ensemble_ap_bytes" in capsys.readouterr().out
+    assert parse_config((out / "demo_shapes_det_preprocess" / "config.pbtxt").read_text()).instance_group[0].count == 2
 
 
 def test_variable_size_cards_are_refused(tmp_path):

@@ -26,7 +26,8 @@ from tritonkit.io import ensure_out_dir
 from tritonkit.names import check_model_name
 from tritonkit.model_repository.config import TARGETS, QueuePolicy, RepoOptions, effective_max_batch
 from tritonkit.model_repository.dali import write_dali_chain
-from tritonkit.model_repository.ensemble import nms_chain, write_nms_chain, write_preprocess_chain
+from tritonkit.model_repository.ensemble import (
+    PreprocessChain, nms_chain, write_nms_chain, write_preprocess_chain)
 from tritonkit.model_repository.plans import check_plan_file
 from tritonkit.model_repository.writer import write_model
 from tritonkit.serve.docker import host_compute_capability
@@ -57,6 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "with --server-nms): clients send encoded JPEG/PNG bytes, the server decodes and "
                         "preprocesses with the client's code (gpu target: a DALI pipeline, needs "
                         "tritonkit[dali])")
+    p.add_argument("--preprocess-instances", type=int, default=1,
+                   help="--server-preprocess on the cpu/onnxruntime targets: python preprocess model instances "
+                        "(each decodes one request at a time)")
     p.add_argument("--container-release", help="gpu target: NGC tritonserver release (e.g. 25.10) to check the plan against")
     p.add_argument("--container-trt-version", help="gpu target: TensorRT version of that release, if not in "
                                                    "tritonkit's table or unconfirmed there")
@@ -91,16 +95,21 @@ def run(args: argparse.Namespace) -> int:
         names = write_nms_chain(card, args.out, written.name, profile)
         print(f"wrote {names.nms} and {names.ensemble} (server-side NMS, profile {profile!r})")
     if args.server_preprocess:
-        _write_preprocess(card, args.out, written.name, args.server_nms, dali=args.target == "gpu")
+        chain = None if args.target == "gpu" else PreprocessChain(instances=args.preprocess_instances)
+        _write_preprocess(card, args.out, written.name, args.server_nms, chain)
     return 0
 
 
-def _write_preprocess(card, out: Path, model: str, profiles: tuple[str, ...], dali: bool) -> None:
-    """The python preprocess model (cpu, onnxruntime targets) or the DALI one (gpu) + ensembles."""
-    write = write_dali_chain if dali else write_preprocess_chain
-    how = "DALI on the GPU" if dali else "python backend"
-    names = write(card, out, model)
+def _write_preprocess(card, out: Path, model: str, profiles: tuple[str, ...], chain: PreprocessChain | None) -> None:
+    """The python preprocess model ``chain`` (cpu, onnxruntime targets) or, with None, the DALI
+    one (gpu), and the bytes-in ensembles."""
+    def write(**post):
+        return write_dali_chain(card, out, model, **post) if chain is None else \
+            write_preprocess_chain(card, out, model, chain=chain, **post)
+
+    how = "DALI on the GPU" if chain is None else "python backend"
+    names = write()
     print(f"wrote {names.preprocess} and {names.ensemble} (server-side preprocessing, {how}: encoded image bytes in)")
     for profile in profiles:
-        names = write(card, out, model, post=nms_chain(card, card.nms(profile)))
+        names = write(post=nms_chain(card, card.nms(profile)))
         print(f"wrote {names.ensemble} (encoded image bytes in, server-side NMS, profile {profile!r})")
