@@ -84,6 +84,10 @@ class ClassifyAdapter:
         x, _ = preprocess(image, self.card.preprocess)
         return x.astype(self.card.input.numpy_dtype, copy=False), int(item.label)
 
+    def encoded_meta(self, item: Any, geometry: Any) -> int:
+        """The meta of ``item`` when the server preprocessed it (server-side preprocessing)."""
+        return int(item.label)
+
     def postprocess(self, outputs: Mapping[str, np.ndarray], meta: int) -> dict:
         return classify_record(outputs[self.card.outputs[0].name], meta, self.k)
 

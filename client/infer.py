@@ -22,6 +22,9 @@ With ``shm=True`` inputs and outputs travel through system shared memory
 (``tritonclient.utils.shared_memory``): one input region and one region per output for each
 in-flight slot, registered with the server at connect and unregistered and destroyed on
 :meth:`TritonInfer.close` (also at interpreter exit if close was never called).
+
+:class:`EncodedInfer` sends encoded image files instead (server-side preprocessing: the
+``<model>_bytes`` ensembles of :func:`tritonkit.model_repository.ensemble.write_preprocess_chain`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import numpy as np
 
 from tritonkit.cards import ModelCard
 from tritonkit.client import shm as shm_lifecycle
+from tritonkit.client.preprocess_math import ENCODED_INPUT, GEOMETRY_OUTPUT
 from tritonkit.contract import contract_mismatches, normalize_config, normalize_metadata  # noqa: F401
 from tritonkit.errors import ServerError
 from tritonkit.triton import (  # noqa: F401  (PROTOCOLS, DEFAULT_PORTS re-exported)
@@ -367,3 +371,49 @@ class TritonInfer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class EncodedInfer(TritonInfer):
+    """Sends encoded images (JPEG, PNG ... files as they are) to a bytes-in model: the server
+    decodes and preprocesses. A batch is an object array ``[n, 1]`` of ``bytes``; the input is
+    ``image_bytes``, BYTES ``[1]`` (the python preprocess model) or UINT8 ``[-1]`` (the DALI
+    one: each file zero-padded to the batch's longest). The card describes the outputs; the
+    served ``geometry`` output, when there is one, is returned too. No shared memory (the
+    encoded sizes vary)."""
+
+    encoded_dtype = "BYTES"
+    extra_outputs: tuple[str, ...] = ()
+
+    def check_contract(self, batch_size: int) -> None:
+        if self.options.shm:
+            raise ServerError("shared memory is not used for encoded-image inputs (their sizes vary)")
+        meta, cfg = self.served_model()
+        encoded = meta["inputs"].get(ENCODED_INPUT)
+        problems = [] if encoded is not None and encoded["datatype"] in ("BYTES", "UINT8") else \
+            [f"input {ENCODED_INPUT!r} (BYTES or UINT8) not served (server has {sorted(meta['inputs'])})"]
+        # the encoded input stands in for the card's input; everything else is checked as usual
+        stand_in = {self.card.input.name: {"datatype": self.card.input.dtype, "shape": [-1, *self.card.input.dims]}}
+        problems += contract_mismatches(self.card, {**meta, "inputs": stand_in}, {**cfg, "inputs": {}}, batch_size)
+        if problems:
+            raise ServerError(f"model {self.model_name!r} at {self.options.address} does not take encoded images "
+                              f"for card {self.card.name!r}: " + "; ".join(problems))
+        self.encoded_dtype = encoded["datatype"]
+        self.extra_outputs = (GEOMETRY_OUTPUT,) if GEOMETRY_OUTPUT in meta["outputs"] else ()
+
+    def _request(self, batch: np.ndarray, slot: int | None):
+        mod = client_module(self.options.protocol)
+        blobs = [bytes(b) for b in np.asarray(batch, dtype=object).reshape(len(batch), -1)[:, 0]]
+        if self.encoded_dtype == "UINT8":
+            data = np.zeros((len(blobs), max(len(b) for b in blobs)), np.uint8)
+            for i, b in enumerate(blobs):
+                data[i, :len(b)] = np.frombuffer(b, np.uint8)
+        else:
+            data = np.array(blobs, dtype=object).reshape(-1, 1)
+        inp = mod.InferInput(ENCODED_INPUT, list(data.shape), self.encoded_dtype)
+        inp.set_data_from_numpy(data)
+        names = [s.name for s in self.card.outputs] + list(self.extra_outputs)
+        binary = {} if self.options.protocol == "grpc" else {"binary_data": True}
+        return [inp], [mod.InferRequestedOutput(n, **binary) for n in names]
+
+    def _outputs(self, result, slot: int | None) -> dict[str, np.ndarray]:
+        return {n: result.as_numpy(n) for n in [s.name for s in self.card.outputs] + list(self.extra_outputs)}

@@ -51,6 +51,7 @@ import numpy as np
 
 from tritonkit.client.checkpoint import Checkpoint
 from tritonkit.client.decode import ImageError, decode_image
+from tritonkit.client.preprocess_math import GEOMETRY_OUTPUT, Geometry, check_encoded
 from tritonkit.client.timing import StageTimes
 
 POOLS = ("thread", "process")
@@ -213,6 +214,8 @@ def load_item(adapter: TaskAdapter, index: int, item: Item) -> _Loaded:
     except Exception as exc:  # noqa: BLE001 - one file must never end the run (MemoryError included)
         return _Loaded(index, item.key, None, None, f"cannot read: {type(exc).__name__}: {exc}", None,
                        time.perf_counter() - t0, 0.0)
+    if getattr(adapter, "encoded", False):  # server-side preprocessing: the file is the input
+        return _prepare_encoded(adapter, index, item, data, t0)
     decoded = decode_image(data)
     del data
     t1 = time.perf_counter()
@@ -225,6 +228,50 @@ def load_item(adapter: TaskAdapter, index: int, item: Item) -> _Loaded:
         return _Loaded(index, item.key, None, None, f"preprocess failed: {detail}", decoded.note, t1 - t0,
                        time.perf_counter() - t1)
     return _Loaded(index, item.key, x, meta, None, decoded.note, t1 - t0, time.perf_counter() - t1)
+
+
+def _prepare_encoded(adapter: TaskAdapter, index: int, item: Item, data: bytes, t0: float) -> _Loaded:
+    t1 = time.perf_counter()
+    try:
+        x, meta = adapter.prepare(item, data)
+    except Exception as exc:  # noqa: BLE001 - one file must never end the run
+        return _Loaded(index, item.key, None, None, f"preprocess failed: {exc}", None, t1 - t0,
+                       time.perf_counter() - t1)
+    return _Loaded(index, item.key, x, meta, None, None, t1 - t0, time.perf_counter() - t1)
+
+
+@dataclass(frozen=True)
+class EncodedAdapter:
+    """Server-side preprocessing around a task's adapter: ``prepare`` sends the encoded file
+    (an object array ``[1]`` holding its bytes, after :func:`check_encoded`; the engine skips
+    decoding; damage inside the compressed data fails the batch's request on the server), ``postprocess`` is
+    the task's, with the meta the task builds from the item and the server's ``geometry``
+    output (``inner.encoded_meta(item, geometry)``; geometry None when the server returns none,
+    e.g. after server-side NMS, which already mapped boxes to the original image)."""
+
+    inner: Any
+    encoded: bool = True
+
+    def prepare(self, item: Any, data: bytes) -> tuple[np.ndarray, Any]:
+        check_encoded(data)  # a file that is no image is this file's error, not its batch's
+        blob = np.empty(1, dtype=object)
+        blob[0] = data
+        return blob, item
+
+    def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any) -> dict:
+        geometry = outputs.get(GEOMETRY_OUTPUT)
+        geo = None if geometry is None else Geometry.from_array(geometry)
+        rest = {k: v for k, v in outputs.items() if k != GEOMETRY_OUTPUT}
+        return self.inner.postprocess(rest, self.inner.encoded_meta(meta, geo))
+
+    def summarize(self, records: Sequence[dict]) -> dict:
+        return self.inner.summarize(records)
+
+    def __getattr__(self, name: str) -> Any:
+        """The task adapter's other attributes (its task reads them, e.g. ``category_ids``)."""
+        if name.startswith("__") or name == "inner":  # unpickling looks some up before inner is set
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 def _limit_blas() -> object:

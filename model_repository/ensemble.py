@@ -11,6 +11,19 @@ postprocess model and the ensemble, never the served model itself (write that fi
                           platform "ensemble": images, geometry -> det_boxes, det_scores,
                           det_classes, det_count
 
+A preprocess chain (:class:`PreprocessChain`, :func:`write_preprocess_chain`) is the same
+idea before the model: encoded image bytes in, the server decodes and preprocesses::
+
+    <model>_preprocess    python backend (backends/preprocess_image.py + tk_preprocess.py):
+                          image_bytes (BYTES [1]) -> the model input + geometry (FP64 [6])
+    <model>_bytes         platform "ensemble": image_bytes -> preprocess -> model -> the model's
+                          outputs + geometry
+    <det>_ensemble_<profile>_bytes
+                          in front of a postprocess chain's ensemble (detection NMS): image_bytes
+                          -> preprocess -> detector -> NMS (the server's geometry) -> detections
+
+(the bytes-in version of any served model or ensemble ``X`` is ``X_bytes``).
+
 All configs are ``model_config_pb2.ModelConfig`` messages (never text templates). The NMS
 thresholds of the profile are the NMS model's ``parameters``. The ``geometry`` input (FP64
 [6]) is optional: with it the server returns boxes in original-image pixels, without it in
@@ -27,9 +40,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tritonkit.cards import ModelCard, NMSProfile, TensorSpec
-from tritonkit.client import nms_math
+from tritonkit.client import nms_math, preprocess_math
 from tritonkit.client.nms_math import (  # noqa: F401  (re-exported: the served tensor names)
     CARD_FILE, DETECTION_OUTPUTS, GEOMETRY_FIELDS, GEOMETRY_INPUT, OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES)
+from tritonkit.client.preprocess_math import ENCODED_INPUT, GEOMETRY_OUTPUT
 from tritonkit.io import atomic_write_bytes, atomic_write_text
 from tritonkit.model_repository.config import (
     ConfigError, RepoOptions, data_type, effective_max_batch, parse_config, pb_module)
@@ -41,6 +55,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 NMS_BACKEND_SOURCE = "yolo_nms.py"
 NMS_MATH_FILE = "tk_nms.py"  # nms_math.py as the NMS model's model.py imports it
+PREPROCESS_BACKEND_SOURCE = "preprocess_image.py"
+PREPROCESS_MATH_FILE = "tk_preprocess.py"  # preprocess_math.py as the preprocess model's model.py imports it
 
 
 # -- the generic chain --------------------------------------------------------------------
@@ -253,3 +269,141 @@ def ensemble_card(card: ModelCard, name: str, profile: NMSProfile) -> ModelCard:
     so clients check and call it like any model."""
     _check_detector(card)
     return served_ensemble_card(card, name, profile)
+
+
+# -- preprocess chains: encoded image bytes in ------------------------------------------------
+
+@dataclass(frozen=True)
+class PreprocessNames:
+    """Model names of one preprocess chain: the served model, the preprocess model, the ensemble
+    and, when the ensemble ends in a postprocess chain, that chain's postprocess model."""
+
+    model: str
+    preprocess: str
+    ensemble: str
+    postprocess: str | None = None
+
+
+def bytes_ensemble_name(served: str) -> str:
+    """The bytes-in ensemble in front of the model or ensemble ``served``: ``<served>_bytes``."""
+    return f"{served}_bytes"
+
+
+ENCODED = ChainTensor(name=ENCODED_INPUT, dims=(1,), dtype="STRING")  # BYTES, one file per sample
+GEOMETRY = ChainTensor(name=GEOMETRY_OUTPUT, dims=(len(GEOMETRY_FIELDS),), dtype="FP64")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreprocessChain:
+    """A python-backend preprocess before a served model: ``image_bytes`` (BYTES [1], one encoded
+    image per sample) -> the card's input and ``geometry``. The backend runs
+    :mod:`tritonkit.client.preprocess_math`, copied beside it. ``parameters``: the preprocess
+    model's config parameters (``max_pixels``). ``suffix`` names the preprocess model
+    (``<model><suffix>``) and ``encoded`` is its input (the gpu target's DALI model,
+    :mod:`tritonkit.model_repository.dali`, takes UINT8 ``[-1]``)."""
+
+    backend_source: str = PREPROCESS_BACKEND_SOURCE
+    support_files: tuple[SupportFile, ...] = (
+        SupportFile(name=PREPROCESS_MATH_FILE, source=Path(preprocess_math.__file__)),)
+    parameters: tuple[tuple[str, str], ...] = ()
+    instances: int = 1
+    suffix: str = "_preprocess"
+    encoded: ChainTensor = ENCODED
+
+    def __post_init__(self) -> None:
+        if self.instances < 1:
+            raise ConfigError(f"instances must be >= 1 (got {self.instances})")
+
+    def names(self, model: str, post: PostprocessChain | None = None) -> PreprocessNames:
+        if post is None:
+            return PreprocessNames(model, model + self.suffix, bytes_ensemble_name(model))
+        chained = post.names(model)
+        return PreprocessNames(model, model + self.suffix, bytes_ensemble_name(chained.ensemble), chained.postprocess)
+
+
+
+def _check_preprocessable(card: ModelCard) -> None:
+    if card.preprocess.mode not in preprocess_math.MODES:
+        raise ConfigError(f"card {card.name!r}: preprocess mode {card.preprocess.mode!r} has a variable input "
+                          f"size; server-side preprocessing supports {', '.join(preprocess_math.MODES)}")
+
+
+def preprocess_model_config(card: ModelCard, name: str, chain: PreprocessChain,
+                            max_batch_size: int) -> "model_config_pb2.ModelConfig":
+    """The python-backend preprocess model: encoded bytes in, the card's input + geometry out."""
+    pb = pb_module()
+    cfg = pb.ModelConfig(name=name, backend="python", max_batch_size=max_batch_size)
+    cfg.input.append(_chain_input(ENCODED))
+    cfg.output.append(pb.ModelOutput(name=card.input.name, data_type=data_type(card.input.dtype),
+                                     dims=list(card.input.dims)))
+    cfg.output.append(_chain_output(GEOMETRY))
+    for key, value in chain.parameters:
+        cfg.parameters[key].string_value = value
+    cfg.instance_group.append(pb.ModelInstanceGroup(count=chain.instances, kind=pb.ModelInstanceGroup.KIND_CPU))
+    cfg.dynamic_batching.max_queue_delay_microseconds = 0
+    return cfg
+
+
+def preprocess_ensemble_config(card: ModelCard, names: PreprocessNames, post: PostprocessChain | None,
+                               max_batch_size: int, encoded: ChainTensor = ENCODED) -> "model_config_pb2.ModelConfig":
+    """``platform: "ensemble"``: image_bytes -> preprocess -> model [-> postprocess]. Without a
+    postprocess the outputs are the card's and ``geometry``; with one, the chain's outputs (its
+    ``geometry`` input, if it has one, fed from the preprocess model)."""
+    pb = pb_module()
+    cfg = pb.ModelConfig(name=names.ensemble, platform="ensemble", max_batch_size=max_batch_size)
+    cfg.input.append(_chain_input(encoded))
+    pre_out = {card.input.name: "preprocessed", GEOMETRY_OUTPUT: GEOMETRY_OUTPUT}
+    steps = cfg.ensemble_scheduling.step
+    steps.append(pb.ModelEnsembling.Step(model_name=names.preprocess, model_version=-1,
+                                         input_map={ENCODED_INPUT: ENCODED_INPUT}, output_map=pre_out))
+    if post is None:
+        cfg.output.extend(pb.ModelOutput(name=s.name, data_type=data_type(s.dtype), dims=list(s.dims))
+                          for s in card.outputs)
+        cfg.output.append(_chain_output(GEOMETRY))
+        steps.append(pb.ModelEnsembling.Step(model_name=names.model, model_version=-1,
+                                             input_map={card.input.name: "preprocessed"},
+                                             output_map={s.name: s.name for s in card.outputs}))
+        return cfg
+    extra = {t.name for t in post.extra_inputs}
+    if extra - {GEOMETRY_INPUT}:
+        raise ConfigError(f"postprocess chain {post.kind!r}: inputs {sorted(extra - {GEOMETRY_INPUT})} cannot be "
+                          f"fed by the preprocess model (only {GEOMETRY_INPUT!r})")
+    raw = {s.name: f"raw_{s.name}" for s in card.outputs}
+    cfg.output.extend(_chain_output(t) for t in post.outputs)
+    steps.append(pb.ModelEnsembling.Step(model_name=names.model, model_version=-1,
+                                         input_map={card.input.name: "preprocessed"}, output_map=raw))
+    steps.append(pb.ModelEnsembling.Step(
+        model_name=names.postprocess, model_version=-1,
+        input_map={**raw, **({GEOMETRY_INPUT: GEOMETRY_OUTPUT} if GEOMETRY_INPUT in extra else {})},
+        output_map={t.name: t.name for t in post.outputs}))
+    return cfg
+
+
+def preprocess_names(card: ModelCard, repo_dir: str | Path, model: str, post: PostprocessChain | None,
+                     chain: PreprocessChain) -> PreprocessNames:
+    """The chain's names, after checking the card has a fixed input size and ``post`` is written."""
+    _check_preprocessable(card)
+    names = chain.names(model, post)
+    if names.postprocess is not None and not (Path(repo_dir) / names.postprocess / "config.pbtxt").is_file():
+        raise ConfigError(f"{Path(repo_dir) / names.postprocess}: not found; write the postprocess chain first")
+    return names
+
+
+def write_preprocess_chain(card: ModelCard, repo_dir: str | Path, model: str, *,
+                           post: PostprocessChain | None = None, chain: PreprocessChain = PreprocessChain(),
+                           max_batch_size: int | None = None) -> PreprocessNames:
+    """Write ``<model>_preprocess`` and the bytes-in ensemble before ``model`` (already in
+    ``repo_dir``, not rewritten). ``post``: a postprocess chain already written after ``model``
+    (:func:`write_postprocess_chain`, e.g. :func:`nms_chain`) that the ensemble ends in.
+    ``max_batch_size`` None -> the served model's. Each config.pbtxt is written last, atomically."""
+    names = preprocess_names(card, repo_dir, model, post, chain)
+    mbs = served_max_batch(repo_dir, model) if max_batch_size is None else max_batch_size
+    version_dir = Path(repo_dir) / names.preprocess / "1"
+    version_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(version_dir / "model.py", backend_source(chain.backend_source))
+    for extra in chain.support_files:
+        atomic_write_bytes(version_dir / extra.name, Path(extra.source).read_bytes())
+    write_card(version_dir.parent, card)
+    write_config_only(repo_dir, names.preprocess, preprocess_model_config(card, names.preprocess, chain, mbs))
+    write_config_only(repo_dir, names.ensemble, preprocess_ensemble_config(card, names, post, mbs, chain.encoded))
+    return names

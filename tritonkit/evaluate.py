@@ -22,14 +22,16 @@ from typing import Any, Callable, Sequence
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard, get_card
 from tritonkit.client.checkpoint import OutputLock
-from tritonkit.client.infer import ClientOptions, TritonInfer
-from tritonkit.client.pipeline import CallableBackend, EngineOptions, StreamResult, run_stream, summarize
+from tritonkit.client.infer import ClientOptions, EncodedInfer, TritonInfer
+from tritonkit.client.pipeline import (
+    CallableBackend, EncodedAdapter, EngineOptions, StreamResult, run_stream, summarize)
 from tritonkit.client.timing import batch_timing, flagperf_metrics, run_model_times
 from tritonkit.errors import CardError, ServerError, TritonkitError
+from tritonkit.model_repository.ensemble import bytes_ensemble_name
 from tritonkit.model_repository.writer import check_onnx_against_card
-from tritonkit.report import write_json, write_text
+from tritonkit.report import markdown_table, write_json, write_text
 from tritonkit.tasks import (
-    FLATTEN, OMIT_NONE, Served, StreamOptions, Task, TaskMetrics, get_task, list_tasks, to_flat_dict)
+    FLATTEN, OMIT_NONE, OptionsError, Served, StreamOptions, Task, TaskMetrics, get_task, list_tasks, to_flat_dict)
 
 ort = lazy_import("onnxruntime")
 
@@ -74,6 +76,7 @@ class EvalResult:
     timing_images: int | None = field(default=None, metadata=OMIT_NONE)
     retries: int | None = field(default=None, metadata=OMIT_NONE)
     run_notes: list[str] | None = field(default=None, metadata=OMIT_NONE)  # resume and lock notes
+    preprocess_comparison: list[dict] | None = field(default=None, metadata=OMIT_NONE)
 
     def to_dict(self) -> dict:
         return to_flat_dict(self)
@@ -124,6 +127,12 @@ class EvalRun:
         self.out = Path(options.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.adapter = task.adapter(options, self.card, self.data)
+        if options.server_preprocess:
+            if not hasattr(self.adapter, "encoded_meta"):
+                raise OptionsError(f"task {task.name!r} does not support {{server_preprocess}}")
+            self.served = Served(bytes_ensemble_name(self.served.name), self.served.card, EncodedInfer,
+                                 self.served.details)
+            self.adapter = EncodedAdapter(self.adapter)
         self.checkpoint = self.out / task.checkpoint
         self.client: TritonInfer | None = None
         self.lock_note: str | None = None
@@ -145,6 +154,8 @@ class EvalRun:
             outcome = self.task.timing(self, items)
             result.batch_timing, result.timing_notes = outcome.rows, outcome.notes
             result.timing_images = len(items)
+            if o.server_preprocess and items:
+                result.preprocess_comparison = self.compare_preprocessing(items)
             result.retries = self.client.retries_done
         finally:
             if self.client is not None:
@@ -219,10 +230,49 @@ class EvalRun:
             out.append((row.to_dict(), timed))
         return out
 
+    def compare_preprocessing(self, items: Sequence) -> list[dict]:
+        """Run stream at every batch size with client-side preprocessing (the model the task
+        serves, preprocessed tensors sent) and server-side (its ``_bytes`` ensemble, files sent)."""
+        plain = self.task.served(self.options, self.card, TritonInfer)
+        client = self.connect(plain)
+        try:
+            pairs = [("client", plain.name, r, t) for r, t in
+                     self.timing_rows(items, self.adapter.inner, client, label=" (client preprocess)")]
+        finally:
+            client.close()
+        pairs += [("server", self.served.name, r, t) for r, t in
+                  self.timing_rows(items, self.adapter, self.client, label=" (server preprocess)")]
+        return [{"preprocess": where, "model": name, **row, **_stream_rates(timed)}
+                for where, name, row, timed in pairs]
+
     def write(self, result: EvalResult) -> None:
         data = result.to_dict()
         write_json(self.out / self.task.result_json, data)
-        write_text(self.out / self.task.result_md, self.task.markdown(data))
+        write_text(self.out / self.task.result_md, self.task.markdown(data) + preprocess_markdown(data))
 
 
-__all__ = ["EvalResult", "EvalRun", "evaluate", "reference_backend"]
+def _stream_rates(timed: StreamResult) -> dict:
+    """p_infer_whole / p_infer_core of one timing stream and the input bytes sent per image."""
+    sent = sum(sum(len(b) for b in x.ravel()) if x.dtype == object else x.nbytes for x in timed.kept_batches)
+    images = sum(len(x) for x in timed.kept_batches)
+    rates = flagperf_metrics(timed.timing, timed.wall_s)
+    return {"p_infer_whole": rates["p_infer_whole"], "p_infer_core": rates["p_infer_core"],
+            "wire_bytes_per_image": sent / images if images else None}
+
+
+def preprocess_markdown(result: dict) -> str:
+    """The report's client- vs server-side preprocessing section ("" without one)."""
+    rows = result.get("preprocess_comparison")
+    if not rows:
+        return ""
+    return ("\n## Client-side vs server-side preprocessing\n\nRun stream over the same images: client-side "
+            "sends preprocessed tensors to the model, server-side sends the encoded files to its `_bytes` "
+            "ensemble (decode and preprocessing in the server's preprocess model). Input bytes per image are "
+            "the tensor payload on the wire (protocol framing excluded).\n\n" + markdown_table(
+                ["preprocess", "model", "batch size", "images", "run stream (img/s)", "p_infer_whole (img/s)",
+                 "p_infer_core (img/s)", "input bytes / image"],
+                [[r["preprocess"], r["model"], r["batch_size"], r["images"], r["run_stream_img_s"],
+                  r["p_infer_whole"], r["p_infer_core"], r["wire_bytes_per_image"]] for r in rows], digits=1))
+
+
+__all__ = ["EvalResult", "EvalRun", "evaluate", "preprocess_markdown", "reference_backend"]

@@ -88,6 +88,9 @@ def add_stream_arguments(p: argparse.ArgumentParser, checkpoint: str, metric: st
     p.add_argument("--timeout", type=float, default=60.0, help="per-request deadline in seconds")
     p.add_argument("--retries", type=int, default=3, help="retries when the server is unavailable")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--server-preprocess", action="store_true",
+                   help="send encoded files to <model>_bytes (tritonkit repo --server-preprocess): the server "
+                        "decodes and preprocesses; the report compares it with client-side preprocessing")
 
 
 def stream_options(args: argparse.Namespace) -> dict:
@@ -96,7 +99,7 @@ def stream_options(args: argparse.Namespace) -> dict:
     return dict(url=url, protocol=args.protocol, shm=args.shm, batch_sizes=tuple(args.batch_sizes),
                 workers=args.workers, in_flight=args.in_flight, pool=args.pool, timing_images=args.timing_images,
                 out=args.out, resume=args.resume, reference_onnx=args.reference_onnx, timeout_s=args.timeout,
-                retries=args.retries, progress=not args.no_progress)
+                retries=args.retries, progress=not args.no_progress, server_preprocess=args.server_preprocess)
 
 
 # options field -> the flag that sets it (the common eval fields; tasks declare their own in ArgSpecs)
@@ -105,6 +108,7 @@ STREAM_FLAGS = {
     "batch_sizes": "--batch-sizes", "workers": "--workers", "in_flight": "--in-flight", "pool": "--pool",
     "timing_images": "--timing-images", "out": "--out", "resume": "--resume", "reference_onnx": "--reference-onnx",
     "timeout_s": "--timeout", "retries": "--retries", "progress": "--no-progress",
+    "server_preprocess": "--server-preprocess",
 }
 
 _KINDS = {"str": {}, "path": {"type": Path}, "int": {"type": int}, "choice": {}, "switch": {"action": "store_true"},

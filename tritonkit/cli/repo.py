@@ -9,6 +9,7 @@ set from flags. Nothing half-written is left: the model folder is assembled asid
   tritonkit repo --model resnet50 --model-file build/plans/resnet50_fp16.plan --target gpu \\
       --container-release 25.10
   tritonkit repo --model yolov5s --model-file build/onnx/yolov5s.onnx --server-nms ap,speed
+  tritonkit repo --model resnet50 --model-file build/onnx/resnet50.onnx --server-preprocess
 
 The default repository is build/model_repository (the top-level model_repository/ folder holds
 the code of this stage, which Triton must not try to load as models).
@@ -24,7 +25,9 @@ from tritonkit.cli.args import positive_int_list
 from tritonkit.io import ensure_out_dir
 from tritonkit.names import check_model_name
 from tritonkit.model_repository.config import TARGETS, QueuePolicy, RepoOptions, effective_max_batch
-from tritonkit.model_repository.ensemble import write_nms_chain
+from tritonkit.model_repository.dali import write_dali_chain
+from tritonkit.model_repository.ensemble import (
+    PreprocessChain, nms_chain, write_nms_chain, write_preprocess_chain)
 from tritonkit.model_repository.plans import check_plan_file
 from tritonkit.model_repository.writer import write_model
 from tritonkit.serve.docker import host_compute_capability
@@ -50,6 +53,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue-timeout-us", type=int, default=0, help="queue policy: reject after this wait")
     p.add_argument("--server-nms", type=lambda t: tuple(x for x in t.split(",") if x), default=(),
                    help="detectors: also write NMS + ensemble models for these NMS profiles (e.g. ap,speed)")
+    p.add_argument("--server-preprocess", action="store_true",
+                   help="also write a preprocess model and a <name>_bytes ensemble (and <nms ensemble>_bytes "
+                        "with --server-nms): clients send encoded JPEG/PNG bytes, the server decodes and "
+                        "preprocesses with the client's code (gpu target: a DALI pipeline, needs "
+                        "tritonkit[dali])")
+    p.add_argument("--preprocess-instances", type=int, default=1,
+                   help="--server-preprocess on the cpu/onnxruntime targets: python preprocess model instances "
+                        "(each decodes one request at a time)")
     p.add_argument("--container-release", help="gpu target: NGC tritonserver release (e.g. 25.10) to check the plan against")
     p.add_argument("--container-trt-version", help="gpu target: TensorRT version of that release, if not in "
                                                    "tritonkit's table or unconfirmed there")
@@ -83,4 +94,22 @@ def run(args: argparse.Namespace) -> int:
     for profile in args.server_nms:  # the detector is written once, above; each profile adds NMS + ensemble
         names = write_nms_chain(card, args.out, written.name, profile)
         print(f"wrote {names.nms} and {names.ensemble} (server-side NMS, profile {profile!r})")
+    if args.server_preprocess:
+        chain = None if args.target == "gpu" else PreprocessChain(instances=args.preprocess_instances)
+        _write_preprocess(card, args.out, written.name, args.server_nms, chain)
     return 0
+
+
+def _write_preprocess(card, out: Path, model: str, profiles: tuple[str, ...], chain: PreprocessChain | None) -> None:
+    """The python preprocess model ``chain`` (cpu, onnxruntime targets) or, with None, the DALI
+    one (gpu), and the bytes-in ensembles."""
+    def write(**post):
+        return write_dali_chain(card, out, model, **post) if chain is None else \
+            write_preprocess_chain(card, out, model, chain=chain, **post)
+
+    how = "DALI on the GPU" if chain is None else "python backend"
+    names = write()
+    print(f"wrote {names.preprocess} and {names.ensemble} (server-side preprocessing, {how}: encoded image bytes in)")
+    for profile in profiles:
+        names = write(post=nms_chain(card, card.nms(profile)))
+        print(f"wrote {names.ensemble} (encoded image bytes in, server-side NMS, profile {profile!r})")

@@ -69,6 +69,9 @@ class StreamOptions:
     timeout_s: float = 60.0
     retries: int = 3
     progress: bool = True
+    # send encoded files to the served model's ``<name>_bytes`` ensemble (the server decodes and
+    # preprocesses), and compare with client-side preprocessing per batch size
+    server_preprocess: bool = False
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
@@ -78,6 +81,8 @@ class StreamOptions:
         if self.workers < 1 or self.in_flight < 1:
             raise OptionsError("{workers} and {in_flight} must be >= 1 (got {w}, {f})",
                                w=self.workers, f=self.in_flight)
+        if self.server_preprocess and (self.shm or self.reference_onnx is not None):
+            raise OptionsError("{server_preprocess} sends encoded files: it takes neither {shm} nor {reference_onnx}")
 
 
 @dataclass(frozen=True, kw_only=True)

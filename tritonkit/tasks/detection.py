@@ -142,6 +142,10 @@ class DetectAdapter:
         image_id = int(getattr(item, "image_id", -1))  # -1: a timing-only image without annotations
         return x.astype(self.card.input.numpy_dtype, copy=False), DetectMeta(image_id, geometry)
 
+    def encoded_meta(self, item: Any, geometry: Geometry | None) -> DetectMeta:
+        """The meta of ``item`` when the server preprocessed it, with the server's geometry."""
+        return DetectMeta(int(getattr(item, "image_id", -1)), geometry)
+
     def detections(self, outputs: Mapping[str, np.ndarray], geometry):
         """Detections of one image from raw outputs (NMS here) or ensemble outputs (NMS done)."""
         if OUT_COUNT in outputs:

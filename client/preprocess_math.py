@@ -1,0 +1,586 @@
+"""Image decoding and preprocessing that the client and the server-side preprocess model both run.
+
+Everything from an encoded image to one model input and its :class:`Geometry`: the decode as
+torchvision's ``ImageFolder`` loader does it (:func:`decode_rgb`), classification resize/crop
+with PIL's C resampling (or torchvision's float tensor path), ultralytics' letterbox, and the
+normalisation into a float32 buffer. See :mod:`tritonkit.client.preprocess` for the exactness
+notes; that module is this one with tritonkit's error type and card type around it.
+
+This module imports nothing from tritonkit, only numpy, Pillow and (for the letterbox) OpenCV,
+each on first use: the repository writer copies it beside the server-side preprocess model's
+``model.py`` (NGC's tritonserver image has no tritonkit), so a client that sends encoded bytes
+gets the very pixels the client-side path would have produced. Preprocessing settings are
+duck-typed (:class:`PreprocessLike`): the card's :class:`tritonkit.cards.Preprocess` on the
+client, :class:`PreprocessSpec` read from ``card.json`` on the server.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import io
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+
+# The exact PIL path holds two intermediate images (the horizontal pass over every row, the
+# vertical pass over the crop's columns); when they would exceed this many pixels (64 MiB; only
+# aspect ratios beyond ~1:300 do) the crop window alone is resampled, so memory stays bounded.
+EXACT_MAX_PIXELS = 1 << 24
+# The tensor path's dense window of weights may hold at most this many entries (128 MiB of float64).
+MAX_WINDOW_WEIGHTS = 1 << 24
+LETTERBOX_RULES = ("val", "predict")
+MODES = ("resize_crop", "resize", "letterbox")
+# PIL's own decompression-bomb threshold, Image.MAX_IMAGE_PIXELS (it only warns up to twice
+# this): refused here instead
+DEFAULT_MAX_PIXELS = 89_478_485
+# The server-side preprocess model's tensors: encoded images in (BYTES, one per sample), the
+# model input and the geometry out (FP64 [6], the order of Geometry's fields).
+ENCODED_INPUT = "image_bytes"
+GEOMETRY_OUTPUT = "geometry"
+CARD_FILE = "card.json"
+
+
+@functools.lru_cache(maxsize=None)
+def _module(name: str) -> Any:
+    """Import a third-party module on first use (this module cannot use tritonkit's lazy proxy:
+    it also runs where tritonkit is not installed), so importing it stays light."""
+    return importlib.import_module(name)
+
+
+def _pil() -> Any:
+    return _module("PIL.Image")
+
+
+def _cv2() -> Any:
+    return _module("cv2")
+
+
+class ImageError(ValueError):
+    """One image gives no model input (undecodable, degenerate geometry). On the client,
+    :class:`tritonkit.client.decode.ImageError` (a TritonkitError) is raised in its place."""
+
+
+class PreprocessLike(Protocol):
+    """The preprocessing settings this module reads (those of a card's ``preprocess``)."""
+
+    mode: str
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+    scale: float
+    layout: str
+    pad_value: int
+    resample: str
+
+    @property
+    def resize_to(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Preprocessing settings read from a card's JSON (the server side's :class:`PreprocessLike`)."""
+
+    mode: str
+    size: int
+    resize: int | None = None
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    interpolation: str = "bilinear"
+    scale: float = 1.0 / 255.0
+    layout: str = "NCHW"
+    pad_value: int = 114
+    resample: str = "pil"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"preprocess mode {self.mode!r} is not one of {MODES}")
+        if self.layout not in ("NCHW", "NHWC") or self.size < 1:
+            raise ValueError(f"preprocess layout {self.layout!r} / size {self.size} unusable")
+
+    @property
+    def resize_to(self) -> int:
+        return self.resize if self.resize is not None else self.size
+
+    @classmethod
+    def from_card_json(cls, card: Mapping[str, Any]) -> "PreprocessSpec":
+        """From a card's dict (``card.json``): its ``preprocess`` section; unknown keys ignored."""
+        pp = dict(card["preprocess"])
+        known = {k: pp[k] for k in cls.__dataclass_fields__ if k in pp}
+        for key in ("mean", "std"):
+            if key in known:
+                known[key] = tuple(float(v) for v in known[key])
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How input-image pixels map to model-input pixels: ``x_in = x_orig * scale_x + pad_x``."""
+
+    orig_h: int
+    orig_w: int
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+
+    def to_original(self, boxes_xyxy: np.ndarray) -> np.ndarray:
+        """Map x1,y1,x2,y2 boxes from model-input pixels back to the original image, clipped."""
+        b = np.asarray(boxes_xyxy, dtype=np.float32).copy()
+        b[..., [0, 2]] = (b[..., [0, 2]] - self.pad_x) / self.scale_x
+        b[..., [1, 3]] = (b[..., [1, 3]] - self.pad_y) / self.scale_y
+        b[..., [0, 2]] = b[..., [0, 2]].clip(0, self.orig_w)
+        b[..., [1, 3]] = b[..., [1, 3]].clip(0, self.orig_h)
+        return b
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> "Geometry":
+        """The inverse of :meth:`as_array` (a server's geometry tensor of one image)."""
+        v = np.asarray(values, np.float64).reshape(-1)
+        if v.shape != (6,):
+            raise ValueError(f"a geometry vector has 6 values, got {v.shape[0]}")
+        return cls(int(round(v[0])), int(round(v[1])), float(v[2]), float(v[3]), float(v[4]), float(v[5]))
+
+    def as_array(self) -> np.ndarray:
+        """FP64 ``[6]`` in field order (``orig_h, orig_w, scale_x, scale_y, pad_x, pad_y``): the
+        geometry tensor of the server-side preprocess and NMS models."""
+        return np.array([self.orig_h, self.orig_w, self.scale_x, self.scale_y, self.pad_x, self.pad_y], np.float64)
+
+
+# ------------------------------------------------------------------------- sizes and offsets
+def shorter_side_size(h: int, w: int, short: int) -> tuple[int, int]:
+    """torchvision's ``Resize(int)`` output size: shorter side -> ``short``, longer truncated."""
+    if h < 1 or w < 1:
+        raise ImageError(f"image has a zero side ({w}x{h})")
+    if h <= w:
+        return short, int(short * w / h)
+    return int(short * h / w), short
+
+
+def center_crop_offsets(h: int, w: int, crop: int) -> tuple[int, int]:
+    """torchvision's ``CenterCrop`` top/left offsets (rounding half to even, as it does)."""
+    return int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+
+
+# ---------------------------------------------------------------------- tensor-path weights
+def _filter(interpolation: str):
+    if interpolation == "bilinear":
+        def tri(x: np.ndarray) -> np.ndarray:
+            x = np.abs(x)
+            return np.where(x < 1.0, 1.0 - x, 0.0)
+        return tri, 1.0
+    if interpolation == "bicubic":
+        a = -0.5  # PIL's and torch's antialiased bicubic kernel
+
+        def cubic(x: np.ndarray) -> np.ndarray:
+            x = np.abs(x)
+            near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+            far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+            return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+        return cubic, 2.0
+    raise ValueError(f"unknown interpolation {interpolation!r}")
+
+
+@functools.lru_cache(maxsize=512)
+def weights_window(in_size: int, out_size: int, start: int, count: int,
+                   interpolation: str = "bilinear") -> tuple[np.ndarray, int]:
+    """Rows ``start .. start+count`` of the antialiased ``(out_size, in_size)`` resampling matrix,
+    restricted to the source indices they touch: ``(weights (count, span), first source index)``.
+
+    Same construction as PIL's ``ImagingResample`` and torch's ``_upsample_*_aa`` kernels: when
+    shrinking, the filter support is widened by the scale factor. Cached and read-only: a data
+    set's images share a few sizes. A window too large to hold raises :class:`ImageError`.
+    """
+    if in_size < 1 or out_size < 1 or count < 1:
+        raise ImageError(f"resampling sizes must be positive (in {in_size}, out {out_size}, count {count})")
+    kernel, support = _filter(interpolation)
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = support * filterscale
+    center = scale * (np.arange(start, start + count, dtype=np.float64) + 0.5)
+    # int() truncates toward zero, as the reference kernels' casts do; clamped to the image
+    lo = np.maximum(np.trunc(center - support + 0.5), 0)[:, None]
+    hi = np.minimum(np.trunc(center + support + 0.5), in_size)[:, None]
+    first, last = int(lo.min()), int(hi.max())
+    if last <= first or count * (last - first) > MAX_WINDOW_WEIGHTS:
+        raise ImageError(f"cannot resample {in_size} -> {out_size} pixels (window of {count} x {last - first})")
+    j = np.arange(first, last, dtype=np.float64)[None, :]
+    w = np.where((j >= lo) & (j < hi), kernel((j - center[:, None] + 0.5) / filterscale), 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    w = np.divide(w, total, out=w, where=total != 0.0)
+    w.setflags(write=False)
+    return w, first
+
+
+def resize_weights(in_size: int, out_size: int, interpolation: str = "bilinear") -> np.ndarray:
+    """The dense ``(out_size, in_size)`` resampling matrix (rows sum to 1) of the tensor path."""
+    w, first = weights_window(in_size, out_size, 0, out_size, interpolation)
+    full = np.zeros((out_size, in_size))
+    full[:, first:first + w.shape[1]] = w
+    return full
+
+
+def _resample(img: np.ndarray, wy: tuple[np.ndarray, int], wx: tuple[np.ndarray, int]) -> np.ndarray:
+    """``wy @ img @ wx.T`` per channel on an HWC image, over the source window in use (float32)."""
+    (ky, y0), (kx, x0) = wy, wx
+    window = img[y0:y0 + ky.shape[1], x0:x0 + kx.shape[1]].astype(np.float32, copy=False)
+    tmp = np.tensordot(ky.astype(np.float32), window, axes=(1, 0))           # (oh, ww, C)
+    return np.einsum("ox,hxc->hoc", kx.astype(np.float32), tmp, optimize=True)  # (oh, ow, C)
+
+
+def resize_crop(img: np.ndarray, resize: int, crop: int, interpolation: str = "bilinear") -> np.ndarray:
+    """Tensor path: resize the shorter side to ``resize``, center-crop ``crop`` x ``crop``.
+
+    ``img`` is HWC (uint8 or float, pixel units); returns float32 HWC in the same units. Equals
+    torchvision ``CenterCrop(crop)(Resize(resize, antialias=True)(x))`` on float input.
+    """
+    h, w = img.shape[:2]
+    nh, nw = shorter_side_size(h, w, resize)
+    if nh < crop or nw < crop:
+        raise ImageError(f"resized image {nh}x{nw} is smaller than the crop {crop}")
+    top, left = center_crop_offsets(nh, nw, crop)
+    return _resample(img, weights_window(h, nh, top, crop, interpolation),
+                     weights_window(w, nw, left, crop, interpolation))
+
+
+def resize_exact(img: np.ndarray, out_h: int, out_w: int, interpolation: str = "bilinear") -> np.ndarray:
+    """Tensor path: resize HWC to ``out_h`` x ``out_w`` (antialiased, float32 out)."""
+    h, w = img.shape[:2]
+    return _resample(img, weights_window(h, out_h, 0, out_h, interpolation),
+                     weights_window(w, out_w, 0, out_w, interpolation))
+
+
+# --------------------------------------------------------------------------------- PIL path
+def _pil_filter(interpolation: str) -> int:
+    return {"bilinear": _pil().Resampling.BILINEAR, "bicubic": _pil().Resampling.BICUBIC}[interpolation]
+
+
+def pil_resize_crop(img: Any, resize: int, crop: int, interpolation: str = "bilinear",
+                    fast: bool = False) -> Any:
+    """PIL path: ``CenterCrop(crop)(Resize(resize)(img))`` on an RGB PIL image, bit-identical
+    to torchvision's (unless ``fast``, or intermediates beyond ``EXACT_MAX_PIXELS``)."""
+    w, h = img.size
+    nh, nw = shorter_side_size(h, w, resize)
+    if nh < crop or nw < crop:
+        raise ImageError(f"resized image {nh}x{nw} is smaller than the crop {crop}")
+    top, left = center_crop_offsets(nh, nw, crop)
+    flt = _pil_filter(interpolation)
+    if fast or nw * h + crop * nh > EXACT_MAX_PIXELS:
+        sx, sy = w / nw, h / nh
+        return img.resize((crop, crop), flt, box=(left * sx, top * sy, (left + crop) * sx, (top + crop) * sy))
+    # PIL resamples horizontally, rounds to uint8, then vertically; running the passes one at
+    # a time with the unused columns cut in between gives the same pixels with less work.
+    if nw != w:
+        img = img.resize((nw, h), flt)
+    img = img.crop((left, 0, left + crop, h))
+    if nh != h:
+        img = img.resize((crop, nh), flt)
+    return img.crop((0, top, crop, top + crop))
+
+
+# -------------------------------------------------------------------------------- letterbox
+@dataclass(frozen=True)
+class LetterboxPlan:
+    """The resizes (``(width, height)`` each, in order) and padding of a letterbox."""
+
+    resizes: tuple[tuple[int, int], ...]
+    new_w: int
+    new_h: int
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+
+def letterbox_plan(h: int, w: int, size: int, rule: str = "val") -> LetterboxPlan:
+    """ultralytics' letterbox arithmetic for a ``size`` x ``size`` input (ultralytics 8.4).
+
+    ``val`` (what ``yolo val`` / ``model.val()`` scores mAP with): ``BaseDataset.load_image``
+    (``ultralytics/data/base.py``, ``rect_mode``) resizes the longer side to ``size`` with
+    ``min(math.ceil(side * r), size)``, then ``LetterBox(new_shape=size, scaleup=False)``
+    (``ultralytics/data/augment.py``, as ``YOLODataset.build_transforms`` builds it for
+    evaluation) pads. ``predict``: ``LetterBox(new_shape=size, auto=False)`` alone on the
+    original image (``scaleup=True``, sides ``max(round(side * r), 1)``). Padding: ``dw / 2``
+    each side, ``top = round(dh - 0.1)``, ``bottom = round(dh + 0.1)`` (Python's round).
+    """
+    if h < 1 or w < 1 or size < 1:
+        raise ImageError(f"cannot letterbox a {w}x{h} image to {size}")
+    if rule not in LETTERBOX_RULES:
+        raise ValueError(f"letterbox rule {rule!r} not one of {LETTERBOX_RULES}")
+    resizes = []
+    rw, rh = w, h
+    if rule == "val":
+        r = size / max(h, w)
+        if r != 1:
+            rw, rh = min(math.ceil(w * r), size), min(math.ceil(h * r), size)
+            resizes.append((rw, rh))
+    r = min(size / rh, size / rw)
+    if rule == "val":
+        r = min(r, 1.0)  # scaleup=False
+    new_w, new_h = max(round(rw * r), 1), max(round(rh * r), 1)
+    if (new_w, new_h) != (rw, rh):
+        resizes.append((new_w, new_h))
+    dw, dh = (size - new_w) / 2, (size - new_h) / 2
+    return LetterboxPlan(tuple(resizes), new_w, new_h, round(dh - 0.1), round(dh + 0.1),
+                         round(dw - 0.1), round(dw + 0.1))
+
+
+def letterbox(img: np.ndarray, size: int, pad_value: int = 114, interpolation: str = "bilinear",
+              rule: str = "val") -> tuple[np.ndarray, Geometry]:
+    """Letterbox an HWC uint8 image to ``size`` x ``size`` as ultralytics does
+    (:func:`letterbox_plan`, ``_cv2().resize``, ``_cv2().copyMakeBorder``); returns the image and its
+    :class:`Geometry` (per-axis scales ``new / original``, as ultralytics' ``scale_boxes``)."""
+    h, w = img.shape[:2]
+    plan = letterbox_plan(h, w, size, rule)
+    flag = _cv2().INTER_LINEAR if interpolation == "bilinear" else _cv2().INTER_CUBIC
+    for rw, rh in plan.resizes:
+        img = _cv2().resize(img, (rw, rh), interpolation=flag)
+    out = _cv2().copyMakeBorder(img, plan.top, plan.bottom, plan.left, plan.right, _cv2().BORDER_CONSTANT,
+                             value=(pad_value, pad_value, pad_value))
+    if out.shape[:2] != (size, size):
+        raise ImageError(f"letterbox of a {w}x{h} image gave {out.shape[1]}x{out.shape[0]}, not {size}x{size}")
+    return out, Geometry(h, w, plan.new_w / w, plan.new_h / h, float(plan.left), float(plan.top))
+
+
+# ---------------------------------------------------------------------------- normalisation
+def _affine(pp: PreprocessLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(pixel * scale - mean) / std`` folded into ``pixel * k + b`` (float32 per channel)."""
+    std = np.asarray(pp.std, dtype=np.float32)
+    return (np.float32(pp.scale) / std).astype(np.float32), (-np.asarray(pp.mean, dtype=np.float32) / std)
+
+
+def normalize(img: np.ndarray, pp: PreprocessLike) -> np.ndarray:
+    """``(pixel * scale - mean) / std`` per channel, HWC in, float32 HWC out."""
+    k, b = _affine(pp)
+    return img.astype(np.float32, copy=False) * k + b
+
+
+def normalize_into(img: np.ndarray, pp: PreprocessLike, out: np.ndarray) -> np.ndarray:
+    """Normalise an HWC image (uint8 or float) straight into ``out`` (float32, ``pp.layout``:
+    CHW or HWC), one channel plane at a time, with no temporary image."""
+    k, b = _affine(pp)
+    for c in range(3):
+        dst = out[c] if pp.layout == "NCHW" else out[..., c]
+        np.multiply(img[..., c], k[c], out=dst, dtype=np.float32)
+        dst += b[c]
+    return out
+
+
+def to_layout(img_hwc: np.ndarray, layout: str) -> np.ndarray:
+    return np.ascontiguousarray(img_hwc.transpose(2, 0, 1) if layout == "NCHW" else img_hwc)
+
+
+def sample_shape(pp: PreprocessLike) -> tuple[int, int, int]:
+    """The per-sample model input shape (``(3, s, s)`` or ``(s, s, 3)``)."""
+    return (3, pp.size, pp.size) if pp.layout == "NCHW" else (pp.size, pp.size, 3)
+
+
+# ------------------------------------------------------------------------------ entry points
+def _check_input(img) -> tuple[Any, np.ndarray | None]:
+    """``(pil, array)``: exactly one is set; PIL images are converted to RGB like the loader."""
+    if isinstance(img, _pil().Image):
+        if img.width < 1 or img.height < 1:
+            raise ImageError(f"image has a zero side ({img.width}x{img.height})")
+        return (img if img.mode == "RGB" else img.convert("RGB")), None
+    arr = np.asarray(img)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"expected an RGB HWC image, got shape {arr.shape}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageError(f"image has a zero side ({arr.shape[1]}x{arr.shape[0]})")
+    return None, arr
+
+
+def _resize_crop_geometry(h: int, w: int, pp: PreprocessLike) -> Geometry:
+    nh, nw = shorter_side_size(h, w, pp.resize_to)
+    top, left = center_crop_offsets(nh, nw, pp.size)
+    return Geometry(h, w, nw / w, nh / h, -float(left), -float(top))
+
+
+def _pixels(pil: Any, arr: np.ndarray | None, pp: PreprocessLike, fast: bool) -> tuple[np.ndarray, Geometry]:
+    """The resampled HWC pixels (uint8 or float32) and the geometry, per the card's mode."""
+    if pp.mode == "letterbox":
+        src = np.asarray(pil) if arr is None else arr
+        if src.dtype != np.uint8:
+            src = np.clip(np.rint(src), 0, 255).astype(np.uint8)
+        return letterbox(np.ascontiguousarray(src), pp.size, pp.pad_value, pp.interpolation)
+    h, w = (pil.height, pil.width) if arr is None else arr.shape[:2]
+    if pp.resample == "tensor":
+        src = np.asarray(pil) if arr is None else arr
+        if pp.mode == "resize_crop":
+            return resize_crop(src, pp.resize_to, pp.size, pp.interpolation), _resize_crop_geometry(h, w, pp)
+        return resize_exact(src, pp.size, pp.size, pp.interpolation), Geometry(h, w, pp.size / w, pp.size / h, 0.0, 0.0)
+    if arr is not None:
+        if arr.dtype != np.uint8:
+            raise ValueError(f"resample 'pil' takes a uint8 or PIL image (got {arr.dtype}); "
+                             f"float input needs resample='tensor'")
+        pil = _pil().fromarray(np.ascontiguousarray(arr))
+    if pp.mode == "resize_crop":
+        out = pil_resize_crop(pil, pp.resize_to, pp.size, pp.interpolation, fast)
+        return np.asarray(out), _resize_crop_geometry(h, w, pp)
+    out = pil.resize((pp.size, pp.size), _pil_filter(pp.interpolation))
+    return np.asarray(out), Geometry(h, w, pp.size / w, pp.size / h, 0.0, 0.0)
+
+
+def preprocess(img, pp: PreprocessLike, *, out: np.ndarray | None = None,
+               fast: bool = False) -> tuple[np.ndarray, Geometry]:
+    """Turn one decoded RGB image (a PIL image, or an HWC array: uint8, or float in pixel units
+    for ``resample="tensor"``) into a model input and the :class:`Geometry` of the transform.
+
+    Returns the per-sample float32 array (CHW or HWC per the card), written into ``out`` when
+    given (e.g. ``batch[i]`` of a preallocated batch). ``fast`` trades exactness for speed
+    (module docstring). A geometry that cannot be computed raises :class:`ImageError`.
+    """
+    if pp.mode not in ("resize_crop", "resize", "letterbox"):
+        raise ValueError(f"preprocess mode {pp.mode!r} is not implemented by preprocess()")
+    pil, arr = _check_input(img)
+    pixels, geo = _pixels(pil, arr, pp, fast)
+    shape = sample_shape(pp)
+    if pixels.shape != (pp.size, pp.size, 3):
+        raise ImageError(f"preprocessing gave {pixels.shape}, expected {(pp.size, pp.size, 3)}")
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {shape}, got {out.dtype} {out.shape}")
+    return normalize_into(pixels, pp, out), geo
+
+
+def preprocess_batch(images, pp: PreprocessLike, *, fast: bool = False) -> tuple[np.ndarray, list[Geometry]]:
+    """Preprocess several images straight into one preallocated float32 batch ``[n, *sample]``."""
+    images = list(images)
+    batch_out = np.empty((len(images), *sample_shape(pp)), np.float32)
+    geos = [preprocess(img, pp, out=batch_out[i], fast=fast)[1] for i, img in enumerate(images)]
+    return batch_out, geos
+
+
+# ------------------------------------------------------------------------------------ decode
+@dataclass(frozen=True)
+class DecodeResult:
+    """``pil`` (the RGB PIL image, fully decoded) or ``None`` with ``reason``; ``note`` says what
+    was converted; ``original_size`` is ``(width, height)`` in the file (before any draft
+    downscaling)."""
+
+    pil: Any
+    reason: str | None = None
+    note: str | None = None
+    mode: str | None = None
+    original_size: tuple[int, int] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.pil is not None
+
+    @cached_property
+    def image(self) -> np.ndarray | None:
+        """The RGB uint8 HWC array (``None`` for an error result)."""
+        return None if self.pil is None else np.ascontiguousarray(np.asarray(self.pil, dtype=np.uint8))
+
+
+# leading bytes of the formats a dataset holds -> format name
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+               (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+_PNM_MAGIC = {b"P1", b"P2", b"P3", b"P4", b"P5", b"P6"}
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format its signature bytes announce (``JPEG``, ``PNG`` ...), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:2] in _PNM_MAGIC and data[2:3].isspace():
+        return "PPM"
+    return next((name for sig, name in _SIGNATURES if data.startswith(sig)), None)
+
+
+def _open_rgb(data: bytes, draft: int | None, max_pixels: int | None) -> DecodeResult:
+    """The decode itself; exceptions are turned into reasons by :func:`decode_rgb`."""
+    try:
+        with _pil().open(io.BytesIO(data)) as img:
+            fmt = img.format or "image"
+            mode = img.mode
+            size = img.size
+            if max_pixels is not None and size[0] * size[1] > max_pixels:
+                return DecodeResult(None, f"refused: {fmt} of {size[0]}x{size[1]} = {size[0] * size[1]} pixels, "
+                                          f"over the max_pixels limit of {max_pixels}", mode=mode)
+            if draft is not None and fmt == "JPEG":
+                img.draft("RGB", (draft, draft))  # DCT scaling by 1/2, 1/4 or 1/8, shorter side kept >= draft
+            try:
+                img.load()  # force the full decode: truncation surfaces here, not later
+            except (OSError, SyntaxError, ValueError) as exc:
+                return DecodeResult(None, f"truncated or corrupt {fmt}: {exc}", mode=mode)
+            rgb = img if mode == "RGB" else img.convert("RGB")
+    except _pil().UnidentifiedImageError:
+        fmt = sniff_format(data)
+        if fmt is not None:  # the signature says image, but PIL could not parse its header
+            return DecodeResult(None, f"corrupt {fmt}: unreadable header ({len(data)} bytes)")
+        return DecodeResult(None, f"not an image (unrecognized format, {len(data)} bytes)")
+    if rgb.mode != "RGB" or rgb.width < 1 or rgb.height < 1:
+        return DecodeResult(None, f"decoded to an unusable image ({rgb.mode} {rgb.width}x{rgb.height})", mode=mode)
+    note = None if mode == "RGB" else f"converted {mode} to RGB"
+    return DecodeResult(rgb, None, note, mode, size)
+
+
+def decode_rgb(data: bytes, *, draft: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodeResult:
+    """Decode encoded image bytes (JPEG, PNG, ...) to an RGB PIL image, as torchvision's
+    ``pil_loader`` does (``Image.open(f).convert("RGB")``, the decode forced to complete). Never
+    raises for bad data: the result carries the reason instead.
+
+    Refused before decoding: a header announcing more than ``max_pixels`` pixels (None: no cap).
+    ``draft`` (fast mode, not torchvision's reference): let libjpeg downscale a JPEG by 1/2, 1/4
+    or 1/8 while decoding, keeping its shorter side at least ``draft`` pixels.
+    """
+    if not data:
+        return DecodeResult(None, "empty file (0 bytes)")
+    try:
+        return _open_rgb(data, draft, max_pixels)
+    except _pil().DecompressionBombError as exc:
+        return DecodeResult(None, f"refused: {exc}")
+    except (OSError, SyntaxError, ValueError) as exc:
+        return DecodeResult(None, f"corrupt image: {exc}")
+    except MemoryError:
+        return DecodeResult(None, f"refused: out of memory decoding {len(data)} bytes")
+    except Exception as exc:  # noqa: BLE001 - one bad file must never end a run
+        return DecodeResult(None, f"cannot decode: {type(exc).__name__}: {exc}")
+
+
+# how a complete file of these formats ends (within its last bytes: JPEG allows trailing padding)
+_END_MARKERS = {"JPEG": (b"\xff\xd9", 1024), "PNG": (b"IEND", 64)}
+
+
+def check_encoded(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(width, height)`` of an encoded image from its header, without decoding its pixels (a
+    client that sends files checks them this cheaply): :class:`ImageError` when the header is not
+    an image's, announces more than ``max_pixels`` pixels, or a JPEG / PNG lacks its end marker
+    (a truncated file). Damage inside the compressed data is not seen."""
+    try:
+        with _pil().open(io.BytesIO(data)) as img:
+            width, height = img.size
+            fmt = img.format or "image"
+    except Exception as exc:  # noqa: BLE001 - any unreadable header is this file's error
+        fmt = sniff_format(data)
+        raise ImageError(f"corrupt {fmt}: unreadable header ({len(data)} bytes)" if fmt else
+                         f"not an image (unrecognized format, {len(data)} bytes)") from exc
+    if width < 1 or height < 1:
+        raise ImageError(f"image has a zero side ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(f"refused: {fmt} of {width}x{height} = {width * height} pixels, over the max_pixels "
+                         f"limit of {max_pixels}")
+    marker, tail = _END_MARKERS.get(fmt, (b"", 0))
+    if marker and marker not in data[-tail:]:
+        raise ImageError(f"truncated {fmt}: no end marker ({len(data)} bytes)")
+    return width, height
+
+
+def preprocess_decoded(decoded: DecodeResult, pp: PreprocessLike, *, out: np.ndarray | None = None,
+                       fast: bool = False) -> tuple[np.ndarray, Geometry]:
+    """:func:`preprocess` of a :func:`decode_rgb` result, the geometry in the file's pixels
+    (also when the decode was drafted); a failed decode raises :class:`ImageError`."""
+    if not decoded.ok:
+        raise ImageError(decoded.reason)
+    x, geo = preprocess(decoded.pil, pp, out=out, fast=fast)
+    w0, h0 = decoded.original_size or (geo.orig_w, geo.orig_h)
+    if (h0, w0) != (geo.orig_h, geo.orig_w):  # drafted: express the geometry in the file's pixels
+        geo = _resize_crop_geometry(h0, w0, pp)
+    return x, geo
