@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard, get_card
+from tritonkit.client.endpoints import endpoints_markdown
 from tritonkit.client.infer import ClientOptions, TritonInfer
 from tritonkit.client.pipeline import CallableBackend, EngineOptions, StreamResult, run_stream, summarize
 from tritonkit.client.timing import batch_timing, flagperf_metrics, run_model_times
@@ -72,6 +73,8 @@ class EvalResult:
     timing_notes: list[str] | None = field(default=None, metadata=OMIT_NONE)
     timing_images: int | None = field(default=None, metadata=OMIT_NONE)
     retries: int | None = field(default=None, metadata=OMIT_NONE)
+    # several endpoints: each one's share, errors and latency, out/in events, traffic per phase
+    endpoints: Any = field(default=None, metadata=OMIT_NONE)
 
     def to_dict(self) -> dict:
         return to_flat_dict(self)
@@ -131,12 +134,14 @@ class EvalRun:
         try:
             self.client = self.connect(self.served)
             result = self._accuracy(reference)
+            result.endpoints = self.client.endpoints_report()
             self.write(result)
             items = list(self.data.items[:o.timing_images])
             outcome = self.task.timing(self, items)
             result.batch_timing, result.timing_notes = outcome.rows, outcome.notes
             result.timing_images = len(items)
             result.retries = self.client.retries_done
+            result.endpoints = self.client.endpoints_report()
         finally:
             if self.client is not None:
                 self.client.close()
@@ -212,7 +217,7 @@ class EvalRun:
     def write(self, result: EvalResult) -> None:
         data = result.to_dict()
         write_json(self.out / self.task.result_json, data)
-        write_text(self.out / self.task.result_md, self.task.markdown(data))
+        write_text(self.out / self.task.result_md, self.task.markdown(data) + endpoints_markdown(data.get("endpoints")))
 
 
 __all__ = ["EvalResult", "EvalRun", "evaluate", "reference_backend"]
