@@ -284,8 +284,10 @@ class EndpointPool:
                 reasons[address] = reason
         if not self.ready():
             raise ServerError("no endpoint is ready: " + "; ".join(f"{a}: {r}" for a, r in reasons.items()))
-        for address, reason in reasons.items():
-            self.take_out(address, reason)
+        with self._lock:
+            for address, reason in reasons.items():  # out from the start
+                self._states[address].taken_out += 1
+                self._event(address, "out", reason)
 
     # -- pick and record -----------------------------------------------------------------
     def pick(self, avoid: str | None = None) -> str:
@@ -428,8 +430,8 @@ class EndpointPool:
         bounds = [0.0] + cuts + [round(end, 3)]
         phases = [{"from_s": a, "to_s": b, "requests": {}} for a, b in zip(bounds, bounds[1:])]
         for t, address in served:
-            rel = t - self._t0
-            i = next((k for k, p in enumerate(phases) if rel < p["to_s"]), len(phases) - 1)
+            rel = round(t - self._t0, 3)  # a request done at an event's time belongs to the phase it ends
+            i = next((k for k, p in enumerate(phases) if rel <= p["to_s"]), len(phases) - 1)
             phases[i]["requests"][address] = phases[i]["requests"].get(address, 0) + 1
         return phases
 
