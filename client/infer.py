@@ -17,6 +17,12 @@ Requests that fail because the server is *unavailable* (connection refused/reset
 UNAVAILABLE, HTTP 503) are retried with exponential backoff and jitter; any other failure
 (invalid argument, deadline exceeded, model error) fails at once: retrying would not help.
 
+A ``url`` naming several endpoints (a comma list, or a DNS name with several addresses such as a
+headless Service) connects through a :class:`tritonkit.client.endpoints.EndpointPool`: each
+attempt goes to a ready endpoint, a retry to another one, and a failure at an endpoint that is
+no longer ready (a draining server answers "unknown model") is retried like an unavailable one;
+:meth:`TritonInfer.endpoints_report` gives each endpoint's share, errors and latency.
+
 With ``shm=True`` inputs and outputs travel through system shared memory
 (``tritonclient.utils.shared_memory``): one input region and one region per output for each
 in-flight slot, registered with the server at connect and unregistered and destroyed on
@@ -160,12 +166,14 @@ class TritonInfer:
         return make_client(o.protocol, address or o.address, o.timeout_s, connect_timeout_s=o.connect_timeout_s)
 
     def _thread_client(self, address: str | None = None):
-        if address is not None:  # several endpoints: one client per endpoint and generation
+        if address is not None:  # several endpoints: this thread's client of the endpoint's generation
             clients = self._local.__dict__.setdefault("clients", {})
-            key = (address, self.pool.generation(address))
-            if key not in clients:
-                clients[key] = self._new_client(address)
-            return clients[key]
+            generation, held = clients.get(address, (None, None))
+            if generation != self.pool.generation(address):
+                if held is not None:
+                    held.close()  # only this thread used it
+                generation, held = clients[address] = (self.pool.generation(address), self._new_client(address))
+            return held
         client = getattr(self._local, "client", None)
         if client is None:
             client = self._local.client = self._new_client()

@@ -159,7 +159,7 @@ def test_every_endpoint_down_one_line_exit_1_then_resume_finishes_the_run(
 def test_a_rolling_restart_under_load_fails_no_request(protocol, tmp_path, tiny_onnx, start_server):
     repo = tmp_path / "repo"
     write_faulty(repo, "demo_shapes", tiny_onnx, delay_ms=15, options=RepoOptions(max_batch_size=4))
-    a, b = start_server(repo, exit_timeout_s=10), start_server(repo, exit_timeout_s=10)
+    a, b = start_server(repo, exit_timeout_s=3), start_server(repo, exit_timeout_s=3)
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal((2, 3, 64, 64)).astype(np.float32) for _ in range(4)]
     client = TritonInfer(CARD, ClientOptions(url=f"{a.url(protocol)},{b.url(protocol)}", protocol=protocol,
