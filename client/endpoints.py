@@ -168,7 +168,7 @@ def endpoints_markdown(section: Mapping[str, Any] | None) -> str:
     rows = [[e["address"], e["state"], e["ok"], None if e["share"] is None else 100 * e["share"], e["errors"],
              e["latency_ms"]["p50"], e["latency_ms"]["p99"], e["taken_out"], e["rejoined"], e["last_error"]]
             for e in section["endpoints"]]
-    parts = ["\n## Endpoints\n",
+    parts = ["\n## Endpoints\n\n",
              f"Requests spread over {len(rows)} endpoints (least in flight first); an endpoint that fails "
              f"is taken out and probed every {section['probe_interval_s']:g} s until it is ready again.\n\n",
              markdown_table(["endpoint", "state", "requests served", "share (%)", "failed attempts",

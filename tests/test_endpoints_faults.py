@@ -147,6 +147,8 @@ def test_every_endpoint_down_one_line_exit_1_then_resume_finishes_the_run(
     monkeypatch.setattr(TritonInfer, "submit", real_submit)
     restart(start_server, slow_repo, b)  # one of the two is back: the pool takes it, the other stays out
     assert main(argv + ["--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert f"endpoint {b.grpc_url} (ready)" in printed and f"endpoint {a.grpc_url} (out)" in printed, printed
     resumed = json.loads((out / Classification.result_json).read_text())
     assert resumed["resumed"] == len(done)
     assert {k: resumed[k] for k in METRICS} == {k: full[k] for k in METRICS}
