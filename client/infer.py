@@ -18,6 +18,12 @@ Requests that fail because the server is *unavailable* (connection refused/reset
 UNAVAILABLE, HTTP 503) are retried with exponential backoff and jitter; any other failure
 (invalid argument, deadline exceeded, model error) fails at once: retrying would not help.
 
+A ``url`` naming several endpoints (a comma list, or a DNS name with several addresses such as a
+headless Service) connects through a :class:`tritonkit.client.endpoints.EndpointPool`: each
+attempt goes to a ready endpoint, a retry to another one, and a failure at an endpoint that is
+no longer ready (a draining server answers "unknown model") is retried like an unavailable one;
+:meth:`TritonInfer.endpoints_report` gives each endpoint's share, errors and latency.
+
 With ``shm=True`` inputs and outputs travel through system shared memory
 (``tritonclient.utils.shared_memory``): one input region and one region per output for each
 in-flight slot, registered with the server at connect and unregistered and destroyed on
@@ -29,19 +35,21 @@ in-flight slot, registered with the server at connect and unregistered and destr
 
 from __future__ import annotations
 
+import copy
 import queue
 import random
 import threading
 import time
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from tritonkit.cards import ModelCard
 from tritonkit.client import shm as shm_lifecycle
+from tritonkit.client.endpoints import EndpointPool, EndpointUnready, resolve_endpoints
 from tritonkit.client.preprocess_math import ENCODED_INPUT, GEOMETRY_OUTPUT
 from tritonkit.contract import contract_mismatches, normalize_config, normalize_metadata  # noqa: F401
 from tritonkit.errors import ServerError
@@ -64,6 +72,7 @@ class ClientOptions:
     backoff_max_s: float = 5.0
     shm: bool = False
     connect_timeout_s: float = 10.0
+    probe_interval_s: float = 1.0  # several endpoints: how often each is health-probed
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -151,40 +160,130 @@ class TritonInfer:
         self._slot_regions: list[dict[str, _ShmRegion]] = []
         self._finalizer = None
         self.retries_done = 0
+        self.pool: EndpointPool | None = None
+        self._clients: dict[str, tuple[int, Any]] = {}
+        self._clients_lock = threading.Lock()
+        self._retired: list = []
 
     # -- connection ---------------------------------------------------------------
-    def _new_client(self):
+    def _new_client(self, address: str | None = None):
         o = self.options
-        return make_client(o.protocol, o.address, o.timeout_s, connect_timeout_s=o.connect_timeout_s)
+        return make_client(o.protocol, address or o.address, o.timeout_s, connect_timeout_s=o.connect_timeout_s)
 
-    def _thread_client(self):
+    def _thread_client(self, address: str | None = None):
+        if address is not None:  # several endpoints: this thread's client of the endpoint's generation
+            clients = self._local.__dict__.setdefault("clients", {})
+            generation, held = clients.get(address, (None, None))
+            if generation != self.pool.generation(address):
+                if held is not None:
+                    held.close()  # only this thread used it
+                generation, held = clients[address] = (self.pool.generation(address), self._new_client(address))
+            return held
         client = getattr(self._local, "client", None)
         if client is None:
             client = self._local.client = self._new_client()
         return client
 
-    def connect(self) -> "TritonInfer":
-        """Connect, check live/ready and the model contract; set up shared memory if asked."""
+    def _check_server(self, client, address: str) -> None:
+        """Live, ready and the model ready at ``address``; EndpointUnready (one line) otherwise."""
         o = self.options
-        where = f"{o.protocol} {o.address}"
-        self._client = self._new_client()
+        where = f"{o.protocol} {address}"
         bound = call_kwargs(o.protocol, o.connect_timeout_s)
-        with translate_errors("is_server_live", context=f"Triton server at {where} is unreachable"):
-            live = self._client.is_server_live(**bound)
-            ready = live and self._client.is_server_ready(**bound)
-        if not live or not ready:
-            raise ServerError(f"Triton server at {where} is {'not live' if not live else 'live but not ready'}")
-        with translate_errors("is_model_ready", context=f"{where}: cannot query model {self.model_name!r}"):
-            model_ready = self._client.is_model_ready(self.model_name, o.model_version)
+        try:
+            with translate_errors("is_server_live", context=f"Triton server at {where} is unreachable"):
+                live = client.is_server_live(**bound)
+                ready = live and client.is_server_ready(**bound)
+            if not live or not ready:
+                raise ServerError(f"Triton server at {where} is {'not live' if not live else 'live but not ready'}")
+            with translate_errors("is_model_ready", context=f"{where}: cannot query model {self.model_name!r}"):
+                model_ready = client.is_model_ready(self.model_name, o.model_version)
+        except ServerError as exc:
+            raise EndpointUnready(str(exc)) from None
         if not model_ready:
-            raise ServerError(f"{where}: model {self.model_name!r} is not ready (not in the repository, "
-                              f"or failed to load; check the server log)")
+            raise EndpointUnready(f"{where}: model {self.model_name!r} is not ready (not in the repository, "
+                                  f"or failed to load; check the server log)")
+
+    def connect(self) -> "TritonInfer":
+        """Connect, check live/ready and the model contract; set up shared memory if asked.
+        A URL naming several endpoints connects through an :class:`EndpointPool` instead."""
+        o = self.options
+        addresses = self._addresses()
+        if len(addresses) > 1:
+            return self._connect_pool(addresses)
+        self._client = self._new_client()
+        self._check_server(self._client, o.address)
         self.check_contract(self.max_batch)
         if o.shm:
             self._setup_shm()
         if o.protocol == "http":
             self._http_pool = ThreadPoolExecutor(o.in_flight, thread_name_prefix="triton-http")
         return self
+
+    def _addresses(self) -> list[str]:
+        """The endpoints ``options.url`` names; one name that does not resolve is left to connect's errors."""
+        try:
+            return resolve_endpoints(self.options.url, DEFAULT_PORTS[self.options.protocol])
+        except ServerError:
+            if "," in self.options.url:
+                raise
+            return [self.options.address]
+
+    # -- several endpoints --------------------------------------------------------------
+    def _connect_pool(self, addresses: list[str]) -> "TritonInfer":
+        o = self.options
+        if o.shm:
+            raise ServerError(f"shm needs one server on this host; url names {len(addresses)} endpoints")
+        self.pool = EndpointPool(addresses, self._probe, probe_interval_s=o.probe_interval_s,
+                                 url=o.url, default_port=DEFAULT_PORTS[o.protocol])
+        self.pool.admit_all()
+        self._client = self._endpoint_client(self.pool.ready()[0])
+        self.pool.start()
+        if o.protocol == "http":
+            self._http_pool = ThreadPoolExecutor(o.in_flight, thread_name_prefix="triton-http")
+        return self
+
+    def _probe(self, address: str, admit: bool) -> None:
+        """The pool's health probe: a fresh connection; ``admit`` adds the contract check."""
+        client = self._new_client(address)
+        try:
+            self._check_server(client, address)
+            if admit:
+                at = copy.copy(self)  # the (overridable) contract check, against this endpoint only
+                at.options, at._client = replace(self.options, url=address), client
+                at.check_contract(self.max_batch)
+        finally:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _endpoint_client(self, address: str):
+        """The shared (gRPC) client of ``address`` for its current generation; a rejoined endpoint
+        gets a new connection (the old channel may be in reconnect backoff; it is closed at close)."""
+        generation = self.pool.generation(address)
+        with self._clients_lock:
+            held = self._clients.get(address)
+            if held is None or held[0] != generation:
+                if held is not None:
+                    self._retired.append(held[1])
+                held = self._clients[address] = (generation, self._new_client(address))
+            return held[1]
+
+    def _route(self, avoid: str | None):
+        """``(endpoint or None, client)`` for the next attempt (the fixed client with one endpoint)."""
+        if self.pool is None:
+            return None, (self._client if self._http_pool is None else self._thread_client())
+        address = self.pool.pick(avoid)
+        return address, (self._endpoint_client(address) if self._http_pool is None else self._thread_client(address))
+
+    def _record(self, address: str | None, t0: float, batch: np.ndarray, error: BaseException | None) -> None:
+        if address is not None:
+            self.pool.record(address, time.perf_counter() - t0, int(batch.shape[0]),
+                             None if error is None else one_line(error), error is not None and is_retryable(error))
+
+    def endpoints_report(self):
+        """Each endpoint's share, errors and latency (:class:`PoolReport`); None with one endpoint."""
+        return self.pool.report() if self.pool is not None else None
 
     def served_model(self) -> tuple[dict, dict]:
         """``(metadata, config)`` of the served model, normalized."""
@@ -276,10 +375,12 @@ class TritonInfer:
         if slot is not None and self._slots is not None:
             self._slots.put(slot)
 
-    def _failure(self, exc: BaseException, attempts: int) -> ServerError:
+    def _failure(self, exc: BaseException, attempts: int, address: str | None = None) -> ServerError:
         what = f"after {attempts} attempts" if attempts > 1 else "request failed"
-        return ServerError(f"{self.options.protocol} {self.options.address} model {self.model_name!r}: "
-                           f"inference {what}: {one_line(exc)}")
+        where = "" if self.pool is None or self.pool.ready() else \
+            f" (no endpoint ready of {', '.join(self.pool.addresses)})"
+        return ServerError(f"{self.options.protocol} {address or self.options.address} model {self.model_name!r}: "
+                           f"inference {what}: {one_line(exc)}{where}")
 
     def submit(self, batch: np.ndarray) -> "Future[dict[str, np.ndarray]]":
         """Send one batch (first axis = batch); the future resolves to the outputs."""
@@ -298,54 +399,82 @@ class TritonInfer:
         """Blocking :meth:`submit`."""
         return self.submit(batch).result()
 
-    def _grpc_attempt(self, batch: np.ndarray, future: Future, attempt: int) -> None:
+    def _grpc_attempt(self, batch: np.ndarray, future: Future, attempt: int, avoid: str | None = None) -> None:
         o = self.options
         slot = self._acquire()
+        address, client = self._route(avoid)
+        t0 = time.perf_counter()
 
         def callback(result, error) -> None:
             try:
                 if error is None:
-                    future.set_result(self._outputs(result, slot))
+                    outputs = self._outputs(result, slot)
+                    self._record(address, t0, batch, None)
+                    future.set_result(outputs)
                     return
             except Exception as exc:  # noqa: BLE001 - reading the outputs failed
-                future.set_exception(self._failure(exc, attempt + 1))
+                self._record(address, t0, batch, exc)
+                future.set_exception(self._failure(exc, attempt + 1, address))
                 return
             finally:
                 self._release(slot)
-            self._retry_or_fail(batch, future, attempt, error)
+            self._record(address, t0, batch, error)
+            self._retry_or_fail(batch, future, attempt, error, address)
 
         try:
             inputs, outputs = self._request(batch, slot)
-            self._client.async_infer(self.model_name, inputs, callback, model_version=o.model_version,
-                                     outputs=outputs, client_timeout=o.timeout_s)
+            client.async_infer(self.model_name, inputs, callback, model_version=o.model_version,
+                               outputs=outputs, client_timeout=o.timeout_s)
         except Exception as exc:  # noqa: BLE001 - raised before the request left
             self._release(slot)
-            self._retry_or_fail(batch, future, attempt, exc)
+            self._record(address, t0, batch, exc)
+            self._retry_or_fail(batch, future, attempt, exc, address)
 
-    def _retry_or_fail(self, batch: np.ndarray, future: Future, attempt: int, error: BaseException) -> None:
+    def _retry_or_fail(self, batch: np.ndarray, future: Future, attempt: int, error: BaseException,
+                       address: str | None = None) -> None:
         o = self.options
+        if address is not None and not is_retryable(error) and attempt < o.retries:
+            threading.Thread(target=self._retry_if_unready, args=(batch, future, attempt, error, address),
+                             daemon=True).start()  # not in gRPC's callback thread: the probe blocks
+            return
         if is_retryable(error) and attempt < o.retries:
             self.retries_done += 1
             timer = threading.Timer(backoff_delay(attempt, o.backoff_s, o.backoff_max_s),
-                                    self._grpc_attempt, (batch, future, attempt + 1))
+                                    self._grpc_attempt, (batch, future, attempt + 1, address))
             timer.daemon = True
             timer.start()
         else:
-            future.set_exception(self._failure(error, attempt + 1))
+            future.set_exception(self._failure(error, attempt + 1, address))
+
+    def _retry_if_unready(self, batch: np.ndarray, future: Future, attempt: int, error: BaseException,
+                          address: str) -> None:
+        """Several endpoints: a failure at an endpoint that is no longer ready is retried elsewhere."""
+        if self.pool.confirm(address):
+            future.set_exception(self._failure(error, attempt + 1, address))
+        else:
+            self._retry_or_fail(batch, future, attempt,
+                                ConnectionError(f"{address} is no longer ready ({one_line(error)})"), address)
 
     def _infer_sync(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         o = self.options
-        client = self._thread_client()
-        attempt = 0
+        attempt, address = 0, None
         while True:
             slot = self._acquire()
+            address, client = self._route(address)
+            t0 = time.perf_counter()
             try:
                 inputs, outputs = self._request(batch, slot)
                 result = client.infer(self.model_name, inputs, model_version=o.model_version, outputs=outputs)
-                return self._outputs(result, slot)
+                arrays = self._outputs(result, slot)
+                self._record(address, t0, batch, None)
+                return arrays
             except Exception as exc:  # noqa: BLE001 - classified below
+                self._record(address, t0, batch, exc)
+                if address is not None and not is_retryable(exc) and attempt < o.retries \
+                        and not self.pool.confirm(address):
+                    exc = ConnectionError(f"{address} is no longer ready ({one_line(exc)})")
                 if not (is_retryable(exc) and attempt < o.retries):
-                    raise self._failure(exc, attempt + 1) from None
+                    raise self._failure(exc, attempt + 1, address) from None
             finally:
                 self._release(slot)
             self.retries_done += 1
@@ -357,6 +486,14 @@ class TritonInfer:
         if self._http_pool is not None:
             self._http_pool.shutdown(wait=True)
             self._http_pool = None
+        if self.pool is not None:
+            self.pool.close()
+            with self._clients_lock:
+                held = [c for _, c in self._clients.values()] + self._retired
+                self._clients, self._retired = {}, []
+            for client in held:
+                if client is not self._client:
+                    client.close()
         if self._finalizer is not None:
             self._finalizer()
         if self._client is not None:

@@ -39,11 +39,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from tritonkit import report
+from tritonkit.client.endpoints import resolve_endpoints
 from tritonkit.errors import ServerError, ToolMissingError, TritonkitError
 from tritonkit.perf import results as results_mod
 from tritonkit.perf.plot import plot_latency_throughput
 from tritonkit.perf.results import ResultsError, parse_csv
-from tritonkit.triton import call_kwargs, make_client, transport_errors, translate_errors
+from tritonkit.triton import DEFAULT_PORTS, call_kwargs, make_client, transport_errors, translate_errors
 
 PROTOCOLS = ("grpc", "http")
 MEASUREMENT_MODES = ("time_windows", "count_windows")
@@ -519,6 +520,78 @@ def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequen
             result.plot = plot_latency_throughput(result.rows, out / "latency_throughput.png", percentile=shown,
                                                   title=f"{spec.model} ({spec.protocol})")
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# Several endpoints: perf_analyzer measures one server (-u takes one address)
+
+
+@dataclass
+class EndpointSweeps:
+    """One sweep per endpoint, one after another: ``results`` by endpoint, ``unreachable``
+    (endpoint -> why no point ran there), and the side-by-side summary written to ``out``."""
+
+    results: dict[str, SweepResult]
+    unreachable: dict[str, str]
+    markdown: Path | None = None
+    summary_json: Path | None = None
+
+
+def endpoint_folder(address: str) -> str:
+    """``10.0.0.5:8001`` -> ``10.0.0.5_8001`` (an output folder name)."""
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in address).strip("_")
+
+
+def endpoint_addresses(spec: PerfSpec) -> list[str]:
+    """The endpoints ``spec.url`` names (a comma list, or a DNS name with several addresses)."""
+    return resolve_endpoints(spec.url, DEFAULT_PORTS[spec.protocol])
+
+
+def run_endpoint_sweeps(spec: PerfSpec, out_dir: str | os.PathLike, *,
+                        on_endpoint: Callable[[str, Path], None] | None = None, **sweep_kwargs) -> EndpointSweeps:
+    """:func:`run_sweep` for every endpoint of ``spec.url``, sequentially, each into
+    ``<out>/<host_port>/`` (its own sweep.csv: one replica's capacity, what ``deploy capacity``
+    takes). Sequential, not at once: perf_analyzer's latencies describe one server under the
+    load it alone generates; concurrent sweeps would measure the client host as much as the
+    fleet. An endpoint that is not ready is reported and the others are still measured.
+    Writes ``<out>/endpoints.md`` and ``<out>/endpoints.json`` comparing the endpoints."""
+    out = Path(out_dir)
+    sweeps = EndpointSweeps({}, {})
+    for address in endpoint_addresses(spec):
+        folder = out / endpoint_folder(address)
+        if on_endpoint is not None:
+            on_endpoint(address, folder)
+        try:
+            sweeps.results[address] = run_sweep(replace(spec, url=address), folder, **sweep_kwargs)
+        except ServerError as exc:
+            sweeps.unreachable[address] = str(exc)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = endpoint_rows(sweeps)
+    sweeps.summary_json = report.write_json(out / "endpoints.json", {"spec": _spec_json(spec), "endpoints": [
+        dict(zip(("endpoint", "batch_size", "best_img_per_s", "concurrency", "p99_ms", "failed_points", "note"), r))
+        for r in rows]})
+    sweeps.markdown = report.write_text(out / "endpoints.md", (
+        f"# perf sweep per endpoint: {spec.model}\n\nperf_analyzer measures one server at a time: each endpoint "
+        f"was swept on its own, one after another, into a folder named after it (its sweep.csv is one replica's "
+        f"capacity). {_settings_line(spec, sweep_kwargs.get('batch_sizes') or (spec.batch_size,))}\n\n"
+        + report.markdown_table(
+            ["endpoint", "batch size", "best img/s", "at concurrency", "p99 there (ms)", "failed points", "note"],
+            rows)))
+    return sweeps
+
+
+def endpoint_rows(sweeps: EndpointSweeps) -> list[list]:
+    """Per endpoint and batch size: the best throughput, its concurrency and p99, failures."""
+    rows: list[list] = []
+    for address, result in sweeps.results.items():
+        failed = len(result.failed)
+        for b in result.batch_sizes:
+            mine = [r for r in result.rows if r.batch_size == b]
+            best = max(mine, key=lambda r: r.img_per_s) if mine else None
+            rows.append([address, b, round(best.img_per_s, 1) if best else None, best.concurrency if best else None,
+                         round(best.p99_us / 1000, 2) if best else None, failed, result.stopped_reason])
+    rows += [[address, None, None, None, None, None, why] for address, why in sweeps.unreachable.items()]
+    return rows
 
 
 def write_sweep_files(result: SweepResult) -> None:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard, get_card
 from tritonkit.client.checkpoint import OutputLock
+from tritonkit.client.endpoints import endpoints_markdown
 from tritonkit.client.infer import ClientOptions, EncodedInfer, TritonInfer
 from tritonkit.client.pipeline import (
     CallableBackend, EncodedAdapter, EngineOptions, StreamResult, run_stream, summarize)
@@ -77,6 +78,8 @@ class EvalResult:
     retries: int | None = field(default=None, metadata=OMIT_NONE)
     run_notes: list[str] | None = field(default=None, metadata=OMIT_NONE)  # resume and lock notes
     preprocess_comparison: list[dict] | None = field(default=None, metadata=OMIT_NONE)
+    # several endpoints: each one's share, errors and latency, out/in events, traffic per phase
+    endpoints: Any = field(default=None, metadata=OMIT_NONE)
 
     def to_dict(self) -> dict:
         return to_flat_dict(self)
@@ -149,6 +152,7 @@ class EvalRun:
         try:
             self.client = self.connect(self.served)
             result = self._accuracy(reference)
+            result.endpoints = self.client.endpoints_report()
             self.write(result)
             items = list(self.data.items[:o.timing_images])
             outcome = self.task.timing(self, items)
@@ -157,6 +161,7 @@ class EvalRun:
             if o.server_preprocess and items:
                 result.preprocess_comparison = self.compare_preprocessing(items)
             result.retries = self.client.retries_done
+            result.endpoints = self.client.endpoints_report()
         finally:
             if self.client is not None:
                 self.client.close()
@@ -248,7 +253,8 @@ class EvalRun:
     def write(self, result: EvalResult) -> None:
         data = result.to_dict()
         write_json(self.out / self.task.result_json, data)
-        write_text(self.out / self.task.result_md, self.task.markdown(data) + preprocess_markdown(data))
+        write_text(self.out / self.task.result_md, self.task.markdown(data) + preprocess_markdown(data)
+                   + endpoints_markdown(data.get("endpoints")))
 
 
 def _stream_rates(timed: StreamResult) -> dict:

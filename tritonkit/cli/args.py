@@ -72,7 +72,9 @@ def positive_int_list(text: str) -> tuple[int, ...]:
 
 def add_stream_arguments(p: argparse.ArgumentParser, checkpoint: str, metric: str) -> None:
     """The run-stream flags every ``eval`` task takes (server, batching, workers, resume ...)."""
-    p.add_argument("--url", help="host:port of the server (default 127.0.0.1:8001 grpc / :8000 http)")
+    p.add_argument("--url", help="host:port of the server (default 127.0.0.1:8001 grpc / :8000 http); several: "
+                                 "a comma list or a DNS name with several addresses (a headless Service), "
+                                 "requests spread over the ready ones, failed ones retried on another")
     p.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
     p.add_argument("--shm", action="store_true", help="send inputs/outputs through system shared memory")
     p.add_argument("--batch-sizes", type=positive_int_list, default=(1,), metavar="1,4,8",

@@ -76,6 +76,10 @@ def print_summary(task: Task, result: EvalResult, out: Path) -> None:
         if row.get("run_model_ms") is not None and row.get("run_stream_ms") is not None:
             table.add_row(f"{task.timing_row_label(row)} run model / run stream (ms)",
                           f"{row['run_model_ms']:.1f} / {row['run_stream_ms']:.1f}")
+    for e in (result.endpoints.to_dict()["endpoints"] if result.endpoints is not None else []):
+        share = "-" if e["share"] is None else f"{100 * e['share']:.1f}%"
+        table.add_row(f"endpoint {e['address']} ({e['state']})",
+                      f"{share} of requests, {e['errors']} failed, out {e['taken_out']}x")
     console.print(table)
     for e in result.errors[:SHOWN_ERRORS]:
         console.print(f"excluded {escape_text(e['path'])}: {escape_text(e['reason'])}", markup=False, highlight=False,

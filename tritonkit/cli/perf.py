@@ -8,7 +8,10 @@
 sweep: one perf_analyzer run per (batch size, concurrency) point against a running server;
 every point's CSV is kept as it finishes, failed points are reported with perf_analyzer's
 stderr, and the merged table (sweep.csv / sweep.md) and a latency-vs-throughput plot are
-written to --out.
+written to --out. perf_analyzer measures one server at a time: a --url naming several endpoints
+(a comma list, or a DNS name with several addresses such as a headless Service) runs one whole
+sweep per endpoint, one after another, each into --out/<host_port>/, plus endpoints.md comparing
+them (each endpoint's sweep.csv is one replica's capacity for `tritonkit deploy capacity`).
 ladder: in-process onnxruntime vs Triton over gRPC, HTTP and system shared memory vs the full
 run stream, side by side (starts the bundled server itself unless --url is given); on a GPU
 host with trtexec, --plan adds the TensorRT engine alone as the first rung and the limit.
@@ -27,7 +30,8 @@ from tritonkit.errors import TritonkitError
 from tritonkit.io import ensure_out_dir
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.model_repository.writer import write_model
-from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
+from tritonkit.perf.analyzer import (
+    ConcurrencyRange, PerfSpec, endpoint_addresses, endpoint_rows, run_endpoint_sweeps, run_sweep)
 from tritonkit.perf.ladder import LadderOptions, folder_items, run_ladder
 from tritonkit.perf.results import sweep_tables
 from tritonkit.perf.tune import TuneGrid, parse_preferred, run_tune
@@ -66,7 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("sweep", help="perf_analyzer over batch sizes x concurrency against a running server",
                        description="perf_analyzer over batch sizes x concurrency against a running server.")
     s.add_argument("--model", required=True, help="served model name")
-    s.add_argument("--url", help="server address host:port (default 127.0.0.1:8001 for grpc, :8000 for http)")
+    s.add_argument("--url", help="server address host:port (default 127.0.0.1:8001 for grpc, :8000 for http); "
+                                 "several (comma list or a DNS name with several addresses): one sweep each")
     s.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
     s.add_argument("--batch-sizes", type=_ints, default=(1,), metavar="1,4,8")
     s.add_argument("--concurrency", default="1:4", metavar="START:END[:STEP]")
@@ -144,8 +149,11 @@ def _sweep(args: argparse.Namespace) -> int:
             console.print(f"bs {point.batch_size:>3} c {point.concurrency:>3}: [red]{point.status}[/red] "
                           f"({point.error_kind}) {point.error}", markup=True, highlight=False)
 
-    result = run_sweep(spec, args.out, batch_sizes=args.batch_sizes, binary=args.perf_analyzer,
-                       stop_on_error=args.stop_on_error, on_point=show, plot=not args.no_plot)
+    kwargs = dict(batch_sizes=args.batch_sizes, binary=args.perf_analyzer, stop_on_error=args.stop_on_error,
+                  on_point=show, plot=not args.no_plot)
+    if len(endpoint_addresses(spec)) > 1:
+        return _sweep_endpoints(spec, args.out, kwargs, console)
+    result = run_sweep(spec, args.out, **kwargs)
     print_tables(sweep_tables(result.rows)[:2], console)  # the per-point detail is in sweep.md
     console.print(f"wrote {result.merged_csv}, {result.markdown}, {result.status_json}"
                   + (f", {result.plot}" if result.plot else ""))
@@ -154,6 +162,25 @@ def _sweep(args: argparse.Namespace) -> int:
     if not result.rows:
         raise TritonkitError(f"no point finished; see {result.status_json}")
     return 1 if result.failed else 0
+
+
+def _sweep_endpoints(spec, out: Path, kwargs: dict, console) -> int:
+    """One sweep per endpoint (perf_analyzer takes one server), then the comparison."""
+    addresses = endpoint_addresses(spec)
+    console.print(f"perf measures one server at a time: {len(addresses)} endpoints ({', '.join(addresses)}), "
+                  f"so {len(addresses)} sweeps run one after another, each into its own folder under {out}",
+                  highlight=False)
+    sweeps = run_endpoint_sweeps(spec, out, on_endpoint=lambda address, folder: console.print(
+        f"endpoint {address} -> {folder}", highlight=False), **kwargs)
+    for address, b, best, level, p99, failed, note in endpoint_rows(sweeps):
+        what = f"bs {b}: best {best:,.1f} img/s at c {level}, p99 {p99:.2f} ms" if best is not None else (
+            f"bs {b}: no point finished" if b is not None else "not measured")
+        console.print(f"{address} {what}" + (f"; {note}" if note else ""), markup=False, highlight=False)
+    console.print(f"wrote {sweeps.markdown} and {sweeps.summary_json}")
+    if not any(result.rows for result in sweeps.results.values()):
+        raise TritonkitError(f"no point finished on any endpoint; see {sweeps.markdown}")
+    failed = sweeps.unreachable or any(result.failed for result in sweeps.results.values())
+    return 1 if failed else 0
 
 
 def _ladder(args: argparse.Namespace) -> int:

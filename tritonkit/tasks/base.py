@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 from tritonkit.cards import ModelCard
-from tritonkit.errors import CardError, TritonkitError
+from tritonkit.client.endpoints import parse_url
+from tritonkit.errors import CardError, ServerError, TritonkitError
 
 FLATTEN = {"flatten": True}      # field metadata: the field's dict is merged into its parent's
 OMIT_NONE = {"omit_none": True}  # field metadata: the key is left out while the value is None
@@ -83,6 +84,10 @@ class StreamOptions:
                                w=self.workers, f=self.in_flight)
         if self.server_preprocess and (self.shm or self.reference_onnx is not None):
             raise OptionsError("{server_preprocess} sends encoded files: it takes neither {shm} nor {reference_onnx}")
+        try:
+            parse_url(self.url, 0)  # one host:port or a comma list of them (names resolve at connect)
+        except ServerError as exc:
+            raise OptionsError("{url}: {why}", why=str(exc)) from None
 
 
 @dataclass(frozen=True, kw_only=True)

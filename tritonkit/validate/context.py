@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonkit.cards import ModelCard, card_from_dict, get_card, load_card_file
+from tritonkit.client.endpoints import resolve_endpoints as resolve_addresses
 from tritonkit.errors import TritonkitError
 from tritonkit.model_repository.config import CARD_PARAMETER
 from tritonkit.serve.profiles import key_headers
@@ -42,6 +43,18 @@ class Endpoints:
     pid: int | None
     pid_note: str
     repo: Path | None
+
+
+def endpoint_addresses(options: ValidateOptions) -> list[str]:
+    """The gRPC endpoints ``--url`` names: a comma list, or a DNS name with several addresses
+    (a headless Service); one entry for a single server."""
+    if "," not in options.url:
+        try:
+            found = resolve_addresses(options.url, 8001)
+        except TritonkitError:
+            return [options.url]  # an unresolvable name: the readiness check reports it
+        return found if len(found) > 1 else [options.url]
+    return resolve_addresses(options.url, 8001)
 
 
 def resolve_endpoints(options: ValidateOptions) -> Endpoints:

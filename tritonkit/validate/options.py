@@ -72,6 +72,17 @@ class ValidateOptions:
             raise TritonkitError("load seconds, SLO and request timeout must be positive")
         if self.soak_seconds < 0 or self.rss_bound_mb <= 0:
             raise TritonkitError("soak seconds must be >= 0 and the RSS bound positive")
+        if "," in self.url:
+            self.check_several_endpoints()
+
+    def check_several_endpoints(self) -> None:
+        """With several endpoints each one's HTTP and metrics addresses come from its own host:
+        a single --http-url, --metrics-url or --server-pid cannot name them all."""
+        given = [label for label, value in (("--http-url", self.http_url), ("--metrics-url", self.metrics_url),
+                                            ("--server-pid", self.server_pid)) if value is not None]
+        if given:
+            raise TritonkitError(f"{', '.join(given)} name one server; --url names several endpoints "
+                                 f"(validate one endpoint at a time to give them)")
 
     def value_for(self, pairs: tuple[tuple[str, str], ...], model: str) -> str | None:
         return dict(pairs).get(model)

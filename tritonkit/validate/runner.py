@@ -4,17 +4,26 @@
 it); ``tritonkit validate`` is a thin CLI over it. Nothing here raises for a failing check:
 a check that cannot run (server down, tool missing, no card) is a failed result with the
 reason, and an unexpected error inside a check becomes a failed result naming it.
+
+Several endpoints (``--url`` a comma list or a DNS name with several addresses): the groups
+that say whether a replica serves the right model correctly (``PER_ENDPOINT_GROUPS``:
+readiness, contract, correctness) run against every endpoint, each result's detail starting
+with its endpoint; the rest (bad requests, security, load, overload, soak) probe the server's
+configuration and capacity, which every replica of one deployment shares, and run once, against
+the first endpoint that passed readiness (named in the report) — validate one endpoint by its
+address to stress that one.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Callable
 
 from tritonkit.validate import (badrequests, contract, correctness, load, overload, readiness, security,
                                 soak)
-from tritonkit.validate.context import Context, resolve_target
+from tritonkit.validate.context import Context, endpoint_addresses, resolve_target
 from tritonkit.validate.options import CHECK_GROUPS, OPT_IN_GROUPS, ValidateOptions
 from tritonkit.validate.report import ValidationReport
 from tritonkit.validate.result import CheckResult, fail
@@ -29,6 +38,7 @@ GROUPS: dict[str, Callable[[Context], list[CheckResult]]] = {
     "overload": overload.run,
     "soak": soak.run,
 }
+PER_ENDPOINT_GROUPS = ("readiness", "contract", "correctness")
 
 
 def groups_to_run(options: ValidateOptions) -> tuple[str, ...]:
@@ -58,8 +68,50 @@ def _server_info(ctx: Context, version: str) -> dict:
 
 
 def validate(options: ValidateOptions) -> ValidationReport:
-    """Run the requested checks against the server at ``options.url``; write the report to
-    ``options.out`` when set. Returns the report (``report.passed`` is the verdict)."""
+    """Run the requested checks against the server at ``options.url`` (or its several
+    endpoints, see the module docstring); write the report to ``options.out`` when set.
+    Returns the report (``report.passed`` is the verdict)."""
+    addresses = endpoint_addresses(options)
+    if len(addresses) > 1:
+        report = validate_endpoints(options, addresses)
+    else:
+        report = run_checks(options, groups_to_run(options))
+    if options.out is not None:
+        report.write(options.out)
+    return report
+
+
+def _at(address: str, report: ValidationReport) -> list[CheckResult]:
+    return [replace(c, detail=f"{address}: {c.detail}", figures={**c.figures, "endpoint": address})
+            for c in report.checks]
+
+
+def validate_endpoints(options: ValidateOptions, addresses: list[str]) -> ValidationReport:
+    """Per-endpoint groups at every endpoint, the others once at the first ready endpoint."""
+    options.check_several_endpoints()
+    groups = groups_to_run(options)
+    per = tuple(g for g in groups if g in PER_ENDPOINT_GROUPS)
+    shared = tuple(g for g in groups if g not in PER_ENDPOINT_GROUPS)
+    reports = {a: run_checks(replace(options, url=a), per) for a in addresses}
+    ready = [a for a, r in reports.items() if r.server.get("version") != "?"
+             and not any(c.group == "readiness" and not c.passed for c in r.checks)]
+    checks = [c for a, r in reports.items() for c in _at(a, r)]
+    stress_at = ready[0] if ready else None
+    if shared and stress_at is not None:
+        checks += _at(stress_at, run_checks(replace(options, url=stress_at), shared))
+    elif shared:
+        checks += [fail(g, f"not run: no endpoint of {', '.join(addresses)} is ready", m)
+                   for g in shared for m in options.models]
+    first = reports[ready[0] if ready else addresses[0]]
+    server = {**first.server, "grpc": options.url, "endpoints": addresses, "ready_endpoints": ready,
+              "shared_checks_at": stress_at}
+    return ValidationReport(checks=tuple(checks), server=server, models=first.models,
+                            not_requested=first.not_requested, started=first.started,
+                            seconds=sum(r.seconds for r in reports.values()))
+
+
+def run_checks(options: ValidateOptions, groups: tuple[str, ...]) -> ValidationReport:
+    """The check ``groups`` against the one server at ``options.url`` (the report is not written)."""
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
     ctx = Context.create(options)
@@ -73,7 +125,7 @@ def validate(options: ValidateOptions) -> ValidationReport:
                 version = ctx.grpc().get_server_metadata(as_json=True).get("version", "?")
             except Exception:
                 version = "?"
-        for group in groups_to_run(options):
+        for group in groups:
             if live.passed:
                 results += run_group(group, ctx)
             elif group == "readiness":
@@ -85,8 +137,5 @@ def validate(options: ValidateOptions) -> ValidationReport:
     models = tuple({"name": t.name, "card_source": t.card_source, "reference_source": t.reference_source,
                     "precision": f"{t.precision} ({t.precision_source})"} for t in ctx.targets)
     skipped = tuple(g for g in OPT_IN_GROUPS if g not in groups_to_run(options))
-    report = ValidationReport(checks=tuple(results), server=_server_info(ctx, version), models=models,
-                              not_requested=skipped, started=started, seconds=time.monotonic() - t0)
-    if options.out is not None:
-        report.write(options.out)
-    return report
+    return ValidationReport(checks=tuple(results), server=_server_info(ctx, version), models=models,
+                            not_requested=skipped, started=started, seconds=time.monotonic() - t0)
