@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from tritonkit.errors import TritonkitError
+from tritonkit.io import json_default
 
 VERSION = 1
 LOCK_NAME = ".tritonkit.lock"
@@ -46,13 +47,6 @@ class OutputLockError(TritonkitError):
 
 class OutputLockedError(OutputLockError):
     """Another live run holds the output folder's lock."""
-
-
-def _json_default(obj: Any) -> Any:
-    """numpy scalars/arrays in records become plain JSON numbers/lists."""
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 def _jsonable(identity: Mapping[str, Any]) -> dict:
@@ -166,7 +160,7 @@ class Checkpoint:
 
     def append(self, entries: Iterable[tuple[str, Mapping]]) -> None:
         """Write ``(key, entry)`` lines and flush (one write call, so a line is never interleaved)."""
-        lines = [json.dumps({"key": key, **entry}, separators=(",", ":"), default=_json_default) + "\n"
+        lines = [json.dumps({"key": key, **entry}, separators=(",", ":"), default=json_default) + "\n"
                  for key, entry in entries]
         if lines:
             self._file.write("".join(lines))
