@@ -14,6 +14,9 @@ One engine serves every task. A task plugs in through two small protocols:
   - ``postprocess(outputs, meta) -> record``: ``outputs`` maps each output name to that one
     image's array (batch axis removed); the record is a JSON-serializable dict.
   - ``summarize(records) -> dict``: metrics over all records (top1/top5, mAP ...).
+  - optionally ``collate(inputs) -> batch``: how one batch's per-sample inputs become the
+    request array (default ``np.stack``; a task with variable-size inputs pads them, e.g.
+    :func:`tritonkit.client.segmentation.stack_padded`).
 
 An inference **backend** (:class:`InferBackend`) has ``submit(batch) -> Future`` resolving to
 ``{output name: array with batch axis}``: :class:`tritonkit.client.infer.TritonInfer` for the
@@ -287,6 +290,7 @@ def run_stream(items: Sequence[Item], adapter: TaskAdapter, backend: InferBacken
     before that is already in the checkpoint.
     """
     timing = StageTimes()
+    collate = getattr(adapter, "collate", None) or (lambda inputs: np.stack(inputs, axis=0))
     checkpoint = Checkpoint(options.checkpoint, options.run_identity, options.resume) if options.checkpoint else None
     done_entries = checkpoint.entries() if checkpoint else {}
     todo = [(i, it) for i, it in enumerate(items) if it.key not in done_entries]
@@ -343,7 +347,7 @@ def run_stream(items: Sequence[Item], adapter: TaskAdapter, backend: InferBacken
             b = window.popleft()
             b.done.wait()
             finish(b)
-        x = np.ascontiguousarray(np.stack([ld.input for ld in batch_loaded], axis=0))
+        x = np.ascontiguousarray(collate([ld.input for ld in batch_loaded]))
         if options.keep_batches:
             kept.append(x)
         sent = time.perf_counter()

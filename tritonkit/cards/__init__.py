@@ -481,9 +481,9 @@ REGISTRY = Registry()
 
 
 def _register_builtin() -> None:
-    from tritonkit.cards import classification, detection
+    from tritonkit.cards import classification, detection, segmentation
 
-    for module in (classification, detection):
+    for module in (classification, detection, segmentation):
         for card in module.CARDS:
             REGISTRY.register(card)
 

@@ -100,6 +100,28 @@ def _torch_export(module, card: ModelCard, path: Path, opset: int) -> None:
         torch.onnx.export(module, (dummy,), str(path), input_names=names[:1], output_names=names[1:],
                           dynamic_axes=_dynamic_axes(card), opset_version=opset, do_constant_folding=True,
                           dynamo=False)
+    state_card_dims(path, card)
+
+
+def state_card_dims(path: Path, card: ModelCard) -> None:
+    """Write the card's fixed per-sample dims into the graph's outputs where the tracer left them
+    symbolic (a segmenter's class dimension behind a Resize of dynamic size comes out as a
+    name), so the served output is ``[batch, C, height, width]``. Dims the card gives as ``-1``
+    and the batch axis stay symbolic."""
+    model = onnx_lib.load_model(str(path))
+    specs = {spec.name: spec for spec in card.outputs}
+    changed = False
+    for out in model.graph.output:
+        spec = specs.get(out.name)
+        shape = out.type.tensor_type.shape
+        if spec is None or len(shape.dim) != len(spec.dims) + 1:
+            continue
+        for dim, want in zip(list(shape.dim)[1:], spec.dims):
+            if want != -1 and not (dim.HasField("dim_value") and dim.dim_value > 0):
+                dim.dim_value = want
+                changed = True
+    if changed:
+        onnx_lib.save_model(model, str(path))
 
 
 def _same_dims(have: tuple, want: tuple) -> bool:
