@@ -9,6 +9,7 @@ set from flags. Nothing half-written is left: the model folder is assembled asid
   tritonkit repo --model resnet50 --model-file build/plans/resnet50_fp16.plan --target gpu \\
       --container-release 25.10
   tritonkit repo --model yolov5s --model-file build/onnx/yolov5s.onnx --server-nms ap,speed
+  tritonkit repo --model deeplabv3_resnet50 --model-file build/onnx/deeplabv3_resnet50.onnx --server-argmax
 
 The default repository is build/model_repository (the top-level model_repository/ folder holds
 the code of this stage, which Triton must not try to load as models).
@@ -24,7 +25,7 @@ from tritonkit.cli.args import positive_int_list
 from tritonkit.io import ensure_out_dir
 from tritonkit.names import check_model_name
 from tritonkit.model_repository.config import TARGETS, QueuePolicy, RepoOptions, effective_max_batch
-from tritonkit.model_repository.ensemble import write_nms_chain
+from tritonkit.model_repository.ensemble import write_argmax_chain, write_nms_chain
 from tritonkit.model_repository.plans import check_plan_file
 from tritonkit.model_repository.writer import write_model
 from tritonkit.serve.docker import host_compute_capability
@@ -50,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue-timeout-us", type=int, default=0, help="queue policy: reject after this wait")
     p.add_argument("--server-nms", type=lambda t: tuple(x for x in t.split(",") if x), default=(),
                    help="detectors: also write NMS + ensemble models for these NMS profiles (e.g. ap,speed)")
+    p.add_argument("--server-argmax", action="store_true",
+                   help="segmenters: also write <model>_argmax + <model>_ensemble_argmax (uint8 masks from the server)")
     p.add_argument("--container-release", help="gpu target: NGC tritonserver release (e.g. 25.10) to check the plan against")
     p.add_argument("--container-trt-version", help="gpu target: TensorRT version of that release, if not in "
                                                    "tritonkit's table or unconfirmed there")
@@ -83,4 +86,7 @@ def run(args: argparse.Namespace) -> int:
     for profile in args.server_nms:  # the detector is written once, above; each profile adds NMS + ensemble
         names = write_nms_chain(card, args.out, written.name, profile)
         print(f"wrote {names.nms} and {names.ensemble} (server-side NMS, profile {profile!r})")
+    if args.server_argmax:
+        names = write_argmax_chain(card, args.out, written.name)
+        print(f"wrote {names.argmax} and {names.ensemble} (server-side argmax, uint8 mask)")
     return 0
