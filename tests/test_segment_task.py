@@ -270,3 +270,12 @@ def test_server_memory_names_why_it_is_not_measured(monkeypatch):
     monkeypatch.setattr(ev, "find_tritonserver", lambda port: None)
     local = ev.server_memory("127.0.0.1:8001")
     assert local.bytes is None and "no local tritonserver process" in local.source
+
+
+def test_int8_calibration_of_a_dynamic_size_card_is_one_image_per_batch(voc_and_onnx):
+    from tritonkit.build_engines.quantize import calibration_batches
+
+    images = sorted((voc_folder(voc_and_onnx[0]) / IMAGES_DIR).glob("val_0000*.jpg"))[:3]
+    batches = list(calibration_batches(CARD, images, batch_size=8))
+    assert len(batches) == 3 and all(b.shape[0] == 1 and b.shape[1] == 3 and min(b.shape[2:]) == 64
+                                     for b in batches)
