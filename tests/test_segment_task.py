@@ -279,3 +279,62 @@ def test_int8_calibration_of_a_dynamic_size_card_is_one_image_per_batch(voc_and_
     batches = list(calibration_batches(CARD, images, batch_size=8))
     assert len(batches) == 3 and all(b.shape[0] == 1 and b.shape[1] == 3 and min(b.shape[2:]) == 64
                                      for b in batches)
+
+
+ORT_RUNNER = '''
+import json, os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.modules["tritonkit"] = None  # any tritonkit import inside the backend fails here
+import numpy as np
+import triton_python_backend_utils as pb
+import model
+
+m = model.TritonPythonModel()
+m.initialize(json.load(open("args.json")))
+data = np.load("inputs.npz")
+requests = [pb.InferenceRequest([pb.Tensor("input", data[k])]) for k in sorted(data.files)]
+out, errors = {}, []
+for i, r in enumerate(m.execute(requests)):  # one execute() call with every shape mixed
+    if r.error is not None:
+        errors.append(r.error.message)
+        continue
+    out[f"{i:02d}"] = r.output_tensors[0].as_numpy()
+np.savez("outputs.npz", **out)
+json.dump({"errors": errors}, open("result.json", "w"))
+'''
+
+
+def test_ort_backend_runs_each_input_shape_on_its_own(tmp_path):
+    """One execute() call with requests of three H/W sizes (interleaved): each response equals
+    onnxruntime on that request alone. Run in a clean subprocess against a stand-in of Triton's
+    triton_python_backend_utils (it exists only inside the server's python stub)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from test_argmax_backend import STUB
+
+    work = tmp_path / "work"
+    (work / "1").mkdir(parents=True)
+    (work / "triton_python_backend_utils.py").write_text(
+        STUB + "\n\ndef triton_string_to_numpy(name):\n    return {'TYPE_FP32': np.float32}[name]\n")
+    shutil.copy(Path(__file__).resolve().parents[1] / "model_repository" / "backends" / "ort_model.py",
+                work / "model.py")
+    onnx_path = tiny_segmenter(work / "1" / "model.onnx", num_classes=5)
+    config = {"parameters": {}, "input": [{"name": "input", "data_type": "TYPE_FP32", "dims": [3, -1, -1]}],
+              "output": [{"name": "out", "data_type": "TYPE_FP32", "dims": [5, -1, -1]}]}
+    (work / "args.json").write_text(json.dumps({"model_config": json.dumps(config), "model_repository": str(work),
+                                                "model_version": "1"}))
+    (work / "run.py").write_text(ORT_RUNNER)
+    rng = np.random.default_rng(0)
+    shapes = [(2, 3, 20, 30), (1, 3, 33, 17), (1, 3, 20, 30), (3, 3, 16, 16), (1, 3, 33, 17)]
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    np.savez(work / "inputs.npz", **{f"{i:02d}": a for i, a in enumerate(arrays)})
+    proc = subprocess.run([sys.executable, "-I", "run.py"], cwd=work, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((work / "result.json").read_text())["errors"] == []
+    sess = _session(onnx_path)
+    with np.load(work / "outputs.npz") as out:
+        assert sorted(out.files) == [f"{i:02d}" for i in range(len(arrays))]
+        for i, x in enumerate(arrays):
+            np.testing.assert_allclose(out[f"{i:02d}"], sess.run(["out"], {"input": x})[0], atol=1e-5)
