@@ -147,10 +147,21 @@ def check_torch_outputs(built: BuiltModel, card: ModelCard) -> None:
                               f"{tuple(o.shape[1:])}, card says {tuple(spec.dims)}")
 
 
+def _verify_shape(card: ModelCard, batch: int) -> tuple[int, ...]:
+    shape = card.input_shape(batch)
+    sp = card.dynamic_shape
+    if sp is None:
+        return shape
+    hw = iter(sp.min if sp.min != sp.opt else sp.max)
+    return (batch, *(next(hw) if d == -1 else s for d, s in zip(card.input.dims, shape[1:])))
+
+
 def verify_with_onnxruntime(module, onnx_path: Path, card: ModelCard, batch: int = 2, seed: int = 0) -> float:
     """Max |onnxruntime - torch| over all outputs on a random batch; raises if they disagree.
-    ``module`` returns the card's outputs as a tuple (:func:`export_module`)."""
-    x = np.random.default_rng(seed).standard_normal(card.input_shape(batch)).astype(np.float32)
+    ``module`` returns the card's outputs as a tuple (:func:`export_module`). A dynamic-size card
+    is checked at another H and W than the traced ones (``dynamic_shape.min``, else ``max``), so
+    a size the tracer baked into the graph shows up here."""
+    x = np.random.default_rng(seed).standard_normal(_verify_shape(card, batch)).astype(np.float32)
     with torch.no_grad():
         ref = [r.numpy() for r in module(torch.from_numpy(x))]
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
