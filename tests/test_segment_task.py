@@ -127,6 +127,14 @@ def test_dict_output_builder_drops_aux_weights_with_a_note(tmp_path):
     with torch.no_grad():
         out = built.adapter(built.module(torch.zeros(1, 3, 64, 80)))
     assert tuple(out[0].shape) == (1, 21, 64, 80)
+    # the whole export: the note lands in the sidecar, the ONNX serves "out" only
+    from tritonkit.export import export_model
+
+    small = card.with_overrides(dynamic_shape=CARD.dynamic_shape)  # a small traced size keeps the test short
+    res = export_model(small, tmp_path / "onnx", weights=tmp_path / "w.pth")
+    sidecar = json.loads(res.sidecar_path.read_text())
+    assert any("aux_classifier" in n for n in json.dumps(sidecar).split('"') if "dropped" in n)
+    assert [o.name for o in _session(res.onnx_path).get_outputs()] == ["out"]
 
 
 def test_lraspp_exports_with_dynamic_batch_height_width_and_a_stated_class_dim(tmp_path):
