@@ -196,7 +196,7 @@ def contract_problems(side: Sidecar, input_name: str, dims: tuple[int, ...], max
         problems.append(f"built for model {side.model!r}, not {model!r}")
     if side.profile.input_name != input_name:
         problems.append(f"profile input is {side.profile.input_name!r}, the model's input is {input_name!r}")
-    if tuple(side.sample_dims) != tuple(dims):
+    if len(side.sample_dims) != len(dims) or any(d != -1 and d != b for b, d in zip(side.sample_dims, dims)):
         problems.append(f"built for per-sample dims {side.sample_dims}, the model's are {tuple(dims)}")
     if max_batch_size > 0:
         if side.max_batch < max_batch_size:

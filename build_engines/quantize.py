@@ -39,6 +39,7 @@ from tritonkit.build_engines.spec import validate_onnx
 from tritonkit.cards import ModelCard
 from tritonkit.client.decode import decode_file
 from tritonkit.client.preprocess import preprocess
+from tritonkit.client.segmentation import preprocess_resize_short
 from tritonkit.errors import DatasetError, TritonkitError
 
 onnx = lazy_import("onnx")
@@ -101,12 +102,19 @@ def _decode(path: Path) -> np.ndarray:
 
 
 def calibration_batches(card: ModelCard, images: Sequence[Path], batch_size: int = 8) -> Iterator[np.ndarray]:
-    """Preprocessed calibration batches ``[n, *card.input.dims]`` (float32), in file order."""
+    """Preprocessed calibration batches ``[n, *card.input.dims]`` (float32), in file order.
+    A dynamic-size card (``resize_short``) gets one image per batch, each at its own size."""
     if not images:
         raise DatasetError("no calibration images given")
+    pp = card.preprocess
+    if pp.dynamic:
+        batch_size = 1
     buf: list[np.ndarray] = []
     for path in images:
-        x, _ = preprocess(_decode(Path(path)), card.preprocess)
+        if pp.dynamic:
+            x, _ = preprocess_resize_short(np.asarray(_decode(Path(path))), pp.size, pp.mean, pp.std, pp.interpolation)
+        else:
+            x, _ = preprocess(_decode(Path(path)), pp)
         buf.append(x.astype(np.float32, copy=False))
         if len(buf) == batch_size:
             yield np.stack(buf)

@@ -137,8 +137,12 @@ def _validate(s: Sidecar, source: str) -> None:
     p = s.profile
     if not (len(p.min) == len(p.opt) == len(p.max) >= 2):
         raise bad("profile", "needs min/opt/max shapes of the same rank (batch first)")
-    if p.min[1:] != p.max[1:] or p.opt[1:] != p.max[1:]:
-        raise bad("profile", "min/opt/max may differ only in the batch axis")
+    spatial = 2 if len(p.min) >= 4 else 0  # [batch, C, H, W]: H and W may range (dynamic-size models)
+    end = len(p.min) - spatial
+    if p.min[1:end] != p.max[1:end] or p.opt[1:end] != p.max[1:end] or not all(
+            a <= b <= c for a, b, c in zip(p.min[end:], p.opt[end:], p.max[end:])):
+        raise bad("profile", "min/opt/max may differ only in the batch axis and (dynamic-size models) in H and W, "
+                             "with min <= opt <= max")
     if not 1 <= p.min[0] <= p.opt[0] <= p.max[0]:
         raise bad("profile", f"batch must satisfy 1 <= min <= opt <= max (got {p.min[0]}/{p.opt[0]}/{p.max[0]})")
 

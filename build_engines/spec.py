@@ -5,7 +5,9 @@ single optimization profile the plan is built with. The profile always spans
 ``min=(min_batch, *dims)`` .. ``max=(max_batch, *dims)`` from the card's per-sample dims, so a
 plan can never be built with a static batch of 1 while the Triton config says
 ``max_batch_size > 1`` (the "expected dimension 0 between 1 and 1" failure,
-triton-inference-server/server#4038).
+triton-inference-server/server#4038). A card with dynamic height and width (``-1`` dims,
+``resize_short`` segmenters) gives them from its ``dynamic_shape``: H and W at ``min``, ``opt``
+and ``max`` go into the profile's min, opt and max shapes.
 
 The ONNX is checked against the card with ``onnx`` before anything else: the file exists, the
 input name and per-sample dims match, the batch axis is dynamic, and an ``int8`` build gets a
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonkit.cards import ModelCard
+from tritonkit.cards import ModelCard, SpatialRange
 from tritonkit.errors import TritonkitError
 from tritonkit.io import sha256_file  # noqa: F401  (builder and compat import it from here)
 from tritonkit.onnx_contract import OnnxContractError, load_onnx, onnx_mismatches
@@ -116,6 +118,7 @@ class BuildSpec:
     opt_level: int = DEFAULT_OPT_LEVEL
     version_compatible: bool = False
     hardware_compat: str = "none"
+    spatial: SpatialRange | None = None   # H and W of the -1 dims (a dynamic-size card)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -127,14 +130,22 @@ class BuildSpec:
         if self.hardware_compat not in HARDWARE_COMPAT:
             raise BuildSpecError(f"unknown hardware compatibility {self.hardware_compat!r}; "
                                  f"choose one of {', '.join(HARDWARE_COMPAT)}")
-        if any(d < 1 for d in self.sample_dims):
-            raise BuildSpecError(f"{self.model}: per-sample dims {self.sample_dims} must be concrete (> 0) "
-                                 "to build a TensorRT profile")
+        dynamic = sum(1 for d in self.sample_dims if d == -1)
+        if any(d < 1 and d != -1 for d in self.sample_dims) or (dynamic and (self.spatial is None or dynamic != 2)):
+            raise BuildSpecError(f"{self.model}: per-sample dims {self.sample_dims} must be concrete (> 0), or "
+                                 "have dynamic H and W (-1, -1) with the card's dynamic_shape, to build a "
+                                 "TensorRT profile")
+
+    def _dims(self, hw: tuple[int, int] | None) -> tuple[int, ...]:
+        if hw is None or self.spatial is None:
+            return tuple(self.sample_dims)
+        spatial = iter(hw)
+        return tuple(next(spatial) if d == -1 else d for d in self.sample_dims)
 
     def profile(self) -> ProfileShapes:
-        dims = tuple(self.sample_dims)
-        return ProfileShapes(self.input_name, (self.batch.min, *dims), (self.batch.opt, *dims),
-                             (self.batch.max, *dims))
+        sp = self.spatial
+        return ProfileShapes(self.input_name, (self.batch.min, *self._dims(sp and sp.min)),
+                             (self.batch.opt, *self._dims(sp and sp.opt)), (self.batch.max, *self._dims(sp and sp.max)))
 
     @property
     def workspace_bytes(self) -> int:
@@ -193,7 +204,7 @@ def make_spec(card: ModelCard, onnx_path: str | Path, precision: str, plan_path:
         model=card.name, input_name=card.input.name, sample_dims=tuple(card.input.dims), onnx=Path(onnx_path),
         plan=Path(plan_path), precision=precision, batch=batch, workspace_mb=workspace_mb,
         timing_cache=Path(timing_cache) if timing_cache is not None else None, opt_level=opt_level,
-        version_compatible=version_compatible, hardware_compat=hardware_compat)
+        version_compatible=version_compatible, hardware_compat=hardware_compat, spatial=card.dynamic_shape)
 
 
 def default_plan_path(out_dir: str | Path, card: ModelCard, precision: str) -> Path:

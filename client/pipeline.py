@@ -14,6 +14,9 @@ One engine serves every task. A task plugs in through two small protocols:
   - ``postprocess(outputs, meta) -> record``: ``outputs`` maps each output name to that one
     image's array (batch axis removed); the record is a JSON-serializable dict.
   - ``summarize(records) -> dict``: metrics over all records (top1/top5, mAP ...).
+  - optionally ``collate(inputs) -> batch``: how one batch's per-sample inputs become the
+    request array (default ``np.stack``; a task with variable-size inputs pads them, e.g.
+    :func:`tritonkit.client.segmentation.stack_padded`).
 
 An inference **backend** (:class:`InferBackend`) has ``submit(batch) -> Future`` resolving to
 ``{output name: array with batch axis}``: :class:`tritonkit.client.infer.TritonInfer` for the
@@ -375,6 +378,8 @@ class _StreamRun:
                  options: EngineOptions, reference: InferBackend | None) -> None:
         self.items, self.adapter, self.backend = items, adapter, backend
         self.options, self.reference = options, reference
+        # an adapter may batch its own way (segmentation pads images of different sizes)
+        self.collate = getattr(adapter, "collate", None) or (lambda inputs: np.stack(inputs, axis=0))
         self.timing = StageTimes()
         self.records: dict[str, dict] = {}
         self.ref_records: dict[str, dict] = {}
@@ -474,7 +479,7 @@ class _StreamRun:
             b = self.window.popleft()
             b.done.wait()
             self._finish_batch(b)
-        x = np.ascontiguousarray(np.stack([ld.input for ld in batch_loaded], axis=0))
+        x = np.ascontiguousarray(self.collate([ld.input for ld in batch_loaded]))
         if self.options.keep_batches:
             self.kept.append(x)
         sent = time.perf_counter()

@@ -204,7 +204,7 @@ def model_config(card: ModelCard, options: RepoOptions = RepoOptions()) -> "mode
     cfg.version_policy.specific.versions.append(options.version)
     _set_batching(cfg, options)
     if options.warmup:
-        _set_warmup(cfg, card.input, mbs)
+        _set_warmup(cfg, card.input, mbs, card.input_shape(1)[1:])
     return cfg
 
 
@@ -254,12 +254,13 @@ def _set_batching(cfg, options: RepoOptions) -> None:
         policy.timeout_action = action.REJECT if qp.reject_on_timeout else action.DELAY
 
 
-def _set_warmup(cfg, spec: TensorSpec, max_batch_size: int) -> None:
-    """Zero-filled warmup requests at batch 1 and at the max batch."""
+def _set_warmup(cfg, spec: TensorSpec, max_batch_size: int, dims: tuple[int, ...] | None = None) -> None:
+    """Zero-filled warmup requests at batch 1 and at the max batch; ``dims`` are concrete
+    per-sample dims (a dynamic H/W card warms up at its ``dynamic_shape.opt``)."""
     for bs in sorted({1, max_batch_size}):
         w = pb_module().ModelWarmup(name=f"zeros_bs{bs}", batch_size=bs)
         w.inputs[spec.name].data_type = data_type(spec.dtype)
-        w.inputs[spec.name].dims.extend(spec.dims)
+        w.inputs[spec.name].dims.extend(dims if dims is not None else spec.dims)
         w.inputs[spec.name].zero_data = True
         cfg.model_warmup.append(w)
 

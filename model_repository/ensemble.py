@@ -49,11 +49,13 @@ from tritonkit.model_repository.config import (
     ConfigError, RepoOptions, data_type, effective_max_batch, parse_config, pb_module)
 from tritonkit.model_repository.writer import backend_source, write_card, write_config_only, write_model
 from tritonkit.tasks.detection import EnsembleNames, served_ensemble_card  # noqa: F401  (re-exported)
+from tritonkit.tasks.segmentation import MASK_OUTPUT, ArgmaxNames
 
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import model_config_pb2
 
 NMS_BACKEND_SOURCE = "yolo_nms.py"
+ARGMAX_BACKEND_SOURCE = "argmax_mask.py"
 NMS_MATH_FILE = "tk_nms.py"  # nms_math.py as the NMS model's model.py imports it
 PREPROCESS_BACKEND_SOURCE = "preprocess_image.py"
 PREPROCESS_MATH_FILE = "tk_preprocess.py"  # preprocess_math.py as the preprocess model's model.py imports it
@@ -248,6 +250,29 @@ def write_nms_chain(card: ModelCard, repo_dir: str | Path, detector_name: str, p
     prof = card.nms(profile) if isinstance(profile, str) else profile
     names = write_postprocess_chain(card, repo_dir, detector_name, nms_chain(card, prof, instances), max_batch_size)
     return EnsembleNames(names.model, names.postprocess, names.ensemble)
+
+
+# -- segmentation argmax, the second chain ---------------------------------------------------
+
+def argmax_chain(card: ModelCard, instances: int = 1) -> PostprocessChain:
+    """The argmax postprocess chain of a segmenter: its logits ``[C, H, W]`` in, the uint8
+    ``mask`` ``[H, W]`` out (backends/argmax_mask.py, self-contained)."""
+    if card.task != "segment" or card.postprocess.kind != "argmax_mask":
+        raise ConfigError(f"card {card.name!r} is not a segmenter (task {card.task!r}, postprocess "
+                          f"{card.postprocess.kind!r}); server-side argmax needs one")
+    logits = card.outputs[0]
+    return PostprocessChain(
+        kind="argmax", backend_source=ARGMAX_BACKEND_SOURCE,
+        parameters=(("input_name", logits.name), ("output_name", MASK_OUTPUT), ("class_axis", "1")),
+        outputs=(ChainTensor(name=MASK_OUTPUT, dims=(-1, -1), dtype="UINT8"),), instances=instances)
+
+
+def write_argmax_chain(card: ModelCard, repo_dir: str | Path, segmenter_name: str,
+                       max_batch_size: int | None = None, instances: int = 1) -> ArgmaxNames:
+    """Write ``<seg>_argmax`` and ``<seg>_ensemble_argmax`` after the segmenter already in
+    ``repo_dir`` (not rewritten); ``max_batch_size`` None -> the served segmenter's."""
+    names = write_postprocess_chain(card, repo_dir, segmenter_name, argmax_chain(card, instances), max_batch_size)
+    return ArgmaxNames(names.model, names.postprocess, names.ensemble)
 
 
 def write_detection_ensemble(card: ModelCard, model_file: str | Path, repo_dir: str | Path,

@@ -159,3 +159,30 @@ def test_plan_path_and_digest(tiny_onnx, tmp_path):
     import hashlib
 
     assert sha256_file(tiny_onnx) == hashlib.sha256(Path(tiny_onnx).read_bytes()).hexdigest()
+
+
+
+def test_dynamic_height_width_profile_from_the_card(tmp_path):
+    """A resize_short card's -1 H/W take the card's dynamic_shape min/opt/max in the profile,
+    and the sidecar made from it validates (H and W may range, the channels may not)."""
+    import dataclasses
+
+    from onnx_models import tiny_segmenter
+    from tritonkit.build_engines.sidecar import GpuInfo, SidecarError, make_sidecar, sidecar_from_dict
+
+    card = get_card("demo_seg")  # dims (3, -1, -1); H/W min (64, 64), opt (64, 85), max (128, 128)
+    onnx = tiny_segmenter(tmp_path / "seg.onnx", num_classes=card.num_classes)
+    spec = make_spec(card, onnx, "fp16", tmp_path / "seg.plan", max_batch=8)
+    prof = spec.profile()
+    assert prof.min == (1, 3, 64, 64) and prof.opt == (4, 3, 64, 85) and prof.max == (8, 3, 128, 128)
+    side = make_sidecar(spec, sha256_file(onnx), "10.13.3.9", GpuInfo("NVIDIA L4", "8.9"), "trtexec")
+    assert side.sample_dims == (3, 128, 128)
+    with pytest.raises(BuildSpecError, match="dynamic H and W"):
+        dataclasses.replace(spec, spatial=None)
+    data = side.to_dict()
+    data["profile"]["min"][1] = 1  # channels may not range
+    with pytest.raises(SidecarError, match="differ only in the batch axis"):
+        sidecar_from_dict(data, "x.json")
+    data["profile"]["min"][1], data["profile"]["min"][3] = 3, 200  # W min above max
+    with pytest.raises(SidecarError, match="min <= opt <= max"):
+        sidecar_from_dict(data, "x.json")

@@ -48,6 +48,8 @@ def test_cli_eval_classify_matches_onnxruntime(tiny_server, tiny_onnx, tmp_path,
     for row in res["batch_timing"]:
         assert row["images"] == timed and row["run_model_ms"] > 0 and row["run_stream_img_s"] > 0
     assert res["p_infer_whole"] > 0 and res["p_infer_core"] >= res["p_infer_whole"]
+    assert res["p_val_whole"] > 0 and res["p_val_core"] > 0
+    assert res["mem"] > 0 and res["mem_source"].startswith("rss of tritonserver process tree")
     assert res["latency"]["count"] == -(-expect["good"] // 4)
     assert set(res["stages"]) == {"decode", "preprocess", "infer", "postprocess"}
     assert "run model bs1 (ms)" in md and "run stream bs4 (ms)" in md

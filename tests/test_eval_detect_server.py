@@ -161,6 +161,9 @@ def test_eval_detect_through_the_server(detect_server, coco_and_onnx, tmp_path, 
     assert len(json.loads((out / "detections_coco.json").read_text())) == 9
     assert "(client NMS)" in (out / "detection.md").read_text()
     assert result.metrics.map50 == saved["map50"] and result.to_dict() == saved
+    # FlagPerf validation fields, and the local server's memory (the bundled server's process tree)
+    assert saved["p_val_whole"] > 0 and saved["p_val_core"] > 0
+    assert saved["mem"] > 0 and saved["mem_source"].startswith("rss of tritonserver process tree")
 
 
 @pytest.mark.server

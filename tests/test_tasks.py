@@ -16,6 +16,7 @@ from tritonkit.tasks import (
 from tritonkit.tasks import base as tasks_base
 from tritonkit.tasks.classification import Classification, ClassificationMetrics, ClassificationOptions
 from tritonkit.tasks.detection import Detection, DetectionDetails, DetectionMetrics
+from tritonkit.tasks.segmentation import Segmentation
 
 
 @pytest.fixture
@@ -25,12 +26,14 @@ def scratch_registry(monkeypatch):
 
 
 def test_builtin_tasks_are_registered():
-    assert list_tasks() == ["classify", "detect"]
+    assert list_tasks() == ["classify", "detect", "segment"]
     assert isinstance(get_task("classify"), Classification) and isinstance(get_task("detect"), Detection)
     assert isinstance(task_for_card(get_card("yolov5s")), Detection)
+    assert isinstance(task_for_card(get_card("deeplabv3_resnet50")), Segmentation)
     assert has_labels(get_card("resnet50")) and not has_labels(get_card("yolov5s"))
-    with pytest.raises(CardError, match="unknown task 'segment'"):
-        get_task("segment")
+    assert not has_labels(get_card("demo_seg"))
+    with pytest.raises(CardError, match="unknown task 'instance'"):
+        get_task("instance")
 
 
 def test_register_task_rejects_duplicates_and_non_tasks(scratch_registry):
@@ -79,10 +82,10 @@ def test_eval_subcommands_come_from_the_registry(scratch_registry, capsys):
         sub = next(a for a in parser._actions if a.dest == "command").choices["eval"]
         return set(next(a for a in sub._actions if a.dest == "task").choices)
 
-    assert eval_tasks(build_parser()) == {"classify", "detect"}
+    assert eval_tasks(build_parser()) == {"classify", "detect", "segment"}
     register_task("toy")(_toy_task())
     parser = build_parser()
-    assert eval_tasks(parser) == {"classify", "detect", "toy"}
+    assert eval_tasks(parser) == {"classify", "detect", "segment", "toy"}
     args = parser.parse_args(["eval", "toy", "--model", "m", "--masks", "x", "--batch-sizes", "2,4"])
     from tritonkit.cli.evaluate import options_from_args
 

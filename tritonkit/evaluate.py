@@ -8,16 +8,28 @@ write the reports, then time run model vs run stream at every batch size (a task
 write the reports again. The accuracy results are on disk before the timing starts, and every
 finished image is in the checkpoint.
 
+FlagPerf's validation fields, for every task: ``p_val_whole`` (images over the wall time of the
+accuracy stream plus scoring), ``p_val_core`` (images over the compute time of inference plus
+metric: the time a request was in flight, the per-image postprocess and the scoring), and
+``mem``: on a GPU Triton's ``nv_gpu_memory_used_bytes`` from the server's ``/metrics``, else the
+resident memory of the tritonserver process tree (``mem_source`` says which, or why ``mem`` is
+None: a server on another host, or no tritonserver found behind the port).
+
 Raises :class:`~tritonkit.errors.TritonkitError` subclasses for unusable input (missing
 dataset, unknown model, unreachable server, card/server mismatch).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+import psutil
 
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard, get_card
@@ -69,6 +81,10 @@ class EvalResult:
     p_infer_whole: float | None
     p_infer_core: float | None
     latency: dict
+    p_val_whole: float | None = None
+    p_val_core: float | None = None
+    mem: int | None = None
+    mem_source: str = ""
     e2e_time_covers: str
     stages: dict
     checkpoint: str
@@ -100,6 +116,110 @@ def reference_backend(card: ModelCard, onnx_path: Path) -> CallableBackend:
         return dict(zip(names, session.run(names, {card.input.name: batch})))
 
     return CallableBackend(run, workers=1)
+
+
+def validation_throughput(stream: StreamResult, metric_s: float) -> dict:
+    """FlagPerf's ``p_val_whole`` (images over the stream's wall time plus the scoring time) and
+    ``p_val_core`` (images over inference busy time + per-image postprocess + scoring)."""
+    n = stream.timing.images
+    whole = stream.wall_s + metric_s
+    core = stream.timing.infer_busy_s() + stream.timing.totals.get("postprocess", 0.0) + metric_s
+    return {"p_val_whole": n / whole if n and whole > 0 else None,
+            "p_val_core": n / core if n and core > 0 else None}
+
+
+# -- the server's memory -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ServerMemory:
+    """Bytes the server uses (None: not measured) and where the number comes from, or why not."""
+
+    bytes: int | None
+    source: str
+
+
+def _split_address(address: str) -> tuple[str, int | None]:
+    host, _, port = address.rpartition(":") if address.count(":") == 1 or "]" in address else (address, "", "")
+    host = host.strip("[]") or address
+    return host, int(port) if port.isdigit() else None
+
+
+def is_local_host(host: str) -> bool:
+    """True when ``host`` names this machine (loopback, the wildcard, or this host's name)."""
+    if host in ("localhost", socket.gethostname(), "0.0.0.0", "::"):
+        return True
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+def find_tritonserver(port: int):
+    """The local tritonserver process serving ``port`` (gRPC or HTTP), or None: first by its
+    command line, else the process listening on the port (or its tritonserver ancestor)."""
+    flags = (f"--grpc-port={port}", f"--http-port={port}")
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if cmd and "tritonserver" in Path(cmd[0]).name and any(a in flags for a in cmd):
+            return proc
+    try:
+        conns = psutil.net_connections("tcp")
+    except (psutil.AccessDenied, OSError):
+        return None
+    pids = {c.pid for c in conns if c.pid and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
+    for pid in pids:
+        try:
+            for proc in [psutil.Process(pid), *psutil.Process(pid).parents()]:
+                if "tritonserver" in proc.name():
+                    return proc
+        except psutil.Error:
+            continue
+    return None
+
+
+def _gpu_memory_used(proc) -> int | None:
+    """``nv_gpu_memory_used_bytes`` summed over GPUs from the server's /metrics (None without)."""
+    try:
+        cmd = proc.cmdline()
+    except psutil.Error:
+        return None
+    ports = [a.split("=", 1)[1] for a in cmd if a.startswith("--metrics-port=")]
+    if any(a in ("--allow-metrics=false", "--allow-gpu-metrics=false") for a in cmd):
+        return None
+    url = f"http://127.0.0.1:{ports[-1] if ports else 8002}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as resp:  # noqa: S310 - a local http URL
+            text = resp.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith("nv_gpu_memory_used_bytes")]
+    return int(sum(values)) if values else None
+
+
+def server_memory(address: str) -> ServerMemory:
+    """The served model's server memory (see the module docstring); never raises."""
+    host, port = _split_address(address)
+    if port is None or not is_local_host(host):
+        return ServerMemory(None, f"not measured: the server at {address} is not on this host")
+    proc = find_tritonserver(port)
+    if proc is None:
+        return ServerMemory(None, f"not measured: no local tritonserver process found serving port {port} "
+                                  f"(in a container, or started by another user)")
+    gpu = _gpu_memory_used(proc)
+    if gpu is not None:
+        return ServerMemory(gpu, "nv_gpu_memory_used_bytes from Triton /metrics (all GPUs)")
+    try:
+        tree = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return ServerMemory(None, f"not measured: tritonserver pid {proc.pid} is gone")
+    total = 0
+    for p in tree:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return ServerMemory(total, f"rss of tritonserver process tree (pid {proc.pid}, {len(tree)} processes, summed)")
 
 
 def evaluate(task: str | Task, options: StreamOptions) -> EvalResult:
@@ -202,8 +322,11 @@ class EvalRun:
     def _accuracy(self, reference) -> EvalResult:
         o, card = self.options, self.card
         stream = self._stream(reference)
+        t_metric = time.perf_counter()
         metrics = self.task.metrics(summarize(self.adapter, stream), reference is not None)
         self.task.after_stream(self, stream)
+        metric_s = time.perf_counter() - t_metric
+        memory = server_memory(self.client.options.address)
         return EvalResult(
             task=self.task.name, model=card.name, served_model=self.served.name, details=self.served.details,
             url=self.client.options.address, protocol=o.protocol, shm=o.shm, dataset=self.data.description,
@@ -214,6 +337,7 @@ class EvalRun:
             reference_onnx=str(o.reference_onnx) if reference is not None else None,
             max_abs_diff=stream.max_abs_diff if reference is not None else None,
             **flagperf_metrics(stream.timing, time.perf_counter() - self.t_start),
+            **validation_throughput(stream, metric_s), mem=memory.bytes, mem_source=memory.source,
             e2e_time_covers=self.task.e2e_time_covers, stages=stream.timing.per_stage(),
             checkpoint=str(self.checkpoint),
             run_notes=stream.run_notes + [n for n in (self.lock_note,) if n] or None)
@@ -281,4 +405,5 @@ def preprocess_markdown(result: dict) -> str:
                   r["p_infer_whole"], r["p_infer_core"], r["wire_bytes_per_image"]] for r in rows], digits=1))
 
 
-__all__ = ["EvalResult", "EvalRun", "evaluate", "preprocess_markdown", "reference_backend"]
+__all__ = ["EvalResult", "EvalRun", "ServerMemory", "evaluate", "preprocess_markdown", "reference_backend",
+           "server_memory", "validation_throughput", "find_tritonserver", "is_local_host"]

@@ -8,9 +8,12 @@ its settings from the model config's ``parameters``:
 * ``allow_spinning`` — ``"0"`` makes idle onnxruntime threads sleep instead of spin-waiting
   (frees the CPU for other processes on the host, e.g. the client's decode workers)
 
-With dynamic batching Triton hands ``execute`` several requests at once; they are
-concatenated into one onnxruntime run and the outputs split back per request, so batching on
-the server really batches the compute. A request that fails gets its own error response.
+With dynamic batching Triton hands ``execute`` several requests at once; requests whose
+inputs have the same per-sample shapes are concatenated into one onnxruntime run and the
+outputs split back per request, so batching on the server really batches the compute. A model
+with dynamic height and width (segmentation) can receive requests of different sizes in one
+call: each shape group runs on its own (never padded here: padding would change the outputs).
+A group that fails gets its own error responses; the other groups are answered.
 """
 
 import json
@@ -41,10 +44,24 @@ class TritonPythonModel:
             o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]}
 
     def execute(self, requests):
+        responses = [None] * len(requests)
+        groups = {}
+        for index, request in enumerate(requests):
+            try:
+                arrays = [pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.input_names]
+            except Exception as exc:  # a malformed request is answered on its own
+                responses[index] = self._error(exc)
+                continue
+            key = tuple(a.shape[1:] for a in arrays)
+            groups.setdefault(key, []).append((index, arrays))
+        for members in groups.values():
+            for index, response in zip([i for i, _ in members], self._run_group([a for _, a in members])):
+                responses[index] = response
+        return responses
+
+    def _run_group(self, per_request):
+        """One onnxruntime run over requests with the same per-sample shapes."""
         try:
-            per_request = [
-                [pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names]
-                for r in requests]
             sizes = [arrays[0].shape[0] for arrays in per_request]
             feeds = {}
             for i, name in enumerate(self.input_names):
@@ -52,9 +69,7 @@ class TritonPythonModel:
                 feeds[name] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
             outputs = self.session.run(self.output_names, feeds)
         except Exception as exc:  # one bad batch must not take the model down
-            error = pb_utils.TritonError(f"onnxruntime failed: {exc}")
-            return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
-
+            return [self._error(exc) for _ in per_request]
         responses = []
         start = 0
         for size in sizes:
@@ -64,6 +79,10 @@ class TritonPythonModel:
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size
         return responses
+
+    @staticmethod
+    def _error(exc):
+        return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(f"onnxruntime failed: {exc}"))
 
     def finalize(self):
         self.session = None

@@ -482,9 +482,9 @@ REGISTRY = Registry()
 
 # The built-in card modules build their cards from the classes above, so they are imported
 # here, once those classes exist, and their cards registered.
-from tritonkit.cards import classification, detection  # noqa: E402
+from tritonkit.cards import classification, detection, segmentation  # noqa: E402
 
-for _module in (classification, detection):
+for _module in (classification, detection, segmentation):
     for _card in _module.CARDS:
         REGISTRY.register(_card)
 

@@ -10,6 +10,7 @@ set from flags. Nothing half-written is left: the model folder is assembled asid
       --container-release 25.10
   tritonkit repo --model yolov5s --model-file build/onnx/yolov5s.onnx --server-nms ap,speed
   tritonkit repo --model resnet50 --model-file build/onnx/resnet50.onnx --server-preprocess
+  tritonkit repo --model deeplabv3_resnet50 --model-file build/onnx/deeplabv3_resnet50.onnx --server-argmax
 
 The default repository is build/model_repository (the top-level model_repository/ folder holds
 the code of this stage, which Triton must not try to load as models).
@@ -27,7 +28,7 @@ from tritonkit.names import check_model_name
 from tritonkit.model_repository.config import TARGETS, QueuePolicy, RepoOptions, effective_max_batch
 from tritonkit.model_repository.dali import write_dali_chain
 from tritonkit.model_repository.ensemble import (
-    PreprocessChain, nms_chain, write_nms_chain, write_preprocess_chain)
+    PreprocessChain, nms_chain, write_argmax_chain, write_nms_chain, write_preprocess_chain)
 from tritonkit.model_repository.plans import check_plan_file
 from tritonkit.model_repository.writer import write_model
 from tritonkit.serve.docker import host_compute_capability
@@ -61,6 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preprocess-instances", type=int, default=1,
                    help="--server-preprocess on the cpu/onnxruntime targets: python preprocess model instances "
                         "(each decodes one request at a time)")
+    p.add_argument("--server-argmax", action="store_true",
+                   help="segmenters: also write <model>_argmax + <model>_ensemble_argmax (uint8 masks from the server)")
     p.add_argument("--container-release", help="gpu target: NGC tritonserver release (e.g. 25.10) to check the plan against")
     p.add_argument("--container-trt-version", help="gpu target: TensorRT version of that release, if not in "
                                                    "tritonkit's table or unconfirmed there")
@@ -97,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
     if args.server_preprocess:
         chain = None if args.target == "gpu" else PreprocessChain(instances=args.preprocess_instances)
         _write_preprocess(card, args.out, written.name, args.server_nms, chain)
+    if args.server_argmax:
+        names = write_argmax_chain(card, args.out, written.name)
+        print(f"wrote {names.argmax} and {names.ensemble} (server-side argmax, uint8 mask)")
     return 0
 
 

@@ -11,6 +11,7 @@ from tritonkit.export.builders import register_builder
 # The demo's archs, built by tritonkit.demo.models (imported, with torch, on first use).
 for _arch in ("demo:shapes_cnn", "demo:shapes_yolo"):
     register_builder(_arch, "tritonkit.demo.models:build_for_card")
+register_builder("demo:shapes_segnet", "tritonkit.demo.train_seg:build_for_card")
 
 
 def trained_onnx(work: str | Path = "build/demo", cache: str | Path = ".cache/demo", progress: bool = True) -> Path:

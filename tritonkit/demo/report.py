@@ -72,6 +72,24 @@ def _validation_section(val: dict | None) -> list[str]:
             markdown_table(["check", "model", "result", "detail"], rows), ""]
 
 
+def _segmentation_section(seg: dict | None, out: Path) -> list[str]:
+    """mIoU fp32 through Triton vs in-process vs int8, FlagPerf fields, then segmentation.md."""
+    if not seg:
+        return []
+    row = [seg.get("model"), _fmt(seg.get("miou")), _fmt(seg.get("reference_miou")), _fmt(seg.get("int8_miou")),
+           _fmt(seg.get("pixel_accuracy")), _fmt(seg.get("p_infer_whole"), 1), _fmt(seg.get("p_val_whole"), 1),
+           f"{seg.get('images', '—')} ({len(seg.get('errors', []))} errors)"]
+    mem = seg.get("mem")
+    lines = ["## Segmentation (demo_seg)", "",
+             "Generated shapes in VOC layout; masks scaled back to the original size with nearest neighbour, void "
+             "ignored. Server memory: " + (f"{mem / 2**20:.0f} MiB ({seg.get('mem_source')})" if mem else
+                                          str(seg.get("mem_source") or "—")) + ".", "",
+             markdown_table(["model", "mIoU through Triton", "mIoU in-process ORT", "int8 mIoU", "pixel accuracy",
+                             "p_infer_whole (img/s)", "p_val_whole (img/s)", "images"], [row]), ""]
+    body = _section_file(out / "segmentation.md", "x")
+    return lines + [line.replace("## ", "### ", 1) if line.startswith("## ") else line for line in body[2:]]
+
+
 def write_demo_report(out: Path, steps) -> Path:
     out = Path(out)
     cls, det = _load(out / "classification.json"), _load(out / "detection.json")
@@ -81,6 +99,7 @@ def write_demo_report(out: Path, steps) -> Path:
     lines += _accuracy_table(cls, det)
     lines += _section_file(out / "classification.md", "Classification: run model vs run stream")
     lines += _section_file(out / "detection.md", "Detection: run model vs run stream")
+    lines += _segmentation_section(_load(out / "segmentation.json"), out)
     lines += _section_file(out / "perf" / "sweep.md", "perf_analyzer sweep (demo_shapes)")
     if (out / "perf" / "latency_throughput.png").is_file():
         lines += ["![latency vs throughput](perf/latency_throughput.png)", ""]

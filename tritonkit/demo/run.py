@@ -22,21 +22,25 @@ from typing import Callable
 
 from tritonkit.build_engines.quantize import quantize_int8
 from tritonkit.cards import get_card
+from tritonkit.client.voc import IMAGES_DIR
 from tritonkit.demo.report import write_demo_report
+from tritonkit.demo.segshapes import ensure_segmentation_data, voc_folder
 from tritonkit.demo.shapes import ensure_classification_data, ensure_detection_data
 from tritonkit.demo.train import train_classifier, train_detector
+from tritonkit.demo.train_seg import spec_for_card, train_segmenter
 from tritonkit.errors import TritonkitError
 from tritonkit.evaluate import evaluate
 from tritonkit.model_repository.config import QueuePolicy, RepoOptions
-from tritonkit.model_repository.ensemble import write_nms_chain
+from tritonkit.model_repository.ensemble import write_argmax_chain, write_nms_chain
 from tritonkit.model_repository.writer import write_model
 from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
 from tritonkit.perf.stalls import probe
 from tritonkit.report import write_json
-from tritonkit.serve.local import LocalServer
+from tritonkit.serve.local import LocalServer, ServerOptions
 from tritonkit.serve.profiles import API_KEY_ENV, local_options
 from tritonkit.tasks.classification import ClassificationOptions
 from tritonkit.tasks.detection import DetectionOptions
+from tritonkit.tasks.segmentation import SegmentationOptions
 from tritonkit.validate import ValidateOptions, validate
 from tritonkit.validate.options import CHECK_GROUPS, OPT_IN_GROUPS
 from tritonkit.validate.report import ValidationReport
@@ -166,6 +170,7 @@ def run_demo(opts: DemoOptions = DemoOptions(), log: Callable[[str], None] = pri
             steps.skip("serve + measure", "no model could be put in the repository")
         else:
             _serve_and_measure(steps, st, opts, out)
+        segmentation_demo(steps, opts, out)
     finally:  # the report page sums up whatever was done, also after a failure
         with steps.step("report"):
             write_demo_report(out, steps.steps)
@@ -340,3 +345,53 @@ def _measure(steps: StepLog, st: DemoState, opts: DemoOptions, server, out: Path
             report.write_json(out / "validation.json")
             if not report.passed:
                 raise TritonkitError(f"validation failed: see {out / 'validation' / 'report.md'}")
+
+
+SEG_CARD = "demo_seg"
+SEG_INT8 = "demo_seg_int8"
+SEG_TARGET_MIOU = 0.6
+
+
+def segmentation_demo(steps: StepLog, opts: DemoOptions, out: Path) -> None:
+    """Segmentation end to end, on its own local Triton: the generated VOC-layout set, the
+    segmenter trained on the CPU (cached), its int8 QDQ copy (calibrated on train images), a
+    repository with the segmenter, its argmax ensemble and the int8 model, then ``eval segment``
+    through Triton with the same batches in-process (fp32 and int8) and client- vs server-side
+    argmax timing. Writes ``segmentation.json`` (int8 and training figures added) and fails the
+    step when the served mIoU differs from the in-process one or is below 0.6."""
+    card, work = get_card(SEG_CARD), Path(opts.work)
+    with steps.step("segmentation: data, train, int8, serve, eval"):
+        data = ensure_segmentation_data(work / "data" / "shapes_seg", seed=opts.seed, progress=opts.progress)
+        trained = train_segmenter(data, Path(opts.cache), spec=spec_for_card(card), progress=opts.progress)
+        onnx, int8 = Path(trained.onnx_path), work / "onnx" / f"{SEG_INT8}.onnx"
+        calib = sorted((voc_folder(data) / IMAGES_DIR).glob("train_*.jpg"))[::4][:opts.calib_images]
+        quant = quantize_int8(card, onnx, int8, calib, method="max") if opts.int8 else None
+        repo = work / "seg_repository"
+        repo_opts = RepoOptions(target="cpu", max_queue_delay_us=200, ort_spinning=False)
+        write_model(card, onnx, repo, repo_opts)
+        write_argmax_chain(card, repo, SEG_CARD)
+        if quant is not None:
+            write_model(card, int8, repo, RepoOptions(target="cpu", max_queue_delay_us=200, ort_spinning=False,
+                                                      name=SEG_INT8))
+        server = LocalServer(ServerOptions(model_repository=repo), log_path=out / "tritonserver_segmentation.log")
+        server.start(timeout_s=180)
+        try:
+            common = dict(model=SEG_CARD, data=data, url=server.grpc_url, progress=opts.progress)
+            res = evaluate("segment", SegmentationOptions(out=out, batch_sizes=DEMO_BATCH_SIZES,
+                                                          reference_onnx=onnx, **common))
+            extra = {"train": {"val_miou_onnx": trained.value, "cached": trained.cached, "epochs": trained.epochs}}
+            if quant is not None:
+                q = evaluate("segment", SegmentationOptions(out=out / "int8", model_name=SEG_INT8, batch_sizes=(1,),
+                                                            timing_images=0, reference_onnx=int8, **common))
+                extra.update(int8_miou=q.metrics.miou, int8_reference_miou=q.metrics.reference_miou,
+                             int8_pixel_accuracy=q.metrics.pixel_accuracy,
+                             fp32_model_mb=round(quant.size_mb_fp32, 3), int8_model_mb=round(quant.size_mb_int8, 3))
+            else:
+                extra.update(int8_miou=None, int8_note="int8 skipped (--no-int8)")
+        finally:
+            server.stop()
+        _update_json(out / "segmentation.json", extra)
+        m = res.metrics
+        if m.miou is None or m.miou != m.reference_miou or m.miou < SEG_TARGET_MIOU:
+            raise TritonkitError(f"segmentation mIoU {m.miou} through Triton vs {m.reference_miou} in-process "
+                                 f"(must be equal and >= {SEG_TARGET_MIOU})")

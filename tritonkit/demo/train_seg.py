@@ -40,6 +40,7 @@ from tritonkit.demo.segshapes import LABELS, SEGMENTATION_SPLITS, segmentation_c
 from tritonkit.demo.train import (
     DEFAULT_CACHE, WEIGHTS_FILE, TrainResult, _cached, _data_digest, _decode, _onnx_session, _progress,
     _save_result, _save_weights, _Threads, cache_key)
+from tritonkit.cards import ModelCard
 from tritonkit.errors import CardError, TritonkitError
 from tritonkit.export import ExportError
 from tritonkit.io import atomic_write_json, sha256_file
@@ -54,8 +55,9 @@ SEG_TRAIN_VERSION = 2
 
 @dataclass(frozen=True, kw_only=True)
 class SegmenterSpec:
-    """What the served segmenter is: names, classes, ``resize_short`` preprocessing, width.
-    (Plays the card's part in the cache key until a segmentation card exists.)"""
+    """What the trained segmenter is: names, classes, ``resize_short`` preprocessing, width, in
+    the cache key. The served contract is the ``demo_seg`` card: :func:`spec_for_card` takes
+    every field the card has from it (the defaults here equal that card)."""
 
     name: str = "demo_seg"
     arch: str = SEGMENTER_ARCH
@@ -133,6 +135,23 @@ def _segnet_class():
 def build_segmenter(spec: SegmenterSpec):
     """A fresh (randomly initialized) ``demo:shapes_segnet``."""
     return _segnet_class()(spec.num_classes, spec.width)
+
+
+def spec_for_card(card: ModelCard, **overrides) -> SegmenterSpec:
+    """The training spec of a ``demo:shapes_segnet`` card (``demo_seg``): names, labels, classes,
+    the ``resize_short`` size, mean and std from the card; ``overrides`` for the rest (width ...)."""
+    if card.arch != SEGMENTER_ARCH or card.task != "segment" or card.preprocess.mode != "resize_short":
+        raise CardError(f"card {card.name!r} is not a {SEGMENTER_ARCH} segmenter with resize_short preprocessing")
+    pp = card.preprocess
+    fields = dict(name=card.name, arch=card.arch, labels=card.labels, num_classes=card.num_classes, size=pp.size,
+                  mean=tuple(pp.mean), std=tuple(pp.std), input_name=card.input.name,
+                  output_name=card.outputs[0].name)
+    return SegmenterSpec(**{**fields, **overrides})
+
+
+def build_for_card(card: ModelCard):
+    """The export builder of ``demo:shapes_segnet`` (registered by :mod:`tritonkit.demo`)."""
+    return build_segmenter(spec_for_card(card))
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -299,5 +318,5 @@ def train_segmenter(data_root: str | Path, cache_dir: str | Path = DEFAULT_CACHE
     return result
 
 
-__all__ = ["SegmenterSpec", "SegmenterConfig", "SegmentationSplit", "build_segmenter", "load_segmentation_split",
+__all__ = ["SegmenterSpec", "SegmenterConfig", "spec_for_card", "build_for_card", "SegmentationSplit", "build_segmenter", "load_segmentation_split",
            "random_crops", "export_segmenter", "evaluate_segmenter", "train_segmenter", "SEGMENTER_ARCH"]

@@ -150,9 +150,7 @@ def _torchvision_model(card: ModelCard, name: str) -> BuiltModel:
     except ValueError:
         raise ExportError(f"card {card.name!r}: arch {card.arch!r} is not a torchvision model") from None
     if segmentation:
-        return BuiltModel(model, dict_outputs("out"), dropped_prefixes=("aux_classifier.",),
-                          note="aux_classifier.* weights (the training-only auxiliary head) dropped; "
-                               "the ONNX has the 'out' head only")
+        return BuiltModel(model, dict_outputs("out"), dropped_prefixes=("aux_classifier.",), note=_AUX_NOTE)
     return BuiltModel(model)
 
 
@@ -160,6 +158,25 @@ def _torchvision_model(card: ModelCard, name: str) -> BuiltModel:
 def torchvision_builder(card: ModelCard) -> BuiltModel:
     """``torchvision:<name>`` through ``torchvision.models.get_model`` (no weights downloaded)."""
     return _torchvision_model(card, card.arch.partition(":")[2])
+
+
+_AUX_NOTE = ("aux_classifier.* weights (the training-only auxiliary head) dropped; "
+             "the ONNX has the 'out' head only")
+
+
+@register_builder("tritonkit:deeplabv3_resnet18")
+def deeplabv3_resnet18(card: ModelCard) -> BuiltModel:
+    """DeepLabV3 on a ResNet-18 backbone (seed 003), which torchvision has no builder for:
+    torchvision's ``resnet18`` body up to ``layer4`` (512 channels, output stride 32: ResNet-18's
+    basic blocks take no dilation) through ``IntermediateLayerGetter``, torchvision's
+    ``DeepLabHead`` (ASPP + 3x3 conv + 1x1 classifier) and ``DeepLabV3``, which upsamples the
+    logits to the input size. State dict keys: ``backbone.*`` and ``classifier.*``, as
+    torchvision's DeepLabV3 models; ``aux_classifier.*`` weights are accepted and dropped."""
+    segmentation = torchvision.models.segmentation
+    body = torchvision.models._utils.IntermediateLayerGetter(
+        torchvision.models.resnet18(weights=None), return_layers={"layer4": "out"})
+    model = segmentation.deeplabv3.DeepLabV3(body, segmentation.deeplabv3.DeepLabHead(512, card.num_classes), None)
+    return BuiltModel(model, dict_outputs("out"), dropped_prefixes=("aux_classifier.",), note=_AUX_NOTE)
 
 
 @register_builder("timm:gluon_resnet50_v1b")

@@ -100,6 +100,28 @@ def _torch_export(module, card: ModelCard, path: Path, opset: int) -> None:
         torch.onnx.export(module, (dummy,), str(path), input_names=names[:1], output_names=names[1:],
                           dynamic_axes=_dynamic_axes(card), opset_version=opset, do_constant_folding=True,
                           dynamo=False)
+    state_card_dims(path, card)
+
+
+def state_card_dims(path: Path, card: ModelCard) -> None:
+    """Write the card's fixed per-sample dims into the graph's outputs where the tracer left them
+    symbolic (a segmenter's class dimension behind a Resize of dynamic size comes out as a
+    name), so the served output is ``[batch, C, height, width]``. Dims the card gives as ``-1``
+    and the batch axis stay symbolic."""
+    model = onnx_lib.load_model(str(path))
+    specs = {spec.name: spec for spec in card.outputs}
+    changed = False
+    for out in model.graph.output:
+        spec = specs.get(out.name)
+        shape = out.type.tensor_type.shape
+        if spec is None or len(shape.dim) != len(spec.dims) + 1:
+            continue
+        for dim, want in zip(list(shape.dim)[1:], spec.dims):
+            if want != -1 and not (dim.HasField("dim_value") and dim.dim_value > 0):
+                dim.dim_value = want
+                changed = True
+    if changed:
+        onnx_lib.save_model(model, str(path))
 
 
 def _same_dims(have: tuple, want: tuple) -> bool:
@@ -125,10 +147,21 @@ def check_torch_outputs(built: BuiltModel, card: ModelCard) -> None:
                               f"{tuple(o.shape[1:])}, card says {tuple(spec.dims)}")
 
 
+def _verify_shape(card: ModelCard, batch: int) -> tuple[int, ...]:
+    shape = card.input_shape(batch)
+    sp = card.dynamic_shape
+    if sp is None:
+        return shape
+    hw = iter(sp.min if sp.min != sp.opt else sp.max)
+    return (batch, *(next(hw) if d == -1 else s for d, s in zip(card.input.dims, shape[1:])))
+
+
 def verify_with_onnxruntime(module, onnx_path: Path, card: ModelCard, batch: int = 2, seed: int = 0) -> float:
     """Max |onnxruntime - torch| over all outputs on a random batch; raises if they disagree.
-    ``module`` returns the card's outputs as a tuple (:func:`export_module`)."""
-    x = np.random.default_rng(seed).standard_normal(card.input_shape(batch)).astype(np.float32)
+    ``module`` returns the card's outputs as a tuple (:func:`export_module`). A dynamic-size card
+    is checked at another H and W than the traced ones (``dynamic_shape.min``, else ``max``), so
+    a size the tracer baked into the graph shows up here."""
+    x = np.random.default_rng(seed).standard_normal(_verify_shape(card, batch)).astype(np.float32)
     with torch.no_grad():
         ref = [r.numpy() for r in module(torch.from_numpy(x))]
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
