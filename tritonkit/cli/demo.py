@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tritonkit.demo.run import DemoOptions, run_demo
 from tritonkit.io import ensure_out_dir
+from tritonkit.steps import StepRecord
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,14 +29,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def run(args: argparse.Namespace) -> int:
-    from tritonkit.demo.run import DemoOptions, run_demo
+def _show(record: StepRecord) -> None:
+    print(f"[demo] {record.line()}", flush=True)
 
+
+def run(args: argparse.Namespace) -> int:
     for folder, flag in ((args.out, "--out"), (args.work, "--work"), (args.cache, "--cache")):
         ensure_out_dir(folder, flag)
     steps = run_demo(DemoOptions(out=args.out, work=args.work, cache=args.cache, seed=args.seed,
                                  int8=not args.no_int8, perf=not args.no_perf, validate=not args.no_validate,
-                                 detection=not args.no_detection, progress=not args.no_progress))
+                                 detection=not args.no_detection, progress=not args.no_progress),
+                     on_step=_show)
     failed = steps.failed()
     report = args.out / "report.md"
     if failed:
