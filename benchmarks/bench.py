@@ -64,8 +64,12 @@ class BenchOptions:
     images: int = 96
     photos: int = 48
     window: Window = Window()
+    only: tuple[str, ...] = ()          # ratio names to measure (empty: all)
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.only) - {s.name for s in RATIOS})
+        if unknown:
+            raise TritonkitError(f"only names unknown ratios: {', '.join(unknown)}")
         if self.pairs < 3:
             raise TritonkitError("pairs must be >= 3 (a median of interleaved repeats)")
         if self.images < 16 or self.photos < 1:
@@ -121,8 +125,9 @@ def serving_efficiency(run: BenchRun) -> Measured:
     """ResNet-50, batch 8: Triton-served img/s over in-process onnxruntime img/s."""
     rows = []
     first = run.in_process(BIG, 8)
-    # each perf_analyzer window holds at least five batches per request in flight
-    window_ms = max(run.opts.window.served_ms, int(8 / first * 1e3 * 5 * 2))
+    # windows of about five batches per request in flight, within 1x..3x the small model's
+    served_ms = run.opts.window.served_ms
+    window_ms = min(max(served_ms, int(8 / first * 1e3 * 5 * 2)), 3 * served_ms)
 
     def served() -> float:
         rows.append(run.served(BIG, 2, "resnet50_bs8_c2", 8, window_ms=window_ms)[0])
@@ -243,7 +248,8 @@ def run_stream_efficiency(run: BenchRun) -> Measured:
                     "p_infer_whole (images / stream wall time), ResNet-50 bs 8",
                     "p_infer_core (images / time a request was in flight)",
                     note="both figures come from the same stream; each repeat is one pair",
-                    where_time_goes=f"stream CPU ms per image (last repeat): {stages_text(streams[-1].stages_ms_per_image)}")
+                    where_time_goes="stream CPU ms per image (last repeat): "
+                                    + stages_text(streams[-1].stages_ms_per_image))
 
 
 def client_preprocess_vs_torchvision(run: BenchRun) -> Measured:
@@ -284,7 +290,8 @@ RATIOS: tuple[RatioSpec, ...] = (
     RatioSpec("client_preprocess_vs_torchvision", 1.5, client_preprocess_vs_torchvision),
     RatioSpec("dynamic_batching_gain", 2.0, dynamic_batching_gain, judged=False, why_not_judged=GPU_ONLY),
 )
-NEEDS = {"cpu_target_vs_pytriton": ("start_server", "start_pytriton"), "client_preprocess_vs_torchvision": ()}
+PEER_RATIO = "cpu_target_vs_pytriton"
+NEEDS = {PEER_RATIO: ("start_server", "start_pytriton"), "client_preprocess_vs_torchvision": ()}
 
 
 # -- the steps ---------------------------------------------------------------------------------------
@@ -344,7 +351,7 @@ def measure_ratio(spec: RatioSpec, run: BenchRun) -> str:
 
 def write_report(run: BenchRun) -> str:
     """bench.json and BENCHMARKS.md, with every ratio: those whose step never ran are "not measured"."""
-    for spec in RATIOS:
+    for spec in selected(run.opts):
         if spec.name not in run.results:
             why = next((r.detail for r in run.log.records if r.id == spec.name), "") or "not run"
             run.results[spec.name] = RatioResult.of(spec, error=why)
@@ -352,19 +359,24 @@ def write_report(run: BenchRun) -> str:
     return str(write_files(run))
 
 
-def pipeline() -> Pipeline:
+def selected(opts: BenchOptions) -> tuple[RatioSpec, ...]:
+    return tuple(s for s in RATIOS if not opts.only or s.name in opts.only)
+
+
+def pipeline(opts: BenchOptions) -> Pipeline:
     """The steps in order. The PyTriton peer runs only around its own ratio, so it is not there,
     idle or not, while the others are measured."""
     ratio = {s.name: Step(s.name, partial(measure_ratio, s), needs=NEEDS.get(s.name, ("start_server",)))
-             for s in RATIOS}
-    peer = ratio.pop("cpu_target_vs_pytriton")
+             for s in selected(opts)}
+    peer = []
+    if PEER_RATIO in ratio:
+        peer = [Step("start_pytriton", start_pytriton, needs=("prepare_models",)), ratio.pop(PEER_RATIO),
+                Step("stop_pytriton", stop_pytriton, needs=("start_pytriton",), cleanup=True)]
     return Pipeline([
         Step("prepare_models", prepare_models),
         Step("start_server", start_server, needs=("prepare_models",)),
         *ratio.values(),
-        Step("start_pytriton", start_pytriton, needs=("prepare_models",)),
-        peer,
-        Step("stop_pytriton", stop_pytriton, needs=("start_pytriton",), cleanup=True),
+        *peer,
         Step("stop_server", stop_server, needs=("start_server",), cleanup=True),
         Step("write_report", write_report, cleanup=True),
     ])
@@ -383,7 +395,7 @@ def run_bench(opts: BenchOptions, on_step=None) -> BenchRun:
     log = StepLog(out / "steps.json", on_event=on_step)
     with tempfile.TemporaryDirectory(prefix="tritonkit-bench-") as tmp:
         run = BenchRun(opts, log, Path(tmp), machine=machine())
-        pipeline().run(run, log)
+        pipeline(opts).run(run, log)
     return run
 
 
@@ -444,7 +456,7 @@ def benchmarks_markdown(results: list[RatioResult], machine_info: dict, steps: l
 
 
 def write_files(run: BenchRun) -> Path:
-    results = [run.results[s.name] for s in RATIOS if s.name in run.results]
+    results = [run.results[s.name] for s in selected(run.opts) if s.name in run.results]
     data = {"machine": run.machine, "models": {k: str(v) for k, v in run.onnx.items()},
             "ratios": {r.name: r.to_dict() for r in results}, "raw": run.raw, "steps": run.log.to_dict()["steps"],
             "duration_s": round(time.time() - run.started, 1)}
@@ -468,10 +480,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=BenchOptions.images, help="synthetic JPEGs for the client ratios")
     p.add_argument("--window-ms", type=int, default=Window.served_ms, help="perf_analyzer window")
     p.add_argument("--in-process-s", type=float, default=Window.in_process_s, help="in-process window")
+    p.add_argument("--only", default="", help="comma-separated ratio names to measure (default: all)")
     args = p.parse_args(argv)
     try:
         opts = BenchOptions(out=args.out, benchmarks_md=args.benchmarks_md, cache_dir=args.cache_dir,
                             pairs=args.pairs, images=args.images,
+                            only=tuple(n.strip() for n in args.only.split(",") if n.strip()),
                             window=Window(served_ms=args.window_ms, in_process_s=args.in_process_s))
         run = run_bench(opts, on_step=lambda r: print(f"[bench] {r.line()}", flush=True))
     except TritonkitError as exc:

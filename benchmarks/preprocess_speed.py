@@ -145,7 +145,8 @@ def main() -> None:
     for name, _, _, which in cases:
         base = None
         if "torchvision" not in name and "decode only" not in name:
-            base = rates["preprocess only: torchvision" if name.startswith("preprocess only") else "torchvision reference"]
+            base = rates["preprocess only: torchvision" if name.startswith("preprocess only")
+                         else "torchvision reference"]
         diff = None
         if which is not None:
             outs = [preprocess_bytes(d, pp, fast=True)[0] for d in data] if which == "fast" else \

@@ -28,6 +28,15 @@ import threading
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
+
+from tritonkit._lazy import lazy_import
+
+ort = lazy_import("onnxruntime")
+pt_decorators = lazy_import("pytriton.decorators", "nvidia-pytriton")
+pt_config = lazy_import("pytriton.model_config", "nvidia-pytriton")
+pt_triton = lazy_import("pytriton.triton", "nvidia-pytriton")
+
 
 def matching_libpython_env(env: Mapping[str, str], libdir: str | None = None,
                            shared: bool | None = None) -> dict[str, str]:
@@ -45,32 +54,26 @@ def matching_libpython_env(env: Mapping[str, str], libdir: str | None = None,
 
 def serve(onnx: Path, name: str, input_name: str, output_name: str, dims: tuple[int, ...], max_batch: int,
           ports: tuple[int, int, int], queue_delay_us: int, log_file: Path | None) -> None:
-    import numpy as np
-    import onnxruntime as ort
-    from pytriton.decorators import batch
-    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-    from pytriton.triton import Triton, TritonConfig
-
     options = ort.SessionOptions()
     options.inter_op_num_threads = 1        # as the cpu target's python backend
     session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
 
-    @batch
+    @pt_decorators.batch
     def infer(**inputs):
         return {output_name: session.run([output_name], {input_name: inputs[input_name]})[0]}
 
     http, grpc, metrics = ports
-    config = TritonConfig(http_port=http, grpc_port=grpc, metrics_port=metrics,
+    config = pt_triton.TritonConfig(http_port=http, grpc_port=grpc, metrics_port=metrics,
                           log_file=str(log_file) if log_file else None)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    with Triton(config=config) as triton:
+    with pt_triton.Triton(config=config) as triton:
         triton.bind(model_name=name, infer_func=infer,
-                    inputs=[Tensor(name=input_name, dtype=np.float32, shape=dims)],
-                    outputs=[Tensor(name=output_name, dtype=np.float32, shape=(-1,))],
-                    config=ModelConfig(max_batch_size=max_batch,
-                                       batcher=DynamicBatcher(max_queue_delay_microseconds=queue_delay_us)),
+                    inputs=[pt_config.Tensor(name=input_name, dtype=np.float32, shape=dims)],
+                    outputs=[pt_config.Tensor(name=output_name, dtype=np.float32, shape=(-1,))],
+                    config=pt_config.ModelConfig(max_batch_size=max_batch, batcher=pt_config.DynamicBatcher(
+                        max_queue_delay_microseconds=queue_delay_us)),
                     strict=True)
         triton.run()
         print("pytriton-peer: serving", flush=True)

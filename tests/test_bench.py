@@ -133,9 +133,9 @@ def _pipeline_with(prepare, preprocess_measure):
     """bench.pipeline with the model step and the one server-free ratio replaced."""
     original = bench.pipeline
 
-    def patched():
+    def patched(opts):
         steps = []
-        for step in original().steps:
+        for step in original(opts).steps:
             if step.id == "prepare_models":
                 step = bench.Step("prepare_models", prepare)
             elif step.id == "client_preprocess_vs_torchvision":
@@ -169,3 +169,18 @@ def test_the_peer_runs_with_the_libpython_its_standard_library_belongs_to():
         assert env["LD_LIBRARY_PATH"].split(os.pathsep)[0] == sysconfig.get_config_var("LIBDIR")
     else:
         assert "LD_LIBRARY_PATH" not in env
+
+
+def test_the_pipeline_has_a_step_per_ratio_and_the_peer_only_around_its_own():
+    ids = bench.pipeline(bench.BenchOptions()).ids
+    assert set(ids) >= {s.name for s in bench.RATIOS}
+    at = ids.index("cpu_target_vs_pytriton")
+    assert ids[at - 1:at + 2] == ("start_pytriton", "cpu_target_vs_pytriton", "stop_pytriton")
+    assert ids[-2:] == ("stop_server", "write_report")
+    only = bench.pipeline(bench.BenchOptions(only=("client_preprocess_vs_torchvision",))).ids
+    assert only == ("prepare_models", "start_server", "client_preprocess_vs_torchvision", "stop_server",
+                    "write_report")
+    with pytest.raises(bench.TritonkitError, match="unknown ratios: nope"):
+        bench.BenchOptions(only=("nope",))
+    with pytest.raises(bench.TritonkitError, match="pairs must be >= 3"):
+        bench.BenchOptions(pairs=2)

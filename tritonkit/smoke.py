@@ -286,8 +286,8 @@ def run_smoke(opts: SmokeOptions, gpu: GpuInfo, *, on_step: OnStep | None = None
     report = SmokeReport(gpu={"name": gpu.name, "compute_capability": gpu.compute_capability}, container_release=release)
     steps = StepLog(opts.out / "steps.json", on_event=on_step, records=report.steps)
     docker = docker_engine_available() if docker_available is None else docker_available
-    trt = steps.call("container_tensorrt",
-                     lambda: resolve_container_trt(release, opts.container_trt_version, report, docker_available=docker))
+    trt = steps.call("container_tensorrt", lambda: resolve_container_trt(
+        release, opts.container_trt_version, report, docker_available=docker))
     report.container_tensorrt = trt.version if trt else None
     builder = trt and steps.call("choose_builder",
                                  lambda: choose_builder(opts.builder, trt.version, host_tensorrt_version(), docker))
