@@ -63,12 +63,16 @@ def serve(onnx: Path, name: str, input_name: str, output_name: str, dims: tuple[
         return {output_name: session.run([output_name], {input_name: inputs[input_name]})[0]}
 
     http, grpc, metrics = ports
-    config = pt_triton.TritonConfig(http_port=http, grpc_port=grpc, metrics_port=metrics,
+    config = pt_triton.TritonConfig(http_address="127.0.0.1", http_port=http, grpc_address="127.0.0.1",
+                                    grpc_port=grpc, metrics_port=metrics,
                           log_file=str(log_file) if log_file else None)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    with pt_triton.Triton(config=config) as triton:
+    # perf_analyzer reads the server statistics, which PyTriton puts behind a token by default; the
+    # bundled server it is compared with restricts nothing either (both listen on loopback only)
+    security = pt_triton.TritonSecurityConfig(restricted_endpoints=[])
+    with pt_triton.Triton(config=config, security_config=security) as triton:
         triton.bind(model_name=name, infer_func=infer,
                     inputs=[pt_config.Tensor(name=input_name, dtype=np.float32, shape=dims)],
                     outputs=[pt_config.Tensor(name=output_name, dtype=np.float32, shape=(-1,))],
