@@ -53,6 +53,7 @@ BIG, SMALL = "resnet50", "demo_shapes"
 SMALL_NO_DB = "demo_shapes_nodb"
 SMALL_SHARED = "demo_shapes_shared"   # onnxruntime threads do not spin: the client shares the CPUs
 CONCURRENCY = 8                        # bs-1 requests in flight for the small model
+RESNET_REQUESTS = 6                    # requests per perf_analyzer window for ResNet-50 bs 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,10 +108,10 @@ class BenchRun:
         return self.sessions[model]
 
     def served(self, model: str, concurrency: int, label: str, batch: int = 1, url: str | None = None,
-               window_ms: int | None = None):
+               request_count: int | None = None):
         """One perf_analyzer point; its row is kept in raw under ``label``."""
         row, counts = served_point(model, url or self.url, batch, concurrency, self.out / "perf" / label,
-                                   self.opts.window, window_ms)
+                                   self.opts.window, request_count)
         self.raw.setdefault("served", {}).setdefault(label, []).append(
             {**row_to_dict(row), "avg_batch": counts.avg_batch if counts else None})
         return row, counts
@@ -124,19 +125,16 @@ class BenchRun:
 def serving_efficiency(run: BenchRun) -> Measured:
     """ResNet-50, batch 8: Triton-served img/s over in-process onnxruntime img/s."""
     rows = []
-    first = run.in_process(BIG, 8)
-    # windows of about five batches per request in flight, within 1x..3x the small model's
-    served_ms = run.opts.window.served_ms
-    window_ms = min(max(served_ms, int(8 / first * 1e3 * 5 * 2)), 3 * served_ms)
 
     def served() -> float:
-        rows.append(run.served(BIG, 2, "resnet50_bs8_c2", 8, window_ms=window_ms)[0])
+        rows.append(run.served(BIG, 2, "resnet50_bs8_c2", 8, request_count=RESNET_REQUESTS)[0])
         return rows[-1].img_per_s
 
     pairs = interleave(served, lambda: run.in_process(BIG, 8), run.opts.pairs)
     return Measured(pairs, "Triton gRPC img/s, bs 8, concurrency 2 (perf_analyzer)",
                     "in-process onnxruntime img/s, bs 8",
-                    note=f"perf_analyzer windows of {window_ms} ms; in-process windows of "
+                    note=f"perf_analyzer windows of {RESNET_REQUESTS} requests (count_windows: a time window of "
+                         f"a few seconds holds too few of them on a loaded machine); in-process windows of "
                          f"{run.opts.window.in_process_s:g} s",
                     where_time_goes=f"per request (last pair): {split_text(rows[-1])}")
 

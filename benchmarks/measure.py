@@ -54,12 +54,14 @@ class Window:
 
 
 def served_point(model: str, url: str, batch: int, concurrency: int, out: Path, window: Window,
-                 window_ms: int | None = None) -> tuple[PerfRow, ServerCounts | None]:
+                 request_count: int | None = None) -> tuple[PerfRow, ServerCounts | None]:
     """perf_analyzer at one batch size and concurrency (gRPC, random input): its row and the
-    server's counts (images per model execution)."""
+    server's counts (images per model execution). Windows of ``window.served_ms``, or of
+    ``request_count`` requests each (for a model slow enough that a time window holds few)."""
+    mode = {"measurement_mode": "count_windows", "measurement_request_count": request_count} if request_count else {}
     spec = PerfSpec(model=model, url=url, batch_size=batch, concurrency=ConcurrencyRange(concurrency, concurrency),
-                    measurement_interval_ms=window_ms or window.served_ms, stability_pct=window.stability_pct,
-                    max_trials=window.max_trials)
+                    measurement_interval_ms=window.served_ms, stability_pct=window.stability_pct,
+                    max_trials=window.max_trials, **mode)
     sweep = run_sweep(spec, out, plot=False, unstable_retries=0)
     if not sweep.rows:
         raise TritonkitError(f"perf_analyzer measured nothing for {model} at {url}: "
