@@ -32,7 +32,7 @@ test-all: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) -m tritonkit.perf.bench --out reports/bench
+	$(PY) -m benchmarks.bench --out reports/bench
 
 lint: setup
 	$(VENV)/bin/hadolint Dockerfile

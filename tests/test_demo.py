@@ -340,64 +340,6 @@ def test_assign_grid_targets_edges_clipped_and_batches_independent():
     assert set(np.nonzero(pos[2])[0]) == {1 * 4 + 3, 0 * 4 + 3}
 
 
-# -- step log -------------------------------------------------------------------------------------
-
-def _on_disk(path: Path) -> list[tuple[str, str]]:
-    return [(s["name"], s["status"]) for s in json.loads(path.read_text())["steps"]]
-
-
-def test_steplog_records_failures_and_goes_on(tmp_path):
-    from tritonkit.demo.run import StepLog
-
-    lines: list[str] = []
-    log = StepLog(tmp_path / "out" / "steps.json", log=lines.append)
-    ran = []
-    with log.step("one") as s:
-        ran.append(1)
-        s.detail = "fine"
-    assert _on_disk(log.path) == [("one", "ok")]
-    with log.step("two"):
-        ran.append(2)
-        raise TritonkitError("server not ready\nlong trace here")
-    assert _on_disk(log.path) == [("one", "ok"), ("two", "failed")]
-    with log.step("three"):
-        ran.append(3)
-        {}["missing"]
-    with log.step("four"):
-        ran.append(4)
-    log.skip("five", "nothing to serve")
-    assert ran == [1, 2, 3, 4]
-
-    disk = json.loads(log.path.read_text())["steps"]
-    assert [(s["name"], s["status"]) for s in disk] == [("one", "ok"), ("two", "failed"), ("three", "failed"),
-                                                       ("four", "ok"), ("five", "skipped")]
-    assert disk[0]["detail"] == "fine"
-    assert disk[1]["detail"] == "server not ready"
-    assert disk[2]["detail"].startswith("KeyError: 'missing'") and "test_demo.py:" in disk[2]["detail"]
-    assert disk[4]["detail"] == "nothing to serve" and disk[4]["seconds"] == 0.0
-    assert all(s["seconds"] >= 0 for s in disk)
-    assert [s.name for s in log.failed()] == ["two", "three"]
-    assert log.ok("one") and log.ok("four") and not log.ok("two") and not log.ok("five") and not log.ok("six")
-    assert any("two: failed" in line and "server not ready" in line for line in lines)
-    assert any("five: skipped" in line for line in lines)
-
-
-def test_steplog_times_steps_and_lets_interrupts_through(tmp_path):
-    import time
-
-    from tritonkit.demo.run import StepLog
-
-    log = StepLog(tmp_path / "steps.json", log=lambda _: None)
-    with log.step("sleep"):
-        time.sleep(0.05)
-    assert log.steps[0].seconds >= 0.04
-    with pytest.raises(KeyboardInterrupt):
-        with log.step("interrupted"):
-            raise KeyboardInterrupt
-    # the interrupted step is still on disk, not marked ok
-    assert _on_disk(log.path)[1][0] == "interrupted" and _on_disk(log.path)[1][1] != "ok"
-
-
 # -- report ---------------------------------------------------------------------------------------
 
 def _write(path: Path, obj) -> None:
@@ -407,7 +349,8 @@ def _write(path: Path, obj) -> None:
 
 def test_demo_report_shows_the_figures_of_the_files(tmp_path):
     from tritonkit.demo.report import write_demo_report
-    from tritonkit.demo.run import CLS_CARD, CLS_GUARDED, Step
+    from tritonkit.demo.run import CLS_CARD, CLS_GUARDED
+    from tritonkit.steps import StepRecord as Step
     from tritonkit.perf.stalls import summarize
 
     out = tmp_path / "demo"
@@ -428,7 +371,7 @@ def test_demo_report_shows_the_figures_of_the_files(tmp_path):
         "results": {k: v.to_dict() for k, v in runs.items()}})
     _write(out / "classification.md", "# Classification results\n\nrun model vs run stream body line\n")
     _write(out / "perf" / "sweep.md", "# Sweep\n\n| concurrency | infer/s |\n| --- | --- |\n| 1 | 987.6 |\n")
-    steps = [Step("generate data", "ok", 1.234, ""), Step("validate the deployment", "failed", 2.5, "validation failed")]
+    steps = [Step("generate_data", "ok", 1.234, ""), Step("validate_deployment", "failed", 2.5, "validation failed")]
 
     path = write_demo_report(out, steps)
     assert path == out / "report.md"
@@ -450,14 +393,14 @@ def test_demo_report_shows_the_figures_of_the_files(tmp_path):
     # markdown sections copied without their own title; steps listed
     assert "run model vs run stream body line" in text and "# Classification results" not in text
     assert "987.6" in text and "latency_throughput.png" not in text
-    assert any("generate data" in line and "ok" in line and "1.2" in line for line in text.splitlines())
-    assert any("validate the deployment" in line and "failed" in line and "validation failed" in line
+    assert any("generate_data" in line and "ok" in line and "1.2" in line for line in text.splitlines())
+    assert any("validate_deployment" in line and "failed" in line and "validation failed" in line
                for line in text.splitlines())
 
 
 def test_demo_report_with_missing_or_partial_files(tmp_path):
     from tritonkit.demo.report import write_demo_report
-    from tritonkit.demo.run import Step
+    from tritonkit.steps import StepRecord as Step
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -525,3 +468,33 @@ def test_train_classifier_exports_measures_and_caches(tmp_path):
     again = train_classifier(data, cache, config, progress=False)
     assert again.cached is True
     assert again.value == res.value and again.onnx_path == res.onnx_path and again.history == res.history
+
+
+# -- the demo's pipeline ----------------------------------------------------------------------------
+
+def test_demo_goes_on_after_a_failed_step_and_still_writes_its_report(tmp_path, monkeypatch):
+    """The data generator is replaced by one that fails (no training, no server here): the steps
+    that need it are skipped, the others run, and steps.json and report.md are written."""
+    import tritonkit.demo.run as demo_run
+
+    def broken(*args, **kwargs):
+        raise TritonkitError("disk full")
+
+    monkeypatch.setattr(demo_run, "ensure_classification_data", broken)
+    seen = []
+    opts = demo_run.DemoOptions(out=tmp_path / "out", work=tmp_path / "work", cache=tmp_path / "cache",
+                                detection=False, int8=False, perf=False, validate=False, segmentation=False)
+    log = demo_run.run_demo(opts, on_step=lambda r: seen.append((r.id, r.status)))
+    status = {r.id: (r.status, r.detail) for r in log.records}
+    assert list(status) == list(demo_run.STEPS.ids)
+    assert status["generate_data"] == ("failed", "disk full")
+    assert status["generate_detection_data"] == ("skipped", "detection off")
+    assert status["train_classifier"] == ("skipped", "needs generate_data (failed)")
+    assert status["write_repository"] == ("failed", "no model could be put in the repository")
+    assert status["start_server"][0] == "skipped" and status["eval_classify_fp32"][0] == "skipped"
+    assert status["report"][0] == "ok" and (tmp_path / "out" / "report.md").is_file()
+    disk = json.loads((tmp_path / "out" / "steps.json").read_text())
+    assert disk["failed"] and [s["id"] for s in disk["steps"]] == list(demo_run.STEPS.ids)
+    assert [i for i, s in seen if s == "running"] == ["generate_data", "generate_detection_data", "write_repository",
+                                                      "segmentation", "report"]
+    assert status["segmentation"] == ("skipped", "segmentation off")

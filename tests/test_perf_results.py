@@ -189,26 +189,6 @@ def test_plot_writes_a_png(tmp_path):
         plot_latency_throughput([], tmp_path / "none.png")
 
 
-def test_bench_ratio_and_report():
-    """The bench report: value = numerator / denominator, goal judged, both figures shown."""
-    from tritonkit.perf.bench import GOALS, BenchOptions, BenchReport, Ratio, benchmarks_markdown
-
-    rows = _parse("grpc_bs1_c1-3.csv")
-    served, other = rows[-1].img_per_s, rows[0].img_per_s
-    report = BenchReport(BenchOptions(), machine={"cpus": 2, "load_avg_start": (0.5, 0.4, 0.3)},
-                         models={"resnet50": {"weights": "random"}})
-    report.ratios["dynamic_batching_gain"] = Ratio("dynamic_batching_gain", GOALS["dynamic_batching_gain"],
-                                                   served, other, "on", "off", where_time_goes="queue")
-    report.ratios["serving_efficiency"] = Ratio("serving_efficiency", GOALS["serving_efficiency"], None, 10.0)
-    r = report.ratios["dynamic_batching_gain"]
-    assert r.value == pytest.approx(served / other) and r.met == (served / other >= 2.0)
-    assert report.ratios["serving_efficiency"].value is None and report.ratios["serving_efficiency"].met is None
-    md = benchmarks_markdown(report)
-    assert f"{served / other:.3f}" in md and f"{served:,.2f}" in md and f"{other:,.2f}" in md
-    assert "serving_efficiency: not measured" in md and "where the time goes: queue" in md
-    assert report.to_dict()["ratios"]["dynamic_batching_gain"]["value"] == pytest.approx(served / other)
-
-
 def test_server_counts_show_the_dynamic_batcher_at_work():
     from tritonkit.perf.results import parse_server_counts
 

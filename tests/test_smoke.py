@@ -57,9 +57,9 @@ def test_smoke_with_a_host_tensorrt_of_another_version_builds_nothing(tmp_path, 
     opts = SmokeOptions(onnx_dir=tmp_path / "onnx", models=("demo_shapes",), out=tmp_path / "r", work=tmp_path / "w",
                         container_release="25.10")
     report = run_smoke(opts, GpuInfo("NVIDIA L4", "8.9"), docker_available=False)
-    steps = {s.name: s for s in report.steps}
-    assert steps["choose-builder"].status == "failed" and "10.11.0.33" in steps["choose-builder"].detail
-    assert not any(s.name.startswith("build-") for s in report.steps)
+    steps = {s.id: s for s in report.steps}
+    assert steps["choose_builder"].status == "failed" and "10.11.0.33" in steps["choose_builder"].detail
+    assert not any(s.id.startswith("build_") for s in report.steps)
     assert not (tmp_path / "w" / "plans").exists()
     saved = json.loads((tmp_path / "r" / "gpu_smoke.json").read_text())
     assert saved["failed"] and saved["container_tensorrt"] == TRT_2510

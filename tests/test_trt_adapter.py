@@ -349,13 +349,13 @@ def test_gpu_smoke_pipeline_with_fake_gpu_and_fake_tensorrt(tiny_onnx, tmp_path,
     code = main(["gpu-smoke", "--onnx-dir", str(onnx_dir), "--models", "demo_shapes,demo_shapes_det",
                  "--out", str(tmp_path / "report"), "--work", str(tmp_path / "work")])
     report = json.loads((tmp_path / "report" / "gpu_smoke.json").read_text())
-    steps = {(s["name"], s["model"]): s for s in report["steps"]}
+    steps = {(s["id"], s["subject"]): s for s in report["steps"]}
     assert code == 1 and report["failed"]
-    assert steps[("build-fp16-plan", "demo_shapes")]["status"] == "ok"
-    assert steps[("build-fp16-plan", "demo_shapes_det")]["status"] == "failed"
-    assert "demo_shapes_det.onnx: ONNX file not found" in steps[("build-fp16-plan", "demo_shapes_det")]["detail"]
-    assert steps[("compat-check", "demo_shapes")]["status"] == "ok"
-    assert steps[("repository-check", None)]["status"] == "ok"
+    assert steps[("build_fp16_plan", "demo_shapes")]["status"] == "ok"
+    assert steps[("build_fp16_plan", "demo_shapes_det")]["status"] == "failed"
+    assert "demo_shapes_det.onnx: ONNX file not found" in steps[("build_fp16_plan", "demo_shapes_det")]["detail"]
+    assert steps[("compat_check", "demo_shapes")]["status"] == "ok"
+    assert steps[("repository_check", None)]["status"] == "ok"
     plan = tmp_path / "work" / "model_repository" / "demo_shapes" / "1" / "model.plan"
     assert read_sidecar(plan).max_batch == 8 and read_sidecar(plan).gpu_name == "NVIDIA L4"
     assert report["precision_note"].startswith("fp16 plans built and measured on NVIDIA L4")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import subprocess
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
@@ -44,6 +43,7 @@ from tritonkit.model_repository.plans import check_repository_plans
 from tritonkit.model_repository.writer import write_model
 from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
 from tritonkit.serve.docker import DockerServer, RunOptions, docker_commands, serve_run_argv
+from tritonkit.steps import StepLog, StepRecord
 from tritonkit.tasks import task_for_card
 
 SMOKE_MODELS = ("resnet50", "demo_shapes", "demo_shapes_det")
@@ -79,15 +79,6 @@ class SmokeOptions:
 
 
 @dataclass
-class Step:
-    name: str
-    model: str | None
-    status: str          # ok | failed | skipped
-    detail: str = ""
-    seconds: float = 0.0
-
-
-@dataclass
 class SmokeReport:
     gpu: dict
     container_release: str
@@ -95,7 +86,7 @@ class SmokeReport:
     builder: str | None = None
     precision: str | None = None
     precision_note: str = ""
-    steps: list[Step] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
     docker_commands: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -107,29 +98,7 @@ class SmokeReport:
         return {**asdict(self), "failed": self.failed}
 
 
-OnStep = Callable[[Step], None]
-
-
-class _Steps:
-    """Runs steps into a report; a TritonkitError fails the step (one line) and the run goes on."""
-
-    def __init__(self, report: SmokeReport, on_step: OnStep | None):
-        self.report, self.on_step = report, on_step
-
-    def add(self, step: Step) -> None:
-        self.report.steps.append(step)
-        if self.on_step is not None:
-            self.on_step(step)
-
-    def run(self, name: str, model: str | None, fn: Callable[[], object]):
-        start = time.perf_counter()
-        try:
-            value = fn()
-        except TritonkitError as exc:
-            self.add(Step(name, model, "failed", str(exc), time.perf_counter() - start))
-            return None
-        self.add(Step(name, model, "ok", value if isinstance(value, str) else "", time.perf_counter() - start))
-        return value
+OnStep = Callable[[StepRecord], None]
 
 
 def require_gpu(index: int | None = None) -> GpuInfo:
@@ -255,33 +224,33 @@ def perf_served(card: ModelCard, url: str, out: Path) -> str:
     return f"perf sweep written to {result.markdown}"
 
 
-def _serve_and_measure(opts: SmokeOptions, steps: _Steps, release: str, repo: Path, extra: tuple[str, ...],
+def _serve_and_measure(opts: SmokeOptions, steps: StepLog, release: str, repo: Path, extra: tuple[str, ...],
                        cards: dict[str, ModelCard]) -> None:
     run = RunOptions(profile=opts.run.profile, http_port=opts.run.http_port, grpc_port=opts.run.grpc_port,
                      metrics_port=opts.run.metrics_port, gpus=docker_gpus_arg(opts.gpu_index), name=CONTAINER_NAME)
     argv = serve_run_argv(release, repo=repo, options=run, extra_server_args=extra)
     server = DockerServer(argv, name=CONTAINER_NAME, ports=(run.http_port, run.grpc_port, run.metrics_port))
-    if steps.run("docker-run", None, lambda: server.start(opts.ready_timeout_s) and server.http_url) is None:
+    if steps.call("docker_run", lambda: server.start(opts.ready_timeout_s) and server.http_url) is None:
         return
     try:
         for name, card in cards.items():
             if name in opts.eval_data:
-                steps.run("eval", name, lambda: evaluate_served(card, opts.eval_data[name], server.grpc_url,
-                                                                opts.out, opts.eval_limit))
+                steps.call("eval", evaluate_served, card, opts.eval_data[name], server.grpc_url, opts.out,
+                           opts.eval_limit, subject=name)
             else:
-                steps.add(Step("eval", name, "skipped", "no eval data for this model"))
-            steps.run("perf-sweep", name, lambda: perf_served(card, server.grpc_url, opts.out))
+                steps.skip("eval", "no eval data for this model", subject=name)
+            steps.call("perf_sweep", perf_served, card, server.grpc_url, opts.out, subject=name)
     finally:
         server.stop()
 
 
-def _build_all(opts: SmokeOptions, steps: _Steps, cards: list[ModelCard], builder: str | None, release: str,
+def _build_all(opts: SmokeOptions, steps: StepLog, cards: list[ModelCard], builder: str | None, release: str,
                precision: str) -> dict[str, tuple[ModelCard, Path]]:
     plans_dir, plans = opts.work / "plans", {}
     for card in cards:
         onnx, plan = opts.onnx_dir / f"{card.name}.onnx", plans_dir / f"{card.name}_{precision}.plan"
-        if builder and steps.run(f"build-{precision}-plan", card.name,
-                                 lambda: build_one(card, onnx, plan, precision, builder, release, opts.gpu_index)):
+        if builder and steps.call(f"build_{precision}_plan", build_one, card, onnx, plan, precision, builder, release,
+                                  opts.gpu_index, subject=card.name):
             plans[card.name] = (card, plan)
     return plans
 
@@ -291,18 +260,19 @@ def _compat_line(result: compat.CompatResult) -> str:
             + "".join(f"; note: {n}" for n in (result.container_note, *result.notes) if n))
 
 
-def _check_and_write(opts: SmokeOptions, steps: _Steps, plans: dict, release: str, trt: ContainerTensorRT,
+def _check_and_write(opts: SmokeOptions, steps: StepLog, plans: dict, release: str, trt: ContainerTensorRT,
                      gpu: GpuInfo, repo: Path) -> tuple[str, ...]:
     for name, (card, plan) in plans.items():
         mbs = min(SMOKE_MAX_BATCH, card.max_batch_size)
-        steps.run("compat-check", name, lambda: _compat_line(compat.check_plan_for_card(
+        steps.call("compat_check", lambda: _compat_line(compat.check_plan_for_card(
             card, plan, release, max_batch_size=mbs, host_cc=gpu.compute_capability, host_gpu_name=gpu.name,
-            container_trt=trt.version)))
-        steps.run("write-repository", name,
-                  lambda: str(write_model(card, plan, repo, RepoOptions(target="gpu", max_batch_size=mbs)).path))
+            container_trt=trt.version)), subject=name)
+        steps.call("write_repository",
+                   lambda: str(write_model(card, plan, repo, RepoOptions(target="gpu", max_batch_size=mbs)).path),
+                   subject=name)
     if not plans:
         return ()
-    results = steps.run("repository-check", None, lambda: check_repository_plans(
+    results = steps.call("repository_check", lambda: check_repository_plans(
         repo, release, gpu.compute_capability, container_trt=trt, host_gpu_name=gpu.name))
     return compat.server_args_for(results or [])
 
@@ -314,21 +284,21 @@ def run_smoke(opts: SmokeOptions, gpu: GpuInfo, *, on_step: OnStep | None = None
     release = parse_release(opts.container_release)
     cards = [get_card(m) for m in opts.models]
     report = SmokeReport(gpu={"name": gpu.name, "compute_capability": gpu.compute_capability}, container_release=release)
-    steps = _Steps(report, on_step)
+    steps = StepLog(opts.out / "steps.json", on_event=on_step, records=report.steps)
     docker = docker_engine_available() if docker_available is None else docker_available
-    trt = steps.run("container-tensorrt", None,
-                    lambda: resolve_container_trt(release, opts.container_trt_version, report, docker_available=docker))
+    trt = steps.call("container_tensorrt", lambda: resolve_container_trt(
+        release, opts.container_trt_version, report, docker_available=docker))
     report.container_tensorrt = trt.version if trt else None
-    builder = trt and steps.run("choose-builder", None,
-                                lambda: choose_builder(opts.builder, trt.version, host_tensorrt_version(), docker))
+    builder = trt and steps.call("choose_builder",
+                                 lambda: choose_builder(opts.builder, trt.version, host_tensorrt_version(), docker))
     report.builder = builder or None
     precision, note = smoke_precision(trt) if trt else ("fp16", "")
     report.precision = precision
     report.precision_note = f"{precision} plans built and measured on {gpu.name} (sm {gpu.compute_capability})"
     report.notes += [note] if note else []
     if builder == "docker":
-        steps.run("build-plan-builder-image", None,
-                  lambda: _run_cmd(builder_build_argv(release), "docker build of the plan builder") and "built")
+        steps.call("build_plan_builder_image",
+                   lambda: _run_cmd(builder_build_argv(release), "docker build of the plan builder") and "built")
     plans = _build_all(opts, steps, cards, builder or None, release, precision)
     repo = opts.work / "model_repository"
     extra = _check_and_write(opts, steps, plans, release, trt, gpu, repo) if trt else ()
@@ -343,6 +313,6 @@ def run_smoke(opts: SmokeOptions, gpu: GpuInfo, *, on_step: OnStep | None = None
     return report
 
 
-__all__ = ["SmokeOptions", "SmokeReport", "Step", "require_gpu", "choose_builder", "resolve_container_trt",
+__all__ = ["SmokeOptions", "SmokeReport", "require_gpu", "choose_builder", "resolve_container_trt",
            "host_tensorrt_version", "smoke_precision", "build_one", "evaluate_served", "perf_served", "run_smoke",
            "SMOKE_MODELS", "SMOKE_MAX_BATCH", "CONTAINER_NAME"]

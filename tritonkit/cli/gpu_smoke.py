@@ -20,7 +20,8 @@ from pathlib import Path
 from tritonkit.build_engines.releases import DEFAULT_RELEASE
 from tritonkit.errors import TritonkitError
 from tritonkit.serve.docker import RunOptions
-from tritonkit.smoke import CONTAINER_NAME, SMOKE_MODELS, SmokeOptions, Step, require_gpu, run_smoke
+from tritonkit.smoke import CONTAINER_NAME, SMOKE_MODELS, SmokeOptions, require_gpu, run_smoke
+from tritonkit.steps import RUNNING, StepRecord
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,8 +67,9 @@ def options_from_args(args: argparse.Namespace) -> SmokeOptions:
                         run=run, ready_timeout_s=args.ready_timeout)
 
 
-def _show(step: Step) -> None:
-    print(f"[{step.status}] {step.name} {step.model or ''} {step.detail}".rstrip())
+def _show(step: StepRecord) -> None:
+    if step.status != RUNNING:
+        print(f"[{step.status}] {step.name} {step.detail}".rstrip())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -76,14 +76,14 @@ def _segmentation_section(seg: dict | None, out: Path) -> list[str]:
     """mIoU fp32 through Triton vs in-process vs int8, FlagPerf fields, then segmentation.md."""
     if not seg:
         return []
-    row = [seg.get("model"), _fmt(seg.get("miou")), _fmt(seg.get("reference_miou")), _fmt(seg.get("int8_miou")),
-           _fmt(seg.get("pixel_accuracy")), _fmt(seg.get("p_infer_whole"), 1), _fmt(seg.get("p_val_whole"), 1),
-           f"{seg.get('images', '—')} ({len(seg.get('errors', []))} errors)"]
+    row = [seg.get("model"), fmt(seg.get("miou"), 4), fmt(seg.get("reference_miou"), 4), fmt(seg.get("int8_miou"), 4),
+           fmt(seg.get("pixel_accuracy"), 4), fmt(seg.get("p_infer_whole"), 1), fmt(seg.get("p_val_whole"), 1),
+           f"{seg.get('images', '-')} ({len(seg.get('errors', []))} errors)"]
     mem = seg.get("mem")
     lines = ["## Segmentation (demo_seg)", "",
              "Generated shapes in VOC layout; masks scaled back to the original size with nearest neighbour, void "
              "ignored. Server memory: " + (f"{mem / 2**20:.0f} MiB ({seg.get('mem_source')})" if mem else
-                                          str(seg.get("mem_source") or "—")) + ".", "",
+                                          str(seg.get("mem_source") or "-")) + ".", "",
              markdown_table(["model", "mIoU through Triton", "mIoU in-process ORT", "int8 mIoU", "pixel accuracy",
                              "p_infer_whole (img/s)", "p_val_whole (img/s)", "images"], [row]), ""]
     body = _section_file(out / "segmentation.md", "x")

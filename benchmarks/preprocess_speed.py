@@ -1,6 +1,6 @@
 """Client decode + preprocessing speed per core: torchvision's reference against tritonkit's.
 
-    taskset -c 0 .venv/bin/python scripts/preprocess_speed.py [--card resnet50] [--images 48] [--repeats 5]
+    taskset -c 0 .venv/bin/python -m benchmarks.preprocess_speed [--card resnet50] [--images 48] [--repeats 5]
 
 Generates photo-like JPEGs (quality 90, 500x375 .. 640x480, a third of them portrait), then
 times, one image after another on one thread (torch, OpenCV and BLAS limited to one), the best
@@ -16,6 +16,8 @@ of ``--repeats`` interleaved passes over all images:
 
 and the same without the decode (from decoded PIL images). Prints a markdown table with img/s,
 ms per image, the speed relative to torchvision and the largest difference from its output.
+``make bench`` uses :func:`torchvision_reference`, :func:`decode_preprocess` and :func:`one_pass`
+for its ``client_preprocess_vs_torchvision`` ratio.
 """
 
 from __future__ import annotations
@@ -57,6 +59,39 @@ def photos(n: int, seed: int = 0) -> list[bytes]:
     return out
 
 
+def pil_loader(data: bytes) -> Image.Image:
+    """torchvision's ``pil_loader``: the encoded image to an RGB PIL image."""
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def torchvision_reference(pp) -> Callable:
+    """torchvision's eval transform on the PIL path for a card's preprocessing: ``Resize`` ->
+    ``CenterCrop`` -> ``ToTensor`` -> ``Normalize`` (what published ImageNet accuracies use)."""
+    T = transforms
+    mode = T.InterpolationMode.BILINEAR if pp.interpolation == "bilinear" else T.InterpolationMode.BICUBIC
+    return T.Compose([T.Resize(pp.resize_to, interpolation=mode), T.CenterCrop(pp.size), T.ToTensor(),
+                      T.Normalize(pp.mean, pp.std)])
+
+
+def decode_preprocess(data: bytes, pp) -> np.ndarray:
+    """tritonkit's client path for one encoded image: decode, then the card's preprocessing."""
+    return preprocess(decode_image(data).pil, pp)[0]
+
+
+def one_pass(fn: Callable, inputs: list, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Images per second of ``fn`` over ``inputs``, one after another, timed by ``clock``
+    (``time.thread_time``: the calling thread's CPU time, which waiting for a CPU does not add to)."""
+    t0 = clock()
+    for x in inputs:
+        fn(x)
+    return len(inputs) / (clock() - t0)
+
+
+def max_abs_diff(pp, decoded: list, reference: Callable) -> float:
+    """The largest difference between tritonkit's preprocessing and ``reference`` over ``decoded``."""
+    return max(float(np.abs(preprocess(im, pp)[0] - reference(im).numpy()).max()) for im in decoded)
+
+
 def best_rates(cases: list[tuple[str, Callable, list]], repeats: int) -> dict[str, float]:
     """Images per second of each case's fastest pass. The passes are interleaved (every case
     once per round, ``repeats`` rounds after a warm-up round), so that load from other
@@ -79,22 +114,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    T = transforms
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     card = get_card(args.card)
     pp = card.preprocess
     tensor_pp = dataclasses.replace(pp, resample="tensor")
-    mode = T.InterpolationMode.BILINEAR if pp.interpolation == "bilinear" else T.InterpolationMode.BICUBIC
-    tv = T.Compose([T.Resize(pp.resize_to, interpolation=mode), T.CenterCrop(pp.size), T.ToTensor(),
-                    T.Normalize(pp.mean, pp.std)])
+    tv = torchvision_reference(pp)
     data = photos(args.images)
     decoded = [Image.open(io.BytesIO(d)).convert("RGB") for d in data]
     buffer = np.empty((len(data), *card.input.dims), np.float32)
     slot = iter(range(10 ** 9))
-
-    def pil_loader(d: bytes) -> Image.Image:
-        return Image.open(io.BytesIO(d)).convert("RGB")
 
     def exact_into_batch(d: bytes) -> None:
         preprocess(decode_image(d).pil, pp, out=buffer[next(slot) % len(data)])
@@ -117,7 +146,8 @@ def main() -> None:
     for name, _, _, which in cases:
         base = None
         if "torchvision" not in name and "decode only" not in name:
-            base = rates["preprocess only: torchvision" if name.startswith("preprocess only") else "torchvision reference"]
+            base = rates["preprocess only: torchvision" if name.startswith("preprocess only")
+                         else "torchvision reference"]
         diff = None
         if which is not None:
             outs = [preprocess_bytes(d, pp, fast=True)[0] for d in data] if which == "fast" else \
