@@ -203,7 +203,7 @@ def write_postprocess_chain(card: ModelCard, repo_dir: str | Path, model: str, c
 # -- detection NMS, the first chain ---------------------------------------------------------
 
 def _check_detector(card: ModelCard) -> None:
-    if card.task != "detect" or card.postprocess.kind not in ("yolo", "ssd"):
+    if card.postprocess.kind not in ("yolo", "ssd"):  # the card's task follows from its postprocess
         raise ConfigError(f"card {card.name!r} is not a YOLO/SSD detector (task {card.task!r}, "
                           f"postprocess {card.postprocess.kind!r}); server-side NMS needs one")
 
@@ -257,7 +257,7 @@ def write_nms_chain(card: ModelCard, repo_dir: str | Path, detector_name: str, p
 def argmax_chain(card: ModelCard, instances: int = 1) -> PostprocessChain:
     """The argmax postprocess chain of a segmenter: its logits ``[C, H, W]`` in, the uint8
     ``mask`` ``[H, W]`` out (backends/argmax_mask.py, self-contained)."""
-    if card.task != "segment" or card.postprocess.kind != "argmax_mask":
+    if card.postprocess.kind != "argmax_mask":  # the card's task follows from its postprocess
         raise ConfigError(f"card {card.name!r} is not a segmenter (task {card.task!r}, postprocess "
                           f"{card.postprocess.kind!r}); server-side argmax needs one")
     logits = card.outputs[0]
