@@ -29,6 +29,7 @@ requests/s x batch size; measured: bs 8 at 869 requests/s is reported as 6920 in
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -39,12 +40,15 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from tritonkit import report
+from tritonkit.cards import ModelCard, card_from_dict
 from tritonkit.client.endpoints import resolve_endpoints
 from tritonkit.errors import ServerError, ToolMissingError, TritonkitError
+from tritonkit.model_repository.config import CARD_PARAMETER
 from tritonkit.perf import results as results_mod
 from tritonkit.perf.plot import plot_latency_throughput
 from tritonkit.perf.results import ResultsError, parse_csv
-from tritonkit.triton import DEFAULT_PORTS, call_kwargs, make_client, transport_errors, translate_errors
+from tritonkit.triton import (
+    DEFAULT_PORTS, call_kwargs, input_shape, make_client, transport_errors, translate_errors)
 
 PROTOCOLS = ("grpc", "http")
 MEASUREMENT_MODES = ("time_windows", "count_windows")
@@ -106,6 +110,77 @@ class ConcurrencyRange:
 
 
 @dataclass(frozen=True)
+class InputShape:
+    """perf_analyzer's ``--shape NAME:D1,D2,...`` for an input with variable dims (batch excluded)."""
+
+    name: str
+    dims: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1
+                                                 for d in self.dims):
+            raise PerfError(f"input shape {self.name!r}: dims must be positive integers (got {list(self.dims)})")
+
+    def __str__(self) -> str:
+        return f"{self.name}:{','.join(map(str, self.dims))}"
+
+
+def card_input_shapes(card: ModelCard, shape_hw: tuple[int, int] | None = None) -> tuple[InputShape, ...]:
+    """The ``--shape`` a card's model needs: none for fixed dims; for variable H and W (``-1``)
+    the card's ``dynamic_shape.opt`` or ``shape_hw`` (height, width)."""
+    if -1 not in card.input.dims:
+        return ()
+    return (InputShape(card.input.name, input_shape(card, 1, shape_hw)[1:]),)
+
+
+def served_input_shapes(url: str, protocol: str, model: str, shape_hw: tuple[int, int] | None = None,
+                        timeout_s: float = 10.0) -> tuple[InputShape, ...]:
+    """The ``--shape`` a served model needs, from its config: none when every input dim is fixed;
+    else variable H and W at ``shape_hw``, or at the ``dynamic_shape.opt`` of the card embedded
+    in the model's config (an ensemble: in its first step's model's config)."""
+    check_model_ready(url, protocol, model, timeout_s)
+    client = _client(protocol, url, timeout_s)
+    try:
+        config = _served_config(client, protocol, model, timeout_s)
+        variable = [i for i in config.get("input", []) if -1 in [int(d) for d in i.get("dims", [])]]
+        if not variable:
+            return ()
+        steps = config.get("ensemble_scheduling", {}).get("step", [])
+        card = _embedded_card(config) or (
+            _embedded_card(_served_config(client, protocol, steps[0]["model_name"], timeout_s)) if steps else None)
+    finally:
+        client.close()
+    hw = shape_hw or (card.dynamic_shape.opt if card is not None and card.dynamic_shape is not None else None)
+    if hw is None:
+        raise PerfError(f"model {model!r} has variable input dims and no card with a dynamic_shape in its "
+                        f"config: give shape_hw (height, width)")
+    shapes = []
+    for spec in variable:
+        spatial = iter(hw)
+        shapes.append(InputShape(spec["name"], tuple(next(spatial, 1) if int(d) == -1 else int(d)
+                                                     for d in spec["dims"])))
+    return tuple(shapes)
+
+
+def _served_config(client, protocol: str, model: str, timeout_s: float) -> dict:
+    kwargs = call_kwargs(protocol, timeout_s)
+    with translate_errors("get_model_config", where=f"model {model!r}"):
+        if protocol == "grpc":
+            return dict(client.get_model_config(model, as_json=True, **kwargs).get("config", {}))
+        return dict(client.get_model_config(model))
+
+
+def _embedded_card(config: dict) -> ModelCard | None:
+    text = config.get("parameters", {}).get(CARD_PARAMETER, {}).get("string_value")
+    if not text:
+        return None
+    try:
+        return card_from_dict(json.loads(text), f"config parameter {CARD_PARAMETER}")
+    except (TritonkitError, json.JSONDecodeError):
+        return None
+
+
+@dataclass(frozen=True)
 class PerfSpec:
     """One perf_analyzer run. Field names follow the flags they become (see :meth:`argv`)."""
 
@@ -127,6 +202,7 @@ class PerfSpec:
     model_version: str | None = None
     verbose_csv: bool = True
     timeout_s: float = 300.0
+    input_shapes: tuple[InputShape, ...] = ()   # --shape for inputs with variable dims
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -174,6 +250,8 @@ class PerfSpec:
         argv += ["--input-data", self.input_data, "--shared-memory", self.shared_memory]
         if self.output_shared_memory_bytes is not None:
             argv += ["--output-shared-memory-size", str(self.output_shared_memory_bytes)]
+        for shape in self.input_shapes:
+            argv += ["--shape", str(shape)]
         if self.async_mode:
             argv.append("--async")
         argv += ["-f", str(csv_path)]
@@ -610,6 +688,7 @@ def write_sweep_files(result: SweepResult) -> None:
 def _spec_json(spec: PerfSpec) -> dict:
     d = asdict(spec)
     d["concurrency"] = str(spec.concurrency)
+    d["input_shapes"] = [str(shape) for shape in spec.input_shapes]
     return d
 
 
@@ -619,4 +698,8 @@ def _settings_line(spec: PerfSpec, sizes: Sequence[int]) -> str:
     stab = f"p{spec.percentile}" if spec.percentile else "average latency"
     return (f"perf_analyzer, {spec.protocol} at {spec.url}, batch sizes {', '.join(map(str, sizes))}, "
             f"concurrency {spec.concurrency}, {how}, stable within {spec.stability_pct:g}% on {stab}, "
-            f"shared memory {spec.shared_memory}, input data {spec.input_data}.")
+            f"shared memory {spec.shared_memory}, input data {spec.input_data}{_shapes_note(spec)}.")
+
+
+def _shapes_note(spec: PerfSpec) -> str:
+    return f", input shape {' '.join(map(str, spec.input_shapes))}" if spec.input_shapes else ""

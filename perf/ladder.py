@@ -47,10 +47,11 @@ from tritonkit.client.infer import ClientOptions, TritonInfer
 from tritonkit.client.pipeline import EngineOptions, run_stream
 from tritonkit.client.timing import flagperf_metrics
 from tritonkit.errors import TritonkitError
-from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
+from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, card_input_shapes, run_sweep
 from tritonkit.perf.results import TextTable, write_markdown
 from tritonkit.report import write_json
 from tritonkit.tasks import task_for_card
+from tritonkit.triton import input_shape
 
 ort = lazy_import("onnxruntime")
 
@@ -92,12 +93,14 @@ def windows_stable(values: Sequence[float], stability_pct: float, last: int = 3)
 
 def measure_onnxruntime(onnx_path: str | os.PathLike, card: ModelCard, batch_size: int, *,
                         window_s: float = 2.0, stability_pct: float = 10.0, max_windows: int = 8,
-                        intra_op_threads: int = 0, session=None) -> InProcessResult:
+                        intra_op_threads: int = 0, session=None,
+                        shape_hw: tuple[int, int] | None = None) -> InProcessResult:
     """img/s of ``session.run`` on random input of ``batch_size``, back to back, in windows of
-    ``window_s`` until three windows agree within ``stability_pct`` (the mean of those three)."""
+    ``window_s`` until three windows agree within ``stability_pct`` (the mean of those three).
+    Variable H and W are ``shape_hw``, else the card's ``dynamic_shape.opt``."""
     session = session or ort_session(onnx_path, intra_op_threads)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(card.input_shape(batch_size)).astype(card.input.numpy_dtype)
+    x = rng.standard_normal(input_shape(card, batch_size, shape_hw)).astype(card.input.numpy_dtype)
     names = [o.name for o in card.outputs]
     feed = {card.input.name: x}
     for _ in range(2):
@@ -195,6 +198,7 @@ class LadderOptions:
     images: tuple = ()               # run-stream items; () -> synthetic_items(stream_images)
     plan: Path | None = None         # TensorRT plan of the same model: the trtexec rung (GPU hosts)
     trtexec: str | None = None       # the trtexec binary (default: on PATH)
+    shape_hw: tuple[int, int] | None = None  # variable H, W of the input; None -> the card's dynamic_shape.opt
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.concurrency < 1:
@@ -202,10 +206,16 @@ class LadderOptions:
         if self.batch_size > self.card.max_batch_size:
             raise TritonkitError(f"batch size {self.batch_size} is above card {self.card.name!r}'s max "
                                  f"{self.card.max_batch_size}")
+        input_shape(self.card, 1, self.shape_hw)  # a bad shape_hw, or variable dims with no size, fails here
 
     @property
     def model(self) -> str:
         return self.served_name or self.card.name
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The input shape every rung uses, batch included."""
+        return input_shape(self.card, self.batch_size, self.shape_hw)
 
 
 @dataclass(frozen=True)
@@ -257,8 +267,9 @@ class LadderResult:
                          f"{ratio:.3f}" if ratio is not None else "—",
                          f"{r.p99_ms:,.2f}" if r.p99_ms is not None else "—", r.how, r.note))
         limit = self.limit_rung
+        shape = "x".join(map(str, o.input_shape[1:]))
         return TextTable(
-            f"overhead ladder: {o.model}, batch {o.batch_size}, {o.concurrency} in flight",
+            f"overhead ladder: {o.model}, batch {o.batch_size}, input {shape}, {o.concurrency} in flight",
             ("rung", "img/s", "÷ limit", "p99 ms/req", "measured with", "note"), tuple(rows),
             note="Measured one after another in one run on this machine; ratios are to "
                  + (f"{limit.name} (the compute limit here)." if limit else "the compute limit, not measured."))
@@ -266,7 +277,7 @@ class LadderResult:
     def to_json(self) -> dict:
         o = self.options
         return {"model": o.model, "card": o.card.name, "onnx": str(o.onnx), "batch_size": o.batch_size,
-                "concurrency": o.concurrency, "limit_img_per_s": self.limit,
+                "concurrency": o.concurrency, "input_shape": list(o.input_shape), "limit_img_per_s": self.limit,
                 "limit_rung": self.limit_rung.name if self.limit_rung else None,
                 "rungs": [{"name": r.name, "how": r.how, "img_per_s": r.img_per_s, "p99_ms": r.p99_ms,
                            "ratio": r.ratio(self.limit), "note": r.note} for r in self.rungs]}
@@ -327,7 +338,7 @@ def trtexec_bench_argv(trtexec: str | os.PathLike, plan: str | os.PathLike, inpu
 
 def trtexec_rung(plan: str | os.PathLike | None = None, card: ModelCard | None = None, batch_size: int = 1, *,
                  trtexec: str | None = None, duration_s: int = 3, timeout_s: float = 900.0,
-                 log_path: Path | None = None) -> Rung:
+                 log_path: Path | None = None, shape_hw: tuple[int, int] | None = None) -> Rung:
     """The TensorRT rung: measured with trtexec when a plan and trtexec are there (a GPU host),
     else reported as not measured with the reason."""
     binary = trtexec or shutil.which("trtexec")
@@ -343,7 +354,8 @@ def trtexec_rung(plan: str | os.PathLike | None = None, card: ModelCard | None =
     how = "trtexec --loadEngine"
     if not plan.is_file():
         return Rung(RUNG_TRTEXEC, how, note=f"failed: {plan}: TensorRT plan not found")
-    argv = trtexec_bench_argv(binary, plan, card.input.name, card.input_shape(batch_size), duration_s=duration_s)
+    argv = trtexec_bench_argv(binary, plan, card.input.name, input_shape(card, batch_size, shape_hw),
+                              duration_s=duration_s)
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
     except OSError as exc:
@@ -374,7 +386,8 @@ def _served_rung(name: str, o: LadderOptions, url: str, protocol: str, shm: str,
     spec = PerfSpec(model=o.model, url=url, protocol=protocol, batch_size=o.batch_size,
                     concurrency=ConcurrencyRange(o.concurrency, o.concurrency), measurement_mode="time_windows",
                     measurement_interval_ms=o.measurement_interval_ms, stability_pct=o.stability_pct,
-                    max_trials=o.max_trials, shared_memory=shm)
+                    max_trials=o.max_trials, shared_memory=shm,
+                    input_shapes=card_input_shapes(o.card, o.shape_hw))
     how = f"perf_analyzer -i {protocol}" + (f" --shared-memory {shm}" if shm != "none" else "")
     result = run_sweep(spec, out, plot=False)
     if not result.rows:
@@ -447,12 +460,12 @@ def run_ladder(options: LadderOptions, out_dir: str | os.PathLike,
 
     add(trtexec_rung(o.plan, o.card, o.batch_size, trtexec=o.trtexec,
                      duration_s=max(1, math.ceil(3 * o.measurement_interval_ms / 1000)),
-                     log_path=out / "trtexec.log"))
+                     log_path=out / "trtexec.log", shape_hw=o.shape_hw))
 
     def ort() -> Rung:
         r = measure_onnxruntime(o.onnx, o.card, o.batch_size, window_s=o.measurement_interval_ms / 1000.0,
                                 stability_pct=o.stability_pct, max_windows=o.max_trials,
-                                intra_op_threads=o.intra_op_threads)
+                                intra_op_threads=o.intra_op_threads, shape_hw=o.shape_hw)
         return Rung(RUNG_ORT, "onnxruntime InferenceSession.run, back to back", r.img_per_s,
                     note=f"{r.ms_per_batch:.2f} ms per batch" + ("" if r.stable else " (windows did not stabilise)"))
 

@@ -21,7 +21,7 @@ from tritonkit.cards import ModelCard
 from tritonkit.errors import TritonkitError
 from tritonkit.model_repository.config import RepoOptions, config_to_text, model_config
 from tritonkit.model_repository.writer import write_model
-from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
+from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, card_input_shapes, run_sweep
 from tritonkit.perf.results import PerfRow, TextTable, write_markdown
 from tritonkit.report import write_json, write_text
 from tritonkit.serve.local import LocalServer, ServerOptions
@@ -189,6 +189,8 @@ def run_tune(card: ModelCard, onnx: str | os.PathLike, grid: TuneGrid, p99_bound
         spec = replace(measure or PerfSpec(model=name, concurrency=ConcurrencyRange(8, 8),
                                            measurement_interval_ms=2000),
                        model=name, url=server.grpc_url, protocol="grpc")
+        if not spec.input_shapes:  # a variable-size input is measured at the card's opt size
+            spec = replace(spec, input_shapes=card_input_shapes(card))
         client = make_client("grpc", server.grpc_url)
         try:
             for variant in variants:

@@ -11,7 +11,7 @@ Everything that talks to a Triton server through ``tritonclient`` builds its cli
 * :func:`translate_errors` — a context manager turning tritonclient, gRPC and socket
   exceptions into one-line :class:`~tritonkit.errors.ServerError`\\ s that name the call;
 * :func:`one_line` — any exception as one short line (the server's message when it has one);
-* :func:`seeded_batch`, :func:`make_inputs`, :func:`requested_outputs`, :func:`infer` — raw
+* :func:`input_shape`, :func:`seeded_batch`, :func:`make_inputs`, :func:`requested_outputs`, :func:`infer` — raw
   requests without retries (validation and the stall probe count exactly the errors a retry
   would hide);
 * :func:`shm_module` — ``tritonclient.utils.shared_memory`` with a clear error when it cannot load.
@@ -30,7 +30,7 @@ import numpy as np
 
 from tritonkit._lazy import lazy_import, load_module
 from tritonkit.cards import ModelCard
-from tritonkit.errors import ServerError, ToolMissingError
+from tritonkit.errors import CardError, ServerError, ToolMissingError
 
 grpcclient = lazy_import("tritonclient.grpc")
 httpclient = lazy_import("tritonclient.http")
@@ -44,7 +44,7 @@ DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 LINE_LIMIT = 300
 
 __all__ = ["PROTOCOLS", "DEFAULT_PORTS", "client_module", "make_client", "DeadlineClient", "call_kwargs", "one_line",
-           "translate_errors", "transport_errors", "seeded_batch", "make_inputs", "requested_outputs", "infer",
+           "translate_errors", "transport_errors", "input_shape", "seeded_batch", "make_inputs", "requested_outputs", "infer",
            "shm_module", "grpcclient", "httpclient", "tritonutils"]
 
 
@@ -240,10 +240,27 @@ def _is_bad_address(exc: BaseException, call: str) -> bool:
 
 # -- raw requests ---------------------------------------------------------------------------
 
-def seeded_batch(card: ModelCard, batch: int, seed: int) -> np.ndarray:
-    """A deterministic input batch of the card's shape and dtype (normal noise for floats)."""
-    rng = np.random.default_rng(seed)
+def input_shape(card: ModelCard, batch: int, shape_hw: tuple[int, int] | None = None) -> tuple[int, ...]:
+    """The card's input shape at ``batch``; variable H and W (``-1``) take ``shape_hw`` (height,
+    width) when given, else the card's ``dynamic_shape.opt``. A ``-1`` with neither is an error."""
+    if shape_hw is not None:
+        if len(shape_hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape_hw):
+            raise CardError(f"shape_hw must be (height, width) with positive integers (got {shape_hw!r})")
+        if -1 in card.input.dims:
+            spatial = iter(shape_hw)
+            return (batch, *(next(spatial, 1) if d == -1 else d for d in card.input.dims))
     shape = card.input_shape(batch)
+    if -1 in shape:
+        raise CardError(f"card {card.name!r}: input {card.input.name!r} has variable dims and no dynamic_shape; "
+                        f"give shape_hw")
+    return shape
+
+
+def seeded_batch(card: ModelCard, batch: int, seed: int, shape_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """A deterministic input batch of the card's shape and dtype (normal noise for floats);
+    variable H and W at ``shape_hw`` or the card's ``dynamic_shape.opt`` (:func:`input_shape`)."""
+    rng = np.random.default_rng(seed)
+    shape = input_shape(card, batch, shape_hw)
     dtype = np.dtype(card.input.numpy_dtype)
     if dtype.kind == "f":
         return rng.standard_normal(shape).astype(dtype)

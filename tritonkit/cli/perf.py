@@ -22,16 +22,18 @@ tune: dynamic-batching delay x preferred batch sizes x instances on the bundled 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from tritonkit.cards import get_card
 from tritonkit.cli.tables import print_tables
-from tritonkit.errors import TritonkitError
+from tritonkit.errors import ServerError, TritonkitError
 from tritonkit.io import ensure_out_dir
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.model_repository.writer import write_model
 from tritonkit.perf.analyzer import (
-    ConcurrencyRange, PerfSpec, endpoint_addresses, endpoint_rows, run_endpoint_sweeps, run_sweep)
+    ConcurrencyRange, PerfSpec, card_input_shapes, endpoint_addresses, endpoint_rows, run_endpoint_sweeps,
+    run_sweep, served_input_shapes)
 from tritonkit.perf.ladder import LadderOptions, folder_items, run_ladder
 from tritonkit.perf.results import sweep_tables
 from tritonkit.perf.tune import TuneGrid, parse_preferred, run_tune
@@ -48,6 +50,18 @@ def _ints(text: str) -> tuple[int, ...]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return values
+
+
+def _hw(text: str) -> tuple[int, int]:
+    values = _ints(text)
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected HEIGHT,WIDTH with positive integers like 64,85, got {text!r}")
+    return values[0], values[1]
+
+
+def _shape_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shape-hw", type=_hw, metavar="H,W",
+                   help="height,width of a variable-size input (default: the card's dynamic_shape opt size)")
 
 
 def _measurement_args(p: argparse.ArgumentParser, interval_ms: int) -> None:
@@ -82,6 +96,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--stop-on-error", action="store_true", help="stop at the first failed point")
     s.add_argument("--no-plot", action="store_true")
     s.add_argument("--out", type=Path, default=Path("reports/perf"))
+    _shape_arg(s)
     _measurement_args(s, 5000)
 
     lad = sub.add_parser("ladder", help="in-process onnxruntime vs Triton gRPC/HTTP/shm vs the run stream",
@@ -99,6 +114,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lad.add_argument("--plan", type=Path, help="TensorRT plan of the same model: the trtexec rung (GPU hosts)")
     lad.add_argument("--trtexec", metavar="PATH", help="the trtexec binary (default: on PATH)")
     lad.add_argument("--out", type=Path, default=Path("reports/ladder"))
+    _shape_arg(lad)
     _measurement_args(lad, 3000)
 
     t = sub.add_parser("tune", help="dynamic batching delay x preferred sizes x instances, best under a p99 bound",
@@ -116,6 +132,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads per instance")
     t.add_argument("--write-back", type=Path, metavar="REPO", help="write the best config (and model) into REPO")
     t.add_argument("--out", type=Path, default=Path("reports/tune"))
+    _shape_arg(t)
     _measurement_args(t, 2000)
 
 
@@ -139,6 +156,7 @@ def _sweep(args: argparse.Namespace) -> int:
     console = Console()
     url = args.url or f"127.0.0.1:{DEFAULT_PORTS[args.protocol]}"
     spec = _spec(args, args.model, url, args.protocol, args.batch_sizes[0], ConcurrencyRange.parse(args.concurrency))
+    spec = replace(spec, input_shapes=_served_shapes(spec, args.shape_hw))
 
     def show(point) -> None:
         if point.ok:
@@ -162,6 +180,19 @@ def _sweep(args: argparse.Namespace) -> int:
     if not result.rows:
         raise TritonkitError(f"no point finished; see {result.status_json}")
     return 1 if result.failed else 0
+
+
+def _served_shapes(spec: PerfSpec, shape_hw) -> tuple:
+    """--shape for the served model's variable dims, from the first endpoint that answers (every
+    endpoint serves the same model); () when none answers (each sweep then reports it)."""
+    addresses = endpoint_addresses(spec)
+    for address in addresses:
+        try:
+            return served_input_shapes(address, spec.protocol, spec.model, shape_hw)
+        except ServerError:
+            if len(addresses) == 1:
+                raise
+    return ()
 
 
 def _sweep_endpoints(spec, out: Path, kwargs: dict, console) -> int:
@@ -211,7 +242,7 @@ def _ladder(args: argparse.Namespace) -> int:
                                 measurement_interval_ms=args.interval, stability_pct=args.stability,
                                 max_trials=args.max_trials, intra_op_threads=args.threads,
                                 stream_images=args.stream_images, images=items, plan=args.plan,
-                                trtexec=args.trtexec)
+                                trtexec=args.trtexec, shape_hw=args.shape_hw)
 
         def show(rung) -> None:
             value = f"{rung.img_per_s:,.1f} img/s" if rung.img_per_s is not None else rung.note
@@ -231,6 +262,7 @@ def _tune(args: argparse.Namespace) -> int:
     grid = TuneGrid(tuple(args.delays), parse_preferred(args.preferred), tuple(args.instances))
     measure = _spec(args, card.name, "127.0.0.1:8001", "grpc", args.batch_size,
                     ConcurrencyRange(args.concurrency, args.concurrency))
+    measure = replace(measure, input_shapes=card_input_shapes(card, args.shape_hw))
 
     def show(point) -> None:
         r = point.row
