@@ -7,10 +7,10 @@
 """
 
 from tritonkit.tasks.base import (
-    FLATTEN, OMIT_NONE, REFERENCE, ArgSpec, OpenedData, OptionsError, Served, StreamOptions,
+    FLATTEN, OMIT_NONE, REFERENCE, Agreement, ArgSpec, OpenedData, OptionsError, Served, StreamOptions,
     Task, TaskMetrics, TimingOutcome, get_task, has_labels, list_tasks, register_task, task_for_card, to_flat_dict)
 from tritonkit.tasks import classification, detection, segmentation  # noqa: E402,F401  (the built-in registrations)
 
-__all__ = ["FLATTEN", "OMIT_NONE", "REFERENCE", "ArgSpec", "OpenedData", "OptionsError",
+__all__ = ["FLATTEN", "OMIT_NONE", "REFERENCE", "Agreement", "ArgSpec", "OpenedData", "OptionsError",
            "Served", "StreamOptions", "Task", "TaskMetrics", "TimingOutcome", "get_task", "has_labels",
            "list_tasks", "register_task", "task_for_card", "to_flat_dict"]

@@ -13,7 +13,10 @@ task name with :func:`register_task`, in the style of torchvision's ``register_m
 * ``metrics_type`` and :meth:`Task.metrics`: its typed metrics (with ``reference_*`` fields);
 * ``served``: the server-side postprocess, if any (the model actually called and its contract);
 * ``timing``: run-model / run-stream rows per batch size (a hook; the default is generic);
-* ``markdown`` and ``summary_rows``: its report section and the CLI's summary rows.
+* ``markdown`` and ``summary_rows``: its report section and the CLI's summary rows;
+* :meth:`Task.output_agreement`: how a served output agrees with the in-process reference in
+  the task's terms (validation's correctness check): top-1 agreement of ``[N, C]`` scores by
+  default (classify; detect as well), per-pixel argmax agreement for segment.
 
 :func:`tritonkit.evaluate.evaluate` runs any registered task through one template.
 """
@@ -25,6 +28,8 @@ import string
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
 
 from tritonkit.cards import ModelCard
 from tritonkit.client.endpoints import parse_url
@@ -179,6 +184,25 @@ class TaskMetrics:
 
 
 @dataclass(frozen=True)
+class Agreement:
+    """How often a served output picks what the reference picks: ``metric`` names the measure
+    (``top1_agreement``, ``pixel_agreement``), ``value`` is a fraction in [0, 1]. ``labels``: the
+    served output holds class ids (a mask), so agreement, not a numeric error, judges it."""
+
+    metric: str
+    value: float
+    labels: bool = False
+
+
+def top1_agreement(served: np.ndarray, reference: np.ndarray) -> Agreement | None:
+    """Top-1 agreement of ``[N, C]`` scores (C > 1); None for other outputs or differing shapes."""
+    a, b = np.asarray(served), np.asarray(reference)
+    if a.ndim != 2 or a.shape != b.shape or a.shape[1] < 2:
+        return None
+    return Agreement("top1_agreement", float(np.mean(np.argmax(a, axis=1) == np.argmax(b, axis=1))))
+
+
+@dataclass(frozen=True)
 class TimingOutcome:
     """What a task's timing hook measured: ``rows`` (one dict per batch size and variant) and
     ``notes`` (None for tasks that never skip a variant; a list otherwise)."""
@@ -243,6 +267,11 @@ class Task(abc.ABC):
 
     def timing_row_label(self, row: Mapping[str, Any]) -> str:
         return f"bs{row['batch_size']}"
+
+    def output_agreement(self, served: np.ndarray, reference: np.ndarray) -> Agreement | None:
+        """How a served output agrees with the in-process reference's output in this task's
+        terms (None: no such measure for it). Default: :func:`top1_agreement`."""
+        return top1_agreement(served, reference)
 
 
 _TASKS: dict[str, type[Task]] = {}

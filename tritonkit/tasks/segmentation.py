@@ -52,11 +52,33 @@ from tritonkit.client.voc import open_voc
 from tritonkit.errors import ServerError
 from tritonkit.report import files_markdown, markdown_table, pct, stream_markdown
 from tritonkit.tasks.base import (
-    REFERENCE, ArgSpec, OpenedData, OptionsError, Served, StreamOptions, Task, TaskMetrics, TimingOutcome,
+    REFERENCE, Agreement, ArgSpec, OpenedData, OptionsError, Served, StreamOptions, Task, TaskMetrics, TimingOutcome,
     register_task, to_flat_dict)
 
 DESCRIPTION = __doc__  # the CLI help of the task
 MASK_OUTPUT = "mask"   # the uint8 [H, W] output of the server-side argmax ensemble
+
+
+def class_map(values: np.ndarray) -> np.ndarray | None:
+    """``[N, H, W]`` class ids of a segmenter output: a mask as is (integers), ``[N, C, H, W]``
+    logits through argmax over C; None for anything else."""
+    a = np.asarray(values)
+    if a.dtype.kind in "iub" and a.ndim == 3:
+        return a.astype(np.int64)
+    if a.dtype.kind == "f" and a.ndim == 4:
+        return np.argmax(a, axis=1)
+    return None
+
+
+def pixel_agreement(served: np.ndarray, reference: np.ndarray) -> Agreement | None:
+    """The fraction of pixels whose class the served output and the reference agree on (0 when
+    their class maps differ in shape); ``labels`` when the served output is a mask. None when
+    either is not a segmenter output."""
+    a, b = class_map(served), class_map(reference)
+    if a is None or b is None:
+        return None
+    value = float(np.mean(a == b)) if a.shape == b.shape else 0.0
+    return Agreement("pixel_agreement", value, labels=np.asarray(served).dtype.kind in "iub")
 
 
 # ------------------------------------------ the server-side postprocess (argmax ensemble) contract
@@ -297,6 +319,12 @@ class Segmentation(Task):
 
     def timing_adapter(self, card: ModelCard) -> SegmentAdapter:
         return SegmentAdapter(card, score=False)
+
+    def output_agreement(self, served: np.ndarray, reference: np.ndarray) -> Agreement | None:
+        """Per-pixel argmax agreement. ``[N, C, H, W]`` logits: class maps of both compared; a
+        served class map (the argmax ensemble's ``[N, H, W]`` mask) against the reference's class
+        map (the argmax of its logits, or its own mask), pixel for pixel."""
+        return pixel_agreement(served, reference)
 
     def timing(self, run: Any, items: Sequence[Any]) -> TimingOutcome:
         """Rows for client-side argmax and, where the ensemble is served, server-side argmax.

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tritonkit.cards import ModelCard, card_from_dict, get_card, load_card_file
+from tritonkit.cards import ModelCard, TensorSpec, card_from_dict, get_card, load_card_file
 from tritonkit.client.endpoints import resolve_endpoints as resolve_addresses
 from tritonkit.errors import TritonkitError
 from tritonkit.model_repository.config import CARD_PARAMETER
@@ -165,10 +165,51 @@ def resolve_precision(model: str, options: ValidateOptions, card: ModelCard | No
     return "fp32", "default"
 
 
+def first_step(config: dict) -> str | None:
+    """The first model an ensemble runs (the one its input goes to); None for a plain model."""
+    steps = config.get("ensemble_scheduling", {}).get("step", [])
+    return str(steps[0].get("model_name")) if steps else None
+
+
+def ensemble_card(model: str, config: dict, step_card: ModelCard) -> ModelCard:
+    """An ensemble's contract as a card: its first step's card (the input and preprocessing it
+    takes) with the ensemble's own name and outputs (a segmenter's argmax ensemble: a uint8 mask)."""
+    outputs = tuple(TensorSpec(str(o["name"]), tuple(int(d) for d in o.get("dims", [])),
+                               str(o.get("data_type", "TYPE_FP32")).removeprefix("TYPE_"))
+                    for o in config.get("output", []))
+    return step_card.with_overrides(name=model, outputs=outputs or step_card.outputs,
+                                    description=f"ensemble {model} after {step_card.name}")
+
+
+def resolve_ensemble(client, model: str, options: ValidateOptions, config: dict, repo: Path | None,
+                     step: str) -> tuple[ModelCard | None, str, Path | None, str]:
+    """Card and reference ONNX of an ensemble without its own card: from its first step's model."""
+    step_config, why = served_config(client, step)
+    if why:
+        return None, why, None, why
+    step_card, step_source = resolve_card(step, options, step_config, repo)
+    if step_card is None:
+        return None, step_source, None, step_source
+    try:
+        card = ensemble_card(model, config, step_card)
+    except (TritonkitError, KeyError, TypeError, ValueError) as exc:
+        return None, f"ensemble {model!r}: no card from its step {step!r}: {exc}", None, ""
+    reference, reference_source = resolve_reference(step, options, step_config, repo)
+    return card, f"ensemble of {step!r} ({step_source})", reference, reference_source
+
+
 def resolve_target(client, model: str, options: ValidateOptions, repo: Path | None) -> ModelTarget:
     config, config_error = served_config(client, model)
     card, card_source = resolve_card(model, options, config, repo)
     reference, reference_source = resolve_reference(model, options, config, repo)
+    step = first_step(config)
+    if step is not None and (card is None or reference is None):
+        step_card, step_card_source, step_ref, step_ref_source = resolve_ensemble(
+            client, model, options, config, repo, step)
+        if card is None and step_card is not None:
+            card, card_source = step_card, step_card_source
+        if reference is None and step_ref is not None:
+            reference, reference_source = step_ref, step_ref_source
     precision, precision_source = resolve_precision(model, options, card, config, repo)
     return ModelTarget(name=model, card=card, card_source=card_source, config=config, config_error=config_error,
                        reference_onnx=reference, reference_source=reference_source, precision=precision,

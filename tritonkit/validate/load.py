@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tritonkit.errors import TritonkitError
 from tritonkit.perf.analyzer import (
-    ConcurrencyRange, PerfSpec, analyzer_env, check_perf_analyzer, find_perf_analyzer, run_point)
+    ConcurrencyRange, PerfSpec, analyzer_env, card_input_shapes, check_perf_analyzer, find_perf_analyzer, run_point)
 from tritonkit.validate.context import Context, ModelTarget
 from tritonkit.validate.result import CheckResult, fail, verdict
 from tritonkit.validate.stats import difference, model_counters
@@ -31,7 +31,8 @@ def perf_spec(ctx: Context, target: ModelTarget) -> PerfSpec:
     return PerfSpec(model=target.name, url=str(ctx.endpoints.grpc), protocol="grpc", batch_size=1,
                     concurrency=ConcurrencyRange(c, c), measurement_mode="time_windows",
                     measurement_interval_ms=window_ms, stability_pct=100.0, max_trials=MAX_WINDOWS,
-                    timeout_s=ctx.options.load_seconds * 3 + 120)
+                    timeout_s=ctx.options.load_seconds * 3 + 120,
+                    input_shapes=card_input_shapes(target.card) if target.card is not None else ())
 
 
 def check_load(ctx: Context, target: ModelTarget, work_dir: Path) -> CheckResult:
