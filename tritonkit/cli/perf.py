@@ -17,6 +17,9 @@ run stream, side by side (starts the bundled server itself unless --url is given
 host with trtexec, --plan adds the TensorRT engine alone as the first rung and the limit.
 tune: dynamic-batching delay x preferred batch sizes x instances on the bundled server
 (explicit model control, one reload per variant); best throughput under the p99 bound.
+A variable-size input (a segmenter's [3, -1, -1], or its argmax ensemble's) is measured at the
+card's dynamic_shape opt size (sweep: the card embedded in the served config), or at --shape-hw
+H,W; perf_analyzer gets it as --shape and every report records it.
 """
 
 from __future__ import annotations

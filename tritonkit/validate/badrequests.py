@@ -62,7 +62,7 @@ def _input(name: str, x: np.ndarray, dtype: str):
 
 def wrong_shape(ctx: Context, t: ModelTarget) -> Answer:
     card = t.card
-    dims = tuple(d + 1 for d in card.input.dims)
+    dims = tuple(d + 1 for d in card.input_shape(1)[1:])  # variable H, W: the channels are wrong
     x = np.zeros((1, *dims), dtype=card.input.numpy_dtype)
     return _grpc_case(ctx, t.name, [_input(card.input.name, x, card.input.dtype)])
 

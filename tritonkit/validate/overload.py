@@ -221,7 +221,7 @@ def drive(ctx: Context, target: ModelTarget, size: int) -> BurstRecord:
 
 
 def _burst_cap(target: ModelTarget) -> int:
-    per_request = max(1, math.prod(target.card.input.dims)) * 4
+    per_request = max(1, math.prod(target.card.input_shape(1))) * 4  # variable H, W at the opt size
     return max(64, MAX_BURST_BYTES // per_request)
 
 
