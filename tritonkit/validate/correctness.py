@@ -69,6 +69,7 @@ class Comparison:
     max_abs_error: float
     max_rel_error: float
     agreement: Agreement | None = None
+    mismatch: str = ""  # the shapes, when served and reference differ in shape
 
     @property
     def labels(self) -> bool:
@@ -88,6 +89,8 @@ class Comparison:
         """Why it is not within ``tol`` (one phrase)."""
         if self.labels:
             return f"{self.output}: {self.agreement.metric} {self.agreement.value:.4f} < {tol.min_agreement:g}"
+        if self.mismatch:
+            return f"{self.output}: {self.mismatch}"
         return f"{self.output}: rel error {self.max_rel_error:.3g} > {tol.max_rel_error:g}"
 
 
@@ -98,7 +101,8 @@ def compare(output: str, served: np.ndarray, reference: np.ndarray, task: Task |
     a = np.asarray(served, dtype=np.float64)
     b = np.asarray(reference, dtype=np.float64)
     if a.shape != b.shape:
-        return Comparison(output, float("inf"), float("inf"), agreement)
+        return Comparison(output, float("inf"), float("inf"), agreement,
+                          mismatch=f"shape {list(a.shape)} is not the reference's {list(b.shape)}")
     diff = np.abs(a - b)
     diff[~np.isfinite(diff)] = np.inf
     max_abs = float(diff.max()) if diff.size else 0.0
