@@ -56,7 +56,8 @@ def test_segment_task_compares_per_pixel_and_masks_against_argmax():
     assert compare("mask", np.argmax(logits, 1).astype(np.uint8), logits, task).within(TOLERANCES["fp32"])
     assert compare("mask", mask[:, :3], logits, task).agreement.value == 0.0  # other size: nothing agrees
     cut = compare("out", logits[:, :, :3], logits, task)
-    assert not cut.within(TOLERANCES["fp32"]) and "is not the reference's [2, 5, 6, 7]" in cut.problem(TOLERANCES["fp32"])
+    assert not cut.within(TOLERANCES["fp32"])
+    assert "is not the reference's [2, 5, 6, 7]" in cut.problem(TOLERANCES["fp32"])
     # classifier scores keep their top-1 agreement; a classifier has no per-pixel measure
     scores = rng.standard_normal((4, 10))
     assert get_task("classify").output_agreement(scores, scores).metric == "top1_agreement"
