@@ -45,8 +45,7 @@ LINE_LIMIT = 300
 
 __all__ = ["PROTOCOLS", "DEFAULT_PORTS", "client_module", "make_client", "DeadlineClient", "call_kwargs", "one_line",
            "translate_errors", "transport_errors", "input_shape", "seeded_batch", "make_inputs", "requested_outputs",
-           "infer",
-           "shm_module", "grpcclient", "httpclient", "tritonutils"]
+           "infer", "shm_module", "grpcclient", "httpclient", "tritonutils"]
 
 
 def client_module(protocol: str):
