@@ -58,7 +58,7 @@ class BatchRange:
 
     def __post_init__(self) -> None:
         if self.min < 1:
-            raise BuildSpecError(f"--min-batch must be >= 1 (got {self.min})")
+            raise BuildSpecError(f"min_batch must be >= 1 (got {self.min})", fields=("min_batch",))
         if not self.min <= self.opt <= self.max:
             raise BuildSpecError(
                 f"batch range must satisfy min <= opt <= max (got min {self.min}, opt {self.opt}, max {self.max})")
@@ -81,10 +81,10 @@ def batch_range(card: ModelCard, min_batch: int = 1, opt_batch: int | None = Non
     """Defaults ``1 / default_opt_batch / card.max_batch_size``; a max above the card's is an error."""
     mx = card.max_batch_size if max_batch is None else max_batch
     if mx > card.max_batch_size:
-        raise BuildSpecError(f"--max-batch {mx} is above the max_batch_size {card.max_batch_size} of card "
-                             f"{card.name!r}; the Triton config could not use it")
+        raise BuildSpecError(f"max_batch {mx} is above the max_batch_size {card.max_batch_size} of card "
+                             f"{card.name!r}; the Triton config could not use it", fields=("max_batch",))
     if mx < 1:
-        raise BuildSpecError(f"--max-batch must be >= 1 (got {mx})")
+        raise BuildSpecError(f"max_batch must be >= 1 (got {mx})", fields=("max_batch",))
     opt = default_opt_batch(min_batch, mx) if opt_batch is None else opt_batch
     return BatchRange(min_batch, opt, mx)
 
@@ -124,7 +124,7 @@ class BuildSpec:
         if self.precision not in PRECISIONS:
             raise BuildSpecError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.workspace_mb < 1:
-            raise BuildSpecError(f"--workspace-mb must be >= 1 (got {self.workspace_mb})")
+            raise BuildSpecError(f"workspace_mb must be >= 1 (got {self.workspace_mb})", fields=("workspace_mb",))
         if not 0 <= self.opt_level <= MAX_OPT_LEVEL:
             raise BuildSpecError(f"builder optimization level must be 0..{MAX_OPT_LEVEL} (got {self.opt_level})")
         if self.hardware_compat not in HARDWARE_COMPAT:

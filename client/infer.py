@@ -52,7 +52,7 @@ from tritonkit.client import shm as shm_lifecycle
 from tritonkit.client.endpoints import EndpointPool, EndpointUnready, resolve_endpoints
 from tritonkit.client.preprocess_math import ENCODED_INPUT, GEOMETRY_OUTPUT
 from tritonkit.contract import contract_mismatches, normalize_config, normalize_metadata  # noqa: F401
-from tritonkit.errors import ServerError
+from tritonkit.errors import ServerError, TritonkitError
 from tritonkit.triton import (  # noqa: F401  (PROTOCOLS, DEFAULT_PORTS re-exported)
     DEFAULT_PORTS, PROTOCOLS, call_kwargs, client_module, make_client, one_line, shm_module, translate_errors)
 
@@ -308,7 +308,7 @@ class TritonInfer:
 
         specs = [("in", self.card.input)] + [("out", s) for s in self.card.outputs]
         if any(d < 0 for _, s in specs for d in s.dims):
-            raise ServerError("--shm needs fixed tensor dims in the card (a -1 dim cannot be sized)")
+            raise TritonkitError("shm needs fixed tensor dims in the card (a -1 dim cannot be sized)", fields=("shm",))
         tag = shm_lifecycle.region_tag()
         self._slots = queue.Queue()
         client = self._client

@@ -70,15 +70,15 @@ def test_default_opt_batch(mn, mx, expected):
 
 
 def test_max_above_card_is_one_clear_error(tiny_onnx, tmp_path):
-    with pytest.raises(BuildSpecError, match=r"--max-batch 65 is above the max_batch_size 64 of card 'demo_shapes'"):
+    with pytest.raises(BuildSpecError, match=r"max_batch 65 is above the max_batch_size 64 of card 'demo_shapes'"):
         make_spec(CARD, tiny_onnx, "fp16", tmp_path / "p.plan", max_batch=65)
 
 
 @pytest.mark.parametrize("mn,opt,mx,msg", [
-    (0, 1, 4, "--min-batch must be >= 1"),
+    (0, 1, 4, "min_batch must be >= 1"),
     (4, 2, 8, "min <= opt <= max"),
     (1, 9, 8, "min <= opt <= max"),
-    (1, None, 0, "--max-batch must be >= 1"),
+    (1, None, 0, "max_batch must be >= 1"),
 ])
 def test_bad_batch_ranges(tiny_onnx, tmp_path, mn, opt, mx, msg):
     with pytest.raises(BuildSpecError, match=msg):
@@ -91,7 +91,7 @@ def test_unknown_precision_is_clear(tiny_onnx, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,msg", [
-    ({"workspace_mb": 0}, "--workspace-mb must be >= 1"),
+    ({"workspace_mb": 0}, "workspace_mb must be >= 1"),
     ({"opt_level": 6}, "optimization level must be 0..5"),
     ({"hardware_compat": "turing+"}, "unknown hardware compatibility 'turing\\+'"),
 ])

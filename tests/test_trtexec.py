@@ -127,7 +127,7 @@ def test_cli_unknown_precision_is_one_line_and_writes_nothing(tiny_onnx, tmp_pat
     (["--precision", "fp16", "--qdq-only"], "--qdq-only needs --precision int8 and --calib-dir"),
     (["--precision", "fp16", "--calib-dir", "."], "--calib-dir is for --precision int8"),
     (["--adopt-plan", "x.plan"], "--adopt-plan needs --trt-version"),
-    (["--max-batch", "65"], "above the max_batch_size 64"),
+    (["--max-batch", "65"], "--max-batch 65 is above the max_batch_size 64"),  # the field shown as its flag
 ])
 def test_cli_bad_combinations(tiny_onnx, tmp_path, capsys, argv, msg):
     code = main(["build", "--model", "demo_shapes", "--onnx", str(tiny_onnx), "--out", str(tmp_path), *argv])
