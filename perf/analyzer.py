@@ -126,6 +126,7 @@ class PerfSpec:
     model_version: str | None = None
     verbose_csv: bool = True
     timeout_s: float = 300.0
+    request_count: int | None = None  # one measurement of exactly this many requests, no stability criterion
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -150,10 +151,22 @@ class PerfSpec:
             raise PerfError("output shared memory size must be positive")
         if self.timeout_s <= 0:
             raise PerfError("timeout must be positive")
+        if self.request_count is not None and self.request_count < 1:
+            raise PerfError(f"request count must be >= 1 (got {self.request_count})")
 
     def at(self, batch_size: int, concurrency: int) -> "PerfSpec":
         """This spec for a single point."""
         return replace(self, batch_size=batch_size, concurrency=ConcurrencyRange(concurrency, concurrency))
+
+    def _measurement_flags(self) -> list[str]:
+        if self.request_count is not None:  # a fixed load: perf_analyzer measures once, never "unstable"
+            return ["--request-count", str(self.request_count)]
+        flags = ["--measurement-mode", self.measurement_mode]
+        if self.measurement_mode == "time_windows":
+            flags += ["--measurement-interval", str(self.measurement_interval_ms)]
+        else:
+            flags += ["--measurement-request-count", str(self.measurement_request_count)]
+        return flags + ["-s", f"{self.stability_pct:g}", "--max-trials", str(self.max_trials)]
 
     def argv(self, binary: str | os.PathLike, csv_path: str | os.PathLike) -> list[str]:
         """The exact perf_analyzer command line that writes its report to ``csv_path``."""
@@ -161,13 +174,8 @@ class PerfSpec:
         if self.model_version is not None:
             argv += ["-x", str(self.model_version)]
         argv += ["-u", self.url, "-i", self.protocol, "-b", str(self.batch_size),
-                 "--concurrency-range", str(self.concurrency),
-                 "--measurement-mode", self.measurement_mode]
-        if self.measurement_mode == "time_windows":
-            argv += ["--measurement-interval", str(self.measurement_interval_ms)]
-        else:
-            argv += ["--measurement-request-count", str(self.measurement_request_count)]
-        argv += ["-s", f"{self.stability_pct:g}", "--max-trials", str(self.max_trials)]
+                 "--concurrency-range", str(self.concurrency)]
+        argv += self._measurement_flags()
         if self.percentile is not None:
             argv += ["--percentile", str(self.percentile)]
         argv += ["--input-data", self.input_data, "--shared-memory", self.shared_memory]
