@@ -54,6 +54,18 @@ def test_cli_eval_classify_matches_onnxruntime(tiny_server, tiny_onnx, tmp_path,
     assert "run model bs1 (ms)" in md and "run stream bs4 (ms)" in md
     lines = (out / "classification.jsonl").read_text().splitlines()
     assert len(lines) == 1 + expect["good"] + len(expect["errors"])
+    # per-image records a person can read: the true class and the top-k names with their scores
+    names = CARD.label_names()
+    records = [e["record"] for e in map(json.loads, lines[1:]) if "record" in e]
+    assert len(records) == expect["good"]
+    for r in records:
+        assert r["truth"] == names[r["label"]] and r["classes"] == [names[i] for i in r["topk"]]
+        assert len(r["scores"]) == len(r["classes"]) == 5 and r["scores"] == sorted(r["scores"], reverse=True)
+    wrong = res["images"] - res["correct1"]
+    assert res["misclassified_count"] == wrong and len(res["misclassified"]) == min(wrong, 100)
+    assert f"## Misclassified images (top-1): {wrong}" in md
+    for m in res["misclassified"]:
+        assert m["truth"] != m["prediction"] and f"| {m['path']} | {m['truth']} | {m['prediction']} |" in md
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
