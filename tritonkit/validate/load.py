@@ -3,7 +3,8 @@
 A load check measures load, not stability: perf_analyzer runs a fixed number of requests
 (``--request-count``: one measurement, no stability criterion, so a busy machine can slow it
 but never make it fail as "unstable"; stability belongs to ``perf sweep``). The count is sized
-from a short calibration run so the measured run lasts about ``--load-seconds``. Errors are
+from the rate of a short first run (and again, while a run lasts under half the set time), so
+the judged run lasts about ``--load-seconds``. Errors are
 counted twice: perf_analyzer fails on any request error, and the server's own failure count
 (statistics API) must not rise during the run. When p99 misses the SLO on a model with a queue
 policy, sequential requests are probed for the bundled server's queue-policy stalls
@@ -22,11 +23,13 @@ from tritonkit.perf.analyzer import (
     ConcurrencyRange, PerfSpec, PointResult, analyzer_env, check_perf_analyzer, find_perf_analyzer, run_point)
 from tritonkit.perf.stalls import StallSummary, probe
 from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.hints import slo_hint
 from tritonkit.validate.overload import queue_limits
 from tritonkit.validate.result import CheckResult, fail, verdict
 from tritonkit.validate.stats import difference, model_counters
 
 CALIBRATION_REQUESTS = 20      # per concurrent stream, to estimate the request rate
+SIZING_RUNS = 3                # a run shorter than half the set time is sized again from its rate
 MIN_REQUESTS = 50
 MAX_REQUESTS = 200_000
 STALL_PROBE_REQUESTS = 200
@@ -64,6 +67,23 @@ def stall_text(stalls: StallSummary, slo_ms: float) -> str:
             f"SLO {slo_ms:g} ms {reach} (README, Queue policies)")
 
 
+def _measure(ctx: Context, target: ModelTarget, work_dir: Path, binary, env) -> tuple[PerfSpec, PointResult, int | None]:
+    """Runs of a fixed request count, each sized from the rate of the one before, until one
+    lasts at least half of ``load_seconds`` (at most SIZING_RUNS): that one is judged, with
+    the server's failure count over it."""
+    spec = perf_spec(ctx, target, CALIBRATION_REQUESTS * ctx.options.concurrency)
+    for attempt in range(SIZING_RUNS):
+        before = model_counters(ctx.grpc(), target.name)
+        point = run_point(spec, work_dir, binary, env)
+        counted = difference(before, model_counters(ctx.grpc(), target.name))
+        server_errors = counted.failures if counted is not None else None
+        long_enough = point.seconds >= ctx.options.load_seconds / 2 or spec.request_count >= MAX_REQUESTS
+        if not point.ok or long_enough or attempt == SIZING_RUNS - 1:
+            break
+        spec = perf_spec(ctx, target, planned_requests(point, ctx.options.load_seconds))
+    return spec, point, server_errors
+
+
 def check_load(ctx: Context, target: ModelTarget, work_dir: Path) -> CheckResult:
     name = "load.slo"
     try:
@@ -72,16 +92,7 @@ def check_load(ctx: Context, target: ModelTarget, work_dir: Path) -> CheckResult
         check_perf_analyzer(binary, env)
     except TritonkitError as exc:
         return fail(name, str(exc), target.name)
-    c = ctx.options.concurrency
-    calibration_spec = perf_spec(ctx, target, CALIBRATION_REQUESTS * c)
-    calibration = run_point(calibration_spec, work_dir, binary, env)
-    if not calibration.ok:
-        return _failed(name, calibration_spec, calibration, target)
-    spec = perf_spec(ctx, target, planned_requests(calibration, ctx.options.load_seconds))
-    before = model_counters(ctx.grpc(), target.name)
-    point = run_point(spec, work_dir, binary, env)
-    counted = difference(before, model_counters(ctx.grpc(), target.name))
-    server_errors = counted.failures if counted is not None else None
+    spec, point, server_errors = _measure(ctx, target, work_dir, binary, env)
     if not point.ok:
         return _failed(name, spec, point, target, server_errors=server_errors)
     row = point.rows[-1]
@@ -90,6 +101,7 @@ def check_load(ctx: Context, target: ModelTarget, work_dir: Path) -> CheckResult
                    p50_ms=row.p50_us / 1000.0, p99_ms=p99, slo_p99_ms=slo, requests_per_s=row.req_per_s,
                    server_errors=server_errors)
     problems = []
+    stalled = False
     if server_errors:
         problems.append(f"the server counted {server_errors} failed requests during the run")
     if server_errors is None:
@@ -101,10 +113,12 @@ def check_load(ctx: Context, target: ModelTarget, work_dir: Path) -> CheckResult
                            timeout_s=ctx.options.request_timeout_s)
             figures["stalls"] = stalls.to_dict()
             miss += f"; {stall_text(stalls, slo)}"
+            stalled = bool(stalls.stalls) and (stalls.stall_ms_median or 0) > slo
         problems.append(miss)
     return verdict(name, problems, f"{row.concurrency} concurrent, {spec.request_count} requests in "
                                    f"{point.seconds:.0f} s: p99 {p99:.1f} ms <= {slo:g} ms, "
-                                   f"{row.req_per_s:.0f} req/s, zero errors", target.name, **figures)
+                                   f"{row.req_per_s:.0f} req/s, zero errors", target.name,
+                   hint=slo_hint(stalled) if p99 > slo else None, **figures)
 
 
 def run(ctx: Context) -> list[CheckResult]:
