@@ -276,8 +276,9 @@ class LadderResult:
             rows.append((r.name, f"{r.img_per_s:,.1f}" if r.img_per_s is not None else "not measured",
                          f"{ratio:.3f}" if ratio is not None else "—",
                          f"{r.p99_ms:,.2f}" if r.p99_ms is not None else "—", r.how, note))
-        warning = (f" {len(noisy)} rung(s) measured above the baseline: the machine was not quiet, so these "
-                   "ratios are noise; measure again.") if noisy else ""
+        warning = (f" {len(noisy)} rung(s) measured above the baseline: a served rung cannot beat the same "
+                   "graph run in process at the same batch size, so these ratios are noise (load from other "
+                   "processes changed between rungs); measure again on a quiet machine.") if noisy else ""
         return TextTable(
             f"overhead ladder: {o.model}, batch {o.batch_size}, {o.concurrency} in flight",
             ("rung", "img/s", "÷ baseline", "p99 ms/req", "measured with", "note"), tuple(rows),
