@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from tritonkit._lazy import lazy_import, load_module
 from tritonkit.cards import ModelCard, TensorSpec
+from tritonkit.contract import CARD_PARAMETER
 from tritonkit.errors import TritonkitError
 from tritonkit.tasks import has_labels
 
@@ -32,9 +33,8 @@ _text_format = lazy_import("google.protobuf.text_format")
 _json_format = lazy_import("google.protobuf.json_format")
 
 LABELS_FILE = "labels.txt"
-# The card a model was made from, embedded in its config so a remote client (validate) can
-# check the served contract against it without access to the repository's files.
-CARD_PARAMETER = "tritonkit_card"
+# CARD_PARAMETER (tritonkit.contract): the card a model was made from, embedded in its config so
+# a remote client (eval, validate) can check the served contract against it without the repository's files.
 ORT_BACKEND_SOURCE = "ort_model.py"
 
 

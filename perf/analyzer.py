@@ -203,6 +203,7 @@ class PerfSpec:
     verbose_csv: bool = True
     timeout_s: float = 300.0
     input_shapes: tuple[InputShape, ...] = ()   # --shape for inputs with variable dims
+    request_count: int | None = None  # one measurement of exactly this many requests, no stability criterion
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -227,10 +228,22 @@ class PerfSpec:
             raise PerfError("output shared memory size must be positive")
         if self.timeout_s <= 0:
             raise PerfError("timeout must be positive")
+        if self.request_count is not None and self.request_count < 1:
+            raise PerfError(f"request count must be >= 1 (got {self.request_count})")
 
     def at(self, batch_size: int, concurrency: int) -> "PerfSpec":
         """This spec for a single point."""
         return replace(self, batch_size=batch_size, concurrency=ConcurrencyRange(concurrency, concurrency))
+
+    def _measurement_flags(self) -> list[str]:
+        if self.request_count is not None:  # a fixed load: perf_analyzer measures once, never "unstable"
+            return ["--request-count", str(self.request_count)]
+        flags = ["--measurement-mode", self.measurement_mode]
+        if self.measurement_mode == "time_windows":
+            flags += ["--measurement-interval", str(self.measurement_interval_ms)]
+        else:
+            flags += ["--measurement-request-count", str(self.measurement_request_count)]
+        return flags + ["-s", f"{self.stability_pct:g}", "--max-trials", str(self.max_trials)]
 
     def argv(self, binary: str | os.PathLike, csv_path: str | os.PathLike) -> list[str]:
         """The exact perf_analyzer command line that writes its report to ``csv_path``."""
@@ -238,13 +251,8 @@ class PerfSpec:
         if self.model_version is not None:
             argv += ["-x", str(self.model_version)]
         argv += ["-u", self.url, "-i", self.protocol, "-b", str(self.batch_size),
-                 "--concurrency-range", str(self.concurrency),
-                 "--measurement-mode", self.measurement_mode]
-        if self.measurement_mode == "time_windows":
-            argv += ["--measurement-interval", str(self.measurement_interval_ms)]
-        else:
-            argv += ["--measurement-request-count", str(self.measurement_request_count)]
-        argv += ["-s", f"{self.stability_pct:g}", "--max-trials", str(self.max_trials)]
+                 "--concurrency-range", str(self.concurrency)]
+        argv += self._measurement_flags()
         if self.percentile is not None:
             argv += ["--percentile", str(self.percentile)]
         argv += ["--input-data", self.input_data, "--shared-memory", self.shared_memory]
@@ -398,17 +406,52 @@ class PointResult:
     argv: list[str] = field(default_factory=list)
     seconds: float = 0.0
     attempts: int = 1
+    retried_for: list[str] = field(default_factory=list)  # the failure kind behind each retry
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def retries(self) -> int:
+        return self.attempts - 1
 
     def to_json(self) -> dict:
         return {"batch_size": self.batch_size, "concurrency": self.concurrency, "status": self.status,
                 "csv": str(self.csv_path) if self.csv_path else None,
                 "log": str(self.log_path) if self.log_path else None, "error_kind": self.error_kind,
                 "error": self.error, "stderr_tail": self.stderr_tail, "argv": self.argv,
-                "seconds": round(self.seconds, 3), "attempts": self.attempts}
+                "seconds": round(self.seconds, 3), "attempts": self.attempts, "retries": self.retries,
+                "retried_for": list(self.retried_for)}
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """Where a sweep stands after a point: points done / total, time spent, an estimate of the
+    time left (the mean time per point so far, times the points left), retries so far."""
+
+    done: int
+    total: int
+    elapsed_s: float
+    retries: int
+    point: PointResult
+
+    @property
+    def left(self) -> int:
+        return self.total - self.done
+
+    @property
+    def eta_s(self) -> float:
+        return self.elapsed_s / self.done * self.left if self.done else 0.0
+
+    def to_dict(self) -> dict:
+        return {"done": self.done, "total": self.total, "left": self.left, "elapsed_s": round(self.elapsed_s, 1),
+                "eta_s": round(self.eta_s, 1), "retries": self.retries}
+
+
+def minimum_point_seconds(spec: PerfSpec) -> float:
+    """The least time one point takes: three stable windows (time windows), before any retry."""
+    return 3 * spec.measurement_interval_ms / 1000.0 if spec.measurement_mode == "time_windows" else 0.0
 
 
 @dataclass
@@ -532,6 +575,7 @@ def measure_point(spec: PerfSpec, points_dir: Path, binary: Path, env: dict[str,
                        measurement_request_count=spec.measurement_request_count * 2)
         retry = run_point(spec, points_dir, binary, env, append_log=True)
         retry.attempts = point.attempts + 1
+        retry.retried_for = [*point.retried_for, point.error_kind]
         retry.seconds += point.seconds
         point = retry
     return point
@@ -541,7 +585,8 @@ def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequen
               binary: str | os.PathLike | None = None, check_ready: bool = True,
               stop_on_error: bool = False, unstable_retries: int = 1,
               liveness: Callable[[], bool] | None = None,
-              on_point: Callable[[PointResult], None] | None = None, plot: bool = True) -> SweepResult:
+              on_point: Callable[[PointResult], None] | None = None, plot: bool = True,
+              on_progress: Callable[[SweepProgress], None] | None = None) -> SweepResult:
     """Measure every (batch size, concurrency level) of ``spec`` with perf_analyzer.
 
     ``batch_sizes`` defaults to ``(spec.batch_size,)``; the levels come from ``spec.concurrency``.
@@ -552,7 +597,8 @@ def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequen
     ``unstable_retries`` times. When the model is missing or the server stops answering
     (``liveness``, by default a tritonclient live check, is asked after a failure) the rest are
     marked skipped. Files are rewritten after every point, and also when the sweep is
-    interrupted.
+    interrupted. ``on_progress`` receives a :class:`SweepProgress` after every point (points
+    done and left, an estimate of the time left, retries so far).
     """
     sizes = tuple(batch_sizes) if batch_sizes else (spec.batch_size,)
     if any(b < 1 for b in sizes):
@@ -570,6 +616,7 @@ def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequen
     points_dir.mkdir(parents=True, exist_ok=True)
     result = SweepResult(spec, sizes, out, [], out / "sweep.csv", out / "sweep.md", out / "points.json")
     plan = [(b, c) for b in sizes for c in spec.concurrency.levels()]
+    t_start = time.perf_counter()
     try:
         for i, (b, c) in enumerate(plan):
             point = measure_point(spec.at(b, c), points_dir, binary_path, env, unstable_retries)
@@ -579,6 +626,9 @@ def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequen
             result.points.append(point)
             if on_point is not None:
                 on_point(point)
+            if on_progress is not None:
+                on_progress(SweepProgress(i + 1, len(plan), time.perf_counter() - t_start,
+                                          sum(p.retries for p in result.points), point))
             stop = None
             if point.status == "failed" and point.error_kind in FATAL_KINDS:
                 stop = f"{point.error_kind} at bs {b}, concurrency {c}: {point.error}"
@@ -677,12 +727,22 @@ def write_sweep_files(result: SweepResult) -> None:
     rows = result.rows
     results_mod.write_rows_csv(rows, result.merged_csv)
     tables = results_mod.sweep_tables(rows)
-    extra = results_mod.failures_markdown([p.to_json() for p in result.points if not p.ok])
+    extra = results_mod.failures_markdown([p.to_json() for p in result.points if not p.ok]) \
+        + _retries_markdown(result.points)
     results_mod.write_markdown(result.markdown, tables, title=f"perf sweep: {result.spec.model}",
                                preamble=_settings_line(result.spec, result.batch_sizes), epilogue=extra)
     status = {"spec": _spec_json(result.spec), "batch_sizes": list(result.batch_sizes),
               "stopped_reason": result.stopped_reason, "points": [p.to_json() for p in result.points]}
     report.write_json(result.status_json, status)
+
+
+def _retries_markdown(points: Sequence[PointResult]) -> str:
+    retried = [p for p in points if p.retries]
+    if not retried:
+        return ""
+    lines = [f"- bs {p.batch_size}, concurrency {p.concurrency}: measured {p.attempts} times "
+             f"({', '.join(p.retried_for)}; windows doubled each time), {p.seconds:.1f} s in all" for p in retried]
+    return "\n### points measured again\n\n" + "\n".join(lines) + "\n"
 
 
 def _spec_json(spec: PerfSpec) -> dict:

@@ -1,16 +1,20 @@
 """The overhead ladder: one model, one batch size, each way of running it, side by side in one run.
 
-Rungs, from the compute limit down to the full client pipeline:
+Rungs, from the baseline down to the full client pipeline:
 
 1. ``trtexec`` — the TensorRT engine alone (GPU hosts): ``trtexec --loadEngine=PLAN
    --shapes=...`` on the plan given with ``--plan``, its "Throughput: N qps" (batches per
    second) times the batch. Not measured without a plan and trtexec (a CPU host); the row
    stays in the table with the reason, so the GPU table has the same shape. When measured it
-   is the compute limit, and every other rung is a ratio to it.
+   is the baseline (the engine's compute limit), and every other rung is a ratio to it.
 2. ``onnxruntime in-process`` — the same ONNX, same onnxruntime settings as the served model
    (CPU provider, inter-op 1, the configured intra-op threads), called back to back in this
-   process: the compute limit on a CPU host. Without a trtexec figure every other rung is a
-   ratio to it.
+   process. Without a trtexec figure it is the baseline and every other rung is a ratio to
+   it. It is not a compute limit: the server runs the same graph with its own threads and
+   batches, and on a busy machine either can catch a quieter moment.
+
+A rung measured above its baseline by more than :data:`NOISE_TOLERANCE` is flagged noisy in the
+table and in ``ladder.json`` (``noisy``): measure again on a quiet machine before reading ratios.
 3. ``Triton gRPC``, ``Triton HTTP``, ``Triton gRPC + system shm`` — the served model under
    the same in-flight concurrency, measured with perf_analyzer.
 4. ``run stream`` — the whole client pipeline (decode + preprocess + infer + postprocess,
@@ -242,7 +246,8 @@ class LadderResult:
 
     @property
     def limit_rung(self) -> "Rung | None":
-        """The compute limit: the trtexec rung when it was measured (GPU host), else in-process onnxruntime."""
+        """The baseline: the trtexec rung when it was measured (GPU host, the engine's compute
+        limit), else in-process onnxruntime at the same batch size."""
         for name in (RUNG_TRTEXEC, RUNG_ORT):
             r = self.rung(name)
             if r is not None and r.img_per_s:
@@ -258,31 +263,54 @@ class LadderResult:
     def rung(self, name: str) -> Rung | None:
         return next((r for r in self.rungs if r.name == name), None)
 
+    @property
+    def baseline_text(self) -> str:
+        """What the ratios are to, named for what it is."""
+        r = self.limit_rung
+        if r is None:
+            return "no baseline measured"
+        if r.name == RUNG_TRTEXEC:
+            return f"{r.name}, the engine alone (its compute limit)"
+        return f"{r.name} at the same batch size ({self.options.batch_size}), the same ONNX without serving"
+
+    def noisy(self) -> list[str]:
+        """Rungs measured above the baseline by more than NOISE_TOLERANCE (not a real gain: noise)."""
+        base = self.limit_rung
+        return [r.name for r in self.rungs if r is not base and (r.ratio(self.limit) or 0.0) > NOISE_TOLERANCE]
+
     def table(self) -> TextTable:
         o = self.options
         rows = []
+        noisy = self.noisy()
         for r in self.rungs:
             ratio = r.ratio(self.limit)
+            note = r.note
+            if r.name in noisy:
+                note = (f"{note}; " if note else "") + f"noisy: {ratio - 1:.0%} above the baseline"
             rows.append((r.name, f"{r.img_per_s:,.1f}" if r.img_per_s is not None else "not measured",
                          f"{ratio:.3f}" if ratio is not None else "—",
-                         f"{r.p99_ms:,.2f}" if r.p99_ms is not None else "—", r.how, r.note))
-        limit = self.limit_rung
+                         f"{r.p99_ms:,.2f}" if r.p99_ms is not None else "—", r.how, note))
+        warning = (f" {len(noisy)} rung(s) measured above the baseline: a served rung cannot beat the same "
+                   "graph run in process at the same batch size, so these ratios are noise (load from other "
+                   "processes changed between rungs); measure again on a quiet machine.") if noisy else ""
         shape = "x".join(map(str, o.input_shape[1:]))
         return TextTable(
             f"overhead ladder: {o.model}, batch {o.batch_size}, input {shape}, {o.concurrency} in flight",
-            ("rung", "img/s", "÷ limit", "p99 ms/req", "measured with", "note"), tuple(rows),
-            note="Measured one after another in one run on this machine; ratios are to "
-                 + (f"{limit.name} (the compute limit here)." if limit else "the compute limit, not measured."))
+            ("rung", "img/s", "÷ baseline", "p99 ms/req", "measured with", "note"), tuple(rows),
+            note=f"Measured one after another in one run on this machine; ratios are to {self.baseline_text}."
+                 + warning)
 
     def to_json(self) -> dict:
         o = self.options
         return {"model": o.model, "card": o.card.name, "onnx": str(o.onnx), "batch_size": o.batch_size,
                 "concurrency": o.concurrency, "input_shape": list(o.input_shape), "limit_img_per_s": self.limit,
                 "limit_rung": self.limit_rung.name if self.limit_rung else None,
+                "baseline": self.baseline_text, "noisy": self.noisy(),
                 "rungs": [{"name": r.name, "how": r.how, "img_per_s": r.img_per_s, "p99_ms": r.p99_ms,
                            "ratio": r.ratio(self.limit), "note": r.note} for r in self.rungs]}
 
 
+NOISE_TOLERANCE = 1.05  # a rung above 105% of its baseline is flagged noisy
 RUNG_TRTEXEC = "trtexec (TensorRT engine)"
 RUNG_ORT = "onnxruntime in-process"
 RUNG_GRPC = "Triton gRPC"

@@ -317,3 +317,18 @@ def test_darknet53_follows_the_seed_table():
 def test_every_builtin_card_round_trips_through_json_and_hashes(card):
     assert card_from_dict(json.loads(json.dumps(card.to_dict()))) == card
     assert hash(card) == hash(card_from_dict(card.to_dict()))
+
+
+def test_cards_json_dumps_a_card_file_that_loads_back(capsys, tmp_path):
+    """`tritonkit cards NAME --json` is the start of a user card file: it loads as the same card."""
+    import json as _json
+
+    from tritonkit.cards import REGISTRY, card_from_dict, get_card
+    from tritonkit.cli import main
+
+    assert main(["cards", "resnet50", "--json"]) == 0
+    dumped = _json.loads(capsys.readouterr().out)
+    assert card_from_dict(dumped) == get_card("resnet50")
+    assert main(["cards", "--json"]) == 0
+    every = _json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in every] == REGISTRY.names()

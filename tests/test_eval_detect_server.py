@@ -164,6 +164,29 @@ def test_eval_detect_through_the_server(detect_server, coco_and_onnx, tmp_path, 
     # FlagPerf validation fields, and the local server's memory (the bundled server's process tree)
     assert saved["p_val_whole"] > 0 and saved["p_val_core"] > 0
     assert saved["mem"] > 0 and saved["mem_source"].startswith("rss of tritonserver process tree")
+    per_image = saved["per_image"]  # every box found: no image with an error, so no worst table
+    assert per_image["images"] == 3 and per_image["images_without_error"] == 3 and per_image["worst"] == []
+    assert "3 of 3 images without a missed box or a false detection" in (out / "detection.md").read_text()
+    records = [json.loads(line)["record"] for line in (out / "detection.jsonl").read_text().splitlines()[1:]
+               if "record" in json.loads(line)]
+    assert sorted(r["count"] for r in records) == sorted(len(r["boxes"]) for r in records) and len(records) == 3
+
+
+def test_image_errors_counts_missed_and_false_detections():
+    from tritonkit.tasks.detection import detection_markdown, image_errors
+
+    anns = [{"bbox": [0, 0, 10, 10], "category_id": 5}, {"bbox": [50, 50, 10, 10], "category_id": 5},
+            {"bbox": [80, 80, 5, 5], "category_id": 7, "iscrowd": 1}]
+    record = {"image_id": 1, "boxes": [[0, 0, 10, 10], [0, 0, 10, 9], [20, 20, 30, 30], [50, 50, 60, 60]],
+              "scores": [0.9, 0.8, 0.7, 0.1], "classes": [0, 0, 0, 0]}
+    got = image_errors(record, anns, category_ids=[5])
+    # the 0.1 box is below the confident score; the duplicate and the stray box are false detections
+    assert got == {"ground_truths": 2, "detections": 3, "matched": 1, "missed": 1, "false_positives": 2}
+    assert image_errors(record, anns, category_ids=[6])["matched"] == 0  # another category never matches
+    md = detection_markdown({"model": "m", "per_image": {
+        "confident_score": 0.25, "match_iou": 0.5, "images": 2, "images_without_error": 1, "mean_detections": 1.5,
+        "max_detections": 3, "worst": [{"path": "a.jpg", "image_id": 1, **got}]}})
+    assert "1 of 2 images without" in md and "| a.jpg | 2 | 3 | 1 | 1 | 2 |" in md
 
 
 @pytest.mark.server

@@ -431,3 +431,39 @@ def test_pick_best_respects_the_bound():
     best = pick_best(points, tight)
     assert best is not None and best.row.p99_us / 1000.0 <= tight
     assert [p.within_bound for p in points].count(True) == 1 and not points[3].within_bound
+
+
+def test_ladder_names_its_baseline_and_flags_rungs_above_it_as_noisy(tmp_path):
+    from tritonkit.cards import get_card
+    from tritonkit.perf.ladder import RUNG_GRPC, RUNG_HTTP, RUNG_ORT, LadderOptions, LadderResult, Rung
+
+    card = get_card("demo_shapes")
+    result = LadderResult(LadderOptions(card=card, onnx=tmp_path / "m.onnx", grpc_url="x", batch_size=4),
+                          [Rung(RUNG_ORT, "onnxruntime", 1000.0), Rung(RUNG_GRPC, "perf_analyzer", 1480.0),
+                           Rung(RUNG_HTTP, "perf_analyzer", 900.0)])
+    table = result.table()
+    assert "compute limit" not in table.note
+    assert "onnxruntime in-process at the same batch size (4)" in table.note and "noise" in table.note
+    grpc_row = next(row for row in table.rows if row[0] == RUNG_GRPC)
+    http_row = next(row for row in table.rows if row[0] == RUNG_HTTP)
+    assert "noisy: 48% above the baseline" in grpc_row[-1] and "noisy" not in http_row[-1]
+    data = result.to_json()
+    assert data["noisy"] == [RUNG_GRPC] and data["baseline"].startswith(RUNG_ORT)
+
+
+def test_sweep_reports_progress_with_an_estimate_and_the_retries(tmp_path, fake_pa):
+    from tritonkit.perf.analyzer import SweepProgress, minimum_point_seconds
+
+    binary = fake_pa({"1,1": {"code": 2, "stderr": str(DATA / "stderr_unstable.txt"), "times": 1}})
+    seen: list[SweepProgress] = []
+    result = run_sweep(SPEC, tmp_path / "out", batch_sizes=(1, 2), binary=binary, check_ready=False,
+                       liveness=lambda: True, plot=False, on_progress=seen.append)
+    assert [(p.done, p.left, p.total) for p in seen] == [(1, 3, 4), (2, 2, 4), (3, 1, 4), (4, 0, 4)]
+    assert all(p.elapsed_s > 0 for p in seen) and seen[-1].eta_s == 0
+    assert seen[0].eta_s == pytest.approx(seen[0].elapsed_s * 3)  # the mean time per point, times the points left
+    assert [p.retries for p in seen] == [1, 1, 1, 1] and seen[0].point.retried_for == [KIND_UNSTABLE]
+    status = json.loads(result.status_json.read_text())
+    assert status["points"][0]["retries"] == 1 and status["points"][0]["retried_for"] == [KIND_UNSTABLE]
+    assert "### points measured again" in result.markdown.read_text()
+    assert "bs 1, concurrency 1: measured 2 times (unstable" in result.markdown.read_text()
+    assert minimum_point_seconds(PerfSpec(model="m", measurement_interval_ms=2000)) == 6.0

@@ -195,3 +195,15 @@ def test_sustained_overload_keeps_the_server_healthy(prod_server):
         assert report.passed, [(c.name, c.detail) for c in report.failed]
     after = _validate(prod_server, ["demo_shapes"], ["readiness", "correctness"])
     assert after.passed, [(c.name, c.detail) for c in after.failed]
+
+
+def test_load_slo_miss_on_a_queue_policy_model_reports_the_stall_probe(prod_server):
+    """An SLO the model cannot meet (1 ms against 50 ms executions) on a model with a queue
+    policy: the check probes sequential requests for the bundled server's queue-policy stalls
+    and says what it found, with the figures, and names the command to measure capacity."""
+    report = _validate(prod_server, ["slow_size_only"], ["load"], slo_p99_ms=1.0, load_seconds=2, concurrency=1)
+    load = _result(report, "load.slo", "slow_size_only")
+    assert not load.passed and "> SLO 1 ms" in load.detail and "sequential requests" in load.detail
+    stalls = load.figures["stalls"]
+    assert stalls["requests"] == 200 and stalls["errors"] == 0 and stalls["p50_ms"] >= 50
+    assert "tritonkit" in load.hint

@@ -4,16 +4,22 @@ Pure functions over plain dicts (no I/O, no tritonclient): :func:`normalize_meta
 :func:`normalize_config` turn the gRPC (``as_json``) or HTTP renderings into one form, and
 :func:`contract_mismatches` lists every difference from a card. The run-stream client
 (:class:`tritonkit.client.infer.TritonInfer`) checks it before its first request, and
-validation's ``contract.metadata`` check reports it.
+validation's ``contract.metadata`` check reports it. :func:`embedded_card` reads the card a
+served config carries and :func:`card_differences` compares two cards field by field (eval
+refuses a card that disagrees with the served one).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Mapping
 
-from tritonkit.cards import ModelCard
+from tritonkit.cards import ModelCard, card_from_dict
+from tritonkit.errors import CardError, TritonkitError
 
-__all__ = ["normalize_metadata", "normalize_config", "contract_mismatches"]
+__all__ = ["normalize_metadata", "normalize_config", "contract_mismatches", "CARD_PARAMETER", "COMPARED_FIELDS",
+           "embedded_card", "served_card", "card_differences"]
 
 
 def _dims(values) -> tuple[int, ...]:
@@ -80,3 +86,115 @@ def contract_mismatches(card: ModelCard, metadata: Mapping, config: Mapping, bat
     if extra:
         problems.append(f"server expects extra inputs {extra} the card does not describe")
     return problems
+
+
+# -- the served card ------------------------------------------------------------------------
+
+CARD_PARAMETER = "tritonkit_card"  # the config parameter the repository writer embeds the card in
+
+# Card fields that change what a client sends or how it reads the answer; the others (name,
+# description, weights, published figures, build options, max batch: the served config's own
+# max_batch_size is checked by contract_mismatches) do not.
+COMPARED_FIELDS = ("task", "input", "outputs", "preprocess", "postprocess", "labels", "num_classes",
+                   "category_ids", "dynamic_shape")
+
+
+def embedded_card(config: Mapping[str, Any]) -> dict | None:
+    """The card JSON a served config carries in its ``tritonkit_card`` parameter (gRPC
+    ``{"config": ...}`` or HTTP rendering), parsed; None when it carries none.
+
+    Raises ValueError when the parameter is not a JSON object."""
+    cfg = config.get("config", config)
+    text = (cfg.get("parameters", {}).get(CARD_PARAMETER) or {}).get("string_value")
+    if not text:
+        return None
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"parameter {CARD_PARAMETER} is not a JSON object")
+    return data
+
+
+def served_card(config: Mapping[str, Any], source: str) -> ModelCard | None:
+    """The card a served config carries, as a :class:`ModelCard` (None when it carries none).
+
+    A labels file named by the served card that is not on this machine (the repository was
+    written elsewhere) is kept by its file name, so the card still parses and compares by name.
+    Raises CardError (naming ``source``) for a card that does not parse."""
+    try:
+        data = embedded_card(config)
+    except ValueError as exc:
+        raise CardError(f"{source}: parameter {CARD_PARAMETER} is not a card ({exc})") from None
+    if data is None:
+        return None
+    labels = data.get("labels")
+    if isinstance(labels, str) and ("/" in labels or "\\" in labels) and not Path(labels).is_file():
+        data = {**data, "labels": _label_stem(labels)}
+    return card_from_dict(data, source)
+
+
+def _label_stem(labels: str) -> str:
+    name = labels.replace("\\", "/").rsplit("/", 1)[-1]
+    return name[:-4] if name.endswith(".txt") else name
+
+
+def _flat(value: Any, prefix: str) -> dict[str, Any]:
+    """Nested dicts/lists as ``{"preprocess.mean": [...], "outputs[0].dims": [...]}``; lists of
+    numbers or strings stay whole (one line for a whole mean or dims)."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (Mapping, list, tuple)) for v in value):
+        out = {f"{prefix}.count": len(value)}
+        for i, item in enumerate(value):
+            out.update(_flat(item, f"{prefix}[{i}]"))
+        return out
+    return {prefix: list(value) if isinstance(value, tuple) else value}
+
+
+def _labels_value(card: ModelCard) -> Any:
+    """What labels mean: the names when the set or file can be read here, else its name."""
+    try:
+        return card.label_names()
+    except TritonkitError:
+        return _label_stem(card.labels)
+
+
+def _labels_difference(given: ModelCard, served: ModelCard) -> str | None:
+    a, b = _labels_value(given), _labels_value(served)
+    if a == b:
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"labels: {len(a)} names ({given.labels}) != served {len(b)} names ({served.labels})"
+        i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+        diff = sum(x != y for x, y in zip(a, b))
+        return f"labels: {diff} names differ, first class {i}: {a[i]!r} != served {b[i]!r}"
+    if _label_stem(given.labels) == _label_stem(served.labels):
+        return None  # one side unreadable here: the same label file name is all that can be compared
+    return f"labels: {given.labels} != served {served.labels}"
+
+
+def card_differences(given: ModelCard, served: ModelCard) -> list[str]:
+    """One line per card field on which ``given`` and the ``served`` card disagree
+    (``preprocess.mean: [0.485, ...] != served [0.5, ...]``), over :data:`COMPARED_FIELDS`;
+    labels by their class names when both can be read here (else by file name); [] when they agree."""
+    a, b = given.to_dict(), served.to_dict()
+    lines: list[str] = []
+    for key in COMPARED_FIELDS:
+        if key == "labels":
+            line = _labels_difference(given, served)
+            lines += [line] if line else []
+            continue
+        fa, fb = _flat(a.get(key), key), _flat(b.get(key), key)
+        for path in sorted(set(fa) | set(fb)):
+            va, vb = fa.get(path, "(absent)"), fb.get(path, "(absent)")
+            if va != vb:
+                lines.append(f"{path}: {_short(va)} != served {_short(vb)}")
+    return lines
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -15,6 +15,9 @@ metric: the time a request was in flight, the per-image postprocess and the scor
 resident memory of the tritonserver process tree (``mem_source`` says which, or why ``mem`` is
 None: a server on another host, or no tritonserver found behind the port).
 
+The card comes from ``--model`` and is checked against the card the served config carries
+(:func:`resolve_card`); without a card, the served one is used.
+
 Raises :class:`~tritonkit.errors.TritonkitError` subclasses for unusable input (missing
 dataset, unknown model, unreachable server, card/server mismatch).
 """
@@ -25,26 +28,28 @@ import ipaddress
 import socket
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import psutil
 
 from tritonkit._lazy import lazy_import
-from tritonkit.cards import ModelCard, get_card
+from tritonkit.cards import REGISTRY, ModelCard, get_card
 from tritonkit.client.checkpoint import OutputLock
 from tritonkit.client.endpoints import endpoints_markdown
 from tritonkit.client.infer import ClientOptions, EncodedInfer, TritonInfer
 from tritonkit.client.pipeline import (
     CallableBackend, EncodedAdapter, EngineOptions, StreamResult, run_stream, summarize)
 from tritonkit.client.timing import batch_timing, flagperf_metrics, run_model_times
+from tritonkit.contract import card_differences, served_card
 from tritonkit.errors import CardError, ServerError, TritonkitError
 from tritonkit.model_repository.ensemble import bytes_ensemble_name
 from tritonkit.model_repository.writer import check_onnx_against_card
 from tritonkit.report import markdown_table, write_json, write_text
 from tritonkit.tasks import (
     FLATTEN, OMIT_NONE, OptionsError, Served, StreamOptions, Task, TaskMetrics, get_task, list_tasks, to_flat_dict)
+from tritonkit.triton import call_kwargs, make_client, translate_errors
 
 ort = lazy_import("onnxruntime")
 
@@ -222,6 +227,57 @@ def server_memory(address: str) -> ServerMemory:
     return ServerMemory(total, f"rss of tritonserver process tree (pid {proc.pid}, {len(tree)} processes, summed)")
 
 
+def fetch_served_card(options: StreamOptions, name: str) -> ModelCard | None:
+    """The card the served model ``name`` carries in its config (None when it carries none).
+    An unreachable server or a model it does not serve raises a one-line ServerError."""
+    where = f"{options.protocol} {options.url}"
+    client = make_client(options.protocol, options.url, options.timeout_s)
+    try:
+        with translate_errors("get_model_config", context=f"{where}: cannot read the config of {name!r}"):
+            extra = {"as_json": True} if options.protocol == "grpc" else {}
+            config = client.get_model_config(name, **extra, **call_kwargs(options.protocol, options.timeout_s))
+    finally:
+        client.close()
+    return served_card(config, f"{where} model {name!r}")
+
+
+def _given_card(model: str | None) -> ModelCard | None:
+    """The card ``--model`` names (a built-in card or a card file); None when it names neither."""
+    if model is None or (not model.endswith(".json") and model not in REGISTRY):
+        return None
+    return get_card(model)
+
+
+def resolve_card(options: StreamOptions) -> tuple[ModelCard, str]:
+    """The card the eval runs with and the served model's name.
+
+    ``model`` a card (built-in name or file): the served model (``model_name``, else the card's
+    name) must carry the same card, field for field (:func:`tritonkit.contract.card_differences`),
+    or none at all; a different one is refused with one line per differing field. ``model`` a
+    served name that is no card, or only ``model_name``: the card the server carries."""
+    given = _given_card(options.model)
+    name = options.model_name or (given.name if given is not None else options.model)
+    if given is None:
+        try:
+            card = fetch_served_card(options, name)
+        except TritonkitError as exc:
+            raise CardError(f"unknown model {name!r}: no built-in card or card file of that name, "
+                            f"and the server cannot give its card ({exc})") from None
+        if card is None:
+            raise CardError(f"model {name!r} is served without a tritonkit card; give its card with --model")
+        return card, name
+    try:
+        served = fetch_served_card(options, name)
+    except ServerError:
+        return given, name  # connecting reports it, with the server's own words
+    diff = card_differences(given, served) if served is not None else []
+    if diff:
+        raise CardError(f"card {given.name!r} disagrees with the card model {name!r} is served with "
+                        f"({len(diff)} fields; evaluate with the served card by leaving out --model "
+                        f"and giving --model-name {name}):\n  " + "\n  ".join(diff))
+    return given, name
+
+
 def evaluate(task: str | Task, options: StreamOptions) -> EvalResult:
     """Run the whole eval of ``task`` (a registered name or a :class:`Task`); write
     ``<out>/<task.result_json>`` and ``<task.result_md>``; return the result."""
@@ -237,9 +293,9 @@ class EvalRun:
     ``served``, ``adapter``, ``out``, ``connect``, ``timing_rows``)."""
 
     def __init__(self, task: Task, options: StreamOptions) -> None:
-        self.task, self.options = task, options
         self.t_start = time.perf_counter()
-        self.card = get_card(options.model)
+        self.card, served_name = resolve_card(options)
+        self.task, self.options = task, replace(options, model_name=served_name)
         if self.card.task not in list_tasks():
             raise CardError(f"model {self.card.name!r} is a {self.card.task} model; no eval task handles those")
         if self.card.task != task.name:
@@ -406,4 +462,5 @@ def preprocess_markdown(result: dict) -> str:
 
 
 __all__ = ["EvalResult", "EvalRun", "ServerMemory", "evaluate", "preprocess_markdown", "reference_backend",
-           "server_memory", "validation_throughput", "find_tritonserver", "is_local_host"]
+           "server_memory", "validation_throughput", "find_tritonserver", "is_local_host", "resolve_card",
+           "fetch_served_card"]

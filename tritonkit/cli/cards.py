@@ -1,9 +1,10 @@
 """List the model cards, or show one card in full (JSON), or print the card file's JSON Schema.
 
-  tritonkit cards                 # table of built-in cards
-  tritonkit cards resnet50        # one card as JSON
-  tritonkit cards my_card.json    # validate and show a user card file
-  tritonkit cards --schema        # the JSON Schema card files follow
+  tritonkit cards                        # table of built-in cards
+  tritonkit cards --json                 # every built-in card as JSON (a list)
+  tritonkit cards resnet50 --json        # one card as JSON: the start of your own card file
+  tritonkit cards my_card.json           # validate and show a user card file
+  tritonkit cards --schema               # the JSON Schema card files follow
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 
+from tritonkit._lazy import lazy_import
 from tritonkit.cards import REGISTRY, get_card
 from tritonkit.cards.schema import shipped_schema_text
+
+rich_console = lazy_import("rich.console")
+rich_table = lazy_import("rich.table")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", help="card name or path to a card .json file")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (with NAME: that card, a valid card file to copy and edit; without: every card)")
     p.add_argument("--schema", action="store_true", help="print the JSON Schema of card files and exit")
 
 
@@ -29,21 +36,21 @@ def _preprocess_text(pp) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     if args.schema:
         print(shipped_schema_text(), end="")
         return 0
-    if args.model:
+    if args.model:  # one card is always shown as JSON
         print(json.dumps(get_card(args.model).to_dict(), indent=2))
         return 0
-    table = Table(title="tritonkit model cards")
+    if args.json:
+        print(json.dumps([c.to_dict() for c in REGISTRY], indent=2))
+        return 0
+    table = rich_table.Table(title="tritonkit model cards")
     for col in ("name", "task", "input", "preprocess", "postprocess", "outputs", "max batch", "labels"):
         table.add_column(col)
     for c in REGISTRY:
         table.add_row(c.name, c.task, f"{c.input.name} {list(c.input.dims)} {c.input.dtype}",
                       _preprocess_text(c.preprocess), c.postprocess.kind,
                       ", ".join(f"{o.name} {list(o.dims)}" for o in c.outputs), str(c.max_batch_size), c.labels)
-    Console().print(table)
+    rich_console.Console().print(table)
     return 0

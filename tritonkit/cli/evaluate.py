@@ -31,8 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         task = get_task(name)
         sp = sub.add_parser(name, help=first_line(task.description), description=task.description,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-        sp.add_argument("--model", required=True, help="card name (tritonkit cards) or a card .json file")
-        sp.add_argument("--model-name", help="name the model is served under (default: the card's name)")
+        sp.add_argument("--model", help="card name (tritonkit cards) or a card .json file, checked against the "
+                        "card the server carries; or the served model's name (its served card is used)")
+        sp.add_argument("--model-name", help="name the model is served under (default: the card's name); "
+                        "alone, the eval uses the card the server carries")
         add_spec_arguments(sp, task.arguments)
         add_stream_arguments(sp, task.checkpoint, task.metric_label)
         sp.set_defaults(_task=name)

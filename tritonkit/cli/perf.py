@@ -25,9 +25,12 @@ H,W; perf_analyzer gets it as --shape and every report records it.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from tritonkit._lazy import lazy_import
 from tritonkit.cards import get_card
 from tritonkit.cli.tables import print_tables
 from tritonkit.errors import ServerError, TritonkitError
@@ -35,12 +38,14 @@ from tritonkit.io import ensure_out_dir
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.model_repository.writer import write_model
 from tritonkit.perf.analyzer import (
-    ConcurrencyRange, PerfSpec, card_input_shapes, endpoint_addresses, endpoint_rows, run_endpoint_sweeps,
-    run_sweep, served_input_shapes)
+    ConcurrencyRange, PerfSpec, SweepProgress, card_input_shapes, endpoint_addresses, endpoint_rows,
+    minimum_point_seconds, run_endpoint_sweeps, run_sweep, served_input_shapes)
 from tritonkit.perf.ladder import LadderOptions, folder_items, run_ladder
 from tritonkit.perf.results import sweep_tables
 from tritonkit.perf.tune import TuneGrid, parse_preferred, run_tune
 from tritonkit.serve.local import LocalServer, ServerOptions
+
+rich_console = lazy_import("rich.console")
 
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 
@@ -148,33 +153,50 @@ def _spec(args: argparse.Namespace, model: str, url: str, protocol: str, batch_s
                     async_mode=getattr(args, "async_mode", False), timeout_s=getattr(args, "timeout", 300.0))
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
 def run(args: argparse.Namespace) -> int:
     ensure_out_dir(args.out, "--out", create=False)  # each action makes it once it has something to write
     return {"sweep": _sweep, "ladder": _ladder, "tune": _tune}[args.perf_command](args)
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    console = Console()
+    console = rich_console.Console()
     url = args.url or f"127.0.0.1:{DEFAULT_PORTS[args.protocol]}"
     spec = _spec(args, args.model, url, args.protocol, args.batch_sizes[0], ConcurrencyRange.parse(args.concurrency))
     spec = replace(spec, input_shapes=_served_shapes(spec, args.shape_hw))
 
-    def show(point) -> None:
+    points = len(args.batch_sizes) * len(spec.concurrency.levels())
+    floor = points * minimum_point_seconds(spec)
+    console.print(f"{points} points ({len(args.batch_sizes)} batch sizes x {len(spec.concurrency.levels())} "
+                  f"concurrency levels)" + (f", at least {_duration(floor)} (3 windows of {args.interval} ms "
+                                            f"each, more while a point is not stable)" if floor else ""),
+                  highlight=False)
+
+    def show(progress: SweepProgress) -> None:
+        point = progress.point
+        where = f"[{progress.done}/{progress.total}] bs {point.batch_size:>3} c {point.concurrency:>3}:"
         if point.ok:
             r = point.rows[0]
-            console.print(f"bs {point.batch_size:>3} c {point.concurrency:>3}: {r.img_per_s:,.1f} img/s, "
-                          f"p99 {r.p99_us / 1000:.2f} ms  ({point.seconds:.1f} s)")
+            what = f"{r.img_per_s:,.1f} img/s, p99 {r.p99_us / 1000:.2f} ms  ({point.seconds:.1f} s)"
         else:
-            console.print(f"bs {point.batch_size:>3} c {point.concurrency:>3}: [red]{point.status}[/red] "
-                          f"({point.error_kind}) {point.error}", markup=True, highlight=False)
+            what = f"[red]{point.status}[/red] ({point.error_kind}) {point.error}"
+        if point.retries:
+            what += f" [yellow]measured {point.attempts} times ({', '.join(point.retried_for)})[/yellow]"
+        left = f"  {progress.left} left, about {_duration(progress.eta_s)} to go" if progress.left else ""
+        console.print(where, what + left, markup=True, highlight=False)
 
     kwargs = dict(batch_sizes=args.batch_sizes, binary=args.perf_analyzer, stop_on_error=args.stop_on_error,
-                  on_point=show, plot=not args.no_plot)
+                  on_progress=show, plot=not args.no_plot)
     if len(endpoint_addresses(spec)) > 1:
         return _sweep_endpoints(spec, args.out, kwargs, console)
     result = run_sweep(spec, args.out, **kwargs)
+    retried = [p for p in result.points if p.retries]
+    if retried:
+        console.print(f"{len(retried)} of {len(result.points)} points were measured again with longer windows "
+                      f"({sum(p.retries for p in retried)} retries; listed in {result.markdown})", highlight=False)
     print_tables(sweep_tables(result.rows)[:2], console)  # the per-point detail is in sweep.md
     console.print(f"wrote {result.merged_csv}, {result.markdown}, {result.status_json}"
                   + (f", {result.plot}" if result.plot else ""))
@@ -218,12 +240,7 @@ def _sweep_endpoints(spec, out: Path, kwargs: dict, console) -> int:
 
 
 def _ladder(args: argparse.Namespace) -> int:
-    import contextlib
-    import tempfile
-
-    from rich.console import Console
-
-    console = Console()
+    console = rich_console.Console()
     card = get_card(args.model)
     if not args.onnx.is_file():
         raise TritonkitError(f"{args.onnx}: ONNX file not found")
@@ -258,9 +275,7 @@ def _ladder(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    console = Console()
+    console = rich_console.Console()
     card = get_card(args.model)
     grid = TuneGrid(tuple(args.delays), parse_preferred(args.preferred), tuple(args.instances))
     measure = _spec(args, card.name, "127.0.0.1:8001", "grpc", args.batch_size,

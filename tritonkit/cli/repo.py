@@ -71,8 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> RepoOptions:
     policy = None
-    if args.queue_size is not None:
-        policy = QueuePolicy(max_queue_size=args.queue_size, timeout_us=args.queue_timeout_us)
+    if args.queue_size is not None or args.queue_timeout_us:  # either one makes a policy (timeout alone: unbounded size)
+        policy = QueuePolicy(max_queue_size=args.queue_size or 0, timeout_us=args.queue_timeout_us)
     return RepoOptions(
         target=args.target, max_batch_size=args.max_batch, dynamic_batching=not args.no_dynamic_batching,
         preferred_batch_sizes=args.preferred, max_queue_delay_us=args.max_queue_delay_us,

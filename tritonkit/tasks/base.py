@@ -59,8 +59,8 @@ class OptionsError(TritonkitError):
 class StreamOptions:
     """The options every eval task shares: which model, which server, how to stream, where to write."""
 
-    model: str
-    model_name: str | None = None
+    model: str | None = None       # a card (name or file), or a served model's name; None: the served card
+    model_name: str | None = None  # the served model's name (default: the card's)
     out: Path = Path("reports/eval")
     url: str = "127.0.0.1:8001"
     protocol: str = "grpc"
@@ -80,6 +80,8 @@ class StreamOptions:
     server_preprocess: bool = False
 
     def __post_init__(self) -> None:
+        if not self.model and not self.model_name:
+            raise OptionsError("give {model} (a card, or a served model's name) or {model_name}")
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             raise OptionsError("{batch_sizes} must be positive integers (got {got})", got=list(self.batch_sizes))
         if self.timing_images < 0:

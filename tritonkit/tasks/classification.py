@@ -6,7 +6,9 @@ demo's folders, checks the served model against the card, then streams every ima
 decode -> preprocess -> Triton -> softmax top-k. Accuracy is computed over all images at the
 first batch size; run-model and run-stream times at every batch size over the timing images.
 Writes <out>/classification.json, <out>/classification.md and a per-image checkpoint
-<out>/classification.jsonl (resume continues an interrupted run).
+<out>/classification.jsonl (resume continues an interrupted run; each image's record holds its
+true class and the top-k class names with their scores). The report lists the misclassified
+images (path, truth, prediction).
 
 With a reference ONNX the same preprocessed batches also run through onnxruntime in this
 process and reference_top1/reference_top5 are reported beside the served numbers.
@@ -20,10 +22,13 @@ from typing import Any, Mapping, Sequence
 
 from tritonkit.cards import ModelCard
 from tritonkit.client.classify import ClassifyAdapter
+from tritonkit.errors import TritonkitError
 from tritonkit.client.datasets import IMAGENET_VAL_TAR_MD5, ClassMap, limit_dataset, open_dataset, open_tar
 from tritonkit.report import files_markdown, markdown_table, pct, stream_markdown
 from tritonkit.tasks.base import (
-    REFERENCE, ArgSpec, OpenedData, OptionsError, StreamOptions, Task, TaskMetrics, register_task)
+    REFERENCE, ArgSpec, OpenedData, OptionsError, Served, StreamOptions, Task, TaskMetrics, register_task)
+
+MISCLASSIFIED_SHOWN = 100  # rows of the misclassified table (every image is in the checkpoint)
 
 
 DESCRIPTION = __doc__  # the CLI help of the task
@@ -56,6 +61,67 @@ class ClassificationMetrics(TaskMetrics):
     correct5: int = 0
     reference_top1: float | None = field(default=None, metadata=REFERENCE)
     reference_top5: float | None = field(default=None, metadata=REFERENCE)
+
+
+@dataclass(frozen=True)
+class NamedClassifyAdapter(ClassifyAdapter):
+    """:class:`ClassifyAdapter` whose per-image records also name the classes: ``truth`` (the
+    true class's name) and ``classes`` (the names of ``topk``, beside their ``scores``)."""
+
+    names: tuple[str, ...] = ()
+
+    def name(self, index: int) -> str:
+        return self.names[index] if 0 <= index < len(self.names) else str(index)
+
+    def postprocess(self, outputs, meta: int) -> dict:
+        record = super().postprocess(outputs, meta)
+        return {**record, "truth": self.name(record["label"]), "classes": [self.name(i) for i in record["topk"]]}
+
+
+def class_names(card: ModelCard) -> tuple[str, ...]:
+    """The card's class names; the indices as text when its labels cannot be read here."""
+    try:
+        return tuple(card.label_names())
+    except TritonkitError:
+        return tuple(str(i) for i in range(card.num_classes))
+
+
+@dataclass(kw_only=True)
+class ClassificationDetails:
+    """The misclassified images (top-1 wrong) of the accuracy run, for the report: the first
+    :data:`MISCLASSIFIED_SHOWN` in dataset order and the total."""
+
+    misclassified: list[dict] = field(default_factory=list)
+    misclassified_count: int = 0
+
+    def to_dict(self) -> dict:
+        return {"misclassified": list(self.misclassified), "misclassified_count": self.misclassified_count}
+
+
+def misclassified(records: Sequence[Mapping[str, Any]], names: Sequence[str]) -> ClassificationDetails:
+    """Images whose top-1 class is not the true one: path, truth, prediction and its score."""
+    def name(i: int) -> str:
+        return names[i] if 0 <= i < len(names) else str(i)
+
+    wrong = [r for r in records if r.get("topk") and int(r["topk"][0]) != int(r["label"])]
+    rows = [{"path": r.get("key"), "truth": name(int(r["label"])), "prediction": name(int(r["topk"][0])),
+             "score": (r.get("scores") or [None])[0]} for r in wrong[:MISCLASSIFIED_SHOWN]]
+    return ClassificationDetails(misclassified=rows, misclassified_count=len(wrong))
+
+
+def misclassified_markdown(result: Mapping[str, Any]) -> str:
+    rows = result.get("misclassified")
+    if rows is None:
+        return ""
+    total = int(result.get("misclassified_count", len(rows)))
+    head = f"\n## Misclassified images (top-1): {total}\n\n"
+    if not rows:
+        return head + "None.\n"
+    more = (f"\nThe first {len(rows)} are shown; every image's top-k classes and scores are in "
+            f"`{Classification.checkpoint}`.\n") if total > len(rows) else ""
+    return head + markdown_table(["path", "truth", "prediction", "score"],
+                                 [[r["path"], r["truth"], r["prediction"], r["score"]] for r in rows],
+                                 digits=3) + more
 
 
 ARGUMENTS = (
@@ -105,6 +171,7 @@ def classification_markdown(result: Mapping[str, Any]) -> str:
     if "reference_top1" in result:
         parts += ["\n## Served vs in-process onnxruntime\n",
                   markdown_table(["metric", "through Triton", "onnxruntime in-process"], acc, digits=3)]
+    parts.append(misclassified_markdown(result))
     parts.append(stream_markdown(result))
     bt = result.get("batch_timing") or []
     if bt:
@@ -146,8 +213,16 @@ class Classification(Task):
                     "subset": ds.subset}
         return OpenedData(ds.items, ds.excluded(), ds.describe(), identity, source=ds)
 
+    def served(self, options: ClassificationOptions, card: ModelCard, client_type: type) -> Served:
+        return Served(options.model_name or card.name, card, client_type, ClassificationDetails())
+
     def adapter(self, options: ClassificationOptions, card: ModelCard, data: OpenedData) -> ClassifyAdapter:
-        return ClassifyAdapter(card)
+        return NamedClassifyAdapter(card, names=class_names(card))
+
+    def after_stream(self, run: Any, stream: Any) -> None:
+        found = misclassified(stream.records, run.adapter.names)
+        run.served.details.misclassified = found.misclassified
+        run.served.details.misclassified_count = found.misclassified_count
 
     def timing_adapter(self, card: ModelCard) -> ClassifyAdapter:
         return ClassifyAdapter(card)
@@ -164,5 +239,6 @@ class Classification(Task):
         return rows
 
 
-__all__ = ["Classification", "ClassificationOptions", "ClassificationMetrics", "classification_rows",
-           "classification_markdown", "ARGUMENTS"]
+__all__ = ["Classification", "ClassificationOptions", "ClassificationMetrics", "ClassificationDetails",
+           "NamedClassifyAdapter", "classification_rows", "classification_markdown", "misclassified",
+           "misclassified_markdown", "class_names", "ARGUMENTS"]

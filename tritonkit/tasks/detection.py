@@ -16,7 +16,9 @@ server-side NMS side by side.
 
 Writes <out>/detection.json, <out>/detection.md, the COCO results file
 <out>/detections_coco.json and a per-image checkpoint <out>/detection.jsonl (resume
-continues an interrupted run). With a reference ONNX the same inputs also run through
+continues an interrupted run; each image's record holds its detection count). The report lists
+the images with the most errors (ground-truth boxes missed plus confident false detections at
+IoU 0.5). With a reference ONNX the same inputs also run through
 onnxruntime in this process and reference_map50 / reference_map50_95 are reported.
 """
 
@@ -32,18 +34,21 @@ import numpy as np
 from tritonkit.cards import ModelCard, NMSProfile, TensorSpec
 from tritonkit.client.coco import (
     check_categories, coco_map, detections_to_coco, load_coco_root, write_results)
-from tritonkit.client.nms_math import GEOMETRY_INPUT, OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES
+from tritonkit.client.nms_math import GEOMETRY_INPUT, OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES, box_iou
 from tritonkit.client.decode import read_image_bytes
 from tritonkit.client.detection import Detections, postprocess_card, to_original, unpad_detections
 from tritonkit.client.infer import TritonInfer, contract_mismatches
 from tritonkit.client.preprocess import Geometry, preprocess
 from tritonkit.errors import CardError, ServerError
-from tritonkit.report import markdown_table, pct, stream_markdown
+from tritonkit.report import fmt, markdown_table, pct, stream_markdown
 from tritonkit.tasks.base import (
     OMIT_NONE, REFERENCE, ArgSpec, OpenedData, OptionsError, Served, StreamOptions, Task, TaskMetrics,
     TimingOutcome, register_task, to_flat_dict)
 
 COCO_RESULTS = "detections_coco.json"
+WORST_SHOWN = 10         # rows of the worst-images table
+CONFIDENT_SCORE = 0.25   # a detection at or above this score counts in the per-image figures
+MATCH_IOU = 0.5
 METRIC_KEYS = ("map50_95", "map50", "map75", "map_small", "map_medium", "map_large")
 DESCRIPTION = __doc__  # the CLI help of the task
 
@@ -98,7 +103,7 @@ class DetectMeta:
 
 def detection_record(image_id: int, dets) -> dict:
     """The per-image record (JSON): boxes x1,y1,x2,y2 in original pixels, scores, class indices."""
-    return {"image_id": int(image_id),
+    return {"image_id": int(image_id), "count": int(len(dets.scores)),
             "boxes": np.round(np.asarray(dets.boxes, np.float64), 3).tolist(),
             "scores": np.round(np.asarray(dets.scores, np.float64), 6).tolist(),
             "classes": np.asarray(dets.classes).astype(int).tolist()}
@@ -214,9 +219,51 @@ class DetectionDetails:
     nms_profile: NMSProfile
     timing_nms_profile: NMSProfile
     coco_results: str | None = field(default=None, metadata=OMIT_NONE)
+    per_image: dict | None = field(default=None, metadata=OMIT_NONE)   # see image_errors_summary
 
     def to_dict(self) -> dict:
         return to_flat_dict(self)
+
+
+def image_errors(record: Mapping[str, Any], annotations: Sequence[Mapping[str, Any]],
+                 category_ids: Sequence[int], conf: float = CONFIDENT_SCORE) -> dict:
+    """One image's figures: ground-truth boxes (crowd ones left out), confident detections
+    (score >= ``conf``), matched (same category, IoU >= 0.5, greedy by score), missed and false
+    positives. Pure."""
+    scores = np.asarray(record.get("scores", ()), np.float64)
+    keep = scores >= conf
+    boxes = np.asarray(record.get("boxes", ()), np.float64).reshape(-1, 4)[keep]
+    cats = [category_ids[int(c)] if 0 <= int(c) < len(category_ids) else -1
+            for c, k in zip(record.get("classes", ()), keep) if k]
+    order = np.argsort(-scores[keep], kind="stable")
+    gt = [a for a in annotations if not a.get("iscrowd")]
+    gt_boxes = np.asarray([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                           for a in gt], np.float64).reshape(-1, 4)
+    iou = box_iou(boxes, gt_boxes) if len(boxes) and len(gt) else np.zeros((len(boxes), len(gt)))
+    taken: set[int] = set()
+    for i in order:
+        candidates = [(iou[i, j], j) for j, a in enumerate(gt)
+                      if j not in taken and a["category_id"] == cats[i] and iou[i, j] >= MATCH_IOU]
+        if candidates:
+            taken.add(max(candidates)[1])
+    matched = len(taken)
+    return {"ground_truths": len(gt), "detections": int(keep.sum()), "matched": matched,
+            "missed": len(gt) - matched, "false_positives": int(keep.sum()) - matched}
+
+
+def image_errors_summary(records: Sequence[Mapping[str, Any]], coco, category_ids: Sequence[int]) -> dict:
+    """Per-image counts over the run and the :data:`WORST_SHOWN` images with the most errors
+    (missed + false positives; ties in dataset order)."""
+    rows = []
+    for r in records:
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[int(r["image_id"])])) if coco is not None else []
+        rows.append({"path": r.get("key"), "image_id": int(r["image_id"]), **image_errors(r, anns, category_ids)})
+    worst = sorted((x for x in rows if x["missed"] + x["false_positives"]),
+                   key=lambda x: -(x["missed"] + x["false_positives"]))
+    counts = [x["detections"] for x in rows]
+    return {"confident_score": CONFIDENT_SCORE, "match_iou": MATCH_IOU, "images": len(rows),
+            "images_without_error": len(rows) - len(worst), "mean_detections": float(np.mean(counts)) if counts else None,
+            "max_detections": max(counts) if counts else None, "worst": worst[:WORST_SHOWN]}
 
 
 ARGUMENTS = (
@@ -315,7 +362,8 @@ def detection_markdown(result: Mapping[str, Any]) -> str:
              f"mAP is measured with the accuracy profile, times with "
              f"`{(result.get('timing_nms_profile') or {}).get('name')}`.\n\n",
              markdown_table(headers, rows)]
-    return "".join(parts) + _accuracy_markdown(result) + stream_markdown(result, stages=False) \
+    return "".join(parts) + _accuracy_markdown(result) + _worst_markdown(result.get("per_image")) \
+        + stream_markdown(result, stages=False) \
         + _timing_markdown(bt) + "".join(f"\n- {note}\n" for note in result.get("timing_notes") or [])
 
 
@@ -328,6 +376,22 @@ def _accuracy_markdown(result: Mapping[str, Any]) -> str:
     return "\n## Accuracy (COCOeval, bbox)\n\n" + markdown_table(
         ["metric", "through Triton"] + (["onnxruntime in-process"] if ref else []),
         [row if ref else row[:2] for row in acc], digits=2)
+
+
+def _worst_markdown(per_image: Mapping[str, Any] | None) -> str:
+    if not per_image:
+        return ""
+    head = (f"\n## Per image (detections with score >= {per_image['confident_score']:g}, matched at IoU "
+            f"{per_image['match_iou']:g})\n\n{per_image['images_without_error']} of {per_image['images']} images "
+            f"without a missed box or a false detection; {fmt(per_image['mean_detections'], 2)} detections per "
+            f"image on average, at most {per_image['max_detections']}.\n")
+    worst = per_image.get("worst") or []
+    if not worst:
+        return head
+    return head + f"\nThe {len(worst)} worst images (missed + false detections):\n\n" + markdown_table(
+        ["path", "ground truth", "detections", "matched", "missed", "false detections"],
+        [[w["path"], w["ground_truths"], w["detections"], w["matched"], w["missed"], w["false_positives"]]
+         for w in worst])
 
 
 def _timing_markdown(bt: Sequence[Mapping[str, Any]]) -> str:
@@ -391,6 +455,7 @@ class Detection(Task):
     def after_stream(self, run: Any, stream: Any) -> None:
         path = write_results(run.out / COCO_RESULTS, records_to_coco(stream.records, run.adapter.category_ids))
         run.served.details.coco_results = str(path)
+        run.served.details.per_image = image_errors_summary(stream.records, run.adapter.gt, run.adapter.category_ids)
 
     def timing(self, run: Any, items: Sequence[Any]) -> TimingOutcome:
         """Rows for client-side NMS and, with server NMS, server-side NMS. A model needed only
@@ -450,4 +515,5 @@ class Detection(Task):
 __all__ = ["Detection", "DetectionOptions", "DetectionMetrics", "DetectionDetails", "DetectAdapter", "DetectMeta",
            "CocoItem", "EnsembleInfer", "detection_record", "records_to_coco", "forward_nms", "detection_markdown",
            "category_ids_for", "COCO_RESULTS", "METRIC_KEYS", "ARGUMENTS", "GEOMETRY_INPUT", "OUT_BOXES",
-           "OUT_SCORES", "OUT_CLASSES", "OUT_COUNT", "EnsembleNames", "served_ensemble_card"]
+           "OUT_SCORES", "OUT_CLASSES", "OUT_COUNT", "EnsembleNames", "served_ensemble_card", "image_errors",
+           "image_errors_summary", "WORST_SHOWN", "CONFIDENT_SCORE"]

@@ -26,7 +26,7 @@ from typing import Any
 from tritonkit.cards import ModelCard, TensorSpec, card_from_dict, get_card, load_card_file
 from tritonkit.client.endpoints import resolve_endpoints as resolve_addresses
 from tritonkit.errors import TritonkitError
-from tritonkit.model_repository.config import CARD_PARAMETER
+from tritonkit.contract import CARD_PARAMETER, embedded_card
 from tritonkit.serve.profiles import key_headers
 from tritonkit.triton import make_client, one_line, tritonutils
 from tritonkit.validate.options import PRECISIONS, ValidateOptions
@@ -109,15 +109,15 @@ def resolve_card(model: str, options: ValidateOptions, config: dict, repo: Path 
     try:
         if given:
             return get_card(given), f"--cards {given}"
-        embedded = config.get("parameters", {}).get(CARD_PARAMETER, {}).get("string_value")
-        if embedded:
-            return card_from_dict(json.loads(embedded), f"{model} config parameter {CARD_PARAMETER}"), \
+        embedded = embedded_card(config)
+        if embedded is not None:
+            return card_from_dict(embedded, f"{model} config parameter {CARD_PARAMETER}"), \
                 f"config parameter {CARD_PARAMETER}"
         if repo is not None and (repo / model / "card.json").is_file():
             path = repo / model / "card.json"
             return load_card_file(path), str(path)
         return get_card(model), f"built-in card {model!r}"
-    except (TritonkitError, json.JSONDecodeError) as exc:
+    except (TritonkitError, ValueError) as exc:
         return None, f"no usable card for {model!r}: {exc}"
 
 

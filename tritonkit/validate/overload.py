@@ -19,7 +19,9 @@ three times until the server rejects some. Then:
   statistics API); requests refused because the queue is full ("Exceeds maximum queue size",
   gRPC UNAVAILABLE) are never enqueued and are counted nowhere. A policy with only
   ``max_queue_size`` therefore sheds load invisibly to monitoring, and this check fails for it
-  saying so; add ``default_timeout_microseconds`` with ``REJECT`` to make overload visible.
+  saying so; add ``default_timeout_microseconds`` with ``REJECT`` to make overload visible. A
+  policy with both limits whose queue fills before any request reaches the timeout fails the
+  same way, and its hint is to drop the size limit, not to add the timeout it already has.
 
 Bound: a request can wait for the batches queued ahead of it (``ceil(max_queue_size /
 max_batch)`` plus the one executing) and for the queue timeout (enforced lazily, when the
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 
 from tritonkit.errors import ServerError
 from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.hints import metrics_hint, overload_requests_hint, queue_policy_hint
 from tritonkit.validate.metrics import PENDING, fetch_metrics, rejected_count, total
 from tritonkit.validate.requests import Outcome, burst, infer, percentiles_ms, seeded_batch
 from tritonkit.validate.result import CheckResult, fail, ok, verdict
@@ -251,6 +254,7 @@ def rejections_result(target: ModelTarget, record: BurstRecord, limit_ms: float)
         problems.append(f"rejections slow: p99 {rej['p99_ms']:.0f} ms > {limit_ms:.0f} ms")
     return verdict(name, problems, f"{len(record.rejected)} of {record.size} rejected cleanly, p99 "
                                    f"{rej.get('p99_ms', 0):.1f} ms", target.name,
+                   hint=overload_requests_hint(record.size) if not record.rejected else None,
                    burst=record.size, rejected=len(record.rejected), queue_full=len(record.queue_full),
                    queue_timeout=len(record.timed_out), other_errors=len(record.other_errors),
                    latency=rej, allowed_ms=limit_ms)
@@ -283,7 +287,7 @@ def recovery_result(ctx: Context, target: ModelTarget) -> CheckResult:
                    "server and model ready after the burst; a correct request was answered", target.name)
 
 
-def metrics_result(target: ModelTarget, record: BurstRecord) -> CheckResult:
+def metrics_result(target: ModelTarget, record: BurstRecord, limits: QueueLimits) -> CheckResult:
     """The rejections must be visible in /metrics: queue-timeout ones counted, pending exposed."""
     name = "overload.metrics"
     if record.metrics_error:
@@ -296,15 +300,17 @@ def metrics_result(target: ModelTarget, record: BurstRecord) -> CheckResult:
     elif delta < timed_out:
         problems.append(f"/metrics counted {delta:g} rejections, the client saw {timed_out} queue-timeout rejections")
     elif delta == 0 and queue_full:
+        why = (f"the {limits.timeout_us / 1000:g} ms queue timeout never fired" if limits.timeout_us
+               else "the queue policy has no timeout")
         problems.append(f"{queue_full} queue-full rejections do not show in /metrics (this server counts only "
-                        f"queue-timeout rejections): overload is invisible to monitoring; add "
-                        f"default_timeout_microseconds with timeout_action REJECT to the queue policy")
+                        f"queue-timeout rejections) and {why}: overload is invisible to monitoring")
     if record.pending_peak is None:
         problems.append(f"{PENDING} not exposed for this model")
     note = f"; {queue_full} queue-full rejections are not counted by this server" if queue_full else ""
     return verdict(name, problems, f"{record.rejected_metric_name} rose by {delta or 0:g} for {timed_out} "
                                    f"queue-timeout rejections{note}; peak {PENDING} {record.pending_peak or 0:g}",
-                   target.name, rejected_metric=record.rejected_metric_name, rejected_delta=delta,
+                   target.name, hint=metrics_hint(limits.max_queue_size, limits.timeout_us) if queue_full else None,
+                   rejected_metric=record.rejected_metric_name, rejected_delta=delta,
                    client_queue_timeouts=timed_out, client_queue_full=queue_full, pending_peak=record.pending_peak)
 
 
@@ -316,9 +322,9 @@ def check_overload(ctx: Context, target: ModelTarget) -> list[CheckResult]:
     limits = queue_limits(target.config)
     if limits is None:
         return [fail("overload.queue_policy",
-                     "no queue policy: the model queues without bound under overload; set "
-                     "dynamic_batching.default_queue_policy (max_queue_size and/or default_timeout_microseconds "
-                     "with timeout_action REJECT)", target.name)]
+                     "no queue policy: the model queues without bound under overload "
+                     "(dynamic_batching.default_queue_policy: max_queue_size and/or default_timeout_microseconds "
+                     "with timeout_action REJECT)", target.name, hint=queue_policy_hint())]
     policy = ok("overload.queue_policy", limits.describe(), target.name,
                 max_queue_size=limits.max_queue_size, timeout_us=limits.timeout_us)
     try:
@@ -330,7 +336,7 @@ def check_overload(ctx: Context, target: ModelTarget) -> list[CheckResult]:
     bound = bound_ms(limits, max_batch, exec_ms)
     limit = allowed_ms(bound)
     return [policy, rejections_result(target, record, limit), accepted_result(target, record, limit, bound),
-            recovery_result(ctx, target), metrics_result(target, record)]
+            recovery_result(ctx, target), metrics_result(target, record, limits)]
 
 
 def run(ctx: Context) -> list[CheckResult]:

@@ -6,8 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tritonkit._lazy import lazy_import
 from tritonkit.report import markdown_table, write_json, write_text
 from tritonkit.validate.result import CheckResult
+
+rich_table = lazy_import("rich.table")
+rich_markup = lazy_import("rich.markup")
 
 JSON_NAME = "validation.json"
 MARKDOWN_NAME = "report.md"
@@ -69,6 +73,10 @@ class ValidationReport:
             [[c.name, c.model or "(server)", "pass" if c.passed else "**FAIL**", _one_line(c.detail)]
              for c in self.checks]),
             "\n"]
+        hinted = [c for c in self.failed if c.hint]
+        if hinted:
+            parts.append("## How to fix\n\n" + "".join(
+                f"- `{c.name}`" + (f" ({c.model})" if c.model else "") + f": {c.hint}\n" for c in hinted) + "\n")
         if self.not_requested:
             parts.append(f"Not requested: {', '.join(self.not_requested)} (opt-in: `--soak DURATION`).\n\n")
         with_figures = [c for c in self.checks if c.figures]
@@ -92,14 +100,13 @@ class ValidationReport:
         return write_text(path, self.markdown())
 
     def rich_table(self):
-        from rich.table import Table
-
-        table = Table(title="tritonkit validate: " + ("PASSED" if self.passed else "FAILED"), show_lines=False)
+        table = rich_table.Table(title="tritonkit validate: " + ("PASSED" if self.passed else "FAILED"), show_lines=False)
         for col in ("check", "model", "result", "detail"):
             table.add_column(col, overflow="fold")
         for c in self.checks:
+            detail = c.detail + (f"\nfix: {c.hint}" if c.hint and not c.passed else "")
             table.add_row(c.name, c.model or "(server)", "[green]pass[/]" if c.passed else "[bold red]FAIL[/]",
-                          c.detail)
+                          rich_markup.escape(detail))
         return table
 
 

@@ -22,29 +22,33 @@ class CheckResult:
     detail: str
     model: str | None = None
     figures: Mapping[str, Any] = field(default_factory=dict)
+    hint: str | None = None  # the command that fixes a failure (tritonkit.validate.hints)
 
     @property
     def group(self) -> str:
         return self.name.split(".", 1)[0]
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "model": self.model, "passed": self.passed, "detail": self.detail,
-                "figures": _jsonable(dict(self.figures))}
+        out = {"name": self.name, "model": self.model, "passed": self.passed, "detail": self.detail,
+               "figures": _jsonable(dict(self.figures))}
+        if self.hint is not None:
+            out["hint"] = self.hint
+        return out
 
 
 def ok(name: str, detail: str, model: str | None = None, **figures: Any) -> CheckResult:
     return CheckResult(name, True, detail, model, figures)
 
 
-def fail(name: str, detail: str, model: str | None = None, **figures: Any) -> CheckResult:
-    return CheckResult(name, False, detail, model, figures)
+def fail(name: str, detail: str, model: str | None = None, *, hint: str | None = None, **figures: Any) -> CheckResult:
+    return CheckResult(name, False, detail, model, figures, hint)
 
 
-def verdict(name: str, problems: list[str], passed_detail: str, model: str | None = None,
-            **figures: Any) -> CheckResult:
-    """Passed when ``problems`` is empty, else failed listing them."""
+def verdict(name: str, problems: list[str], passed_detail: str, model: str | None = None, *,
+            hint: str | None = None, **figures: Any) -> CheckResult:
+    """Passed when ``problems`` is empty, else failed listing them (with ``hint``, the fix)."""
     if problems:
-        return fail(name, "; ".join(problems), model, **figures)
+        return fail(name, "; ".join(problems), model, hint=hint, **figures)
     return ok(name, passed_detail, model, **figures)
 
 

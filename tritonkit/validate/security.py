@@ -24,6 +24,7 @@ import psutil
 from tritonkit.serve.keyshim import PLACEHOLDER
 from tritonkit.triton import tritonutils
 from tritonkit.validate.context import Context
+from tritonkit.validate.hints import SERVE_LOOPBACK, SERVE_PRODUCTION
 from tritonkit.validate.process import is_loopback, listening_addresses
 from tritonkit.validate.result import CheckResult, fail, verdict
 
@@ -103,7 +104,8 @@ def check_restricted_apis(ctx: Context) -> CheckResult:
     elif refused_with_key:
         problems.append(f"refused even with the key from ${ctx.options.api_key_env}: {'; '.join(refused_with_key)}")
     return verdict(name, problems, "model-repository, shared-memory, logging and trace refuse requests without "
-                                   "the key and answer with it (http and grpc)", probes=figures)
+                                   "the key and answer with it (http and grpc)",
+                   hint=SERVE_PRODUCTION if open_apis or not ctx.api_key else None, probes=figures)
 
 
 def check_model_control(ctx: Context) -> CheckResult:
@@ -119,10 +121,11 @@ def check_model_control(ctx: Context) -> CheckResult:
             return fail(name, f"cannot tell the model control mode: the repository API is restricted and "
                               f"${ctx.options.api_key_env} is not set")
         return fail(name, f"model control is open: loading was attempted (server said: {message.strip()}); "
-                          f"run with --model-control-mode=none")
+                          f"run with --model-control-mode=none", hint=SERVE_PRODUCTION)
     except Exception as exc:
         return fail(name, f"load probe failed: {exc}")
-    return fail(name, f"the server accepted a load request for {PROBE_MODEL!r}: model control is open")
+    return fail(name, f"the server accepted a load request for {PROBE_MODEL!r}: model control is open",
+                hint=SERVE_PRODUCTION)
 
 
 def check_bind(ctx: Context) -> CheckResult:
@@ -137,6 +140,7 @@ def check_bind(ctx: Context) -> CheckResult:
     exposed = [str(a) for a in addresses if not is_loopback(a.host)]
     return verdict(name, [f"listening beyond loopback: {', '.join(exposed)} (bind 127.0.0.1)"] if exposed else [],
                    f"server pid {pid} listens on loopback only ({', '.join(str(a) for a in addresses)})",
+                   hint=SERVE_LOOPBACK if exposed else None,
                    pid=pid, listening=[str(a) for a in addresses])
 
 
@@ -173,6 +177,7 @@ def check_key_exposure(ctx: Context) -> CheckResult:
     restricted = any(a.startswith(RESTRICTION_FLAGS) for a in argv)
     return verdict(name, problems, f"server pid {pid}: " + ("the key is not on the command line" if restricted
                                                             else "no restricted-API key on the command line"),
+                   hint=SERVE_PRODUCTION if exposed else None,
                    pid=pid, restricted=restricted)
 
 
