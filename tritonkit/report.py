@@ -102,9 +102,9 @@ def files_markdown(errors: Sequence[Mapping[str, Any]] | None, notes: Sequence[M
     """The report's list of every excluded file (path and reason) and every converted one."""
     parts = []
     if errors:
-        parts += [f"\n## Excluded files ({len(errors)}, not evaluated)\n",
+        parts += [f"\n## Excluded files ({len(errors)}, not evaluated)\n\n",
                   markdown_table(["path", "reason"], [[e["path"], e["reason"]] for e in errors])]
     if notes:
-        parts += [f"\n## Converted files ({len(notes)}, evaluated)\n",
+        parts += [f"\n## Converted files ({len(notes)}, evaluated)\n\n",
                   markdown_table(["path", "note"], [[n["path"], n["note"]] for n in notes])]
     return "".join(parts)

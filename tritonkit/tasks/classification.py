@@ -161,21 +161,21 @@ def classification_rows(results: Sequence[Mapping[str, Any]]) -> tuple[list[str]
 def classification_markdown(result: Mapping[str, Any]) -> str:
     """The markdown report of one classification eval (from the dict in classification.json)."""
     headers, rows = classification_rows([result])
-    parts = [f"# Classification: {result.get('model')}\n",
+    parts = [f"# Classification: {result.get('model')}\n\n",
              f"{result.get('images', 0)} images evaluated through Triton ({result.get('protocol', '')} "
              f"{result.get('url', '')}), {len(result.get('errors', []))} excluded (unreadable or not an image), "
-             f"{len(result.get('notes', []))} converted to RGB.\n",
+             f"{len(result.get('notes', []))} converted to RGB.\n\n",
              markdown_table(headers, rows)]
     acc = [["top1 (%)", pct(result.get("top1")), pct(result.get("reference_top1"))],
            ["top5 (%)", pct(result.get("top5")), pct(result.get("reference_top5"))]]
     if "reference_top1" in result:
-        parts += ["\n## Served vs in-process onnxruntime\n",
+        parts += ["\n## Served vs in-process onnxruntime\n\n",
                   markdown_table(["metric", "through Triton", "onnxruntime in-process"], acc, digits=3)]
     parts.append(misclassified_markdown(result))
     parts.append(stream_markdown(result))
     bt = result.get("batch_timing") or []
     if bt:
-        parts += ["\n## Run model vs run stream\n",
+        parts += ["\n## Run model vs run stream\n\n",
                   markdown_table(["batch size", "images", "run model (ms/batch)", "run model (img/s)",
                                   "run stream (ms/batch)", "run stream (img/s)"],
                                  [[r["batch_size"], r["images"], r["run_model_ms"], r["run_model_img_s"],
