@@ -695,30 +695,50 @@ def run_endpoint_sweeps(spec: PerfSpec, out_dir: str | os.PathLike, *,
             sweeps.unreachable[address] = str(exc)
     out.mkdir(parents=True, exist_ok=True)
     rows = endpoint_rows(sweeps)
-    sweeps.summary_json = report.write_json(out / "endpoints.json", {"spec": _spec_json(spec), "endpoints": [
-        dict(zip(("endpoint", "batch_size", "best_img_per_s", "concurrency", "p99_ms", "failed_points", "note"), r))
-        for r in rows]})
+    sweeps.summary_json = report.write_json(out / "endpoints.json", {"spec": _spec_json(spec),
+                                                                      "endpoints": [r.to_dict() for r in rows]})
     sweeps.markdown = report.write_text(out / "endpoints.md", (
         f"# perf sweep per endpoint: {spec.model}\n\nperf_analyzer measures one server at a time: each endpoint "
         f"was swept on its own, one after another, into a folder named after it (its sweep.csv is one replica's "
         f"capacity). {_settings_line(spec, sweep_kwargs.get('batch_sizes') or (spec.batch_size,))}\n\n"
         + report.markdown_table(
             ["endpoint", "batch size", "best img/s", "at concurrency", "p99 there (ms)", "failed points", "note"],
-            rows)))
+            [r.cells() for r in rows])))
     return sweeps
 
 
-def endpoint_rows(sweeps: EndpointSweeps) -> list[list]:
+@dataclass(frozen=True)
+class EndpointRow:
+    """One endpoint at one batch size: the best throughput, its concurrency and p99, failures
+    (``batch_size`` None: the endpoint was not measured; ``note`` says why)."""
+
+    endpoint: str
+    batch_size: int | None = None
+    best_img_per_s: float | None = None
+    concurrency: int | None = None
+    p99_ms: float | None = None
+    failed_points: int | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def cells(self) -> list:
+        return list(self.to_dict().values())
+
+
+def endpoint_rows(sweeps: EndpointSweeps) -> list[EndpointRow]:
     """Per endpoint and batch size: the best throughput, its concurrency and p99, failures."""
-    rows: list[list] = []
+    rows: list[EndpointRow] = []
     for address, result in sweeps.results.items():
-        failed = len(result.failed)
         for b in result.batch_sizes:
             mine = [r for r in result.rows if r.batch_size == b]
             best = max(mine, key=lambda r: r.img_per_s) if mine else None
-            rows.append([address, b, round(best.img_per_s, 1) if best else None, best.concurrency if best else None,
-                         round(best.p99_us / 1000, 2) if best else None, failed, result.stopped_reason])
-    rows += [[address, None, None, None, None, None, why] for address, why in sweeps.unreachable.items()]
+            rows.append(EndpointRow(address, b, round(best.img_per_s, 1) if best else None,
+                                    best.concurrency if best else None,
+                                    round(best.p99_us / 1000, 2) if best else None, len(result.failed),
+                                    result.stopped_reason))
+    rows += [EndpointRow(address, note=why) for address, why in sweeps.unreachable.items()]
     return rows
 
 

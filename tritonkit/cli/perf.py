@@ -228,10 +228,11 @@ def _sweep_endpoints(spec, out: Path, kwargs: dict, console) -> int:
                   highlight=False)
     sweeps = run_endpoint_sweeps(spec, out, on_endpoint=lambda address, folder: console.print(
         f"endpoint {address} -> {folder}", highlight=False), **kwargs)
-    for address, b, best, level, p99, failed, note in endpoint_rows(sweeps):
-        what = f"bs {b}: best {best:,.1f} img/s at c {level}, p99 {p99:.2f} ms" if best is not None else (
-            f"bs {b}: no point finished" if b is not None else "not measured")
-        console.print(f"{address} {what}" + (f"; {note}" if note else ""), markup=False, highlight=False)
+    for r in endpoint_rows(sweeps):
+        what = (f"bs {r.batch_size}: best {r.best_img_per_s:,.1f} img/s at c {r.concurrency}, p99 {r.p99_ms:.2f} ms"
+                if r.best_img_per_s is not None else
+                f"bs {r.batch_size}: no point finished" if r.batch_size is not None else "not measured")
+        console.print(f"{r.endpoint} {what}" + (f"; {r.note}" if r.note else ""), markup=False, highlight=False)
     console.print(f"wrote {sweeps.markdown} and {sweeps.summary_json}")
     if not any(result.rows for result in sweeps.results.values()):
         raise TritonkitError(f"no point finished on any endpoint; see {sweeps.markdown}")
