@@ -476,8 +476,16 @@ def letterbox(img: np.ndarray, size: int, pad_value: int = 114, interpolation: s
 # ---------------------------------------------------------------------------- normalisation
 def _affine(pp: PreprocessLike) -> tuple[np.ndarray, np.ndarray]:
     """``(pixel * scale - mean) / std`` folded into ``pixel * k + b`` (float32 per channel)."""
-    std = np.asarray(pp.std, dtype=np.float32)
-    return (np.float32(pp.scale) / std).astype(np.float32), (-np.asarray(pp.mean, dtype=np.float32) / std)
+    return _affine_of(float(pp.scale), tuple(pp.mean), tuple(pp.std))
+
+
+@functools.lru_cache(maxsize=64)
+def _affine_of(scale: float, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    std_ = np.asarray(std, dtype=np.float32)
+    k, b = (np.float32(scale) / std_).astype(np.float32), (-np.asarray(mean, dtype=np.float32) / std_)
+    k.setflags(write=False)
+    b.setflags(write=False)
+    return k, b
 
 
 def normalize(img: np.ndarray, pp: PreprocessLike) -> np.ndarray:
@@ -677,8 +685,29 @@ def _decode_jpeg(data: bytes, size: tuple[int, int]) -> Any:
     return _rgb_view(rgbx)
 
 
+def _jpeg_fast_path(data: bytes, max_pixels: int | None) -> DecodeResult | None:
+    """A colour JPEG within the pixel limits decoded by :func:`_decode_jpeg` without PIL's header
+    parsing, or None: anything else (and anything simplejpeg rejects) takes PIL's path."""
+    sj = _simplejpeg()
+    if sj is None or not data.startswith(b"\xff\xd8\xff"):
+        return None
+    try:
+        height, width, colorspace, _ = sj.decode_jpeg_header(data)
+    except Exception:  # noqa: BLE001 - PIL's path reports it
+        return None
+    pil_limit = _pil().MAX_IMAGE_PIXELS  # PIL warns above it, refuses above twice it: its path does that
+    if colorspace not in ("YCbCr", "RGB") or width < 1 or height < 1 or \
+            any(cap is not None and width * height > cap for cap in (max_pixels, pil_limit)):
+        return None
+    img = _decode_jpeg(data, (width, height))
+    return None if img is None else DecodeResult(img, None, None, "RGB", (width, height))
+
+
 def _open_rgb(data: bytes, draft: int | None, max_pixels: int | None) -> DecodeResult:
     """The decode itself; exceptions are turned into reasons by :func:`decode_rgb`."""
+    fast = _jpeg_fast_path(data, max_pixels) if draft is None else None
+    if fast is not None:
+        return fast
     try:
         with _pil().open(io.BytesIO(data)) as img:
             fmt = img.format or "image"
@@ -687,10 +716,6 @@ def _open_rgb(data: bytes, draft: int | None, max_pixels: int | None) -> DecodeR
             if max_pixels is not None and size[0] * size[1] > max_pixels:
                 return DecodeResult(None, f"refused: {fmt} of {size[0]}x{size[1]} = {size[0] * size[1]} pixels, "
                                           f"over the max_pixels limit of {max_pixels}", mode=mode)
-            if draft is None and fmt == "JPEG" and mode == "RGB":
-                fast = _decode_jpeg(data, size)
-                if fast is not None:
-                    return DecodeResult(fast, None, None, mode, size)
             if draft is not None and fmt == "JPEG":
                 img.draft("RGB", (draft, draft))  # DCT scaling by 1/2, 1/4 or 1/8, shorter side kept >= draft
             try:
