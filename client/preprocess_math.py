@@ -510,8 +510,8 @@ def normalize_into(img: np.ndarray, pp: PreprocessLike, out: np.ndarray) -> np.n
             planes = [img[..., c] for c in range(3)]
         for c in range(3):
             np.copyto(out[c], planes[c], casting="unsafe")
-        np.multiply(out, k[:, None, None], out=out)
-        np.add(out, b[:, None, None], out=out)
+        np.multiply(out, k.reshape(3, 1, 1), out=out)
+        np.add(out, b.reshape(3, 1, 1), out=out)
         return out
     np.multiply(img[..., :3], k, out=out, dtype=np.float32)
     np.add(out, b, out=out)
