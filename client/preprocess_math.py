@@ -665,29 +665,33 @@ def _rgb_view(rgbx: np.ndarray, writable: bool = False) -> Any:
     return img
 
 
-def _decode_jpeg(data: bytes, size: tuple[int, int]) -> Any:
+def _decode_jpeg(data: bytes, size: tuple[int, int], scale: int = 1) -> Any:
     """A baseline or progressive RGB JPEG decoded by simplejpeg into an RGB image (:func:`_rgb_view`),
     or None (no simplejpeg, or anything it rejects: PIL then decodes the file and decides).
 
-    Both run libjpeg-turbo with its accurate integer DCT and fancy upsampling (PIL's defaults), so
-    the pixels are PIL's; ``strict`` turns libjpeg's warnings (corrupt or truncated data) into
-    errors, which sends such files to PIL. simplejpeg only saves PIL's per-file Python work.
+    Both run libjpeg-turbo with its accurate integer DCT and fancy upsampling (PIL's defaults, also
+    when its ``draft`` scales), so the pixels are PIL's; ``strict`` turns libjpeg's warnings
+    (corrupt or truncated data) into errors, which sends such files to PIL. ``scale`` (1, 2, 4
+    or 8) downscales by DCT scaling while decoding, as PIL's ``draft`` does.
     """
     sj = _simplejpeg()
     if sj is None:
         return None
+    want = (-(-size[1] // scale), -(-size[0] // scale))
     try:
-        rgbx = sj.decode_jpeg(data, colorspace="RGBX", fastdct=False, fastupsample=False, strict=True)
+        rgbx = sj.decode_jpeg(data, colorspace="RGBX", fastdct=False, fastupsample=False, strict=True,
+                              min_height=want[0] if scale > 1 else 0, min_width=want[1] if scale > 1 else 0)
     except Exception:  # noqa: BLE001 - PIL's decode gives this file's verdict
         return None
-    if rgbx.shape != (size[1], size[0], 4):
+    if rgbx.shape != (*want, 4):
         return None
     return _rgb_view(rgbx)
 
 
-def _jpeg_fast_path(data: bytes, max_pixels: int | None) -> DecodeResult | None:
+def _jpeg_fast_path(data: bytes, max_pixels: int | None, draft: int | None) -> DecodeResult | None:
     """A colour JPEG within the pixel limits decoded by :func:`_decode_jpeg` without PIL's header
-    parsing, or None: anything else (and anything simplejpeg rejects) takes PIL's path."""
+    parsing (``draft``: at PIL's draft scale), or None: anything else (and anything simplejpeg
+    rejects) takes PIL's path."""
     sj = _simplejpeg()
     if sj is None or not data.startswith(b"\xff\xd8\xff"):
         return None
@@ -699,13 +703,16 @@ def _jpeg_fast_path(data: bytes, max_pixels: int | None) -> DecodeResult | None:
     if colorspace not in ("YCbCr", "RGB") or width < 1 or height < 1 or \
             any(cap is not None and width * height > cap for cap in (max_pixels, pil_limit)):
         return None
-    img = _decode_jpeg(data, (width, height))
+    scale = 1
+    if draft is not None:  # PIL's JpegImageFile.draft: the largest of 8, 4, 2 keeping both sides >= draft
+        scale = next(sc for sc in (8, 4, 2, 1) if min(width // draft, height // draft) >= sc)
+    img = _decode_jpeg(data, (width, height), scale)
     return None if img is None else DecodeResult(img, None, None, "RGB", (width, height))
 
 
 def _open_rgb(data: bytes, draft: int | None, max_pixels: int | None) -> DecodeResult:
     """The decode itself; exceptions are turned into reasons by :func:`decode_rgb`."""
-    fast = _jpeg_fast_path(data, max_pixels) if draft is None else None
+    fast = _jpeg_fast_path(data, max_pixels, draft)
     if fast is not None:
         return fast
     try:

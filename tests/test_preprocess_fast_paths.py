@@ -180,3 +180,16 @@ def test_decode_and_preprocess_equal_torchvision_pil_path(card_name):
         ours, _ = preprocess(decode_image(data).pil, pp)
         ref = reference(Image.open(io.BytesIO(data)).convert("RGB")).numpy()
         np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0, err_msg=f"{w}x{h}")
+
+
+def test_simplejpeg_draft_decode_equals_pils_draft():
+    """Fast mode's DCT-scaled decode: the same scale and pixels as PIL's ``draft``."""
+    pytest.importorskip("simplejpeg")
+    for (h, w), draft in [((375, 500), 256), ((1200, 1600), 256), ((3000, 2000), 256), ((4001, 999), 224)]:
+        data = _encode(_photo(h, w, 5), quality=90)
+        ours = pm.decode_rgb(data, draft=draft)
+        assert ours.original_size == (w, h) and getattr(ours.pil, "_rgbx_source", None) is not None
+        with Image.open(io.BytesIO(data)) as ref:
+            ref.draft("RGB", (draft, draft))
+            ref.load()
+            np.testing.assert_array_equal(ours.image, np.asarray(ref.convert("RGB")))
