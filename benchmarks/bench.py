@@ -252,10 +252,11 @@ def run_stream_efficiency(run: BenchRun) -> Measured:
 
 def client_preprocess_vs_torchvision(run: BenchRun) -> Measured:
     """tritonkit decode + preprocess img/s per core over torchvision's PIL-path reference, same JPEGs."""
-    pp = get_card(BIG).preprocess
+    card = get_card(BIG)
+    pp = card.preprocess
     photos = pps.photos(run.opts.photos)
     reference = pps.torchvision_reference(pp)
-    ours, theirs = partial(pps.decode_preprocess, pp=pp), lambda d: reference(pps.pil_loader(d))
+    ours, theirs = pps.eval_path(card), lambda d: reference(pps.pil_loader(d))
     # one thread each, timed by that thread's CPU time: img/s per core, whatever else runs here
     one = partial(pps.one_pass, inputs=photos, clock=time.thread_time)
     threads = torch.get_num_threads()
@@ -267,12 +268,15 @@ def client_preprocess_vs_torchvision(run: BenchRun) -> Measured:
             pairs = interleave(partial(one, ours), partial(one, theirs), max(run.opts.pairs, 5))
     finally:
         torch.set_num_threads(threads)
-    diff = pps.max_abs_diff(pp, [pps.pil_loader(d) for d in photos], reference)
+    diff = max(float(numpy.abs(ours(d) - reference(pps.pil_loader(d)).numpy()).max()) for d in photos)
     run.raw["client_preprocess_max_abs_diff"] = diff
-    return Measured(pairs, "tritonkit decode + preprocess img/s per core (one thread, its CPU time)",
+    run.raw["client_preprocess_decoder"] = pps.decoder_name()
+    return Measured(pairs, "tritonkit decode + preprocess img/s per core (what eval runs per image: the run-stream "
+                           "engine's load_item with the classification adapter; one thread, its CPU time)",
                     "torchvision reference img/s per core (pil_loader, Resize, CenterCrop, ToTensor, Normalize; "
                     "one thread, its CPU time)",
                     note=f"exactness: max abs diff vs torchvision's output {diff:.1e} (after normalisation); "
+                         f"JPEG decoder: {pps.decoder_name()}; "
                          f"{len(photos)} photo-like JPEGs q90, 500x375 to 640x480, resnet50's card "
                          f"({pp.resize_to}->{pp.size} {pp.interpolation})")
 

@@ -9,15 +9,16 @@ of ``--repeats`` interleaved passes over all images:
 * ``PIL decode only`` — ``Image.open(...).convert("RGB")``: the floor of the work;
 * ``torchvision reference`` — ``pil_loader`` then ``Resize`` -> ``CenterCrop`` -> ``ToTensor``
   -> ``Normalize`` (what published ImageNet accuracies use);
-* ``tritonkit exact`` — ``decode_image`` + ``preprocess`` (the default, equal to the reference
-  within 1e-5), also into a preallocated batch buffer;
+* ``tritonkit exact`` — what ``tritonkit eval`` runs per image (the run-stream engine's
+  ``load_item`` with the classification adapter: ``decode_image`` + ``preprocess``; the default,
+  equal to the reference within 1e-5), also ``preprocess`` into a preallocated batch buffer;
 * ``tritonkit fast`` — ``preprocess_bytes(fast=True)`` (window resampling, JPEG draft);
 * ``tritonkit tensor path`` — the card with ``resample="tensor"`` (float resampling);
 
 and the same without the decode (from decoded PIL images). Prints a markdown table with img/s,
 ms per image, the speed relative to torchvision and the largest difference from its output.
-``make bench`` uses :func:`torchvision_reference`, :func:`decode_preprocess` and :func:`one_pass`
-for its ``client_preprocess_vs_torchvision`` ratio.
+``make bench`` uses :func:`torchvision_reference`, :func:`eval_path` and :func:`one_pass` for its
+``client_preprocess_vs_torchvision`` ratio; :func:`decoder_name` says which JPEG decoder ran.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from tritonkit._lazy import lazy_import
-from tritonkit.cards import get_card
+from tritonkit.cards import ModelCard, get_card
+from tritonkit.client import preprocess_math
+from tritonkit.client.classify import ClassifyAdapter
 from tritonkit.client.decode import decode_image
+from tritonkit.client.pipeline import load_item
 from tritonkit.client.preprocess import preprocess, preprocess_bytes
 from tritonkit.report import markdown_table
 
@@ -76,6 +80,38 @@ def torchvision_reference(pp) -> Callable:
 def decode_preprocess(data: bytes, pp) -> np.ndarray:
     """tritonkit's client path for one encoded image: decode, then the card's preprocessing."""
     return preprocess(decode_image(data).pil, pp)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Photo:
+    """A run-stream item held in memory (key, label, bytes)."""
+
+    key: str
+    data: bytes
+    label: int = 0
+
+    def read_bytes(self) -> bytes:
+        return self.data
+
+
+def eval_path(card: ModelCard) -> Callable[[bytes], np.ndarray]:
+    """What ``tritonkit eval`` runs per image of a classification card, as one function of the
+    encoded bytes: the run-stream engine's ``load_item`` (read, :func:`decode_image`, the
+    classification adapter's ``prepare``, i.e. the card's :func:`preprocess`) -> the model input."""
+    adapter = ClassifyAdapter(card)
+
+    def run(data: bytes) -> np.ndarray:
+        loaded = load_item(adapter, 0, _Photo("photo", data))
+        if loaded.error is not None:
+            raise ValueError(loaded.error)
+        return loaded.input
+    return run
+
+
+def decoder_name() -> str:
+    """The decoder colour JPEGs get on this machine (simplejpeg when installed, else PIL)."""
+    sj = preprocess_math._simplejpeg()
+    return f"simplejpeg {sj.__version__} (libjpeg-turbo)" if sj is not None else "PIL (simplejpeg not installed)"
 
 
 def one_pass(fn: Callable, inputs: list, clock: Callable[[], float] = time.perf_counter) -> float:
@@ -131,7 +167,7 @@ def main() -> None:
     cases = [
         ("PIL decode only", lambda d: pil_loader(d), data, None),
         ("torchvision reference", lambda d: tv(pil_loader(d)), data, None),
-        ("tritonkit exact", lambda d: preprocess(decode_image(d).pil, pp), data, pp),
+        ("tritonkit exact", eval_path(card), data, pp),
         ("tritonkit exact, into a batch buffer", exact_into_batch, data, pp),
         ("tritonkit fast", lambda d: preprocess_bytes(d, pp, fast=True), data, "fast"),
         ("tritonkit tensor path", lambda d: preprocess(decode_image(d).pil, tensor_pp), data, tensor_pp),
@@ -155,7 +191,7 @@ def main() -> None:
             diff = f"{max(float(np.abs(o - r).max()) for o, r in zip(outs, refs)):.1e}"
         rows.append([name, rates[name], 1e3 / rates[name], None if base is None else rates[name] / base, diff])
     print(f"card {card.name} ({pp.mode} {pp.resize_to}->{pp.size} {pp.interpolation}), {len(data)} JPEGs q90, "
-          f"one thread, best of {args.repeats} interleaved rounds\n")
+          f"one thread, best of {args.repeats} interleaved rounds, JPEG decoder: {decoder_name()}\n")
     print(markdown_table(["path", "img/s", "ms/img", "x torchvision", "max abs diff vs torchvision"], rows, digits=3))
 
 

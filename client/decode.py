@@ -9,7 +9,11 @@ image — zero bytes, not an image, truncated or corrupt, larger than the size c
 is caught here instead of silently yielding a half-grey image.
 
 The decode itself is :func:`tritonkit.client.preprocess_math.decode_rgb` (also run by the
-server-side preprocess model); this module adds the bounded file reading and the size cap.
+server-side preprocess model); this module adds the bounded file reading and the size cap. Colour
+JPEGs are decoded by simplejpeg when it is installed: the same libjpeg-turbo with PIL's settings
+(accurate DCT, fancy upsampling), so the same pixels, without PIL's per-file Python; the RGB PIL
+image then shares the decoded array's memory. Anything simplejpeg rejects or warns about
+(corrupt, truncated data), and every other format, is decoded by PIL, whose verdict stands.
 
 The decoded image is handed on as the RGB **PIL image** (:attr:`DecodeResult.pil`), so the
 classification preprocessing resamples it with PIL's C code exactly as torchvision's

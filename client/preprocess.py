@@ -4,16 +4,20 @@
   default) equals torchvision's eval transform on the PIL image ``ImageFolder`` loads
   (``Resize(resize, interpolation)`` -> ``CenterCrop(size)`` -> ``ToTensor`` -> ``Normalize``),
   which is where published ImageNet accuracies come from: PIL resamples the uint8 image in C
-  (horizontal pass, uint8 rounding, vertical pass). The same passes are run one at a time so
-  that the columns the crop drops are cut between them (bit-identical to resizing the whole
-  image, less work), the crop is taken before any float conversion, and normalisation writes
+  (horizontal pass, uint8 rounding, vertical pass). The same passes are run one at a time on
+  what the crop keeps, bit-identical to resizing the whole image and cropping: the horizontal
+  pass only on the source rows the vertical pass reads (a view of the decoded array, no copy),
+  the vertical pass only on the crop's columns, and either pass only on the crop's outputs where
+  that is exact (:func:`~tritonkit.client.preprocess_math.exact_box`: a shorter side resized to
+  256 has a binary-fraction scale). The crop lands in a uint8 buffer and normalisation writes
   float32 straight into the output (optionally a slot of a preallocated batch, see
-  :func:`preprocess_batch`); nothing is float64.
+  :func:`preprocess_batch`), plane by plane; nothing is float64.
 * ``resample="tensor"`` keeps torchvision's *tensor* path (float resampling with the
   antialiased kernels of :func:`resize_weights`), computing only the cropped window.
 * ``fast=True`` (an option of this API, not torchvision's reference): PIL resamples only the
-  cropped window (``Image.resize(box=...)``), and :func:`preprocess_bytes` lets libjpeg
-  downscale large JPEGs while decoding (``draft``). Its output differs slightly from the exact
+  cropped window (``Image.resize(box=...)``, also on the longer side, where the float32 box
+  shifts the filter slightly), and :func:`preprocess_bytes` lets libjpeg downscale large JPEGs
+  while decoding (``draft``). Its output differs slightly from the exact
   mode; measure the accuracy change before using it.
 * **Letterbox** (YOLO) equals ultralytics' validation transform (:func:`letterbox_plan`).
 

@@ -21,6 +21,7 @@ import importlib
 import io
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cached_property
 from typing import Any, Mapping, Protocol
 
@@ -57,6 +58,16 @@ def _pil() -> Any:
 
 def _cv2() -> Any:
     return _module("cv2")
+
+
+@functools.lru_cache(maxsize=None)
+def _simplejpeg() -> Any:
+    """simplejpeg (libjpeg-turbo, no per-file Python) when installed, else None: the PIL decode
+    is the fallback, so the server-side copy of this module needs only numpy, Pillow and OpenCV."""
+    try:
+        return importlib.import_module("simplejpeg")
+    except ImportError:
+        return None
 
 
 class ImageError(ValueError):
@@ -259,6 +270,110 @@ def _pil_filter(interpolation: str) -> int:
     return {"bilinear": _pil().Resampling.BILINEAR, "bicubic": _pil().Resampling.BICUBIC}[interpolation]
 
 
+_PIL_SUPPORT = {"bilinear": 1.0, "bicubic": 2.0}  # PIL's filter supports (Resample.c)
+
+
+def pil_source_span(in_size: int, out_size: int, start: int, count: int, interpolation: str = "bilinear",
+                    margin: int = 1) -> tuple[int, int]:
+    """Source indices ``[lo, hi)`` that PIL's resampling of ``in_size -> out_size`` reads for the
+    outputs ``start .. start+count`` (its ``precompute_coeffs`` bounds), widened by ``margin``."""
+    scale = in_size / out_size
+    support = _PIL_SUPPORT[interpolation] * max(scale, 1.0)
+    lo = int((start + 0.5) * scale - support + 0.5)
+    hi = int((start + count - 1 + 0.5) * scale + support + 0.5)
+    return max(lo - margin, 0), min(hi + margin, in_size)
+
+
+def exact_box(in_size: int, out_size: int, start: int, count: int, offset: int = 0) -> tuple[float, float] | None:
+    """The resize box (``lo, hi`` along one axis, relative to source index ``offset``) with which
+    PIL computes the outputs ``start .. start+count`` of its ``in_size -> out_size`` resampling
+    bit for bit, or None where it cannot.
+
+    PIL takes the box as float32 and derives the filter's scale and centers from it, so the box
+    reproduces the full resize only when the scale ``in_size / out_size`` is a dyadic fraction
+    (e.g. a shorter side resized to 256) and both ends are float32-exact: then every center and
+    weight is computed from the same exact numbers as in the full resize.
+    """
+    den = out_size // math.gcd(in_size, out_size)
+    if den & (den - 1):
+        return None
+    lo = Fraction(start * in_size, out_size) - offset
+    hi = Fraction((start + count) * in_size, out_size) - offset
+    if lo < 0 or any(Fraction(float(np.float32(v))) != v for v in (lo, hi)):
+        return None
+    return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class _CropPlan:
+    """How :func:`pil_resize_crop` computes one geometry: source rows ``[r0, r1)`` get the
+    horizontal pass (all ``nw`` columns, or only the crop's through ``xbox``), the vertical pass
+    reads them (only the crop's rows through ``ybox``, else all ``nh`` rows of a full-height image)."""
+
+    nh: int
+    nw: int
+    top: int
+    left: int
+    r0: int
+    r1: int
+    xbox: tuple[float, float] | None
+    ybox: tuple[float, float] | None
+
+
+@functools.lru_cache(maxsize=1024)
+def _crop_plan(h: int, w: int, resize: int, crop: int, interpolation: str) -> _CropPlan:
+    nh, nw = shorter_side_size(h, w, resize)
+    if nh < crop or nw < crop:
+        raise ImageError(f"resized image {nh}x{nw} is smaller than the crop {crop}")
+    top, left = center_crop_offsets(nh, nw, crop)
+    r0, r1 = pil_source_span(h, nh, top, crop, interpolation) if nh != h else (top, top + crop)
+    xbox = exact_box(w, nw, left, crop) if nw != w else None
+    ybox = exact_box(h, nh, top, crop, offset=r0) if nh != h else None
+    return _CropPlan(nh, nw, top, left, r0, r1, xbox, ybox)
+
+
+def _row_window(img: Any, r0: int, r1: int) -> Any:
+    """Rows ``[r0, r1)`` of ``img``: a view of its array when it is one (:func:`_rgb_view`), else a copy."""
+    if (r0, r1) == (0, img.height):
+        return img
+    source = getattr(img, "_rgbx_source", None)
+    if source is not None and img.im is source[0]:
+        view = _rgb_view(source[1][r0:r1])
+        if view is not None:
+            return view
+    return img.crop((0, r0, img.width, r1))
+
+
+def _exact_resize_crop(img: Any, resize: int, crop: int, interpolation: str) -> tuple[Any, int]:
+    """torchvision's ``CenterCrop(crop)(Resize(resize)(img))`` pixels, bit for bit: ``(image,
+    row)``, the crop being rows ``row .. row+crop`` of ``image`` (``crop`` wide).
+
+    PIL resamples horizontally, rounds to uint8, then vertically. Its passes are run one at a
+    time on what the crop keeps: the horizontal pass only on the source rows the vertical pass
+    reads (each output row depends on its own source row alone), the vertical pass only on the
+    crop's columns, and either pass only on the crop's outputs where :func:`exact_box` allows.
+    """
+    w, h = img.size
+    plan = _crop_plan(h, w, resize, crop, interpolation)
+    flt = _pil_filter(interpolation)
+    rows = plan.r1 - plan.r0
+    img = _row_window(img, plan.r0, plan.r1)
+    left = plan.left
+    if plan.xbox is not None:
+        img, left = img.resize((crop, rows), flt, box=(plan.xbox[0], 0, plan.xbox[1], rows)), 0
+    elif plan.nw != w:
+        img = img.resize((plan.nw, rows), flt)
+    if plan.nh == h:
+        return img.crop((left, 0, left + crop, rows)) if (left, img.width) != (0, crop) else img, 0
+    if plan.ybox is not None:
+        if (left, img.width) != (0, crop):
+            img = img.crop((left, 0, left + crop, rows))
+        return img.resize((crop, crop), flt, box=(0, plan.ybox[0], crop, plan.ybox[1])), 0
+    full = _pil().new("RGB", (crop, h), None)
+    full.paste(img, (-left, plan.r0))
+    return full.resize((crop, plan.nh), flt), plan.top
+
+
 def pil_resize_crop(img: Any, resize: int, crop: int, interpolation: str = "bilinear",
                     fast: bool = False) -> Any:
     """PIL path: ``CenterCrop(crop)(Resize(resize)(img))`` on an RGB PIL image, bit-identical
@@ -272,14 +387,26 @@ def pil_resize_crop(img: Any, resize: int, crop: int, interpolation: str = "bili
     if fast or nw * h + crop * nh > EXACT_MAX_PIXELS:
         sx, sy = w / nw, h / nh
         return img.resize((crop, crop), flt, box=(left * sx, top * sy, (left + crop) * sx, (top + crop) * sy))
-    # PIL resamples horizontally, rounds to uint8, then vertically; running the passes one at
-    # a time with the unused columns cut in between gives the same pixels with less work.
-    if nw != w:
-        img = img.resize((nw, h), flt)
-    img = img.crop((left, 0, left + crop, h))
-    if nh != h:
-        img = img.resize((crop, nh), flt)
-    return img.crop((0, top, crop, top + crop))
+    out, row = _exact_resize_crop(img, resize, crop, interpolation)
+    return out if (row, out.height) == (0, crop) else out.crop((0, row, crop, row + crop))
+
+
+def _crop_pixels(img: Any, pp: PreprocessLike, fast: bool) -> np.ndarray:
+    """The ``resize_crop`` pixels as an ``(s, s, 4)`` uint8 array (RGB and a padding byte): the
+    resampled image is pasted into the array's memory, without PIL's conversion to bytes."""
+    w, h = img.size
+    crop = pp.size
+    nh, nw = shorter_side_size(h, w, pp.resize_to)
+    if fast or nw * h + crop * nh > EXACT_MAX_PIXELS:
+        out, row = pil_resize_crop(img, pp.resize_to, crop, pp.interpolation, fast), 0
+    else:
+        out, row = _exact_resize_crop(img, pp.resize_to, crop, pp.interpolation)
+    pixels = np.empty((crop, crop, 4), np.uint8)
+    target = _rgb_view(pixels, writable=True)
+    if target is None:
+        return np.asarray(out.crop((0, row, crop, row + crop)))
+    target.paste(out, (0, -row))
+    return pixels
 
 
 # -------------------------------------------------------------------------------- letterbox
@@ -349,8 +476,16 @@ def letterbox(img: np.ndarray, size: int, pad_value: int = 114, interpolation: s
 # ---------------------------------------------------------------------------- normalisation
 def _affine(pp: PreprocessLike) -> tuple[np.ndarray, np.ndarray]:
     """``(pixel * scale - mean) / std`` folded into ``pixel * k + b`` (float32 per channel)."""
-    std = np.asarray(pp.std, dtype=np.float32)
-    return (np.float32(pp.scale) / std).astype(np.float32), (-np.asarray(pp.mean, dtype=np.float32) / std)
+    return _affine_of(float(pp.scale), tuple(pp.mean), tuple(pp.std))
+
+
+@functools.lru_cache(maxsize=64)
+def _affine_of(scale: float, mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    std_ = np.asarray(std, dtype=np.float32)
+    k, b = (np.float32(scale) / std_).astype(np.float32), (-np.asarray(mean, dtype=np.float32) / std_)
+    k.setflags(write=False)
+    b.setflags(write=False)
+    return k, b
 
 
 def normalize(img: np.ndarray, pp: PreprocessLike) -> np.ndarray:
@@ -360,13 +495,26 @@ def normalize(img: np.ndarray, pp: PreprocessLike) -> np.ndarray:
 
 
 def normalize_into(img: np.ndarray, pp: PreprocessLike, out: np.ndarray) -> np.ndarray:
-    """Normalise an HWC image (uint8 or float) straight into ``out`` (float32, ``pp.layout``:
-    CHW or HWC), one channel plane at a time, with no temporary image."""
+    """Normalise an HWC image (uint8 or float; channels beyond the third, such as the padding
+    byte of :func:`_crop_pixels`, are ignored) straight into ``out`` (float32, ``pp.layout``:
+    CHW or HWC), with no temporary image.
+
+    Each value is ``float32(pixel) * k + b`` in float32 (:func:`_affine`), whichever way: a
+    contiguous uint8 image is split into planes by OpenCV, converted into ``out`` and scaled there.
+    """
     k, b = _affine(pp)
-    for c in range(3):
-        dst = out[c] if pp.layout == "NCHW" else out[..., c]
-        np.multiply(img[..., c], k[c], out=dst, dtype=np.float32)
-        dst += b[c]
+    if pp.layout == "NCHW":
+        if img.dtype == np.uint8 and img.flags.c_contiguous and img.shape[2] in (3, 4):
+            planes = _cv2().split(img)
+        else:
+            planes = [img[..., c] for c in range(3)]
+        for c in range(3):
+            np.copyto(out[c], planes[c], casting="unsafe")
+        np.multiply(out, k.reshape(3, 1, 1), out=out)
+        np.add(out, b.reshape(3, 1, 1), out=out)
+        return out
+    np.multiply(img[..., :3], k, out=out, dtype=np.float32)
+    np.add(out, b, out=out)
     return out
 
 
@@ -419,8 +567,7 @@ def _pixels(pil: Any, arr: np.ndarray | None, pp: PreprocessLike, fast: bool) ->
                              f"float input needs resample='tensor'")
         pil = _pil().fromarray(np.ascontiguousarray(arr))
     if pp.mode == "resize_crop":
-        out = pil_resize_crop(pil, pp.resize_to, pp.size, pp.interpolation, fast)
-        return np.asarray(out), _resize_crop_geometry(h, w, pp)
+        return _crop_pixels(pil, pp, fast), _resize_crop_geometry(h, w, pp)
     out = pil.resize((pp.size, pp.size), _pil_filter(pp.interpolation))
     return np.asarray(out), Geometry(h, w, pp.size / w, pp.size / h, 0.0, 0.0)
 
@@ -439,7 +586,7 @@ def preprocess(img, pp: PreprocessLike, *, out: np.ndarray | None = None,
     pil, arr = _check_input(img)
     pixels, geo = _pixels(pil, arr, pp, fast)
     shape = sample_shape(pp)
-    if pixels.shape != (pp.size, pp.size, 3):
+    if pixels.shape[:2] != (pp.size, pp.size) or pixels.shape[2] not in (3, 4):
         raise ImageError(f"preprocessing gave {pixels.shape}, expected {(pp.size, pp.size, 3)}")
     if out is None:
         out = np.empty(shape, np.float32)
@@ -494,8 +641,80 @@ def sniff_format(data: bytes) -> str | None:
     return next((name for sig, name in _SIGNATURES if data.startswith(sig)), None)
 
 
+def _rgb_view(rgbx: np.ndarray, writable: bool = False) -> Any:
+    """An RGB PIL image whose memory is the ``(h, w, 4)`` uint8 array ``rgbx`` (no copy: PIL keeps
+    an RGB pixel in 4 bytes, the last one padding), or None where this Pillow cannot map it.
+
+    Read-only unless ``writable`` (then pasting into the image writes into the array). The image
+    keeps the array alive and remembers it, so that :func:`_row_window` can take rows of it
+    without copying. (Pillow's ``frombuffer`` maps such a buffer only as mode RGBX, which its
+    resampling would treat as four channels, so its ``map_buffer`` is called with mode RGB.)
+    """
+    h, w = rgbx.shape[:2]
+    if rgbx.dtype != np.uint8 or rgbx.shape[2:] != (4,) or not rgbx.flags.c_contiguous:
+        return None
+    try:
+        core = _pil().core.map_buffer(rgbx, (w, h), "raw", 0, ("RGB", 0, 1))
+        img = _pil().new("RGB", (0, 0))._new(core)
+    except Exception:  # noqa: BLE001 - another Pillow: the callers copy instead
+        return None
+    if img.mode != "RGB" or img.size != (w, h):
+        return None
+    img.readonly = 0 if writable else 1
+    img._rgbx_source = (core, rgbx)
+    return img
+
+
+def _decode_jpeg(data: bytes, size: tuple[int, int], scale: int = 1) -> Any:
+    """A baseline or progressive RGB JPEG decoded by simplejpeg into an RGB image (:func:`_rgb_view`),
+    or None (no simplejpeg, or anything it rejects: PIL then decodes the file and decides).
+
+    Both run libjpeg-turbo with its accurate integer DCT and fancy upsampling (PIL's defaults, also
+    when its ``draft`` scales), so the pixels are PIL's; ``strict`` turns libjpeg's warnings
+    (corrupt or truncated data) into errors, which sends such files to PIL. ``scale`` (1, 2, 4
+    or 8) downscales by DCT scaling while decoding, as PIL's ``draft`` does.
+    """
+    sj = _simplejpeg()
+    if sj is None:
+        return None
+    want = (-(-size[1] // scale), -(-size[0] // scale))
+    try:
+        rgbx = sj.decode_jpeg(data, colorspace="RGBX", fastdct=False, fastupsample=False, strict=True,
+                              min_height=want[0] if scale > 1 else 0, min_width=want[1] if scale > 1 else 0)
+    except Exception:  # noqa: BLE001 - PIL's decode gives this file's verdict
+        return None
+    if rgbx.shape != (*want, 4):
+        return None
+    return _rgb_view(rgbx)
+
+
+def _jpeg_fast_path(data: bytes, max_pixels: int | None, draft: int | None) -> DecodeResult | None:
+    """A colour JPEG within the pixel limits decoded by :func:`_decode_jpeg` without PIL's header
+    parsing (``draft``: at PIL's draft scale), or None: anything else (and anything simplejpeg
+    rejects) takes PIL's path."""
+    sj = _simplejpeg()
+    if sj is None or not data.startswith(b"\xff\xd8\xff"):
+        return None
+    try:
+        height, width, colorspace, _ = sj.decode_jpeg_header(data)
+    except Exception:  # noqa: BLE001 - PIL's path reports it
+        return None
+    pil_limit = _pil().MAX_IMAGE_PIXELS  # PIL warns above it, refuses above twice it: its path does that
+    if colorspace not in ("YCbCr", "RGB") or width < 1 or height < 1 or \
+            any(cap is not None and width * height > cap for cap in (max_pixels, pil_limit)):
+        return None
+    scale = 1
+    if draft is not None:  # PIL's JpegImageFile.draft: the largest of 8, 4, 2 keeping both sides >= draft
+        scale = next(sc for sc in (8, 4, 2, 1) if min(width // draft, height // draft) >= sc)
+    img = _decode_jpeg(data, (width, height), scale)
+    return None if img is None else DecodeResult(img, None, None, "RGB", (width, height))
+
+
 def _open_rgb(data: bytes, draft: int | None, max_pixels: int | None) -> DecodeResult:
     """The decode itself; exceptions are turned into reasons by :func:`decode_rgb`."""
+    fast = _jpeg_fast_path(data, max_pixels, draft)
+    if fast is not None:
+        return fast
     try:
         with _pil().open(io.BytesIO(data)) as img:
             fmt = img.format or "image"
