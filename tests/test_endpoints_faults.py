@@ -22,37 +22,16 @@ from concurrent.futures import wait
 import numpy as np
 import pytest
 
-from test_pipeline import CARD, make_dataset
-from test_validate_resume import _entries
+from test_pipeline import CARD
+from test_validate_resume import CHECKPOINT, METRICS, _entries, _options, data, slow_repo  # noqa: F401  (fixtures)
 from tritonkit.cli import main
 from tritonkit.client.infer import ClientOptions, TritonInfer
 from tritonkit.evaluate import evaluate
 from tritonkit.model_repository.config import RepoOptions
-from tritonkit.tasks.classification import Classification, ClassificationOptions
+from tritonkit.tasks.classification import Classification
 from validate_models import write_faulty
 
 pytestmark = pytest.mark.server
-
-METRICS = ("images", "top1", "top5", "correct1", "correct5")
-CHECKPOINT = Classification.checkpoint
-
-
-@pytest.fixture
-def slow_repo(tmp_path, tiny_onnx):
-    repo = tmp_path / "repo"
-    write_faulty(repo, "demo_shapes", tiny_onnx, delay_ms=40, options=RepoOptions(max_batch_size=8))
-    return repo
-
-
-@pytest.fixture
-def data(tmp_path):
-    expect = make_dataset(tmp_path / "data", n_good=30)
-    return tmp_path / "data", expect
-
-
-def _options(data_dir, out, url, **kw) -> ClassificationOptions:
-    return ClassificationOptions(model="demo_shapes", data=data_dir, out=out, url=url, batch_sizes=(2,),
-                                 in_flight=2, timing_images=0, progress=False, **kw)
 
 
 def restart(start_server, repo, old):

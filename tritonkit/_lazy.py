@@ -4,7 +4,7 @@ Project modules import each other at top level. Only heavy third-party libraries
 tensorrt, tritonclient, onnxruntime, onnx, pycocotools, cv2, matplotlib) wait until first use,
 so that ``tritonkit --help`` and the pure-numpy modules stay light::
 
-    from tritonkit._lazy import lazy_import
+    >>> from tritonkit._lazy import lazy_import
 
     ort = lazy_import("onnxruntime")          # nothing imported yet
     session = ort.InferenceSession(path)      # imported here, on first attribute access
