@@ -78,6 +78,11 @@ def pct(x: float | None) -> float | None:
     return None if x is None else 100.0 * x
 
 
+def pct_text(x: float | None) -> str:
+    """A fraction as percent text for a summary line: ``0.7613`` -> ``76.13%``, None -> ``-``."""
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
 def stream_markdown(result: Mapping[str, Any], stages: bool = True) -> str:
     """The report sections every eval has, from its result dict: the FlagPerf stream metrics of
     the accuracy run and (``stages``) the per-stage times."""

@@ -24,7 +24,7 @@ from tritonkit.cards import ModelCard
 from tritonkit.client.classify import ClassifyAdapter
 from tritonkit.errors import TritonkitError
 from tritonkit.client.datasets import IMAGENET_VAL_TAR_MD5, ClassMap, limit_dataset, open_dataset, open_tar
-from tritonkit.report import files_markdown, markdown_table, pct, stream_markdown
+from tritonkit.report import files_markdown, markdown_table, pct, pct_text, stream_markdown
 from tritonkit.tasks.base import (
     REFERENCE, ArgSpec, OpenedData, OptionsError, Served, StreamOptions, Task, TaskMetrics, register_task)
 
@@ -183,10 +183,6 @@ def classification_markdown(result: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _pct_text(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}%"
-
-
 @register_task("classify")
 class Classification(Task):
     """ImageNet-style top-1/top-5 through the served classifier."""
@@ -232,10 +228,10 @@ class Classification(Task):
 
     def summary_rows(self, result: Any) -> list[tuple[str, str]]:
         m: ClassificationMetrics = result.metrics
-        rows = [("top1", _pct_text(m.top1)), ("top5", _pct_text(m.top5))]
+        rows = [("top1", pct_text(m.top1)), ("top5", pct_text(m.top5))]
         if m.has_reference:
-            rows += [("reference top1 (onnxruntime)", _pct_text(m.reference_top1)),
-                     ("reference top5 (onnxruntime)", _pct_text(m.reference_top5))]
+            rows += [("reference top1 (onnxruntime)", pct_text(m.reference_top1)),
+                     ("reference top5 (onnxruntime)", pct_text(m.reference_top5))]
         return rows
 
 

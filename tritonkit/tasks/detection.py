@@ -40,7 +40,7 @@ from tritonkit.client.detection import Detections, postprocess_card, to_original
 from tritonkit.client.infer import TritonInfer, contract_mismatches
 from tritonkit.client.preprocess import Geometry, preprocess
 from tritonkit.errors import CardError, ServerError
-from tritonkit.report import fmt, markdown_table, pct, stream_markdown
+from tritonkit.report import fmt, markdown_table, pct, pct_text, stream_markdown
 from tritonkit.tasks.base import (
     OMIT_NONE, REFERENCE, ArgSpec, OpenedData, OptionsError, Served, StreamOptions, Task, TaskMetrics,
     TimingOutcome, register_task, to_flat_dict)
@@ -404,10 +404,6 @@ def _timing_markdown(bt: Sequence[Mapping[str, Any]]) -> str:
           r["run_stream_ms"], r["run_stream_img_s"], r.get("postprocess_ms_per_image")] for r in bt], digits=2)
 
 
-def _pct_text(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}%"
-
-
 # ----------------------------------------------------------------------------- the task
 @register_task("detect")
 class Detection(Task):
@@ -503,9 +499,9 @@ class Detection(Task):
 
     def summary_rows(self, result: Any) -> list[tuple[str, str]]:
         m: DetectionMetrics = result.metrics
-        rows = [("mAP50", _pct_text(m.map50)), ("mAP50-95", _pct_text(m.map50_95))]
+        rows = [("mAP50", pct_text(m.map50)), ("mAP50-95", pct_text(m.map50_95))]
         if m.has_reference:
-            rows.append(("reference mAP50 (onnxruntime)", _pct_text(m.reference_map50)))
+            rows.append(("reference mAP50 (onnxruntime)", pct_text(m.reference_map50)))
         return rows
 
     def timing_row_label(self, row: Mapping[str, Any]) -> str:
