@@ -94,3 +94,16 @@ def test_contract_lives_below_the_client():
         "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": ["8"]}]}})
     assert contract_mismatches(card, meta, cfg, 4) == []
     assert contract_mismatches(card, meta, cfg, 8) == ["max_batch_size 4 < batch size 8"]
+
+
+def test_grpc_clients_get_their_own_subchannel_pool_and_tritonclients_limits():
+    """A client made right after a server restart must connect afresh, not inherit the
+    process-wide pool's reconnect backoff (the resumed-eval fault test failed 3 runs in 4 without)."""
+    import tritonclient.grpc as grpc_client
+
+    from tritonkit.triton import grpc_channel_args
+
+    args = dict(grpc_channel_args(grpc_client))
+    assert args["grpc.use_local_subchannel_pool"] == 1
+    assert args["grpc.max_receive_message_length"] == grpc_client.MAX_GRPC_MESSAGE_SIZE
+    assert args["grpc.keepalive_timeout_ms"] == grpc_client.KeepAliveOptions().keepalive_timeout_ms

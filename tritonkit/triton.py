@@ -74,12 +74,31 @@ def make_client(protocol: str, url: str, timeout_s: float | None = None, *,
             kwargs["network_timeout"] = timeout_s
         if (connect_timeout_s or timeout_s) is not None:
             kwargs["connection_timeout"] = connect_timeout_s or timeout_s
+    else:
+        kwargs["channel_args"] = grpc_channel_args(module)
 
     def factory():
         with translate_errors(f"create a {protocol} client", where=address):
             return module.InferenceServerClient(address, **kwargs)
 
     return DeadlineClient(protocol, factory, timeout_s)
+
+
+def grpc_channel_args(module) -> list[tuple[str, object]]:
+    """tritonclient's own gRPC channel options, plus a subchannel pool of the client's own.
+
+    gRPC shares connections between channels to the same address through a process-wide
+    subchannel pool, with the pool's reconnect backoff: a client made for a server that has
+    just been restarted (an endpoint back in a multi-endpoint pool, a resumed eval in the same
+    process) would be refused for up to the backoff. Its own pool connects afresh."""
+    keepalive = module.KeepAliveOptions()
+    return [("grpc.max_send_message_length", module.MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.max_receive_message_length", module.MAX_GRPC_MESSAGE_SIZE),
+            ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+            ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+            ("grpc.use_local_subchannel_pool", 1)]
 
 
 class DeadlineClient:

@@ -273,9 +273,10 @@ class LocalServer:
                                   f"{self.log_tail(15)}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
-                    # Ready only if the answer came from *this* process: with a port already taken,
-                    # another server would answer while ours fails to bind and exits.
-                    if r.status == 200 and self._listens_on(self.ports.http):
+                    # Ready only if the answer came from *this* process (with a port already taken,
+                    # another server would answer while ours fails to bind and exits), and only once
+                    # its gRPC port listens too: clients may use either as soon as start() returns.
+                    if r.status == 200 and self._listens_on(self.ports.http) and self._listens_on(self.ports.grpc):
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
