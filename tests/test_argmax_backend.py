@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backend_stub import PB_UTILS_STUB
 from tritonkit.client.segmentation import argmax_mask
 from tritonkit.model_repository.config import config_to_text
 
@@ -25,40 +26,6 @@ from onnx_models import tiny_segmenter  # noqa: E402  (tests/ is on sys.path via
 
 BACKEND = Path(__file__).resolve().parents[1] / "model_repository" / "backends" / "argmax_mask.py"
 
-STUB = '''
-"""Stand-in for the server's triton_python_backend_utils (the calls argmax_mask.py makes)."""
-import numpy as np
-
-
-class Tensor:
-    def __init__(self, name, array):
-        self._name, self._array = name, np.asarray(array)
-
-    def name(self):
-        return self._name
-
-    def as_numpy(self):
-        return self._array
-
-
-class InferenceRequest:
-    def __init__(self, inputs):
-        self.inputs = {t.name(): t for t in inputs}
-
-
-class InferenceResponse:
-    def __init__(self, output_tensors, error=None):
-        self.output_tensors, self.error = output_tensors, error
-
-
-class TritonError:
-    def __init__(self, message):
-        self.message = message
-
-
-def get_input_tensor_by_name(request, name):
-    return request.inputs.get(name)
-'''
 
 RUNNER = '''
 import json, os, sys
@@ -92,7 +59,7 @@ def _run_backend(tmp_path: Path, config: dict, input_name: str, output_name: str
                  arrays: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
     work = tmp_path / "work"
     work.mkdir()
-    (work / "triton_python_backend_utils.py").write_text(STUB)
+    (work / "triton_python_backend_utils.py").write_text(PB_UTILS_STUB)
     shutil.copy(BACKEND, work / "model.py")  # as the repository writer copies it into 1/model.py
     (work / "run.py").write_text(RUNNER)
     (work / "spec.json").write_text(json.dumps({"config": config, "input_name": input_name,

@@ -19,6 +19,7 @@ import pytest
 
 import tritonkit.model_repository.ensemble as ensemble
 import tritonkit.model_repository.writer as writer
+from backend_stub import PB_UTILS_STUB
 from tritonkit.cards import NMSProfile, get_card
 from tritonkit.client.detection import geometry_to_array, postprocess_card
 from tritonkit.client.nms_math import GEOMETRY_INPUT, OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES, unpad_detections
@@ -35,33 +36,6 @@ from onnx_models import tiny_yolo_onnx  # noqa: E402  (tests/ is on sys.path via
 CARD = get_card("demo_shapes_det")
 ML_CARD = CARD.with_overrides(nms_profiles=(*CARD.nms_profiles, NMSProfile("ap_multi", 0.001, 0.65, multi_label=True)))
 
-STUB = '''
-import numpy as np
-
-class TritonError(Exception):
-    def __init__(self, msg):
-        super().__init__(msg)
-        self.msg = msg
-
-class Tensor:
-    def __init__(self, name, array):
-        self._name, self._array = name, np.asarray(array)
-    def name(self):
-        return self._name
-    def as_numpy(self):
-        return self._array
-
-class InferenceResponse:
-    def __init__(self, output_tensors, error=None):
-        self.output_tensors, self.error = output_tensors, error
-
-def get_input_tensor_by_name(request, name):
-    return Tensor(name, request[name]) if name in request else None
-
-def triton_string_to_numpy(name):
-    return {"TYPE_FP32": np.float32, "TYPE_FP64": np.float64, "TYPE_INT32": np.int32,
-            "TYPE_INT64": np.int64}[name]
-'''
 
 RUNNER = '''
 import importlib.abc, importlib.util, json, sys
@@ -105,7 +79,7 @@ def _run_isolated(tmp_path: Path, model_dir: Path, requests: list[dict]) -> list
     """initialize() + execute() of ``model_dir``/1/model.py in a tritonkit-free interpreter."""
     stub_dir = tmp_path / "stub"
     stub_dir.mkdir(parents=True, exist_ok=True)
-    (stub_dir / "triton_python_backend_utils.py").write_text(STUB)
+    (stub_dir / "triton_python_backend_utils.py").write_text(PB_UTILS_STUB)
     (tmp_path / "runner.py").write_text(RUNNER)
     config = config_to_json(parse_config((model_dir / "config.pbtxt").read_text()))
     (tmp_path / "config.json").write_text(json.dumps(config))

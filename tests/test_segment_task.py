@@ -320,12 +320,11 @@ def test_ort_backend_runs_each_input_shape_on_its_own(tmp_path):
     import subprocess
     import sys
 
-    from test_argmax_backend import STUB
+    from backend_stub import PB_UTILS_STUB
 
     work = tmp_path / "work"
     (work / "1").mkdir(parents=True)
-    (work / "triton_python_backend_utils.py").write_text(
-        STUB + "\n\ndef triton_string_to_numpy(name):\n    return {'TYPE_FP32': np.float32}[name]\n")
+    (work / "triton_python_backend_utils.py").write_text(PB_UTILS_STUB)
     shutil.copy(Path(__file__).resolve().parents[1] / "model_repository" / "backends" / "ort_model.py",
                 work / "model.py")
     onnx_path = tiny_segmenter(work / "1" / "model.onnx", num_classes=5)
