@@ -14,7 +14,7 @@
 #                 It writes <model>_<precision>.plan and its .plan.json sidecar (TensorRT version, GPU).
 #   serve         nvcr.io/nvidia/tritonserver:<release>-py3 with the model repository copied in,
 #                 run as the image's non-root user triton-server (uid 1000):
-#                   docker build --target serve --build-arg MODEL_REPOSITORY=build/model_repository \
+#                   docker build --target serve --build-arg MODEL_REPOSITORY=model_repository \
 #                       -t tritonkit-serve:25.10 .
 #                 It publishes on 127.0.0.1 only; the production profile (the default of the printed
 #                 commands) replaces the CMD to restrict APIs to the key in $TRITONKIT_API_KEY:
@@ -34,10 +34,6 @@ FROM nvcr.io/nvidia/tensorrt:${TRITON_RELEASE}-py3 AS plan-builder
 WORKDIR /opt/tritonkit
 COPY pyproject.toml README.md ./
 COPY tritonkit ./tritonkit
-COPY client ./client
-COPY build_engines ./build_engines
-COPY perf ./perf
-COPY model_repository ./model_repository
 # The image's python already has TensorRT's bindings; tritonkit goes beside them (no venv, so
 # `import tensorrt` keeps working); dependency versions come from pyproject.toml.
 RUN python3 -m pip install --no-cache-dir --break-system-packages . \
@@ -49,7 +45,7 @@ ENTRYPOINT ["tritonkit"]
 CMD ["build", "--help"]
 
 FROM nvcr.io/nvidia/tritonserver:${TRITON_RELEASE}-py3 AS serve
-ARG MODEL_REPOSITORY=build/model_repository
+ARG MODEL_REPOSITORY=model_repository
 # Root-owned and read-only for the server user: the running server cannot alter its models.
 COPY ${MODEL_REPOSITORY} /models
 USER triton-server

@@ -24,7 +24,7 @@ from tritonkit.model_repository.config import config_to_text
 
 from onnx_models import tiny_segmenter  # noqa: E402  (tests/ is on sys.path via conftest)
 
-BACKEND = Path(__file__).resolve().parents[1] / "model_repository" / "backends" / "argmax_mask.py"
+BACKEND = Path(__file__).resolve().parents[1] / "tritonkit" / "model_repository" / "backends" / "argmax_mask.py"
 
 
 RUNNER = '''

@@ -153,11 +153,11 @@ def test_dockerignore_keeps_the_default_repositories_in_the_build_context():
 
 
 def test_docker_commands_match_the_dockerfile(tmp_path):
-    cmds = docker_commands("build/model_repository", "25.10", context=".")
+    cmds = docker_commands("model_repository", "25.10", context=".")
     assert cmds.build_plan_builder == ("docker build --target plan-builder --build-arg TRITON_RELEASE=25.10 "
                                        "-t tritonkit-plan-builder:25.10 .")
     assert cmds.build_serve_image == ("docker build --target serve --build-arg TRITON_RELEASE=25.10 "
-                                      "--build-arg MODEL_REPOSITORY=build/model_repository -t tritonkit-serve:25.10 .")
+                                      "--build-arg MODEL_REPOSITORY=model_repository -t tritonkit-serve:25.10 .")
     assert '--user "$(id -u):$(id -g)"' in cmds.build_plans
     mounted = shlex.split(cmds.run_mounted)
     assert mounted[:3] == ["docker", "run", "--rm"]
@@ -165,7 +165,7 @@ def test_docker_commands_match_the_dockerfile(tmp_path):
         assert f"127.0.0.1:{port}:{port}" in mounted
     assert not any(":8002" in a for a in mounted)             # production (the default): metrics not published
     assert mounted[mounted.index("--user") + 1] == "triton-server"
-    assert f"{Path('build/model_repository').resolve()}:/models:ro" in mounted
+    assert f"{Path('model_repository').resolve()}:/models:ro" in mounted
     server = mounted[mounted.index("nvcr.io/nvidia/tritonserver:25.10-py3") + 1:]
     assert server[:2] == ["sh", "-c"] and "--model-repository=/models" in server[2]
     assert "--http-restricted-api=" in server[2] and "--model-control-mode=none" in server[2]
@@ -174,7 +174,7 @@ def test_docker_commands_match_the_dockerfile(tmp_path):
 def test_serve_image_run_is_loopback_and_production_by_default(monkeypatch):
     """The serve image's printed run: never 0.0.0.0, restricted APIs unless the dev profile is asked for."""
     monkeypatch.delenv("TRITONKIT_API_KEY", raising=False)
-    cmds = docker_commands("build/model_repository", "25.10", context=".")
+    cmds = docker_commands("model_repository", "25.10", context=".")
     argv = shlex.split(cmds.run_serve_image)
     assert argv[:2] == ["docker", "run"] and "tritonkit-serve:25.10" in argv
     published = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
@@ -236,4 +236,4 @@ def test_the_dockerfile_serve_run_is_the_printed_one():
             lines.append(current + line)
             current = ""
     runs = [l for l in lines if l.startswith("docker run") and "tritonkit-serve:" in l]
-    assert runs == [docker_commands("build/model_repository", "25.10").run_serve_image]
+    assert runs == [docker_commands("model_repository", "25.10").run_serve_image]

@@ -12,15 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# source folder -> the package it is installed as (pyproject's package-dir)
-SOURCES = {
-    "tritonkit": "tritonkit",
-    "client": "tritonkit.client",
-    "build_engines": "tritonkit.build_engines",
-    "perf": "tritonkit.perf",
-    "model_repository": "tritonkit.model_repository",
-}
-SERVER_BACKENDS = ROOT / "model_repository" / "backends"
+# source folder -> the package it is installed as (one source root, no remapping)
+SOURCES = {"tritonkit": "tritonkit"}
+SERVER_BACKENDS = ROOT / "tritonkit" / "model_repository" / "backends"
 
 # Layers, bottom (0) to top. A module may import only modules of its own layer or below; the
 # longest matching prefix decides a module's layer.

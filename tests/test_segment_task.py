@@ -325,7 +325,7 @@ def test_ort_backend_runs_each_input_shape_on_its_own(tmp_path):
     work = tmp_path / "work"
     (work / "1").mkdir(parents=True)
     (work / "triton_python_backend_utils.py").write_text(PB_UTILS_STUB)
-    shutil.copy(Path(__file__).resolve().parents[1] / "model_repository" / "backends" / "ort_model.py",
+    shutil.copy(Path(__file__).resolve().parents[1] / "tritonkit" / "model_repository" / "backends" / "ort_model.py",
                 work / "model.py")
     onnx_path = tiny_segmenter(work / "1" / "model.onnx", num_classes=5)
     config = {"parameters": {}, "input": [{"name": "input", "data_type": "TYPE_FP32", "dims": [3, -1, -1]}],

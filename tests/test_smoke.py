@@ -183,5 +183,5 @@ def test_the_eval_call_is_isolated_in_one_function():
 
 def test_build_engines_and_serve_have_no_cycle():
     """build_engines imports nothing from serve (serve.docker builds on build_engines.docker)."""
-    for path in (ROOT / "build_engines").glob("*.py"):
+    for path in (ROOT / "tritonkit" / "build_engines").glob("*.py"):
         assert not [m for m in _imports(path) if m.startswith("tritonkit.serve")], path.name

@@ -1,8 +1,8 @@
 """Deploy a model repository to Kubernetes: manifests (Kustomize + plain YAML) and capacity.
 
-  tritonkit deploy k8s --repo build/model_repository --image registry.example.com/tritonkit-serve:25.10 \\
+  tritonkit deploy k8s --repo model_repository --image registry.example.com/tritonkit-serve:25.10 \\
       --out build/k8s
-  tritonkit deploy k8s --repo build/model_repository --model-url s3://bucket/models \\
+  tritonkit deploy k8s --repo model_repository --model-url s3://bucket/models \\
       --sweep reports/perf --slo-p99-ms 50 --target-rps 800 --out build/k8s
   tritonkit deploy capacity --sweep reports/perf/sweep.csv --slo-p99-ms 50 --target-rps 800
 

@@ -12,8 +12,8 @@ set from flags. Nothing half-written is left: the model folder is assembled asid
   tritonkit repo --model resnet50 --model-file build/onnx/resnet50.onnx --server-preprocess
   tritonkit repo --model deeplabv3_resnet50 --model-file build/onnx/deeplabv3_resnet50.onnx --server-argmax
 
-The default repository is build/model_repository (the top-level model_repository/ folder holds
-the code of this stage, which Triton must not try to load as models).
+The default repository is the project's top-level model_repository/ folder (Triton ignores
+the README.md beside the model folders).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="card name or card .json")
     p.add_argument("--model-file", required=True, type=Path, help=".onnx (cpu, onnxruntime) or .plan (gpu)")
     p.add_argument("--target", default="cpu", choices=TARGETS)
-    p.add_argument("--out", type=Path, default=Path("build/model_repository"), help="repository folder")
+    p.add_argument("--out", type=Path, default=Path("model_repository"), help="repository folder")
     p.add_argument("--name", help="model name in the repository (default: the card's)")
     p.add_argument("--max-batch", type=int, help="max_batch_size (default: the card's)")
     p.add_argument("--preferred", type=positive_int_list, default=(), help="preferred batch sizes, e.g. 4,8")

@@ -1,8 +1,8 @@
 """Serve a model repository: the bundled local tritonserver (CPU) or NVIDIA's container (GPU).
 
-  tritonkit serve --local --repo build/model_repository       # 127.0.0.1, until Ctrl-C / SIGTERM
+  tritonkit serve --local --repo model_repository       # 127.0.0.1, until Ctrl-C / SIGTERM
   tritonkit serve --local --profile production               # restricted APIs (key from $TRITONKIT_API_KEY)
-  tritonkit serve --docker --repo build/model_repository      # runs, or prints, the docker command
+  tritonkit serve --docker --repo model_repository      # runs, or prints, the docker command
   tritonkit serve --docker --profile dev --container-release 26.06 --container-trt-version 11.1.0.7
 
 `--docker` publishes on 127.0.0.1 and uses the production profile unless `--profile dev` is given.
@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--local", action="store_true", help="run the bundled tritonserver on this machine (CPU)")
     mode.add_argument("--docker", action="store_true", help="run NVIDIA's tritonserver container (GPU)")
-    p.add_argument("--repo", type=Path, default=Path("build/model_repository"), help="model repository folder")
+    p.add_argument("--repo", type=Path, default=Path("model_repository"), help="model repository folder")
     p.add_argument("--host", default="127.0.0.1", help="bind address (local; default loopback only)")
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--grpc-port", type=int, default=8001)

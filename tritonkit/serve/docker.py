@@ -140,7 +140,7 @@ def _shell_user(line: str) -> str:
     return line.replace("'$(id -u):$(id -g)'", '"$(id -u):$(id -g)"')
 
 
-def docker_commands(repo: str | Path = "build/model_repository", release: str = DEFAULT_RELEASE, *,
+def docker_commands(repo: str | Path = "model_repository", release: str = DEFAULT_RELEASE, *,
                     build_args: list[str] | None = None, context: str | Path = ".",
                     extra_server_args: tuple[str, ...] = (), options: RunOptions | None = None) -> DockerCommands:
     """Every docker command of the GPU path for ``repo`` and ``release`` (printed, so the API key is
