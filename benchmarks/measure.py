@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks.pytriton_peer import matching_libpython_env
 from tritonkit.cards import ModelCard
-from tritonkit.client.classify import classify_record
+from tritonkit.tasks.classify.math import classify_record
 from tritonkit.client.decode import decode_image
 from tritonkit.client.preprocess import preprocess
 from tritonkit.errors import TritonkitError

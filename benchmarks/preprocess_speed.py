@@ -36,7 +36,7 @@ from threadpoolctl import threadpool_limits
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard, get_card
 from tritonkit.client import preprocess_math
-from tritonkit.client.classify import ClassifyAdapter
+from tritonkit.tasks.classify.task import ClassifyAdapter
 from tritonkit.client.decode import decode_image
 from tritonkit.client.pipeline import load_item
 from tritonkit.client.preprocess import preprocess, preprocess_bytes

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from tritonkit.cards import ModelCard, card_from_dict
 from tritonkit.errors import CardError, TritonkitError
+from tritonkit.spec import CARD_PARAMETER
 
 __all__ = ["normalize_metadata", "normalize_config", "contract_mismatches", "CARD_PARAMETER", "COMPARED_FIELDS",
            "embedded_card", "served_card", "card_differences"]
@@ -43,7 +44,8 @@ def normalize_config(raw: Mapping[str, Any]) -> dict:
 
     def tensors(key: str) -> dict:
         return {t["name"]: {"datatype": str(t.get("data_type", "")).removeprefix("TYPE_"),
-                            "dims": _dims(t.get("dims"))} for t in cfg.get(key, ())}
+                            "dims": _dims(t.get("dims")), "optional": bool(t.get("optional", False))}
+                for t in cfg.get(key, ())}
     return {"name": cfg.get("name", ""), "max_batch_size": int(cfg.get("max_batch_size", 0) or 0),
             "inputs": tensors("input"), "outputs": tensors("output")}
 
@@ -56,8 +58,9 @@ def contract_mismatches(card: ModelCard, metadata: Mapping, config: Mapping, bat
     """Every way the served model (normalized metadata and config) disagrees with ``card``.
 
     Pure. Checks the card's input and outputs exist with the same datatype and per-sample dims
-    (metadata shapes carry a leading -1 batch axis when the model batches), and that
-    ``max_batch_size`` allows ``batch_size``.
+    (metadata shapes carry a leading -1 batch axis when the model batches), that
+    ``max_batch_size`` allows ``batch_size``, and that the server needs no other input (inputs
+    its config marks optional, such as a postprocess ensemble's ``geometry``, are not needed).
     """
     problems: list[str] = []
     mbs = int(config["max_batch_size"])
@@ -82,7 +85,8 @@ def contract_mismatches(card: ModelCard, metadata: Mapping, config: Mapping, bat
                                 f"[{'-1, ' if mbs > 0 else ''}{', '.join(map(str, spec.dims))}]")
             elif cfg is not None and cfg["dims"] and not _dims_match(cfg["dims"], spec.dims):
                 problems.append(f"{kind} {spec.name!r} config dims {list(cfg['dims'])} != card {list(spec.dims)}")
-    extra = sorted(set(metadata["inputs"]) - {card.input.name})
+    optional = {name for name, t in config["inputs"].items() if t.get("optional")}
+    extra = sorted(set(metadata["inputs"]) - {card.input.name} - optional)
     if extra:
         problems.append(f"server expects extra inputs {extra} the card does not describe")
     return problems
@@ -90,7 +94,6 @@ def contract_mismatches(card: ModelCard, metadata: Mapping, config: Mapping, bat
 
 # -- the served card ------------------------------------------------------------------------
 
-CARD_PARAMETER = "tritonkit_card"  # the config parameter the repository writer embeds the card in
 
 # Card fields that change what a client sends or how it reads the answer; the others (name,
 # description, weights, published figures, build options, max batch: the served config's own

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from tritonkit.spec import SpecError
+
 
 class TritonkitError(Exception):
     """A problem the user can fix (bad input, missing file, unreachable server...).
@@ -18,8 +20,13 @@ class TritonkitError(Exception):
         self.fields = tuple(fields)
 
 
-class CardError(TritonkitError):
-    """A model card is malformed, duplicated or unknown."""
+class CardError(TritonkitError, SpecError):
+    """A model card is malformed, duplicated or unknown. A :class:`~tritonkit.spec.SpecError`
+    too: ``except SpecError`` catches every spec or card problem."""
+
+
+class ConfigError(TritonkitError):
+    """Repository options or a server-side chain that cannot make a valid model config."""
 
 
 class DatasetError(TritonkitError):

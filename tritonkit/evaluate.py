@@ -44,11 +44,11 @@ from tritonkit.client.pipeline import (
 from tritonkit.client.timing import batch_timing, flagperf_metrics, run_model_times
 from tritonkit.contract import card_differences, served_card
 from tritonkit.errors import CardError, ServerError, TritonkitError
-from tritonkit.model_repository.ensemble import bytes_ensemble_name
-from tritonkit.model_repository.writer import check_onnx_against_card
+from tritonkit.onnx_contract import check_onnx_against_card
 from tritonkit.report import markdown_table, write_json, write_text
-from tritonkit.tasks import (
-    FLATTEN, OMIT_NONE, OptionsError, Served, StreamOptions, Task, TaskMetrics, get_task, list_tasks, to_flat_dict)
+from tritonkit.served import bytes_ensemble_name
+from tritonkit.tasks.base import (
+    FLATTEN, OMIT_NONE, Served, StreamOptions, Task, TaskMetrics, get_task, list_tasks, to_flat_dict)
 from tritonkit.triton import call_kwargs, make_client, translate_errors
 
 ort = lazy_import("onnxruntime")
@@ -301,14 +301,12 @@ class EvalRun:
         if self.card.task != task.name:
             raise CardError(f"model {self.card.name!r} is a {self.card.task} model; "
                             f"use `tritonkit eval {self.card.task}`")
-        self.served: Served = task.served(options, self.card, TritonInfer)
+        self.served: Served = task.served(options, self.card)
         self.data = task.open_dataset(options, self.card)
         self.out = Path(options.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.adapter = task.adapter(options, self.card, self.data)
         if options.server_preprocess:
-            if not hasattr(self.adapter, "encoded_meta"):
-                raise OptionsError(f"task {task.name!r} does not support {{server_preprocess}}")
             self.served = Served(bytes_ensemble_name(self.served.name), self.served.card, EncodedInfer,
                                  self.served.details)
             self.adapter = EncodedAdapter(self.adapter)
@@ -349,7 +347,8 @@ class EvalRun:
     def connect(self, served: Served) -> TritonInfer:
         """A connected client for ``served`` (closed again if connecting fails)."""
         o = self.options
-        client = served.client_type(served.card, ClientOptions(
+        client_type = served.client_type or TritonInfer
+        client = client_type(served.card, ClientOptions(
             url=o.url, protocol=o.protocol, model_name=served.name, in_flight=o.in_flight,
             timeout_s=o.timeout_s, retries=o.retries, shm=o.shm), max_batch=max(o.batch_sizes))
         try:
@@ -358,6 +357,18 @@ class EvalRun:
             client.close()
             raise
         return client
+
+    def client_for(self, served: Served) -> TritonInfer:
+        """The run's client when it calls ``served`` already, else a newly connected one (give it
+        back with :meth:`release`)."""
+        same = self.client is not None and served.name == self.client.model_name and \
+            (served.client_type or TritonInfer) is type(self.client)
+        return self.client if same else self.connect(served)
+
+    def release(self, client: TritonInfer) -> None:
+        """Close a client from :meth:`client_for` unless it is the run's own."""
+        if client is not self.client:
+            client.close()
 
     def identity(self) -> dict:
         ref = self.options.reference_onnx
@@ -418,7 +429,7 @@ class EvalRun:
     def compare_preprocessing(self, items: Sequence) -> list[dict]:
         """Run stream at every batch size with client-side preprocessing (the model the task
         serves, preprocessed tensors sent) and server-side (its ``_bytes`` ensemble, files sent)."""
-        plain = self.task.served(self.options, self.card, TritonInfer)
+        plain = self.task.served(self.options, self.card)
         client = self.connect(plain)
         try:
             pairs = [("client", plain.name, r, t) for r, t in

@@ -44,7 +44,7 @@ from tritonkit.model_repository.writer import write_model
 from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
 from tritonkit.serve.docker import DockerServer, RunOptions, docker_commands, serve_run_argv
 from tritonkit.steps import StepLog, StepRecord
-from tritonkit.tasks import task_for_card
+from tritonkit.tasks.base import task_for_card
 
 SMOKE_MODELS = ("resnet50", "demo_shapes", "demo_shapes_det")
 SMOKE_MAX_BATCH = 8

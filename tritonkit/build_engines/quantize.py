@@ -39,7 +39,6 @@ from tritonkit.build_engines.spec import validate_onnx
 from tritonkit.cards import ModelCard
 from tritonkit.client.decode import decode_file
 from tritonkit.client.preprocess import preprocess
-from tritonkit.client.segmentation import preprocess_resize_short
 from tritonkit.errors import DatasetError, TritonkitError
 
 onnx = lazy_import("onnx")
@@ -111,10 +110,7 @@ def calibration_batches(card: ModelCard, images: Sequence[Path], batch_size: int
         batch_size = 1
     buf: list[np.ndarray] = []
     for path in images:
-        if pp.dynamic:
-            x, _ = preprocess_resize_short(np.asarray(_decode(Path(path))), pp.size, pp.mean, pp.std, pp.interpolation)
-        else:
-            x, _ = preprocess(_decode(Path(path)), pp)
+        x, _ = preprocess(_decode(Path(path)), pp)
         buf.append(x.astype(np.float32, copy=False))
         if len(buf) == batch_size:
             yield np.stack(buf)

@@ -18,155 +18,27 @@ from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
-from tritonkit.cards.postprocess import (
-    POSTPROCESS_KINDS, TASK_KINDS, ArgmaxMask, Postprocess, SoftmaxTopK, SSDDecode, YoloDecode, from_legacy,
-    postprocess_from, postprocess_to_dict)
+from tritonkit.cards.legacy import from_legacy
 from tritonkit.errors import CardError
+from tritonkit.spec import (
+    IMAGENET_MEAN, IMAGENET_STD, TRITON_DTYPES, NMSProfile, Preprocess, SpatialRange, SpecError, TensorSpec,
+    checked_keys, field_names, postprocess_from, postprocess_kinds, postprocess_tasks, postprocess_to_dict)
+from tritonkit.tasks import import_task_modules
 
-TASKS = ("classify", "detect", "segment")
-PREPROCESS_MODES = ("resize_crop", "letterbox", "resize", "resize_short")
-INTERPOLATIONS = ("bilinear", "bicubic")
+# Each task declares its postprocess variants in its numpy math module (tritonkit/tasks/<task>/math.py);
+# importing them registers the variants, and with them the tasks a card can name.
+import_task_modules("math")
+
 PRECISIONS = ("fp32", "fp16", "int8")
 INT8_HEADS = ("int8", "float")  # how an int8 model keeps its head: quantized, or in float
-RESAMPLES = ("pil", "tensor")
-TRITON_DTYPES = ("FP32", "FP16", "INT8", "UINT8", "INT32", "INT64", "BOOL")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One model input or output. ``dims`` are per sample: the batch axis is not included."""
-
-    name: str
-    dims: tuple[int, ...]
-    dtype: str = "FP32"
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise CardError("tensor name must not be empty")
-        if self.dtype not in TRITON_DTYPES:
-            raise CardError(f"tensor {self.name!r}: dtype {self.dtype!r} not one of {TRITON_DTYPES}")
-        if not self.dims or any((d < 1 and d != -1) for d in self.dims):
-            raise CardError(f"tensor {self.name!r}: dims {self.dims} must be positive (or -1)")
-
-    @property
-    def numpy_dtype(self) -> str:
-        return {"FP32": "float32", "FP16": "float16", "INT8": "int8", "UINT8": "uint8",
-                "INT32": "int32", "INT64": "int64", "BOOL": "bool"}[self.dtype]
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """How a decoded RGB uint8 HWC image becomes the model input.
-
-    mode:
-      * ``resize_crop``: resize the shorter side to ``resize``, center-crop ``size`` (ImageNet eval).
-      * ``letterbox``: scale to fit ``size`` keeping aspect, pad with ``pad_value`` (YOLO).
-      * ``resize``: resize both sides to ``size`` ignoring aspect (SSD).
-      * ``resize_short``: resize the shorter side to ``resize`` keeping aspect, no crop (torchvision's
-        ``SemanticSegmentation`` preset): the input's H and W vary, so the card's input dims are
-        ``-1`` there and the card needs a ``dynamic_shape``. ``size`` equals ``resize``.
-    Pixel math: ``x = (pixel * scale - mean) / std`` per channel, then ``layout``.
-    resample (``resize_crop`` and ``resize``): ``pil`` resamples the uint8 image with PIL, as
-    torchvision's transforms do on the PIL image ``ImageFolder`` loads (the path published
-    ImageNet accuracies come from); ``tensor`` resamples in float, as torchvision on a tensor.
-    """
-
-    mode: str
-    size: int
-    resize: int | None = None
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bilinear"
-    scale: float = 1.0 / 255.0
-    layout: str = "NCHW"
-    pad_value: int = 114
-    stride: int = 32
-    resample: str = "pil"
-
-    def __post_init__(self) -> None:
-        if self.resample not in RESAMPLES:
-            raise CardError(f"resample {self.resample!r} not one of {RESAMPLES}")
-        if self.mode not in PREPROCESS_MODES:
-            raise CardError(f"preprocess mode {self.mode!r} not one of {PREPROCESS_MODES}")
-        if self.interpolation not in INTERPOLATIONS:
-            raise CardError(f"interpolation {self.interpolation!r} not one of {INTERPOLATIONS}")
-        if self.layout not in ("NCHW", "NHWC"):
-            raise CardError(f"layout {self.layout!r} must be NCHW or NHWC")
-        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
-            raise CardError("mean and std need 3 values, std positive")
-        if self.size < 1:
-            raise CardError(f"preprocess size {self.size} must be positive")
-        if self.mode == "resize_crop":
-            if self.resize is None or self.resize < self.size:
-                raise CardError(f"resize_crop needs resize >= size (got resize={self.resize}, size={self.size})")
-        if self.mode == "resize_short" and self.resize is not None and self.resize != self.size:
-            raise CardError(f"resize_short resizes the shorter side to one length: resize ({self.resize}) "
-                            f"must equal size ({self.size})")
-
-    @property
-    def dynamic(self) -> bool:
-        """True when the model input's H and W vary from image to image."""
-        return self.mode == "resize_short"
-
-    @property
-    def resize_to(self) -> int:
-        return self.resize if self.resize is not None else self.size
-
-
-@dataclass(frozen=True)
-class NMSProfile:
-    """Named NMS settings: ``speed`` for timing (conf 0.25 / IoU 0.45), ``ap`` for mAP.
-
-    ``multi_label`` (YOLO postprocess): every class whose ``objectness * class score`` is above
-    ``conf_threshold`` becomes its own candidate box before the class-aware NMS, as YOLOv5's
-    ``val.py`` does for mAP (``multi_label=True`` at conf 0.001); without it each box keeps its
-    best class only (YOLOv5's detect/speed setting). SSD decoding is per class either way.
-    Card JSON without the field loads as ``False``.
-    """
-
-    name: str
-    conf_threshold: float
-    iou_threshold: float
-    max_detections: int = 300
-    class_agnostic: bool = False
-    multi_label: bool = False
-
-    def __post_init__(self) -> None:
-        if not (0.0 <= self.conf_threshold <= 1.0 and 0.0 < self.iou_threshold <= 1.0):
-            raise CardError(f"NMS profile {self.name!r}: thresholds must lie in [0, 1]")
-        if self.max_detections < 1:
-            raise CardError(f"NMS profile {self.name!r}: max_detections must be >= 1")
-
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 NMS_SPEED = NMSProfile("speed", 0.25, 0.45)
 NMS_AP = NMSProfile("ap", 0.001, 0.65)
 # YOLOv5 val.py's mAP setting: conf 0.001 / IoU 0.65 with multi-label candidates.
 NMS_AP_MULTI = NMSProfile("ap", 0.001, 0.65, multi_label=True)
-
-
-@dataclass(frozen=True, kw_only=True)
-class SpatialRange:
-    """Input heights and widths a dynamic-size model is served with: ``(H, W)`` at minimum,
-    typical (``opt``) and maximum, as a TensorRT optimization profile needs them."""
-
-    min: tuple[int, int]
-    opt: tuple[int, int]
-    max: tuple[int, int]
-
-    def __post_init__(self) -> None:
-        for key in ("min", "opt", "max"):
-            hw = getattr(self, key)
-            if len(hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in hw):
-                raise CardError(f"dynamic_shape.{key} must be [H, W] with positive integers (got {list(hw)})")
-        if not all(a <= b <= c for a, b, c in zip(self.min, self.opt, self.max)):
-            raise CardError(f"dynamic_shape needs min <= opt <= max per axis (got min {list(self.min)}, "
-                            f"opt {list(self.opt)}, max {list(self.max)})")
 
 
 def _normalize_reference(value) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
@@ -200,7 +72,7 @@ class ModelCard:
     input: TensorSpec
     outputs: tuple[TensorSpec, ...]
     preprocess: Preprocess
-    postprocess: Postprocess
+    postprocess: Any
     labels: str
     num_classes: int
     max_batch_size: int = 32
@@ -214,17 +86,17 @@ class ModelCard:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not _NAME_RE.match(self.name):
+        if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
             raise CardError(f"card name {self.name!r} must be letters, digits, '_', '-', '.'")
-        if self.task not in TASKS:
-            raise CardError(f"card {self.name!r}: task {self.task!r} not one of {TASKS}")
+        if self.task not in postprocess_tasks():
+            raise CardError(f"card {self.name!r}: task {self.task!r} not one of {postprocess_tasks()}")
         try:
             object.__setattr__(self, "postprocess", postprocess_from(self.postprocess))
-        except CardError as exc:
+        except SpecError as exc:
             raise CardError(f"card {self.name!r}: {exc}") from None
-        if self.postprocess.kind not in TASK_KINDS[self.task]:
+        if self.postprocess.task != self.task:
             raise CardError(f"card {self.name!r}: postprocess {self.postprocess.kind!r} does not fit task "
-                            f"{self.task!r} (use one of {TASK_KINDS[self.task]})")
+                            f"{self.task!r} (use one of {postprocess_kinds(self.task)})")
         object.__setattr__(self, "reference", _normalize_reference(self.reference))
         if self.precision is not None and self.precision not in PRECISIONS:
             raise CardError(f"card {self.name!r}: precision {self.precision!r} not one of {PRECISIONS}")
@@ -255,16 +127,15 @@ class ModelCard:
         if self.category_ids is not None and len(self.category_ids) != self.num_classes:
             raise CardError(f"card {self.name!r}: category_ids has {len(self.category_ids)} entries, "
                             f"num_classes is {self.num_classes}")
-        if self.task == "detect" and not self.nms_profiles:
-            raise CardError(f"card {self.name!r}: a detector needs NMS profiles")
+        if self.postprocess.uses_nms_profiles and not self.nms_profiles:
+            raise CardError(f"card {self.name!r}: postprocess {self.postprocess.kind!r} needs NMS profiles")
         profile_names = [p.name for p in self.nms_profiles]
         if len(set(profile_names)) != len(profile_names):
             raise CardError(f"card {self.name!r}: duplicate NMS profile names {profile_names}")
 
     def expected_input_dims(self) -> tuple[int, int, int]:
         """Per-sample input dims the preprocess produces; ``-1`` for H and W that vary."""
-        s = -1 if self.preprocess.dynamic else self.preprocess.size
-        return (3, s, s) if self.preprocess.layout == "NCHW" else (s, s, 3)
+        return self.preprocess.sample_dims()
 
     def input_shape(self, batch: int) -> tuple[int, ...]:
         """The input's shape at ``batch``; dynamic H and W take ``dynamic_shape.opt``."""
@@ -276,6 +147,12 @@ class ModelCard:
         h, w = self.dynamic_shape.opt
         spatial = iter((h, w))
         return tuple(next(spatial, 1) if d == -1 else d for d in dims)
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether the model is served with a Triton labels file on its first output (its
+        postprocess variant says so: classifiers)."""
+        return bool(getattr(self.postprocess, "triton_labels", False))
 
     def published_metrics(self) -> dict[str, float]:
         """The published numbers as one flat ``{metric: value}`` (every dataset's metrics)."""
@@ -318,43 +195,23 @@ def _to_jsonable(obj):
     return obj
 
 
-def field_names(cls: type) -> list[str]:
-    """The JSON keys of a card part: its dataclass fields (the schema is made from the same lists)."""
-    return [f.name for f in fields(cls)]
-
-
 LEGACY_CARD_KEYS = ("options",)  # old card files: converted by from_legacy
+LEGACY_PREPROCESS_KEYS = ("stride",)  # read by nothing: dropped when an old card file loads
 
 
 def _checked(section: str, value, cls: type, extra: tuple[str, ...] = ()) -> dict:
-    """``value`` as a dict whose keys are all fields of ``cls``; one-line error otherwise."""
-    if not isinstance(value, Mapping):
-        raise CardError(f"{section} must be an object (got {type(value).__name__})")
-    valid = field_names(cls) + list(extra)
-    unknown = [k for k in value if k not in valid]
-    if unknown:
-        raise CardError(f"unknown field {unknown[0]!r} in {section} (valid keys: {', '.join(valid)})")
-    return dict(value)
-
-
-def _tensor(section: str, value) -> TensorSpec:
-    d = _checked(section, value, TensorSpec)
-    return TensorSpec(d["name"], tuple(d["dims"]), d.get("dtype", "FP32"))
+    """``value`` as a dict whose keys are all fields of ``cls``; one-line CardError otherwise."""
+    try:
+        return checked_keys(section, value, cls, extra)
+    except SpecError as exc:
+        raise CardError(str(exc)) from None
 
 
 def _preprocess(value) -> Preprocess:
-    pp = _checked("preprocess", value, Preprocess)
-    for key in ("mean", "std"):
-        if key in pp:
-            pp[key] = tuple(pp[key])
-    return Preprocess(**pp)
-
-
-def _dynamic_shape(value) -> SpatialRange | None:
-    if value is None:
-        return None
-    d = _checked("dynamic_shape", value, SpatialRange)
-    return SpatialRange(**{k: tuple(d[k]) for k in ("min", "opt", "max")})
+    pp = _checked("preprocess", value, Preprocess, LEGACY_PREPROCESS_KEYS)
+    for key in LEGACY_PREPROCESS_KEYS:
+        pp.pop(key, None)
+    return Preprocess.from_dict(pp)
 
 
 def _labels(value, base: Path | None) -> str:
@@ -379,14 +236,14 @@ def card_from_dict(data: Mapping, source: str = "<dict>", base_dir: str | Path |
     ``options`` list, ``reference`` as ``[[metric, value]]``) are converted."""
     try:
         d = _checked("the card", data, ModelCard, LEGACY_CARD_KEYS)
-        d["input"] = _tensor("input", d["input"])
-        d["outputs"] = tuple(_tensor(f"outputs[{i}]", o) for i, o in enumerate(d["outputs"]))
+        d["input"] = TensorSpec.from_dict(d["input"], "input")
+        d["outputs"] = tuple(TensorSpec.from_dict(o, f"outputs[{i}]") for i, o in enumerate(d["outputs"]))
         d["preprocess"] = _preprocess(d["preprocess"])
-        d["nms_profiles"] = tuple(NMSProfile(**_checked(f"nms_profiles[{i}]", p, NMSProfile))
+        d["nms_profiles"] = tuple(NMSProfile.from_dict(p, f"nms_profiles[{i}]")
                                   for i, p in enumerate(d.get("nms_profiles", ())))
         if d.get("category_ids") is not None:
             d["category_ids"] = tuple(d["category_ids"])
-        d["dynamic_shape"] = _dynamic_shape(d.get("dynamic_shape"))
+        d["dynamic_shape"] = SpatialRange.from_dict(d.get("dynamic_shape"))
         d["labels"] = _labels(d["labels"], None if base_dir is None else Path(base_dir))
         if "options" in d or isinstance(d.get("postprocess"), str):
             options = [tuple(pair) for pair in d.pop("options", ())]
@@ -497,10 +354,7 @@ def get_card(name_or_path: str) -> ModelCard:
 
 
 __all__ = [
-    "ModelCard", "TensorSpec", "Preprocess", "NMSProfile", "SpatialRange", "SoftmaxTopK", "YoloDecode",
-    "SSDDecode", "ArgmaxMask", "Postprocess", "POSTPROCESS_KINDS", "PRECISIONS", "field_names", "NMS_SPEED",
-    "NMS_AP", "NMS_AP_MULTI",
-    "Registry",
-    "REGISTRY", "get_card", "load_labels", "card_from_dict", "load_card_file", "IMAGENET_MEAN",
-    "IMAGENET_STD",
+    "ModelCard", "TensorSpec", "Preprocess", "NMSProfile", "SpatialRange", "PRECISIONS", "TRITON_DTYPES",
+    "field_names", "NMS_SPEED", "NMS_AP", "NMS_AP_MULTI", "Registry", "REGISTRY", "get_card", "load_labels",
+    "card_from_dict", "load_card_file", "IMAGENET_MEAN", "IMAGENET_STD",
 ]

@@ -7,7 +7,8 @@ Preprocessing follows each model's published eval transform: torchvision's ``Res
 
 from __future__ import annotations
 
-from tritonkit.cards import IMAGENET_MEAN, IMAGENET_STD, ModelCard, Preprocess, SoftmaxTopK, TensorSpec
+from tritonkit.cards import IMAGENET_MEAN, IMAGENET_STD, ModelCard, Preprocess, TensorSpec
+from tritonkit.tasks.classify.math import SoftmaxTopK
 
 
 def _imagenet(name: str, arch: str, weights_file: str | None, top1: float | None, *, crop: int = 224,

@@ -13,7 +13,8 @@ numbers stay comparable, and SSD decoding is per class anyway.
 
 from __future__ import annotations
 
-from tritonkit.cards import NMS_AP, NMS_AP_MULTI, NMS_SPEED, ModelCard, Preprocess, SSDDecode, TensorSpec, YoloDecode
+from tritonkit.cards import NMS_AP, NMS_AP_MULTI, NMS_SPEED, ModelCard, Preprocess, TensorSpec
+from tritonkit.tasks.detect.math import SSDDecode, YoloDecode
 
 # COCO's 80 training classes -> the 91-id category space of instances_val2017.json.
 COCO80_TO_91 = (
@@ -23,7 +24,7 @@ COCO80_TO_91 = (
     85, 86, 87, 88, 89, 90,
 )
 
-_YOLO_PRE = dict(mode="letterbox", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), pad_value=114, stride=32)
+_YOLO_PRE = dict(mode="letterbox", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), pad_value=114)
 
 
 def _yolo(name: str, size: int, boxes: int, map50: float, description: str) -> ModelCard:
@@ -72,7 +73,7 @@ CARDS = (
         arch="demo:shapes_yolo",
         input=TensorSpec("images", (3, 128, 128)),
         outputs=(TensorSpec("output0", (256, 9)),),
-        preprocess=Preprocess(size=128, **{**_YOLO_PRE, "stride": 8}),
+        preprocess=Preprocess(size=128, **_YOLO_PRE),
         postprocess=YoloDecode(),
         labels="demo_shapes_det",
         num_classes=4,

@@ -10,22 +10,31 @@ import json
 from dataclasses import MISSING, fields
 from importlib import resources
 
-from tritonkit.cards import (
-    INT8_HEADS, INTERPOLATIONS, PRECISIONS, PREPROCESS_MODES, TASKS, TRITON_DTYPES, ModelCard, NMSProfile, Preprocess,
-    SpatialRange, TensorSpec)
-from tritonkit.cards.postprocess import BOX_CODINGS, VARIANTS
+from tritonkit.cards import INT8_HEADS, PRECISIONS, ModelCard
+from tritonkit.spec import (
+    INTERPOLATIONS, LAYOUTS, LETTERBOX_RULES, PREPROCESS_MODES, RESAMPLES, TRITON_DTYPES, NMSProfile, Preprocess,
+    SpatialRange, TensorSpec, postprocess_kinds, postprocess_tasks, variant_class)
 
 SCHEMA_FILE = "card.schema.json"
 SCHEMA_ID = "https://tritonkit.invalid/card.schema.json"
 _SCALARS = {"str": {"type": "string"}, "int": {"type": "integer"}, "float": {"type": "number"},
             "bool": {"type": "boolean"}}
-# fields whose values are one of a fixed list
-_ENUMS = {("ModelCard", "task"): TASKS, ("ModelCard", "precision"): PRECISIONS, ("ModelCard", "int8_head"): INT8_HEADS,
-          ("Preprocess", "mode"): PREPROCESS_MODES, ("Preprocess", "interpolation"): INTERPOLATIONS,
-          ("Preprocess", "layout"): ("NCHW", "NHWC"), ("TensorSpec", "dtype"): TRITON_DTYPES,
-          ("YoloDecode", "box_coding"): BOX_CODINGS, ("SSDDecode", "box_coding"): BOX_CODINGS}
 _REFS = {"TensorSpec": "#/$defs/tensor", "Preprocess": "#/$defs/preprocess", "NMSProfile": "#/$defs/nms_profile",
-         "SpatialRange": "#/$defs/dynamic_shape", "Postprocess": "#/$defs/postprocess"}
+         "SpatialRange": "#/$defs/dynamic_shape", "Any": "#/$defs/postprocess"}
+
+
+def _enums() -> dict[tuple[str, str], tuple]:
+    """Fields whose values are one of a fixed list: the card's and spec's own, and those a
+    postprocess variant declares in its ``field_choices``."""
+    out = {("ModelCard", "task"): postprocess_tasks(), ("ModelCard", "precision"): PRECISIONS,
+           ("ModelCard", "int8_head"): INT8_HEADS, ("Preprocess", "mode"): PREPROCESS_MODES,
+           ("Preprocess", "interpolation"): INTERPOLATIONS, ("Preprocess", "layout"): LAYOUTS,
+           ("Preprocess", "resample"): RESAMPLES, ("Preprocess", "letterbox_rule"): LETTERBOX_RULES,
+           ("TensorSpec", "dtype"): TRITON_DTYPES}
+    for kind in postprocess_kinds():
+        cls = variant_class(kind)
+        out.update({(cls.__name__, name): tuple(values) for name, values in getattr(cls, "field_choices", {}).items()})
+    return out
 _SPECIAL = {
     ("ModelCard", "reference"): {
         "type": "object", "description": "published numbers: {dataset: {metric: value}}",
@@ -57,11 +66,12 @@ def _type(annotation: str) -> dict:
 
 def _object(cls: type, extra: dict | None = None) -> dict:
     props, required = {}, []
+    enums = _enums()
     for f in fields(cls):
         key = (cls.__name__, f.name)
         schema = _SPECIAL.get(key) or _type(f.type)
-        if key in _ENUMS:
-            values = list(_ENUMS[key])
+        if key in enums:
+            values = list(enums[key])
             schema = {"anyOf": [{"enum": values}, {"type": "null"}]} if "None" in f.type else {"enum": values}
         props[f.name] = schema
         if f.default is MISSING and f.default_factory is MISSING:
@@ -74,11 +84,11 @@ def _object(cls: type, extra: dict | None = None) -> dict:
 
 def _postprocess() -> dict:
     variants = []
-    for kind, cls in VARIANTS.items():
-        obj = _object(cls, {"kind": {"const": kind}})
+    for kind in postprocess_kinds():
+        obj = _object(variant_class(kind), {"kind": {"const": kind}})
         obj["required"] = ["kind", *obj.get("required", [])]
         variants.append(obj)
-    return {"oneOf": [{"enum": list(VARIANTS)}, *variants],
+    return {"oneOf": [{"enum": list(postprocess_kinds())}, *variants],
             "description": "a kind name (its defaults) or an object tagged by kind"}
 
 

@@ -17,8 +17,8 @@ and seed 003's 64.2 mIoU (PyTorch, VOC2012 val) for DeepLabV3 on ResNet-18.
 
 from __future__ import annotations
 
-from tritonkit.cards import (
-    IMAGENET_MEAN, IMAGENET_STD, ArgmaxMask, ModelCard, Preprocess, SpatialRange, TensorSpec)
+from tritonkit.cards import IMAGENET_MEAN, IMAGENET_STD, ModelCard, Preprocess, SpatialRange, TensorSpec
+from tritonkit.tasks.segment.math import ArgmaxMask
 
 VOC_RESIZE = 520
 COCO_VOC = "coco-val2017-voc-labels"   # torchvision's evaluation set for these weights

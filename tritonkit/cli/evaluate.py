@@ -1,8 +1,9 @@
 """Accuracy and timing through Triton: one `eval TASK` per registered task (classify, detect ...).
 
-The subcommands come from the task registry (tritonkit.tasks.list_tasks): each task's
-description is its help, its ArgSpec declarations its own flags, beside the stream flags every
-eval takes. Add a task by registering a tritonkit.tasks.Task; nothing here changes.
+The subcommands come from the task registry (tritonkit.tasks.base.list_tasks): each task's
+description is its help, and the fields of its options dataclass declare its flags (the stream
+flags every eval takes among them). Add a task by adding its package under tritonkit/tasks;
+nothing here changes.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import argparse
 from pathlib import Path
 
 from tritonkit._lazy import lazy_import
-from tritonkit.cli.args import (
-    add_spec_arguments, add_stream_arguments, field_flags, first_line, spec_options, stream_options)
+from tritonkit.cli.args import add_spec_arguments, first_line, spec_options
 from tritonkit.errors import TritonkitError
 from tritonkit.evaluate import EvalResult, evaluate
-from tritonkit.tasks import OptionsError, Task, get_task, list_tasks
+from tritonkit.tasks.base import OptionsError, Task, field_flags, get_task, list_tasks, option_arguments
 from tritonkit.io import ensure_out_dir
 from tritonkit.report import escape_text
 
@@ -31,22 +31,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         task = get_task(name)
         sp = sub.add_parser(name, help=first_line(task.description), description=task.description,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-        sp.add_argument("--model", help="card name (tritonkit cards) or a card .json file, checked against the "
-                        "card the server carries; or the served model's name (its served card is used)")
-        sp.add_argument("--model-name", help="name the model is served under (default: the card's name); "
-                        "alone, the eval uses the card the server carries")
-        add_spec_arguments(sp, task.arguments)
-        add_stream_arguments(sp, task.checkpoint, task.metric_label)
+        add_spec_arguments(sp, option_arguments(task.options_type))
         sp.set_defaults(_task=name)
 
 
 def options_from_args(task: Task, args: argparse.Namespace):
     """The task's options from parsed flags; an invalid value is reported with its flag."""
     try:
-        return task.options_type(model=args.model, model_name=args.model_name,
-                                 **spec_options(args, task.arguments), **stream_options(args))
+        return task.options_type(**spec_options(args, option_arguments(task.options_type)))
     except OptionsError as exc:
-        raise TritonkitError(exc.render(field_flags(task.arguments))) from None
+        raise TritonkitError(exc.render(field_flags(task.options_type))) from None
 
 
 def run(args: argparse.Namespace) -> int:

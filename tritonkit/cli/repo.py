@@ -8,9 +8,13 @@ set from flags. Nothing half-written is left: the model folder is assembled asid
   tritonkit repo --model resnet50 --model-file build/onnx/resnet50.onnx --target cpu
   tritonkit repo --model resnet50 --model-file build/plans/resnet50_fp16.plan --target gpu \\
       --container-release 25.10
-  tritonkit repo --model yolov5s --model-file build/onnx/yolov5s.onnx --server-nms ap,speed
+  tritonkit repo --model yolov5s --model-file build/onnx/yolov5s.onnx --server-postprocess ap,speed
   tritonkit repo --model resnet50 --model-file build/onnx/resnet50.onnx --server-preprocess
-  tritonkit repo --model deeplabv3_resnet50 --model-file build/onnx/deeplabv3_resnet50.onnx --server-argmax
+  tritonkit repo --model deeplabv3_resnet50 --model-file build/onnx/deeplabv3_resnet50.onnx --server-postprocess
+
+--server-postprocess writes the task's server-side postprocess after the model, each as a
+postprocess model and an ensemble: detectors one NMS chain per NMS profile (all the card's, or
+the profiles named), segmenters the argmax chain (uint8 masks). Classifiers have none.
 
 The default repository is the project's top-level model_repository/ folder (Triton ignores
 the README.md beside the model folders).
@@ -21,17 +25,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tritonkit.cards import get_card
+from tritonkit.cards import ModelCard, get_card
 from tritonkit.cli.args import positive_int_list
+from tritonkit.errors import TritonkitError
 from tritonkit.io import ensure_out_dir
 from tritonkit.names import check_model_name
 from tritonkit.model_repository.config import TARGETS, QueuePolicy, RepoOptions, effective_max_batch
 from tritonkit.model_repository.dali import write_dali_chain
-from tritonkit.model_repository.ensemble import (
-    PreprocessChain, nms_chain, write_argmax_chain, write_nms_chain, write_preprocess_chain)
+from tritonkit.model_repository.ensemble import PreprocessChain, write_postprocess_chain, write_preprocess_chain
 from tritonkit.model_repository.plans import check_plan_file
 from tritonkit.model_repository.writer import write_model
+from tritonkit.served import PostprocessChain
 from tritonkit.serve.docker import host_compute_capability
+from tritonkit.tasks.base import task_for_card
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,18 +58,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-warmup", action="store_true")
     p.add_argument("--queue-size", type=int, help="queue policy: max queued requests (rejected beyond)")
     p.add_argument("--queue-timeout-us", type=int, default=0, help="queue policy: reject after this wait")
-    p.add_argument("--server-nms", type=lambda t: tuple(x for x in t.split(",") if x), default=(),
-                   help="detectors: also write NMS + ensemble models for these NMS profiles (e.g. ap,speed)")
+    p.add_argument("--server-postprocess", nargs="?", const=(), default=None, metavar="VARIANTS",
+                   type=lambda t: tuple(x for x in t.split(",") if x),
+                   help="also write the task's server-side postprocess + ensemble models: detectors one NMS chain "
+                        "per NMS profile (all, or these, e.g. ap,speed), segmenters the argmax chain")
     p.add_argument("--server-preprocess", action="store_true",
-                   help="also write a preprocess model and a <name>_bytes ensemble (and <nms ensemble>_bytes "
-                        "with --server-nms): clients send encoded JPEG/PNG bytes, the server decodes and "
+                   help="also write a preprocess model and a <name>_bytes ensemble (and <postprocess ensemble>_bytes "
+                        "with --server-postprocess): clients send encoded JPEG/PNG bytes, the server decodes and "
                         "preprocesses with the client's code (gpu target: a DALI pipeline, needs "
                         "tritonkit[dali])")
     p.add_argument("--preprocess-instances", type=int, default=1,
                    help="--server-preprocess on the cpu/onnxruntime targets: python preprocess model instances "
                         "(each decodes one request at a time)")
-    p.add_argument("--server-argmax", action="store_true",
-                   help="segmenters: also write <model>_argmax + <model>_ensemble_argmax (uint8 masks from the server)")
     p.add_argument("--container-release", help="gpu target: NGC tritonserver release (e.g. 25.10) to check the plan against")
     p.add_argument("--container-trt-version", help="gpu target: TensorRT version of that release, if not in "
                                                    "tritonkit's table or unconfirmed there")
@@ -86,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         check_model_name(args.name, "--name")
     card = get_card(args.model)
     options = options_from_args(args)
+    chains = _chains(card, args.server_postprocess)
     if args.target == "gpu":
         checked = check_plan_file(card, args.model_file, args.container_release, effective_max_batch(card, options),
                                   host_compute_capability(), container_trt=args.container_trt_version)
@@ -94,21 +101,29 @@ def run(args: argparse.Namespace) -> int:
     ensure_out_dir(args.out, "--out")
     written = write_model(card, args.model_file, args.out, options)
     print(f"wrote {written.path} ({args.target} target): {written.config_path}")
-    for profile in args.server_nms:  # the detector is written once, above; each profile adds NMS + ensemble
-        names = write_nms_chain(card, args.out, written.name, profile)
-        print(f"wrote {names.nms} and {names.ensemble} (server-side NMS, profile {profile!r})")
+    for chain in chains:  # the model is written once, above; each chain adds its postprocess model + ensemble
+        names = write_postprocess_chain(card, args.out, written.name, chain)
+        print(f"wrote {names.postprocess} and {names.ensemble} ({chain.description})")
     if args.server_preprocess:
         chain = None if args.target == "gpu" else PreprocessChain(instances=args.preprocess_instances)
-        _write_preprocess(card, args.out, written.name, args.server_nms, chain)
-    if args.server_argmax:
-        names = write_argmax_chain(card, args.out, written.name)
-        print(f"wrote {names.argmax} and {names.ensemble} (server-side argmax, uint8 mask)")
+        _write_preprocess(card, args.out, written.name, chains, chain)
     return 0
 
 
-def _write_preprocess(card, out: Path, model: str, profiles: tuple[str, ...], chain: PreprocessChain | None) -> None:
+def _chains(card: ModelCard, variants: tuple[str, ...] | None) -> list[PostprocessChain]:
+    """The card's task's server-side postprocess chains asked for (None: not asked)."""
+    if variants is None:
+        return []
+    chains = task_for_card(card).server_chains(card, variants)
+    if not chains:
+        raise TritonkitError(f"--server-postprocess: a {card.task} model ({card.name}) has no server-side "
+                             f"postprocess")
+    return chains
+
+
+def _write_preprocess(card, out: Path, model: str, posts: list[PostprocessChain], chain: PreprocessChain | None) -> None:
     """The python preprocess model ``chain`` (cpu, onnxruntime targets) or, with None, the DALI
-    one (gpu), and the bytes-in ensembles."""
+    one (gpu), and the bytes-in ensembles (in front of the model and of each postprocess chain)."""
     def write(**post):
         return write_dali_chain(card, out, model, **post) if chain is None else \
             write_preprocess_chain(card, out, model, chain=chain, **post)
@@ -116,6 +131,6 @@ def _write_preprocess(card, out: Path, model: str, profiles: tuple[str, ...], ch
     how = "DALI on the GPU" if chain is None else "python backend"
     names = write()
     print(f"wrote {names.preprocess} and {names.ensemble} (server-side preprocessing, {how}: encoded image bytes in)")
-    for profile in profiles:
-        names = write(post=nms_chain(card, card.nms(profile)))
-        print(f"wrote {names.ensemble} (encoded image bytes in, server-side NMS, profile {profile!r})")
+    for post in posts:
+        names = write(post=post)
+        print(f"wrote {names.ensemble} (encoded image bytes in, {post.description})")

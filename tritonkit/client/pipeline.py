@@ -14,9 +14,13 @@ One engine serves every task. A task plugs in through two small protocols:
   - ``postprocess(outputs, meta) -> record``: ``outputs`` maps each output name to that one
     image's array (batch axis removed); the record is a JSON-serializable dict.
   - ``summarize(records) -> dict``: metrics over all records (top1/top5, mAP ...).
-  - optionally ``collate(inputs) -> batch``: how one batch's per-sample inputs become the
-    request array (default ``np.stack``; a task with variable-size inputs pads them, e.g.
-    :func:`tritonkit.client.segmentation.stack_padded`).
+  - ``encoded_meta(item, geometry) -> meta``: the meta of an item the *server* preprocessed
+    (its encoded file was sent; ``geometry`` is the server's, None when it returns none).
+  - ``decode(outputs)``: the task's postprocess of one image's outputs without scoring (what
+    "run model" times after the forward pass).
+  - ``collate(inputs) -> batch``: how one batch's per-sample inputs become the request array
+    (default ``np.stack``; a task with variable-size inputs pads them, e.g.
+    :func:`tritonkit.tasks.segment.math.stack_padded`).
 
 An inference **backend** (:class:`InferBackend`) has ``submit(batch) -> Future`` resolving to
 ``{output name: array with batch axis}``: :class:`tritonkit.client.infer.TritonInfer` for the
@@ -41,6 +45,7 @@ is the worked example.
 
 from __future__ import annotations
 
+import abc
 import collections
 import errno
 import threading
@@ -48,14 +53,15 @@ import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from tritonkit.client.checkpoint import Checkpoint
 from tritonkit.client.decode import ImageError, decode_image
-from tritonkit.client.preprocess_math import GEOMETRY_OUTPUT, Geometry, check_encoded
+from tritonkit.client.preprocess_math import GEOMETRY_OUTPUT, check_encoded
 from tritonkit.client.timing import StageTimes
+from tritonkit.spec import Geometry
 
 POOLS = ("thread", "process")
 
@@ -69,15 +75,28 @@ class Item(Protocol):
     def read_bytes(self) -> bytes: ...
 
 
-@runtime_checkable
-class TaskAdapter(Protocol):
+class TaskAdapter(abc.ABC):
     """What a task (classify, detect ...) plugs into the engine. See the module docstring."""
 
+    encoded: ClassVar[bool] = False  # True: ``prepare`` takes the encoded file (server-side preprocessing)
+
+    @abc.abstractmethod
     def prepare(self, item: Any, image: Any) -> tuple[np.ndarray, Any]: ...
 
+    @abc.abstractmethod
     def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any) -> dict: ...
 
+    @abc.abstractmethod
     def summarize(self, records: Sequence[dict]) -> dict: ...
+
+    @abc.abstractmethod
+    def encoded_meta(self, item: Any, geometry: Geometry | None) -> Any: ...
+
+    @abc.abstractmethod
+    def decode(self, outputs: Mapping[str, np.ndarray]) -> Any: ...
+
+    def collate(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        return np.stack(inputs, axis=0)
 
 
 @runtime_checkable
@@ -217,7 +236,7 @@ def load_item(adapter: TaskAdapter, index: int, item: Item) -> _Loaded:
     except Exception as exc:  # noqa: BLE001 - one file must never end the run (MemoryError included)
         return _Loaded(index, item.key, None, None, f"cannot read: {type(exc).__name__}: {exc}", None,
                        time.perf_counter() - t0, 0.0)
-    if getattr(adapter, "encoded", False):  # server-side preprocessing: the file is the input
+    if adapter.encoded:  # server-side preprocessing: the file is the input
         return _prepare_encoded(adapter, index, item, data, t0)
     decoded = decode_image(data)
     del data
@@ -244,7 +263,7 @@ def _prepare_encoded(adapter: TaskAdapter, index: int, item: Item, data: bytes, 
 
 
 @dataclass(frozen=True)
-class EncodedAdapter:
+class EncodedAdapter(TaskAdapter):
     """Server-side preprocessing around a task's adapter: ``prepare`` sends the encoded file
     (an object array ``[1]`` holding its bytes, after :func:`check_encoded`; the engine skips
     decoding; damage inside the compressed data fails the batch's request on the server), ``postprocess`` is
@@ -252,8 +271,8 @@ class EncodedAdapter:
     output (``inner.encoded_meta(item, geometry)``; geometry None when the server returns none,
     e.g. after server-side NMS, which already mapped boxes to the original image)."""
 
-    inner: Any
-    encoded: bool = True
+    inner: TaskAdapter
+    encoded: ClassVar[bool] = True
 
     def prepare(self, item: Any, data: bytes) -> tuple[np.ndarray, Any]:
         check_encoded(data)  # a file that is no image is this file's error, not its batch's
@@ -269,6 +288,15 @@ class EncodedAdapter:
 
     def summarize(self, records: Sequence[dict]) -> dict:
         return self.inner.summarize(records)
+
+    def encoded_meta(self, item: Any, geometry: Geometry | None) -> Any:
+        return self.inner.encoded_meta(item, geometry)
+
+    def decode(self, outputs: Mapping[str, np.ndarray]) -> Any:
+        return self.inner.decode({k: v for k, v in outputs.items() if k != GEOMETRY_OUTPUT})
+
+    def collate(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        return np.stack(inputs, axis=0)
 
     def __getattr__(self, name: str) -> Any:
         """The task adapter's other attributes (its task reads them, e.g. ``category_ids``)."""
@@ -378,8 +406,6 @@ class _StreamRun:
                  options: EngineOptions, reference: InferBackend | None) -> None:
         self.items, self.adapter, self.backend = items, adapter, backend
         self.options, self.reference = options, reference
-        # an adapter may batch its own way (segmentation pads images of different sizes)
-        self.collate = getattr(adapter, "collate", None) or (lambda inputs: np.stack(inputs, axis=0))
         self.timing = StageTimes()
         self.records: dict[str, dict] = {}
         self.ref_records: dict[str, dict] = {}
@@ -479,7 +505,7 @@ class _StreamRun:
             b = self.window.popleft()
             b.done.wait()
             self._finish_batch(b)
-        x = np.ascontiguousarray(self.collate([ld.input for ld in batch_loaded]))
+        x = np.ascontiguousarray(self.adapter.collate([ld.input for ld in batch_loaded]))
         if self.options.keep_batches:
             self.kept.append(x)
         sent = time.perf_counter()
@@ -567,6 +593,19 @@ def _absorb_entry(key: str, entry: Mapping, records: dict, ref_records: dict, er
         notes[key] = {"path": key, "note": entry["note"]}
 
 
+def decode_after(backend: InferBackend, adapter: TaskAdapter) -> Callable[[np.ndarray], Future]:
+    """A ``submit``-like callable for run-model timing: one request, then ``adapter.decode`` of
+    every image in its response (run model = forward + the task's postprocess)."""
+    def submit(batch: np.ndarray) -> Future:
+        outputs = backend.submit(batch).result()
+        for i in range(len(batch)):
+            adapter.decode(_split(outputs, i))
+        done: Future = Future()
+        done.set_result(None)
+        return done
+    return submit
+
+
 def summarize(adapter: TaskAdapter, result: StreamResult) -> dict:
     """The adapter's metrics, plus ``reference_<metric>`` from the reference records if any."""
     out = dict(adapter.summarize(result.records))
@@ -576,7 +615,7 @@ def summarize(adapter: TaskAdapter, result: StreamResult) -> dict:
     return out
 
 
-__all__ = ["Item", "TaskAdapter", "InferBackend", "CallableBackend", "EngineOptions", "StreamResult",
-           "run_stream", "summarize", "load_item", "POOLS"]
+__all__ = ["Item", "TaskAdapter", "InferBackend", "CallableBackend", "EncodedAdapter", "EngineOptions",
+           "StreamResult", "run_stream", "summarize", "decode_after", "load_item", "POOLS"]
 
 

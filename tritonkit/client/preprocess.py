@@ -10,8 +10,8 @@
   the vertical pass only on the crop's columns, and either pass only on the crop's outputs where
   that is exact (:func:`~tritonkit.client.preprocess_math.exact_box`: a shorter side resized to
   256 has a binary-fraction scale). The crop lands in a uint8 buffer and normalisation writes
-  float32 straight into the output (optionally a slot of a preallocated batch, see
-  :func:`preprocess_batch`), plane by plane; nothing is float64.
+  float32 straight into the output (optionally a slot of a preallocated batch), plane by
+  plane; nothing is float64.
 * ``resample="tensor"`` keeps torchvision's *tensor* path (float resampling with the
   antialiased kernels of :func:`resize_weights`), computing only the cropped window.
 * ``fast=True`` (an option of this API, not torchvision's reference): PIL resamples only the
@@ -19,7 +19,10 @@
   shifts the filter slightly), and :func:`preprocess_bytes` lets libjpeg downscale large JPEGs
   while decoding (``draft``). Its output differs slightly from the exact
   mode; measure the accuracy change before using it.
-* **Letterbox** (YOLO) equals ultralytics' validation transform (:func:`letterbox_plan`).
+* **Letterbox** (YOLO) equals ultralytics' validation transform, or its predictor's (the card's
+  ``letterbox_rule``; :func:`letterbox_plan`).
+* **resize_short** (segmentation) equals torchvision's ``SemanticSegmentation`` preset on the PIL
+  image: the shorter side resized with PIL, no crop, ``ToTensor`` + ``Normalize`` in their order.
 
 Memory is bounded by the output size whatever the aspect ratio: a resized side far larger than
 the target (a 1x20000 image) is resampled as a window only, and a geometry that cannot be
@@ -38,12 +41,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tritonkit.cards import Preprocess
 from tritonkit.client import preprocess_math as pm
 from tritonkit.client.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeResult, ImageError, decode_image
 from tritonkit.client.preprocess_math import (  # noqa: F401  (re-exported: the pure parts that raise nothing)
-    EXACT_MAX_PIXELS, LETTERBOX_RULES, MAX_WINDOW_WEIGHTS, Geometry, LetterboxPlan, center_crop_offsets, normalize,
+    EXACT_MAX_PIXELS, LETTERBOX_RULES, MAX_WINDOW_WEIGHTS, LetterboxPlan, center_crop_offsets, normalize,
     normalize_into, sample_shape, to_layout)
+from tritonkit.spec import Geometry, Preprocess
 
 
 def _as_image_error(fn: Callable) -> Callable:
@@ -67,26 +70,9 @@ resize_exact = _as_image_error(pm.resize_exact)
 pil_resize_crop = _as_image_error(pm.pil_resize_crop)
 letterbox_plan = _as_image_error(pm.letterbox_plan)
 letterbox = _as_image_error(pm.letterbox)
+resize_short_size = _as_image_error(pm.resize_short_size)
 _preprocess_decoded = _as_image_error(pm.preprocess_decoded)
-
-
-@_as_image_error
-def preprocess(img, pp: Preprocess, *, out: np.ndarray | None = None,
-               fast: bool = False) -> tuple[np.ndarray, Geometry]:
-    """Turn one decoded RGB image (a PIL image, or an HWC array: uint8, or float in pixel units
-    for ``resample="tensor"``) into a model input and the :class:`Geometry` of the transform.
-
-    Returns the per-sample float32 array (CHW or HWC per the card), written into ``out`` when
-    given (e.g. ``batch[i]`` of a preallocated batch). ``fast`` trades exactness for speed
-    (module docstring). A geometry that cannot be computed raises :class:`ImageError`.
-    """
-    return pm.preprocess(img, pp, out=out, fast=fast)
-
-
-@_as_image_error
-def preprocess_batch(images, pp: Preprocess, *, fast: bool = False) -> tuple[np.ndarray, list[Geometry]]:
-    """Preprocess several images straight into one preallocated float32 batch ``[n, *sample]``."""
-    return pm.preprocess_batch(images, pp, fast=fast)
+preprocess = _as_image_error(pm.preprocess)
 
 
 def draft_size(pp: Preprocess) -> int | None:
@@ -102,8 +88,3 @@ def preprocess_bytes(data: bytes, pp: Preprocess, *, fast: bool = False, max_byt
     decoded = decode_image(data, max_bytes=max_bytes, draft=draft_size(pp) if fast else None, max_pixels=max_pixels)
     x, geo = _preprocess_decoded(decoded, pp, fast=fast)
     return x, geo, decoded
-
-
-def batch(arrays: list[np.ndarray]) -> np.ndarray:
-    """Stack per-sample inputs into one contiguous batch."""
-    return np.ascontiguousarray(np.stack(arrays, axis=0))

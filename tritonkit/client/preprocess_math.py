@@ -1,17 +1,18 @@
 """Image decoding and preprocessing that the client and the server-side preprocess model both run.
 
-Everything from an encoded image to one model input and its :class:`Geometry`: the decode as
-torchvision's ``ImageFolder`` loader does it (:func:`decode_rgb`), classification resize/crop
-with PIL's C resampling (or torchvision's float tensor path), ultralytics' letterbox, and the
+Everything from an encoded image to one model input and its :class:`~tritonkit.spec.Geometry`:
+the decode as torchvision's ``ImageFolder`` loader does it (:func:`decode_rgb`), classification
+resize/crop with PIL's C resampling (or torchvision's float tensor path), ultralytics' letterbox,
+segmentation's ``resize_short`` (torchvision's ``SemanticSegmentation`` preset), and the
 normalisation into a float32 buffer. See :mod:`tritonkit.client.preprocess` for the exactness
-notes; that module is this one with tritonkit's error type and card type around it.
+notes; that module is this one with tritonkit's error type around it.
 
-This module imports nothing from tritonkit, only numpy, Pillow and (for the letterbox) OpenCV,
-each on first use: the repository writer copies it beside the server-side preprocess model's
-``model.py`` (NGC's tritonserver image has no tritonkit), so a client that sends encoded bytes
-gets the very pixels the client-side path would have produced. Preprocessing settings are
-duck-typed (:class:`PreprocessLike`): the card's :class:`tritonkit.cards.Preprocess` on the
-client, :class:`PreprocessSpec` read from ``card.json`` on the server.
+This module imports nothing from tritonkit but :mod:`tritonkit.spec` (shipped beside it), only
+numpy, Pillow and (for the letterbox) OpenCV, each on first use: the repository writer copies it
+beside the server-side preprocess model's ``model.py`` as ``tk_preprocess.py`` (NGC's
+tritonserver image has no tritonkit), so a client that sends encoded bytes gets the very pixels
+the client-side path would have produced. The settings are a :class:`~tritonkit.spec.Preprocess`
+(a card's ``preprocess``, or the one the server reads from the card its config carries).
 """
 
 from __future__ import annotations
@@ -23,9 +24,16 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
-from typing import Any, Mapping, Protocol
+from typing import Any
 
 import numpy as np
+
+if __package__:  # part of the tritonkit package
+    from tritonkit import spec
+    from tritonkit.spec import Geometry, Preprocess
+else:  # shipped beside a python backend (no tritonkit there): the sibling copy of tritonkit/spec.py
+    import tk_spec as spec  # type: ignore[no-redef]
+    from tk_spec import Geometry, Preprocess  # type: ignore[no-redef]
 
 # The exact PIL path holds two intermediate images (the horizontal pass over every row, the
 # vertical pass over the crop's columns); when they would exceed this many pixels (64 MiB; only
@@ -33,16 +41,17 @@ import numpy as np
 EXACT_MAX_PIXELS = 1 << 24
 # The tensor path's dense window of weights may hold at most this many entries (128 MiB of float64).
 MAX_WINDOW_WEIGHTS = 1 << 24
-LETTERBOX_RULES = ("val", "predict")
-MODES = ("resize_crop", "resize", "letterbox")
+LETTERBOX_RULES = spec.LETTERBOX_RULES
+FIXED_SIZE_MODES = ("resize_crop", "resize", "letterbox")  # one input size for every image
+MODES = (*FIXED_SIZE_MODES, "resize_short")                 # what preprocess() implements
 # PIL's own decompression-bomb threshold, Image.MAX_IMAGE_PIXELS (it only warns up to twice
 # this): refused here instead
 DEFAULT_MAX_PIXELS = 89_478_485
 # The server-side preprocess model's tensors: encoded images in (BYTES, one per sample), the
-# model input and the geometry out (FP64 [6], the order of Geometry's fields).
-ENCODED_INPUT = "image_bytes"
-GEOMETRY_OUTPUT = "geometry"
-CARD_FILE = "card.json"
+# model input and the geometry out (FP64 [6], spec.GEOMETRY_FIELDS).
+ENCODED_INPUT = spec.ENCODED_INPUT
+GEOMETRY_OUTPUT = spec.GEOMETRY_TENSOR
+_PIL_FILTERS = {"bilinear": 2, "bicubic": 3}  # PIL.Image.Resampling.BILINEAR / BICUBIC
 
 
 @functools.lru_cache(maxsize=None)
@@ -73,93 +82,6 @@ def _simplejpeg() -> Any:
 class ImageError(ValueError):
     """One image gives no model input (undecodable, degenerate geometry). On the client,
     :class:`tritonkit.client.decode.ImageError` (a TritonkitError) is raised in its place."""
-
-
-class PreprocessLike(Protocol):
-    """The preprocessing settings this module reads (those of a card's ``preprocess``)."""
-
-    mode: str
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str
-    scale: float
-    layout: str
-    pad_value: int
-    resample: str
-
-    @property
-    def resize_to(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class PreprocessSpec:
-    """Preprocessing settings read from a card's JSON (the server side's :class:`PreprocessLike`)."""
-
-    mode: str
-    size: int
-    resize: int | None = None
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    interpolation: str = "bilinear"
-    scale: float = 1.0 / 255.0
-    layout: str = "NCHW"
-    pad_value: int = 114
-    resample: str = "pil"
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"preprocess mode {self.mode!r} is not one of {MODES}")
-        if self.layout not in ("NCHW", "NHWC") or self.size < 1:
-            raise ValueError(f"preprocess layout {self.layout!r} / size {self.size} unusable")
-
-    @property
-    def resize_to(self) -> int:
-        return self.resize if self.resize is not None else self.size
-
-    @classmethod
-    def from_card_json(cls, card: Mapping[str, Any]) -> "PreprocessSpec":
-        """From a card's dict (``card.json``): its ``preprocess`` section; unknown keys ignored."""
-        pp = dict(card["preprocess"])
-        known = {k: pp[k] for k in cls.__dataclass_fields__ if k in pp}
-        for key in ("mean", "std"):
-            if key in known:
-                known[key] = tuple(float(v) for v in known[key])
-        return cls(**known)
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """How input-image pixels map to model-input pixels: ``x_in = x_orig * scale_x + pad_x``."""
-
-    orig_h: int
-    orig_w: int
-    scale_x: float
-    scale_y: float
-    pad_x: float
-    pad_y: float
-
-    def to_original(self, boxes_xyxy: np.ndarray) -> np.ndarray:
-        """Map x1,y1,x2,y2 boxes from model-input pixels back to the original image, clipped."""
-        b = np.asarray(boxes_xyxy, dtype=np.float32).copy()
-        b[..., [0, 2]] = (b[..., [0, 2]] - self.pad_x) / self.scale_x
-        b[..., [1, 3]] = (b[..., [1, 3]] - self.pad_y) / self.scale_y
-        b[..., [0, 2]] = b[..., [0, 2]].clip(0, self.orig_w)
-        b[..., [1, 3]] = b[..., [1, 3]].clip(0, self.orig_h)
-        return b
-
-    @classmethod
-    def from_array(cls, values: np.ndarray) -> "Geometry":
-        """The inverse of :meth:`as_array` (a server's geometry tensor of one image)."""
-        v = np.asarray(values, np.float64).reshape(-1)
-        if v.shape != (6,):
-            raise ValueError(f"a geometry vector has 6 values, got {v.shape[0]}")
-        return cls(int(round(v[0])), int(round(v[1])), float(v[2]), float(v[3]), float(v[4]), float(v[5]))
-
-    def as_array(self) -> np.ndarray:
-        """FP64 ``[6]`` in field order (``orig_h, orig_w, scale_x, scale_y, pad_x, pad_y``): the
-        geometry tensor of the server-side preprocess and NMS models."""
-        return np.array([self.orig_h, self.orig_w, self.scale_x, self.scale_y, self.pad_x, self.pad_y], np.float64)
 
 
 # ------------------------------------------------------------------------- sizes and offsets
@@ -391,7 +313,7 @@ def pil_resize_crop(img: Any, resize: int, crop: int, interpolation: str = "bili
     return out if (row, out.height) == (0, crop) else out.crop((0, row, crop, row + crop))
 
 
-def _crop_pixels(img: Any, pp: PreprocessLike, fast: bool) -> np.ndarray:
+def _crop_pixels(img: Any, pp: Preprocess, fast: bool) -> np.ndarray:
     """The ``resize_crop`` pixels as an ``(s, s, 4)`` uint8 array (RGB and a padding byte): the
     resampled image is pasted into the array's memory, without PIL's conversion to bytes."""
     w, h = img.size
@@ -474,7 +396,7 @@ def letterbox(img: np.ndarray, size: int, pad_value: int = 114, interpolation: s
 
 
 # ---------------------------------------------------------------------------- normalisation
-def _affine(pp: PreprocessLike) -> tuple[np.ndarray, np.ndarray]:
+def _affine(pp: Preprocess) -> tuple[np.ndarray, np.ndarray]:
     """``(pixel * scale - mean) / std`` folded into ``pixel * k + b`` (float32 per channel)."""
     return _affine_of(float(pp.scale), tuple(pp.mean), tuple(pp.std))
 
@@ -488,13 +410,13 @@ def _affine_of(scale: float, mean: tuple[float, ...], std: tuple[float, ...]) ->
     return k, b
 
 
-def normalize(img: np.ndarray, pp: PreprocessLike) -> np.ndarray:
+def normalize(img: np.ndarray, pp: Preprocess) -> np.ndarray:
     """``(pixel * scale - mean) / std`` per channel, HWC in, float32 HWC out."""
     k, b = _affine(pp)
     return img.astype(np.float32, copy=False) * k + b
 
 
-def normalize_into(img: np.ndarray, pp: PreprocessLike, out: np.ndarray) -> np.ndarray:
+def normalize_into(img: np.ndarray, pp: Preprocess, out: np.ndarray) -> np.ndarray:
     """Normalise an HWC image (uint8 or float; channels beyond the third, such as the padding
     byte of :func:`_crop_pixels`, are ignored) straight into ``out`` (float32, ``pp.layout``:
     CHW or HWC), with no temporary image.
@@ -522,9 +444,11 @@ def to_layout(img_hwc: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(img_hwc.transpose(2, 0, 1) if layout == "NCHW" else img_hwc)
 
 
-def sample_shape(pp: PreprocessLike) -> tuple[int, int, int]:
-    """The per-sample model input shape (``(3, s, s)`` or ``(s, s, 3)``)."""
-    return (3, pp.size, pp.size) if pp.layout == "NCHW" else (pp.size, pp.size, 3)
+def sample_shape(pp: Preprocess, hw: tuple[int, int] | None = None) -> tuple[int, int, int]:
+    """The per-sample model input shape (``(3, h, w)`` or ``(h, w, 3)``): ``size`` x ``size``, or
+    ``hw`` for a dynamic-size mode (``resize_short``: :func:`resize_short_size` of the image)."""
+    h, w = (pp.size, pp.size) if hw is None else hw
+    return (3, h, w) if pp.layout == "NCHW" else (h, w, 3)
 
 
 # ------------------------------------------------------------------------------ entry points
@@ -542,19 +466,45 @@ def _check_input(img) -> tuple[Any, np.ndarray | None]:
     return None, arr
 
 
-def _resize_crop_geometry(h: int, w: int, pp: PreprocessLike) -> Geometry:
+def _resize_crop_geometry(h: int, w: int, pp: Preprocess) -> Geometry:
     nh, nw = shorter_side_size(h, w, pp.resize_to)
     top, left = center_crop_offsets(nh, nw, pp.size)
     return Geometry(h, w, nw / w, nh / h, -float(left), -float(top))
 
 
-def _pixels(pil: Any, arr: np.ndarray | None, pp: PreprocessLike, fast: bool) -> tuple[np.ndarray, Geometry]:
+def resize_short_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """``(new_h, new_w)`` with the shorter side ``size`` and the longer ``int(size * long / short)``
+    (torchvision's ``_compute_resized_output_size`` for a one-element size, no ``max_size``)."""
+    if height < 1 or width < 1 or size < 1:
+        raise ImageError(f"cannot resize a {width}x{height} image to a shorter side of {size}")
+    if width <= height:
+        return int(size * height / width), size
+    return size, int(size * width / height)
+
+
+def _resize_short(pil: Any, arr: np.ndarray | None, pp: Preprocess) -> tuple[np.ndarray, Geometry]:
+    """torchvision's ``SemanticSegmentation(resize_size=size)`` resize on the PIL image: the
+    shorter side to ``size`` with PIL (skipped when it already has that size, as torchvision does)."""
+    if arr is not None:
+        if arr.dtype != np.uint8:
+            raise ValueError(f"resize_short takes a uint8 or PIL image (got {arr.dtype})")
+        pil = _pil().fromarray(np.ascontiguousarray(arr))
+    nh, nw = resize_short_size(pil.height, pil.width, pp.size)
+    geo = Geometry(pil.height, pil.width, nw / pil.width, nh / pil.height, 0.0, 0.0)
+    if (nh, nw) != (pil.height, pil.width):
+        pil = pil.resize((nw, nh), _PIL_FILTERS[pp.interpolation])
+    return np.asarray(pil), geo
+
+
+def _pixels(pil: Any, arr: np.ndarray | None, pp: Preprocess, fast: bool) -> tuple[np.ndarray, Geometry]:
     """The resampled HWC pixels (uint8 or float32) and the geometry, per the card's mode."""
+    if pp.mode == "resize_short":
+        return _resize_short(pil, arr, pp)
     if pp.mode == "letterbox":
         src = np.asarray(pil) if arr is None else arr
         if src.dtype != np.uint8:
             src = np.clip(np.rint(src), 0, 255).astype(np.uint8)
-        return letterbox(np.ascontiguousarray(src), pp.size, pp.pad_value, pp.interpolation)
+        return letterbox(np.ascontiguousarray(src), pp.size, pp.pad_value, pp.interpolation, pp.letterbox_rule)
     h, w = (pil.height, pil.width) if arr is None else arr.shape[:2]
     if pp.resample == "tensor":
         src = np.asarray(pil) if arr is None else arr
@@ -572,7 +522,17 @@ def _pixels(pil: Any, arr: np.ndarray | None, pp: PreprocessLike, fast: bool) ->
     return np.asarray(out), Geometry(h, w, pp.size / w, pp.size / h, 0.0, 0.0)
 
 
-def preprocess(img, pp: PreprocessLike, *, out: np.ndarray | None = None,
+def _normalize_divided(pixels: np.ndarray, pp: Preprocess, out: np.ndarray) -> np.ndarray:
+    """``(pixel / (1 / scale) - mean) / std`` in float32, in that order: torchvision's
+    ``ToTensor`` + ``Normalize`` on the PIL image, bit for bit (the ``resize_short`` preset)."""
+    x = pixels[..., :3].astype(np.float32) / np.float32(1.0 / pp.scale)
+    mean, std = np.asarray(pp.mean, np.float32), np.asarray(pp.std, np.float32)
+    y = (x - mean) / std
+    np.copyto(out, y.transpose(2, 0, 1) if pp.layout == "NCHW" else y)
+    return out
+
+
+def preprocess(img, pp: Preprocess, *, out: np.ndarray | None = None,
                fast: bool = False) -> tuple[np.ndarray, Geometry]:
     """Turn one decoded RGB image (a PIL image, or an HWC array: uint8, or float in pixel units
     for ``resample="tensor"``) into a model input and the :class:`Geometry` of the transform.
@@ -581,26 +541,21 @@ def preprocess(img, pp: PreprocessLike, *, out: np.ndarray | None = None,
     given (e.g. ``batch[i]`` of a preallocated batch). ``fast`` trades exactness for speed
     (module docstring). A geometry that cannot be computed raises :class:`ImageError`.
     """
-    if pp.mode not in ("resize_crop", "resize", "letterbox"):
+    if pp.mode not in MODES:
         raise ValueError(f"preprocess mode {pp.mode!r} is not implemented by preprocess()")
     pil, arr = _check_input(img)
     pixels, geo = _pixels(pil, arr, pp, fast)
-    shape = sample_shape(pp)
-    if pixels.shape[:2] != (pp.size, pp.size) or pixels.shape[2] not in (3, 4):
+    hw = pixels.shape[:2] if pp.dynamic else None
+    shape = sample_shape(pp, hw)
+    if (hw is None and pixels.shape[:2] != (pp.size, pp.size)) or pixels.shape[2] not in (3, 4):
         raise ImageError(f"preprocessing gave {pixels.shape}, expected {(pp.size, pp.size, 3)}")
     if out is None:
         out = np.empty(shape, np.float32)
     elif out.shape != shape or out.dtype != np.float32:
         raise ValueError(f"out must be float32 {shape}, got {out.dtype} {out.shape}")
+    if pp.dynamic:
+        return _normalize_divided(pixels, pp, out), geo
     return normalize_into(pixels, pp, out), geo
-
-
-def preprocess_batch(images, pp: PreprocessLike, *, fast: bool = False) -> tuple[np.ndarray, list[Geometry]]:
-    """Preprocess several images straight into one preallocated float32 batch ``[n, *sample]``."""
-    images = list(images)
-    batch_out = np.empty((len(images), *sample_shape(pp)), np.float32)
-    geos = [preprocess(img, pp, out=batch_out[i], fast=fast)[1] for i, img in enumerate(images)]
-    return batch_out, geos
 
 
 # ------------------------------------------------------------------------------------ decode
@@ -792,7 +747,7 @@ def check_encoded(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -
     return width, height
 
 
-def preprocess_decoded(decoded: DecodeResult, pp: PreprocessLike, *, out: np.ndarray | None = None,
+def preprocess_decoded(decoded: DecodeResult, pp: Preprocess, *, out: np.ndarray | None = None,
                        fast: bool = False) -> tuple[np.ndarray, Geometry]:
     """:func:`preprocess` of a :func:`decode_rgb` result, the geometry in the file's pixels
     (also when the decode was drafted); a failed decode raises :class:`ImageError`."""

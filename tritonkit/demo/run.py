@@ -24,7 +24,7 @@ from typing import Callable
 
 from tritonkit.build_engines.quantize import quantize_int8
 from tritonkit.cards import ModelCard, get_card
-from tritonkit.client.voc import IMAGES_DIR
+from tritonkit.tasks.segment.voc import IMAGES_DIR
 from tritonkit.demo.report import write_demo_report
 from tritonkit.demo.segshapes import ensure_segmentation_data, voc_folder
 from tritonkit.demo.shapes import ensure_classification_data, ensure_detection_data
@@ -34,16 +34,17 @@ from tritonkit.errors import TritonkitError
 from tritonkit.evaluate import evaluate
 from tritonkit.io import atomic_write_json
 from tritonkit.model_repository.config import QueuePolicy, RepoOptions
-from tritonkit.model_repository.ensemble import write_argmax_chain, write_nms_chain
+from tritonkit.model_repository.ensemble import write_postprocess_chain
 from tritonkit.model_repository.writer import write_model
 from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
 from tritonkit.perf.stalls import probe
 from tritonkit.serve.local import LocalServer, ServerOptions
 from tritonkit.serve.profiles import API_KEY_ENV, local_options
 from tritonkit.steps import Pipeline, Step, StepLog, StepRecord, StepSkipped
-from tritonkit.tasks.classification import ClassificationOptions
-from tritonkit.tasks.detection import DetectionOptions
-from tritonkit.tasks.segmentation import SegmentationOptions
+from tritonkit.tasks.classify.task import ClassificationOptions
+from tritonkit.tasks.detect.task import DetectionOptions
+from tritonkit.tasks.segment.task import SegmentationOptions
+from tritonkit.tasks.base import task_for_card
 from tritonkit.validate import ValidateOptions, validate
 from tritonkit.validate.options import CHECK_GROUPS, OPT_IN_GROUPS
 from tritonkit.validate.report import ValidationReport
@@ -199,9 +200,9 @@ def write_repository(run: DemoRun) -> str:
         detector = write_model(det_card, run.det_onnx, repo, opts).name
         run.served.append(detector)
         # one ensemble per NMS profile: `ap` for mAP, `speed` for the run-model / run-stream times
-        for profile in ("ap", "speed"):
-            names = write_nms_chain(det_card, repo, detector, profile)
-            run.served += [names.nms, names.ensemble]
+        for chain in task_for_card(det_card).server_chains(det_card, ("ap", "speed")):
+            names = write_postprocess_chain(det_card, repo, detector, chain)
+            run.served += [names.postprocess, names.ensemble]
     if run.det_int8:
         run.served.append(write_model(det_card, run.det_int8, repo, replace(opts, name=DET_INT8)).name)
     if not run.served:
@@ -257,7 +258,7 @@ def eval_detect_fp32(run: DemoRun) -> None:
     """Client-side decoding, server-side NMS (the ``ap`` ensemble)."""
     evaluate("detect", DetectionOptions(
         model=DET_CARD, data=run.det_data, out=run.out, url=run.url, batch_sizes=DEMO_BATCH_SIZES,
-        reference_onnx=run.det_onnx, server_nms=True, progress=run.opts.progress))
+        reference_onnx=run.det_onnx, server_postprocess=True, progress=run.opts.progress))
 
 
 def eval_detect_int8(run: DemoRun) -> None:
@@ -338,7 +339,7 @@ def segmentation(run: DemoRun) -> str:
     server.start(timeout_s=180)
     try:
         common = dict(model=SEG_CARD, data=data, url=server.grpc_url, progress=opts.progress)
-        res = evaluate("segment", SegmentationOptions(out=out, batch_sizes=DEMO_BATCH_SIZES,
+        res = evaluate("segment", SegmentationOptions(out=out, batch_sizes=DEMO_BATCH_SIZES, server_postprocess=True,
                                                       reference_onnx=onnx, **common))
         extra = {"train": {"val_miou_onnx": trained.value, "cached": trained.cached, "epochs": trained.epochs}}
         if quant is not None:
@@ -363,7 +364,8 @@ def _segmentation_repository(card: ModelCard, onnx: Path, int8: Path | None, rep
     """The segmenter, its argmax ensemble and (when quantized) its int8 copy, cpu target."""
     repo_opts = RepoOptions(target="cpu", max_queue_delay_us=200, ort_spinning=False)
     write_model(card, onnx, repo, repo_opts)
-    write_argmax_chain(card, repo, SEG_CARD)
+    for chain in task_for_card(card).server_chains(card):
+        write_postprocess_chain(card, repo, SEG_CARD, chain)
     if int8 is not None:
         write_model(card, int8, repo, replace(repo_opts, name=SEG_INT8))
     return repo

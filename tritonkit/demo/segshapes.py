@@ -5,7 +5,7 @@ backgrounds of :mod:`tritonkit.demo.shapes`, in random sizes (both sides between
 and ``max_side``, never square, so a ``resize_short`` input varies in width and height). Masks
 are VOC palette PNGs whose index is the class id (0 = background, ``demo_seg.txt`` order), with
 a band of 255 (void) along every shape's outline, as VOC marks object borders. The set is
-written in the VOC2012 layout, so :func:`tritonkit.client.voc.open_voc` reads it::
+written in the VOC2012 layout, so :func:`tritonkit.tasks.segment.voc.open_voc` reads it::
 
     <root>/manifest.json
     <root>/VOCdevkit/VOC2012/JPEGImages/{train,val}_00000.jpg
@@ -25,7 +25,7 @@ import numpy as np
 
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import load_labels
-from tritonkit.client.voc import DEVKIT, IMAGES_DIR, MASKS_DIR, SPLITS_DIR, VOID, YEAR_DIR, encode_palette_png
+from tritonkit.tasks.segment.voc import DEVKIT, IMAGES_DIR, MASKS_DIR, SPLITS_DIR, VOID, YEAR_DIR, encode_palette_png
 from tritonkit.demo.shapes import (
     _contrasting_color, _encode_jpeg, _image_size, _paint, _progress, _rng, _to_uint8, commit_set, ensure_set,
     shape_window, staged_set, textured_background)

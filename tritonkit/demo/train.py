@@ -8,7 +8,7 @@ onnxruntime, the way the served model computes:
 
 * classifier (card ``demo_shapes``): val top-1 of the argmax of the logits;
 * detector (card ``demo_shapes_det``): COCO mAP@0.5 from pycocotools after the project's YOLO
-  decode + NMS (:func:`tritonkit.client.detection.postprocess_yolo`, the card's ``ap`` profile)
+  decode + NMS (:func:`tritonkit.tasks.detect.math.card_detections`, the card's ``ap`` profile)
   mapped back to original pixels, exactly as ``tritonkit eval detect`` does.
 
 Detector training targets: every ground-truth box is given to the grid cell holding its center
@@ -35,9 +35,9 @@ import numpy as np
 
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard, get_card
-from tritonkit.client.coco import coco_map, detections_to_coco, load_coco
+from tritonkit.tasks.detect.coco import coco_map, detections_to_coco, load_coco
 from tritonkit.client.decode import decode_file
-from tritonkit.client.detection import postprocess_yolo
+from tritonkit.tasks.detect.math import card_detections
 from tritonkit.client.preprocess import preprocess
 from tritonkit.demo.shapes import DETECTION_SPLITS, read_manifest
 from tritonkit.errors import DatasetError
@@ -405,7 +405,8 @@ def evaluate_detector(onnx_path: Path, data_root: Path, card: ModelCard, split: 
         pre = [preprocess(_decode(im.path), card.preprocess) for im in chunk]
         out = sess.run([card.outputs[0].name], {card.input.name: np.stack([p[0] for p in pre])})[0]
         for im, (_, geo), o in zip(chunk, pre, out):
-            results += detections_to_coco(im.id, postprocess_yolo(o, geo, profile), card.category_ids)
+            results += detections_to_coco(im.id, card_detections(card, {card.outputs[0].name: o}, geo, profile),
+                                          card.category_ids)
     return coco_map(ds.coco, results, ds.image_ids)
 
 

@@ -6,8 +6,8 @@ enough to tell a whole shape's class), the 1/8 features upsampled to 1/2 and fus
 stem features, a 1x1 classifier and a bilinear upsampling to the input size. It works on any
 input size (dynamic H and W), as the ``resize_short`` preprocessing needs.
 
-Inputs come from the project's own preprocessing (:func:`tritonkit.client.segmentation.
-preprocess_resize_short`: shorter side to ``spec.size``, no crop), so what is served later is
+Inputs come from the project's own preprocessing (:func:`tritonkit.client.preprocess.
+preprocess` with ``resize_short``: shorter side to ``spec.size``, no crop), so what is served later is
 exactly what was trained on. Training takes random ``size x size`` crops of the resized images
 (flips and quarter turns: every shape class is closed under them), with cross-entropy that
 ignores void (255) pixels; the targets are the masks resized with nearest neighbour as PIL does.
@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from tritonkit._lazy import lazy_import
-from tritonkit.client.segmentation import (
-    IMAGENET_MEAN, IMAGENET_STD, ConfusionMatrix, SegmentationScores, argmax_mask, mask_to_original,
-    preprocess_resize_short)
-from tritonkit.client.voc import open_voc
+from tritonkit.client.preprocess import preprocess
+from tritonkit.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from tritonkit.tasks.segment.math import ConfusionMatrix, SegmentationScores, argmax_mask, mask_to_original
+from tritonkit.tasks.segment.voc import open_voc
 from tritonkit.demo.segshapes import LABELS, SEGMENTATION_SPLITS, segmentation_classes
 from tritonkit.demo.train import (
     DEFAULT_CACHE, WEIGHTS_FILE, TrainResult, _cached, _data_digest, _decode, _onnx_session, _progress,
@@ -172,9 +172,10 @@ def load_segmentation_split(root: Path, split: str, spec: SegmenterSpec, limit: 
     out = SegmentationSplit([], [], [])
     for item in ds.items[:limit]:
         rgb = _decode(item.path)
-        x, geo = preprocess_resize_short(rgb, spec.size, spec.mean, spec.std)
+        x, geo = preprocess(rgb, Preprocess("resize_short", spec.size, mean=spec.mean, std=spec.std))
         mask = item.read_mask(spec.num_classes, rgb.shape[:2])
-        small = Image.fromarray(mask).resize((geo.input_w, geo.input_h), Image.Resampling.NEAREST)
+        input_h, input_w = geo.input_hw
+        small = Image.fromarray(mask).resize((input_w, input_h), Image.Resampling.NEAREST)
         out.inputs.append(x)
         out.targets.append(np.asarray(small, np.int64))
         out.masks.append(mask)

@@ -90,12 +90,16 @@ def _device(cfg, platform: str) -> str:
 
 
 def python_imports(folder: Path) -> tuple[str, ...]:
-    """Top-level modules the model.py files under ``folder`` import that NGC's image lacks (read as text)."""
-    names = set()
-    for source in folder.glob("*/model.py"):
-        names.update(_IMPORT.findall(source.read_text(errors="replace")))
+    """Top-level modules the python files of the model's version folders import that NGC's image
+    lacks (read as text); the modules shipped beside ``model.py`` (``tk_*.py``) are the model's own."""
+    names, shipped = set(), set()
+    for version in {p.parent for p in folder.glob("*/model.py")}:
+        sources = list(version.glob("*.py"))
+        shipped.update(p.stem for p in sources)
+        for source in sources:
+            names.update(_IMPORT.findall(source.read_text(errors="replace")))
     return tuple(sorted(n for n in names if n not in sys.stdlib_module_names and n not in IMAGE_PROVIDES
-                        and n != "__future__"))
+                        and n not in shipped and n != "__future__"))
 
 
 def _folder_bytes(folder: Path) -> int:

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from tritonkit._lazy import lazy_import, load_module
 from tritonkit.cards import ModelCard, TensorSpec
-from tritonkit.contract import CARD_PARAMETER
-from tritonkit.errors import TritonkitError
-from tritonkit.tasks import has_labels
+from tritonkit.spec import CARD_PARAMETER
+from tritonkit.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import model_config_pb2
@@ -36,10 +35,6 @@ LABELS_FILE = "labels.txt"
 # CARD_PARAMETER (tritonkit.contract): the card a model was made from, embedded in its config so
 # a remote client (eval, validate) can check the served contract against it without the repository's files.
 ORT_BACKEND_SOURCE = "ort_model.py"
-
-
-class ConfigError(TritonkitError):
-    """Repository options that cannot make a valid config."""
 
 
 def _ort_python_parameters(options: "RepoOptions") -> dict[str, str]:
@@ -199,7 +194,7 @@ def model_config(card: ModelCard, options: RepoOptions = RepoOptions()) -> "mode
     cfg = pb_module().ModelConfig(name=options.name or card.name, max_batch_size=mbs)
     _set_platform(cfg, target)
     _set_parameters(cfg, card, options, target)
-    _set_signature(cfg, card, labels=options.labels and has_labels(card))
+    _set_signature(cfg, card, labels=options.labels and card.has_labels)
     _set_instance_group(cfg, target, options.instances)
     cfg.version_policy.specific.versions.append(options.version)
     _set_batching(cfg, options)
@@ -216,11 +211,17 @@ def _set_platform(cfg, target: Target) -> None:
         cfg.default_model_filename = target.model_file
 
 
+def card_parameter(card: ModelCard) -> str:
+    """The card as the value of the ``tritonkit_card`` parameter every model tritonkit writes
+    carries (compact JSON): the one persisted copy of the card a model folder holds."""
+    return json.dumps(card.to_dict(), separators=(",", ":"))
+
+
 def _set_parameters(cfg, card: ModelCard, options: RepoOptions, target: Target) -> None:
     """The target's own parameters, then the user's, then the embedded card."""
     values = dict(target.parameters(options)) if target.parameters else {}
     values.update(options.parameters)
-    values[CARD_PARAMETER] = json.dumps(card.to_dict(), separators=(",", ":"))
+    values[CARD_PARAMETER] = card_parameter(card)
     for key, value in values.items():
         cfg.parameters[key].string_value = value
 

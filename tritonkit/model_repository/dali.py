@@ -36,15 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard, Preprocess
-from tritonkit.client.nms_math import GEOMETRY_FIELDS
-from tritonkit.client.preprocess_math import ENCODED_INPUT, GEOMETRY_OUTPUT, MODES
+from tritonkit.client.preprocess_math import ENCODED_INPUT, FIXED_SIZE_MODES as MODES, GEOMETRY_OUTPUT
 from tritonkit.io import atomic_write_bytes
 from tritonkit.model_repository.config import ConfigError, data_type, pb_module
 from tritonkit.model_repository.ensemble import (
     ChainTensor, PostprocessChain, PreprocessChain, PreprocessNames, preprocess_ensemble_config, preprocess_names,
     served_max_batch)
-from tritonkit.model_repository.writer import write_card, write_config_only
+from tritonkit.model_repository.writer import write_config_only
 from tritonkit.names import safe_child
+from tritonkit.spec import GEOMETRY_FIELDS
 
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import model_config_pb2
@@ -172,7 +172,6 @@ def write_dali_model(card: ModelCard, repo_dir: str | Path, model: str, max_batc
     serialized = dali_pipeline(card, DaliOptions(max_batch_size=max_batch_size)).serialize()
     (root / "1").mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(root / "1" / DALI_FILE, serialized)
-    write_card(root, card)
     config_path = write_config_only(repo_dir, name, dali_model_config(card, name, max_batch_size))
     return WrittenDali(name, root, config_path)
 

@@ -2,9 +2,8 @@
 
 Layout written for one model::
 
-    <repo>/<name>/config.pbtxt
+    <repo>/<name>/config.pbtxt        (with the card it was made from in its tritonkit_card parameter)
     <repo>/<name>/labels.txt          (classifiers)
-    <repo>/<name>/card.json           (the card it was made from, for later contract checks)
     <repo>/<name>/<version>/model.onnx | model.plan
     <repo>/<name>/<version>/model.py  (cpu target: python backend running onnxruntime)
 
@@ -21,17 +20,15 @@ from importlib import resources
 from pathlib import Path
 
 from tritonkit.cards import ModelCard
-from tritonkit.client.nms_math import CARD_FILE
 from tritonkit.errors import TritonkitError
-from tritonkit.io import atomic_write_text, to_json_text
+from tritonkit.io import atomic_write_text
 from tritonkit.onnx_contract import check_onnx_against_card
-from tritonkit.tasks import has_labels
 from tritonkit.model_repository.config import (
     LABELS_FILE, ORT_BACKEND_SOURCE, RepoOptions, Target, config_to_text, get_target, model_config)
 from tritonkit.names import safe_child
 
-__all__ = ["ORT_BACKEND_SOURCE", "CARD_FILE", "WrittenModel", "backend_source", "check_model_file",
-           "check_onnx_against_card", "write_model", "write_config_only", "write_card"]
+__all__ = ["ORT_BACKEND_SOURCE", "WrittenModel", "backend_source", "check_model_file", "check_onnx_against_card",
+           "write_model", "write_config_only"]
 
 
 @dataclass(frozen=True)
@@ -42,9 +39,12 @@ class WrittenModel:
     model_file: Path
 
 
-def backend_source(filename: str) -> str:
-    """Source text of a python-backend model shipped in ``model_repository/backends``."""
-    return resources.files("tritonkit.model_repository").joinpath("backends", filename).read_text()
+def backend_source(source: str | Path) -> str:
+    """Source text of a python-backend model: a file path (a task's ``backend.py``), or the name
+    of one shipped in ``tritonkit/model_repository/backends``."""
+    if isinstance(source, Path):
+        return source.read_text()
+    return resources.files("tritonkit.model_repository").joinpath("backends", source).read_text()
 
 
 def check_model_file(card: ModelCard, model_file: Path, target: str | Target) -> None:
@@ -60,11 +60,6 @@ def check_model_file(card: ModelCard, model_file: Path, target: str | Target) ->
         check_onnx_against_card(card, model_file)
 
 
-def write_card(folder: Path, card: ModelCard) -> Path:
-    """``<folder>/card.json``: the card a model was made from (atomic)."""
-    return atomic_write_text(Path(folder) / CARD_FILE, to_json_text(card.to_dict()))
-
-
 def _stage_model(root: Path, card: ModelCard, model_file: Path, options: RepoOptions, target: Target, cfg) -> None:
     """Everything of one model under ``root`` (a staging folder), config.pbtxt last."""
     version_dir = root / str(options.version)
@@ -76,9 +71,8 @@ def _stage_model(root: Path, card: ModelCard, model_file: Path, options: RepoOpt
         sidecar = model_file.with_name(model_file.name + target.sidecar_suffix)
         if sidecar.is_file():
             shutil.copyfile(sidecar, version_dir / (target.model_file + target.sidecar_suffix))
-    if options.labels and has_labels(card):
+    if options.labels and card.has_labels:
         (root / LABELS_FILE).write_text("\n".join(card.label_names()) + "\n")
-    write_card(root, card)
     (root / "config.pbtxt").write_text(config_to_text(cfg))
 
 

@@ -46,7 +46,7 @@ import numpy as np
 from tritonkit._lazy import lazy_import
 from tritonkit.build_engines.trtexec import shape_arg
 from tritonkit.cards import ModelCard
-from tritonkit.client.datasets import IMAGE_SUFFIXES, FileItem
+from tritonkit.client.items import IMAGE_SUFFIXES, FileItem
 from tritonkit.client.infer import ClientOptions, TritonInfer
 from tritonkit.client.pipeline import EngineOptions, run_stream
 from tritonkit.client.timing import flagperf_metrics
@@ -54,7 +54,7 @@ from tritonkit.errors import TritonkitError
 from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, card_input_shapes, run_sweep
 from tritonkit.perf.results import TextTable, write_markdown
 from tritonkit.report import write_json
-from tritonkit.tasks import task_for_card
+from tritonkit.tasks.base import task_for_card
 from tritonkit.triton import input_shape
 
 ort = lazy_import("onnxruntime")

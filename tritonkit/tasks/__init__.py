@@ -1,16 +1,42 @@
-"""Eval tasks as plug-ins: the :class:`Task` interface and its registry.
+"""The tasks (classify, detect, segment ...): one package each under ``tritonkit/tasks/<task>/``.
 
-``register_task(name)`` registers a :class:`Task` subclass (a duplicate name is an error),
-``get_task(name)`` returns it, ``list_tasks()`` lists them; the built-in ones are
-``classify`` (:mod:`tritonkit.tasks.classification`), ``detect``
-(:mod:`tritonkit.tasks.detection`) and ``segment`` (:mod:`tritonkit.tasks.segmentation`). See :mod:`tritonkit.tasks.base` for the interface.
+A task package holds everything of its task:
+
+* ``math.py`` — numpy only: its postprocess variants (registered with
+  :func:`tritonkit.spec.postprocess_variant`, each carrying its decoder) and the rest of its math.
+  The repository writer ships it to python backends, so client and server run the same code.
+* its dataset readers (``data.py``, ``coco.py``, ``voc.py`` ...);
+* ``task.py`` — the plug-in: a :class:`tritonkit.tasks.base.Task` registered with
+  :func:`tritonkit.tasks.base.register_task` (options, dataset, stream adapter, metrics, report,
+  server-side postprocess chain);
+* ``backend.py`` — its server-side postprocess model, if any (self-contained python backend).
+
+Adding a task is adding one such package: :func:`import_task_modules` finds the packages here,
+the card layer imports every ``math`` module (so cards can name the task and its variants) and
+the task registry every ``task`` module. This package's own import stays light.
 """
 
-from tritonkit.tasks.base import (
-    FLATTEN, OMIT_NONE, REFERENCE, Agreement, ArgSpec, OpenedData, OptionsError, Served, StreamOptions,
-    Task, TaskMetrics, TimingOutcome, get_task, has_labels, list_tasks, register_task, task_for_card, to_flat_dict)
-from tritonkit.tasks import classification, detection, segmentation  # noqa: E402,F401  (the built-in registrations)
+from __future__ import annotations
 
-__all__ = ["FLATTEN", "OMIT_NONE", "REFERENCE", "Agreement", "ArgSpec", "OpenedData", "OptionsError",
-           "Served", "StreamOptions", "Task", "TaskMetrics", "TimingOutcome", "get_task", "has_labels",
-           "list_tasks", "register_task", "task_for_card", "to_flat_dict"]
+import importlib
+import importlib.util
+import pkgutil
+from types import ModuleType
+
+
+def task_packages() -> list[str]:
+    """The task packages under ``tritonkit/tasks`` (sorted names)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg)
+
+
+def import_task_modules(module: str) -> list[ModuleType]:
+    """Import ``tritonkit.tasks.<task>.<module>`` of every task package that has one."""
+    out = []
+    for package in task_packages():
+        name = f"{__name__}.{package}.{module}"
+        if importlib.util.find_spec(name) is not None:
+            out.append(importlib.import_module(name))
+    return out
+
+
+__all__ = ["import_task_modules", "task_packages"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 from tritonkit.cards import ModelCard
 from tritonkit.contract import contract_mismatches, normalize_config, normalize_metadata
 from tritonkit.triton import grpcclient, make_inputs, one_line, seeded_batch, transport_errors
-from tritonkit.tasks import has_labels
 from tritonkit.validate.context import Context, ModelTarget
 from tritonkit.validate.result import CheckResult, fail, verdict
 
@@ -36,7 +35,7 @@ def config_problems(card: ModelCard, config: dict) -> list[str]:
             problems.append(f"input format {fmt} != card layout {card.preprocess.layout}")
         if spec.get("data_type") != f"TYPE_{card.input.dtype}":
             problems.append(f"config input dtype {spec.get('data_type')} != TYPE_{card.input.dtype}")
-    if has_labels(card):
+    if card.has_labels:
         first = next((o for o in config.get("output", []) if o.get("name") == card.outputs[0].name), None)
         if first is not None and not first.get("label_filename"):
             problems.append(f"output {card.outputs[0].name!r} has no label_filename (card labels {card.labels!r})")
@@ -82,7 +81,7 @@ def check_labels(ctx: Context, target: ModelTarget) -> CheckResult:
     card = target.card
     if card is None:
         return fail(name, target.card_source, target.name)
-    if not has_labels(card):
+    if not card.has_labels:
         return verdict(name, [], f"not applicable: {card.task} model has no labels file", target.name)
     try:
         expected = card.label_names()

@@ -36,8 +36,7 @@ import numpy as np
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import ModelCard
 from tritonkit.errors import CardError
-from tritonkit.tasks import Task, task_for_card
-from tritonkit.tasks.base import Agreement, top1_agreement
+from tritonkit.tasks.base import Agreement, Task, task_for_card, top1_agreement
 from tritonkit.validate.context import Context, ModelTarget
 from tritonkit.validate.requests import burst, infer, seeded_batch
 from tritonkit.validate.result import CheckResult, fail, verdict

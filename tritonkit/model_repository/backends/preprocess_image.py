@@ -5,23 +5,25 @@ Written into ``<repo>/<model>_preprocess/1/model.py`` by
 in a ``<model>_bytes`` ensemble, so any client (curl, NVIDIA's client examples) sends a JPEG or
 PNG file as it is and gets the model's outputs. It imports no tritonkit module (NGC's
 tritonserver image has none): the writer copies ``tritonkit/client/preprocess_math.py`` beside
-it as ``tk_preprocess.py``, the very decode and preprocessing the client runs (torchvision's
-PIL path for classifiers, ultralytics' letterbox for YOLO), so the server's model input equals
-the client's. The server's Python needs numpy, Pillow and (letterbox cards) OpenCV.
+it as ``tk_preprocess.py`` (and ``tritonkit/spec.py`` as ``tk_spec.py``), the very decode and
+preprocessing the client runs (torchvision's PIL path for classifiers, ultralytics' letterbox for
+YOLO, torchvision's resize-short for segmenters), so the server's model input equals the
+client's. The server's Python needs numpy, Pillow and (letterbox cards) OpenCV.
 
 Input (batched): ``image_bytes`` BYTES [1], one encoded image per sample; images of different
-sizes share a batch (each is decoded and preprocessed to the card's fixed input size).
-Outputs: the model input (named, typed and shaped as the card's input) and ``geometry`` FP64
-[6] (``orig_h, orig_w, scale_x, scale_y, pad_x, pad_y``; ``x_input = x_orig * scale + pad``),
-which the detection ensemble feeds to the NMS model so boxes come back in original pixels.
+sizes share a batch. Outputs: the model input (named, typed and shaped as the card's input) and
+``geometry`` FP64 [6] (``orig_h, orig_w, scale_x, scale_y, pad_x, pad_y``; ``x_input = x_orig *
+scale + pad``), which a postprocess chain behind the model uses to map results back to the
+original image. A card with a variable input size (``resize_short``) gives each image its own
+size; the images of one request are padded at the bottom/right to the largest (as the client's
+batches are).
 
-Settings: the card (its ``preprocess`` and ``input``) is read as plain JSON from ``card.json``
-in the model folder; the config's ``parameters`` may set ``max_pixels`` (the decompression-bomb
-cap, default Pillow's). A request with an image that gives no input (not an image, truncated)
-gets an error naming the image; the other requests of the execute() call are unaffected.
+Settings: the card (its ``preprocess`` and ``input``) from the config's ``tritonkit_card``
+parameter; the config's ``parameters`` may set ``max_pixels`` (the decompression-bomb cap,
+default Pillow's). A request with an image that gives no input (not an image, truncated) gets an
+error naming the image; the other requests of the execute() call are unaffected.
 """
 
-import importlib.util
 import json
 import os
 import sys
@@ -29,51 +31,53 @@ import sys
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-MATH_MODULE = "tk_preprocess"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shipped tk_*.py beside this file
+import tk_preprocess as prep  # noqa: E402
+import tk_spec  # noqa: E402
 
 
-def _load_sibling(name):
-    """Import ``<name>.py`` from this file's folder (the model's version folder)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # before exec: its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-prep = _load_sibling(MATH_MODULE)
+def stack_padded(arrays):
+    """``[B, ..., H_max, W_max]`` of per-image CHW inputs, zero-padded at the bottom/right."""
+    h = max(a.shape[-2] for a in arrays)
+    w = max(a.shape[-1] for a in arrays)
+    out = np.zeros((len(arrays), *arrays[0].shape[:-2], h, w), arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[i, ..., :a.shape[-2], :a.shape[-1]] = a
+    return out
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-        with open(os.path.join(args["model_repository"], prep.CARD_FILE)) as f:
-            card = json.load(f)
-        self.pp = prep.PreprocessSpec.from_card_json(card)
-        self.output_name = card["input"]["name"]
+        params = tk_spec.config_parameters(config)
+        spec = tk_spec.ServedSpec.from_model_config(config, postprocess=False)
+        self.pp = spec.preprocess
+        self.output_name = spec.input.name
         output = next(o for o in config["output"] if o["name"] == self.output_name)
         self.dtype = pb_utils.triton_string_to_numpy(output["data_type"])
         self.max_pixels = int(params["max_pixels"]) if params.get("max_pixels") else prep.DEFAULT_MAX_PIXELS
-        self.sample_shape = prep.sample_shape(self.pp)
+
+    def _inputs(self, blobs):
+        """``(batch, geometry)`` of one request's encoded images (float32, FP64 [n, 6])."""
+        fixed = not self.pp.dynamic
+        batch = np.empty((len(blobs), *prep.sample_shape(self.pp)), np.float32) if fixed else None
+        arrays, geometry = [], np.empty((len(blobs), 6), np.float64)
+        for i, blob in enumerate(blobs):
+            decoded = prep.decode_rgb(bytes(blob), max_pixels=self.max_pixels)
+            try:
+                x, geo = prep.preprocess_decoded(decoded, self.pp, out=batch[i] if fixed else None)
+            except prep.ImageError as exc:
+                raise prep.ImageError(f"image {i} of the request: {exc}") from None
+            arrays.append(x)
+            geometry[i] = geo.as_array()
+        return (batch if fixed else stack_padded(arrays)), geometry
 
     def _one_request(self, request):
         blobs = pb_utils.get_input_tensor_by_name(request, prep.ENCODED_INPUT).as_numpy()
         blobs = blobs.reshape(blobs.shape[0], -1)
         if blobs.shape[1] != 1:
             raise ValueError(f"{prep.ENCODED_INPUT} must hold one encoded image per sample (got {blobs.shape[1]})")
-        batch = np.empty((blobs.shape[0], *self.sample_shape), np.float32)
-        geometry = np.empty((blobs.shape[0], 6), np.float64)
-        for i, blob in enumerate(blobs[:, 0]):
-            decoded = prep.decode_rgb(bytes(blob), max_pixels=self.max_pixels)
-            try:
-                _, geo = prep.preprocess_decoded(decoded, self.pp, out=batch[i])
-            except prep.ImageError as exc:
-                raise prep.ImageError(f"image {i} of the request: {exc}") from None
-            geometry[i] = geo.as_array()
+        batch, geometry = self._inputs(blobs[:, 0])
         out = batch if self.dtype == np.float32 else batch.astype(self.dtype)
         return pb_utils.InferenceResponse(output_tensors=[
             pb_utils.Tensor(self.output_name, out), pb_utils.Tensor(prep.GEOMETRY_OUTPUT, geometry)])
