@@ -23,7 +23,7 @@ LAYERS = {
     "tritonkit.errors": 0, "tritonkit._lazy": 0, "tritonkit.io": 0, "tritonkit.names": 0,
     "tritonkit.report": 0, "tritonkit.data": 0, "tritonkit.cards": 0, "tritonkit.onnx_contract": 1,
     # pure numpy task math, datasets, the Triton transport and the run-stream engine
-    "tritonkit.client": 1, "tritonkit.triton": 1, "tritonkit.contract": 1,
+    "tritonkit.client": 1, "tritonkit.triton": 1, "tritonkit.contract": 1, "tritonkit.served_model": 1,
     # task plug-ins
     "tritonkit.tasks": 2,
     # stages

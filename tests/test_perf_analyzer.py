@@ -299,7 +299,8 @@ def test_no_server_fails_before_the_first_point(tmp_path):
     spec = PerfSpec(model="m", url=f"127.0.0.1:{free_port()}")
     with pytest.raises(ServerError) as err:
         run_sweep(spec, tmp_path / "out")
-    assert "no Triton server answers grpc" in str(err.value) and "\n" not in str(err.value)
+    assert "Triton server at grpc 127.0.0.1:" in str(err.value) and "is unreachable" in str(err.value)
+    assert "\n" not in str(err.value)
     assert not (tmp_path / "out").exists()
 
 

@@ -42,14 +42,14 @@ from tritonkit.client.infer import ClientOptions, EncodedInfer, TritonInfer
 from tritonkit.client.pipeline import (
     CallableBackend, EncodedAdapter, EngineOptions, StreamResult, run_stream, summarize)
 from tritonkit.client.timing import batch_timing, flagperf_metrics, run_model_times
-from tritonkit.contract import card_differences, served_card
+from tritonkit.contract import card_differences
 from tritonkit.errors import CardError, ServerError, TritonkitError
 from tritonkit.model_repository.ensemble import bytes_ensemble_name
 from tritonkit.model_repository.writer import check_onnx_against_card
 from tritonkit.report import markdown_table, write_json, write_text
+from tritonkit.served_model import ServedModel
 from tritonkit.tasks import (
     FLATTEN, OMIT_NONE, OptionsError, Served, StreamOptions, Task, TaskMetrics, get_task, list_tasks, to_flat_dict)
-from tritonkit.triton import call_kwargs, make_client, translate_errors
 
 ort = lazy_import("onnxruntime")
 
@@ -230,15 +230,8 @@ def server_memory(address: str) -> ServerMemory:
 def fetch_served_card(options: StreamOptions, name: str) -> ModelCard | None:
     """The card the served model ``name`` carries in its config (None when it carries none).
     An unreachable server or a model it does not serve raises a one-line ServerError."""
-    where = f"{options.protocol} {options.url}"
-    client = make_client(options.protocol, options.url, options.timeout_s)
-    try:
-        with translate_errors("get_model_config", context=f"{where}: cannot read the config of {name!r}"):
-            extra = {"as_json": True} if options.protocol == "grpc" else {}
-            config = client.get_model_config(name, **extra, **call_kwargs(options.protocol, options.timeout_s))
-    finally:
-        client.close()
-    return served_card(config, f"{where} model {name!r}")
+    with ServedModel.connect(options.protocol, options.url, name, timeout_s=options.timeout_s) as served:
+        return served.card()
 
 
 def _given_card(model: str | None) -> ModelCard | None:

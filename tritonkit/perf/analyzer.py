@@ -29,7 +29,6 @@ requests/s x batch size; measured: bs 8 at 869 requests/s is reported as 6920 in
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -40,15 +39,14 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from tritonkit import report
-from tritonkit.cards import ModelCard, card_from_dict
+from tritonkit.cards import ModelCard
 from tritonkit.client.endpoints import resolve_endpoints
-from tritonkit.errors import ServerError, ToolMissingError, TritonkitError
-from tritonkit.model_repository.config import CARD_PARAMETER
+from tritonkit.errors import CardError, ServerError, ToolMissingError, TritonkitError
 from tritonkit.perf import results as results_mod
 from tritonkit.perf.plot import plot_latency_throughput
 from tritonkit.perf.results import ResultsError, parse_csv
-from tritonkit.triton import (
-    DEFAULT_PORTS, call_kwargs, input_shape, make_client, transport_errors, translate_errors)
+from tritonkit.served_model import ServedModel
+from tritonkit.triton import DEFAULT_PORTS, input_shape
 
 PROTOCOLS = ("grpc", "http")
 MEASUREMENT_MODES = ("time_windows", "count_windows")
@@ -138,18 +136,13 @@ def served_input_shapes(url: str, protocol: str, model: str, shape_hw: tuple[int
     """The ``--shape`` a served model needs, from its config: none when every input dim is fixed;
     else variable H and W at ``shape_hw``, or at the ``dynamic_shape.opt`` of the card embedded
     in the model's config (an ensemble: in its first step's model's config)."""
-    check_model_ready(url, protocol, model, timeout_s)
-    client = _client(protocol, url, timeout_s)
-    try:
-        config = _served_config(client, protocol, model, timeout_s)
-        variable = [i for i in config.get("input", []) if -1 in [int(d) for d in i.get("dims", [])]]
+    with ServedModel.connect(protocol, url, model, timeout_s=timeout_s) as served:
+        served.check_ready(server_ready=False)
+        variable = [i for i in served.config().get("input", []) if -1 in [int(d) for d in i.get("dims", [])]]
         if not variable:
             return ()
-        steps = config.get("ensemble_scheduling", {}).get("step", [])
-        card = _embedded_card(config) or (
-            _embedded_card(_served_config(client, protocol, steps[0]["model_name"], timeout_s)) if steps else None)
-    finally:
-        client.close()
+        step = served.first_step()
+        card = _embedded_card(served) or (_embedded_card(served.model(step)) if step else None)
     hw = shape_hw or (card.dynamic_shape.opt if card is not None and card.dynamic_shape is not None else None)
     if hw is None:
         raise PerfError(f"model {model!r} has variable input dims and no card with a dynamic_shape in its "
@@ -162,21 +155,11 @@ def served_input_shapes(url: str, protocol: str, model: str, shape_hw: tuple[int
     return tuple(shapes)
 
 
-def _served_config(client, protocol: str, model: str, timeout_s: float) -> dict:
-    kwargs = call_kwargs(protocol, timeout_s)
-    with translate_errors("get_model_config", where=f"model {model!r}"):
-        if protocol == "grpc":
-            return dict(client.get_model_config(model, as_json=True, **kwargs).get("config", {}))
-        return dict(client.get_model_config(model))
-
-
-def _embedded_card(config: dict) -> ModelCard | None:
-    text = config.get("parameters", {}).get(CARD_PARAMETER, {}).get("string_value")
-    if not text:
-        return None
+def _embedded_card(served: ServedModel) -> ModelCard | None:
+    """The card in the served config; None without one or when it does not parse."""
     try:
-        return card_from_dict(json.loads(text), f"config parameter {CARD_PARAMETER}")
-    except (TritonkitError, json.JSONDecodeError):
+        return served.card()
+    except CardError:
         return None
 
 
@@ -341,49 +324,18 @@ def _last_line(text: str) -> str:
 
 
 def check_model_ready(url: str, protocol: str, model: str, timeout_s: float = 10.0) -> None:
-    """Raise :class:`ServerError` (one line) unless ``model`` is ready on the server at ``url``."""
-    client = _client(protocol, url, timeout_s)
-    kwargs = call_kwargs(protocol, timeout_s)
-    try:
-        with translate_errors("is_server_live", context=f"no Triton server answers {protocol} at {url}"):
-            live = client.is_server_live(**kwargs)
-        if not live:
-            raise ServerError(f"Triton server at {url} is not live")
-        with translate_errors("is_model_ready", context=f"cannot ask {url} about model {model!r}"):
-            ready = client.is_model_ready(model, **kwargs)
-        if not ready:
-            raise ServerError(f"model {model!r} is not ready on {url}; ready models: "
-                              f"{', '.join(_ready_models(client, protocol, kwargs)) or 'none'}")
-    finally:
-        client.close()
+    """Raise a one-line :class:`ServerError` unless the server at ``url`` is live and ``model`` ready."""
+    with ServedModel.connect(protocol, url, model, timeout_s=timeout_s) as served:
+        served.check_ready(server_ready=False)
 
 
-def server_alive(url: str, protocol: str, timeout_s: float = 3.0) -> bool:
+def server_alive(url: str, protocol: str, model: str, timeout_s: float = 3.0) -> bool:
     """True when a Triton server answers ``live`` at ``url``."""
-    client = _client(protocol, url, timeout_s)
     try:
-        return bool(client.is_server_live(**call_kwargs(protocol, timeout_s)))
-    except transport_errors():
+        with ServedModel.connect(protocol, url, model, timeout_s=timeout_s) as served:
+            return served.alive()
+    except ServerError:
         return False
-    finally:
-        client.close()
-
-
-def _client(protocol: str, url: str, timeout_s: float):
-    if protocol not in PROTOCOLS:
-        raise PerfError(f"protocol {protocol!r} not one of {', '.join(PROTOCOLS)}")
-    return make_client(protocol, url, timeout_s)
-
-
-def _ready_models(client, protocol: str, kwargs: dict) -> list[str]:
-    try:
-        if protocol == "grpc":
-            index = client.get_model_repository_index(as_json=True, **kwargs).get("models", [])
-        else:
-            index = client.get_model_repository_index()
-    except transport_errors():
-        return []
-    return sorted({m.get("name", "?") for m in index if m.get("state") == "READY"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -609,7 +561,7 @@ def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, *, batch_sizes: Sequen
     if check_ready:
         check_model_ready(spec.url, spec.protocol, spec.model)
     if liveness is None:
-        liveness = lambda: server_alive(spec.url, spec.protocol)  # noqa: E731
+        liveness = lambda: server_alive(spec.url, spec.protocol, spec.model)  # noqa: E731
 
     out = Path(out_dir)
     points_dir = out / "points"

@@ -25,6 +25,7 @@ from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, card_input_shape
 from tritonkit.perf.results import PerfRow, TextTable, write_markdown
 from tritonkit.report import write_json, write_text
 from tritonkit.serve.local import LocalServer, ServerOptions
+from tritonkit.served_model import ServedModel
 from tritonkit.triton import make_client, translate_errors
 
 
@@ -142,7 +143,7 @@ def _reload(client, name: str, variant: Variant, timeout_s: float) -> None:
     """Load the rewritten config and check the server now serves it."""
     with translate_errors("load_model", context="reload failed"):
         client.load_model(name, client_timeout=timeout_s)
-        cfg = client.get_model_config(name, as_json=True, client_timeout=timeout_s)["config"]
+    cfg = ServedModel(client, name).config()  # read afresh after every reload
     db = cfg.get("dynamic_batching", {})
     served = (int(db.get("max_queue_delay_microseconds", 0)),
               tuple(int(x) for x in db.get("preferred_batch_size", [])),
@@ -191,7 +192,7 @@ def run_tune(card: ModelCard, onnx: str | os.PathLike, grid: TuneGrid, p99_bound
                        model=name, url=server.grpc_url, protocol="grpc")
         if not spec.input_shapes:  # a variable-size input is measured at the card's opt size
             spec = replace(spec, input_shapes=card_input_shapes(card))
-        client = make_client("grpc", server.grpc_url)
+        client = make_client("grpc", server.grpc_url, server_timeout_s)
         try:
             for variant in variants:
                 point = TunePoint(variant)

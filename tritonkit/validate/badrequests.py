@@ -183,7 +183,7 @@ def check_still_serving(ctx: Context, target: ModelTarget) -> CheckResult:
     if blocked is not None:
         return blocked
     try:
-        live = ctx.grpc().is_server_live(client_timeout=ctx.options.request_timeout_s)
+        live = ctx.served(target.name).live()
         out = infer(ctx.grpc(), target.name, target.card, seeded_batch(target.card, 1, 0),
                     ctx.options.request_timeout_s)
     except Exception as exc:

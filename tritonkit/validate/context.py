@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tritonkit.cards import ModelCard, TensorSpec, card_from_dict, get_card, load_card_file
+from tritonkit.cards import ModelCard, TensorSpec, get_card, load_card_file
 from tritonkit.client.endpoints import resolve_endpoints as resolve_addresses
-from tritonkit.errors import TritonkitError
-from tritonkit.contract import CARD_PARAMETER, embedded_card
+from tritonkit.contract import CARD_PARAMETER
+from tritonkit.errors import ServerError, TritonkitError
 from tritonkit.serve.profiles import key_headers
-from tritonkit.triton import make_client, one_line, tritonutils
+from tritonkit.served_model import ServedModel
+from tritonkit.triton import make_client
 from tritonkit.validate.options import PRECISIONS, ValidateOptions
 from tritonkit.validate.process import HostPort, find_listening_pid, is_local_host, server_flags, split_url
 
@@ -96,23 +97,24 @@ class ModelTarget:
         return str(versions[-1]) if versions else "1"
 
 
-def served_config(client, model: str) -> tuple[dict, str | None]:
+def served_config(served: ServedModel) -> tuple[dict, str | None]:
     """The model's config as JSON (Triton's own rendering), or ({}, why not)."""
     try:
-        return dict(client.get_model_config(model, as_json=True).get("config", {})), None
-    except tritonutils.InferenceServerException as exc:
-        return {}, f"config of {model!r} unavailable: {one_line(exc)}"
+        return served.config(), None
+    except ServerError as exc:
+        return {}, str(exc)
 
 
-def resolve_card(model: str, options: ValidateOptions, config: dict, repo: Path | None) -> tuple[ModelCard | None, str]:
+def resolve_card(served: ServedModel, options: ValidateOptions, repo: Path | None) -> tuple[ModelCard | None, str]:
+    model = served.name
     given = options.value_for(options.cards, model)
     try:
         if given:
             return get_card(given), f"--cards {given}"
-        embedded = embedded_card(config)
+        config, why = served_config(served)
+        embedded = served.card() if why is None else None
         if embedded is not None:
-            return card_from_dict(embedded, f"{model} config parameter {CARD_PARAMETER}"), \
-                f"config parameter {CARD_PARAMETER}"
+            return embedded, f"config parameter {CARD_PARAMETER}"
         if repo is not None and (repo / model / "card.json").is_file():
             path = repo / model / "card.json"
             return load_card_file(path), str(path)
@@ -165,12 +167,6 @@ def resolve_precision(model: str, options: ValidateOptions, card: ModelCard | No
     return "fp32", "default"
 
 
-def first_step(config: dict) -> str | None:
-    """The first model an ensemble runs (the one its input goes to); None for a plain model."""
-    steps = config.get("ensemble_scheduling", {}).get("step", [])
-    return str(steps[0].get("model_name")) if steps else None
-
-
 def ensemble_card(model: str, config: dict, step_card: ModelCard) -> ModelCard:
     """An ensemble's contract as a card: its first step's card (the input and preprocessing it
     takes) with the ensemble's own name and outputs (a segmenter's argmax ensemble: a uint8 mask)."""
@@ -181,31 +177,32 @@ def ensemble_card(model: str, config: dict, step_card: ModelCard) -> ModelCard:
                                     description=f"ensemble {model} after {step_card.name}")
 
 
-def resolve_ensemble(client, model: str, options: ValidateOptions, config: dict, repo: Path | None,
+def resolve_ensemble(served: ServedModel, options: ValidateOptions, config: dict, repo: Path | None,
                      step: str) -> tuple[ModelCard | None, str, Path | None, str]:
     """Card and reference ONNX of an ensemble without its own card: from its first step's model."""
-    step_config, why = served_config(client, step)
+    step_served = served.model(step)
+    step_config, why = served_config(step_served)
     if why:
         return None, why, None, why
-    step_card, step_source = resolve_card(step, options, step_config, repo)
+    step_card, step_source = resolve_card(step_served, options, repo)
     if step_card is None:
         return None, step_source, None, step_source
     try:
-        card = ensemble_card(model, config, step_card)
+        card = ensemble_card(served.name, config, step_card)
     except (TritonkitError, KeyError, TypeError, ValueError) as exc:
-        return None, f"ensemble {model!r}: no card from its step {step!r}: {exc}", None, ""
+        return None, f"ensemble {served.name!r}: no card from its step {step!r}: {exc}", None, ""
     reference, reference_source = resolve_reference(step, options, step_config, repo)
     return card, f"ensemble of {step!r} ({step_source})", reference, reference_source
 
 
-def resolve_target(client, model: str, options: ValidateOptions, repo: Path | None) -> ModelTarget:
-    config, config_error = served_config(client, model)
-    card, card_source = resolve_card(model, options, config, repo)
+def resolve_target(served: ServedModel, options: ValidateOptions, repo: Path | None) -> ModelTarget:
+    model = served.name
+    config, config_error = served_config(served)
+    card, card_source = resolve_card(served, options, repo)
     reference, reference_source = resolve_reference(model, options, config, repo)
-    step = first_step(config)
+    step = served.first_step() if config_error is None else None
     if step is not None and (card is None or reference is None):
-        step_card, step_card_source, step_ref, step_ref_source = resolve_ensemble(
-            client, model, options, config, repo, step)
+        step_card, step_card_source, step_ref, step_ref_source = resolve_ensemble(served, options, config, repo, step)
         if card is None and step_card is not None:
             card, card_source = step_card, step_card_source
         if reference is None and step_ref is not None:
@@ -218,13 +215,15 @@ def resolve_target(client, model: str, options: ValidateOptions, repo: Path | No
 
 @dataclass
 class Context:
-    """Shared by every check of one run: options, endpoints, key, targets, one gRPC client."""
+    """Shared by every check of one run: options, endpoints, key, targets, one gRPC client and
+    one :class:`ServedModel` per model (each model's config and metadata fetched once)."""
 
     options: ValidateOptions
     endpoints: Endpoints
     api_key: str | None
     targets: tuple[ModelTarget, ...] = ()
     _grpc: Any = field(default=None, repr=False)
+    _served: ServedModel | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, options: ValidateOptions) -> "Context":
@@ -235,6 +234,16 @@ class Context:
         if self._grpc is None:
             self._grpc = make_client("grpc", str(self.endpoints.grpc), self.options.request_timeout_s)
         return self._grpc
+
+    def served(self, model: str) -> ServedModel:
+        """``model`` on the server under test, through the one gRPC client."""
+        if self._served is None:
+            self._served = ServedModel(self.grpc(), model)
+        return self._served.model(model)
+
+    def server(self) -> ServedModel:
+        """The server, for its own probes (live, ready): through the first model under test."""
+        return self.served(self.options.models[0])
 
     def http(self):
         return make_client("http", str(self.endpoints.http), self.options.request_timeout_s)
@@ -252,3 +261,4 @@ class Context:
         if self._grpc is not None:
             self._grpc.close()
             self._grpc = None
+            self._served = None

@@ -278,9 +278,9 @@ def accepted_result(target: ModelTarget, record: BurstRecord, limit_ms: float, b
 def recovery_result(ctx: Context, target: ModelTarget) -> CheckResult:
     name = "overload.recovery"
     try:
-        client = ctx.grpc()
-        ready = client.is_server_ready() and client.is_model_ready(target.name)
-        infer(client, target.name, target.card, seeded_batch(target.card, 1, 0), ctx.options.request_timeout_s)
+        served = ctx.served(target.name)
+        ready = served.server_ready() and served.model_ready()
+        infer(ctx.grpc(), target.name, target.card, seeded_batch(target.card, 1, 0), ctx.options.request_timeout_s)
     except Exception as exc:
         return fail(name, f"after the burst a correct request failed: {exc}", target.name)
     return verdict(name, [] if ready else ["server or model not ready after the burst"],

@@ -120,7 +120,7 @@ def run_checks(options: ValidateOptions, groups: tuple[str, ...]) -> ValidationR
     try:
         live = readiness.check_live(ctx)
         if live.passed:
-            ctx.targets = tuple(resolve_target(ctx.grpc(), m, options, ctx.endpoints.repo) for m in options.models)
+            ctx.targets = tuple(resolve_target(ctx.served(m), options, ctx.endpoints.repo) for m in options.models)
             try:
                 version = ctx.grpc().get_server_metadata(as_json=True).get("version", "?")
             except Exception:
