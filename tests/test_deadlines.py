@@ -19,11 +19,11 @@ import pytest
 from tritonkit.cards import get_card
 from tritonkit.client.infer import ClientOptions, TritonInfer
 from tritonkit.errors import ServerError
+from tritonkit.host import HostPort
 from tritonkit.served_model import ModelUnready, ServedModel
 from tritonkit.triton import make_client, translate_errors, tritonutils
 from tritonkit.validate.context import Context, Endpoints, served_config
 from tritonkit.validate.options import ValidateOptions
-from tritonkit.validate.process import HostPort
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -24,6 +24,7 @@ LAYERS = {
     "tritonkit.report": 0, "tritonkit.data": 0, "tritonkit.cards": 0, "tritonkit.onnx_contract": 1,
     # pure numpy task math, datasets, the Triton transport and the run-stream engine
     "tritonkit.client": 1, "tritonkit.triton": 1, "tritonkit.contract": 1, "tritonkit.served_model": 1,
+    "tritonkit.host": 1,
     # task plug-ins
     "tritonkit.tasks": 2,
     # stages

@@ -14,6 +14,7 @@ import pytest
 
 from tritonkit.cards import get_card
 from tritonkit.errors import TritonkitError
+from tritonkit.host import HostPort
 from tritonkit.serve.local import free_port
 from tritonkit.serve.profiles import (API_KEY_ENV, API_KEY_HEADER, key_headers, local_options,
                                       docker_args)
@@ -22,7 +23,6 @@ from tritonkit.validate.correctness import TOLERANCES, burst_size, compare
 from tritonkit.validate.metrics import parse_metrics, rejected_count, total
 from tritonkit.validate.options import ValidateOptions, parse_checks, parse_duration, parse_pairs
 from tritonkit.validate.overload import BATCHER_IDLE_RECHECK_MS, QueueLimits, bound_ms, queue_limits
-from tritonkit.validate.process import HostPort, is_loopback, split_url
 from tritonkit.validate.report import ValidationReport
 from tritonkit.validate.result import fail, ok
 from tritonkit.validate.runner import GROUPS
@@ -149,18 +149,6 @@ def test_config_problems_catch_layout_max_batch_and_labels():
     problems = " | ".join(config_problems(card, bad))
     for expected in ("max_batch_size 128 > card max 64", "FORMAT_NHWC", "TYPE_FP16", "no label_filename"):
         assert expected in problems
-
-
-@pytest.mark.parametrize("url, hp", [("127.0.0.1:8001", HostPort("127.0.0.1", 8001)),
-                                     ("http://host:9/metrics", HostPort("host", 9)),
-                                     ("[::1]:8001", HostPort("::1", 8001)), ("server", HostPort("server", 8001))])
-def test_split_url(url, hp):
-    assert split_url(url, 8001) == hp
-
-
-def test_loopback_includes_ipv4_mapped_addresses():
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("::ffff:127.0.0.1")
-    assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("10.1.2.3")
 
 
 def test_report_files_and_verdict(tmp_path):

@@ -27,11 +27,12 @@ from tritonkit.cards import ModelCard, TensorSpec, get_card, load_card_file
 from tritonkit.client.endpoints import resolve_endpoints as resolve_addresses
 from tritonkit.contract import CARD_PARAMETER
 from tritonkit.errors import ServerError, TritonkitError
+from tritonkit.host import (
+    DEFAULT_METRICS_PORT, HostPort, find_server_process, format_address, is_this_machine, parse_address, server_flags)
 from tritonkit.serve.profiles import key_headers
 from tritonkit.served_model import ServedModel
-from tritonkit.triton import make_client
+from tritonkit.triton import DEFAULT_PORTS, make_client
 from tritonkit.validate.options import PRECISIONS, ValidateOptions
-from tritonkit.validate.process import HostPort, find_listening_pid, is_local_host, server_flags, split_url
 
 
 
@@ -51,26 +52,28 @@ def endpoint_addresses(options: ValidateOptions) -> list[str]:
     (a headless Service); one entry for a single server."""
     if "," not in options.url:
         try:
-            found = resolve_addresses(options.url, 8001)
+            found = resolve_addresses(options.url, DEFAULT_PORTS["grpc"])
         except TritonkitError:
             return [options.url]  # an unresolvable name: the readiness check reports it
         return found if len(found) > 1 else [options.url]
-    return resolve_addresses(options.url, 8001)
+    return resolve_addresses(options.url, DEFAULT_PORTS["grpc"])
 
 
 def resolve_endpoints(options: ValidateOptions) -> Endpoints:
-    grpc = split_url(options.url, 8001)
-    local = is_local_host(grpc.host)
+    grpc = parse_address(options.url, DEFAULT_PORTS["grpc"])
+    local = is_this_machine(grpc.host)
     pid, note = options.server_pid, "--server-pid"
     if pid is None and local:
-        pid = find_listening_pid(grpc.port)
+        process = find_server_process(grpc.port)
+        pid = process.pid if process is not None else None
         note = f"listening on port {grpc.port}" if pid else f"no local process listens on port {grpc.port}"
     elif pid is None:
         note = f"server {grpc.host} is remote (pass --server-pid on the server host)"
     flags = server_flags(pid) if pid else {}
-    http = split_url(options.http_url, 8000) if options.http_url else HostPort(
-        grpc.host, int(flags.get("http-port", 8000)))
-    metrics = options.metrics_url or f"http://{grpc.host}:{int(flags.get('metrics-port', 8002))}/metrics"
+    http = parse_address(options.http_url, DEFAULT_PORTS["http"]) if options.http_url else HostPort(
+        grpc.host, int(flags.get("http-port", DEFAULT_PORTS["http"])))
+    metrics = options.metrics_url or \
+        f"http://{format_address(grpc.host, int(flags.get('metrics-port', DEFAULT_METRICS_PORT)))}/metrics"
     repo = options.repo
     if repo is None and flags.get("model-repository"):
         repo = Path(flags["model-repository"])

@@ -21,11 +21,11 @@ from typing import Callable
 
 import psutil
 
+from tritonkit.host import is_loopback, listening_addresses
 from tritonkit.serve.keyshim import PLACEHOLDER
 from tritonkit.triton import tritonutils
 from tritonkit.validate.context import Context
 from tritonkit.validate.hints import SERVE_LOOPBACK, SERVE_PRODUCTION
-from tritonkit.validate.process import is_loopback, listening_addresses
 from tritonkit.validate.result import CheckResult, fail, verdict
 
 PROBE_MODEL = "tritonkit_security_probe_no_such_model"

@@ -20,10 +20,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from tritonkit.host import MemorySample, memory_sample
 from tritonkit.triton import (
     infer, make_client, make_inputs, one_line, requested_outputs, seeded_batch, shm_module, tritonutils)
 from tritonkit.validate.context import Context, ModelTarget
-from tritonkit.validate.process import MemorySample, memory_sample
 from tritonkit.validate.result import CheckResult, fail, verdict
 
 SHM_EVERY = 10
