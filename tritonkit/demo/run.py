@@ -46,7 +46,7 @@ from tritonkit.tasks.classification import ClassificationOptions
 from tritonkit.tasks.detection import DetectionOptions
 from tritonkit.tasks.segmentation import SegmentationOptions
 from tritonkit.validate import ValidateOptions, validate
-from tritonkit.validate.options import CHECK_GROUPS, OPT_IN_GROUPS
+from tritonkit.validate.groups import default_groups
 from tritonkit.validate.report import ValidationReport
 
 CLS_CARD = "demo_shapes"
@@ -307,7 +307,7 @@ def validate_deployment(run: DemoRun) -> None:
                   server_pid=server.process.pid, load_seconds=5.0, concurrency=4)
     # the measured models: every check but overload (they carry no queue policy) ...
     runs = [validate(ValidateOptions(
-        models=tuple(models), checks=tuple(g for g in CHECK_GROUPS if g not in OPT_IN_GROUPS + ("overload",)),
+        models=tuple(models), checks=tuple(g for g in default_groups() if g != "overload"),
         reference_onnx=tuple((m, str(refs[m])) for m in models if refs.get(m)), **common))]
     # ... and the load-shedding copy: its contract, then overload
     if CLS_GUARDED in run.served:

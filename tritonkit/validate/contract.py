@@ -14,6 +14,7 @@ from tritonkit.errors import ServerError
 from tritonkit.triton import grpcclient, make_inputs, seeded_batch
 from tritonkit.tasks import has_labels
 from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.groups import check_group
 from tritonkit.validate.result import CheckResult, fail, verdict
 
 
@@ -99,6 +100,7 @@ def check_labels(ctx: Context, target: ModelTarget) -> CheckResult:
                    target.name, classes=len(expected), mismatched=len(wrong))
 
 
+@check_group("contract", 20, per_endpoint=True)
 def run(ctx: Context) -> list[CheckResult]:
     results = []
     for t in ctx.targets:

@@ -39,6 +39,7 @@ from tritonkit.errors import CardError
 from tritonkit.tasks import Task, task_for_card
 from tritonkit.tasks.base import Agreement, top1_agreement
 from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.groups import check_group
 from tritonkit.validate.requests import burst, infer, seeded_batch
 from tritonkit.validate.result import CheckResult, fail, verdict
 from tritonkit.validate.stats import difference, model_counters
@@ -280,6 +281,7 @@ def check_concurrency_invariance(ctx: Context, target: ModelTarget) -> CheckResu
                    target.name, **figures)
 
 
+@check_group("correctness", 30, per_endpoint=True)
 def run(ctx: Context) -> list[CheckResult]:
     results = []
     for t in ctx.targets:

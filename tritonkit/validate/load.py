@@ -24,6 +24,7 @@ from tritonkit.perf.spec import ConcurrencyRange, PerfSpec, card_input_shapes
 from tritonkit.perf.sweep import PointResult, run_point
 from tritonkit.perf.stalls import StallSummary, probe
 from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.groups import check_group
 from tritonkit.validate.hints import slo_hint
 from tritonkit.validate.overload import queue_limits
 from tritonkit.validate.result import CheckResult, fail, verdict
@@ -122,6 +123,7 @@ def check_load(ctx: Context, target: ModelTarget, work_dir: Path) -> CheckResult
                    hint=slo_hint(stalled) if p99 > slo else None, **figures)
 
 
+@check_group("load", 60)
 def run(ctx: Context) -> list[CheckResult]:
     base = ctx.options.out / "load" if ctx.options.out else None
     results = []

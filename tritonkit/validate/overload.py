@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from tritonkit.errors import ServerError
 from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.groups import check_group
 from tritonkit.validate.hints import metrics_hint, overload_requests_hint, queue_policy_hint
 from tritonkit.validate.metrics import PENDING, fetch_metrics, rejected_count, total
 from tritonkit.validate.requests import Outcome, burst, infer, percentiles_ms, seeded_batch
@@ -339,6 +340,7 @@ def check_overload(ctx: Context, target: ModelTarget) -> list[CheckResult]:
             recovery_result(ctx, target), metrics_result(target, record, limits)]
 
 
+@check_group("overload", 70)
 def run(ctx: Context) -> list[CheckResult]:
     results = []
     for t in ctx.targets:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from tritonkit.build_engines import compat
 from tritonkit.errors import ServerError
 from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.groups import check_group
 from tritonkit.validate.result import CheckResult, error_text, fail, ok, verdict
 
 
@@ -102,6 +103,7 @@ def plan_compat_result(ctx: Context, target: ModelTarget, compat) -> CheckResult
     return ok(name, f"{plan} fits tritonserver {release}" + (f" ({notes})" if notes else ""), target.name)
 
 
+@check_group("readiness", 10, per_endpoint=True)
 def run(ctx: Context) -> list[CheckResult]:
     live = check_live(ctx)
     if not live.passed:
