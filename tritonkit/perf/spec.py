@@ -95,7 +95,7 @@ def served_input_shapes(url: str, protocol: str, model: str, shape_hw: tuple[int
         if not variable:
             return ()
         step = served.first_step()
-        card = _embedded_card(served) or (_embedded_card(served.model(step)) if step else None)
+        card = _card_or_none(served) or (_card_or_none(served.model(step)) if step else None)
     hw = shape_hw or (card.dynamic_shape.opt if card is not None and card.dynamic_shape is not None else None)
     if hw is None:
         raise PerfError(f"model {model!r} has variable input dims and no card with a dynamic_shape in its "
@@ -108,7 +108,7 @@ def served_input_shapes(url: str, protocol: str, model: str, shape_hw: tuple[int
     return tuple(shapes)
 
 
-def _embedded_card(served: ServedModel) -> ModelCard | None:
+def _card_or_none(served: ServedModel) -> ModelCard | None:
     """The card in the served config; None without one or when it does not parse."""
     try:
         return served.card()
