@@ -19,12 +19,14 @@ from tritonkit.cards import ModelCard
 from tritonkit.tasks.classify.math import classify_record
 from tritonkit.client.decode import decode_image
 from tritonkit.client.preprocess import preprocess
-from tritonkit.errors import TritonkitError
+from tritonkit.errors import ServerError, TritonkitError
 from tritonkit.export import export_model
-from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
 from tritonkit.perf.ladder import measure_onnxruntime
 from tritonkit.perf.results import PerfRow, ServerCounts, parse_server_counts
+from tritonkit.perf.spec import ConcurrencyRange, PerfSpec
+from tritonkit.perf.sweep import SweepOptions, run_sweep
 from tritonkit.serve.local import free_port
+from tritonkit.served_model import ServedModel
 from tritonkit.triton import grpcclient, make_client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +64,7 @@ def served_point(model: str, url: str, batch: int, concurrency: int, out: Path, 
     spec = PerfSpec(model=model, url=url, batch_size=batch, concurrency=ConcurrencyRange(concurrency, concurrency),
                     measurement_interval_ms=window.served_ms, stability_pct=window.stability_pct,
                     max_trials=window.max_trials, **mode)
-    sweep = run_sweep(spec, out, plot=False, unstable_retries=0)
+    sweep = run_sweep(spec, out, SweepOptions(plot=False, unstable_retries=0))
     if not sweep.rows:
         raise TritonkitError(f"perf_analyzer measured nothing for {model} at {url}: "
                              f"{sweep.points[0].error if sweep.points else 'no point'}")
@@ -187,12 +189,9 @@ class PyTritonPeer:
 
     def _ready(self) -> bool:
         try:
-            client = make_client("grpc", self.grpc_url)
-            try:
-                return bool(client.is_model_ready(self.name))
-            finally:
-                client.close()
-        except Exception:  # noqa: BLE001 - not listening yet
+            with ServedModel.connect("grpc", self.grpc_url, self.name, timeout_s=5.0) as served:
+                return served.model_ready()
+        except ServerError:  # not listening yet
             return False
 
     def warm_up(self, requests: int = 32) -> None:

@@ -24,15 +24,10 @@ dataset, unknown model, unreachable server, card/server mismatch).
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import time
-import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
-
-import psutil
 
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import REGISTRY, ModelCard, get_card
@@ -42,14 +37,15 @@ from tritonkit.client.infer import ClientOptions, EncodedInfer, TritonInfer
 from tritonkit.client.pipeline import (
     CallableBackend, EncodedAdapter, EngineOptions, StreamResult, run_stream, summarize)
 from tritonkit.client.timing import batch_timing, flagperf_metrics, run_model_times
-from tritonkit.contract import card_differences, served_card
+from tritonkit.contract import card_differences
 from tritonkit.errors import CardError, ServerError, TritonkitError
+from tritonkit.host import server_memory
 from tritonkit.onnx_contract import check_onnx_against_card
 from tritonkit.report import markdown_table, write_json, write_text
 from tritonkit.served import bytes_ensemble_name
+from tritonkit.served_model import ServedModel
 from tritonkit.tasks.base import (
     FLATTEN, OMIT_NONE, Served, StreamOptions, Task, TaskMetrics, get_task, list_tasks, to_flat_dict)
-from tritonkit.triton import call_kwargs, make_client, translate_errors
 
 ort = lazy_import("onnxruntime")
 
@@ -133,112 +129,11 @@ def validation_throughput(stream: StreamResult, metric_s: float) -> dict:
             "p_val_core": n / core if n and core > 0 else None}
 
 
-# -- the server's memory -------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ServerMemory:
-    """Bytes the server uses (None: not measured) and where the number comes from, or why not."""
-
-    bytes: int | None
-    source: str
-
-
-def _split_address(address: str) -> tuple[str, int | None]:
-    host, _, port = address.rpartition(":") if address.count(":") == 1 or "]" in address else (address, "", "")
-    host = host.strip("[]") or address
-    return host, int(port) if port.isdigit() else None
-
-
-def is_local_host(host: str) -> bool:
-    """True when ``host`` names this machine (loopback, the wildcard, or this host's name)."""
-    if host in ("localhost", socket.gethostname(), "0.0.0.0", "::"):
-        return True
-    try:
-        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
-    except (OSError, ValueError):
-        return False
-
-
-def find_tritonserver(port: int):
-    """The local tritonserver process serving ``port`` (gRPC or HTTP), or None: first by its
-    command line, else the process listening on the port (or its tritonserver ancestor)."""
-    flags = (f"--grpc-port={port}", f"--http-port={port}")
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        cmd = proc.info.get("cmdline") or []
-        if cmd and "tritonserver" in Path(cmd[0]).name and any(a in flags for a in cmd):
-            return proc
-    try:
-        conns = psutil.net_connections("tcp")
-    except (psutil.AccessDenied, OSError):
-        return None
-    pids = {c.pid for c in conns if c.pid and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
-    for pid in pids:
-        try:
-            for proc in [psutil.Process(pid), *psutil.Process(pid).parents()]:
-                if "tritonserver" in proc.name():
-                    return proc
-        except psutil.Error:
-            continue
-    return None
-
-
-def _gpu_memory_used(proc) -> int | None:
-    """``nv_gpu_memory_used_bytes`` summed over GPUs from the server's /metrics (None without)."""
-    try:
-        cmd = proc.cmdline()
-    except psutil.Error:
-        return None
-    ports = [a.split("=", 1)[1] for a in cmd if a.startswith("--metrics-port=")]
-    if any(a in ("--allow-metrics=false", "--allow-gpu-metrics=false") for a in cmd):
-        return None
-    url = f"http://127.0.0.1:{ports[-1] if ports else 8002}/metrics"
-    try:
-        with urllib.request.urlopen(url, timeout=2.0) as resp:  # noqa: S310 - a local http URL
-            text = resp.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-              if line.startswith("nv_gpu_memory_used_bytes")]
-    return int(sum(values)) if values else None
-
-
-def server_memory(address: str) -> ServerMemory:
-    """The served model's server memory (see the module docstring); never raises."""
-    host, port = _split_address(address)
-    if port is None or not is_local_host(host):
-        return ServerMemory(None, f"not measured: the server at {address} is not on this host")
-    proc = find_tritonserver(port)
-    if proc is None:
-        return ServerMemory(None, f"not measured: no local tritonserver process found serving port {port} "
-                                  f"(in a container, or started by another user)")
-    gpu = _gpu_memory_used(proc)
-    if gpu is not None:
-        return ServerMemory(gpu, "nv_gpu_memory_used_bytes from Triton /metrics (all GPUs)")
-    try:
-        tree = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return ServerMemory(None, f"not measured: tritonserver pid {proc.pid} is gone")
-    total = 0
-    for p in tree:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            continue
-    return ServerMemory(total, f"rss of tritonserver process tree (pid {proc.pid}, {len(tree)} processes, summed)")
-
-
 def fetch_served_card(options: StreamOptions, name: str) -> ModelCard | None:
     """The card the served model ``name`` carries in its config (None when it carries none).
     An unreachable server or a model it does not serve raises a one-line ServerError."""
-    where = f"{options.protocol} {options.url}"
-    client = make_client(options.protocol, options.url, options.timeout_s)
-    try:
-        with translate_errors("get_model_config", context=f"{where}: cannot read the config of {name!r}"):
-            extra = {"as_json": True} if options.protocol == "grpc" else {}
-            config = client.get_model_config(name, **extra, **call_kwargs(options.protocol, options.timeout_s))
-    finally:
-        client.close()
-    return served_card(config, f"{where} model {name!r}")
+    with ServedModel.connect(options.protocol, options.url, name, timeout_s=options.timeout_s) as served:
+        return served.card()
 
 
 def _given_card(model: str | None) -> ModelCard | None:
@@ -472,6 +367,5 @@ def preprocess_markdown(result: dict) -> str:
                   r["p_infer_whole"], r["p_infer_core"], r["wire_bytes_per_image"]] for r in rows], digits=1))
 
 
-__all__ = ["EvalResult", "EvalRun", "ServerMemory", "evaluate", "preprocess_markdown", "reference_backend",
-           "server_memory", "validation_throughput", "find_tritonserver", "is_local_host", "resolve_card",
-           "fetch_served_card"]
+__all__ = ["EvalResult", "EvalRun", "evaluate", "preprocess_markdown", "reference_backend", "validation_throughput",
+           "resolve_card", "fetch_served_card"]

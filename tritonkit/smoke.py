@@ -41,7 +41,8 @@ from tritonkit.io import atomic_write_json
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.model_repository.plans import check_repository_plans
 from tritonkit.model_repository.writer import write_model
-from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
+from tritonkit.perf.spec import ConcurrencyRange, PerfSpec
+from tritonkit.perf.sweep import SweepOptions, run_sweep
 from tritonkit.serve.docker import DockerServer, RunOptions, docker_commands, serve_run_argv
 from tritonkit.steps import StepLog, StepRecord
 from tritonkit.tasks.base import task_for_card
@@ -218,7 +219,7 @@ def perf_served(card: ModelCard, url: str, out: Path) -> str:
     batches = (1, min(SMOKE_MAX_BATCH, card.max_batch_size))
     spec = PerfSpec(model=card.name, url=url, protocol="grpc", batch_size=batches[0],
                     concurrency=ConcurrencyRange(1, 4))
-    result = run_sweep(spec, out / "perf" / card.name, batch_sizes=batches, plot=False)
+    result = run_sweep(spec, out / "perf" / card.name, SweepOptions(batch_sizes=batches, plot=False))
     if not result.rows:
         raise TritonkitError(f"perf sweep of {card.name}: no point finished; see {result.status_json}")
     return f"perf sweep written to {result.markdown}"

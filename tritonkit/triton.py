@@ -81,7 +81,7 @@ def make_client(protocol: str, url: str, timeout_s: float | None = None, *,
         with translate_errors(f"create a {protocol} client", where=address):
             return module.InferenceServerClient(address, **kwargs)
 
-    return DeadlineClient(protocol, factory, timeout_s)
+    return DeadlineClient(protocol, factory, timeout_s, address=address)
 
 
 def grpc_channel_args(module) -> list[tuple[str, object]]:
@@ -113,8 +113,9 @@ class DeadlineClient:
     (deadline exceeded)")``. HTTP ``async_infer`` is bounded only while sending.
     """
 
-    def __init__(self, protocol: str, factory: Callable[[], Any], timeout_s: float | None):
+    def __init__(self, protocol: str, factory: Callable[[], Any], timeout_s: float | None, *, address: str = ""):
         self.protocol = protocol
+        self.address = address
         self.timeout_s = timeout_s
         self._factory = factory
         self._raw = factory()

@@ -10,7 +10,8 @@ import pytest
 
 from tritonkit.cards import get_card
 from tritonkit.cli import main
-from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
+from tritonkit.perf.spec import ConcurrencyRange, PerfSpec
+from tritonkit.perf.sweep import SweepOptions, run_sweep
 from tritonkit.perf.results import parse_csv, read_rows_csv
 
 # Short, forgiving measurements: the point is that everything runs and parses, not precision
@@ -20,7 +21,7 @@ QUICK = dict(measurement_mode="time_windows", measurement_interval_ms=500, stabi
 
 def test_short_real_sweep(tiny_server, tmp_path):
     spec = PerfSpec(model="demo_shapes", url=tiny_server.grpc_url, concurrency=ConcurrencyRange(1, 2), **QUICK)
-    result = run_sweep(spec, tmp_path / "sweep", batch_sizes=(1, 2))
+    result = run_sweep(spec, tmp_path / "sweep", SweepOptions(batch_sizes=(1, 2)))
     assert [(p.batch_size, p.concurrency, p.status) for p in result.points] == [
         (1, 1, "ok"), (1, 2, "ok"), (2, 1, "ok"), (2, 2, "ok")]
     for p in result.points:
@@ -64,15 +65,18 @@ def test_cli_model_not_ready_is_one_line(tiny_server, tmp_path, capsys):
     assert "no_such_model" in err and "demo_shapes" in err      # names the models that are ready
 
 
-def test_ladder_side_by_side(tiny_server, tiny_onnx, tmp_path):
+def test_ladder_side_by_side_on_the_bundled_server(tiny_onnx, tmp_path):
+    """No --url: the ladder serves the ONNX on the bundled server itself (gRPC and HTTP), then stops it."""
     from tritonkit.perf.ladder import RUNG_GRPC, RUNG_HTTP, RUNG_ORT, RUNG_SHM, RUNG_STREAM, RUNG_TRTEXEC
     from tritonkit.perf.ladder import LadderOptions, run_ladder, synthetic_items
 
-    options = LadderOptions(card=get_card("demo_shapes"), onnx=tiny_onnx, grpc_url=tiny_server.grpc_url,
-                            http_url=tiny_server.http_url, batch_size=4, concurrency=2,
+    options = LadderOptions(card=get_card("demo_shapes"), onnx=tiny_onnx, batch_size=4, concurrency=2,
                             measurement_interval_ms=500, stability_pct=100, max_trials=10,
                             images=tuple(synthetic_items(24, size=(96, 80))))
     result = run_ladder(options, tmp_path / "ladder")
+    served = result.options
+    assert served.grpc_url and served.http_url and served.model == "demo_shapes"
+    assert "Started GRPCInferenceService" in (tmp_path / "ladder" / "tritonserver.log").read_text()
     names = [r.name for r in result.rungs]
     assert names == [RUNG_TRTEXEC, RUNG_ORT, RUNG_GRPC, RUNG_HTTP, RUNG_SHM, RUNG_STREAM]
     assert result.rung(RUNG_TRTEXEC).img_per_s is None and "not measured" in result.rung(RUNG_TRTEXEC).note
@@ -92,13 +96,14 @@ def test_ladder_side_by_side(tiny_server, tiny_onnx, tmp_path):
 
 def test_tune_reloads_each_variant_and_writes_back_the_best(tiny_onnx, tmp_path):
     from tritonkit.model_repository.config import parse_config
-    from tritonkit.perf.tune import TuneGrid, run_tune
+    from tritonkit.perf.tune import TuneGrid, TuneOptions, run_tune
 
     # no preferred sizes: the server reports max_batch_size there, which the reload check accepts
     grid = TuneGrid(delays_us=(0, 3000), preferred=((),), instances=(1,))
     measure = PerfSpec(model="x", concurrency=ConcurrencyRange(4, 4), **QUICK)
-    result = run_tune(get_card("demo_shapes"), tiny_onnx, grid, 1000.0, tmp_path / "tune", measure=measure,
-                      write_back=tmp_path / "repo")
+    options = TuneOptions(card=get_card("demo_shapes"), onnx=tiny_onnx, p99_bound_ms=1000.0, grid=grid,
+                          measure=measure, write_back=tmp_path / "repo")
+    result = run_tune(options, tmp_path / "tune")
     assert [p.variant.max_queue_delay_us for p in result.points] == [0, 3000]
     assert all(p.row is not None and p.error is None for p in result.points)
     assert result.best is max(result.points, key=lambda p: p.row.img_per_s)

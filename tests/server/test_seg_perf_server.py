@@ -16,8 +16,8 @@ from tritonkit.errors import TritonkitError
 from tritonkit.model_repository.config import RepoOptions
 from support.chains import write_chain
 from tritonkit.model_repository.writer import write_model
-from tritonkit.perf.analyzer import (
-    ConcurrencyRange, InputShape, PerfSpec, card_input_shapes, run_sweep, served_input_shapes)
+from tritonkit.perf.spec import ConcurrencyRange, InputShape, PerfSpec, card_input_shapes, served_input_shapes
+from tritonkit.perf.sweep import SweepOptions, run_sweep
 from tritonkit.perf.ladder import (
     RUNG_GRPC, RUNG_ORT, RUNG_STREAM, LadderOptions, measure_onnxruntime, run_ladder, synthetic_items)
 from tritonkit.perf.results import read_rows_csv
@@ -73,7 +73,7 @@ def test_served_shapes_come_from_the_embedded_card_also_behind_the_ensemble(seg_
 def test_sweep_of_the_segmenter_records_the_shape(seg_server, tmp_path):
     spec = PerfSpec(model="demo_seg", url=seg_server.grpc_url, concurrency=ConcurrencyRange(1, 1),
                     input_shapes=card_input_shapes(CARD), **QUICK)
-    result = run_sweep(spec, tmp_path / "sweep", plot=False)
+    result = run_sweep(spec, tmp_path / "sweep", SweepOptions(plot=False))
     assert [p.status for p in result.points] == ["ok"], result.points[0].error
     assert result.rows[0].img_per_s > 0
     status = json.loads(result.status_json.read_text())

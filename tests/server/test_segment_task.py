@@ -298,16 +298,6 @@ def test_served_mask_equals_client_argmax_for_concurrent_sizes(seg_server, voc_a
 
 
 
-def test_server_memory_names_why_it_is_not_measured(monkeypatch):
-    from tritonkit import evaluate as ev
-
-    remote = ev.server_memory("10.255.1.2:8001")
-    assert remote.bytes is None and "not on this host" in remote.source
-    monkeypatch.setattr(ev, "find_tritonserver", lambda port: None)
-    local = ev.server_memory("127.0.0.1:8001")
-    assert local.bytes is None and "no local tritonserver process" in local.source
-
-
 def test_int8_calibration_of_a_dynamic_size_card_is_one_image_per_batch(voc_and_onnx):
     from tritonkit.build_engines.quantize import calibration_batches
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tritonkit.cards import get_card
 from tritonkit.validate.options import ValidateOptions
-from tritonkit.validate.process import HostPort
+from tritonkit.host import HostPort
 
 
 def plan_context(tmp_path, trt_version: str, release: str | None):

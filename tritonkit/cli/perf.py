@@ -25,43 +25,29 @@ H,W; perf_analyzer gets it as --shape and every report records it.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import get_card
+from tritonkit.cli.args import int_list, positive_int_list
 from tritonkit.cli.tables import print_tables
 from tritonkit.errors import ServerError, TritonkitError
 from tritonkit.io import ensure_out_dir
 from tritonkit.model_repository.config import RepoOptions
-from tritonkit.model_repository.writer import write_model
-from tritonkit.perf.analyzer import (
-    ConcurrencyRange, PerfSpec, SweepProgress, card_input_shapes, endpoint_addresses, endpoint_rows,
-    minimum_point_seconds, run_endpoint_sweeps, run_sweep, served_input_shapes)
+from tritonkit.perf.endpoints import endpoint_addresses, endpoint_rows, run_endpoint_sweeps
 from tritonkit.perf.ladder import LadderOptions, folder_items, run_ladder
 from tritonkit.perf.results import sweep_tables
-from tritonkit.perf.tune import TuneGrid, parse_preferred, run_tune
-from tritonkit.serve.local import LocalServer, ServerOptions
+from tritonkit.perf.spec import ConcurrencyRange, PerfSpec, card_input_shapes, served_input_shapes
+from tritonkit.perf.sweep import SweepOptions, SweepProgress, minimum_point_seconds, run_sweep
+from tritonkit.perf.tune import TuneGrid, TuneOptions, parse_preferred, run_tune
+from tritonkit.triton import DEFAULT_PORTS
 
 rich_console = lazy_import("rich.console")
 
-DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,4,8, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
-
 
 def _hw(text: str) -> tuple[int, int]:
-    values = _ints(text)
+    values = int_list(text)
     if len(values) != 2 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected HEIGHT,WIDTH with positive integers like 64,85, got {text!r}")
     return values[0], values[1]
@@ -95,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--url", help="server address host:port (default 127.0.0.1:8001 for grpc, :8000 for http); "
                                  "several (comma list or a DNS name with several addresses): one sweep each")
     s.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
-    s.add_argument("--batch-sizes", type=_ints, default=(1,), metavar="1,4,8")
+    s.add_argument("--batch-sizes", type=positive_int_list, default=(1,), metavar="1,4,8")
     s.add_argument("--concurrency", default="1:4", metavar="START:END[:STEP]")
     s.add_argument("--shm", choices=("none", "system", "cuda"), default="none", help="shared memory for tensors")
     s.add_argument("--input-data", default="random", help="random, zero, or a perf_analyzer JSON/folder")
@@ -130,11 +116,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--model", required=True, help="model card name (or card .json)")
     t.add_argument("--onnx", type=Path, required=True)
     t.add_argument("--p99-ms", type=float, required=True, help="p99 latency bound per request (ms)")
-    t.add_argument("--delays", type=_ints, default=(0, 100, 500, 2000), metavar="US,...",
+    t.add_argument("--delays", type=int_list, default=(0, 100, 500, 2000), metavar="US,...",
                    help="max queue delays in microseconds")
     t.add_argument("--preferred", default="4,8",
                    help="preferred batch size variants: 4,8 = two variants; 4+8 = one with both; none")
-    t.add_argument("--instances", type=_ints, default=(1, 2))
+    t.add_argument("--instances", type=positive_int_list, default=(1, 2))
     t.add_argument("--batch-size", type=int, default=1, help="batch per request of the load")
     t.add_argument("--concurrency", type=int, default=8, help="requests in flight of the load")
     t.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads per instance")
@@ -188,11 +174,11 @@ def _sweep(args: argparse.Namespace) -> int:
         left = f"  {progress.left} left, about {_duration(progress.eta_s)} to go" if progress.left else ""
         console.print(where, what + left, markup=True, highlight=False)
 
-    kwargs = dict(batch_sizes=args.batch_sizes, binary=args.perf_analyzer, stop_on_error=args.stop_on_error,
-                  on_progress=show, plot=not args.no_plot)
+    options = SweepOptions(batch_sizes=args.batch_sizes, binary=args.perf_analyzer, stop_on_error=args.stop_on_error,
+                           on_progress=show, plot=not args.no_plot)
     if len(endpoint_addresses(spec)) > 1:
-        return _sweep_endpoints(spec, args.out, kwargs, console)
-    result = run_sweep(spec, args.out, **kwargs)
+        return _sweep_endpoints(spec, args.out, options, console)
+    result = run_sweep(spec, args.out, options)
     retried = [p for p in result.points if p.retries]
     if retried:
         console.print(f"{len(retried)} of {len(result.points)} points were measured again with longer windows "
@@ -220,14 +206,14 @@ def _served_shapes(spec: PerfSpec, shape_hw) -> tuple:
     return ()
 
 
-def _sweep_endpoints(spec, out: Path, kwargs: dict, console) -> int:
+def _sweep_endpoints(spec: PerfSpec, out: Path, options: SweepOptions, console) -> int:
     """One sweep per endpoint (perf_analyzer takes one server), then the comparison."""
     addresses = endpoint_addresses(spec)
     console.print(f"perf measures one server at a time: {len(addresses)} endpoints ({', '.join(addresses)}), "
                   f"so {len(addresses)} sweeps run one after another, each into its own folder under {out}",
                   highlight=False)
-    sweeps = run_endpoint_sweeps(spec, out, on_endpoint=lambda address, folder: console.print(
-        f"endpoint {address} -> {folder}", highlight=False), **kwargs)
+    sweeps = run_endpoint_sweeps(spec, out, options, on_endpoint=lambda address, folder: console.print(
+        f"endpoint {address} -> {folder}", highlight=False))
     for r in endpoint_rows(sweeps):
         what = (f"bs {r.batch_size}: best {r.best_img_per_s:,.1f} img/s at c {r.concurrency}, p99 {r.p99_ms:.2f} ms"
                 if r.best_img_per_s is not None else
@@ -248,28 +234,20 @@ def _ladder(args: argparse.Namespace) -> int:
     if args.plan is not None and not args.plan.is_file():
         raise TritonkitError(f"{args.plan}: TensorRT plan not found")
     items = tuple(folder_items(args.images, args.stream_images)) if args.images else ()
-    args.out.mkdir(parents=True, exist_ok=True)
-    with contextlib.ExitStack() as stack:
-        grpc_url, http_url, served = args.url, args.http_url, args.served_name
-        if grpc_url is None:
-            repo = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tritonkit-ladder-"))) / "repo"
-            write_model(card, args.onnx, repo, RepoOptions(target="cpu", intra_op_threads=args.threads))
-            console.print("starting the bundled tritonserver ...")
-            server = stack.enter_context(LocalServer(ServerOptions(model_repository=repo),
-                                                     log_path=args.out / "tritonserver.log"))
-            grpc_url, http_url, served = server.grpc_url, server.http_url, card.name
-        options = LadderOptions(card=card, onnx=args.onnx, grpc_url=grpc_url, http_url=http_url, served_name=served,
-                                batch_size=args.batch_size, concurrency=args.concurrency,
-                                measurement_interval_ms=args.interval, stability_pct=args.stability,
-                                max_trials=args.max_trials, intra_op_threads=args.threads,
-                                stream_images=args.stream_images, images=items, plan=args.plan,
-                                trtexec=args.trtexec, shape_hw=args.shape_hw)
+    options = LadderOptions(card=card, onnx=args.onnx, grpc_url=args.url, http_url=args.http_url,
+                            served_name=args.served_name, batch_size=args.batch_size, concurrency=args.concurrency,
+                            measurement_interval_ms=args.interval, stability_pct=args.stability,
+                            max_trials=args.max_trials, intra_op_threads=args.threads,
+                            stream_images=args.stream_images, images=items, plan=args.plan,
+                            trtexec=args.trtexec, shape_hw=args.shape_hw)
+    if args.url is None:
+        console.print("starting the bundled tritonserver ...")
 
-        def show(rung) -> None:
-            value = f"{rung.img_per_s:,.1f} img/s" if rung.img_per_s is not None else rung.note
-            console.print(f"{rung.name}: {value}", highlight=False)
+    def show(rung) -> None:
+        value = f"{rung.img_per_s:,.1f} img/s" if rung.img_per_s is not None else rung.note
+        console.print(f"{rung.name}: {value}", highlight=False)
 
-        result = run_ladder(options, args.out, on_rung=show)
+    result = run_ladder(options, args.out, on_rung=show)
     print_tables([result.table()], console)
     console.print(f"wrote {args.out / 'ladder.md'} and {args.out / 'ladder.json'}")
     return 0
@@ -288,9 +266,10 @@ def _tune(args: argparse.Namespace) -> int:
         what = f"{r.img_per_s:,.1f} img/s, p99 {r.p99_us / 1000:.2f} ms" if r else f"failed: {point.error}"
         console.print(f"{point.variant.label}: {what}", highlight=False)
 
-    result = run_tune(card, args.onnx, grid, args.p99_ms, args.out, measure=measure,
-                      base_options=RepoOptions(target="cpu", intra_op_threads=args.threads),
-                      write_back=args.write_back, on_point=show)
+    options = TuneOptions(card=card, onnx=args.onnx, p99_bound_ms=args.p99_ms, grid=grid, measure=measure,
+                          base_options=RepoOptions(target="cpu", intra_op_threads=args.threads),
+                          write_back=args.write_back)
+    result = run_tune(options, args.out, on_point=show)
     print_tables([result.table()], console)
     if result.best is None:
         console.print(f"no variant met p99 <= {args.p99_ms:g} ms; every point is in {args.out / 'tune.md'}")

@@ -21,6 +21,7 @@ from tritonkit.io import ensure_out_dir
 from tritonkit.names import check_model_name
 from tritonkit.serve.profiles import API_KEY_ENV
 from tritonkit.validate import validate
+from tritonkit.validate.groups import group_names, opt_in_groups
 from tritonkit.validate.options import ValidateOptions, parse_checks, parse_duration, parse_pairs
 
 
@@ -34,8 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "card stored with the model, else the built-in card of that name")
     p.add_argument("--reference-onnx", action="append", help="MODEL=PATH of the ONNX to compare against")
     p.add_argument("--precision", action="append", help="MODEL=fp32|fp16|int8 (tolerances; default from the plan)")
-    p.add_argument("--checks", default="all", help="all, or a comma list of: readiness, contract, correctness, "
-                                                   "bad_requests, security, load, overload, soak")
+    p.add_argument("--checks", default="all", help=f"all (every group but the opt-in {', '.join(opt_in_groups())}), "
+                                                   f"or a comma list of: {', '.join(group_names())}")
     p.add_argument("--slo-p99-ms", type=float, default=200.0, help="load: p99 latency bound (ms)")
     p.add_argument("--load-seconds", type=float, default=10.0, help="load: how long perf_analyzer drives the model")
     p.add_argument("--concurrency", type=int, default=4, help="load and soak: concurrent requests")

@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from tritonkit.errors import ServerError
+from tritonkit.host import format_address, parse_address
 from tritonkit.report import markdown_table
 from tritonkit.triton import one_line
 
@@ -49,39 +50,13 @@ class EndpointUnready(ServerError):
 
 
 # ------------------------------------------------------------------------ parse and resolve
-def _host_port(item: str, default_port: int) -> tuple[str, int]:
-    text = item.strip().split("://", 1)[-1].rstrip("/")
-    if text.startswith("["):  # [v6]:port
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, ""
-    if not host:
-        raise ServerError(f"url {item.strip()!r}: no host")
-    if not port_text:
-        return host, default_port
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ServerError(f"url {item.strip()!r}: port {port_text!r} is not a number") from None
-    if not 0 < port < 65536:
-        raise ServerError(f"url {item.strip()!r}: port {port} out of range")
-    return host, port
-
-
 def parse_url(url: str, default_port: int) -> tuple[tuple[str, int], ...]:
-    """``"a:8001, grpc://b, [::1]:9001"`` -> ``(("a", 8001), ("b", default_port), ("::1", 9001))``."""
+    """``"a:8001, grpc://b, [::1]:9001"`` -> ``(("a", 8001), ("b", default_port), ("::1", 9001))``
+    (each item by :func:`tritonkit.host.parse_address`)."""
     items = [part for part in str(url).split(",") if part.strip()]
     if not items:
         raise ServerError("url is empty")
-    return tuple(_host_port(part, default_port) for part in items)
-
-
-def format_address(host: str, port: int) -> str:
-    """``host:port``, an IPv6 literal in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return tuple((a.host, a.port) for a in (parse_address(part, default_port) for part in items))
 
 
 def _is_ip(host: str) -> bool:
@@ -437,4 +412,4 @@ class EndpointPool:
 
 
 __all__ = ["EndpointPool", "EndpointReport", "EndpointUnready", "PoolReport", "endpoints_markdown",
-           "format_address", "parse_url", "resolve_endpoints", "resolve_host"]
+           "parse_url", "resolve_endpoints", "resolve_host"]

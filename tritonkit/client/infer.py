@@ -13,7 +13,8 @@ returns a ``concurrent.futures.Future`` of ``{output name: numpy array}``:
   each holds its own client and sends synchronously.
 
 Every call has a total deadline, ``timeout_s`` (:class:`tritonkit.triton.DeadlineClient`; the
-live/ready probe ``connect_timeout_s`` on gRPC), and a call past it fails naming the call.
+server's live/ready probe ``connect_timeout_s``), and a call past it fails naming the call.
+Readiness, metadata and config come from :class:`tritonkit.served_model.ServedModel`.
 Requests that fail because the server is *unavailable* (connection refused/reset, gRPC
 UNAVAILABLE, HTTP 503) are retried with exponential backoff and jitter; any other failure
 (invalid argument, deadline exceeded, model error) fails at once: retrying would not help.
@@ -53,8 +54,9 @@ from tritonkit.client.endpoints import EndpointPool, EndpointUnready, resolve_en
 from tritonkit.client.preprocess_math import ENCODED_INPUT, GEOMETRY_OUTPUT
 from tritonkit.contract import contract_mismatches, normalize_config, normalize_metadata  # noqa: F401
 from tritonkit.errors import ServerError, TritonkitError
+from tritonkit.served_model import ModelUnready, ServedModel
 from tritonkit.triton import (  # noqa: F401  (PROTOCOLS, DEFAULT_PORTS re-exported)
-    DEFAULT_PORTS, PROTOCOLS, call_kwargs, client_module, make_client, one_line, shm_module, translate_errors)
+    DEFAULT_PORTS, PROTOCOLS, client_module, make_client, one_line, shm_module)
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,7 @@ class TritonInfer:
         self.model_name = options.model_name or card.name
         self.max_batch = max_batch
         self._client = None
+        self._served: ServedModel | None = None
         self._local = threading.local()
         self._http_pool: ThreadPoolExecutor | None = None
         self._regions: list[_ShmRegion] = []
@@ -184,24 +187,18 @@ class TritonInfer:
             client = self._local.client = self._new_client()
         return client
 
-    def _check_server(self, client, address: str) -> None:
-        """Live, ready and the model ready at ``address``; EndpointUnready (one line) otherwise."""
+    def _served_at(self, client) -> ServedModel:
+        """The served model behind ``client`` (its readiness probes bounded by ``connect_timeout_s``)."""
         o = self.options
-        where = f"{o.protocol} {address}"
-        bound = call_kwargs(o.protocol, o.connect_timeout_s)
+        return ServedModel(client, self.model_name, version=o.model_version, probe_timeout_s=o.connect_timeout_s)
+
+    @staticmethod
+    def _check_server(served: ServedModel) -> None:
+        """Live, ready and the model ready; EndpointUnready (one line) otherwise."""
         try:
-            with translate_errors("is_server_live", context=f"Triton server at {where} is unreachable"):
-                live = client.is_server_live(**bound)
-                ready = live and client.is_server_ready(**bound)
-            if not live or not ready:
-                raise ServerError(f"Triton server at {where} is {'not live' if not live else 'live but not ready'}")
-            with translate_errors("is_model_ready", context=f"{where}: cannot query model {self.model_name!r}"):
-                model_ready = client.is_model_ready(self.model_name, o.model_version)
-        except ServerError as exc:
+            served.check_ready()
+        except ModelUnready as exc:
             raise EndpointUnready(str(exc)) from None
-        if not model_ready:
-            raise EndpointUnready(f"{where}: model {self.model_name!r} is not ready (not in the repository, "
-                                  f"or failed to load; check the server log)")
 
     def connect(self) -> "TritonInfer":
         """Connect, check live/ready and the model contract; set up shared memory if asked.
@@ -211,7 +208,8 @@ class TritonInfer:
         if len(addresses) > 1:
             return self._connect_pool(addresses)
         self._client = self._new_client()
-        self._check_server(self._client, o.address)
+        self._served = self._served_at(self._client)
+        self._check_server(self._served)
         self.check_contract(self.max_batch)
         if o.shm:
             self._setup_shm()
@@ -246,10 +244,11 @@ class TritonInfer:
         """The pool's health probe: a fresh connection; ``admit`` adds the contract check."""
         client = self._new_client(address)
         try:
-            self._check_server(client, address)
+            served = self._served_at(client)
+            self._check_server(served)
             if admit:
                 at = copy.copy(self)  # the (overridable) contract check, against this endpoint only
-                at.options, at._client = replace(self.options, url=address), client
+                at.options, at._client, at._served = replace(self.options, url=address), client, served
                 at.check_contract(self.max_batch)
         finally:
             try:
@@ -286,14 +285,10 @@ class TritonInfer:
         return self.pool.report() if self.pool is not None else None
 
     def served_model(self) -> tuple[dict, dict]:
-        """``(metadata, config)`` of the served model, normalized."""
-        o = self.options
-        as_json = {"as_json": True} if o.protocol == "grpc" else {}
-        with translate_errors("get_model_metadata/get_model_config",
-                              context=f"{o.address}: cannot read metadata/config of {self.model_name!r}"):
-            meta = self._client.get_model_metadata(self.model_name, o.model_version, **as_json)
-            cfg = self._client.get_model_config(self.model_name, o.model_version, **as_json)
-        return normalize_metadata(meta), normalize_config(cfg)
+        """``(metadata, config)`` of the served model, normalized (fetched once per connection)."""
+        if self._served is None:
+            self._served = self._served_at(self._client)
+        return self._served.contract()
 
     def check_contract(self, batch_size: int) -> None:
         meta, cfg = self.served_model()

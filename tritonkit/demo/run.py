@@ -36,8 +36,9 @@ from tritonkit.io import atomic_write_json
 from tritonkit.model_repository.config import QueuePolicy, RepoOptions
 from tritonkit.model_repository.ensemble import write_postprocess_chain
 from tritonkit.model_repository.writer import write_model
-from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, run_sweep
+from tritonkit.perf.spec import ConcurrencyRange, PerfSpec
 from tritonkit.perf.stalls import probe
+from tritonkit.perf.sweep import SweepOptions, run_sweep
 from tritonkit.serve.local import LocalServer, ServerOptions
 from tritonkit.serve.profiles import API_KEY_ENV, local_options
 from tritonkit.steps import Pipeline, Step, StepLog, StepRecord, StepSkipped
@@ -46,7 +47,7 @@ from tritonkit.tasks.detect.task import DetectionOptions
 from tritonkit.tasks.segment.task import SegmentationOptions
 from tritonkit.tasks.base import task_for_card
 from tritonkit.validate import ValidateOptions, validate
-from tritonkit.validate.options import CHECK_GROUPS, OPT_IN_GROUPS
+from tritonkit.validate.groups import default_groups
 from tritonkit.validate.report import ValidationReport
 
 CLS_CARD = "demo_shapes"
@@ -278,7 +279,7 @@ def perf_sweep(run: DemoRun) -> None:
     # the average latency: a shared 2-core machine is noisy, and the CSV still has p50..p99.
     spec = PerfSpec(model=CLS_CARD, url=run.url, concurrency=ConcurrencyRange(1, 4, 1),
                     measurement_mode="time_windows", measurement_interval_ms=1500, stability_pct=25.0, max_trials=8)
-    sweep = run_sweep(spec, run.out / "perf", batch_sizes=DEMO_BATCH_SIZES)
+    sweep = run_sweep(spec, run.out / "perf", SweepOptions(batch_sizes=DEMO_BATCH_SIZES))
     failed = [p for p in sweep.points if not p.ok]
     if failed:
         raise TritonkitError(f"{len(failed)} perf point(s) failed; see {run.out / 'perf' / 'sweep.md'}")
@@ -307,7 +308,7 @@ def validate_deployment(run: DemoRun) -> None:
                   server_pid=server.process.pid, load_seconds=5.0, concurrency=4)
     # the measured models: every check but overload (they carry no queue policy) ...
     runs = [validate(ValidateOptions(
-        models=tuple(models), checks=tuple(g for g in CHECK_GROUPS if g not in OPT_IN_GROUPS + ("overload",)),
+        models=tuple(models), checks=tuple(g for g in default_groups() if g != "overload"),
         reference_onnx=tuple((m, str(refs[m])) for m in models if refs.get(m)), **common))]
     # ... and the load-shedding copy: its contract, then overload
     if CLS_GUARDED in run.served:

@@ -30,16 +30,18 @@ uses the same windowing rule (:func:`measure_onnxruntime`).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -51,9 +53,13 @@ from tritonkit.client.infer import ClientOptions, TritonInfer
 from tritonkit.client.pipeline import EngineOptions, run_stream
 from tritonkit.client.timing import flagperf_metrics
 from tritonkit.errors import TritonkitError
-from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, card_input_shapes, run_sweep
+from tritonkit.model_repository.config import RepoOptions
+from tritonkit.model_repository.writer import write_model
 from tritonkit.perf.results import TextTable, write_markdown
+from tritonkit.perf.spec import ConcurrencyRange, PerfSpec, card_input_shapes
+from tritonkit.perf.sweep import SweepOptions, run_sweep
 from tritonkit.report import write_json
+from tritonkit.serve.local import LocalServer, ServerOptions
 from tritonkit.tasks.base import task_for_card
 from tritonkit.triton import input_shape
 
@@ -184,11 +190,12 @@ def folder_items(folder: str | os.PathLike, limit: int) -> list:
 
 @dataclass(frozen=True)
 class LadderOptions:
-    """One ladder run. ``served_name`` None -> the card's name; ``http_url`` None -> no HTTP rung."""
+    """One ladder run. ``grpc_url`` None -> the bundled server is started for the run (its HTTP
+    address too); ``served_name`` None -> the card's name; ``http_url`` None -> no HTTP rung."""
 
     card: ModelCard
     onnx: Path
-    grpc_url: str
+    grpc_url: str | None = None
     http_url: str | None = None
     served_name: str | None = None
     batch_size: int = 8
@@ -417,7 +424,7 @@ def _served_rung(name: str, o: LadderOptions, url: str, protocol: str, shm: str,
                     max_trials=o.max_trials, shared_memory=shm,
                     input_shapes=card_input_shapes(o.card, o.shape_hw))
     how = f"perf_analyzer -i {protocol}" + (f" --shared-memory {shm}" if shm != "none" else "")
-    result = run_sweep(spec, out, plot=False)
+    result = run_sweep(spec, out, SweepOptions(plot=False))
     if not result.rows:
         failure = result.points[0].error if result.points else "no point ran"
         return Rung(name, how, note=f"failed: {failure}")
@@ -468,56 +475,75 @@ def measure_run_stream(card: ModelCard, items: Sequence, *, url: str, served_nam
 def run_ladder(options: LadderOptions, out_dir: str | os.PathLike,
                on_rung: Callable[[Rung], None] | None = None) -> LadderResult:
     """Measure every rung one after another; the report is rewritten after each rung, and a
-    rung that fails is kept as "not measured" with its one-line reason."""
-    o = options
+    rung that fails is kept as "not measured" with its one-line reason. Without ``grpc_url`` the
+    bundled server serves the card's ONNX for the run (:func:`bundled_server`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = LadderResult(o, out_dir=out)
-
-    def add(rung: Rung) -> None:
-        result.rungs.append(rung)
-        write_ladder(result)
-        if on_rung is not None:
-            on_rung(rung)
-
-    def attempt(name: str, how: str, fn: Callable[[], Rung]) -> None:
-        try:
-            add(fn())
-        except TritonkitError as exc:
-            add(Rung(name, how, note=f"failed: {exc}"))
-
-    add(trtexec_rung(o.plan, o.card, o.batch_size, trtexec=o.trtexec,
-                     duration_s=max(1, math.ceil(3 * o.measurement_interval_ms / 1000)),
-                     log_path=out / "trtexec.log", shape_hw=o.shape_hw))
-
-    def ort() -> Rung:
-        r = measure_onnxruntime(o.onnx, o.card, o.batch_size, window_s=o.measurement_interval_ms / 1000.0,
-                                stability_pct=o.stability_pct, max_windows=o.max_trials,
-                                intra_op_threads=o.intra_op_threads, shape_hw=o.shape_hw)
-        return Rung(RUNG_ORT, "onnxruntime InferenceSession.run, back to back", r.img_per_s,
-                    note=f"{r.ms_per_batch:.2f} ms per batch" + ("" if r.stable else " (windows did not stabilise)"))
-
-    attempt(RUNG_ORT, "onnxruntime", ort)
-    attempt(RUNG_GRPC, "perf_analyzer -i grpc",
-            lambda: _served_rung(RUNG_GRPC, o, o.grpc_url, "grpc", "none", out / "grpc"))
-    if o.http_url:
-        attempt(RUNG_HTTP, "perf_analyzer -i http",
-                lambda: _served_rung(RUNG_HTTP, o, o.http_url, "http", "none", out / "http"))
-    else:
-        add(Rung(RUNG_HTTP, "perf_analyzer -i http", note="not measured: no HTTP address given (--http-url)"))
-    attempt(RUNG_SHM, "perf_analyzer -i grpc --shared-memory system",
-            lambda: _served_rung(RUNG_SHM, o, o.grpc_url, "grpc", "system", out / "grpc_shm"))
-
-    def stream() -> Rung:
-        items = list(o.images) or synthetic_items(o.stream_images)
-        m = measure_run_stream(o.card, items, url=o.grpc_url, served_name=o.model, batch_size=o.batch_size,
-                               in_flight=o.concurrency, workers=o.stream_workers)
-        return Rung(RUNG_STREAM, f"tritonkit run_stream over gRPC, {o.stream_workers} decode workers",
-                    m.p_infer_whole, m.latency["p99"],
-                    note=f"{m.images} images; p_infer_core {m.p_infer_core:.1f} img/s")
-
-    attempt(RUNG_STREAM, "run_stream", stream)
+    with contextlib.ExitStack() as stack:
+        if options.grpc_url is None:
+            server = stack.enter_context(bundled_server(options, out))
+            options = replace(options, grpc_url=server.grpc_url, http_url=server.http_url,
+                              served_name=options.card.name)
+        result = LadderResult(options, out_dir=out)
+        for rung in _rungs(options, out):
+            result.rungs.append(rung)
+            write_ladder(result)
+            if on_rung is not None:
+                on_rung(rung)
     return result
+
+
+@contextlib.contextmanager
+def bundled_server(options: LadderOptions, out: Path) -> Iterator[LocalServer]:
+    """The bundled tritonserver serving ``options.onnx`` as the card's model (cpu target,
+    ``intra_op_threads``) from a temporary repository; its log is ``<out>/tritonserver.log``."""
+    with tempfile.TemporaryDirectory(prefix="tritonkit-ladder-") as tmp:
+        repo = Path(tmp) / "repo"
+        write_model(options.card, options.onnx, repo, RepoOptions(target="cpu",
+                                                                  intra_op_threads=options.intra_op_threads))
+        with LocalServer(ServerOptions(model_repository=repo), log_path=out / "tritonserver.log") as server:
+            yield server
+
+
+def _rungs(o: LadderOptions, out: Path) -> Iterator[Rung]:
+    """Every rung in order, measured as the iteration reaches it; a failing one is "failed: why"."""
+    yield trtexec_rung(o.plan, o.card, o.batch_size, trtexec=o.trtexec,
+                       duration_s=max(1, math.ceil(3 * o.measurement_interval_ms / 1000)),
+                       log_path=out / "trtexec.log", shape_hw=o.shape_hw)
+    yield _attempt(RUNG_ORT, "onnxruntime", lambda: _ort_rung(o))
+    yield _attempt(RUNG_GRPC, "perf_analyzer -i grpc",
+                   lambda: _served_rung(RUNG_GRPC, o, o.grpc_url, "grpc", "none", out / "grpc"))
+    if o.http_url:
+        yield _attempt(RUNG_HTTP, "perf_analyzer -i http",
+                       lambda: _served_rung(RUNG_HTTP, o, o.http_url, "http", "none", out / "http"))
+    else:
+        yield Rung(RUNG_HTTP, "perf_analyzer -i http", note="not measured: no HTTP address given (--http-url)")
+    yield _attempt(RUNG_SHM, "perf_analyzer -i grpc --shared-memory system",
+                   lambda: _served_rung(RUNG_SHM, o, o.grpc_url, "grpc", "system", out / "grpc_shm"))
+    yield _attempt(RUNG_STREAM, "run_stream", lambda: _stream_rung(o))
+
+
+def _attempt(name: str, how: str, measure: Callable[[], Rung]) -> Rung:
+    try:
+        return measure()
+    except TritonkitError as exc:
+        return Rung(name, how, note=f"failed: {exc}")
+
+
+def _ort_rung(o: LadderOptions) -> Rung:
+    r = measure_onnxruntime(o.onnx, o.card, o.batch_size, window_s=o.measurement_interval_ms / 1000.0,
+                            stability_pct=o.stability_pct, max_windows=o.max_trials,
+                            intra_op_threads=o.intra_op_threads, shape_hw=o.shape_hw)
+    return Rung(RUNG_ORT, "onnxruntime InferenceSession.run, back to back", r.img_per_s,
+                note=f"{r.ms_per_batch:.2f} ms per batch" + ("" if r.stable else " (windows did not stabilise)"))
+
+
+def _stream_rung(o: LadderOptions) -> Rung:
+    items = list(o.images) or synthetic_items(o.stream_images)
+    m = measure_run_stream(o.card, items, url=o.grpc_url, served_name=o.model, batch_size=o.batch_size,
+                           in_flight=o.concurrency, workers=o.stream_workers)
+    return Rung(RUNG_STREAM, f"tritonkit run_stream over gRPC, {o.stream_workers} decode workers",
+                m.p_infer_whole, m.latency["p99"], note=f"{m.images} images; p_infer_core {m.p_infer_core:.1f} img/s")
 
 
 def write_ladder(result: LadderResult) -> None:

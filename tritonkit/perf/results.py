@@ -32,6 +32,7 @@ from tritonkit.io import atomic_write_text
 from tritonkit.report import fmt, markdown_table
 
 STATS = ("avg", "p50", "p90", "p95", "p99")
+COLUMN_UNITS = ("text", "int", "bool", "rate", "us")
 
 
 class ResultsError(TritonkitError):
@@ -105,24 +106,87 @@ class PerfRow:
         return f"{self.model} ({self.config})" if self.protocol else self.model
 
 
-_COLUMNS = {
-    "Concurrency": "concurrency",
-    "Inferences/Second": "infer_per_s",
-    "Client Send": "client_send_us",
-    "Network+Server Send/Recv": "network_us",
-    "Server Queue": "server_queue_us",
-    "Server Compute Input": "compute_input_us",
-    "Server Compute Infer": "compute_infer_us",
-    "Server Compute Output": "compute_output_us",
-    "Client Recv": "client_recv_us",
-    "p50 latency": "p50_us",
-    "p90 latency": "p90_us",
-    "p95 latency": "p95_us",
-    "p99 latency": "p99_us",
-}
-_OPTIONAL = {"Avg latency": "avg_us"}
-_SPLIT_FIELDS = ("client_send_us", "network_us", "server_queue_us", "compute_input_us", "compute_infer_us",
-                 "compute_output_us", "client_recv_us")
+@dataclass(frozen=True)
+class Column:
+    """One quantity of a measured point, in every form it takes.
+
+    ``name`` is its column in our merged CSV (sweep.csv), ``attr`` the :class:`PerfRow`
+    attribute it is (``split.<x>``: of the row's :class:`LatencySplit`), ``unit`` how it is
+    written: ``text``, ``int``, ``bool``, ``rate`` (per second, 3 decimals) or ``us``
+    (microseconds in the row, milliseconds in the CSV, 4 decimals). ``analyzer`` is
+    perf_analyzer's ``-f`` CSV header for it (None: perf_analyzer does not report it);
+    ``optional``: perf_analyzer may leave that column out; ``derived``: computed from the
+    others, written but not read back.
+    """
+
+    name: str
+    attr: str
+    unit: str
+    analyzer: str | None = None
+    optional: bool = False
+    derived: bool = False
+
+    def __post_init__(self) -> None:
+        if self.unit not in COLUMN_UNITS:
+            raise ValueError(f"column {self.name!r}: unit {self.unit!r} not one of {', '.join(COLUMN_UNITS)}")
+
+    def value(self, row: PerfRow):
+        """The row's value (µs for a ``us`` column)."""
+        owner = row.split if self.attr.startswith("split.") else row
+        return getattr(owner, self.attr.removeprefix("split."))
+
+    def cell(self, row: PerfRow):
+        """The merged CSV's value for ``row``."""
+        value = self.value(row)
+        if self.unit == "us":
+            return round(value / 1000.0, 4)
+        return round(value, 3) if self.unit == "rate" else value
+
+    def parse(self, text: str):
+        """The row's value from the merged CSV's text (ValueError when it is not one)."""
+        if self.unit == "us":
+            return float(text) * 1000.0
+        if self.unit == "rate":
+            return float(text)
+        if self.unit == "int":
+            return int(text)
+        return text == "True" if self.unit == "bool" else text
+
+
+COLUMNS = (
+    Column("model", "model", "text"),
+    Column("protocol", "protocol", "text"),
+    Column("shared_memory", "shared_memory", "text"),
+    Column("batch_size", "batch_size", "int"),
+    Column("concurrency", "concurrency", "int", "Concurrency"),
+    Column("img_per_s", "infer_per_s", "rate", "Inferences/Second"),
+    Column("req_per_s", "req_per_s", "rate", derived=True),
+    Column("avg_ms", "avg_us", "us", "Avg latency", optional=True),  # absent with --percentile
+    Column("p50_ms", "p50_us", "us", "p50 latency"),
+    Column("p90_ms", "p90_us", "us", "p90 latency"),
+    Column("p95_ms", "p95_us", "us", "p95 latency"),
+    Column("p99_ms", "p99_us", "us", "p99 latency"),
+    Column("client_send_ms", "split.client_send_us", "us", "Client Send"),
+    Column("network_ms", "split.network_us", "us", "Network+Server Send/Recv"),
+    Column("server_queue_ms", "split.server_queue_us", "us", "Server Queue"),
+    Column("compute_input_ms", "split.compute_input_us", "us", "Server Compute Input"),
+    Column("compute_infer_ms", "split.compute_infer_us", "us", "Server Compute Infer"),
+    Column("compute_output_ms", "split.compute_output_us", "us", "Server Compute Output"),
+    Column("client_recv_ms", "split.client_recv_us", "us", "Client Recv"),
+    Column("avg_measured", "avg_measured", "bool"),
+)
+ANALYZER_COLUMNS = tuple(c for c in COLUMNS if c.analyzer is not None)
+ROW_CSV_COLUMNS = tuple(c.name for c in COLUMNS)
+
+
+def row_from_values(values: dict) -> PerfRow:
+    """A PerfRow from ``{attr: value}`` (the ``split.<x>`` ones make its split; without
+    ``avg_us`` the average is the split's sum and ``avg_measured`` is False)."""
+    split = LatencySplit(**{k.removeprefix("split."): v for k, v in values.items() if k.startswith("split.")})
+    own = {k: v for k, v in values.items() if not k.startswith("split.")}
+    if own.get("avg_us") is None:
+        own.update(avg_us=split.total_us(), avg_measured=False)
+    return PerfRow(**own, split=split)
 
 
 def parse_csv_text(text: str, *, model: str, batch_size: int, protocol: str = "", shared_memory: str = "none",
@@ -140,30 +204,33 @@ def parse_csv_text(text: str, *, model: str, batch_size: int, protocol: str = ""
         raise ResultsError(f"{source}: empty perf_analyzer CSV")
     reader = csv.DictReader(io.StringIO("\n".join(lines)))
     header = [h.strip() for h in (reader.fieldnames or [])]
-    missing = [c for c in _COLUMNS if c not in header]
+    missing = [c.analyzer for c in ANALYZER_COLUMNS if not c.optional and c.analyzer not in header]
     if missing:
         hint = " (a Request Rate CSV from --request-rate-range? only concurrency sweeps are read)" if "Request Rate" in header else ""
         raise ResultsError(f"{source}: not a perf_analyzer concurrency CSV, missing columns {missing}{hint}")
-    rows = []
-    for n, raw in enumerate(reader, start=2):
-        raw = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-        try:
-            values = {name: float(raw[col]) for col, name in _COLUMNS.items()}
-            avg_text = raw.get("Avg latency", "")
-            avg = float(avg_text) if avg_text else None
-        except ValueError as exc:
-            raise ResultsError(f"{source} line {n}: not a number ({exc})") from None
-        if not all(math.isfinite(v) for v in values.values()):
-            raise ResultsError(f"{source} line {n}: non-finite value")
-        split = LatencySplit(**{f: values[f] for f in _SPLIT_FIELDS})
-        rows.append(PerfRow(
-            model=model, batch_size=int(batch_size), concurrency=int(values["concurrency"]),
-            infer_per_s=values["infer_per_s"], avg_us=avg if avg is not None else split.total_us(),
-            p50_us=values["p50_us"], p90_us=values["p90_us"], p95_us=values["p95_us"], p99_us=values["p99_us"],
-            split=split, avg_measured=avg is not None, protocol=protocol, shared_memory=shared_memory))
+    given = {"model": model, "batch_size": int(batch_size), "protocol": protocol, "shared_memory": shared_memory,
+             "avg_measured": True}
+    rows = [row_from_values({**given, **_analyzer_values(raw, f"{source} line {n}")})
+            for n, raw in enumerate(reader, start=2)]
     if not rows:
         raise ResultsError(f"{source}: header but no measurements")
     return rows
+
+
+def _analyzer_values(raw: dict, where: str) -> dict:
+    """``{attr: value}`` of one perf_analyzer CSV line (an empty optional column is left out)."""
+    raw = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+    values = {}
+    try:
+        for c in ANALYZER_COLUMNS:
+            if raw.get(c.analyzer, "") or not c.optional:
+                values[c.attr] = float(raw[c.analyzer])
+    except ValueError as exc:
+        raise ResultsError(f"{where}: not a number ({exc})") from None
+    if not all(math.isfinite(v) for v in values.values()):
+        raise ResultsError(f"{where}: non-finite value")
+    values["concurrency"] = int(values["concurrency"])
+    return values
 
 
 def parse_csv(path: str | os.PathLike, *, model: str, batch_size: int, protocol: str = "",
@@ -208,22 +275,9 @@ def parse_server_counts(stdout: str) -> ServerCounts | None:
 # --------------------------------------------------------------------------------------------
 # Our merged CSV (one line per point, ms) and reading it back
 
-ROW_CSV_COLUMNS = ("model", "protocol", "shared_memory", "batch_size", "concurrency", "img_per_s", "req_per_s",
-                   "avg_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "client_send_ms", "network_ms",
-                   "server_queue_ms", "compute_input_ms", "compute_infer_ms", "compute_output_ms",
-                   "client_recv_ms", "avg_measured")
-
-
 def row_to_dict(row: PerfRow) -> dict:
-    d = {"model": row.model, "protocol": row.protocol, "shared_memory": row.shared_memory,
-         "batch_size": row.batch_size, "concurrency": row.concurrency, "img_per_s": round(row.img_per_s, 3),
-         "req_per_s": round(row.req_per_s, 3)}
-    for stat in STATS:
-        d[f"{stat}_ms"] = round(row.latency_ms(stat), 4)
-    for f in _SPLIT_FIELDS:
-        d[f.removesuffix("_us") + "_ms"] = round(getattr(row.split, f) / 1000.0, 4)
-    d["avg_measured"] = row.avg_measured
-    return d
+    """The merged CSV's line for ``row`` (:data:`COLUMNS`: latencies in ms)."""
+    return {c.name: c.cell(row) for c in COLUMNS}
 
 
 def write_rows_csv(rows: Iterable[PerfRow], path: str | os.PathLike) -> Path:
@@ -248,13 +302,7 @@ def read_rows_csv(path: str | os.PathLike) -> list[PerfRow]:
     rows = []
     for n, d in enumerate(csv.DictReader(io.StringIO(text)), start=2):
         try:
-            split = LatencySplit(**{f: float(d[f.removesuffix("_us") + "_ms"]) * 1000.0 for f in _SPLIT_FIELDS})
-            rows.append(PerfRow(
-                model=d["model"], batch_size=int(d["batch_size"]), concurrency=int(d["concurrency"]),
-                infer_per_s=float(d["img_per_s"]),
-                **{f"{s}_us": float(d[f"{s}_ms"]) * 1000.0 for s in STATS},
-                split=split, avg_measured=d["avg_measured"] == "True", protocol=d["protocol"],
-                shared_memory=d["shared_memory"]))
+            rows.append(row_from_values({c.attr: c.parse(d[c.name]) for c in COLUMNS if not c.derived}))
         except (KeyError, ValueError, TypeError) as exc:
             raise ResultsError(f"{p} line {n}: unreadable ({exc})") from None
     return rows

@@ -21,10 +21,12 @@ from tritonkit.cards import ModelCard
 from tritonkit.errors import TritonkitError
 from tritonkit.model_repository.config import RepoOptions, config_to_text, model_config
 from tritonkit.model_repository.writer import write_model
-from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec, card_input_shapes, run_sweep
 from tritonkit.perf.results import PerfRow, TextTable, write_markdown
+from tritonkit.perf.spec import ConcurrencyRange, PerfSpec, card_input_shapes
+from tritonkit.perf.sweep import SweepOptions, run_sweep
 from tritonkit.report import write_json, write_text
 from tritonkit.serve.local import LocalServer, ServerOptions
+from tritonkit.served_model import ServedModel
 from tritonkit.triton import make_client, translate_errors
 
 
@@ -142,7 +144,7 @@ def _reload(client, name: str, variant: Variant, timeout_s: float) -> None:
     """Load the rewritten config and check the server now serves it."""
     with translate_errors("load_model", context="reload failed"):
         client.load_model(name, client_timeout=timeout_s)
-        cfg = client.get_model_config(name, as_json=True, client_timeout=timeout_s)["config"]
+    cfg = ServedModel(client, name).config()  # read afresh after every reload
     db = cfg.get("dynamic_batching", {})
     served = (int(db.get("max_queue_delay_microseconds", 0)),
               tuple(int(x) for x in db.get("preferred_batch_size", [])),
@@ -154,69 +156,103 @@ def _reload(client, name: str, variant: Variant, timeout_s: float) -> None:
         raise TritonkitError(f"server serves delay/preferred/instances {served}, expected {wanted}")
 
 
-def run_tune(card: ModelCard, onnx: str | os.PathLike, grid: TuneGrid, p99_bound_ms: float,
-             out_dir: str | os.PathLike, *, measure: PerfSpec | None = None, base_options=None,
-             write_back: str | os.PathLike | None = None, server_timeout_s: float = 180.0,
-             on_point: Callable[[TunePoint], None] | None = None) -> TuneResult:
-    """Try every variant of ``grid`` on the bundled server; see the module docstring.
+@dataclass(frozen=True, kw_only=True)
+class TuneOptions:
+    """One config sweep: ``card`` served from ``onnx``, every variant of ``grid``, the best
+    under ``p99_bound_ms``.
 
     ``measure`` is the perf_analyzer spec per point (its model/url are filled in; default
     batch 1, concurrency 8, time windows of 2 s); ``base_options`` the ``RepoOptions`` the
-    variants start from (default: the cpu target).
+    variants start from (default: the cpu target); ``write_back`` a repository to write the
+    best config (and model) into; ``server_timeout_s`` bounds the server start and each reload.
     """
-    if p99_bound_ms <= 0:
-        raise TritonkitError("p99_bound_ms must be positive", fields=("p99_bound_ms",))
-    onnx = Path(onnx)
-    base = base_options or RepoOptions(target="cpu")
-    if base.target != "cpu":
-        raise TritonkitError("tune runs on the bundled CPU server: use the cpu target")
-    name = base.name or card.name
+
+    card: ModelCard
+    onnx: Path
+    p99_bound_ms: float
+    grid: TuneGrid = TuneGrid()
+    measure: PerfSpec | None = None
+    base_options: RepoOptions = RepoOptions(target="cpu")
+    write_back: Path | None = None
+    server_timeout_s: float = 180.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "onnx", Path(self.onnx))
+        if self.p99_bound_ms <= 0:
+            raise TritonkitError("p99_bound_ms must be positive", fields=("p99_bound_ms",))
+        if self.base_options.target != "cpu":
+            raise TritonkitError("tune runs on the bundled CPU server: use the cpu target")
+
+    @property
+    def model(self) -> str:
+        """The served model's name."""
+        return self.base_options.name or self.card.name
+
+    def repo_options(self, variant: Variant) -> RepoOptions:
+        return variant.repo_options(self.base_options)
+
+    def spec(self, grpc_url: str) -> PerfSpec:
+        """The perf_analyzer spec of every point, against the bundled server at ``grpc_url``."""
+        spec = replace(self.measure or PerfSpec(model=self.model, concurrency=ConcurrencyRange(8, 8),
+                                                measurement_interval_ms=2000),
+                       model=self.model, url=grpc_url, protocol="grpc")
+        if not spec.input_shapes:  # a variable-size input is measured at the card's opt size
+            spec = replace(spec, input_shapes=card_input_shapes(self.card))
+        return spec
+
+
+def run_tune(options: TuneOptions, out_dir: str | os.PathLike,
+             on_point: Callable[[TunePoint], None] | None = None) -> TuneResult:
+    """Try every variant of ``options.grid`` on the bundled server; see the module docstring.
+    ``on_point`` is called with each point once it is measured (or failed)."""
+    o = options
     out = Path(out_dir)
     repo = out / "repo"
-    variants = grid.variants()
-    write_model(card, onnx, repo, variants[0].repo_options(base))  # checks the ONNX against the card first
-    result = TuneResult(card, p99_bound_ms, out_dir=out)
-
-    def save() -> None:
-        result.best = pick_best(result.points, p99_bound_ms)
-        write_json(out / "tune.json", result.to_json())
-        write_text(out / "tune.csv", result.table().csv_text())
-        write_markdown(out / "tune.md", [result.table()], title=f"config sweep: {card.name}")
-
-    server = LocalServer(ServerOptions(model_repository=repo, model_control_mode="explicit", load_models=(name,)),
+    variants = o.grid.variants()
+    write_model(o.card, o.onnx, repo, o.repo_options(variants[0]))  # checks the ONNX against the card first
+    result = TuneResult(o.card, o.p99_bound_ms, out_dir=out)
+    server = LocalServer(ServerOptions(model_repository=repo, model_control_mode="explicit", load_models=(o.model,)),
                          log_path=out / "tritonserver.log")
-    with server.start(timeout_s=server_timeout_s):
-        spec = replace(measure or PerfSpec(model=name, concurrency=ConcurrencyRange(8, 8),
-                                           measurement_interval_ms=2000),
-                       model=name, url=server.grpc_url, protocol="grpc")
-        if not spec.input_shapes:  # a variable-size input is measured at the card's opt size
-            spec = replace(spec, input_shapes=card_input_shapes(card))
-        client = make_client("grpc", server.grpc_url)
+    with server.start(timeout_s=o.server_timeout_s):
+        client = make_client("grpc", server.grpc_url, o.server_timeout_s)
         try:
             for variant in variants:
-                point = TunePoint(variant)
-                try:
-                    write_model(card, onnx, repo, variant.repo_options(base))
-                    _reload(client, name, variant, server_timeout_s)
-                    sweep = run_sweep(spec, out / "points" / variant.label, plot=False)
-                    if sweep.rows:
-                        point.row = max(sweep.rows, key=lambda r: r.img_per_s)
-                    else:
-                        point.error = sweep.points[0].error if sweep.points else "no measurement"
-                except TritonkitError as exc:
-                    point.error = str(exc)
-                result.points.append(point)
-                save()
+                result.points.append(_measure_variant(o, variant, client, o.spec(server.grpc_url), out))
+                _save(result)
                 if on_point is not None:
-                    on_point(point)
+                    on_point(result.points[-1])
         finally:
             client.close()
-            save()
+            _save(result)
     if result.best is not None:
-        best_cfg = model_config(card, result.best.variant.repo_options(base))
-        write_text(out / "best_config.pbtxt", config_to_text(best_cfg))
-        if write_back is not None:
-            written = write_model(card, onnx, write_back, result.best.variant.repo_options(base))
-            result.written_back = written.config_path
-            save()
+        best = o.repo_options(result.best.variant)
+        write_text(out / "best_config.pbtxt", config_to_text(model_config(o.card, best)))
+        if o.write_back is not None:
+            result.written_back = write_model(o.card, o.onnx, o.write_back, best).config_path
+            _save(result)
     return result
+
+
+def _measure_variant(o: TuneOptions, variant: Variant, client, spec: PerfSpec, out: Path) -> TunePoint:
+    """Write the variant's config, reload it, measure it; a failure is kept as the point's error."""
+    point = TunePoint(variant)
+    try:
+        write_model(o.card, o.onnx, out / "repo", o.repo_options(variant))
+        _reload(client, o.model, variant, o.server_timeout_s)
+        sweep = run_sweep(spec, out / "points" / variant.label, SweepOptions(plot=False))
+        if sweep.rows:
+            point.row = max(sweep.rows, key=lambda r: r.img_per_s)
+        else:
+            point.error = sweep.points[0].error if sweep.points else "no measurement"
+    except TritonkitError as exc:
+        point.error = str(exc)
+    return point
+
+
+def _save(result: TuneResult) -> None:
+    """tune.json, tune.csv and tune.md of the points so far, the best picked again."""
+    out = result.out_dir
+    result.best = pick_best(result.points, result.p99_bound_ms)
+    write_json(out / "tune.json", result.to_json())
+    write_text(out / "tune.csv", result.table().csv_text())
+    write_markdown(out / "tune.md", [result.table()], title=f"config sweep: {result.card.name}")

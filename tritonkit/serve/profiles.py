@@ -18,7 +18,6 @@ nor the printed command) and expanded by a shell inside the container.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Mapping
 
 from tritonkit.errors import TritonkitError
+from tritonkit.host import is_loopback
 from tritonkit.serve.local import Ports, ServerOptions
 
 API_KEY_ENV = "TRITONKIT_API_KEY"
@@ -83,19 +83,9 @@ def local_options(repo: Path, profile: str, *, host: str = "127.0.0.1", ports: P
                          metrics_host=LOOPBACK)
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether ``host`` (an address or ``localhost``) is a loopback address."""
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def bind_warnings(profile: str, host: str) -> list[str]:
     """Warnings for serving ``profile`` on ``host`` (the CLI prints them; none on loopback)."""
-    if is_loopback_host(host):
+    if is_loopback(host):
         return []
     if profile == "production":
         return [f"production profile bound to {host}, beyond loopback: inference, health, metadata, model-config "

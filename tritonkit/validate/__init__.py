@@ -6,10 +6,11 @@ requests, security (production profile), load (perf_analyzer vs SLO), overload (
 sheds load cleanly) and an opt-in soak (errors, shared-memory cycles, RSS growth).
 """
 
-from tritonkit.validate.options import CHECK_GROUPS, ValidateOptions, parse_checks, parse_duration
+from tritonkit.validate.groups import check_group, group_names
+from tritonkit.validate.options import ValidateOptions, parse_checks, parse_duration
 from tritonkit.validate.report import ValidationReport
 from tritonkit.validate.result import CheckResult
 from tritonkit.validate.runner import validate
 
-__all__ = ["validate", "ValidateOptions", "ValidationReport", "CheckResult", "CHECK_GROUPS", "parse_checks",
-           "parse_duration"]
+__all__ = ["validate", "ValidateOptions", "ValidationReport", "CheckResult", "check_group", "group_names",
+           "parse_checks", "parse_duration"]

@@ -21,6 +21,7 @@ import numpy as np
 
 from tritonkit.triton import grpcclient, tritonutils
 from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.groups import check_group
 from tritonkit.validate.requests import infer, seeded_batch
 from tritonkit.validate.result import CheckResult, fail, verdict
 
@@ -183,7 +184,7 @@ def check_still_serving(ctx: Context, target: ModelTarget) -> CheckResult:
     if blocked is not None:
         return blocked
     try:
-        live = ctx.grpc().is_server_live(client_timeout=ctx.options.request_timeout_s)
+        live = ctx.served(target.name).live()
         out = infer(ctx.grpc(), target.name, target.card, seeded_batch(target.card, 1, 0),
                     ctx.options.request_timeout_s)
     except Exception as exc:
@@ -192,6 +193,7 @@ def check_still_serving(ctx: Context, target: ModelTarget) -> CheckResult:
                    f"a correct request right after was answered ({', '.join(out)})", target.name)
 
 
+@check_group("bad_requests", 40)
 def run(ctx: Context) -> list[CheckResult]:
     results = []
     for t in ctx.targets:

@@ -23,14 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tritonkit.cards import ModelCard, TensorSpec, card_from_dict, get_card, load_card_file
+from tritonkit.cards import ModelCard, TensorSpec, get_card, load_card_file
 from tritonkit.client.endpoints import resolve_endpoints as resolve_addresses
-from tritonkit.errors import TritonkitError
-from tritonkit.contract import CARD_PARAMETER, embedded_card
+from tritonkit.contract import CARD_PARAMETER
+from tritonkit.errors import ServerError, TritonkitError
+from tritonkit.host import (
+    DEFAULT_METRICS_PORT, HostPort, find_server_process, format_address, is_this_machine, parse_address, server_flags)
 from tritonkit.serve.profiles import key_headers
-from tritonkit.triton import make_client, one_line, tritonutils
+from tritonkit.served_model import ServedModel
+from tritonkit.triton import DEFAULT_PORTS, make_client
 from tritonkit.validate.options import PRECISIONS, ValidateOptions
-from tritonkit.validate.process import HostPort, find_listening_pid, is_local_host, server_flags, split_url
 
 
 
@@ -50,26 +52,28 @@ def endpoint_addresses(options: ValidateOptions) -> list[str]:
     (a headless Service); one entry for a single server."""
     if "," not in options.url:
         try:
-            found = resolve_addresses(options.url, 8001)
+            found = resolve_addresses(options.url, DEFAULT_PORTS["grpc"])
         except TritonkitError:
             return [options.url]  # an unresolvable name: the readiness check reports it
         return found if len(found) > 1 else [options.url]
-    return resolve_addresses(options.url, 8001)
+    return resolve_addresses(options.url, DEFAULT_PORTS["grpc"])
 
 
 def resolve_endpoints(options: ValidateOptions) -> Endpoints:
-    grpc = split_url(options.url, 8001)
-    local = is_local_host(grpc.host)
+    grpc = parse_address(options.url, DEFAULT_PORTS["grpc"])
+    local = is_this_machine(grpc.host)
     pid, note = options.server_pid, "--server-pid"
     if pid is None and local:
-        pid = find_listening_pid(grpc.port)
+        process = find_server_process(grpc.port)
+        pid = process.pid if process is not None else None
         note = f"listening on port {grpc.port}" if pid else f"no local process listens on port {grpc.port}"
     elif pid is None:
         note = f"server {grpc.host} is remote (pass --server-pid on the server host)"
     flags = server_flags(pid) if pid else {}
-    http = split_url(options.http_url, 8000) if options.http_url else HostPort(
-        grpc.host, int(flags.get("http-port", 8000)))
-    metrics = options.metrics_url or f"http://{grpc.host}:{int(flags.get('metrics-port', 8002))}/metrics"
+    http = parse_address(options.http_url, DEFAULT_PORTS["http"]) if options.http_url else HostPort(
+        grpc.host, int(flags.get("http-port", DEFAULT_PORTS["http"])))
+    metrics = options.metrics_url or \
+        f"http://{format_address(grpc.host, int(flags.get('metrics-port', DEFAULT_METRICS_PORT)))}/metrics"
     repo = options.repo
     if repo is None and flags.get("model-repository"):
         repo = Path(flags["model-repository"])
@@ -96,23 +100,24 @@ class ModelTarget:
         return str(versions[-1]) if versions else "1"
 
 
-def served_config(client, model: str) -> tuple[dict, str | None]:
+def served_config(served: ServedModel) -> tuple[dict, str | None]:
     """The model's config as JSON (Triton's own rendering), or ({}, why not)."""
     try:
-        return dict(client.get_model_config(model, as_json=True).get("config", {})), None
-    except tritonutils.InferenceServerException as exc:
-        return {}, f"config of {model!r} unavailable: {one_line(exc)}"
+        return served.config(), None
+    except ServerError as exc:
+        return {}, str(exc)
 
 
-def resolve_card(model: str, options: ValidateOptions, config: dict, repo: Path | None) -> tuple[ModelCard | None, str]:
+def resolve_card(served: ServedModel, options: ValidateOptions, repo: Path | None) -> tuple[ModelCard | None, str]:
+    model = served.name
     given = options.value_for(options.cards, model)
     try:
         if given:
             return get_card(given), f"--cards {given}"
-        embedded = embedded_card(config)
+        config, why = served_config(served)
+        embedded = served.card() if why is None else None
         if embedded is not None:
-            return card_from_dict(embedded, f"{model} config parameter {CARD_PARAMETER}"), \
-                f"config parameter {CARD_PARAMETER}"
+            return embedded, f"config parameter {CARD_PARAMETER}"
         if repo is not None and (repo / model / "card.json").is_file():
             path = repo / model / "card.json"
             return load_card_file(path), str(path)
@@ -165,12 +170,6 @@ def resolve_precision(model: str, options: ValidateOptions, card: ModelCard | No
     return "fp32", "default"
 
 
-def first_step(config: dict) -> str | None:
-    """The first model an ensemble runs (the one its input goes to); None for a plain model."""
-    steps = config.get("ensemble_scheduling", {}).get("step", [])
-    return str(steps[0].get("model_name")) if steps else None
-
-
 def ensemble_card(model: str, config: dict, step_card: ModelCard) -> ModelCard:
     """An ensemble's contract as a card: its first step's card (the input and preprocessing it
     takes) with the ensemble's own name and outputs (a segmenter's argmax ensemble: a uint8 mask)."""
@@ -181,31 +180,32 @@ def ensemble_card(model: str, config: dict, step_card: ModelCard) -> ModelCard:
                                     description=f"ensemble {model} after {step_card.name}")
 
 
-def resolve_ensemble(client, model: str, options: ValidateOptions, config: dict, repo: Path | None,
+def resolve_ensemble(served: ServedModel, options: ValidateOptions, config: dict, repo: Path | None,
                      step: str) -> tuple[ModelCard | None, str, Path | None, str]:
     """Card and reference ONNX of an ensemble without its own card: from its first step's model."""
-    step_config, why = served_config(client, step)
+    step_served = served.model(step)
+    step_config, why = served_config(step_served)
     if why:
         return None, why, None, why
-    step_card, step_source = resolve_card(step, options, step_config, repo)
+    step_card, step_source = resolve_card(step_served, options, repo)
     if step_card is None:
         return None, step_source, None, step_source
     try:
-        card = ensemble_card(model, config, step_card)
+        card = ensemble_card(served.name, config, step_card)
     except (TritonkitError, KeyError, TypeError, ValueError) as exc:
-        return None, f"ensemble {model!r}: no card from its step {step!r}: {exc}", None, ""
+        return None, f"ensemble {served.name!r}: no card from its step {step!r}: {exc}", None, ""
     reference, reference_source = resolve_reference(step, options, step_config, repo)
     return card, f"ensemble of {step!r} ({step_source})", reference, reference_source
 
 
-def resolve_target(client, model: str, options: ValidateOptions, repo: Path | None) -> ModelTarget:
-    config, config_error = served_config(client, model)
-    card, card_source = resolve_card(model, options, config, repo)
+def resolve_target(served: ServedModel, options: ValidateOptions, repo: Path | None) -> ModelTarget:
+    model = served.name
+    config, config_error = served_config(served)
+    card, card_source = resolve_card(served, options, repo)
     reference, reference_source = resolve_reference(model, options, config, repo)
-    step = first_step(config)
+    step = served.first_step() if config_error is None else None
     if step is not None and (card is None or reference is None):
-        step_card, step_card_source, step_ref, step_ref_source = resolve_ensemble(
-            client, model, options, config, repo, step)
+        step_card, step_card_source, step_ref, step_ref_source = resolve_ensemble(served, options, config, repo, step)
         if card is None and step_card is not None:
             card, card_source = step_card, step_card_source
         if reference is None and step_ref is not None:
@@ -218,13 +218,15 @@ def resolve_target(client, model: str, options: ValidateOptions, repo: Path | No
 
 @dataclass
 class Context:
-    """Shared by every check of one run: options, endpoints, key, targets, one gRPC client."""
+    """Shared by every check of one run: options, endpoints, key, targets, one gRPC client and
+    one :class:`ServedModel` per model (each model's config and metadata fetched once)."""
 
     options: ValidateOptions
     endpoints: Endpoints
     api_key: str | None
     targets: tuple[ModelTarget, ...] = ()
     _grpc: Any = field(default=None, repr=False)
+    _served: ServedModel | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, options: ValidateOptions) -> "Context":
@@ -235,6 +237,16 @@ class Context:
         if self._grpc is None:
             self._grpc = make_client("grpc", str(self.endpoints.grpc), self.options.request_timeout_s)
         return self._grpc
+
+    def served(self, model: str) -> ServedModel:
+        """``model`` on the server under test, through the one gRPC client."""
+        if self._served is None:
+            self._served = ServedModel(self.grpc(), model)
+        return self._served.model(model)
+
+    def server(self) -> ServedModel:
+        """The server, for its own probes (live, ready): through the first model under test."""
+        return self.served(self.options.models[0])
 
     def http(self):
         return make_client("http", str(self.endpoints.http), self.options.request_timeout_s)
@@ -252,3 +264,4 @@ class Context:
         if self._grpc is not None:
             self._grpc.close()
             self._grpc = None
+            self._served = None

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from tritonkit.cards import ModelCard
 from tritonkit.contract import contract_mismatches, normalize_config, normalize_metadata
-from tritonkit.triton import grpcclient, make_inputs, one_line, seeded_batch, transport_errors
+from tritonkit.errors import ServerError
+from tritonkit.triton import grpcclient, make_inputs, seeded_batch
 from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.groups import check_group
 from tritonkit.validate.result import CheckResult, fail, verdict
 
 
@@ -49,10 +51,9 @@ def check_metadata(ctx: Context, target: ModelTarget) -> CheckResult:
     if target.config_error:
         return fail(name, target.config_error, target.name)
     try:
-        metadata = ctx.grpc().get_model_metadata(target.name, as_json=True,
-                                                 client_timeout=ctx.options.request_timeout_s)
-    except transport_errors() as exc:
-        return fail(name, f"metadata unavailable (get_model_metadata: {one_line(exc)})", target.name)
+        metadata = ctx.served(target.name).metadata()
+    except ServerError as exc:
+        return fail(name, str(exc), target.name)
     problems = metadata_problems(target.card, metadata, target.config) + config_problems(target.card, target.config)
     return verdict(name, problems, f"names, dtypes, dims, format and max batch match card ({target.card_source})",
                    target.name, card_source=target.card_source,
@@ -98,6 +99,7 @@ def check_labels(ctx: Context, target: ModelTarget) -> CheckResult:
                    target.name, classes=len(expected), mismatched=len(wrong))
 
 
+@check_group("contract", 20, per_endpoint=True)
 def run(ctx: Context) -> list[CheckResult]:
     results = []
     for t in ctx.targets:

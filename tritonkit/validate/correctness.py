@@ -38,6 +38,7 @@ from tritonkit.cards import ModelCard
 from tritonkit.errors import CardError
 from tritonkit.tasks.base import Agreement, Task, task_for_card, top1_agreement
 from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.groups import check_group
 from tritonkit.validate.requests import burst, infer, seeded_batch
 from tritonkit.validate.result import CheckResult, fail, verdict
 from tritonkit.validate.stats import difference, model_counters
@@ -279,6 +280,7 @@ def check_concurrency_invariance(ctx: Context, target: ModelTarget) -> CheckResu
                    target.name, **figures)
 
 
+@check_group("correctness", 30, per_endpoint=True)
 def run(ctx: Context) -> list[CheckResult]:
     results = []
     for t in ctx.targets:

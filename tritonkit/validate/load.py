@@ -19,11 +19,12 @@ import tempfile
 from pathlib import Path
 
 from tritonkit.errors import TritonkitError
-from tritonkit.perf.analyzer import (
-    ConcurrencyRange, PerfSpec, PointResult, analyzer_env, card_input_shapes, check_perf_analyzer, find_perf_analyzer,
-    run_point)
+from tritonkit.perf.binary import PerfAnalyzer, locate_perf_analyzer
+from tritonkit.perf.spec import ConcurrencyRange, PerfSpec, card_input_shapes
+from tritonkit.perf.sweep import PointResult, run_point
 from tritonkit.perf.stalls import StallSummary, probe
 from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.groups import check_group
 from tritonkit.validate.hints import slo_hint
 from tritonkit.validate.overload import queue_limits
 from tritonkit.validate.result import CheckResult, fail, verdict
@@ -69,14 +70,15 @@ def stall_text(stalls: StallSummary, slo_ms: float) -> str:
             f"SLO {slo_ms:g} ms {reach} (README, Queue policies)")
 
 
-def _measure(ctx: Context, target: ModelTarget, work_dir: Path, binary, env) -> tuple[PerfSpec, PointResult, int | None]:
+def _measure(ctx: Context, target: ModelTarget, work_dir: Path,
+             analyzer: PerfAnalyzer) -> tuple[PerfSpec, PointResult, int | None]:
     """Runs of a fixed request count, each sized from the rate of the one before, until one
     lasts at least half of ``load_seconds`` (at most SIZING_RUNS): that one is judged, with
     the server's failure count over it."""
     spec = perf_spec(ctx, target, CALIBRATION_REQUESTS * ctx.options.concurrency)
     for attempt in range(SIZING_RUNS):
         before = model_counters(ctx.grpc(), target.name)
-        point = run_point(spec, work_dir, binary, env)
+        point = run_point(spec, work_dir, analyzer)
         counted = difference(before, model_counters(ctx.grpc(), target.name))
         server_errors = counted.failures if counted is not None else None
         long_enough = point.seconds >= ctx.options.load_seconds / 2 or spec.request_count >= MAX_REQUESTS
@@ -89,12 +91,10 @@ def _measure(ctx: Context, target: ModelTarget, work_dir: Path, binary, env) -> 
 def check_load(ctx: Context, target: ModelTarget, work_dir: Path) -> CheckResult:
     name = "load.slo"
     try:
-        binary = find_perf_analyzer()
-        env = analyzer_env()
-        check_perf_analyzer(binary, env)
+        analyzer = locate_perf_analyzer()
     except TritonkitError as exc:
         return fail(name, str(exc), target.name)
-    spec, point, server_errors = _measure(ctx, target, work_dir, binary, env)
+    spec, point, server_errors = _measure(ctx, target, work_dir, analyzer)
     if not point.ok:
         return _failed(name, spec, point, target, server_errors=server_errors)
     row = point.rows[-1]
@@ -123,6 +123,7 @@ def check_load(ctx: Context, target: ModelTarget, work_dir: Path) -> CheckResult
                    hint=slo_hint(stalled) if p99 > slo else None, **figures)
 
 
+@check_group("load", 60)
 def run(ctx: Context) -> list[CheckResult]:
     base = ctx.options.out / "load" if ctx.options.out else None
     results = []

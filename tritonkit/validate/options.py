@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tritonkit.errors import TritonkitError
 from tritonkit.serve.profiles import API_KEY_ENV, API_KEY_HEADER
+from tritonkit.validate.groups import default_groups, group_names, opt_in_groups
 
-# Run order: cheap and read-only first, stress last, so a broken deployment fails fast and the
-# stress checks do not disturb the correctness ones.
-CHECK_GROUPS = ("readiness", "contract", "correctness", "bad_requests", "security", "load", "overload", "soak")
-OPT_IN_GROUPS = ("soak",)
 PRECISIONS = ("fp32", "fp16", "int8")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 
@@ -21,17 +18,18 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 class ValidateOptions:
     """A validation run against a running Triton server (local or remote).
 
-    ``cards``/``reference_onnx``/``precisions`` are ``(model, value)`` pairs. Per-model cards
-    default to the card the repository writer stored with the model (see
-    :mod:`tritonkit.validate.targets`); the reference ONNX defaults to the served ONNX when the
-    repository is on this machine.
+    ``checks`` are check group names (:mod:`tritonkit.validate.groups`; default: every group
+    that is not opt-in; ``soak_seconds`` > 0 opts the soak in). ``cards``/``reference_onnx``/
+    ``precisions`` are ``(model, value)`` pairs. Per-model cards default to the card the
+    repository writer stored with the model (see :mod:`tritonkit.validate.context`); the
+    reference ONNX defaults to the served ONNX when the repository is on this machine.
     """
 
     models: tuple[str, ...]
     url: str = "127.0.0.1:8001"
     http_url: str | None = None
     metrics_url: str | None = None
-    checks: tuple[str, ...] = tuple(g for g in CHECK_GROUPS if g not in OPT_IN_GROUPS)
+    checks: tuple[str, ...] = field(default_factory=default_groups)
     cards: tuple[tuple[str, str], ...] = ()
     reference_onnx: tuple[tuple[str, str], ...] = ()
     precisions: tuple[tuple[str, str], ...] = ()
@@ -55,9 +53,9 @@ class ValidateOptions:
     def __post_init__(self) -> None:
         if not self.models:
             raise TritonkitError("validate needs at least one model (--models)")
-        unknown = [c for c in self.checks if c not in CHECK_GROUPS]
+        unknown = [c for c in self.checks if c not in group_names()]
         if unknown:
-            raise TritonkitError(f"unknown checks {unknown}; choose from {', '.join(CHECK_GROUPS)} or 'all'")
+            raise TritonkitError(f"unknown checks {unknown}; choose from {', '.join(group_names())} or 'all'")
         for label, pairs in (("--cards", self.cards), ("--reference-onnx", self.reference_onnx),
                              ("--precision", self.precisions)):
             stray = [m for m, _ in pairs if m not in self.models]
@@ -87,16 +85,25 @@ class ValidateOptions:
     def value_for(self, pairs: tuple[tuple[str, str], ...], model: str) -> str | None:
         return dict(pairs).get(model)
 
+    def groups(self) -> tuple[str, ...]:
+        """The requested check groups in run order; ``soak_seconds`` > 0 opts the soak in."""
+        wanted = set(self.checks) | ({"soak"} if self.soak_seconds > 0 else set())
+        return tuple(g for g in group_names() if g in wanted)
+
+    def not_requested(self) -> tuple[str, ...]:
+        """The opt-in groups this run leaves out (the report names them)."""
+        return tuple(g for g in opt_in_groups() if g not in self.groups())
+
 
 def parse_checks(text: str) -> tuple[str, ...]:
-    """``all`` or a comma list; ``all`` excludes the opt-in soak (it runs when --soak is given)."""
+    """``all`` or a comma list; ``all`` excludes the opt-in groups (the soak runs when --soak is given)."""
     names = [t.strip().replace("-", "_") for t in text.split(",") if t.strip()]
     if not names or names == ["all"]:
-        return tuple(g for g in CHECK_GROUPS if g not in OPT_IN_GROUPS)
-    unknown = [n for n in names if n not in CHECK_GROUPS]
+        return default_groups()
+    unknown = [n for n in names if n not in group_names()]
     if unknown:
-        raise TritonkitError(f"unknown checks {unknown}; choose from {', '.join(CHECK_GROUPS)} or 'all'")
-    return tuple(g for g in CHECK_GROUPS if g in names)
+        raise TritonkitError(f"unknown checks {unknown}; choose from {', '.join(group_names())} or 'all'")
+    return tuple(g for g in group_names() if g in names)
 
 
 def parse_duration(text: str) -> float:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from tritonkit.errors import ServerError
 from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.groups import check_group
 from tritonkit.validate.hints import metrics_hint, overload_requests_hint, queue_policy_hint
 from tritonkit.validate.metrics import PENDING, fetch_metrics, rejected_count, total
 from tritonkit.validate.requests import Outcome, burst, infer, percentiles_ms, seeded_batch
@@ -278,9 +279,9 @@ def accepted_result(target: ModelTarget, record: BurstRecord, limit_ms: float, b
 def recovery_result(ctx: Context, target: ModelTarget) -> CheckResult:
     name = "overload.recovery"
     try:
-        client = ctx.grpc()
-        ready = client.is_server_ready() and client.is_model_ready(target.name)
-        infer(client, target.name, target.card, seeded_batch(target.card, 1, 0), ctx.options.request_timeout_s)
+        served = ctx.served(target.name)
+        ready = served.server_ready() and served.model_ready()
+        infer(ctx.grpc(), target.name, target.card, seeded_batch(target.card, 1, 0), ctx.options.request_timeout_s)
     except Exception as exc:
         return fail(name, f"after the burst a correct request failed: {exc}", target.name)
     return verdict(name, [] if ready else ["server or model not ready after the burst"],
@@ -339,6 +340,7 @@ def check_overload(ctx: Context, target: ModelTarget) -> list[CheckResult]:
             recovery_result(ctx, target), metrics_result(target, record, limits)]
 
 
+@check_group("overload", 70)
 def run(ctx: Context) -> list[CheckResult]:
     results = []
     for t in ctx.targets:

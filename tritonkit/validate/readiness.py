@@ -8,14 +8,18 @@ instead and the detail says so.
 from __future__ import annotations
 
 from tritonkit.build_engines import compat
+from tritonkit.errors import ServerError
 from tritonkit.validate.context import Context, ModelTarget
+from tritonkit.validate.groups import check_group
 from tritonkit.validate.result import CheckResult, error_text, fail, ok, verdict
 
 
 def check_live(ctx: Context) -> CheckResult:
     try:
-        live = ctx.grpc().is_server_live(client_timeout=ctx.options.request_timeout_s)
-    except Exception as exc:  # tritonclient raises its own exception or grpc/OS errors
+        live = ctx.server().live()
+    except ServerError as exc:
+        return fail("readiness.live", str(exc))
+    except Exception as exc:  # an answer tritonclient could not read
         return fail("readiness.live", f"no server answers at {ctx.endpoints.grpc}: {error_text(exc)}")
     return verdict("readiness.live", [] if live else ["server says it is not live"],
                    f"server at {ctx.endpoints.grpc} is live")
@@ -23,9 +27,8 @@ def check_live(ctx: Context) -> CheckResult:
 
 def check_ready(ctx: Context) -> CheckResult:
     try:
-        client = ctx.grpc()
-        ready = client.is_server_ready(client_timeout=ctx.options.request_timeout_s)
-        meta = client.get_server_metadata(as_json=True, client_timeout=ctx.options.request_timeout_s)
+        ready = ctx.server().server_ready()
+        meta = ctx.grpc().get_server_metadata(as_json=True, client_timeout=ctx.options.request_timeout_s)
     except Exception as exc:
         return fail("readiness.ready", f"server at {ctx.endpoints.grpc} did not answer: {error_text(exc)}")
     version = meta.get("version", "?")
@@ -57,7 +60,7 @@ def check_models_ready(ctx: Context) -> list[CheckResult]:
             results.append(verdict(name, problems, "READY in the repository index", target.name, state=state))
             continue
         try:
-            ready = ctx.grpc().is_model_ready(target.name, client_timeout=ctx.options.request_timeout_s)
+            ready = ctx.served(target.name).model_ready()
         except Exception as exc:
             results.append(fail(name, f"readiness unknown: {error_text(exc)}", target.name))
             continue
@@ -100,6 +103,7 @@ def plan_compat_result(ctx: Context, target: ModelTarget, compat) -> CheckResult
     return ok(name, f"{plan} fits tritonserver {release}" + (f" ({notes})" if notes else ""), target.name)
 
 
+@check_group("readiness", 10, per_endpoint=True)
 def run(ctx: Context) -> list[CheckResult]:
     live = check_live(ctx)
     if not live.passed:

@@ -5,9 +5,12 @@ it); ``tritonkit validate`` is a thin CLI over it. Nothing here raises for a fai
 a check that cannot run (server down, tool missing, no card) is a failed result with the
 reason, and an unexpected error inside a check becomes a failed result naming it.
 
+The groups are the ones the check modules register (:mod:`tritonkit.validate.groups`); they
+run in their declared order.
+
 Several endpoints (``--url`` a comma list or a DNS name with several addresses): the groups
-that say whether a replica serves the right model correctly (``PER_ENDPOINT_GROUPS``:
-readiness, contract, correctness) run against every endpoint, each result's detail starting
+that say whether a replica serves the right model correctly (those registered
+``per_endpoint``: readiness, contract, correctness) run against every endpoint, each result's detail starting
 with its endpoint; the rest (bad requests, security, load, overload, soak) probe the server's
 configuration and capacity, which every replica of one deployment shares, and run once, against
 the first endpoint that passed readiness (named in the report) — validate one endpoint by its
@@ -19,37 +22,19 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Callable
 
-from tritonkit.validate import (badrequests, contract, correctness, load, overload, readiness, security,
-                                soak)
+from tritonkit.validate import (  # noqa: F401 - importing a check module registers its group
+    badrequests, contract, correctness, load, overload, readiness, security, soak)
 from tritonkit.validate.context import Context, endpoint_addresses, resolve_target
-from tritonkit.validate.options import CHECK_GROUPS, OPT_IN_GROUPS, ValidateOptions
+from tritonkit.validate.groups import get_group
+from tritonkit.validate.options import ValidateOptions
 from tritonkit.validate.report import ValidationReport
 from tritonkit.validate.result import CheckResult, fail
-
-GROUPS: dict[str, Callable[[Context], list[CheckResult]]] = {
-    "readiness": readiness.run,
-    "contract": contract.run,
-    "correctness": correctness.run,
-    "bad_requests": badrequests.run,
-    "security": security.run,
-    "load": load.run,
-    "overload": overload.run,
-    "soak": soak.run,
-}
-PER_ENDPOINT_GROUPS = ("readiness", "contract", "correctness")
-
-
-def groups_to_run(options: ValidateOptions) -> tuple[str, ...]:
-    """The requested groups in run order; ``--soak`` opts the soak in."""
-    wanted = set(options.checks) | ({"soak"} if options.soak_seconds > 0 else set())
-    return tuple(g for g in CHECK_GROUPS if g in wanted)
 
 
 def run_group(group: str, ctx: Context) -> list[CheckResult]:
     try:
-        return GROUPS[group](ctx)
+        return get_group(group).run(ctx)
     except Exception as exc:  # a bug or an unforeseen server answer must not lose the other results
         return [fail(group, f"check crashed: {type(exc).__name__}: {exc}")]
 
@@ -75,7 +60,7 @@ def validate(options: ValidateOptions) -> ValidationReport:
     if len(addresses) > 1:
         report = validate_endpoints(options, addresses)
     else:
-        report = run_checks(options, groups_to_run(options))
+        report = run_checks(options, options.groups())
     if options.out is not None:
         report.write(options.out)
     return report
@@ -89,9 +74,9 @@ def _at(address: str, report: ValidationReport) -> list[CheckResult]:
 def validate_endpoints(options: ValidateOptions, addresses: list[str]) -> ValidationReport:
     """Per-endpoint groups at every endpoint, the others once at the first ready endpoint."""
     options.check_several_endpoints()
-    groups = groups_to_run(options)
-    per = tuple(g for g in groups if g in PER_ENDPOINT_GROUPS)
-    shared = tuple(g for g in groups if g not in PER_ENDPOINT_GROUPS)
+    groups = options.groups()
+    per = tuple(g for g in groups if get_group(g).per_endpoint)
+    shared = tuple(g for g in groups if not get_group(g).per_endpoint)
     reports = {a: run_checks(replace(options, url=a), per) for a in addresses}
     ready = [a for a, r in reports.items() if r.server.get("version") != "?"
              and not any(c.group == "readiness" and not c.passed for c in r.checks)]
@@ -120,7 +105,7 @@ def run_checks(options: ValidateOptions, groups: tuple[str, ...]) -> ValidationR
     try:
         live = readiness.check_live(ctx)
         if live.passed:
-            ctx.targets = tuple(resolve_target(ctx.grpc(), m, options, ctx.endpoints.repo) for m in options.models)
+            ctx.targets = tuple(resolve_target(ctx.served(m), options, ctx.endpoints.repo) for m in options.models)
             try:
                 version = ctx.grpc().get_server_metadata(as_json=True).get("version", "?")
             except Exception:
@@ -136,6 +121,5 @@ def run_checks(options: ValidateOptions, groups: tuple[str, ...]) -> ValidationR
         ctx.close()
     models = tuple({"name": t.name, "card_source": t.card_source, "reference_source": t.reference_source,
                     "precision": f"{t.precision} ({t.precision_source})"} for t in ctx.targets)
-    skipped = tuple(g for g in OPT_IN_GROUPS if g not in groups_to_run(options))
     return ValidationReport(checks=tuple(results), server=_server_info(ctx, version), models=models,
-                            not_requested=skipped, started=started, seconds=time.monotonic() - t0)
+                            not_requested=options.not_requested(), started=started, seconds=time.monotonic() - t0)

@@ -21,11 +21,12 @@ from typing import Callable
 
 import psutil
 
+from tritonkit.host import is_loopback, listening_addresses
 from tritonkit.serve.keyshim import PLACEHOLDER
 from tritonkit.triton import tritonutils
 from tritonkit.validate.context import Context
+from tritonkit.validate.groups import check_group
 from tritonkit.validate.hints import SERVE_LOOPBACK, SERVE_PRODUCTION
-from tritonkit.validate.process import is_loopback, listening_addresses
 from tritonkit.validate.result import CheckResult, fail, verdict
 
 PROBE_MODEL = "tritonkit_security_probe_no_such_model"
@@ -181,5 +182,6 @@ def check_key_exposure(ctx: Context) -> CheckResult:
                    pid=pid, restricted=restricted)
 
 
+@check_group("security", 50)
 def run(ctx: Context) -> list[CheckResult]:
     return [check_restricted_apis(ctx), check_model_control(ctx), check_bind(ctx), check_key_exposure(ctx)]

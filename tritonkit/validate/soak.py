@@ -20,10 +20,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from tritonkit.host import MemorySample, memory_sample
 from tritonkit.triton import (
     infer, make_client, make_inputs, one_line, requested_outputs, seeded_batch, shm_module, tritonutils)
 from tritonkit.validate.context import Context, ModelTarget
-from tritonkit.validate.process import MemorySample, memory_sample
+from tritonkit.validate.groups import check_group
 from tritonkit.validate.result import CheckResult, fail, verdict
 
 SHM_EVERY = 10
@@ -223,5 +224,6 @@ def check_soak(ctx: Context) -> list[CheckResult]:
     return [errors_result(ctx, tally, elapsed), shm_result(ctx, tally), rss_result(ctx, trace, elapsed)]
 
 
+@check_group("soak", 80, opt_in=True)
 def run(ctx: Context) -> list[CheckResult]:
     return check_soak(ctx)

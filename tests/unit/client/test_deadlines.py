@@ -19,10 +19,11 @@ import pytest
 from tritonkit.cards import get_card
 from tritonkit.client.infer import ClientOptions, TritonInfer
 from tritonkit.errors import ServerError
+from tritonkit.host import HostPort
+from tritonkit.served_model import ModelUnready, ServedModel
 from tritonkit.triton import make_client, translate_errors, tritonutils
 from tritonkit.validate.context import Context, Endpoints, served_config
 from tritonkit.validate.options import ValidateOptions
-from tritonkit.validate.process import HostPort
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -213,7 +214,7 @@ def test_validate_context_bounds_its_grpc_calls(request):
                           pid=None, pid_note="", repo=None)
     ctx = Context(options, endpoints, None)
     try:
-        config, why = served_config(ctx.grpc(), "m")
+        config, why = served_config(ctx.served("m"))
         assert config == {} and "get_model_config: no answer within 1 s" in why
         with pytest.raises(tritonutils.InferenceServerException, match="is_model_ready: no answer within 1 s"):
             ctx.grpc().is_model_ready("m")
@@ -222,12 +223,11 @@ def test_validate_context_bounds_its_grpc_calls(request):
         ctx.close()
 
 
-def test_perf_probe_names_the_stalled_call(request):
-    from tritonkit.perf.analyzer import check_model_ready
-
+def test_served_model_probe_names_the_stalled_call(request):
     server = _stalling(request, {"ModelReady"})
-    with pytest.raises(ServerError, match="is_model_ready: no answer within 1 s"):
-        check_model_ready(server.url, "grpc", "m", timeout_s=1.0)
+    with ServedModel.connect("grpc", server.url, "m", timeout_s=1.0) as served:
+        with pytest.raises(ModelUnready, match="is_model_ready: no answer within 1 s"):
+            served.check_ready()
 
 
 def test_an_explicit_client_timeout_wins_and_answers_pass_through(request):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from tritonkit.perf.analyzer import ConcurrencyRange, PerfSpec
+from tritonkit.perf.spec import ConcurrencyRange, PerfSpec
 from tritonkit.perf.stalls import summarize
 from tritonkit.validate.load import MAX_REQUESTS, MIN_REQUESTS, planned_requests, stall_text
 

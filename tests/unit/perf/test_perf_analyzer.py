@@ -19,10 +19,11 @@ import pytest
 
 from support.paths import DATA as TEST_DATA
 from tritonkit.errors import ServerError, ToolMissingError
-from tritonkit.perf.analyzer import (
-    KIND_EXIT, KIND_MODEL_MISSING, KIND_QUEUE_TIMEOUT, KIND_SERVER_UNREACHABLE, KIND_TIMEOUT, KIND_UNSTABLE, KIND_WINDOW, ConcurrencyRange,
-    PerfError, PerfSpec, analyzer_env, check_perf_analyzer, classify_failure, cuda_runtime_lib_dir,
-    find_perf_analyzer, run_sweep)
+from tritonkit.perf.binary import analyzer_env, check_perf_analyzer, cuda_runtime_lib_dir, find_perf_analyzer
+from tritonkit.perf.spec import ConcurrencyRange, PerfError, PerfSpec
+from tritonkit.perf.sweep import (
+    KIND_EXIT, KIND_MODEL_MISSING, KIND_QUEUE_TIMEOUT, KIND_SERVER_UNREACHABLE, KIND_TIMEOUT, KIND_UNSTABLE,
+    KIND_WINDOW, SweepOptions, SweepProgress, classify_failure, minimum_point_seconds, run_sweep)
 from tritonkit.perf.results import read_rows_csv
 
 DATA = TEST_DATA / "perf"
@@ -186,10 +187,15 @@ SPEC = PerfSpec(model="demo_shapes", url="127.0.0.1:1", concurrency=ConcurrencyR
                 measurement_mode="count_windows", measurement_request_count=10)
 
 
+def fake_sweep(binary, out, spec=SPEC, **options):
+    """run_sweep with the fake binary: no readiness check, a server that always answers, no plot."""
+    settings = {"check_ready": False, "liveness": lambda: True, "plot": False, **options}
+    return run_sweep(spec, out, SweepOptions(binary=binary, **settings))
+
+
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, fake_pa):
     binary = fake_pa({"2,1": {"code": 99, "stderr": str(DATA / "stderr_batch_too_big.txt")}})
-    result = run_sweep(SPEC, tmp_path / "out", batch_sizes=(1, 2), binary=binary, check_ready=False,
-                       liveness=lambda: True, plot=False)
+    result = fake_sweep(binary, tmp_path / "out", batch_sizes=(1, 2))
     assert _calls(binary) == ["1,1", "1,2", "2,1", "2,2"]
     assert [p.status for p in result.points] == ["ok", "ok", "failed", "ok"]
     bad = result.points[2]
@@ -209,7 +215,7 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path, fake_pa):
 
 def test_queue_timeout_is_named_with_its_cause_and_the_sweep_goes_on(tmp_path, fake_pa):
     binary = fake_pa({"1,2": {"code": 99, "stderr": str(DATA / "stderr_queue_timeout.txt")}})
-    result = run_sweep(SPEC, tmp_path / "out", binary=binary, check_ready=False, liveness=lambda: True, plot=False)
+    result = fake_sweep(binary, tmp_path / "out")
     assert [p.status for p in result.points] == ["ok", "failed"]
     bad = result.points[1]
     assert bad.error_kind == KIND_QUEUE_TIMEOUT and bad.attempts == 1
@@ -219,8 +225,7 @@ def test_queue_timeout_is_named_with_its_cause_and_the_sweep_goes_on(tmp_path, f
 
 def test_model_missing_stops_the_sweep_and_keeps_what_was_measured(tmp_path, fake_pa):
     binary = fake_pa({"1,2": {"stderr": str(DATA / "stderr_model_missing_grpc.txt")}})
-    result = run_sweep(SPEC, tmp_path / "out", batch_sizes=(1, 2), binary=binary, check_ready=False,
-                       liveness=lambda: True, plot=False)
+    result = fake_sweep(binary, tmp_path / "out", batch_sizes=(1, 2))
     assert _calls(binary) == ["1,1", "1,2"]
     assert [p.status for p in result.points] == ["ok", "failed", "skipped", "skipped"]
     assert result.points[1].error_kind == KIND_MODEL_MISSING
@@ -238,8 +243,7 @@ def test_server_dying_mid_sweep_is_detected_by_the_liveness_check(tmp_path, fake
         asked.append(1)
         return False
 
-    result = run_sweep(SPEC, tmp_path / "out", batch_sizes=(1, 2), binary=binary, check_ready=False,
-                       liveness=dead, plot=False)
+    result = fake_sweep(binary, tmp_path / "out", batch_sizes=(1, 2), liveness=dead)
     assert asked == [1]                       # asked once, after the failure only
     assert result.points[1].error_kind == KIND_SERVER_UNREACHABLE
     assert "stopped answering" in result.points[1].error
@@ -249,15 +253,14 @@ def test_server_dying_mid_sweep_is_detected_by_the_liveness_check(tmp_path, fake
 def test_a_hanging_point_is_killed_at_the_timeout(tmp_path, fake_pa):
     binary = fake_pa({"1,1": {"sleep": 30}})
     spec = PerfSpec(model="m", url="127.0.0.1:1", concurrency=ConcurrencyRange(1, 2), timeout_s=1.0)
-    result = run_sweep(spec, tmp_path / "out", binary=binary, check_ready=False, liveness=lambda: True, plot=False)
+    result = fake_sweep(binary, tmp_path / "out", spec)
     assert result.points[0].error_kind == KIND_TIMEOUT and result.points[0].seconds < 10
     assert result.points[1].ok
 
 
 def test_stop_on_error(tmp_path, fake_pa):
     binary = fake_pa({"1,1": {"code": 2, "stderr": str(DATA / "stderr_unstable.txt")}})
-    result = run_sweep(SPEC, tmp_path / "out", binary=binary, check_ready=False, liveness=lambda: True,
-                       stop_on_error=True, plot=False)
+    result = fake_sweep(binary, tmp_path / "out", stop_on_error=True)
     assert [p.status for p in result.points] == ["failed", "skipped"]
     assert result.points[0].error_kind == KIND_UNSTABLE and "--max-trials" in result.points[0].error
     assert result.points[0].attempts == 2 and _calls(binary) == ["1,1", "1,1"]
@@ -265,29 +268,27 @@ def test_stop_on_error(tmp_path, fake_pa):
 
 def test_unstable_point_is_measured_again_with_longer_windows(tmp_path, fake_pa):
     binary = fake_pa({"1,1": {"code": 2, "stderr": str(DATA / "stderr_unstable.txt"), "times": 1}})
-    result = run_sweep(SPEC, tmp_path / "out", binary=binary, check_ready=False, liveness=lambda: True, plot=False)
+    result = fake_sweep(binary, tmp_path / "out")
     assert [p.status for p in result.points] == ["ok", "ok"]
     assert result.points[0].attempts == 2 and result.points[1].attempts == 1
     argvs = binary.with_name("argv.log").read_text().splitlines()
     assert "--measurement-request-count 10 " in argvs[0] and "--measurement-request-count 20 " in argvs[1]
     # both attempts are in the point's log
     assert result.points[0].log_path.read_text().count("--- stderr") == 2
-    no_retry = run_sweep(SPEC, tmp_path / "out2", binary=fake_pa({"1,1": {"code": 3, "times": 99, "stderr": str(
-        DATA / "stderr_window_too_short.txt")}}), check_ready=False, liveness=lambda: True, plot=False,
-        unstable_retries=0)
+    no_retry = fake_sweep(fake_pa({"1,1": {"code": 3, "times": 99, "stderr": str(
+        DATA / "stderr_window_too_short.txt")}}), tmp_path / "out2", unstable_retries=0)
     assert no_retry.points[0].status == "failed" and no_retry.points[0].attempts == 1
 
 
 def test_interrupted_sweep_keeps_the_finished_points(tmp_path, fake_pa):
     binary = fake_pa({})
 
-    def interrupt(point):
-        if point.concurrency == 2:
+    def interrupt(progress):
+        if progress.point.concurrency == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(SPEC, tmp_path / "out", batch_sizes=(1, 2), binary=binary, check_ready=False,
-                  on_point=interrupt, plot=True)
+        fake_sweep(binary, tmp_path / "out", batch_sizes=(1, 2), on_progress=interrupt, plot=True)
     merged = read_rows_csv(tmp_path / "out" / "sweep.csv")
     assert [(r.batch_size, r.concurrency) for r in merged] == [(1, 1), (1, 2)]
     assert (tmp_path / "out" / "latency_throughput.png").is_file()
@@ -300,7 +301,8 @@ def test_no_server_fails_before_the_first_point(tmp_path):
     spec = PerfSpec(model="m", url=f"127.0.0.1:{free_port()}")
     with pytest.raises(ServerError) as err:
         run_sweep(spec, tmp_path / "out")
-    assert "no Triton server answers grpc" in str(err.value) and "\n" not in str(err.value)
+    assert "Triton server at grpc 127.0.0.1:" in str(err.value) and "is unreachable" in str(err.value)
+    assert "\n" not in str(err.value)
     assert not (tmp_path / "out").exists()
 
 
@@ -453,12 +455,9 @@ def test_ladder_names_its_baseline_and_flags_rungs_above_it_as_noisy(tmp_path):
 
 
 def test_sweep_reports_progress_with_an_estimate_and_the_retries(tmp_path, fake_pa):
-    from tritonkit.perf.analyzer import SweepProgress, minimum_point_seconds
-
     binary = fake_pa({"1,1": {"code": 2, "stderr": str(DATA / "stderr_unstable.txt"), "times": 1}})
     seen: list[SweepProgress] = []
-    result = run_sweep(SPEC, tmp_path / "out", batch_sizes=(1, 2), binary=binary, check_ready=False,
-                       liveness=lambda: True, plot=False, on_progress=seen.append)
+    result = fake_sweep(binary, tmp_path / "out", batch_sizes=(1, 2), on_progress=seen.append)
     assert [(p.done, p.left, p.total) for p in seen] == [(1, 3, 4), (2, 2, 4), (3, 1, 4), (4, 0, 4)]
     assert all(p.elapsed_s > 0 for p in seen) and seen[-1].eta_s == 0
     assert seen[0].eta_s == pytest.approx(seen[0].elapsed_s * 3)  # the mean time per point, times the points left

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,8 @@ from rich.console import Console
 from tritonkit.cli.tables import print_tables
 from tritonkit.perf.plot import latency_series, plot_latency_throughput
 from tritonkit.perf.results import (
-    PerfRow, ResultsError, detail_table, ms_per_batch_table, parse_csv, parse_csv_text, read_rows_csv,
-    sweep_tables, throughput_table, write_markdown, write_rows_csv)
+    COLUMNS, LatencySplit, PerfRow, ResultsError, detail_table, ms_per_batch_table, parse_csv, parse_csv_text,
+    read_rows_csv, row_to_dict, sweep_tables, throughput_table, write_markdown, write_rows_csv)
 from support.paths import DATA as TEST_DATA
 
 DATA = TEST_DATA / "perf"
@@ -121,6 +122,32 @@ def test_merged_csv_round_trips(tmp_path):
         assert a.p99_us == pytest.approx(b.p99_us, abs=0.1)
         assert a.split.server_queue_us == pytest.approx(b.split.server_queue_us, abs=0.1)
         assert a.avg_measured == b.avg_measured
+
+
+def test_one_column_table_drives_both_csvs(tmp_path):
+    """Every PerfRow quantity has one Column; writing, reading back and writing again is exact."""
+    covered = {c.attr for c in COLUMNS}
+    own = {f.name for f in fields(PerfRow) if f.name != "split"} | {"req_per_s"}
+    assert covered == own | {f"split.{f.name}" for f in fields(LatencySplit)}
+    # every perf_analyzer header named in the table is one the real binary writes
+    verbose = set(_raw("http_bs2_c1-2_shm_verbose.csv")[0])
+    assert {c.analyzer for c in COLUMNS if c.analyzer} <= verbose
+    rows = [r for name in sorted(CAPTURED) for r in _parse(name)]
+    first = write_rows_csv(rows, tmp_path / "a.csv").read_text()
+    assert first.splitlines()[0].split(",") == [c.name for c in COLUMNS]
+    again = read_rows_csv(tmp_path / "a.csv")
+    assert write_rows_csv(again, tmp_path / "b.csv").read_text() == first
+    assert [row_to_dict(r) for r in again] == [row_to_dict(r) for r in rows]
+    assert [r.avg_measured for r in again] == [r.avg_measured for r in rows] and not all(r.avg_measured for r in rows)
+
+
+def test_merged_csv_missing_a_column_is_one_clear_error(tmp_path):
+    rows = _parse("grpc_bs1_c1-3.csv")
+    text = write_rows_csv(rows, tmp_path / "a.csv").read_text()
+    lines = [",".join(cells[:-1]) for cells in (line.split(",") for line in text.splitlines())]  # no avg_measured
+    (tmp_path / "b.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ResultsError, match=r"b.csv line 2: unreadable \('avg_measured'\)"):
+        read_rows_csv(tmp_path / "b.csv")
 
 
 def _two_models() -> list[PerfRow]:

@@ -16,18 +16,19 @@ from support.plans import plan_context as _plan_context
 
 from tritonkit.cards import get_card
 from tritonkit.errors import TritonkitError
+from tritonkit.host import HostPort
 from tritonkit.serve.local import free_port
 from tritonkit.serve.profiles import (API_KEY_ENV, API_KEY_HEADER, key_headers, local_options,
                                       docker_args)
 from tritonkit.validate.contract import config_problems
 from tritonkit.validate.correctness import TOLERANCES, burst_size, compare
+from tritonkit.validate.groups import (
+    check_group, check_groups, default_groups, get_group, group_names, opt_in_groups)
 from tritonkit.validate.metrics import parse_metrics, rejected_count, total
 from tritonkit.validate.options import ValidateOptions, parse_checks, parse_duration, parse_pairs
 from tritonkit.validate.overload import BATCHER_IDLE_RECHECK_MS, QueueLimits, bound_ms, queue_limits
-from tritonkit.validate.process import HostPort, is_loopback, split_url
 from tritonkit.validate.report import ValidationReport
 from tritonkit.validate.result import fail, ok
-from tritonkit.validate.runner import GROUPS
 
 # Lines in the exposition format of Triton 2.51's /metrics (label order as it prints them).
 METRICS_TEXT = """\
@@ -78,10 +79,49 @@ def test_options_reject_pairs_for_models_not_validated():
         ValidateOptions(models=())
 
 
-def test_every_check_group_has_a_runner():
-    from tritonkit.validate.options import CHECK_GROUPS
+def test_check_groups_are_registered_once_in_run_order():
+    from tritonkit.validate import badrequests, readiness, soak
 
-    assert tuple(GROUPS) == CHECK_GROUPS
+    assert group_names() == ("readiness", "contract", "correctness", "bad_requests", "security", "load",
+                             "overload", "soak")
+    assert opt_in_groups() == ("soak",) and default_groups() == group_names()[:-1]
+    assert [g.name for g in check_groups() if g.per_endpoint] == ["readiness", "contract", "correctness"]
+    assert get_group("readiness").run is readiness.run and get_group("bad_requests").run is badrequests.run
+    assert get_group("soak").run is soak.run
+    with pytest.raises(TritonkitError, match="unknown check group 'nope'"):
+        get_group("nope")
+
+
+def test_options_take_their_groups_from_the_registry():
+    options = ValidateOptions(models=("m",))
+    assert options.checks == default_groups() and options.groups() == default_groups()
+    assert options.not_requested() == ("soak",)
+    soaked = ValidateOptions(models=("m",), checks=("load", "readiness"), soak_seconds=60)
+    assert soaked.groups() == ("readiness", "load", "soak") and soaked.not_requested() == ()
+    assert parse_checks("all") == default_groups() and parse_checks("soak,bad-requests") == ("bad_requests", "soak")
+    with pytest.raises(TritonkitError, match="unknown checks"):
+        ValidateOptions(models=("m",), checks=("nope",))
+
+
+def test_a_group_declared_with_the_decorator_is_known_everywhere(monkeypatch):
+    """One declaration: the options accept it, it runs in its order, its per-endpoint flag is read."""
+    from tritonkit.validate import groups as registry
+    from tritonkit.validate.runner import run_group
+
+    monkeypatch.setattr(registry, "_GROUPS", dict(registry._GROUPS))  # the registration is undone after the test
+
+    @check_group("extra", 25, per_endpoint=True)
+    def run(ctx):
+        return [ok("extra.probe", "ran")]
+
+    assert group_names()[:4] == ("readiness", "contract", "extra", "correctness")
+    assert "extra" in default_groups() and get_group("extra").per_endpoint
+    assert parse_checks("extra,readiness") == ("readiness", "extra")
+    assert [c.name for c in run_group("extra", None)] == ["extra.probe"]
+    with pytest.raises(TritonkitError, match="registered twice"):
+        check_group("extra", 26)(lambda ctx: [])
+    with pytest.raises(TritonkitError, match="'load' and 'late' both have order 60"):
+        check_group("late", 60)(lambda ctx: [])
 
 
 def test_metrics_parsing_and_rejected_count():
@@ -151,18 +191,6 @@ def test_config_problems_catch_layout_max_batch_and_labels():
     problems = " | ".join(config_problems(card, bad))
     for expected in ("max_batch_size 128 > card max 64", "FORMAT_NHWC", "TYPE_FP16", "no label_filename"):
         assert expected in problems
-
-
-@pytest.mark.parametrize("url, hp", [("127.0.0.1:8001", HostPort("127.0.0.1", 8001)),
-                                     ("http://host:9/metrics", HostPort("host", 9)),
-                                     ("[::1]:8001", HostPort("::1", 8001)), ("server", HostPort("server", 8001))])
-def test_split_url(url, hp):
-    assert split_url(url, 8001) == hp
-
-
-def test_loopback_includes_ipv4_mapped_addresses():
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("::ffff:127.0.0.1")
-    assert not is_loopback("0.0.0.0") and not is_loopback("::") and not is_loopback("10.1.2.3")
 
 
 def test_report_files_and_verdict(tmp_path):
