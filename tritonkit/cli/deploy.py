@@ -22,6 +22,7 @@ per replica, with the headroom rule stated (also in k8s's report when --sweep is
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -108,13 +109,19 @@ def _capacity(args: argparse.Namespace):
     return plan_capacity(load_sweep(args.sweep), request)
 
 
+def _queue_target_us(ms: float) -> int:
+    if not math.isfinite(ms) or not 0.001 <= ms <= 3_600_000:
+        raise TritonkitError(f"--queue-target-ms must be a number of milliseconds in [0.001, 3600000] (got {ms})")
+    return round(ms * 1000)
+
+
 def _run_k8s(args: argparse.Namespace, console: Console) -> int:
     plan = _capacity(args)
     if plan is not None and args.replicas is not None:
         raise TritonkitError("give --replicas or --sweep (which sets the replicas), not both")
     spec = DeploySpec(source=_source(args), name=args.name, namespace=args.namespace, release=args.release,
                       server_image=args.server_image, max_replicas=args.max_replicas, cpu=args.cpu,
-                      memory=args.memory, gpus=args.gpus, queue_target_us=round(args.queue_target_ms * 1000),
+                      memory=args.memory, gpus=args.gpus, queue_target_us=_queue_target_us(args.queue_target_ms),
                       run_as_user=args.run_as_user, monitoring_namespace=args.monitoring_namespace, api_key_secret=args.api_key_secret,
                       cloud_credentials_secret=args.cloud_credentials_secret, kserve=args.kserve)
     replicas = plan.replicas if plan else args.replicas

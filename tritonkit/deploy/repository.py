@@ -60,6 +60,7 @@ class ServedModel:
 class RepositoryInfo:
     path: Path
     models: tuple[ServedModel, ...]
+    server_args: tuple[str, ...] = ()      # tritonserver flags the models need (from the plan check)
 
     @property
     def target(self) -> str:
@@ -75,7 +76,7 @@ class RepositoryInfo:
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "target": self.target, "total_bytes": self.total_bytes,
-                "models": [asdict(m) for m in self.models]}
+                "models": [asdict(m) for m in self.models], "server_args": list(self.server_args)}
 
 
 def _device(cfg, platform: str) -> str:

@@ -16,6 +16,7 @@ create the same objects.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -220,10 +221,13 @@ def _checks_section(result: DeployResult) -> list[str]:
 
 def report_markdown(result: DeployResult) -> str:
     s = result.spec
-    apply = ["## Apply", "", *(f"- {note}" for note in result.notes), "", "```bash", f"kubectl create namespace {s.namespace}",
-             f"kubectl -n {s.namespace} create secret generic {s.key_secret} "
+    q = shlex.quote   # every value pasted into the shell lines is one word (names are checked; the path is not)
+    apply = ["## Apply", "", *(f"- {note}" for note in result.notes), "", "```bash",
+             f"kubectl create namespace {q(s.namespace)}",
+             f"kubectl -n {q(s.namespace)} create secret generic {q(s.key_secret)} "
              f"--from-literal={manifests.API_KEY_ITEM}=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\"",
-             f"kubectl apply -k {result.out}/overlays/autoscale   # or -k {result.out}/base without autoscaling",
+             f"kubectl apply -k {q(str(result.out / 'overlays' / 'autoscale'))}   "
+             f"# or -k {q(str(result.out / 'base'))} without autoscaling",
              "```", ""]
     parts = [f"# Deployment `{s.name}` in namespace `{s.namespace}`", "", *_models_section(result),
              *_server_section(result), *_network_section(result), *_checks_section(result)]
