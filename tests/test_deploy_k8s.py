@@ -2,8 +2,9 @@
 
 No cluster runs here: the objects are checked against the pinned Kubernetes schemas
 (kubernetes-validate), scanned with checkov, and the Kustomize tree is rendered with
-``kubectl kustomize`` where kubectl is installed. The gpu repository holds a dummy plan file
-(no TensorRT here); only its config.pbtxt and size are read.
+``kubectl kustomize`` where kubectl is installed. The gpu repository holds a placeholder plan
+with a real sidecar (TensorRT cannot build or load plans on this machine): the plan check reads
+only sidecars and configs, the rest only the config.pbtxt and file sizes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tritonkit.build_engines.compat import DEFAULT_RELEASE, TRITON_IMAGE
+from tritonkit.build_engines.builder import install_plan
+from tritonkit.build_engines.compat import DEFAULT_RELEASE, RELEASES, TRITON_IMAGE, VERSION_COMPATIBLE_SERVER_ARG
+from tritonkit.build_engines.sidecar import GpuInfo, make_sidecar
+from tritonkit.build_engines.spec import make_spec, sha256_file
 from tritonkit.cards import get_card
 from tritonkit.cli import main
 from tritonkit.deploy import (
@@ -47,14 +51,31 @@ def cpu_repo(tmp_path_factory, tiny_onnx) -> Path:
     return repo
 
 
+def placeholder_plan(root: Path, card: str = "resnet50", *, tensorrt: str | None = None, **spec_kw) -> Path:
+    """Placeholder plan bytes with a real sidecar: built with ``tensorrt`` (default: the TensorRT of
+    the default release) on an L4 (compute capability 8.9), batch 1..8."""
+    onnx = root / f"{card}.onnx"
+    onnx.write_bytes(b"placeholder onnx")
+    spec = make_spec(get_card(card), onnx, "fp16", root / f"{card}_fp16.plan", max_batch=8, check_onnx=False,
+                     **spec_kw)
+    side = make_sidecar(spec, sha256_file(onnx), tensorrt or RELEASES[DEFAULT_RELEASE].tensorrt,
+                        GpuInfo("NVIDIA L4", "8.9"), "tensorrt-python")
+    install_plan(b"\0" * 4096, side, spec.plan)
+    return spec.plan
+
+
+def gpu_repository(root: Path, **plan_kw) -> Path:
+    """A resnet50 tensorrt_plan model (max batch 8) from :func:`placeholder_plan`."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_model(get_card("resnet50"), placeholder_plan(root, **plan_kw), root / "model_repository",
+                RepoOptions(target="gpu", max_batch_size=8))
+    return root / "model_repository"
+
+
 @pytest.fixture(scope="module")
 def gpu_repo(tmp_path_factory) -> Path:
-    """A tensorrt_plan model whose plan is a dummy file (never loaded here)."""
-    root = tmp_path_factory.mktemp("gpu")
-    plan = root / "resnet50_fp16.plan"
-    plan.write_bytes(b"\0" * 4096)
-    write_model(get_card("resnet50"), plan, root / "model_repository", RepoOptions(target="gpu", max_batch_size=8))
-    return root / "model_repository"
+    """A tensorrt_plan model whose plan is placeholder bytes with a real sidecar (never loaded here)."""
+    return gpu_repository(tmp_path_factory.mktemp("gpu"))
 
 
 def load(path: Path) -> list[dict]:
@@ -320,3 +341,58 @@ def test_kserve_inference_service_maps_each_source(gpu_repo, tmp_path):
     assert restricted_flags(f"$({API_KEY_ENV})")[0] in args and "--model-control-mode=none" in args
     assert not any(a.startswith("--model-repository") for a in args)  # KServe's runtime sets it
     assert isvc["model"]["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_version_compatible_plans_get_the_tensorrt_backend_flag(tmp_path):
+    """tensorrt_backend src/tensorrt.cc reads the backend config key "version-compatible" and
+    src/loader.cc then allows the plan's host code (setEngineHostCodeAllowed): without the flag a
+    version-compatible plan fails to load. Both an older TensorRT's plan and one of the serving
+    TensorRT itself need it."""
+    for trt in (RELEASES["25.06"].tensorrt, RELEASES[DEFAULT_RELEASE].tensorrt):
+        root = tmp_path / trt
+        repo = gpu_repository(root, tensorrt=trt, version_compatible=True)
+        result = write_deployment(DeploySpec(source=RepositorySource(kind="pvc", ref="m"), kserve=True), repo,
+                                  root / "out")
+        c = container_of(load(root / "out" / "rendered" / "base.yaml"))
+        assert c["command"][4:].count(VERSION_COMPATIBLE_SERVER_ARG) == 1
+        isvc = load(root / "out" / "kserve" / "inferenceservice.yaml")[0]
+        assert VERSION_COMPATIBLE_SERVER_ARG in isvc["spec"]["predictor"]["model"]["args"]
+        summary = json.loads((root / "out" / "deploy.json").read_text())
+        assert summary["repository"]["server_args"] == [VERSION_COMPATIBLE_SERVER_ARG]
+        assert VERSION_COMPATIBLE_SERVER_ARG in (root / "out" / "DEPLOY.md").read_text()
+        assert any("NVIDIA L4" in n and "8.9" in n for n in result.notes)  # the GPU the pods need
+
+
+def test_a_plain_plan_of_the_serving_tensorrt_gets_no_extra_flag(gpu_repo, tmp_path):
+    write_deployment(DeploySpec(source=RepositorySource(kind="pvc", ref="m")), gpu_repo, tmp_path)
+    assert not any(a.startswith("--backend-config") for a in container_of(load(tmp_path / "rendered" / "base.yaml"))["command"])
+
+
+@pytest.mark.parametrize("case", ["other_tensorrt", "no_sidecar", "older_than_the_plan"])
+def test_plans_that_will_not_load_in_the_release_are_refused_in_one_line(case, tmp_path, capsys):
+    """A plan from another TensorRT (not version-compatible), a plan without a sidecar, and a
+    version-compatible plan on an older TensorRT would CrashLoop a pod started with
+    --exit-on-error=true: refused before anything is written."""
+    trt = {"other_tensorrt": RELEASES["25.06"].tensorrt, "no_sidecar": None, "older_than_the_plan": "10.99.0.1"}[case]
+    repo = gpu_repository(tmp_path / "r", tensorrt=trt, version_compatible=case == "older_than_the_plan")
+    if case == "no_sidecar":
+        (repo / "resnet50" / "1" / "model.plan.json").unlink()
+    out = tmp_path / "out"
+    assert main(["deploy", "k8s", "--repo", str(repo), "--pvc", "m", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"will not load in tritonserver {DEFAULT_RELEASE}" in err and "resnet50/1/model.plan" in err
+    assert not out.exists()
+
+
+def test_release_and_container_tensorrt_decide_the_check(tmp_path, capsys):
+    """The plan check runs against --release (and --container-trt-version where given), not a fixed one."""
+    repo = gpu_repository(tmp_path / "r", tensorrt=RELEASES["25.06"].tensorrt)
+    common = ["deploy", "k8s", "--repo", str(repo), "--pvc", "m"]
+    assert main(common + ["--out", str(tmp_path / "a")]) == 1
+    assert main(common + ["--release", "25.06", "--out", str(tmp_path / "b")]) == 0
+    c = container_of(load(tmp_path / "b" / "rendered" / "base.yaml"))
+    assert c["image"] == TRITON_IMAGE.format(release="25.06")
+    assert main(common + ["--container-trt-version", RELEASES["25.06"].tensorrt, "--out", str(tmp_path / "c")]) == 0
+    assert main(common + ["--container-trt-version", "10.x\n", "--out", str(tmp_path / "d")]) == 1
+    assert "--container-trt-version" in capsys.readouterr().err

@@ -12,6 +12,9 @@ PodDisruptionBudget), an overlay adding a HorizontalPodAutoscaler on Triton's qu
 request with its ServiceMonitor, the prometheus-adapter rule, optionally a KServe
 InferenceService, the same objects rendered to plain YAML, and DEPLOY.md / deploy.json. Every
 object is validated offline against the pinned Kubernetes schemas. Nothing is applied to a cluster.
+The repository's TensorRT plans are checked against --release as `repo` and `serve --docker` check
+them: a plan from another TensorRT is refused, a version-compatible plan gets the server flag it
+needs. Every value that reaches a manifest is checked, and none is ever parsed by a shell.
 The repository reaches the pods from the serve image (--image), a PersistentVolumeClaim (--pvc)
 or an object store Triton reads (--model-url s3:// gs:// as://).
 
@@ -57,7 +60,10 @@ def _k8s_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--model-url", help="object-store repository Triton reads: s3://, gs:// or as://")
     p.add_argument("--server-image", help="server image for --pvc / --model-url (default: NGC tritonserver of --release)")
     p.add_argument("--release", default=DEFAULT_RELEASE,
-                   help="NGC tritonserver release (default %(default)s)")
+                   help="NGC tritonserver release of the server image (for --image: the release the serve image is "
+                        "built on); the repository's TensorRT plans are checked against it (default %(default)s)")
+    p.add_argument("--container-trt-version",
+                   help="TensorRT version of that release, if not in tritonkit's table (for the plan check)")
     p.add_argument("--name", default="tritonkit", help="object name prefix (default tritonkit)")
     p.add_argument("--namespace", default="tritonkit")
     p.add_argument("--replicas", type=int, help="replicas (default 2, or from the capacity of --sweep)")
@@ -120,6 +126,7 @@ def _run_k8s(args: argparse.Namespace, console: Console) -> int:
     if plan is not None and args.replicas is not None:
         raise TritonkitError("give --replicas or --sweep (which sets the replicas), not both")
     spec = DeploySpec(source=_source(args), name=args.name, namespace=args.namespace, release=args.release,
+                      container_trt_version=args.container_trt_version,
                       server_image=args.server_image, max_replicas=args.max_replicas, cpu=args.cpu,
                       memory=args.memory, gpus=args.gpus, queue_target_us=_queue_target_us(args.queue_target_ms),
                       run_as_user=args.run_as_user, monitoring_namespace=args.monitoring_namespace, api_key_secret=args.api_key_secret,

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 from tritonkit.build_engines.compat import DEFAULT_RELEASE, TRITON_IMAGE
+from tritonkit.build_engines.releases import CompatError, parse_tensorrt_version
 from tritonkit.errors import TritonkitError
 from tritonkit.serve.profiles import CONTAINER_REPO, EXIT_TIMEOUT_S
 
@@ -135,7 +136,8 @@ class DeploySpec:
     source: RepositorySource
     name: str = "tritonkit"
     namespace: str = "tritonkit"
-    release: str = DEFAULT_RELEASE            # NGC release of the server image (pvc / url sources)
+    release: str = DEFAULT_RELEASE            # NGC release of the server image (the serve image's base)
+    container_trt_version: str | None = None  # TensorRT of that release, where tritonkit's table lacks it
     server_image: str | None = None           # None: the serve image (image source) or NGC's image
     replicas: int = 2
     max_replicas: int | None = None           # None: twice the replicas
@@ -166,6 +168,12 @@ class DeploySpec:
         if not isinstance(self.release, str) or not _RELEASE.fullmatch(self.release):
             raise DeployError(f"release {_shown(self.release)} is not an NGC release like {DEFAULT_RELEASE}",
                               fields=("release",))
+        if self.container_trt_version is not None:
+            try:
+                parse_tensorrt_version(self.container_trt_version)
+            except CompatError:
+                raise DeployError(f"container_trt_version {_shown(self.container_trt_version)} is not a TensorRT "
+                                  "version like 10.13.3.9", fields=("container_trt_version",)) from None
         for field in ("cpu", "memory"):
             if getattr(self, field) is not None:
                 check_quantity(getattr(self, field), field)
