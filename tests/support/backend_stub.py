@@ -7,9 +7,16 @@ import numpy as np
 
 
 class TritonError(Exception):
-    def __init__(self, message):
+    # the codes python_backend's pb_stub.cc gives TritonError (TRITONSERVER_Error_Code values)
+    UNKNOWN, INTERNAL, NOT_FOUND, INVALID_ARG, UNAVAILABLE, UNSUPPORTED, ALREADY_EXISTS, CANCELLED = range(8)
+
+    def __init__(self, message, code=1):
         super().__init__(message)
         self.message = self.msg = message
+        self._code = code
+
+    def code(self):
+        return self._code
 
 
 class Tensor:

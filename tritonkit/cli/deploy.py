@@ -12,6 +12,9 @@ PodDisruptionBudget), an overlay adding a HorizontalPodAutoscaler on Triton's qu
 request with its ServiceMonitor, the prometheus-adapter rule, optionally a KServe
 InferenceService, the same objects rendered to plain YAML, and DEPLOY.md / deploy.json. Every
 object is validated offline against the pinned Kubernetes schemas. Nothing is applied to a cluster.
+The repository's TensorRT plans are checked against --release as `repo` and `serve --docker` check
+them: a plan from another TensorRT is refused, a version-compatible plan gets the server flag it
+needs. Every value that reaches a manifest is checked, and none is ever parsed by a shell.
 The repository reaches the pods from the serve image (--image), a PersistentVolumeClaim (--pvc)
 or an object store Triton reads (--model-url s3:// gs:// as://).
 
@@ -22,6 +25,7 @@ per replica, with the headroom rule stated (also in k8s's report when --sweep is
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,7 +60,10 @@ def _k8s_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--model-url", help="object-store repository Triton reads: s3://, gs:// or as://")
     p.add_argument("--server-image", help="server image for --pvc / --model-url (default: NGC tritonserver of --release)")
     p.add_argument("--release", default=DEFAULT_RELEASE,
-                   help="NGC tritonserver release (default %(default)s)")
+                   help="NGC tritonserver release of the server image (for --image: the release the serve image is "
+                        "built on); the repository's TensorRT plans are checked against it (default %(default)s)")
+    p.add_argument("--container-trt-version",
+                   help="TensorRT version of that release, if not in tritonkit's table (for the plan check)")
     p.add_argument("--name", default="tritonkit", help="object name prefix (default tritonkit)")
     p.add_argument("--namespace", default="tritonkit")
     p.add_argument("--replicas", type=int, help="replicas (default 2, or from the capacity of --sweep)")
@@ -108,13 +115,20 @@ def _capacity(args: argparse.Namespace):
     return plan_capacity(load_sweep(args.sweep), request)
 
 
+def _queue_target_us(ms: float) -> int:
+    if not math.isfinite(ms) or not 0.001 <= ms <= 3_600_000:
+        raise TritonkitError(f"--queue-target-ms must be a number of milliseconds in [0.001, 3600000] (got {ms})")
+    return round(ms * 1000)
+
+
 def _run_k8s(args: argparse.Namespace, console: Console) -> int:
     plan = _capacity(args)
     if plan is not None and args.replicas is not None:
         raise TritonkitError("give --replicas or --sweep (which sets the replicas), not both")
     spec = DeploySpec(source=_source(args), name=args.name, namespace=args.namespace, release=args.release,
+                      container_trt_version=args.container_trt_version,
                       server_image=args.server_image, max_replicas=args.max_replicas, cpu=args.cpu,
-                      memory=args.memory, gpus=args.gpus, queue_target_us=round(args.queue_target_ms * 1000),
+                      memory=args.memory, gpus=args.gpus, queue_target_us=_queue_target_us(args.queue_target_ms),
                       run_as_user=args.run_as_user, monitoring_namespace=args.monitoring_namespace, api_key_secret=args.api_key_secret,
                       cloud_credentials_secret=args.cloud_credentials_secret, kserve=args.kserve)
     replicas = plan.replicas if plan else args.replicas

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from tritonkit.deploy.spec import DeployError
+from tritonkit.deploy.spec import DeployError, check_int
 from tritonkit.perf.results import PerfRow, read_rows_csv
 from tritonkit.report import fmt, markdown_table
 
@@ -34,10 +34,10 @@ class CapacityRule:
     min_replicas: int = 2
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.headroom < 1.0:
-            raise DeployError(f"headroom must be in [0, 1) (got {self.headroom})")
-        if self.spare < 0 or self.min_replicas < 1:
-            raise DeployError("spare must be >= 0 and min_replicas >= 1")
+        if not 0.0 <= self.headroom < 1.0:  # False for NaN too
+            raise DeployError(f"headroom must be in [0, 1) (got {self.headroom})", fields=("headroom",))
+        check_int(self.spare, "spare", 0, 1000)
+        check_int(self.min_replicas, "min_replicas", 1)
 
     def text(self) -> str:
         return (f"each replica planned at {100 * (1 - self.headroom):g}% of its throughput at the SLO "
@@ -55,10 +55,12 @@ class CapacityRequest:
     rule: CapacityRule = field(default_factory=CapacityRule)
 
     def __post_init__(self) -> None:
-        if self.slo_p99_ms <= 0 or self.target_rps <= 0:
-            raise DeployError("slo_p99_ms and target_rps must be > 0")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise DeployError("batch_size must be >= 1")
+        for field in ("slo_p99_ms", "target_rps"):
+            value = getattr(self, field)
+            if not math.isfinite(value) or value <= 0:
+                raise DeployError(f"{field} must be a finite number > 0 (got {value})", fields=(field,))
+        if self.batch_size is not None:
+            check_int(self.batch_size, "batch_size", 1)
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,9 @@ def plan_capacity(rows: Sequence[PerfRow], request: CapacityRequest) -> Capacity
     best = max(within, key=lambda r: r.req_per_s)
     rule = request.rule
     usable = best.req_per_s * (1.0 - rule.headroom)
+    if not usable > 0:
+        raise DeployError(f"the sweep's point within the SLO ({model!r}, batch size {size}) served "
+                          f"{best.req_per_s} req/s; no capacity can be planned from it")
     for_load = math.ceil(request.target_rps / usable - 1e-9)  # 3.0000000001 is 3 replicas
     replicas = max(rule.min_replicas, for_load + rule.spare)
     return CapacityPlan(model=model, config=best.config, batch_size=size, slo_p99_ms=request.slo_p99_ms,

@@ -16,11 +16,16 @@ The server runs with the production profile's flags: model control ``none``, str
 the restricted APIs behind the API key (:func:`tritonkit.serve.profiles.restricted_flags`), and an
 exit timeout that, with the preStop delay, fits in ``terminationGracePeriodSeconds``, so a rolling
 update or a drain lets in-flight requests finish.
+
+No value of the spec is ever parsed by a shell: the container command is a fixed script
+(:func:`launcher_script`, which only reads the key file) and the flags are its separate
+arguments; every value was checked by :class:`~tritonkit.deploy.spec.DeploySpec` before it gets here.
 """
 
 from __future__ import annotations
 
 import math
+import shlex
 
 from tritonkit.deploy.repository import RepositoryInfo, StartupBudget
 from tritonkit.deploy.spec import DeploySpec, RepositorySource
@@ -31,9 +36,7 @@ CLIENT_PORTS = ("http", "grpc")
 APP_PROTOCOLS = {"http": "http", "grpc": "kubernetes.io/h2c", "metrics": "http"}
 API_KEY_ITEM = "api-key"                       # the key inside the API-key Secret
 KEY_DIR = "/var/run/secrets/tritonkit"
-# Read by the container's shell at start, so the key is in neither the pod spec nor the
-# container runtime's config. Kubernetes leaves "$(...)" that names no env var unchanged.
-KEY_EXPR = f"$(cat {KEY_DIR}/{API_KEY_ITEM})"
+KEY_FILE = f"{KEY_DIR}/{API_KEY_ITEM}"
 CLOUD_DIR = "/var/run/secrets/tritonkit-cloud"
 CLOUD_ITEM = "credentials.json"
 CLOUD_ENV = "TRITON_CLOUD_CREDENTIAL_PATH"    # Triton's credential file for s3:// gs:// as://
@@ -60,19 +63,41 @@ def _meta(spec: DeploySpec, name: str, extra: dict | None = None, annotations: d
     return meta
 
 
-def server_flags(spec: DeploySpec, info: RepositoryInfo, key_expr: str = KEY_EXPR) -> list[str]:
-    """tritonserver's flags: the production profile's, on the ports of :data:`PORTS`."""
-    flags = [f"--model-repository={spec.source.model_repository}", "--model-control-mode=none",
-             "--strict-readiness=true", f"--exit-timeout-secs={spec.exit_timeout_s}", "--exit-on-error=true",
-             "--disable-auto-complete-config", *(f"--{p}-port={n}" for p, n in PORTS.items()),
-             "--allow-metrics=true", f"--allow-gpu-metrics={'true' if info.target == 'gpu' else 'false'}"]
-    return flags + restricted_flags(key_expr)
+def server_flags(spec: DeploySpec, info: RepositoryInfo) -> list[str]:
+    """tritonserver's flags but the API key's: the production profile's, on the ports of :data:`PORTS`,
+    then what the repository's plans need (``info.server_args``)."""
+    return [f"--model-repository={spec.source.model_repository}", "--model-control-mode=none",
+            "--strict-readiness=true", f"--exit-timeout-secs={spec.exit_timeout_s}", "--exit-on-error=true",
+            "--disable-auto-complete-config", *(f"--{p}-port={n}" for p, n in PORTS.items()),
+            "--allow-metrics=true", f"--allow-gpu-metrics={'true' if info.target == 'gpu' else 'false'}",
+            *info.server_args]
+
+
+def launcher_script() -> str:
+    """The container's fixed ``sh -c`` script: read the key file, then exec tritonserver with the
+    flags given as the script's arguments (``"$@"``) and the two restricted-API flags.
+
+    The script is the same for every deployment: no value of the spec is pasted into it, and
+    the shell never parses the arguments, so no flag can be split, expanded or run. Only the key
+    needs a shell (it is in neither the pod spec nor the container runtime's config); exec hands
+    the shell's process to Triton, which so receives SIGTERM itself and drains. A missing or
+    empty key file stops the container with one line instead of serving with an empty key.
+    Kubernetes leaves ``$(cat ...)`` alone (it names no environment variable).
+    """
+    marker = "@KEY@"
+    restricted = []
+    for flag in restricted_flags(marker):
+        before, after = flag.split(marker)
+        restricted.append(shlex.quote(before) + '"$key"' + (shlex.quote(after) if after else ""))
+    missing = shlex.quote(f"tritonkit: API key file {KEY_FILE} is missing or empty")
+    return (f"key=$(cat {shlex.quote(KEY_FILE)} 2>/dev/null) && [ -n \"$key\" ] || {{ echo {missing} >&2; exit 1; }}; "
+            f'exec tritonserver "$@" {" ".join(restricted)}')
 
 
 def server_command(spec: DeploySpec, info: RepositoryInfo) -> list[str]:
-    """``sh -c 'exec tritonserver ...'``: the shell reads the key file, then exec hands its process
-    to Triton, which so receives SIGTERM itself and drains."""
-    return ["sh", "-c", "exec tritonserver " + " ".join(f'"{flag}"' for flag in server_flags(spec, info))]
+    """The container command: :func:`launcher_script`, with the flags as separate arguments
+    (``sh -c SCRIPT tritonserver FLAG...``: the word after the script is the shell's ``$0``)."""
+    return ["sh", "-c", launcher_script(), "tritonserver", *server_flags(spec, info)]
 
 
 def resources(spec: DeploySpec, target: str) -> dict:
@@ -262,7 +287,7 @@ def kserve_objects(spec: DeploySpec, info: RepositoryInfo, startup: StartupBudge
 
     KServe's runtime starts tritonserver without a shell, so here the key comes from the Secret
     as an environment variable that Kubernetes expands into the arguments."""
-    flags = [f for f in server_flags(spec, info, f"$({API_KEY_ENV})")
+    flags = [f for f in server_flags(spec, info) + restricted_flags(f"$({API_KEY_ENV})")
              if not f.startswith(("--model-repository=", "--http-port=", "--grpc-port="))]
     model = {"modelFormat": {"name": "triton"}, "storageUri": storage_uri(spec.source),
              "runtimeVersion": f"{spec.release}-py3", "args": flags,

@@ -7,6 +7,11 @@ Every ``<repo>/<model>/config.pbtxt`` is parsed through Triton's protobuf schema
 * the deployment target: ``gpu`` when any model runs on a GPU (a TensorRT plan, or an instance
   group of kind GPU), otherwise ``cpu``,
 * the startup budget of :func:`startup_budget`, which sizes the startupProbe.
+
+:func:`check_plans` then runs the repository plan check that ``repo`` and ``serve --docker`` run
+(:func:`tritonkit.model_repository.plans.check_repository_plans`) against the server's release:
+a plan that will not load there is refused, and the flags the plans need (version-compatible
+plans: ``--backend-config=tensorrt,version-compatible=true``) go to the server.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from __future__ import annotations
 import math
 import re
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tritonkit._lazy import lazy_import
+from tritonkit.build_engines.compat import server_args_for
+from tritonkit.build_engines.sidecar import read_sidecar
 from tritonkit.deploy.spec import DeployError
 from tritonkit.model_repository.config import parse_config
+from tritonkit.model_repository.plans import check_repository_plans, repository_plans
 
 pb = lazy_import("tritonclient.grpc.model_config_pb2")
 
@@ -60,6 +68,7 @@ class ServedModel:
 class RepositoryInfo:
     path: Path
     models: tuple[ServedModel, ...]
+    server_args: tuple[str, ...] = ()      # tritonserver flags the models need (from the plan check)
 
     @property
     def target(self) -> str:
@@ -75,7 +84,7 @@ class RepositoryInfo:
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "target": self.target, "total_bytes": self.total_bytes,
-                "models": [asdict(m) for m in self.models]}
+                "models": [asdict(m) for m in self.models], "server_args": list(self.server_args)}
 
 
 def _device(cfg, platform: str) -> str:
@@ -130,6 +139,25 @@ def read_repository(path: str | Path) -> RepositoryInfo:
     if not folders:
         raise DeployError(f"{repo}: no <model>/config.pbtxt in the model repository")
     return RepositoryInfo(repo, tuple(read_model(f) for f in folders))
+
+
+def check_plans(info: RepositoryInfo, release: str, container_trt: str | None = None) -> tuple[RepositoryInfo, list[str]]:
+    """Every TensorRT plan of ``info`` checked against tritonserver ``release`` (its TensorRT from
+    the release table, or ``container_trt``): raises a one-line error naming each plan that will not
+    load there. Returns ``info`` with the server flags the plans need, and notes for the report
+    (the cluster's GPUs are unknown here, so each plan's GPU is stated for the user to match)."""
+    results = check_repository_plans(info.path, release, None, container_trt=container_trt)
+    if not results:
+        return info, []
+    notes = [n for r in results for n in (r.container_note, *r.notes) if n]
+    for name, _, plan in repository_plans(info.path):
+        side = read_sidecar(plan)
+        where = {"ampere+": "any GPU of compute capability >= 8.0",
+                 "same-cc": f"GPUs of compute capability {side.compute_capability}"}.get(
+            side.hardware_compat, f"{side.gpu_name} GPUs (compute capability {side.compute_capability})")
+        notes.append(f"{name}: TensorRT {side.tensorrt_version} plan for {where}; schedule the pods on such "
+                     "nodes (a nodeSelector on the GPU product label)")
+    return replace(info, server_args=server_args_for(results)), list(dict.fromkeys(notes))
 
 
 @dataclass(frozen=True)

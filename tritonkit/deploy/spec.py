@@ -20,36 +20,89 @@ import re
 from dataclasses import dataclass
 
 from tritonkit.build_engines.compat import DEFAULT_RELEASE, TRITON_IMAGE
+from tritonkit.build_engines.releases import CompatError, parse_tensorrt_version
 from tritonkit.errors import TritonkitError
 from tritonkit.serve.profiles import CONTAINER_REPO, EXIT_TIMEOUT_S
 
 SOURCE_KINDS = ("image", "pvc", "url")
 OBJECT_STORE_SCHEMES = ("s3://", "gs://", "as://")
+# The CLI flag that sets each source kind's reference (named in errors).
+SOURCE_FIELDS = {"image": "image", "pvc": "pvc", "url": "model_url"}
 # uid of triton-server, the non-root user of NGC's tritonserver images (profiles.CONTAINER_USER)
 TRITON_UID = 1000
+INT32_MAX = 2**31 - 1          # Kubernetes' int32 fields (replicas, ports, seconds)
+# Every value that reaches a manifest is checked whole (``fullmatch``: ``$`` with ``match`` would
+# let a trailing newline through). None of these patterns admits whitespace, quotes, ``$``, ``\``,
+# backticks or shell operators, so no value can be read as more than one argument or expanded by
+# Kubernetes' ``$(VAR)`` substitution.
 # Kubernetes object names: DNS-1035 labels. The longest suffix added is "-headless" (9), and
 # Service names may be 63 characters.
-_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 MAX_NAME = 63 - len("-headless")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+# Kubernetes quantities (resource.Quantity): a decimal number with a binary or decimal SI suffix.
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
+_RELEASE = re.compile(r"[0-9]{2}\.[0-9]{2}")
+# Container image references, as the distribution/reference grammar defines them:
+# [registry[:port]/]path[:tag][@digest]
+_DOMAIN = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*"
+_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(rf"(?:{_DOMAIN}(?::[0-9]+)?/)?{_PATH}(?:/{_PATH})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+                    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
+MAX_IMAGE = 255 + 1 + 128 + 1 + 200
+# Object-store repositories: the scheme, then URL characters that need no quoting anywhere.
+_OBJECT_URL = re.compile(r"(?:s3|gs|as)://[A-Za-z0-9][A-Za-z0-9._~:@%+=,/-]*")
+MAX_URL = 2048
 
 
 class DeployError(TritonkitError):
     """A deployment request that cannot make valid manifests."""
 
 
+def _shown(value) -> str:
+    """``value`` for a one-line message: its repr (newlines escaped), cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def check_name(value: str, field: str, max_len: int = 63) -> str:
     """``value`` if it is a DNS-1035 label of at most ``max_len`` characters."""
-    if not _NAME.match(value or "") or len(value) > max_len:
-        raise DeployError(f"{field} {value!r} must be lower-case letters, digits and '-', start with a letter "
-                          f"and be at most {max_len} characters")
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or len(value) > max_len:
+        raise DeployError(f"{field} {_shown(value)} must be lower-case letters, digits and '-', start with a letter "
+                          f"and be at most {max_len} characters", fields=(field,))
     return value
 
 
 def check_quantity(value: str, field: str) -> str:
-    if not _QUANTITY.match(str(value)):
-        raise DeployError(f"{field} {value!r} is not a Kubernetes quantity (e.g. 4, 500m, 16Gi)")
-    return str(value)
+    """``value`` if it is a Kubernetes quantity (``4``, ``500m``, ``16Gi``)."""
+    if not isinstance(value, str) or not _QUANTITY.fullmatch(value):
+        raise DeployError(f"{field} {_shown(value)} is not a Kubernetes quantity (e.g. 4, 500m, 16Gi)", fields=(field,))
+    return value
+
+
+def check_image(value: str, field: str) -> str:
+    """``value`` if it is a container image reference (``registry[:port]/path[:tag][@digest]``)."""
+    if not isinstance(value, str) or len(value) > MAX_IMAGE or not _IMAGE.fullmatch(value):
+        raise DeployError(f"{field} {_shown(value)} is not a container image reference "
+                          "(registry/path:tag or registry/path@sha256:..., no spaces or shell characters)",
+                          fields=(field,))
+    return value
+
+
+def check_object_url(value: str, field: str) -> str:
+    """``value`` if it is an ``s3://``, ``gs://`` or ``as://`` URL of plain URL characters."""
+    if not isinstance(value, str) or not value.startswith(OBJECT_STORE_SCHEMES):
+        raise DeployError(f"{field} {_shown(value)} must start with {', '.join(OBJECT_STORE_SCHEMES)}", fields=(field,))
+    if len(value) > MAX_URL or not _OBJECT_URL.fullmatch(value):
+        raise DeployError(f"{field} {_shown(value)} may hold only letters, digits and . _ ~ : @ % + = , / - after "
+                          "the scheme (no spaces, quotes, $, backticks or shell operators)", fields=(field,))
+    return value
+
+
+def check_int(value: int, field: str, low: int, high: int = INT32_MAX) -> int:
+    """``value`` if it is an integer in [low, high] (a bool is not an integer here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise DeployError(f"{field} must be an integer in [{low}, {high}] (got {_shown(value)})", fields=(field,))
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,12 +115,13 @@ class RepositorySource:
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
             raise DeployError(f"source kind {self.kind!r} is not one of {', '.join(SOURCE_KINDS)}")
-        if not self.ref or any(c.isspace() for c in self.ref):
-            raise DeployError(f"source {self.kind} needs a reference without spaces (got {self.ref!r})")
-        if self.kind == "url" and not self.ref.startswith(OBJECT_STORE_SCHEMES):
-            raise DeployError(f"source url {self.ref!r} must start with {', '.join(OBJECT_STORE_SCHEMES)}")
-        if self.kind == "pvc":
-            check_name(self.ref, "source pvc claim name", 253)
+        field = SOURCE_FIELDS[self.kind]
+        if self.kind == "url":
+            check_object_url(self.ref, field)
+        elif self.kind == "image":
+            check_image(self.ref, field)
+        else:
+            check_name(self.ref, field, 253)
 
     @property
     def model_repository(self) -> str:
@@ -82,7 +136,8 @@ class DeploySpec:
     source: RepositorySource
     name: str = "tritonkit"
     namespace: str = "tritonkit"
-    release: str = DEFAULT_RELEASE            # NGC release of the server image (pvc / url sources)
+    release: str = DEFAULT_RELEASE            # NGC release of the server image (the serve image's base)
+    container_trt_version: str | None = None  # TensorRT of that release, where tritonkit's table lacks it
     server_image: str | None = None           # None: the serve image (image source) or NGC's image
     replicas: int = 2
     max_replicas: int | None = None           # None: twice the replicas
@@ -106,22 +161,34 @@ class DeploySpec:
             if getattr(self, field) is not None:
                 check_name(getattr(self, field), field, 253)
         if self.cloud_credentials_secret and self.source.kind != "url":
-            raise DeployError("cloud_credentials_secret applies only to an object-store (url) source")
-        if self.replicas < 1:
-            raise DeployError(f"replicas must be >= 1 (got {self.replicas})")
-        if self.max_replicas is not None and self.max_replicas < self.replicas:
-            raise DeployError(f"max_replicas {self.max_replicas} is below replicas {self.replicas}")
-        if self.gpus < 1:
-            raise DeployError(f"gpus must be >= 1 (got {self.gpus})")
-        if self.queue_target_us < 1 or self.exit_timeout_s < 1 or self.prestop_s < 0:
-            raise DeployError("queue_target_us and exit_timeout_s must be >= 1, prestop_s >= 0")
-        if self.run_as_user < 1:
-            raise DeployError("run_as_user must be a non-root uid (>= 1)")
+            raise DeployError("cloud_credentials_secret applies only to an object-store (url) source",
+                              fields=("cloud_credentials_secret",))
+        if self.server_image is not None:
+            check_image(self.server_image, "server_image")
+        if not isinstance(self.release, str) or not _RELEASE.fullmatch(self.release):
+            raise DeployError(f"release {_shown(self.release)} is not an NGC release like {DEFAULT_RELEASE}",
+                              fields=("release",))
+        if self.container_trt_version is not None:
+            try:
+                parse_tensorrt_version(self.container_trt_version)
+            except CompatError:
+                raise DeployError(f"container_trt_version {_shown(self.container_trt_version)} is not a TensorRT "
+                                  "version like 10.13.3.9", fields=("container_trt_version",)) from None
         for field in ("cpu", "memory"):
             if getattr(self, field) is not None:
                 check_quantity(getattr(self, field), field)
-        if not re.match(r"^\d{2}\.\d{2}$", self.release):
-            raise DeployError(f"release {self.release!r} is not an NGC release like {DEFAULT_RELEASE}")
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        check_int(self.replicas, "replicas", 1)
+        if self.max_replicas is not None and check_int(self.max_replicas, "max_replicas", 1) < self.replicas:
+            raise DeployError(f"max_replicas {self.max_replicas} is below replicas {self.replicas}",
+                              fields=("max_replicas", "replicas"))
+        check_int(self.gpus, "gpus", 1, 64)
+        check_int(self.queue_target_us, "queue_target_us", 1)
+        check_int(self.exit_timeout_s, "exit_timeout_s", 1, 86_400)
+        check_int(self.prestop_s, "prestop_s", 0, 3_600)
+        check_int(self.run_as_user, "run_as_user", 1)   # non-root
 
     @property
     def image(self) -> str:

@@ -16,6 +16,7 @@ create the same objects.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from tritonkit._lazy import lazy_import
 from tritonkit.deploy import manifests
 from tritonkit.deploy.capacity import CapacityPlan
 from tritonkit.deploy.checks import SKIPPED_SECURITY_CHECKS, SchemaReport, skip_annotations, validate_objects
-from tritonkit.deploy.repository import RepositoryInfo, StartupBudget, read_repository, startup_budget
+from tritonkit.deploy.repository import RepositoryInfo, StartupBudget, check_plans, read_repository, startup_budget
 from tritonkit.deploy.spec import DeploySpec
 from tritonkit.io import atomic_write_json, atomic_write_text
 from tritonkit.report import markdown_table
@@ -148,13 +149,15 @@ def _layout(spec: DeploySpec, rendered: Rendered) -> dict[str, str]:
 
 def write_deployment(spec: DeploySpec, repo: str | Path, out: str | Path,
                      capacity: CapacityPlan | None = None) -> DeployResult:
-    """Read ``repo``, render every object, validate it against the Kubernetes schemas, write it all."""
-    info = read_repository(repo)
+    """Read ``repo`` and check its TensorRT plans against ``spec.release``, render every object,
+    validate it against the Kubernetes schemas, write it all."""
+    info, plan_notes = check_plans(read_repository(repo), spec.release, spec.container_trt_version)
     startup = startup_budget(info, spec.source.kind)
     rendered = render(spec, info, startup)
     schema = validate_objects(rendered.all_objects())
     out = Path(out)
-    result = DeployResult(out, spec, info, startup, schema, capacity=capacity, notes=deployment_notes(spec, info))
+    result = DeployResult(out, spec, info, startup, schema, capacity=capacity,
+                          notes=deployment_notes(spec, info) + plan_notes)
     for rel, text in _layout(spec, rendered).items():
         result.files.append(atomic_write_text(out / rel, text))
     result.files.append(atomic_write_text(out / "DEPLOY.md", report_markdown(result)))
@@ -177,6 +180,8 @@ def _server_section(result: DeployResult) -> list[str]:
         "## Server", "",
         f"- image `{s.image}`, repository from the {s.source.kind} source (`{s.source.model_repository}`)",
         f"- {s.replicas} replicas; rolling updates add one pod before removing one (maxSurge 1, maxUnavailable 0)",
+        *([f"- TensorRT plans checked against tritonserver {s.release}; they need "
+           + ", ".join(f"`{a}`" for a in result.repository.server_args)] if result.repository.server_args else []),
         "- production flags: model control none, strict readiness, restricted APIs (model-repository, "
         f"shared-memory, logging, trace) behind the key in Secret `{s.key_secret}` (key `{manifests.API_KEY_ITEM}`), "
         "read from a mounted file at start",
@@ -220,10 +225,13 @@ def _checks_section(result: DeployResult) -> list[str]:
 
 def report_markdown(result: DeployResult) -> str:
     s = result.spec
-    apply = ["## Apply", "", *(f"- {note}" for note in result.notes), "", "```bash", f"kubectl create namespace {s.namespace}",
-             f"kubectl -n {s.namespace} create secret generic {s.key_secret} "
+    q = shlex.quote   # every value pasted into the shell lines is one word (names are checked; the path is not)
+    apply = ["## Apply", "", *(f"- {note}" for note in result.notes), "", "```bash",
+             f"kubectl create namespace {q(s.namespace)}",
+             f"kubectl -n {q(s.namespace)} create secret generic {q(s.key_secret)} "
              f"--from-literal={manifests.API_KEY_ITEM}=\"$(python -c 'import secrets; print(secrets.token_urlsafe(32))')\"",
-             f"kubectl apply -k {result.out}/overlays/autoscale   # or -k {result.out}/base without autoscaling",
+             f"kubectl apply -k {q(str(result.out / 'overlays' / 'autoscale'))}   "
+             f"# or -k {q(str(result.out / 'base'))} without autoscaling",
              "```", ""]
     parts = [f"# Deployment `{s.name}` in namespace `{s.namespace}`", "", *_models_section(result),
              *_server_section(result), *_network_section(result), *_checks_section(result)]

@@ -2,8 +2,9 @@
 
 No cluster runs here: the objects are checked against the pinned Kubernetes schemas
 (kubernetes-validate), scanned with checkov, and the Kustomize tree is rendered with
-``kubectl kustomize`` where kubectl is installed. The gpu repository holds a dummy plan file
-(no TensorRT here); only its config.pbtxt and size are read.
+``kubectl kustomize`` where kubectl is installed. The gpu repository holds a placeholder plan
+with a real sidecar (TensorRT cannot build or load plans on this machine): the plan check reads
+only sidecars and configs, the rest only the config.pbtxt and file sizes.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tritonkit.build_engines.compat import DEFAULT_RELEASE, TRITON_IMAGE
+from tritonkit.build_engines.builder import install_plan
+from tritonkit.build_engines.compat import DEFAULT_RELEASE, RELEASES, TRITON_IMAGE, VERSION_COMPATIBLE_SERVER_ARG
+from tritonkit.build_engines.sidecar import GpuInfo, make_sidecar
+from tritonkit.build_engines.spec import make_spec, sha256_file
 from tritonkit.cards import get_card
 from tritonkit.cli import main
 from tritonkit.deploy import (
     DeployError, DeploySpec, RepositorySource, read_repository, startup_budget, validate_objects, write_deployment)
 from tritonkit.deploy.checks import SKIPPED_SECURITY_CHECKS
-from tritonkit.deploy.manifests import CLOUD_ENV, KEY_EXPR, QUEUE_METRIC, adapter_rule, storage_uri
+from tritonkit.deploy.manifests import CLOUD_ENV, QUEUE_METRIC, adapter_rule, launcher_script, storage_uri
 from tritonkit.model_repository.config import RepoOptions
 from support.chains import write_model_and_chain
 from tritonkit.model_repository.writer import write_model
@@ -47,14 +51,31 @@ def cpu_repo(tmp_path_factory, tiny_onnx) -> Path:
     return repo
 
 
+def placeholder_plan(root: Path, card: str = "resnet50", *, tensorrt: str | None = None, **spec_kw) -> Path:
+    """Placeholder plan bytes with a real sidecar: built with ``tensorrt`` (default: the TensorRT of
+    the default release) on an L4 (compute capability 8.9), batch 1..8."""
+    onnx = root / f"{card}.onnx"
+    onnx.write_bytes(b"placeholder onnx")
+    spec = make_spec(get_card(card), onnx, "fp16", root / f"{card}_fp16.plan", max_batch=8, check_onnx=False,
+                     **spec_kw)
+    side = make_sidecar(spec, sha256_file(onnx), tensorrt or RELEASES[DEFAULT_RELEASE].tensorrt,
+                        GpuInfo("NVIDIA L4", "8.9"), "tensorrt-python")
+    install_plan(b"\0" * 4096, side, spec.plan)
+    return spec.plan
+
+
+def gpu_repository(root: Path, **plan_kw) -> Path:
+    """A resnet50 tensorrt_plan model (max batch 8) from :func:`placeholder_plan`."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_model(get_card("resnet50"), placeholder_plan(root, **plan_kw), root / "model_repository",
+                RepoOptions(target="gpu", max_batch_size=8))
+    return root / "model_repository"
+
+
 @pytest.fixture(scope="module")
 def gpu_repo(tmp_path_factory) -> Path:
-    """A tensorrt_plan model whose plan is a dummy file (never loaded here)."""
-    root = tmp_path_factory.mktemp("gpu")
-    plan = root / "resnet50_fp16.plan"
-    plan.write_bytes(b"\0" * 4096)
-    write_model(get_card("resnet50"), plan, root / "model_repository", RepoOptions(target="gpu", max_batch_size=8))
-    return root / "model_repository"
+    """A tensorrt_plan model whose plan is placeholder bytes with a real sidecar (never loaded here)."""
+    return gpu_repository(tmp_path_factory.mktemp("gpu"))
 
 
 def load(path: Path) -> list[dict]:
@@ -89,12 +110,12 @@ def test_cpu_deployment_runs_the_production_profile(cpu_repo, tmp_path):
     assert c["image"] == TRITON_IMAGE.format(release=DEFAULT_RELEASE) == "nvcr.io/nvidia/tritonserver:25.10-py3"
     assert "nvidia.com/gpu" not in c["resources"]["limits"]
     assert c["resources"]["requests"] == c["resources"]["limits"]  # Guaranteed QoS
-    script = c["command"][2]
+    # a fixed script reads the key file; the flags are its arguments, never parsed by the shell
+    assert c["command"][:4] == ["sh", "-c", launcher_script(), "tritonserver"]
     for flag in ("--model-repository=/models", "--model-control-mode=none", "--strict-readiness=true",
-                 f"--exit-timeout-secs={EXIT_TIMEOUT_S}", "--allow-gpu-metrics=false",
-                 *restricted_flags(KEY_EXPR)):
-        assert f'"{flag}"' in script
-    assert c["command"][:2] == ["sh", "-c"] and script.startswith("exec tritonserver ")
+                 f"--exit-timeout-secs={EXIT_TIMEOUT_S}", "--allow-gpu-metrics=false"):
+        assert flag in c["command"][4:]
+    assert 'exec tritonserver "$@" ' in launcher_script()
     pod = by_kind(objects)[("Deployment", "tritonkit")]["spec"]["template"]["spec"]
     # SIGTERM comes after the preStop delay; Triton's exit timeout must fit in what remains
     assert pod["terminationGracePeriodSeconds"] >= spec.prestop_s + EXIT_TIMEOUT_S
@@ -129,7 +150,7 @@ def test_gpu_deployment_asks_for_a_gpu_and_uses_the_serve_image(gpu_repo, tmp_pa
     c = container_of(objects)
     assert c["image"] == SERVE_IMAGE
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 2
-    assert '"--allow-gpu-metrics=true"' in c["command"][2]
+    assert "--allow-gpu-metrics=true" in c["command"][4:]
     pod = by_kind(objects)[("Deployment", "tritonkit")]["spec"]["template"]["spec"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert "models" not in {v["name"] for v in pod["volumes"]}  # the repository is in the image
@@ -139,7 +160,7 @@ def test_object_store_source_with_a_credentials_file(gpu_repo, tmp_path):
     source = RepositorySource(kind="url", ref="s3://bucket/models")
     write_deployment(DeploySpec(source=source, cloud_credentials_secret="triton-s3"), gpu_repo, tmp_path)
     c = container_of(load(tmp_path / "rendered" / "base.yaml"))
-    assert '"--model-repository=s3://bucket/models"' in c["command"][2]
+    assert c["command"][4] == "--model-repository=s3://bucket/models"
     assert {"name": CLOUD_ENV, "value": "/var/run/secrets/tritonkit-cloud/credentials.json"} in c["env"]
     assert not any("secretKeyRef" in str(e) for e in c["env"])  # secrets are files, never env values
 
@@ -320,3 +341,58 @@ def test_kserve_inference_service_maps_each_source(gpu_repo, tmp_path):
     assert restricted_flags(f"$({API_KEY_ENV})")[0] in args and "--model-control-mode=none" in args
     assert not any(a.startswith("--model-repository") for a in args)  # KServe's runtime sets it
     assert isvc["model"]["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_version_compatible_plans_get_the_tensorrt_backend_flag(tmp_path):
+    """tensorrt_backend src/tensorrt.cc reads the backend config key "version-compatible" and
+    src/loader.cc then allows the plan's host code (setEngineHostCodeAllowed): without the flag a
+    version-compatible plan fails to load. Both an older TensorRT's plan and one of the serving
+    TensorRT itself need it."""
+    for trt in (RELEASES["25.06"].tensorrt, RELEASES[DEFAULT_RELEASE].tensorrt):
+        root = tmp_path / trt
+        repo = gpu_repository(root, tensorrt=trt, version_compatible=True)
+        result = write_deployment(DeploySpec(source=RepositorySource(kind="pvc", ref="m"), kserve=True), repo,
+                                  root / "out")
+        c = container_of(load(root / "out" / "rendered" / "base.yaml"))
+        assert c["command"][4:].count(VERSION_COMPATIBLE_SERVER_ARG) == 1
+        isvc = load(root / "out" / "kserve" / "inferenceservice.yaml")[0]
+        assert VERSION_COMPATIBLE_SERVER_ARG in isvc["spec"]["predictor"]["model"]["args"]
+        summary = json.loads((root / "out" / "deploy.json").read_text())
+        assert summary["repository"]["server_args"] == [VERSION_COMPATIBLE_SERVER_ARG]
+        assert VERSION_COMPATIBLE_SERVER_ARG in (root / "out" / "DEPLOY.md").read_text()
+        assert any("NVIDIA L4" in n and "8.9" in n for n in result.notes)  # the GPU the pods need
+
+
+def test_a_plain_plan_of_the_serving_tensorrt_gets_no_extra_flag(gpu_repo, tmp_path):
+    write_deployment(DeploySpec(source=RepositorySource(kind="pvc", ref="m")), gpu_repo, tmp_path)
+    assert not any(a.startswith("--backend-config") for a in container_of(load(tmp_path / "rendered" / "base.yaml"))["command"])
+
+
+@pytest.mark.parametrize("case", ["other_tensorrt", "no_sidecar", "older_than_the_plan"])
+def test_plans_that_will_not_load_in_the_release_are_refused_in_one_line(case, tmp_path, capsys):
+    """A plan from another TensorRT (not version-compatible), a plan without a sidecar, and a
+    version-compatible plan on an older TensorRT would CrashLoop a pod started with
+    --exit-on-error=true: refused before anything is written."""
+    trt = {"other_tensorrt": RELEASES["25.06"].tensorrt, "no_sidecar": None, "older_than_the_plan": "10.99.0.1"}[case]
+    repo = gpu_repository(tmp_path / "r", tensorrt=trt, version_compatible=case == "older_than_the_plan")
+    if case == "no_sidecar":
+        (repo / "resnet50" / "1" / "model.plan.json").unlink()
+    out = tmp_path / "out"
+    assert main(["deploy", "k8s", "--repo", str(repo), "--pvc", "m", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"will not load in tritonserver {DEFAULT_RELEASE}" in err and "resnet50/1/model.plan" in err
+    assert not out.exists()
+
+
+def test_release_and_container_tensorrt_decide_the_check(tmp_path, capsys):
+    """The plan check runs against --release (and --container-trt-version where given), not a fixed one."""
+    repo = gpu_repository(tmp_path / "r", tensorrt=RELEASES["25.06"].tensorrt)
+    common = ["deploy", "k8s", "--repo", str(repo), "--pvc", "m"]
+    assert main(common + ["--out", str(tmp_path / "a")]) == 1
+    assert main(common + ["--release", "25.06", "--out", str(tmp_path / "b")]) == 0
+    c = container_of(load(tmp_path / "b" / "rendered" / "base.yaml"))
+    assert c["image"] == TRITON_IMAGE.format(release="25.06")
+    assert main(common + ["--container-trt-version", RELEASES["25.06"].tensorrt, "--out", str(tmp_path / "c")]) == 0
+    assert main(common + ["--container-trt-version", "10.x\n", "--out", str(tmp_path / "d")]) == 1
+    assert "--container-trt-version" in capsys.readouterr().err

@@ -14,6 +14,13 @@ outputs split back per request, so batching on the server really batches the com
 with dynamic height and width (segmentation) can receive requests of different sizes in one
 call: each shape group runs on its own (never padded here: padding would change the outputs).
 A group that fails gets its own error responses; the other groups are answered.
+
+Every request's inputs are checked against the model's contract before anything runs: the
+rank, each fixed dim of the config, and each variable dim (``-1``) against the card's
+``dynamic_shape.max`` (the card is embedded in the config's ``parameters`` as
+``tritonkit_card``; a variable dim without a bound stays free). A request beyond it is answered
+``INVALID_ARG`` (HTTP 400, gRPC INVALID_ARGUMENT) without running: an oversized image must not
+make onnxruntime allocate gigabytes. Failures of onnxruntime itself on valid inputs are INTERNAL.
 """
 
 import json
@@ -22,6 +29,46 @@ import os
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+CARD_PARAMETER = "tritonkit_card"   # tritonkit.contract.CARD_PARAMETER (this file imports no tritonkit)
+
+
+class InputError(ValueError):
+    """A request's input breaks the model's contract: the client's mistake (INVALID_ARG)."""
+
+
+def input_limits(config):
+    """``{input name: (dims, bounds)}``: the config's per-sample dims and, for each, the largest
+    value a request may send (a fixed dim itself; a variable dim the card's ``dynamic_shape.max``,
+    taken as ``[H, W]`` in the order the variable dims appear; None where nothing bounds it)."""
+    card_text = (config.get("parameters", {}).get(CARD_PARAMETER) or {}).get("string_value")
+    card = json.loads(card_text) if card_text else {}
+    spatial = (card.get("dynamic_shape") or {}).get("max")
+    limits = {}
+    for tensor in config["input"]:
+        dims = [int(d) for d in tensor["dims"]]
+        free = iter(spatial) if spatial and tensor["name"] == (card.get("input") or {}).get("name") else iter(())
+        limits[tensor["name"]] = (dims, [d if d != -1 else next(free, None) for d in dims])
+    return limits
+
+
+def check_input(name, shape, dims, bounds, batched):
+    """Raise :class:`InputError` unless ``shape`` (batch first when ``batched``) fits ``dims`` / ``bounds``."""
+    sample = list(shape[1:] if batched else shape)
+    if len(sample) != len(dims):
+        raise InputError(f"input {name!r} has shape {list(shape)}; the model takes per-sample dims {dims}")
+    for axis, (got, want, most) in enumerate(zip(sample, dims, bounds)):
+        if want != -1 and got != want:
+            raise InputError(f"input {name!r} has shape {list(shape)}; per-sample dim {axis} must be {want}")
+        if most is not None and got > most:
+            raise InputError(f"input {name!r} has shape {list(shape)}; per-sample dims may be at most "
+                             f"{[b if b is not None else -1 for b in bounds]} (the card's dynamic_shape max)")
+
+
+def client_error(message):
+    """An error response that blames the request: INVALID_ARG (HTTP 400, gRPC INVALID_ARGUMENT)."""
+    return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(
+        message, pb_utils.TritonError.INVALID_ARG))
 
 
 class TritonPythonModel:
@@ -39,6 +86,9 @@ class TritonPythonModel:
             options.add_session_config_entry("session.intra_op.allow_spinning", params["allow_spinning"])
         self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         self.input_names = [i["name"] for i in config["input"]]
+        self.limits = input_limits(config)
+        # dim 0 is the batch (execute() concatenates along it) unless the config says max_batch_size 0
+        self.batched = int(config.get("max_batch_size", 1)) > 0
         self.output_names = [o["name"] for o in config["output"]]
         self.output_dtypes = {
             o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]}
@@ -48,8 +98,11 @@ class TritonPythonModel:
         groups = {}
         for index, request in enumerate(requests):
             try:
-                arrays = [pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.input_names]
-            except Exception as exc:  # a malformed request is answered on its own
+                arrays = self._inputs(request)
+            except InputError as exc:  # the client's mistake, answered on its own
+                responses[index] = client_error(str(exc))
+                continue
+            except Exception as exc:  # a request that cannot be read is answered on its own
                 responses[index] = self._error(exc)
                 continue
             key = tuple(a.shape[1:] for a in arrays)
@@ -58,6 +111,18 @@ class TritonPythonModel:
             for index, response in zip([i for i, _ in members], self._run_group([a for _, a in members])):
                 responses[index] = response
         return responses
+
+    def _inputs(self, request):
+        """The request's input arrays, each checked against the model's limits (:func:`check_input`)."""
+        arrays = []
+        for name in self.input_names:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                raise InputError(f"input {name!r} is missing")
+            array = tensor.as_numpy()
+            check_input(name, array.shape, *self.limits[name], self.batched)
+            arrays.append(array)
+        return arrays
 
     def _run_group(self, per_request):
         """One onnxruntime run over requests with the same per-sample shapes."""

@@ -20,8 +20,11 @@ batches are).
 
 Settings: the card (its ``preprocess`` and ``input``) from the config's ``tritonkit_card``
 parameter; the config's ``parameters`` may set ``max_pixels`` (the decompression-bomb cap,
-default Pillow's). A request with an image that gives no input (not an image, truncated) gets an
-error naming the image; the other requests of the execute() call are unaffected.
+default Pillow's). A request with an image that gives no input (not an image, truncated, over
+the pixel cap) or an ``image_bytes`` of the wrong shape gets an error naming the image, with
+code INVALID_ARG (HTTP 400, gRPC INVALID_ARGUMENT: the client's mistake, so an operator's alert
+on server errors does not fire); anything else that fails is INTERNAL. The other requests of the
+execute() call are unaffected.
 """
 
 import json
@@ -44,6 +47,13 @@ def stack_padded(arrays):
     for i, a in enumerate(arrays):
         out[i, ..., :a.shape[-2], :a.shape[-1]] = a
     return out
+
+
+class InputError(ValueError):
+    """A request's input breaks the model's contract: the client's mistake (INVALID_ARG)."""
+
+
+CLIENT_ERRORS = (InputError, prep.ImageError)
 
 
 class TritonPythonModel:
@@ -73,11 +83,14 @@ class TritonPythonModel:
         return (batch if fixed else stack_padded(arrays)), geometry
 
     def _one_request(self, request):
-        blobs = pb_utils.get_input_tensor_by_name(request, prep.ENCODED_INPUT).as_numpy()
-        blobs = blobs.reshape(blobs.shape[0], -1)
-        if blobs.shape[1] != 1:
-            raise ValueError(f"{prep.ENCODED_INPUT} must hold one encoded image per sample (got {blobs.shape[1]})")
-        batch, geometry = self._inputs(blobs[:, 0])
+        tensor = pb_utils.get_input_tensor_by_name(request, prep.ENCODED_INPUT)
+        if tensor is None:
+            raise InputError(f"input {prep.ENCODED_INPUT!r} is missing")
+        blobs = tensor.as_numpy()
+        if blobs.ndim == 0 or blobs.shape[0] == 0 or blobs.size != blobs.shape[0]:
+            raise InputError(f"{prep.ENCODED_INPUT} must hold one encoded image per sample (got shape "
+                             f"{list(blobs.shape)})")
+        batch, geometry = self._inputs(blobs.reshape(blobs.shape[0]))
         out = batch if self.dtype == np.float32 else batch.astype(self.dtype)
         return pb_utils.InferenceResponse(output_tensors=[
             pb_utils.Tensor(self.output_name, out), pb_utils.Tensor(prep.GEOMETRY_OUTPUT, geometry)])
@@ -87,7 +100,10 @@ class TritonPythonModel:
         for request in requests:
             try:
                 responses.append(self._one_request(request))
-            except Exception as exc:  # one bad request gets its own error, the model stays up
+            except CLIENT_ERRORS as exc:  # the client's image or tensor: its own error, INVALID_ARG
+                error = pb_utils.TritonError(f"bad input: {exc}", pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
+            except Exception as exc:  # one failing request gets its own error, the model stays up
                 error = pb_utils.TritonError(f"preprocess failed: {type(exc).__name__}: {exc}")
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
         return responses
