@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# ultralytics, wherever a test runs it (subprocesses inherit these): no network probes, no pip
+# auto-install of a missing extra (it would try for pi-heif, faster-coco-eval, ...), settings under
+# .cache/ instead of the user's home.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "ultralytics" / "config"))
 
 from onnx_models import tiny_classifier  # noqa: E402
 
@@ -16,6 +23,18 @@ from onnx_models import tiny_classifier  # noqa: E402
 def tiny_onnx(tmp_path_factory) -> Path:
     """A tiny classifier ONNX matching the ``demo_shapes`` card (input 3x64x64, 8 logits)."""
     return tiny_classifier(tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def yolo_model():
+    """Factory: ``yolo_model(name) -> TinyModel``, a tiny ultralytics model trained here (see
+    ``tests/support/ultralytics_models.py``; built once, cached under .cache/ultralytics); skips
+    where ultralytics is not installed."""
+    from support.ultralytics_models import tiny_model, ultralytics_available
+
+    if not ultralytics_available():
+        pytest.skip("ultralytics is not installed (requirements.txt pins it)")
+    return tiny_model
 
 
 @pytest.fixture

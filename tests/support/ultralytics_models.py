@@ -10,8 +10,10 @@ them and any change retrains.
 
 Everything that imports ultralytics runs in a subprocess (this file run as a script with
 ``ULTRALYTICS_PYTHON``, default the running interpreter): importing ultralytics changes process-wide
-state (numpy print options, OpenCV's thread count, environment variables) that the tests in the pytest
-process must not inherit.
+state that the tests in the pytest process must not inherit: numpy print options, OpenCV's thread
+count, environment variables, and ``PIL.Image.open`` itself (``ultralytics/utils/patches.py``
+replaces it; a file PIL cannot identify then goes through ``check_requirements("pi-heif")`` and
+fails with ``ModuleNotFoundError: pi_heif`` instead of PIL's error).
 
 Public API (the pytest process side):
 
@@ -22,6 +24,10 @@ Public API (the pytest process side):
 * :func:`ultralytics_letterbox` -> the exact model inputs ultralytics would build for images, by the
   validator's rule (``load_image`` + ``LetterBox(scaleup=False)``) or the predictor's
   (``LetterBox(auto=False)``).
+* :func:`export_variant` -> another ONNX export of a fixture (e.g. ``nms=True``), cached beside it.
+* :func:`ultralytics_val` -> ultralytics' validator metrics and its ``predictions.json``
+  (``save_json=True, rect=False``) on any model and dataset, to rescore with pycocotools.
+* :data:`FAST_TIER`: the recipes meant for the default test tier (the others are for slow tests).
 """
 
 from __future__ import annotations
@@ -75,6 +81,8 @@ class Recipe:
     batch: int = 8
     train_args: dict[str, Any] = field(default_factory=dict)
     exports: dict[str, dict[str, Any]] = field(default_factory=lambda: {"default": {}})
+    # extra arguments of the val that gives TinyModel.metrics (nms=False: the NMS-free head)
+    val_args: dict[str, Any] = field(default_factory=dict)
     slow: bool = False
 
 
@@ -85,19 +93,23 @@ _SCALE = (0.33, 0.125, 256)
 _TRAIN = {"nbs": 8, "mosaic": 0.0, "optimizer": "AdamW", "lr0": 0.004}
 _FAST = dict(imgsz=96, epochs=15, n_train=96, n_val=24, scale=_SCALE, train_args=_TRAIN)
 RECIPES: dict[str, Recipe] = {
-    # YOLO11 anchor-free head: output0 [N, 4+C, A]; "nms" adds ultralytics' embedded NMS ([N, 300, 6])
-    "detect": Recipe("detect", "yolo11n.yaml", exports={"default": {}, "nms": {"nms": True}}, **_FAST),
+    # YOLO11 anchor-free head: output0 [N, 4+C, A]. ultralytics' embedded-NMS export ([N, 300, 6]):
+    # export_variant(model, "nms", nms=True) (~15 s more, so not built by default).
+    "detect": Recipe("detect", "yolo11n.yaml", **_FAST),
     # output0 [N, 4+C+32, A], output1 [N, 32, H/4, W/4]
     "segment": Recipe("segment", "yolo11n-seg.yaml", **_FAST),
     "classify": Recipe("classify", "yolo11n-cls.yaml", imgsz=64, epochs=15, n_train=60, n_val=30, scale=_SCALE,
                        train_args={"nbs": 8, "optimizer": "AdamW", "lr0": 0.004, "auto_augment": None,
                                    "erasing": 0.0}),
-    # YOLO26: ultralytics' default ONNX export (nms=None) drops the NMS-free branch and gives the
-    # anchor-free [N, 4+C, A] head; nms=False keeps it: output0 [N, K, 6] (x1, y1, x2, y2, score,
-    # class), K = min(max_det, anchors at the export imgsz) baked into the graph.
-    "end2end": Recipe("detect", "yolo26n.yaml", exports={"end2end": {"nms": False}, "default": {}}, **_FAST),
-    "yolov10": Recipe("detect", "yolov10n.yaml", exports={"end2end": {"nms": False}, "default": {}}, slow=True,
-                      **_FAST),
+    # YOLO26: in ultralytics 8.4 the NMS-free head is opt-in everywhere with nms=False (export, val,
+    # predict); the default (nms=None) uses the one-to-many head + NMS, and its ONNX export is the
+    # anchor-free [N, 4+C, A] head. nms=False export: output0 [N, K, 6] (x1, y1, x2, y2, score, class),
+    # K = min(max_det, anchors at the export imgsz) baked into the graph (189 at imgsz 96).
+    # metrics: ultralytics' val with nms=False (the NMS-free head, as the main export).
+    "end2end": Recipe("detect", "yolo26n.yaml", exports={"end2end": {"nms": False}, "default": {}},
+                      val_args={"nms": False}, **_FAST),
+    "yolov10": Recipe("detect", "yolov10n.yaml", exports={"end2end": {"nms": False}, "default": {}},
+                      val_args={"nms": False}, slow=True, **_FAST),
     # A better detector for the slow tier: the n scale at imgsz 160 on 400 images.
     "detect_large": Recipe("detect", "yolo11n.yaml", imgsz=160, epochs=30, n_train=400, n_val=64, batch=16,
                            train_args={"nbs": 16, "mosaic": 0.0, "optimizer": "AdamW", "lr0": 0.002},
@@ -166,7 +178,7 @@ def _versions() -> dict[str, str]:
 def cache_key(recipe: Recipe) -> str:
     """Hash of the recipe, the code that generates data and trains, and the library versions."""
     code = "".join(inspect.getsource(f) for f in (_draw_shape, _place_shapes, write_shapes_dataset,
-                                                    _write_model_yaml, _build, _train_args))
+                                                    _write_model_yaml, _build, _train_args, _export))
     blob = json.dumps({"recipe": asdict(recipe), "code": code, "versions": _versions()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -182,7 +194,40 @@ def tiny_model(name: str, *, recipe: Recipe | None = None) -> TinyModel:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (final / "result.json").is_file():
             _build_in_subprocess(name, recipe, final)
-    return TinyModel.from_dir(name, final)
+        model = TinyModel.from_dir(name, final)
+        _point_data_yaml_at(model.data)
+    return model
+
+
+def export_variant(model: TinyModel, label: str, **export_args: Any) -> Path:
+    """Another ONNX export of ``model``'s weights (``format="onnx", dynamic=True, imgsz`` plus
+    ``export_args``, e.g. ``nms=True``), made in a subprocess on first use and kept beside the
+    model's other exports as ``onnx/<label>.onnx`` (``label`` must name the arguments: they are not
+    part of the file name)."""
+    path = model.dir / "onnx" / f"{label}.onnx"
+    with open(model.dir.parent / f".{model.dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.is_file():
+            spec = {"weights": str(model.weights), "task": model.task, "imgsz": model.imgsz, "out": str(path),
+                    "args": export_args}
+            cmd = [ultralytics_python(), str(Path(__file__).resolve()), "export", "--spec", json.dumps(spec)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=_ultralytics_env(model.dir.parent),
+                                  timeout=BUILD_TIMEOUT_S, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"ultralytics export {label!r} of {model.name!r} failed:\n"
+                                   f"{(proc.stdout + proc.stderr)[-4000:]}")
+    return path
+
+
+def _point_data_yaml_at(data: Path) -> None:
+    """A data.yaml's ``path`` is absolute (ultralytics resolves a relative one against its own datasets
+    folder): after the build folder is renamed into the cache, or the cache moved, point it here."""
+    if data.suffix != ".yaml":
+        return
+    lines = data.read_text().splitlines(keepends=True)
+    want = f"path: {data.parent}\n"
+    if lines[0] != want:
+        data.write_text(want + "".join(lines[1:]))
 
 
 def _build_in_subprocess(name: str, recipe: Recipe, final: Path) -> None:
@@ -318,6 +363,16 @@ def _train_args(recipe: Recipe, data: Path, out: Path) -> dict[str, Any]:
     return args
 
 
+def _export(weights: Path, task: str, imgsz: int, path: Path, args: dict[str, Any]) -> Path:
+    from ultralytics import YOLO
+
+    made = Path(YOLO(str(weights), task=task).export(format="onnx", dynamic=True, imgsz=imgsz, device="cpu",
+                                                      **args))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(made, path)
+    return path
+
+
 def _metrics(task: str, m: Any) -> dict[str, float]:
     if task == "classify":
         return {"top1": float(m.top1), "top5": float(m.top5)}
@@ -342,14 +397,11 @@ def _build(recipe: Recipe, out: Path) -> dict[str, Any]:
     trained = YOLO(str(best), task=recipe.task)
     metrics = _metrics(recipe.task, trained.val(data=str(data), imgsz=recipe.imgsz, batch=recipe.batch,
                                                 device="cpu", rect=False, plots=False, verbose=False,
-                                                project=str(out), name="val", exist_ok=True))
+                                                project=str(out), name="val", exist_ok=True,
+                                                **recipe.val_args))
     t3 = time.perf_counter()
-    exports = {}
-    for label, extra in recipe.exports.items():
-        made = Path(trained.export(format="onnx", dynamic=True, imgsz=recipe.imgsz, device="cpu", **extra))
-        exports[label] = out / "onnx" / f"{label}.onnx"
-        exports[label].parent.mkdir(exist_ok=True)
-        os.replace(made, exports[label])
+    exports = {label: _export(best, recipe.task, recipe.imgsz, out / "onnx" / f"{label}.onnx", extra)
+               for label, extra in recipe.exports.items()}
     t4 = time.perf_counter()
     return {"task": recipe.task, "exports": {k: str(v.relative_to(out)) for k, v in exports.items()},
             "weights": str(best.relative_to(out)),
@@ -385,6 +437,41 @@ def ultralytics_letterbox(images: Sequence[np.ndarray], size: int, rule: str = "
             raise RuntimeError(f"ultralytics letterbox reference failed:\n{proc.stderr[-4000:]}")
         with np.load(dst) as out:
             return [out[f"arr_{i}"] for i in range(len(images))]
+
+
+def ultralytics_val(model: Path, data: Path, *, task: str, imgsz: int, out: Path, **args: Any) -> dict[str, Any]:
+    """ultralytics' validator on ``model`` (.pt or .onnx) and ``data`` (data.yaml, or the classify
+    root), run in a subprocess with ``rect=False, save_json=True, device="cpu", plots=False`` unless
+    ``args`` say otherwise. Returns ``metrics`` (as :class:`TinyModel`'s) and ``predictions``: the
+    ``predictions.json`` ultralytics wrote (COCO results: ``image_id`` = the file stem, an int when
+    numeric; ``file_name``; ``category_id`` = class + 1 outside COCO; ``bbox`` [x, y, w, h] in
+    original pixels; ``segmentation`` RLE for segment), or None when it wrote none (classify, or no
+    prediction at all)."""
+    out.mkdir(parents=True, exist_ok=True)
+    spec = {"model": str(model), "data": str(data), "task": task, "imgsz": imgsz, "out": str(out), "args": args}
+    cmd = [ultralytics_python(), str(Path(__file__).resolve()), "val", "--spec", json.dumps(spec)]
+    with open(out / "val.log", "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_ultralytics_env(cache_root()),
+                              timeout=BUILD_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ultralytics val failed (log {out / 'val.log'}):\n"
+                           f"{(out / 'val.log').read_text(errors='replace')[-4000:]}")
+    result = json.loads((out / "val.json").read_text())
+    result["predictions"] = Path(result["predictions"]) if result["predictions"] else None
+    return result
+
+
+def _val(spec: dict[str, Any]) -> dict[str, Any]:
+    from ultralytics import YOLO
+
+    args = dict(rect=False, save_json=spec["task"] != "classify", device="cpu", plots=False, batch=8, verbose=False)
+    args.update(spec["args"])
+    model = YOLO(spec["model"], task=spec["task"])
+    metrics = model.val(data=spec["data"], imgsz=spec["imgsz"], project=spec["out"], name="val", exist_ok=True,
+                        **args)
+    predictions = Path(metrics.save_dir) / "predictions.json"
+    return {"metrics": _metrics(spec["task"], metrics), "save_dir": str(metrics.save_dir),
+            "predictions": str(predictions) if predictions.is_file() else None}
 
 
 def _letterbox_predict(images: list[np.ndarray], size: int) -> list[np.ndarray]:
@@ -432,6 +519,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     build = sub.add_parser("build")
     build.add_argument("--out", type=Path, required=True)
     build.add_argument("--recipe", required=True, help="Recipe fields as JSON")
+    export = sub.add_parser("export")
+    export.add_argument("--spec", required=True, help="weights, task, imgsz, out, args as JSON")
+    val = sub.add_parser("val")
+    val.add_argument("--spec", required=True, help="model, data, task, imgsz, out, args as JSON")
     box = sub.add_parser("letterbox")
     box.add_argument("--rule", required=True)
     box.add_argument("--size", type=int, required=True)
@@ -443,6 +534,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         fields["scale"] = tuple(fields.get("scale", ()))
         result = _build(Recipe(**fields), args.out)
         (args.out / "result.json").write_text(json.dumps(result, indent=2))
+        return 0
+    if args.cmd == "export":
+        spec = json.loads(args.spec)
+        _export(Path(spec["weights"]), spec["task"], spec["imgsz"], Path(spec["out"]), spec["args"])
+        return 0
+    if args.cmd == "val":
+        spec = json.loads(args.spec)
+        (Path(spec["out"]) / "val.json").write_text(json.dumps(_val(spec), indent=2))
         return 0
     with np.load(args.src) as src:
         images = [src[f"arr_{i}"] for i in range(len(src.files))]
