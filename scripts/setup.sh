@@ -25,6 +25,8 @@ if [ ! -x "$VENV/checkov/bin/checkov" ]; then
   "$PYTHON" -m venv "$VENV/checkov"
   "$VENV/checkov/bin/python" -m pip install -q checkov==3.3.30
 fi
+# The pins must hold together (ultralytics and its dependencies beside the Triton client, DALI, torch).
+"$VENV/bin/python" -m pip check
 # numpy must stay < 2 where the bundled python backend runs (it passes empty tensors with 2.x).
 "$VENV/bin/python" -c "import numpy, sys; sys.exit(0 if numpy.__version__.startswith('1.') else 'numpy must be < 2, found ' + numpy.__version__)"
 echo "setup done: $("$VENV/bin/python" -c 'import tritonkit; print("tritonkit", tritonkit.__version__)')"

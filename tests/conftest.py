@@ -8,6 +8,7 @@ marked ``slow`` where they are (``make test`` leaves them out).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,9 +16,15 @@ from typing import Callable
 import pytest
 
 from support.onnx_models import tiny_classifier
-from support.paths import TESTS
+from support.paths import ROOT, TESTS
 
 SERVER_TESTS = TESTS / "server"
+# ultralytics, wherever a test runs it (subprocesses inherit these): no network probes, no pip
+# auto-install of a missing extra (it would try for pi-heif, faster-coco-eval, ...), settings under
+# .cache/ instead of the user's home.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / ".cache" / "ultralytics" / "config"))
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -30,6 +37,18 @@ def pytest_collection_modifyitems(config, items) -> None:
 def tiny_onnx(tmp_path_factory) -> Path:
     """A tiny classifier ONNX matching the ``demo_shapes`` card (input 3x64x64, 8 logits)."""
     return tiny_classifier(tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def yolo_model():
+    """Factory: ``yolo_model(name) -> TinyModel``, a tiny ultralytics model trained here (see
+    ``tests/support/ultralytics_models.py``; built once, cached under .cache/ultralytics); skips
+    where ultralytics is not installed."""
+    from support.ultralytics_models import tiny_model, ultralytics_available
+
+    if not ultralytics_available():
+        pytest.skip("ultralytics is not installed (requirements.txt pins it)")
+    return tiny_model
 
 
 @dataclass
