@@ -409,7 +409,33 @@ def test_tensorrt_11_fp16_from_an_fp32_onnx_is_refused_with_the_autocast_command
     msg = str(info.value)
     assert "\n" not in msg and "strongly typed" in msg
     assert "python -m modelopt.onnx.autocast --onnx_path" in msg
+    # the flag that keeps FP32 inputs/outputs (see the next test) and NVIDIA's install line
+    assert "--keep_io_types" in msg.split("modelopt.onnx.autocast", 1)[1]
+    assert 'pip3 install --no-cache-dir --extra-index-url https://pypi.nvidia.com "nvidia-modelopt[all]"' in msg
     assert trt.named("Builder") == []                                    # refused before any TensorRT work
+
+
+def _autocast_without_keep_io_types(path: Path) -> Path:
+    """What AutoCast writes without --keep_io_types (modelopt/onnx/autocast/__main__.py: "otherwise they
+    will be converted to FP16"): the graph's input and output are float16. (No ModelOpt here: the
+    graph interface is rewritten with onnx; only the interface matters to the contract.)"""
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.load(str(_fp16_onnx(path)))
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.elem_type = TensorProto.FLOAT16
+    onnx.save(model, str(path))
+    return path
+
+
+def test_following_the_autocast_hint_gives_an_onnx_the_card_accepts(tmp_path):
+    """With --keep_io_types the fp16 ONNX keeps the card's FP32 input and builds on TensorRT 11; without
+    it the card's contract refuses the ONNX before any build."""
+    kept = _spec(_fp16_onnx(tmp_path / "kept.onnx"), tmp_path)
+    build_serialized(kept, RecordingTensorRT(TRT11))
+    with pytest.raises(BuildSpecError, match="does not fit card"):
+        _spec(_autocast_without_keep_io_types(tmp_path / "fp16_io.onnx"), tmp_path)
 
 
 def test_tensorrt_11_fp16_builds_an_fp16_onnx_as_it_is(tmp_path):

@@ -14,7 +14,11 @@ Replacements (10.x to 11.x)" and "Migrating trtexec Usage from TensorRT 10.x to 
 replacements: int8 = explicit quantization (the QDQ ONNX, no flag); fp16 = an fp16 ONNX made first
 with ModelOpt AutoCast. ``nvidia-modelopt`` is not a tritonkit dependency (its wheel requires torch,
 and its ``onnx`` extra onnxruntime-gpu and cupy), so an fp32 ONNX asked for fp16 on 11 is refused
-with the command that makes the fp16 ONNX.
+with the commands that make the fp16 ONNX: the install line of NVIDIA's "Python Migration Patterns
+for TensorRT 11.x" page (TensorRT 11.4.1 docs, "Migrating from Weak Typing to Strong Typing") and
+``python -m modelopt.onnx.autocast`` with ``--keep_io_types`` (``modelopt/onnx/autocast/__main__.py``
+of NVIDIA/TensorRT-Model-Optimizer: without it the model's inputs and outputs become FP16, which the
+cards' FP32 input contract refuses; the same page's Python example passes ``keep_io_types=True``).
 
 ``sameComputeCapability``: trtexec 10.8 (tritonserver 25.01) accepts only ``none`` and ``ampere+``
 (sampleOptions.cpp, release/10.8) and its NvInfer.h has no kSAME_COMPUTE_CAPABILITY; 10.9 has both.
@@ -33,8 +37,9 @@ onnx = lazy_import("onnx")
 SUPPORTED_MAJORS = (10, 11)
 STRONGLY_TYPED_MAJOR = 11
 SAME_CC_MIN_VERSION = (10, 9)
-AUTOCAST_HINT = ("make an fp16 ONNX first with NVIDIA ModelOpt AutoCast (pip install 'nvidia-modelopt[onnx]'; "
-                 "python -m modelopt.onnx.autocast --onnx_path {onnx} --output_path {out}) and build that one")
+AUTOCAST_INSTALL = 'pip3 install --no-cache-dir --extra-index-url https://pypi.nvidia.com "nvidia-modelopt[all]"'
+AUTOCAST_HINT = ("make an fp16 ONNX first with NVIDIA ModelOpt AutoCast ({install}; python -m modelopt.onnx.autocast "
+                 "--onnx_path {onnx} --output_path {out} --keep_io_types) and build that one")
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,9 @@ def precision_flags(spec: BuildSpec, tensorrt_version: str) -> PrecisionFlags:
         return PrecisionFlags((), (), False)
     if spec.precision == "fp16" and not onnx_has_fp16(spec.onnx):
         out = spec.onnx.with_name(f"{spec.onnx.stem}_fp16.onnx")
+        hint = AUTOCAST_HINT.format(install=AUTOCAST_INSTALL, onnx=spec.onnx, out=out)
         raise BuildSpecError(f"{spec.onnx}: TensorRT {tensorrt_version} builds strongly typed (no fp16 flag) and this "
-                             f"ONNX has no float16 tensors; " + AUTOCAST_HINT.format(onnx=spec.onnx, out=out))
+                             f"ONNX has no float16 tensors; {hint}")
     return PrecisionFlags((), (), True)
 
 
