@@ -533,3 +533,38 @@ def test_old_driver_without_compute_cap_falls_back_to_the_cuda_driver(monkeypatc
     assert gpus == [GpuInfo("Tesla T4", "7.5")] and seen == ["00000000:3B:00.0"]
     with pytest.raises(TritonkitError, match="no compute_cap field"):
         host_gpus(cc_fallback=lambda bus: None)
+
+
+def test_gpu_n_is_the_device_the_build_runs_on_or_the_build_is_refused(tiny_onnx, tmp_path, monkeypatch):
+    """`build --gpu 1` on a host whose CUDA device 0 (this process) is another GPU: refused in one line
+    before any TensorRT work; when device 0 is GPU 1 the plan is built and its sidecar records GPU 1's
+    bus id. (No GPU here: nvidia-smi is a script, the CUDA driver's answer for device 0 a function.)"""
+    from tritonkit.build_engines import host
+
+    _fake_smi(tmp_path, monkeypatch, 'if [ "$3" = "-i" ]; then echo "NVIDIA L4, 8.9, 00000000:3B:00.0"; '
+                                     'else printf "NVIDIA H100, 9.0, 00000000:17:00.0\\n'
+                                     'NVIDIA L4, 8.9, 00000000:3B:00.0\\n"; fi\n')
+    spec = _spec(tiny_onnx, tmp_path)
+    monkeypatch.setattr(host, "cuda_device_bus_id", lambda ordinal=0: "0000:17:00.0")     # device 0: the H100
+    trt = RecordingTensorRT()
+    with pytest.raises(TritonkitError) as info:
+        build_plan(spec, trt=trt, gpu_index=1)
+    msg = str(info.value)
+    assert "\n" not in msg and "--gpu 1 is NVIDIA L4 at PCI 00000000:3B:00.0" in msg and "0000:17:00.0" in msg
+    assert "CUDA_VISIBLE_DEVICES=1" in msg
+    assert trt.named("Builder") == [] and not spec.plan.exists()
+    monkeypatch.setattr(host, "cuda_device_bus_id", lambda ordinal=0: "0000:3b:00.0")     # CUDA_VISIBLE_DEVICES=1
+    built = build_plan(spec, trt=RecordingTensorRT(), gpu_index=1)
+    side = read_sidecar(spec.plan)
+    assert (side.gpu_name, side.compute_capability, side.gpu_bus_id) == ("NVIDIA L4", "8.9", "0000:3b:00.0")
+    assert built.sidecar == side
+
+
+def test_nvidia_smi_bus_ids_and_driver_bus_ids_compare():
+    from tritonkit.build_engines.host import bus_key, parse_nvidia_smi
+
+    gpus = parse_nvidia_smi("NVIDIA A100-SXM4-80GB, 8.0, 00000000:07:00.0\nTesla T4, 7.5\n")
+    assert [(g.name, g.compute_capability, g.pci_bus_id) for g in gpus] == [
+        ("NVIDIA A100-SXM4-80GB", "8.0", "00000000:07:00.0"), ("Tesla T4", "7.5", None)]
+    assert bus_key("00000000:3B:00.0") == bus_key("0000:3b:00.0") != bus_key("0000:3c:00.0")
+    assert bus_key("not a bus") is None

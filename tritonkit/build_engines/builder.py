@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonkit.build_engines.host import build_gpu
+from tritonkit.build_engines.host import build_device, build_gpu
 from tritonkit.build_engines.sidecar import (
     GpuInfo, Sidecar, check_tensorrt_version, make_sidecar, sidecar_path, sidecar_text)
 from tritonkit.build_engines.spec import BuildSpec
@@ -61,10 +61,12 @@ def build_plan(spec: BuildSpec, *, trt=None, gpu: GpuInfo | None = None, gpu_ind
     """Build ``spec`` with TensorRT and install ``spec.plan`` + sidecar (+ the timing cache).
 
     ``trt`` is the tensorrt module (imported when ``None``); ``gpu`` the build GPU (queried with
-    ``nvidia-smi [-i gpu_index]`` when ``None``, before the build).
+    ``nvidia-smi [-i gpu_index]`` when ``None``, before the build). The build runs on this process's
+    CUDA device 0: with ``gpu_index`` it must be that GPU (:func:`~.host.build_device`, one-line
+    error otherwise), and its PCI bus id is recorded.
     """
     trt = trt if trt is not None else import_tensorrt(spec)       # a missing TensorRT is said first
-    the_gpu = _the_gpu(gpu, gpu_index)                              # then the GPU, before any build work
+    the_gpu = build_device(_the_gpu(gpu, gpu_index), gpu_index)     # then the GPU, before any build work
     onnx_digest = sha256_file(spec.onnx)
     built = build_serialized(spec, trt)
     side = make_sidecar(spec, onnx_digest, built.tensorrt_version, the_gpu, "tensorrt-python")

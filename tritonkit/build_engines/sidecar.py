@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,10 +34,12 @@ class SidecarError(TritonkitError):
 
 @dataclass(frozen=True)
 class GpuInfo:
-    """One GPU as ``nvidia-smi`` names it, with its compute capability (``"8.6"``)."""
+    """One GPU as ``nvidia-smi`` names it, with its compute capability (``"8.6"``) and, where known,
+    its PCI bus id (where it sits, not what it is: two GpuInfo of the same kind compare equal)."""
 
     name: str
     compute_capability: str
+    pci_bus_id: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not _CC_RE.match(self.compute_capability):
@@ -69,6 +71,7 @@ class Sidecar:
     built_at: str
     builder: str
     schema: int = SCHEMA
+    gpu_bus_id: str | None = None          # PCI bus id of the build GPU (older sidecars: unknown)
 
     @property
     def max_batch(self) -> int:
@@ -105,7 +108,8 @@ def make_sidecar(spec: BuildSpec, onnx_sha256: str, tensorrt_version: str, gpu: 
         profile=PlanProfile(prof.input_name, prof.min, prof.opt, prof.max), onnx_sha256=onnx_sha256,
         onnx_file=spec.onnx.name, build_flags=tuple(build_flags if build_flags is not None else spec.flag_summary()),
         version_compatible=spec.version_compatible, hardware_compat=spec.hardware_compat,
-        tritonkit_version=__version__, built_at=when.isoformat(timespec="seconds"), builder=builder)
+        tritonkit_version=__version__, built_at=when.isoformat(timespec="seconds"), builder=builder,
+        gpu_bus_id=gpu.pci_bus_id)
     _validate(side, "<new sidecar>")
     return side
 
@@ -160,7 +164,8 @@ def sidecar_from_dict(data: dict, source: str) -> Sidecar:
             build_flags=tuple(str(x) for x in data["build_flags"]),
             version_compatible=bool(data["version_compatible"]), hardware_compat=str(data["hardware_compat"]),
             tritonkit_version=str(data["tritonkit_version"]), built_at=str(data["built_at"]),
-            builder=str(data["builder"]), schema=int(data.get("schema", 0)))
+            builder=str(data["builder"]), schema=int(data.get("schema", 0)),
+            gpu_bus_id=str(data["gpu_bus_id"]) if data.get("gpu_bus_id") else None)
     except KeyError as exc:
         raise SidecarError(f"{source}: missing field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
