@@ -63,12 +63,22 @@ def onnx_has_fp16(path) -> bool:
                for n in model.graph.node)
 
 
+def _version(tensorrt_version: str) -> tuple[int, ...]:
+    """A full version, or a major alone (``"11"``: a release whose exact TensorRT is not known here)."""
+    text = str(tensorrt_version).strip()
+    return (int(text),) if text.isdigit() else version_tuple(text)
+
+
 def check_supported(spec: BuildSpec, tensorrt_version: str) -> int:
-    """The TensorRT major, after refusing what that TensorRT cannot build; one-line errors."""
-    version = version_tuple(tensorrt_version)
+    """The TensorRT major, after refusing what that TensorRT cannot build; one-line errors.
+    ``tensorrt_version`` may be a major alone: the precision flags depend on nothing else."""
+    version = _version(tensorrt_version)
     if version[0] not in SUPPORTED_MAJORS:
         raise BuildSpecError(f"TensorRT {tensorrt_version}: tritonkit builds plans with TensorRT "
                              f"{' and '.join(map(str, SUPPORTED_MAJORS))}")
+    if spec.hardware_compat == "same-cc" and len(version) == 1 and version[0] < STRONGLY_TYPED_MAJOR:
+        raise BuildSpecError(f"hardware_compat same-cc needs TensorRT 10.9 or newer and only the major of this "
+                             f"TensorRT ({version[0]}) is known; pass its full version (--container-trt-version)")
     if spec.hardware_compat == "same-cc" and version[:2] < SAME_CC_MIN_VERSION:
         raise BuildSpecError(f"hardware_compat same-cc needs TensorRT 10.9 or newer; TensorRT {tensorrt_version} "
                              "(tritonserver 25.01's) knows only none and ampere+")
