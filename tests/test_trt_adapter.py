@@ -39,12 +39,14 @@ GPU = GpuInfo("NVIDIA L4", "8.9")
 class RecordingTensorRT(types.ModuleType):
     """Records the calls trt_adapter makes on the tensorrt API; returns canned plan/cache bytes."""
 
-    def __init__(self, version: str = "10.13.3.9", *, fail_build: bool = False, parse_ok: bool = True):
+    def __init__(self, version: str = "10.13.3.9", *, fail_build: bool = False, parse_ok: bool = True,
+                 no_fresh_cache: bool = False):
         super().__init__("tensorrt")
         self.__version__ = version
         self.calls: list[tuple] = []
         self.fail_build = fail_build
         self.parse_ok = parse_ok
+        self.no_fresh_cache = no_fresh_cache          # create_timing_cache(b"") returns None too
         self.plan_bytes = b"\x00FAKE-PLAN\x01" * 64
         calls = self.calls
         fake = self
@@ -82,7 +84,7 @@ class RecordingTensorRT(types.ModuleType):
 
             def create_timing_cache(self, data):
                 calls.append(("create_timing_cache", bytes(data)))
-                if bytes(data).startswith(b"CORRUPT"):
+                if bytes(data).startswith(b"CORRUPT") or (fake.no_fresh_cache and not bytes(data)):
                     return None                                  # ITimingCache* may be nullptr
                 return Cache(bytes(data))
 
@@ -568,3 +570,50 @@ def test_nvidia_smi_bus_ids_and_driver_bus_ids_compare():
         ("NVIDIA A100-SXM4-80GB", "8.0", "00000000:07:00.0"), ("Tesla T4", "7.5", None)]
     assert bus_key("00000000:3B:00.0") == bus_key("0000:3b:00.0") != bus_key("0000:3c:00.0")
     assert bus_key("not a bus") is None
+
+
+def test_a_fresh_timing_cache_that_cannot_be_made_is_a_one_line_error(tiny_onnx, tmp_path):
+    """After a stale cache (set_timing_cache False) the fresh cache is checked too: TensorRT returning no
+    cache is said in one line, not passed on as None."""
+    cache = tmp_path / "t.cache"
+    cache.write_bytes(b"STALE-from-another-gpu")
+    trt = RecordingTensorRT(no_fresh_cache=True)
+    with pytest.raises(TritonkitError, match="could not create a timing cache"):
+        build_serialized(_spec(tiny_onnx, tmp_path, timing_cache=cache), trt)
+    assert trt.named("build_serialized_network") == []
+
+
+def _fp16_qdq_onnx(path: Path) -> Path:
+    """The QDQ graph with a float16 initializer (as ModelOpt ONNX PTQ's --high_precision_dtype fp16 writes)."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    from test_build_spec import _qdq_onnx
+
+    model = onnx.load(str(_qdq_onnx(path)))
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros(1, np.float16), "unused_fp16"))
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("version,make,layers", [("10.13.3.9", "fp32", "fp16"), (TRT11, "fp32", "fp32"),
+                                                 (TRT11, "fp16", "fp16")])
+def test_int8_plans_say_the_precision_of_their_float_layers(tmp_path, version, make, layers):
+    """TensorRT 10 int8 sets FP16 (float layers FP16); 11 runs an FP32 QDQ ONNX's float layers in FP32:
+    that plan carries a note, its sidecar records it, its label names the major, the plan check repeats it."""
+    from test_build_spec import _qdq_onnx
+
+    from tritonkit.build_engines.compat import check_plan
+
+    onnx = (_qdq_onnx if make == "fp32" else _fp16_qdq_onnx)(tmp_path / "q.onnx")
+    spec = _spec(onnx, tmp_path, precision="int8")
+    built = build_plan(spec, trt=RecordingTensorRT(version), gpu=GPU)
+    side = read_sidecar(spec.plan)
+    major = version.split(".")[0]
+    assert f"int8_float_layers={layers}" in side.build_flags
+    assert side.precision_label() == f"int8 (TensorRT {major}, float layers {layers})"
+    flagged = layers == "fp32"
+    assert any("not comparable with a TensorRT 10 int8 plan" in n for n in built.notes) == flagged
+    release, trt = ("26.06", TRT11) if major == "11" else ("25.10", version)
+    notes = check_plan(side, release, "8.9", container_trt=trt).notes
+    assert any(n.startswith("int8 (TensorRT 11, float layers fp32): int8 on TensorRT 11") for n in notes) == flagged

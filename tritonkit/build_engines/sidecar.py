@@ -21,6 +21,7 @@ from tritonkit.errors import TritonkitError
 
 SCHEMA = 1
 BUILDERS = ("tensorrt-python", "trtexec")
+INT8_FLOAT_LAYERS_FLAG = "int8_float_layers"      # an int8 build's build-flag entry (flags.PrecisionFlags.int8_record)
 _CC_RE = re.compile(r"^\d+\.\d+$")
 # major.minor.patch[.build], with the ".postN" of pip wheel versions (``tensorrt.__version__`` of the
 # PyPI wheel reads e.g. 10.14.1.48.post1): what compat.py can compare (10.13.2 and 10.13.3 plans do not
@@ -84,6 +85,24 @@ class Sidecar:
     @property
     def sample_dims(self) -> tuple[int, ...]:
         return tuple(self.profile.max[1:])
+
+    @property
+    def int8_float_layers(self) -> str | None:
+        """int8: the precision its layers outside the Q/DQ pairs run in (``fp16``/``fp32``), as the build
+        recorded it (``int8_float_layers=...`` in ``build_flags``; None when not recorded)."""
+        for flag in self.build_flags:
+            key, _, value = flag.partition("=")
+            if key == INT8_FLOAT_LAYERS_FLAG:
+                return value
+        return None
+
+    def precision_label(self) -> str:
+        """The precision as figures measured with this plan are labelled: int8 names its TensorRT major
+        and its float layers, since TensorRT 10 and 11 int8 builds differ there (:mod:`.flags`)."""
+        if self.precision != "int8":
+            return self.precision
+        major = self.tensorrt_version.split(".")[0]
+        return f"int8 (TensorRT {major}, float layers {self.int8_float_layers or 'not recorded'})"
 
     def to_dict(self) -> dict:
         d = asdict(self)

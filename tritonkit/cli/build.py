@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tritonkit.build_engines.builder import adopt_plan, build_plan
 from tritonkit.build_engines.compat import check_plan_for_card
+from tritonkit.build_engines.flags import int8_notes, precision_flags
 from tritonkit.build_engines.host import build_gpu, docker_gpus_arg
 from tritonkit.build_engines.quantize import find_calibration_images, quantize_int8
 from tritonkit.build_engines.releases import DEFAULT_RELEASE
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         built = build_plan(spec, gpu_index=args.gpu)
     s = built.sidecar
-    print(f"plan: {built.plan} ({s.precision}, batch {s.min_batch}..{s.max_batch}, TensorRT {s.tensorrt_version}, "
+    print(f"plan: {built.plan} ({s.precision_label()}, batch {s.min_batch}..{s.max_batch}, TensorRT {s.tensorrt_version}, "
           f"{s.gpu_name} sm {s.compute_capability})")
     print(f"sidecar: {built.sidecar_path}")
     print(f"{s.precision} is measured on: {PRECISION_TARGETS[s.precision]}")
@@ -160,4 +161,6 @@ def _print_trtexec(args: argparse.Namespace, spec, onnx: Path, plan: Path) -> in
              "--max-batch", str(spec.batch.max), "--plan", str(plan), "--adopt-plan", str(plan),
              "--trtexec-log", str(log)]
     print(f"# then record its sidecar: {shlex.join(adopt)}", file=sys.stderr)
+    for note in int8_notes(precision_flags(spec, version), version):
+        print(f"# note: {note}", file=sys.stderr)
     return 0
