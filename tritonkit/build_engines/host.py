@@ -205,15 +205,34 @@ def docker_engine_available(docker: str = "docker", timeout_s: float = 15.0) -> 
     return done.returncode == 0 and bool(done.stdout.strip())
 
 
+def ensure_image(image: str, docker: str = "docker", runner: Callable[..., subprocess.CompletedProcess] = subprocess.run
+                 ) -> bool:
+    """Make ``image`` present here before anything with a deadline runs it: ``docker image inspect`` (local),
+    else ``docker pull`` with no deadline (a first pull of an NGC image is 10-15 GB; the deadlines of the
+    commands that follow are for their own work). True when it pulled; one-line error when the pull fails."""
+    try:
+        if runner([docker, "image", "inspect", image], capture_output=True, text=True, timeout=60,
+                  check=False).returncode == 0:
+            return False
+        proc = runner([docker, "pull", image], capture_output=True, text=True, timeout=None, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TritonkitError(f"docker could not look up or pull {image} ({type(exc).__name__})") from None
+    if proc.returncode != 0:
+        raise TritonkitError(f"docker pull {image} failed (exit {proc.returncode}): {_last_line(proc)}")
+    return True
+
+
 def probe_container_tensorrt(image: str, docker: str = "docker", timeout_s: float = 300.0) -> str:
     """The TensorRT version inside a container image, read from its ``libnvinfer<major>`` package.
 
     The glob covers libnvinfer10 and a TensorRT 11 image's package (its name is not confirmed here).
-    Needs a Docker engine; raises ToolMissingError without one.
+    The image is pulled first, without a deadline (:func:`ensure_image`); ``timeout_s`` bounds the
+    ``docker run`` alone. Needs a Docker engine; raises ToolMissingError without one.
     """
     exe = shutil.which(docker)
     if exe is None:
         raise ToolMissingError(f"{docker} not found: cannot read the TensorRT version of {image}")
+    ensure_image(image, exe)
     proc = _run([exe, "run", "--rm", "--entrypoint", "dpkg-query", image, "-W", "-f=${Version}\\n",
                  "libnvinfer[0-9]*"], timeout_s)
     for line in (proc.stdout or "").splitlines():
@@ -225,4 +244,4 @@ def probe_container_tensorrt(image: str, docker: str = "docker", timeout_s: floa
 
 __all__ = ["host_gpus", "parse_nvidia_smi", "one_gpu", "build_gpu", "build_device", "bus_key", "cuda_device_bus_id",
            "cuda_compute_capability", "docker_gpus_arg",
-           "docker_engine_available", "probe_container_tensorrt"]
+           "docker_engine_available", "ensure_image", "probe_container_tensorrt"]
