@@ -31,7 +31,7 @@ LAYERS = {
     "tritonkit.serve": 3, "tritonkit.evaluate": 3, "tritonkit.eval": 3, "tritonkit.perf": 3,
     "tritonkit.validate": 3, "tritonkit.deploy": 3,
     # orchestrators built on the stages
-    "tritonkit.demo": 4, "tritonkit.smoke": 4, "tritonkit.steps": 4, "tritonkit.perf.bench": 4,
+    "tritonkit.demo": 4, "tritonkit.smoke": 4, "tritonkit.gpu_check": 4, "tritonkit.steps": 4, "tritonkit.perf.bench": 4,
     "tritonkit.bench": 4,
     # the command line
     "tritonkit.cli": 5, "tritonkit.__main__": 5,
