@@ -117,7 +117,7 @@ IMAGE_PROVIDES = {"numpy", "triton_python_backend_utils"}
 
 
 def _catches_import_error(node: ast.Try) -> bool:
-    names = {n.id for h in node.handlers for n in ast.walk(h.type) if isinstance(n, ast.Name)} if node.handlers else set()
+    names = {n.id for h in node.handlers if h.type is not None for n in ast.walk(h.type) if isinstance(n, ast.Name)}
     return bool(names & {"ImportError", "ModuleNotFoundError"})
 
 

@@ -175,7 +175,8 @@ def test_fp16_limits_judge_trained_weights(tmp_path):
     torch.save(gpu_check.build_model(card).module.state_dict(), entry / "weights.pth")
     (entry / "train.json").write_text(json.dumps({"card": "demo_shapes"}))
     weights = gpu_check.trained_weights(tmp_path / "cache", card)
-    assert weights == entry / "weights.pth" and gpu_check.trained_weights(tmp_path / "cache", get_card("demo_seg")) is None
+    assert weights == entry / "weights.pth"
+    assert gpu_check.trained_weights(tmp_path / "cache", get_card("demo_seg")) is None
     judged = gpu_check.fp16_agreement(card, weights, n=4, seed=0, device="cpu")
     assert judged.data["limits"] == gpu_check.FP16_LIMITS and "trained weights" in judged.summary
     strict = dict(gpu_check.FP16_LIMITS, top1_agreement=1.01)

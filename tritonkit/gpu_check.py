@@ -138,12 +138,17 @@ def host_info() -> dict:
     cuda = cuda_available()
     return {"python": platform.python_version(), "numpy": np.__version__, "torch": _version(torch),
             "torchvision": _version(lazy_import("torchvision")), "cuda": cuda,
+            "torch_cuda": str(torch.version.cuda) if cuda else None,
             "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []}
 
 
-def _uuid(text) -> str:
-    text = text.decode() if isinstance(text, bytes) else str(text)
-    return text.lower().removeprefix("gpu-")
+def _text(value) -> str:
+    """nvidia-ml-py returns bytes or str depending on its version."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _uuid(value) -> str:
+    return _text(value).lower().removeprefix("gpu-")
 
 
 def nvml_gpus() -> list[dict]:
@@ -153,10 +158,9 @@ def nvml_gpus() -> list[dict]:
         gpus = []
         for i in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            bus = pynvml.nvmlDeviceGetPciInfo(handle).busId
             major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-            gpus.append({"name": str(pynvml.nvmlDeviceGetName(handle)), "cc": f"{major}.{minor}",
-                         "bus": bus.decode() if isinstance(bus, bytes) else str(bus),
+            gpus.append({"name": _text(pynvml.nvmlDeviceGetName(handle)), "cc": f"{major}.{minor}",
+                         "bus": _text(pynvml.nvmlDeviceGetPciInfo(handle).busId),
                          "uuid": _uuid(pynvml.nvmlDeviceGetUUID(handle))})
         return gpus
     finally:
@@ -273,7 +277,12 @@ def nvjpeg_decode(jpegs: dict[str, bytes], device: str = "cuda") -> Outcome:
     for name, data in jpegs.items():
         client = np.asarray(decode_image(data).pil)
         tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        gpu = tv_io.decode_jpeg(tensor, mode=tv_io.ImageReadMode.RGB, device=device).permute(1, 2, 0).cpu().numpy()
+        try:
+            gpu = tv_io.decode_jpeg(tensor, mode=tv_io.ImageReadMode.RGB, device=device)
+        except Exception as exc:  # noqa: BLE001 - recorded per image; the other images are still compared
+            bad.append(f"{name}: decode_jpeg failed ({type(exc).__name__}: {str(exc).strip()[:200]})")
+            continue
+        gpu = gpu.permute(1, 2, 0).cpu().numpy()
         if gpu.shape != client.shape:
             bad.append(f"{name}: nvJPEG {gpu.shape} vs client {client.shape}")
             continue

@@ -6,7 +6,8 @@
   tritonkit build --model resnet50 --onnx model.onnx --precision int8 \\
       --calib-dir calib/ --calib-images 256 --calib-method entropy --out build/plans
   tritonkit build ... --precision int8 --calib-dir calib/ --qdq-only   # stop after the QDQ ONNX (runs on CPU)
-  tritonkit build ... --adopt-plan build/plans/resnet50_fp16.plan --trtexec-log build/plans/resnet50_fp16.plan.trtexec.log
+  tritonkit build ... --adopt-plan build/plans/resnet50_fp16.plan \\
+      --trtexec-log build/plans/resnet50_fp16.plan.trtexec.log
 
 Writes <out>/<model>_<precision>.plan and <plan>.json (TensorRT version, GPU, profile, ONNX
 sha256) through a temp folder. The profile always spans batch min..max, so the plan matches a
@@ -56,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opt-level", type=int, default=DEFAULT_OPT_LEVEL, help="builder optimization level 0..5")
     p.add_argument("--version-compatible", action="store_true",
                    help="plan also runs on newer TensorRT: the same major, or the next one from 10 to 11 (lean "
-                        "runtime embedded; tritonserver loads it with --backend-config=tensorrt,version-compatible=true)")
+                        "runtime embedded; tritonserver loads it with "
+                        "--backend-config=tensorrt,version-compatible=true)")
     p.add_argument("--hardware-compat", default="none", choices=tuple(HARDWARE_COMPAT),
                    help="ampere+: any Ampere or newer GPU; same-cc: GPUs of the same compute capability")
     p.add_argument("--trtexec-only", action="store_true", help="print the trtexec command and stop")
@@ -121,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         built = build_plan(spec, gpu_index=args.gpu)
     s = built.sidecar
-    print(f"plan: {built.plan} ({s.precision_label()}, batch {s.min_batch}..{s.max_batch}, TensorRT {s.tensorrt_version}, "
-          f"{s.gpu_name} sm {s.compute_capability})")
+    print(f"plan: {built.plan} ({s.precision_label()}, batch {s.min_batch}..{s.max_batch}, "
+          f"TensorRT {s.tensorrt_version}, {s.gpu_name} sm {s.compute_capability})")
     print(f"sidecar: {built.sidecar_path}")
     print(f"{s.precision} is measured on: {PRECISION_TARGETS[s.precision]}")
     for note in built.notes:
