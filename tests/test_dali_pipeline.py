@@ -2,9 +2,9 @@
 Triton dali backend does it, defined under the executor the backend runs, and the same graph run
 on DALI's CPU ops close to the client's preprocessing.
 
-What is checked here with the installed DALI (no GPU): the generated ``1/dali.py`` autoserialises
-through DALI's own ``invoke_autoserialize`` in a fresh interpreter (the command dali_backend's
-``model_provider.h`` runs); its GPU pipeline (``mixed`` decoder, GPU resize) is *defined* with the
+What is checked here with the installed DALI (no GPU): the generated ``1/dali.py`` serialises in a
+fresh interpreter by the command dali_backend's ``model_provider.h`` runs (DALI's own discovery of
+the ``@autoserialize`` function, called with ``device_id=None`` for want of a GPU); its GPU pipeline (``mixed`` decoder, GPU resize) is *defined* with the
 legacy executor's flags (``exec_dynamic=False``, pipelined, async: what ``daliCreatePipeline``
 gives the backend), where DALI refuses any GPU->CPU edge at definition time; the CPU variant is
 built and run under that executor; the resized sides computed on the CPU are the ones DALI's own
@@ -91,15 +91,18 @@ def _grey_levels(diff: np.ndarray, card) -> np.ndarray:
 
 
 # The command dali_backend runs to autoserialise <version>/dali.py (src/model_provider/model_provider.h,
-# GenerateAutoserializeCmd), with this interpreter as its python3.
+# GenerateAutoserializeCmd), with this interpreter as its python3 and one change: invoke_autoserialize
+# calls the pipeline function as it is (device_id=0, the server has a GPU); here, without one, the
+# function DALI's own discovery finds is called with device_id=None.
 AUTOSERIALIZE = """
 import importlib, sys
-from nvidia.dali._utils.autoserialize import invoke_autoserialize
+from nvidia.dali._utils.autoserialize import _discover_autoserialize
 spec = importlib.util.spec_from_file_location('autoserialize_mod', sys.argv[1])
 head_module = importlib.util.module_from_spec(spec)
 sys.modules['autoserialize_mod'] = head_module
 spec.loader.exec_module(head_module)
-invoke_autoserialize(head_module, sys.argv[2])
+(pipeline,) = _discover_autoserialize(head_module, visited=[])
+pipeline(device_id=None).serialize(filename=sys.argv[2])
 """
 
 
@@ -148,7 +151,8 @@ def test_gpu_pipeline_is_defined_under_the_backends_legacy_executor(card, tmp_pa
     DALI refuses a GPU->CPU edge while the graph is defined (nvidia/dali/data_node.py, _check_gpu2cpu)."""
     write_dali_model(card, tmp_path, card.name, max_batch_size=4)
     served = _load_served(tmp_path / f"{card.name}_dali" / "1" / DALI_FILE)
-    pipe = getattr(served, PIPELINE_FUNCTION)(**LEGACY_EXECUTOR)
+    assert getattr(served, PIPELINE_FUNCTION)(**LEGACY_EXECUTOR).device_id == 0      # as served
+    pipe = getattr(served, PIPELINE_FUNCTION)(device_id=None, **LEGACY_EXECUTOR)      # no GPU here to serialise on
     assert pipe.exec_dynamic is False and pipe.exec_async and pipe.exec_pipelined
     assert b"mixed" in pipe.serialize()
     assert dali_pipeline(card, DaliOptions(max_batch_size=4, device="gpu")).exec_dynamic is False

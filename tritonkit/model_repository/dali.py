@@ -30,10 +30,11 @@ client's preprocessing (:mod:`tritonkit.client.preprocess_math`):
   ``size`` x ``size`` with ``pad_value`` at ultralytics' offsets.
 * decoding: nvJPEG's IDCT differs from libjpeg-turbo's (Pillow) by a grey level or two.
 
-Checked here without a GPU: the generated ``dali.py`` autoserialises with DALI's own
-``invoke_autoserialize`` (what the backend runs), its GPU pipeline is defined under the legacy
-executor's rules, and the same graph on DALI's CPU ops is compared with the client. Only a GPU
-can confirm the ``mixed`` decoder and GPU resize at run time inside the backend.
+Checked here without a GPU: the generated ``dali.py`` serialises as the backend's autoserialization
+does it (DALI's own discovery of the ``@autoserialize`` function; ``device_id=None`` instead of 0),
+its GPU pipeline is defined under the legacy executor's rules, and the same graph on DALI's CPU ops
+is compared with the client. Only a GPU can confirm the ``mixed`` decoder and GPU resize at run
+time inside the backend.
 """
 
 from __future__ import annotations
@@ -82,10 +83,11 @@ from nvidia.dali.plugin.triton import autoserialize  # noqa: E402
 PARAMS = {params!r}
 
 
-# device_id: the backend places the pipeline on its instance's GPU (daliCreatePipeline's device_id);
-# None lets this file be serialised on a host without a GPU too.
+# device_id=0 as in the dali backend's autoserialization examples (README): the server serialises this
+# where it runs, with a GPU, and creates the pipeline on its instance's GPU (daliCreatePipeline's
+# device_id). (Older DALI refuses a mixed operator in a pipeline serialised with device_id=None.)
 @autoserialize
-@pipeline_def(batch_size={batch}, num_threads={threads}, device_id=None, prefetch_queue_depth=1)
+@pipeline_def(batch_size={batch}, num_threads={threads}, device_id=0, prefetch_queue_depth=1)
 def {function}():
     return graph(PARAMS, "gpu")
 """
