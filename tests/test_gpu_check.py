@@ -149,8 +149,10 @@ def test_jpeg_comparison_on_the_cpu_decoder(monkeypatch):
         return types.SimpleNamespace(pil=Image.fromarray(img))
 
     monkeypatch.setattr(gpu_check, "decode_image", brighter)
-    shifted = gpu_check.nvjpeg_decode({"one": jpegs["photo_333x500_444"]}, device="cpu")
-    assert not shifted.ok and "one: mean" in shifted.summary
+    shifted = gpu_check.nvjpeg_decode({k: jpegs[k] for k in ("photo_333x500_444", "photo_333x500_420")},
+                                      device="cpu")
+    assert not shifted.ok and "photo_333x500_444: max 4 grey levels" in shifted.summary
+    assert "photo_333x500_420: mean 3.99" in shifted.summary                 # (clipped at 255)
 
 
 @pytest.mark.parametrize("name", gpu_check.CHECK_CARDS)
