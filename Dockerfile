@@ -27,6 +27,9 @@
 # Metrics (8002) are not published (the dev profile publishes them on 127.0.0.1 when asked).
 # TensorRT 11 (tritonserver 26.06 and later) builds strongly typed: the plan-builder builds int8
 # from the QDQ ONNX and fp16 only from an fp16 ONNX (tritonkit.build_engines.flags).
+# Both stages keep NGC's entrypoint (/opt/nvidia/nvidia_entrypoint.sh: it sources
+# /opt/nvidia/entrypoint.d/ then runs the command; triton-inference-server/server build.py keeps the
+# base image's for GPU images): the plan-builder puts tritonkit after it instead of replacing it.
 
 ARG TRITON_RELEASE=25.10
 
@@ -41,11 +44,18 @@ RUN python3 -m pip install --no-cache-dir --break-system-packages . \
     && useradd --create-home --shell /usr/sbin/nologin tritonkit
 USER tritonkit
 WORKDIR /work
-ENTRYPOINT ["tritonkit"]
+ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "tritonkit"]
 CMD ["build", "--help"]
 
 FROM nvcr.io/nvidia/tritonserver:${TRITON_RELEASE}-py3 AS serve
 ARG MODEL_REPOSITORY=model_repository
+# What tritonkit's python backends import beyond the image's numpy (the image installs numpy for its
+# python backend, which runs the image's python3): Pillow and OpenCV for server-side preprocessing,
+# onnxruntime for cpu-target models. tests/test_dockerfile.py collects the imports of a repository with
+# every chain tritonkit writes and checks this list against them. Versions as tested with tritonkit.
+RUN python3 -m pip install --no-cache-dir --break-system-packages \
+        Pillow==11.3.0 opencv-python-headless==4.11.0.86 onnxruntime==1.20.1 \
+    && python3 -c "import PIL.Image, cv2, onnxruntime"
 # Root-owned and read-only for the server user: the running server cannot alter its models.
 COPY ${MODEL_REPOSITORY} /models
 USER triton-server

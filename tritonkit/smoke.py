@@ -230,7 +230,8 @@ def _serve_and_measure(opts: SmokeOptions, steps: StepLog, release: str, repo: P
     run = RunOptions(profile=opts.run.profile, http_port=opts.run.http_port, grpc_port=opts.run.grpc_port,
                      metrics_port=opts.run.metrics_port, gpus=docker_gpus_arg(opts.gpu_index), name=CONTAINER_NAME)
     argv = serve_run_argv(release, repo=repo, options=run, extra_server_args=extra)
-    server = DockerServer(argv, name=CONTAINER_NAME, ports=(run.http_port, run.grpc_port, run.metrics_port))
+    server = DockerServer(argv, name=CONTAINER_NAME, ports=(run.http_port, run.grpc_port, run.metrics_port),
+                          image=TRITON_IMAGE.format(release=release))
     if steps.call("docker_run", lambda: server.start(opts.ready_timeout_s) and server.http_url) is None:
         return
     try:

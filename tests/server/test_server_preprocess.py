@@ -28,7 +28,7 @@ from tritonkit.tasks.detect.task import nms_chain
 from tritonkit.model_repository.writer import write_model
 
 from support.onnx_models import tiny_classifier, tiny_segmenter, tiny_yolo_onnx
-from support.isolated import run_isolated as _run_isolated
+from support.isolated import IsolatedFailure, run_isolated as _run_isolated
 
 CLS = get_card("demo_shapes")
 DET = get_card("demo_shapes_det")
@@ -127,6 +127,21 @@ def test_geometry_array_order_is_the_nms_models():
 
 
 # -- the backend without tritonkit ----------------------------------------------------------
+
+@pytest.mark.parametrize("card, blocked, package", [(CLS, "PIL", "Pillow"), (DET, "cv2", "opencv-python-headless")],
+                         ids=["pillow", "opencv"])
+def test_a_preprocess_backend_without_its_image_library_fails_to_load_in_one_line(tmp_path, tiny_onnx, card,
+                                                                                     blocked, package):
+    """NGC's tritonserver image has neither Pillow nor OpenCV: the model fails initialize() naming
+    the package, instead of loading and then failing every request."""
+    repo = tmp_path / "repo"
+    onnx_path = tiny_onnx if card.task == "classify" else tiny_yolo_onnx(tmp_path / "det.onnx")
+    model = write_model(card, onnx_path, repo, RepoOptions(target="cpu", max_batch_size=8)).name
+    names = write_preprocess_chain(card, repo, model)
+    with pytest.raises(IsolatedFailure, match=rf"{names.preprocess}: the server's python lacks {package} "
+                                              rf"\(pip install {package}\)"):
+        _run_isolated(tmp_path / "iso", repo / names.preprocess, [], block=(blocked,))
+
 
 @pytest.mark.parametrize("card", [CLS, DET], ids=["classify", "letterbox"])
 def test_preprocess_backend_runs_without_tritonkit(tmp_path, tiny_onnx, card):

@@ -16,12 +16,14 @@ from support.backend_stub import PB_UTILS_STUB
 from tritonkit.model_repository.config import config_to_json, parse_config
 
 RUNNER = '''
-import importlib.abc, importlib.util, json, sys
+import importlib.abc, importlib.util, json, os, sys
+
+BLOCKED = ["tritonkit", *filter(None, os.environ.get("TK_BLOCK", "").split(","))]
 
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name == "tritonkit" or name.startswith("tritonkit."):
-            raise ImportError("tritonkit is not installed in this interpreter")
+        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+            raise ImportError(f"{name} is not installed in this interpreter")
         return None
 
 sys.meta_path.insert(0, Block())
@@ -53,8 +55,15 @@ print("tritonkit" in sys.modules)
 '''
 
 
-def run_isolated(tmp_path: Path, model_dir: Path, requests: list[dict]) -> list[dict]:
-    """initialize() + execute() of ``model_dir``/1/model.py in a tritonkit-free interpreter."""
+class IsolatedFailure(AssertionError):
+    """The isolated interpreter failed (its stderr is the message)."""
+
+
+def run_isolated(tmp_path: Path, model_dir: Path, requests: list[dict], *,
+                 block: tuple[str, ...] = ()) -> list[dict]:
+    """initialize() + execute() of ``model_dir``/1/model.py in a tritonkit-free interpreter (where
+    the modules ``block`` names cannot be imported either); a failure raises ``IsolatedFailure``
+    with the interpreter's stderr."""
     stub_dir = tmp_path / "stub"
     stub_dir.mkdir(parents=True, exist_ok=True)
     (stub_dir / "triton_python_backend_utils.py").write_text(PB_UTILS_STUB)
@@ -69,8 +78,9 @@ def run_isolated(tmp_path: Path, model_dir: Path, requests: list[dict]) -> list[
     proc = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code, str(model_dir / "1" / "model.py"), str(model_dir),
          str(tmp_path / "config.json"), str(tmp_path / "requests.npz"), str(tmp_path / "out.npz")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-500:]
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={"TK_BLOCK": ",".join(block)})
+    if proc.returncode != 0:
+        raise IsolatedFailure(proc.stderr[-2000:] + proc.stdout[-500:])
     assert proc.stdout.strip().splitlines()[-1] == "False"  # nothing imported tritonkit
     out = np.load(tmp_path / "out.npz")
     return [{k.split("/", 1)[1]: out[k] for k in out.files if k.startswith(f"{i}/")} for i in range(len(requests))]

@@ -16,7 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tritonkit.build_engines.host import build_gpu
+from tritonkit.build_engines.flags import int8_notes, precision_flags
+from tritonkit.build_engines.host import build_device, build_gpu
 from tritonkit.build_engines.sidecar import (
     GpuInfo, Sidecar, check_tensorrt_version, make_sidecar, sidecar_path, sidecar_text)
 from tritonkit.build_engines.spec import BuildSpec
@@ -61,13 +62,16 @@ def build_plan(spec: BuildSpec, *, trt=None, gpu: GpuInfo | None = None, gpu_ind
     """Build ``spec`` with TensorRT and install ``spec.plan`` + sidecar (+ the timing cache).
 
     ``trt`` is the tensorrt module (imported when ``None``); ``gpu`` the build GPU (queried with
-    ``nvidia-smi [-i gpu_index]`` when ``None``, before the build).
+    ``nvidia-smi [-i gpu_index]`` when ``None``, before the build). The build runs on this process's
+    CUDA device 0: with ``gpu_index`` it must be that GPU (:func:`~.host.build_device`, one-line
+    error otherwise), and its PCI bus id is recorded.
     """
     trt = trt if trt is not None else import_tensorrt(spec)       # a missing TensorRT is said first
-    the_gpu = _the_gpu(gpu, gpu_index)                              # then the GPU, before any build work
+    the_gpu = build_device(_the_gpu(gpu, gpu_index), gpu_index)     # then the GPU, before any build work
     onnx_digest = sha256_file(spec.onnx)
     built = build_serialized(spec, trt)
-    side = make_sidecar(spec, onnx_digest, built.tensorrt_version, the_gpu, "tensorrt-python")
+    side = make_sidecar(spec, onnx_digest, built.tensorrt_version, the_gpu, "tensorrt-python",
+                        build_flags=spec.flag_summary() + built.precision_record)
     side_path = install_plan(built.plan, side, spec.plan)
     if built.timing_cache is not None and spec.timing_cache is not None:
         atomic_write_bytes(spec.timing_cache, built.timing_cache)
@@ -86,8 +90,9 @@ def adopt_plan(spec: BuildSpec, plan: str | Path, tensorrt_version: str, gpu: Gp
     if not plan.is_file() or plan.stat().st_size == 0:
         raise TritonkitError(f"{plan}: plan file not found (or empty)")
     check_tensorrt_version(tensorrt_version)
+    precision = precision_flags(spec, tensorrt_version)
     flags = tuple(trtexec_argv(spec, tensorrt_version=tensorrt_version, onnx=spec.onnx.name, plan=plan.name)[1:])
     side = make_sidecar(spec, sha256_file(spec.onnx), tensorrt_version, _the_gpu(gpu, gpu_index), "trtexec",
-                        build_flags=flags)
+                        build_flags=flags + precision.int8_record())
     atomic_write_text(sidecar_path(plan), sidecar_text(side))
-    return BuiltPlan(plan, sidecar_path(plan), side)
+    return BuiltPlan(plan, sidecar_path(plan), side, tuple(int8_notes(precision, tensorrt_version)))

@@ -29,6 +29,7 @@ import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from tritonkit.build_engines.flags import INT8_FP32_LAYERS_NOTE, STRONGLY_TYPED_MAJOR
 from tritonkit.build_engines.releases import (
     DEFAULT_RELEASE, MIN_PATCHED_RELEASE, RELEASES, TENSORRT_IMAGE, TRITON_IMAGE, CompatError, ContainerTensorRT,
     ReleaseInfo, container_tensorrt, is_patched, parse_release, releases_with_tensorrt, same_version,
@@ -155,6 +156,21 @@ def _gpu_problems(side: Sidecar, host_cc: str | None, host_gpu_name: str | None,
     return problems, notes
 
 
+def _precision_notes(side: Sidecar) -> list[str]:
+    """int8 plans whose float layers run in FP32 (TensorRT 11 from an FP32 QDQ ONNX): their figures are
+    labelled as such (:mod:`.flags`); an int8 plan of 11 that recorded nothing is said to be unknown."""
+    if side.precision != "int8":
+        return []
+    major = version_tuple(side.tensorrt_version)[0]
+    if side.int8_float_layers == "fp32":
+        return [f"{side.precision_label()}: " + INT8_FP32_LAYERS_NOTE.format(major=major)]
+    if side.int8_float_layers is None and major >= STRONGLY_TYPED_MAJOR:
+        return [f"{side.precision_label()}: the precision of its layers outside the Q/DQ pairs was not recorded; "
+                "TensorRT 11 runs them in the QDQ ONNX's own float type, so compare its int8 figures only with "
+                "plans of the same build"]
+    return []
+
+
 def check_plan(sidecar: Sidecar, container_release: str, host_compute_capability=None, *,
                container_trt: str | ContainerTensorRT | None = None, host_gpu_name: str | None = None,
                plan: str = "plan") -> CompatResult:
@@ -171,7 +187,7 @@ def check_plan(sidecar: Sidecar, container_release: str, host_compute_capability
     host_cc = _cc(host_compute_capability) if host_compute_capability is not None else None
     gp, gn = _gpu_problems(sidecar, host_cc, host_gpu_name, info)
     problems += gp
-    notes += gn
+    notes += gn + _precision_notes(sidecar)
     if not is_patched(release):
         notes.append(f"tritonserver {release} predates the security fixes of {MIN_PATCHED_RELEASE}; "
                      f"prefer {DEFAULT_RELEASE} or later")

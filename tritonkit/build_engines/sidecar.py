@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from tritonkit.errors import TritonkitError
 
 SCHEMA = 1
 BUILDERS = ("tensorrt-python", "trtexec")
+INT8_FLOAT_LAYERS_FLAG = "int8_float_layers"      # an int8 build's build-flag entry (flags.PrecisionFlags.int8_record)
 _CC_RE = re.compile(r"^\d+\.\d+$")
 # major.minor.patch[.build], with the ".postN" of pip wheel versions (``tensorrt.__version__`` of the
 # PyPI wheel reads e.g. 10.14.1.48.post1): what compat.py can compare (10.13.2 and 10.13.3 plans do not
@@ -34,10 +35,12 @@ class SidecarError(TritonkitError):
 
 @dataclass(frozen=True)
 class GpuInfo:
-    """One GPU as ``nvidia-smi`` names it, with its compute capability (``"8.6"``)."""
+    """One GPU as ``nvidia-smi`` names it, with its compute capability (``"8.6"``) and, where known,
+    its PCI bus id (where it sits, not what it is: two GpuInfo of the same kind compare equal)."""
 
     name: str
     compute_capability: str
+    pci_bus_id: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not _CC_RE.match(self.compute_capability):
@@ -69,6 +72,7 @@ class Sidecar:
     built_at: str
     builder: str
     schema: int = SCHEMA
+    gpu_bus_id: str | None = None          # PCI bus id of the build GPU (older sidecars: unknown)
 
     @property
     def max_batch(self) -> int:
@@ -81,6 +85,24 @@ class Sidecar:
     @property
     def sample_dims(self) -> tuple[int, ...]:
         return tuple(self.profile.max[1:])
+
+    @property
+    def int8_float_layers(self) -> str | None:
+        """int8: the precision its layers outside the Q/DQ pairs run in (``fp16``/``fp32``), as the build
+        recorded it (``int8_float_layers=...`` in ``build_flags``; None when not recorded)."""
+        for flag in self.build_flags:
+            key, _, value = flag.partition("=")
+            if key == INT8_FLOAT_LAYERS_FLAG:
+                return value
+        return None
+
+    def precision_label(self) -> str:
+        """The precision as figures measured with this plan are labelled: int8 names its TensorRT major
+        and its float layers, since TensorRT 10 and 11 int8 builds differ there (:mod:`.flags`)."""
+        if self.precision != "int8":
+            return self.precision
+        major = self.tensorrt_version.split(".")[0]
+        return f"int8 (TensorRT {major}, float layers {self.int8_float_layers or 'not recorded'})"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -105,7 +127,8 @@ def make_sidecar(spec: BuildSpec, onnx_sha256: str, tensorrt_version: str, gpu: 
         profile=PlanProfile(prof.input_name, prof.min, prof.opt, prof.max), onnx_sha256=onnx_sha256,
         onnx_file=spec.onnx.name, build_flags=tuple(build_flags if build_flags is not None else spec.flag_summary()),
         version_compatible=spec.version_compatible, hardware_compat=spec.hardware_compat,
-        tritonkit_version=__version__, built_at=when.isoformat(timespec="seconds"), builder=builder)
+        tritonkit_version=__version__, built_at=when.isoformat(timespec="seconds"), builder=builder,
+        gpu_bus_id=gpu.pci_bus_id)
     _validate(side, "<new sidecar>")
     return side
 
@@ -160,7 +183,8 @@ def sidecar_from_dict(data: dict, source: str) -> Sidecar:
             build_flags=tuple(str(x) for x in data["build_flags"]),
             version_compatible=bool(data["version_compatible"]), hardware_compat=str(data["hardware_compat"]),
             tritonkit_version=str(data["tritonkit_version"]), built_at=str(data["built_at"]),
-            builder=str(data["builder"]), schema=int(data.get("schema", 0)))
+            builder=str(data["builder"]), schema=int(data.get("schema", 0)),
+            gpu_bus_id=str(data["gpu_bus_id"]) if data.get("gpu_bus_id") else None)
     except KeyError as exc:
         raise SidecarError(f"{source}: missing field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:

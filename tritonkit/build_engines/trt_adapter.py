@@ -14,7 +14,9 @@ NVIDIA/TensorRT on release/10.8, release/10.16, release/11.0 and main):
 * precision flags only on 10.x (:mod:`.flags`: FP16, or FP16 + INT8 for a QDQ ONNX); none on 11;
 * ``create_timing_cache(bytes)`` -> may return ``None`` for a corrupt or foreign cache (NVIDIA's own
   ``shared/utils/cacheUtils.cpp`` checks for nullptr): then a fresh cache, with a note;
-  ``set_timing_cache(cache, ignore_mismatch)`` and, after the build, ``get_timing_cache().serialize()``;
+  ``set_timing_cache(cache, ignore_mismatch)`` returns False for a cache that does not match: then a
+  fresh one too; a fresh cache that cannot be created or set is a one-line error, never ignored;
+  after the build, ``get_timing_cache().serialize()``;
 * one ``create_optimization_profile()`` with ``set_shape(name, min, opt, max)``;
 * ``build_serialized_network(network, config)`` (``None`` on failure).
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from tritonkit.build_engines.flags import precision_flags
+from tritonkit.build_engines.flags import PrecisionFlags, int8_notes, precision_flags
 from tritonkit.build_engines.spec import HARDWARE_COMPAT, BuildSpec, BuildSpecError
 from tritonkit.build_engines.releases import DEFAULT_RELEASE, container_tensorrt
 from tritonkit.build_engines.trtexec import container_command
@@ -43,6 +45,7 @@ class EngineBuild:
     tensorrt_version: str
     timing_cache: bytes | None
     notes: tuple[str, ...] = ()
+    precision_record: tuple[str, ...] = ()      # the sidecar's int8 entry (PrecisionFlags.int8_record)
 
 
 def _without_tensorrt_hint(spec: BuildSpec | None) -> str:
@@ -92,11 +95,11 @@ def _parser_errors(parser) -> str:
     return "; ".join(msgs) or "no parser message"
 
 
-def _configure(trt, builder, spec: BuildSpec, version: str):
+def _configure(trt, builder, spec: BuildSpec, version: str, flags: PrecisionFlags):
     """A builder config for ``spec`` on this TensorRT version (precision per :mod:`.flags`)."""
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_bytes)
-    for name in precision_flags(spec, version).builder_flags:
+    for name in flags.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, name))
     config.builder_optimization_level = spec.opt_level
     if spec.version_compatible:
@@ -110,21 +113,23 @@ def _configure(trt, builder, spec: BuildSpec, version: str):
     return config
 
 
+def _fresh_timing_cache(config, path) -> None:
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, False):
+        raise TritonkitError(f"{path}: TensorRT could not create a timing cache")
+
+
 def _attach_timing_cache(config, spec: BuildSpec) -> list[str]:
     """Load ``spec.timing_cache`` into ``config``; a corrupt, stale or foreign cache is replaced by a new one."""
     path = spec.timing_cache
     old = path.read_bytes() if path.is_file() else b""
     cache = config.create_timing_cache(old)
+    if cache is not None and config.set_timing_cache(cache, False):
+        return []
+    _fresh_timing_cache(config, path)
     if cache is None:
-        fresh = config.create_timing_cache(b"")
-        if fresh is None or not config.set_timing_cache(fresh, False):
-            raise TritonkitError(f"{path}: TensorRT could not create a timing cache")
         return [f"timing cache {path} could not be read by this TensorRT (corrupt or from another version); "
                 "started a new one"]
-    if config.set_timing_cache(cache, False):
-        return []
-    # A cache from another TensorRT version or GPU: start a fresh one rather than fail.
-    config.set_timing_cache(config.create_timing_cache(b""), False)
     return [f"timing cache {path} did not match this TensorRT/GPU; started a new one"]
 
 
@@ -148,12 +153,13 @@ def build_serialized(spec: BuildSpec, trt=None) -> EngineBuild:
     if _major(version) < MIN_TRT_MAJOR:
         raise ToolMissingError(f"TensorRT {version} found; tritonkit builds plans with TensorRT "
                                f"{MIN_TRT_MAJOR}.x or newer")
-    precision_flags(spec, version)                 # refuse what this TensorRT cannot build, before any work
+    flags = precision_flags(spec, version)         # refuse what this TensorRT cannot build, before any work
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = _parse(trt, builder, logger, spec)
-    config = _configure(trt, builder, spec, version)
-    notes = _attach_timing_cache(config, spec) if spec.timing_cache is not None else []
+    config = _configure(trt, builder, spec, version, flags)
+    notes = int8_notes(flags, version)
+    notes += _attach_timing_cache(config, spec) if spec.timing_cache is not None else []
     prof = spec.profile()
     profile = builder.create_optimization_profile()
     profile.set_shape(prof.input_name, prof.min, prof.opt, prof.max)
@@ -166,4 +172,4 @@ def build_serialized(spec: BuildSpec, trt=None) -> EngineBuild:
     cache_out = None
     if spec.timing_cache is not None:
         cache_out = bytes(config.get_timing_cache().serialize())
-    return EngineBuild(bytes(serialized), version, cache_out, tuple(notes))
+    return EngineBuild(bytes(serialized), version, cache_out, tuple(notes), flags.int8_record())

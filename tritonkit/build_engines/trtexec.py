@@ -22,16 +22,53 @@ does not put it on PATH), with the ONNX, plan and cache folders mounted: a comma
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 
 from tritonkit.build_engines.flags import precision_flags
-from tritonkit.build_engines.releases import TENSORRT_IMAGE, parse_release
+from tritonkit.build_engines.releases import (
+    TENSORRT_IMAGE, VERSION_RE, CompatError, container_tensorrt, container_tensorrt_major, parse_release,
+    parse_tensorrt_version)
 from tritonkit.build_engines.spec import HARDWARE_COMPAT, BuildSpec
 
 TRTEXEC_IN_CONTAINER = "/usr/src/tensorrt/bin/trtexec"
+# trtexec's first line names the TensorRT that runs it: "&&&& RUNNING TensorRT.trtexec [TensorRT v101303] # ..."
+# (samples/common/logging.h, defineTest: "[TensorRT v" + NV_TENSORRT_VERSION + "]"; NvInferRuntimeBase.h of
+# 10.x and 11: NV_TENSORRT_VERSION = major * 10000 + minor * 100 + patch)
+_BANNER_RE = re.compile(r"\[TensorRT v(\d{6,})\]")
 _MOUNTS = {"onnx": "/work/onnx", "plan": "/work/plans", "cache": "/work/cache"}
 _USER_SHELL = "$(id -u):$(id -g)"
+
+
+def banner_version(number: int) -> str:
+    """``101303`` (``NV_TENSORRT_VERSION`` of 10.x and 11) -> ``"10.13.3"``."""
+    return f"{number // 10000}.{number // 100 % 100}.{number % 100}"
+
+
+def trtexec_version(text: str, source: str = "--trt-version") -> str:
+    """The TensorRT version that ran trtexec, from its ``[TensorRT v101303]`` banner (anywhere in
+    ``text``: its whole output, the banner, or ``v101303``) or a full version given as it is
+    (``10.13.3.9``). One-line error otherwise."""
+    text = str(text)
+    m = _BANNER_RE.search(text) or _BANNER_RE.search(f"[TensorRT {text.strip()}]")
+    if m is not None:
+        return banner_version(int(m.group(1)))
+    if VERSION_RE.fullmatch(text.strip()):
+        return parse_tensorrt_version(text)
+    raise CompatError(f"{source}: neither trtexec's '[TensorRT vNNNNNN]' banner nor a TensorRT version like 10.13.3.9")
+
+
+def release_tensorrt(release: str, override: str | None = None) -> tuple[str, str]:
+    """(the version trtexec's flags are chosen for, a description) of ``tensorrt:<release>-py3``'s TensorRT:
+    the exact version where tritonkit knows it, else the major alone (the flags depend on nothing else;
+    the plan's sidecar then records the version trtexec prints, never a guess)."""
+    try:
+        trt = container_tensorrt(release, override)
+    except CompatError:
+        major = container_tensorrt_major(release, override)        # a release not in the table: one-line error
+        return str(major), f"TensorRT {major}.x (exact version not in tritonkit's table; trtexec prints it)"
+    return trt.version, trt.describe()
 
 
 def shape_arg(name: str, shape: tuple[int, ...]) -> str:
@@ -95,4 +132,4 @@ def container_command(spec: BuildSpec, release: str, tensorrt_version: str, **kw
 
 
 __all__ = ["shape_arg", "trtexec_argv", "trtexec_command", "container_argv", "container_command",
-           "TRTEXEC_IN_CONTAINER"]
+           "TRTEXEC_IN_CONTAINER", "trtexec_version", "banner_version", "release_tensorrt"]

@@ -6,7 +6,8 @@
   tritonkit build --model resnet50 --onnx model.onnx --precision int8 \\
       --calib-dir calib/ --calib-images 256 --calib-method entropy --out build/plans
   tritonkit build ... --precision int8 --calib-dir calib/ --qdq-only   # stop after the QDQ ONNX (runs on CPU)
-  tritonkit build ... --adopt-plan build/plans/resnet50_fp16.plan --trt-version 10.13.3.9
+  tritonkit build ... --adopt-plan build/plans/resnet50_fp16.plan \\
+      --trtexec-log build/plans/resnet50_fp16.plan.trtexec.log
 
 Writes <out>/<model>_<precision>.plan and <plan>.json (TensorRT version, GPU, profile, ONNX
 sha256) through a temp folder. The profile always spans batch min..max, so the plan matches a
@@ -15,7 +16,8 @@ QDQ ONNX (made here from calibration images with --calib-dir, or given with --on
 Precision follows the TensorRT major: 10.x sets fp16 (and fp16 + int8 for a QDQ ONNX); 11 builds
 strongly typed, so int8 is the QDQ ONNX as it is and fp16 needs an fp16 ONNX made first.
 With --trtexec-only the `docker run` of nvcr.io/nvidia/tensorrt:<release>-py3 that builds the plan
-with its trtexec is printed (flags for that release's TensorRT); then --adopt-plan the result.
+with its trtexec is printed (flags for that release's TensorRT major), its output kept in a log; then
+--adopt-plan the result: the sidecar records the TensorRT version trtexec printed in that log.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from pathlib import Path
 
 from tritonkit.build_engines.builder import adopt_plan, build_plan
 from tritonkit.build_engines.compat import check_plan_for_card
+from tritonkit.build_engines.flags import int8_notes, precision_flags
 from tritonkit.build_engines.host import build_gpu, docker_gpus_arg
 from tritonkit.build_engines.quantize import find_calibration_images, quantize_int8
-from tritonkit.build_engines.releases import DEFAULT_RELEASE, container_tensorrt
+from tritonkit.build_engines.releases import DEFAULT_RELEASE
 from tritonkit.build_engines.spec import (
     DEFAULT_OPT_LEVEL, DEFAULT_WORKSPACE_MB, HARDWARE_COMPAT, PRECISION_TARGETS, PRECISIONS, default_plan_path,
     make_spec)
-from tritonkit.build_engines.trtexec import container_command
+from tritonkit.build_engines.trtexec import container_command, release_tensorrt, trtexec_version
 from tritonkit.cards import get_card
 from tritonkit.cli.args import positive_int
 from tritonkit.errors import TritonkitError
@@ -53,7 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timing-cache", type=Path, help="timing cache file, read and updated")
     p.add_argument("--opt-level", type=int, default=DEFAULT_OPT_LEVEL, help="builder optimization level 0..5")
     p.add_argument("--version-compatible", action="store_true",
-                   help="plan also runs on newer TensorRT of the same major version (lean runtime embedded)")
+                   help="plan also runs on newer TensorRT: the same major, or the next one from 10 to 11 (lean "
+                        "runtime embedded; tritonserver loads it with "
+                        "--backend-config=tensorrt,version-compatible=true)")
     p.add_argument("--hardware-compat", default="none", choices=tuple(HARDWARE_COMPAT),
                    help="ampere+: any Ampere or newer GPU; same-cc: GPUs of the same compute capability")
     p.add_argument("--trtexec-only", action="store_true", help="print the trtexec command and stop")
@@ -68,7 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--qdq-only", action="store_true", help="stop after writing the QDQ ONNX")
     a = p.add_argument_group("plans built by trtexec")
     a.add_argument("--adopt-plan", type=Path, help="write the sidecar for this trtexec-built plan")
-    a.add_argument("--trt-version", help="TensorRT version that built --adopt-plan (e.g. 10.13.3.9)")
+    a.add_argument("--trtexec-log", type=Path, help="trtexec's output for --adopt-plan: the TensorRT version is read "
+                                                    "from its [TensorRT vNNNNNN] banner")
+    a.add_argument("--trt-version", help="or that version given directly (10.13.3.9, or the banner's v101303)")
     p.add_argument("--container-release", help="tritonserver release: the plan is checked against it; "
                                                "--trtexec-only prints the command for it (default: the pinned one)")
     p.add_argument("--container-trt-version", help="TensorRT version of that release, if not in tritonkit's table "
@@ -97,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
         raise TritonkitError("--qdq-only needs --precision int8 and --calib-dir")
     if args.calib_dir is not None and args.precision != "int8":
         raise TritonkitError("--calib-dir is for --precision int8")
-    if args.adopt_plan is not None and not args.trt_version:
-        raise TritonkitError("--adopt-plan needs --trt-version (the TensorRT version trtexec printed)")
+    if args.adopt_plan is not None and not (args.trt_version or args.trtexec_log):
+        raise TritonkitError("--adopt-plan needs --trtexec-log (trtexec's output) or --trt-version (the TensorRT "
+                             "version trtexec printed)")
     if args.precision == "int8" and args.calib_dir is not None:
         onnx = _quantize(args, card)
         if args.qdq_only:
@@ -111,12 +119,12 @@ def run(args: argparse.Namespace) -> int:
     if args.trtexec_only:
         return _print_trtexec(args, spec, onnx, plan)
     if args.adopt_plan is not None:
-        built = adopt_plan(spec, args.adopt_plan, args.trt_version, gpu_index=args.gpu)
+        built = adopt_plan(spec, args.adopt_plan, _builder_version(args), gpu_index=args.gpu)
     else:
         built = build_plan(spec, gpu_index=args.gpu)
     s = built.sidecar
-    print(f"plan: {built.plan} ({s.precision}, batch {s.min_batch}..{s.max_batch}, TensorRT {s.tensorrt_version}, "
-          f"{s.gpu_name} sm {s.compute_capability})")
+    print(f"plan: {built.plan} ({s.precision_label()}, batch {s.min_batch}..{s.max_batch}, "
+          f"TensorRT {s.tensorrt_version}, {s.gpu_name} sm {s.compute_capability})")
     print(f"sidecar: {built.sidecar_path}")
     print(f"{s.precision} is measured on: {PRECISION_TARGETS[s.precision]}")
     for note in built.notes:
@@ -132,14 +140,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _builder_version(args: argparse.Namespace) -> str:
+    """The TensorRT version trtexec printed: from --trtexec-log, else --trt-version."""
+    if args.trtexec_log is None:
+        return trtexec_version(args.trt_version)
+    try:
+        text = args.trtexec_log.read_text(errors="replace")
+    except OSError as exc:
+        raise TritonkitError(f"{args.trtexec_log}: cannot read ({exc.strerror or exc})") from None
+    return trtexec_version(text, str(args.trtexec_log))
+
+
 def _print_trtexec(args: argparse.Namespace, spec, onnx: Path, plan: Path) -> int:
     release = args.container_release or DEFAULT_RELEASE
-    trt = container_tensorrt(release, args.container_trt_version)
-    print(f"# tensorrt {release}: {trt.describe()}")
-    print(container_command(spec, release, trt.version, gpus=docker_gpus_arg(args.gpu)))
+    version, described = release_tensorrt(release, args.container_trt_version)
+    log = plan.with_name(plan.name + ".trtexec.log")
+    print(f"# tensorrt {release}: {described}")
+    print(f"{container_command(spec, release, version, gpus=docker_gpus_arg(args.gpu))} 2>&1 | "
+          f"tee {shlex.quote(str(log))}")
     adopt = ["tritonkit", "build", "--model", args.model, "--onnx", str(onnx), "--precision", args.precision,
              "--min-batch", str(spec.batch.min), "--opt-batch", str(spec.batch.opt),
              "--max-batch", str(spec.batch.max), "--plan", str(plan), "--adopt-plan", str(plan),
-             "--trt-version", trt.version]
+             "--trtexec-log", str(log)]
     print(f"# then record its sidecar: {shlex.join(adopt)}", file=sys.stderr)
+    for note in int8_notes(precision_flags(spec, version), version):
+        print(f"# note: {note}", file=sys.stderr)
     return 0

@@ -65,8 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-preprocess", action="store_true",
                    help="also write a preprocess model and a <name>_bytes ensemble (and <postprocess ensemble>_bytes "
                         "with --server-postprocess): clients send encoded JPEG/PNG bytes, the server decodes and "
-                        "preprocesses with the client's code (gpu target: a DALI pipeline, needs "
-                        "tritonkit[dali])")
+                        "preprocesses with the client's code (gpu target: a DALI pipeline the server's DALI "
+                        "serialises)")
     p.add_argument("--preprocess-instances", type=int, default=1,
                    help="--server-preprocess on the cpu/onnxruntime targets: python preprocess model instances "
                         "(each decodes one request at a time)")

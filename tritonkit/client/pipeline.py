@@ -39,7 +39,7 @@ is retried a few times before it becomes the file's error.
 
 Adding an eval task: register a :class:`tritonkit.tasks.Task` (its options, dataset, this
 adapter, metrics and report) with ``tritonkit.tasks.register_task``; ``tritonkit.evaluate``
-runs it and ``tritonkit eval`` gets a subcommand for it. ``tritonkit.tasks.classification``
+runs it and ``tritonkit eval`` gets a subcommand for it. ``tritonkit.tasks.classify``
 is the worked example.
 """
 

@@ -1,31 +1,43 @@
 """The gpu target's server-side preprocessing: an NVIDIA DALI pipeline generated from the card.
 
-:func:`write_dali_model` writes ``<repo>/<name>_dali/1/model.dali`` (the serialised pipeline)
-and a ``backend: "dali"`` config: encoded image bytes in (``image_bytes``, UINT8 ``[-1]`` per
-sample, the DALI backend's input for files), the card's model input and ``geometry`` (FP64
-[6]) out, decoded on the GPU by ``fn.decoders.image(device="mixed")`` (nvJPEG; hardware JPEG
-decoder where the GPU has one). :func:`write_dali_chain` chains it before the model in a
-``<name>_bytes`` ensemble, as the python preprocess model is chained on the cpu target
-(:mod:`tritonkit.model_repository.ensemble`).
+:func:`write_dali_model` writes ``<repo>/<name>_dali/1/dali.py`` and a ``backend: "dali"``
+config: encoded image bytes in (``image_bytes``, UINT8 ``[-1]`` per sample, the DALI backend's
+input for files), the card's model input and ``geometry`` (FP64 [6]) out, decoded on the GPU by
+``fn.decoders.image(device="mixed")`` (nvJPEG; hardware JPEG decoder where the GPU has one).
+:func:`write_dali_chain` chains it before the model in a ``<name>_bytes`` ensemble, as the python
+preprocess model is chained on the cpu target (:mod:`tritonkit.model_repository.ensemble`).
+
+``dali.py`` is the source of :mod:`tritonkit.model_repository.dali_graph` (self-contained: it
+imports only ``nvidia.dali``) followed by the card's settings and one ``@autoserialize``
+``pipeline_def``. The dali backend serialises it with the server image's own DALI when it loads
+the model (dali_backend README, "Autoserialization": without a ``model.dali`` it autoserialises
+``<version>/dali.py``, ``src/dali_model.h``), so the pipeline never crosses DALI versions; the
+DALI installed here (``tritonkit[dali]``) only checks it. The graph keeps every number on the CPU
+(the backend runs DALI's legacy executor; see :mod:`.dali_graph`).
 
 The pipeline follows the card as closely as DALI allows, and is NOT bit-identical to the
 client's preprocessing (:mod:`tritonkit.client.preprocess_math`):
 
-* ``resize_crop``: ``fn.resize(resize_shorter=resize, antialias=True)`` then
-  ``fn.crop_mirror_normalize`` with a centred ``size`` crop. DALI resamples in float and rounds
-  once, PIL rounds to uint8 after each pass: pixels differ by at most one grey level on the CPU
-  variant (measured in tests/test_dali_pipeline.py); DALI also rounds the longer resized side and
-  the crop offset instead of truncating / rounding half to even, so odd geometries can shift by
-  one pixel.
+* ``resize_crop``: the shorter side to ``resize`` (the longer one rounded as DALI's
+  ``resize_shorter`` rounds it; torchvision truncates), antialiased, then
+  ``fn.crop_mirror_normalize`` with a centred ``size`` crop (DALI rounds its offset half away from
+  zero, torchvision half to even: odd geometries can shift by one pixel; the geometry output
+  records DALI's offset). DALI resamples in float and rounds once, PIL rounds to uint8 after each
+  pass: pixels differ by at most one grey level on the CPU variant (tests/test_dali_pipeline.py).
 * ``resize``: both sides to ``size``, antialiased, then normalised.
-* ``letterbox``: ``fn.resize(mode="not_larger")`` (longer side to ``size``, without antialias as
-  ``cv2.INTER_LINEAR``), then padding to ``size`` x ``size`` with ``pad_value``, centred; DALI
-  rounds the resized sides where ultralytics' ``val`` rule takes the ceiling.
-* decoding: nvJPEG's IDCT differs from libjpeg-turbo's (Pillow) by a grey level or two.
+* ``letterbox``: the longer side to ``size`` (``mode="not_larger"``'s rounding; ultralytics'
+  ``val`` rule takes the ceiling), without antialias as ``cv2.INTER_LINEAR``, then padding to
+  ``size`` x ``size`` with ``pad_value`` at ultralytics' offsets.
+* decoding: nvJPEG against libjpeg-turbo (Pillow), measured with torchvision's nvJPEG decode on an
+  H200 (``scripts/gpu_check.py``; DALI's own decoder was not run): 4:4:4 and greyscale JPEGs decode
+  identically; 4:2:0 and 4:2:2 ones differ where the colour changes sharply (chroma upsampling), up
+  to 46 grey levels at the demo shapes' edges (mean 2.2 at most), 6 on a smooth photo (mean 0.13).
 
-The geometry output is computed in the pipeline from the decoded and resized shapes. Serialising
-needs no GPU (the backend sets the device when it loads the model), so the pipeline is generated
-and checked here; running the ``mixed`` decoder needs an NVIDIA GPU and was not done here.
+Checked here without a GPU: the generated ``dali.py`` serialises as the backend's autoserialization
+does it (DALI's own discovery of the ``@autoserialize`` function; ``device_id=None`` instead of 0),
+its GPU pipeline is defined under the legacy executor's rules, and the same graph on DALI's CPU ops
+is compared with the client. Only a GPU can confirm the ``mixed`` decoder and GPU resize at run
+time inside the backend.
 """
 
 from __future__ import annotations
@@ -34,10 +46,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tritonkit._lazy import lazy_import
+from tritonkit._lazy import lazy_import, load_module
 from tritonkit.cards import ModelCard, Preprocess
 from tritonkit.client.preprocess_math import ENCODED_INPUT, FIXED_SIZE_MODES as MODES, GEOMETRY_OUTPUT
-from tritonkit.io import atomic_write_bytes
+from tritonkit.io import atomic_write_text
 from tritonkit.model_repository.config import ConfigError, data_type, pb_module
 from tritonkit.model_repository.ensemble import (
     ChainTensor, PostprocessChain, PreprocessChain, PreprocessNames, preprocess_ensemble_config, preprocess_names,
@@ -49,16 +61,39 @@ from tritonkit.spec import GEOMETRY_FIELDS
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import model_config_pb2
 
-dali = lazy_import("nvidia.dali", "nvidia-dali-cuda120 (pip install tritonkit[dali])")
-fn = lazy_import("nvidia.dali.fn", "nvidia-dali-cuda120 (pip install tritonkit[dali])")
-types = lazy_import("nvidia.dali.types", "nvidia-dali-cuda120 (pip install tritonkit[dali])")
+_DALI_HINT = "nvidia-dali-cuda120 (pip install tritonkit[dali])"
+dali = lazy_import("nvidia.dali", _DALI_HINT)
+# the graph (imports nvidia.dali at its top): loaded after `dali`, so a missing DALI is a one-line error
+dali_graph = lazy_import("tritonkit.model_repository.dali_graph", _DALI_HINT)
 
 DALI_SUFFIX = "_dali"
-DALI_FILE = "model.dali"
+DALI_FILE = "dali.py"               # autoserialised by the backend (its fallback model file name)
+GRAPH_SOURCE = Path(__file__).with_name("dali_graph.py")
+PIPELINE_FUNCTION = "tritonkit_preprocess"
 DEVICES = ("gpu", "cpu")
 # the DALI model in a bytes-in ensemble (written by write_dali_chain, not by the python writer)
 DALI_CHAIN = PreprocessChain(backend_source="", support_files=(), suffix=DALI_SUFFIX,
                              encoded=ChainTensor(name=ENCODED_INPUT, dims=(-1,), dtype="UINT8"))
+# the executor Triton's dali backend runs (see dali_graph): the check pipelines are built with it
+LEGACY_EXECUTOR = {"exec_pipelined": True, "exec_async": True, "exec_dynamic": False}
+
+_SERVED_TAIL = """
+
+# ---- written by tritonkit for card {card!r}: the card's preprocessing, then the served pipeline.
+from nvidia.dali import pipeline_def  # noqa: E402
+from nvidia.dali.plugin.triton import autoserialize  # noqa: E402
+
+PARAMS = {params!r}
+
+
+# device_id=0 as in the dali backend's autoserialization examples (README): the server serialises this
+# where it runs, with a GPU, and creates the pipeline on its instance's GPU (daliCreatePipeline's
+# device_id). (Older DALI refuses a mixed operator in a pipeline serialised with device_id=None.)
+@autoserialize
+@pipeline_def(batch_size={batch}, num_threads={threads}, device_id=0, prefetch_queue_depth=1)
+def {function}():
+    return graph(PARAMS, "gpu")
+"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,70 +120,33 @@ class WrittenDali:
     config_path: Path
 
 
-def _normalize(images: Any, pp: Preprocess, dtype: str, crop: int | None,
-               pos: tuple[Any, Any] | None = None) -> Any:
-    """``(pixel * scale - mean) / std`` in the card's layout, optionally a ``crop`` x ``crop``
-    window (centred, or at ``pos``: ``(crop_pos_x, crop_pos_y)``, padded with ``pad_value``)."""
-    mean = [m / pp.scale for m in pp.mean]
-    std = [s / pp.scale for s in pp.std]
-    kwargs: dict[str, Any] = {"crop": (crop, crop), "crop_pos_x": 0.5, "crop_pos_y": 0.5} if crop else {}
-    if pos is not None:
-        kwargs.update(crop_pos_x=pos[0], crop_pos_y=pos[1], out_of_bounds_policy="pad",
-                      fill_values=[(pp.pad_value - m) / s for m, s in zip(mean, std)])
-    return fn.crop_mirror_normalize(images, mean=mean, std=std,
-                                    dtype=types.FLOAT16 if dtype == "FP16" else types.FLOAT,
-                                    output_layout="CHW" if pp.layout == "NCHW" else "HWC", **kwargs)
+def graph_params(card: ModelCard) -> dict[str, Any]:
+    """The card's settings the graph reads (plain values: they are written into ``dali.py``)."""
+    pp: Preprocess = card.preprocess
+    if pp.mode not in MODES:
+        raise ConfigError(f"card {card.name!r}: preprocess mode {pp.mode!r} has no DALI pipeline "
+                          f"(supported: {', '.join(MODES)})")
+    return {"mode": pp.mode, "size": int(pp.size), "resize_to": int(pp.resize_to), "interpolation": pp.interpolation,
+            "mean": [float(m) for m in pp.mean], "std": [float(s) for s in pp.std], "scale": float(pp.scale),
+            "layout": pp.layout, "pad_value": float(pp.pad_value), "dtype": card.input.dtype}
 
 
-def _letterbox_pads(resized: Any, size: int) -> tuple[Any, Any, Any, Any]:
-    """ultralytics' top/left padding (``round(d - 0.1)`` of ``d = (size - side) / 2``: the floor,
-    as ``d`` is a whole or half number) and the crop positions that put the image there.
-    ``crop_mirror_normalize`` starts the window at ``crop_pos * (side - size)``; the 0.25 keeps that
-    product on the right integer whether DALI rounds it or floors it."""
-    new = fn.cast(resized.shape(), dtype=types.FLOAT)
-    left = dali.math.floor((size - new[1]) * 0.5)
-    top = dali.math.floor((size - new[0]) * 0.5)
-    pos_x = dali.math.clamp((left - 0.25) / dali.math.max(size - new[1], 1.0), 0.0, 1.0)
-    pos_y = dali.math.clamp((top - 0.25) / dali.math.max(size - new[0], 1.0), 0.0, 1.0)
-    return left, top, pos_x, pos_y
-
-
-def _geometry(decoded: Any, resized: Any, pad_x: Any, pad_y: Any) -> Any:
-    """FP64 [6] ``orig_h, orig_w, scale_x, scale_y, pad_x, pad_y`` from the shapes (HWC)."""
-    orig = fn.cast(decoded.shape(), dtype=types.FLOAT)
-    new = fn.cast(resized.shape(), dtype=types.FLOAT)
-    return fn.cast(fn.stack(orig[0], orig[1], new[1] / orig[1], new[0] / orig[0], pad_x, pad_y), dtype=types.FLOAT64)
-
-
-def _graph(card: ModelCard, device: str) -> tuple[Any, Any]:
-    """The pipeline's body: encoded bytes -> (model input, geometry)."""
-    pp = card.preprocess
-    interp = types.INTERP_LINEAR if pp.interpolation == "bilinear" else types.INTERP_CUBIC
-    encoded = fn.external_source(name=ENCODED_INPUT, dtype=types.UINT8, device="cpu")
-    decoded = fn.decoders.image(encoded, device="mixed" if device == "gpu" else "cpu", output_type=types.RGB)
-    if pp.mode == "resize_crop":
-        resized = fn.resize(decoded, resize_shorter=pp.resize_to, interp_type=interp, antialias=True)
-        new = fn.cast(resized.shape(), dtype=types.FLOAT)  # the crop starts at (side - size) / 2
-        geometry = _geometry(decoded, resized, (pp.size - new[1]) * 0.5, (pp.size - new[0]) * 0.5)
-        return _normalize(resized, pp, card.input.dtype, pp.size), geometry
-    if pp.mode == "resize":
-        resized = fn.resize(decoded, resize_x=pp.size, resize_y=pp.size, interp_type=interp, antialias=True)
-        return _normalize(resized, pp, card.input.dtype, None), _geometry(decoded, resized, 0.0, 0.0)
-    resized = fn.resize(decoded, size=(pp.size, pp.size), mode="not_larger", interp_type=interp, antialias=False)
-    left, top, pos_x, pos_y = _letterbox_pads(resized, pp.size)
-    return _normalize(resized, pp, card.input.dtype, pp.size, (pos_x, pos_y)), _geometry(decoded, resized, left, top)
+def served_source(card: ModelCard, options: DaliOptions) -> str:
+    """The ``dali.py`` of ``card``: the graph module's source, the card's settings, the served pipeline."""
+    tail = _SERVED_TAIL.format(card=card.name, params=graph_params(card), batch=options.max_batch_size,
+                               threads=options.num_threads, function=PIPELINE_FUNCTION)
+    return GRAPH_SOURCE.read_text() + tail
 
 
 def dali_pipeline(card: ModelCard, options: DaliOptions) -> Any:
-    """The DALI pipeline of ``card``'s preprocessing (not built). ``device_id`` is left unset:
-    the Triton DALI backend places the pipeline on its instance's GPU when it loads it."""
-    if card.preprocess.mode not in MODES:
-        raise ConfigError(f"card {card.name!r}: preprocess mode {card.preprocess.mode!r} has no DALI pipeline "
-                          f"(supported: {', '.join(MODES)})")
+    """The pipeline of ``card``'s preprocessing (not built), with the executor the backend uses.
+    ``device_id`` is unset (a CPU-only pipeline here; the backend sets its instance's GPU)."""
+    params = graph_params(card)
+    load_module(dali)                                         # a missing DALI: one line, not a traceback
     pipe = dali.Pipeline(batch_size=options.max_batch_size, num_threads=options.num_threads, device_id=None,
-                         prefetch_queue_depth=1)
+                         prefetch_queue_depth=1, **LEGACY_EXECUTOR)
     with pipe:
-        pipe.set_outputs(*_graph(card, options.device))
+        pipe.set_outputs(*dali_graph.graph(params, options.device))
     return pipe
 
 
@@ -166,12 +164,13 @@ def dali_model_config(card: ModelCard, name: str, max_batch_size: int) -> "model
 
 
 def write_dali_model(card: ModelCard, repo_dir: str | Path, model: str, max_batch_size: int) -> WrittenDali:
-    """Write ``<model>_dali`` (the serialised GPU pipeline and its config) into ``repo_dir``."""
+    """Write ``<model>_dali`` (the pipeline's ``1/dali.py`` and its config) into ``repo_dir``.
+    Needs no DALI here: the server serialises the pipeline when it loads the model."""
     name = model + DALI_SUFFIX
     root = safe_child(repo_dir, name, "model name")
-    serialized = dali_pipeline(card, DaliOptions(max_batch_size=max_batch_size)).serialize()
+    source = served_source(card, DaliOptions(max_batch_size=max_batch_size))
     (root / "1").mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(root / "1" / DALI_FILE, serialized)
+    atomic_write_text(root / "1" / DALI_FILE, source)
     config_path = write_config_only(repo_dir, name, dali_model_config(card, name, max_batch_size))
     return WrittenDali(name, root, config_path)
 

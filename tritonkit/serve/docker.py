@@ -30,7 +30,7 @@ from typing import Callable, Mapping
 
 from tritonkit.build_engines.compat import server_args_for
 from tritonkit.build_engines.docker import builder_build_argv, builder_run_argv
-from tritonkit.build_engines.host import docker_engine_available, docker_gpus_arg, host_gpus
+from tritonkit.build_engines.host import docker_engine_available, docker_gpus_arg, ensure_image, host_gpus
 from tritonkit.build_engines.releases import (
     DEFAULT_RELEASE, MIN_PATCHED_RELEASE, TRITON_IMAGE, ContainerTensorRT, is_patched, parse_release)
 from tritonkit.errors import ServerError, TritonkitError
@@ -233,15 +233,20 @@ class DockerServer:
     """A tritonserver container, detached, with the interface of :class:`~tritonkit.serve.local.LocalServer`.
 
     ``argv`` is a ``docker run`` command formed with ``RunOptions(name=...)`` (so it runs detached
-    under that name). ``runner`` runs docker commands (``subprocess.run`` by default).
+    under that name). ``runner`` runs docker commands (``subprocess.run`` by default). ``image`` (the
+    one ``argv`` runs) is pulled first when absent, without a deadline
+    (:func:`~tritonkit.build_engines.host.ensure_image`): ``start``'s deadlines then bound the
+    container's start and the server's readiness, not a first 10-15 GB pull.
     """
 
     def __init__(self, argv: list[str], *, name: str, host: str = "127.0.0.1",
                  ports: tuple[int, int, int | None] = (8000, 8001, None), docker: str = "docker",
-                 runner: Runner = subprocess.run, exit_timeout_s: int = EXIT_TIMEOUT_S):
+                 runner: Runner = subprocess.run, exit_timeout_s: int = EXIT_TIMEOUT_S, image: str | None = None):
         if "--name" not in argv or argv[argv.index("--name") + 1] != name:
             raise TritonkitError(f"docker run command must name its container {name!r} (RunOptions(name=...))")
-        self.argv, self.name, self.ports = list(argv), name, ports
+        if image is not None and image not in argv:
+            raise TritonkitError(f"image {image!r} is not the one the docker run command runs")
+        self.argv, self.name, self.ports, self.image = list(argv), name, ports, image
         self.host, self.exit_timeout_s = host, exit_timeout_s
         self._docker, self._run, self.container_id = docker, runner, None
 
@@ -269,6 +274,8 @@ class DockerServer:
     def start(self, timeout_s: float = 300.0) -> "DockerServer":
         if self.container_id is not None:
             raise ServerError("server already started")
+        if self.image is not None:
+            ensure_image(self.image, self._docker, self._run)
         try:
             proc = self._run(self.argv, capture_output=True, text=True, timeout=600, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:

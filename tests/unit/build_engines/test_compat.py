@@ -247,6 +247,20 @@ def test_nvidia_smi_parsing():
         parse_nvidia_smi("\n")
 
 
+def test_image_probe_pulls_first_then_runs_with_its_deadline(monkeypatch, tmp_path):
+    """docker is a script (no engine here) that logs its argv: the image is absent, so it is pulled
+    before the `docker run` that reads libnvinfer's version."""
+    log = tmp_path / "calls"
+    script = tmp_path / "docker"
+    script.write_text(f'#!/bin/sh\necho "$1" >> {log}\ncase "$1" in image) exit 1;; pull) exit 0;; '
+                      'run) echo "10.13.3.9-1+cuda13.0"; exit 0;; esac\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert host.probe_container_tensorrt("nvcr.io/nvidia/tritonserver:25.10-py3") == "10.13.3.9"
+    calls = log.read_text().split()
+    assert calls == ["image", "pull", "run"]
+
+
 def test_host_probes_without_tools(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolMissingError, match="nvidia-smi not found"):

@@ -1,9 +1,19 @@
-"""The gpu target's DALI preprocessing: generated and serialised from the card without a GPU,
-and the same graph run on DALI's CPU ops close to the client's preprocessing.
+"""The gpu target's DALI preprocessing: generated from the card without a GPU, autoserialised as the
+Triton dali backend does it, defined under the executor the backend runs, and the same graph run
+on DALI's CPU ops close to the client's preprocessing.
 
-Not run here: the served pipeline itself (``fn.decoders.image(device="mixed")``, nvJPEG and GPU
-resize need an NVIDIA GPU and the tritonserver DALI backend). The CPU variant differs from it
-only in where each op runs (and in the decoder: libjpeg-turbo here, nvJPEG there).
+What is checked here with the installed DALI (no GPU): the generated ``1/dali.py`` serialises in a
+fresh interpreter by the command dali_backend's ``model_provider.h`` runs (DALI's own discovery of
+the ``@autoserialize`` function, called with ``device_id=None`` for want of a GPU); its GPU pipeline (``mixed`` decoder, GPU resize) is *defined* with the
+legacy executor's flags (``exec_dynamic=False``, pipelined, async: what ``daliCreatePipeline``
+gives the backend), where DALI refuses any GPU->CPU edge at definition time; the CPU variant is
+built and run under that executor; the resized sides computed on the CPU are the ones DALI's own
+``resize_shorter`` / ``not_larger`` produce.
+
+What only a GPU can confirm (not run here): that the backend *builds and runs* the pipeline
+(``Pipeline::Build`` needs a CUDA device: without one DALI stops at "requires a CUDA-capable
+GPU"), nvJPEG's decode (libjpeg-turbo here) and the GPU resize kernels' pixels. The server
+image's DALI also serialises the file there, not this one.
 
 Tolerances, in grey levels (0..255) after undoing the normalisation, and why: DALI resamples in
 float and rounds once, PIL rounds to uint8 between its horizontal and vertical passes, so the
@@ -15,7 +25,13 @@ at any pixel and 0.5 on average, and its padding and geometry are checked exactl
 
 from __future__ import annotations
 
+import ast
+import ctypes
+import importlib.util
 import io
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -32,8 +48,14 @@ from tritonkit.model_repository.writer import write_model
 pytest.importorskip("nvidia.dali", reason="nvidia-dali-cuda120 is an optional extra (pip install tritonkit[dali], "
                                           "~420 MB wheel): not installed")
 
+import nvidia.dali as dali  # noqa: E402
+import nvidia.dali.fn as fn  # noqa: E402
+import nvidia.dali.types as types  # noqa: E402
+
 from tritonkit.model_repository.dali import (  # noqa: E402
-    DALI_FILE, DaliOptions, dali_pipeline, write_dali_chain, write_dali_model)
+    DALI_FILE, LEGACY_EXECUTOR, PIPELINE_FUNCTION, DaliOptions, dali_pipeline, graph_params, write_dali_chain,
+    write_dali_model)
+from tritonkit.model_repository.dali_graph import stages  # noqa: E402
 
 CLS = get_card("demo_shapes")
 DET = get_card("demo_shapes_det")
@@ -68,16 +90,111 @@ def _grey_levels(diff: np.ndarray, card) -> np.ndarray:
     return np.abs(diff) * std
 
 
-def test_gpu_pipeline_serialises_into_a_dali_model(tmp_path):
+# The command dali_backend runs to autoserialise <version>/dali.py (src/model_provider/model_provider.h,
+# GenerateAutoserializeCmd), with this interpreter as its python3 and one change: invoke_autoserialize
+# calls the pipeline function as it is (device_id=0, the server has a GPU); here, without one, the
+# function DALI's own discovery finds is called with device_id=None.
+AUTOSERIALIZE = """
+import importlib, sys
+from nvidia.dali._utils.autoserialize import _discover_autoserialize
+spec = importlib.util.spec_from_file_location('autoserialize_mod', sys.argv[1])
+head_module = importlib.util.module_from_spec(spec)
+sys.modules['autoserialize_mod'] = head_module
+spec.loader.exec_module(head_module)
+(pipeline,) = _discover_autoserialize(head_module, visited=[])
+pipeline(device_id=None).serialize(filename=sys.argv[2])
+"""
+
+
+def _load_served(path: Path):
+    spec = importlib.util.spec_from_file_location(f"served_{path.parent.parent.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_served_dali_py_autoserialises_as_the_backend_does(tmp_path):
     written = write_dali_model(DET, tmp_path, "det", max_batch_size=8)
     assert written.name == "det_dali"
-    blob = (tmp_path / "det_dali" / "1" / DALI_FILE).read_bytes()
-    assert len(blob) > 1000 and b"decoders__Image" in blob and b"mixed" in blob  # the GPU decoder
-    assert b"CropMirrorNormalize" in blob and b"Resize" in blob
+    served = tmp_path / "det_dali" / "1" / DALI_FILE
+    assert not (tmp_path / "det_dali" / "1" / "model.dali").exists()     # nothing serialised by this DALI
+    target = tmp_path / "serialised.dali"
+    proc = subprocess.run([sys.executable, "-c", AUTOSERIALIZE, str(served), str(target)], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    blob = target.read_bytes()
+    assert b"decoders__Image" in blob and b"mixed" in blob                 # the GPU decoder
+    assert b"PeekImageShape" in blob and b"CropMirrorNormalize" in blob and b"Resize" in blob
+    # the backend's own validity check (DaliPipeline::ValidateDaliPipeline -> daliIsDeserializable == 0)
+    libdali = ctypes.CDLL(str(Path(dali.__file__).with_name("libdali.so")))
+    assert libdali.daliIsDeserializable(ctypes.c_char_p(blob), len(blob)) == 0
+    assert libdali.daliIsDeserializable(ctypes.c_char_p(b"not a pipeline"), 14) == 1
     cfg = parse_config((tmp_path / "det_dali" / "config.pbtxt").read_text())
-    assert cfg.backend == "dali" and cfg.max_batch_size == 8
+    assert cfg.backend == "dali" and cfg.max_batch_size == 8 and not cfg.default_model_filename
     assert [(i.name, list(i.dims)) for i in cfg.input] == [(ENCODED_INPUT, [-1])]
     assert [(o.name, list(o.dims)) for o in cfg.output] == [("images", [3, 128, 128]), (GEOMETRY_OUTPUT, [6])]
+
+
+def test_served_dali_py_imports_nothing_but_dali(tmp_path):
+    """The server has DALI and no tritonkit: the file may import nvidia.dali only."""
+    write_dali_model(CLS, tmp_path, "cls", max_batch_size=4)
+    tree = ast.parse((tmp_path / "cls_dali" / "1" / DALI_FILE).read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported and all(m.startswith("nvidia.dali") for m in imported), imported
+
+
+@pytest.mark.parametrize("card", [CLS, DET, get_card("resnet50")], ids=lambda c: c.name)
+def test_gpu_pipeline_is_defined_under_the_backends_legacy_executor(card, tmp_path):
+    """The served pipeline function, called with the flags daliCreatePipeline gives the backend:
+    DALI refuses a GPU->CPU edge while the graph is defined (nvidia/dali/data_node.py, _check_gpu2cpu)."""
+    write_dali_model(card, tmp_path, card.name, max_batch_size=4)
+    served = _load_served(tmp_path / f"{card.name}_dali" / "1" / DALI_FILE)
+    assert getattr(served, PIPELINE_FUNCTION)(**LEGACY_EXECUTOR).device_id == 0      # as served
+    pipe = getattr(served, PIPELINE_FUNCTION)(device_id=None, **LEGACY_EXECUTOR)      # no GPU here to serialise on
+    assert pipe.exec_dynamic is False and pipe.exec_async and pipe.exec_pipelined
+    assert b"mixed" in pipe.serialize()
+    assert dali_pipeline(card, DaliOptions(max_batch_size=4, device="gpu")).exec_dynamic is False
+
+
+def test_the_legacy_executor_check_catches_a_gpu_shape_read():
+    """Guards the test above: the shape of the mixed decoder's output, read on the CPU (what the graph
+    did before), is refused under the same flags."""
+    pipe = dali.Pipeline(batch_size=2, num_threads=1, device_id=None, **LEGACY_EXECUTOR)
+    with pytest.raises(RuntimeError, match="GPU to CPU"):
+        with pipe:
+            encoded = fn.external_source(name=ENCODED_INPUT, dtype=types.UINT8, device="cpu")
+            decoded = fn.decoders.image(encoded, device="mixed")
+            pipe.set_outputs(decoded, decoded.shape())
+
+
+# odd and extreme aspect ratios: where the rounding of the longer side matters
+ROUNDING_SIZES = [(97, 211), (211, 97), (333, 500), (500, 333), (71, 640), (255, 257), (1, 7), (128, 129)]
+
+
+@pytest.mark.parametrize("card", [CLS, DET], ids=lambda c: c.name)
+def test_sides_computed_on_the_cpu_are_dalis_own(card):
+    """The sides the graph computes (and passes to fn.resize(size=...)) equal the output shape of DALI's
+    own resize_shorter (resize_crop) or size + mode="not_larger" (letterbox) on the same images."""
+    params = graph_params(card)
+    blobs = [_photo(h, w, i) for i, (h, w) in enumerate(ROUNDING_SIZES)]
+    pipe = dali.Pipeline(batch_size=len(blobs), num_threads=1, device_id=None, prefetch_queue_depth=1,
+                         **LEGACY_EXECUTOR)
+    with pipe:
+        nodes = stages(params, "cpu")
+        decoded = fn.decoders.image(fn.external_source(name="ref", dtype=types.UINT8), output_type=types.RGB)
+        if params["mode"] == "resize_crop":
+            reference = fn.resize(decoded, resize_shorter=params["resize_to"], antialias=True)
+        else:
+            reference = fn.resize(decoded, size=(params["size"],) * 2, mode="not_larger", antialias=False)
+        pipe.set_outputs(nodes["sides"], nodes["resized"].shape(), reference.shape())
+    pipe.build()
+    arrays = [np.frombuffer(b, np.uint8) for b in blobs]
+    pipe.feed_input(ENCODED_INPUT, arrays)
+    pipe.feed_input("ref", arrays)
+    sides, resized, reference = (o.as_array() for o in pipe.run())
+    np.testing.assert_array_equal(resized[:, :2], reference[:, :2])
+    np.testing.assert_array_equal(sides, reference[:, :2])
 
 
 def test_gpu_bytes_ensemble_chains_dali_detector_and_nms(tmp_path):

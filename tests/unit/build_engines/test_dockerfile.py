@@ -4,6 +4,7 @@ built; docker_commands() is checked as text.)"""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shlex
@@ -96,11 +97,113 @@ def test_serve_stage_is_non_root_exposes_http_grpc_and_checks_readiness():
     assert "COPY ${MODEL_REPOSITORY} /models" in serve
 
 
-def test_builder_stage_is_non_root_and_runs_tritonkit():
+def test_builder_stage_is_non_root_and_runs_tritonkit_after_ngcs_entrypoint():
+    """NGC's entrypoint (it sources /opt/nvidia/entrypoint.d, then runs the command) stays first."""
     builder = _stages(DOCKERFILE.read_text())["plan-builder"]
     assert [l.split()[1] for l in builder if l.startswith("USER ")] == ["tritonkit"]
-    assert 'ENTRYPOINT ["tritonkit"]' in builder
+    (entrypoint,) = [l for l in builder if l.startswith("ENTRYPOINT ")]
+    assert json.loads(entrypoint[len("ENTRYPOINT "):]) == ["/opt/nvidia/nvidia_entrypoint.sh", "tritonkit"]
     assert any("import tensorrt" in l for l in builder)
+    assert not [l for l in _stages(DOCKERFILE.read_text())["serve"] if l.startswith("ENTRYPOINT")]
+
+
+# ------------------------------------------------ what the generated python backends import, installed
+
+# import name -> the pip package the serve stage installs for it
+PIP_PACKAGES = {"PIL": "Pillow", "cv2": "opencv-python-headless", "onnxruntime": "onnxruntime"}
+# provided by the tritonserver image: numpy (triton-inference-server/server build.py installs it with
+# the python backend), the python backend's own module
+IMAGE_PROVIDES = {"numpy", "triton_python_backend_utils"}
+
+
+def _catches_import_error(node: ast.Try) -> bool:
+    names = {n.id for h in node.handlers if h.type is not None for n in ast.walk(h.type) if isinstance(n, ast.Name)}
+    return bool(names & {"ImportError", "ModuleNotFoundError"})
+
+
+def module_imports(source: str) -> set[str]:
+    """Top-level module names a python file needs: ``import``/``from`` statements and string arguments of
+    ``importlib.import_module`` and of the file's own functions that pass their argument to it. Imports
+    inside ``try: ... except ImportError`` are optional and left out, and so is the body of an ``if
+    __package__:`` (the branch a shipped module takes only inside the tritonkit package; shipped
+    beside a backend it takes the ``else`` branch, its sibling files)."""
+    tree = ast.parse(source)
+    wrappers = {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+                for c in ast.walk(f) if isinstance(c, ast.Call) and ast.unparse(c.func).endswith("import_module")
+                and c.args and isinstance(c.args[0], ast.Name) and c.args[0].id in {a.arg for a in f.args.args}}
+    optional = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) and _catches_import_error(t)
+                for stmt in t.body for n in ast.walk(stmt)}
+    optional |= {id(n) for t in ast.walk(tree) if isinstance(t, ast.If) and ast.unparse(t.test) == "__package__"
+                 for stmt in t.body for n in ast.walk(stmt)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) and \
+                isinstance(node.args[0].value, str) and \
+                (ast.unparse(node.func).endswith("import_module") or ast.unparse(node.func) in wrappers):
+            found.add(node.args[0].value)
+    return {name.split(".")[0] for name in found}
+
+
+def test_module_imports_sees_static_dynamic_and_optional_imports():
+    source = ("import json, numpy as np\nfrom PIL import Image\nimport importlib\n"
+              "def _module(name):\n    return importlib.import_module(name)\n"
+              "def cv():\n    return _module('cv2.dnn')\n"
+              "def fast():\n    try:\n        return importlib.import_module('simplejpeg')\n"
+              "    except ImportError:\n        return None\n"
+              "x = importlib.import_module('onnxruntime')\n"
+              "if __package__:\n    from tritonkit import spec\nelse:\n    import tk_spec as spec\n")
+    assert module_imports(source) == {"json", "numpy", "PIL", "importlib", "cv2", "onnxruntime", "tk_spec"}
+
+
+def _every_chain(repo: Path, tmp_path: Path) -> None:
+    """A repository with every chain tritonkit writes for python backends: the cpu target with server
+    preprocessing, server NMS for a detector, server argmax for a segmenter."""
+    from support.onnx_models import tiny_classifier, tiny_segmenter, tiny_yolo_onnx
+
+    from tritonkit.cli import main
+
+    runs = [["--model", "demo_shapes", "--model-file", str(tiny_classifier(tmp_path / "cls.onnx")),
+             "--server-preprocess"],
+            ["--model", "demo_shapes_det", "--model-file", str(tiny_yolo_onnx(tmp_path / "det.onnx")),
+             "--server-postprocess", "ap", "--server-preprocess"],
+            ["--model", "demo_seg", "--model-file", str(tiny_segmenter(tmp_path / "seg.onnx")), "--server-postprocess",
+             "--server-preprocess"]]
+    for argv in runs:
+        assert main(["repo", *argv, "--target", "cpu", "--out", str(repo)]) == 0
+
+
+def _serve_stage_pip_packages() -> dict[str, str]:
+    serve = _stages(DOCKERFILE.read_text())["serve"]
+    pins = [tok for line in serve if line.startswith("RUN ") and "pip install" in line
+            for tok in shlex.split(line.split("&&")[0]) if "==" in tok]
+    return dict(tok.split("==", 1) for tok in pins)
+
+
+def test_the_serve_image_installs_what_the_generated_backends_import(tmp_path):
+    """Every module a generated python backend imports is the stdlib's, a file beside it, the image's,
+    or a package the serve stage pip-installs (and the stage installs nothing else)."""
+    repo = tmp_path / "repo"
+    _every_chain(repo, tmp_path)
+    needed: dict[str, set[str]] = {}
+    files = sorted(repo.glob("*/*/*.py"))
+    assert {f.parent.parent.name for f in files} >= {"demo_shapes", "demo_shapes_preprocess", "demo_shapes_det_nms_ap",
+                                                    "demo_seg_argmax"}
+    for path in files:
+        siblings = {p.stem for p in path.parent.glob("*.py")}
+        for module in module_imports(path.read_text()) - set(sys.stdlib_module_names) - siblings - IMAGE_PROVIDES:
+            needed.setdefault(module, set()).add(f"{path.parent.parent.name}/{path.name}")
+    unknown = {m: sorted(w) for m, w in needed.items() if m not in PIP_PACKAGES}
+    assert not unknown, f"generated backends import modules with no known pip package: {unknown}"
+    assert {"PIL", "cv2", "onnxruntime"} <= set(needed)                   # the scan found the real imports
+    installed = _serve_stage_pip_packages()
+    assert set(installed) == {PIP_PACKAGES[m] for m in needed}, (installed, needed)
+    assert all(installed.values())                                        # pinned (hadolint DL3013 too)
 
 
 def _dockerignore_excludes(patterns: list[str], path: str) -> bool:

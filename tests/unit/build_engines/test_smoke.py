@@ -107,16 +107,22 @@ def ready_port():
 
 
 class _Docker:
-    """Records docker argv; answers run with a container id, inspect with ``running``, logs with a line."""
+    """Records docker argv (and each call's timeout); answers run with a container id, inspect with
+    ``running``, logs with a line, ``image inspect`` with ``image_present``, pull with a digest."""
 
-    def __init__(self, running: str = "true"):
+    def __init__(self, running: str = "true", image_present: bool = True):
         self.calls: list[list[str]] = []
+        self.timeouts: list[float | None] = []
         self.running = running
+        self.image_present = image_present
 
     def __call__(self, argv, **kwargs):
         self.calls.append(list(argv))
+        self.timeouts.append(kwargs.get("timeout"))
+        if argv[1] == "image":
+            return subprocess.CompletedProcess(argv, 0 if self.image_present else 1, "[]", "")
         out = {"run": "0123456789abcdef\n", "inspect": self.running + "\n", "logs": "E1201 model load failed\n",
-               "stop": CONTAINER_NAME + "\n"}[argv[1]]
+               "stop": CONTAINER_NAME + "\n", "pull": "Digest: sha256:0\n"}[argv[1]]
         return subprocess.CompletedProcess(argv, 0, out, "")
 
 
@@ -148,6 +154,27 @@ def test_docker_server_that_exits_while_starting_says_so_and_is_stopped(tmp_path
     with pytest.raises(ServerError, match="exited while starting: E1201 model load failed"):
         server.start(timeout_s=5)
     assert docker.calls[-1][:2] == ["docker", "stop"]
+
+
+def test_docker_server_pulls_a_missing_image_first_without_a_deadline(ready_port, tmp_path):
+    """A fresh host: the image is pulled (no timeout) before `docker run -d`, whose own timeout then
+    bounds the start only. (No Docker engine here: docker is a recording fake.)"""
+    image = "nvcr.io/nvidia/tritonserver:25.10-py3"
+    docker = _Docker(image_present=False)
+    server = DockerServer(_argv(ready_port, tmp_path), name=CONTAINER_NAME, ports=(ready_port, 8001, None),
+                          runner=docker, image=image)
+    with server:
+        pass
+    verbs = [c[1] for c in docker.calls]
+    assert verbs[:3] == ["image", "pull", "run"] and docker.calls[1] == ["docker", "pull", image]
+    assert docker.timeouts[1] is None and docker.timeouts[2] is not None
+    present = _Docker(image_present=True)
+    with DockerServer(_argv(ready_port, tmp_path), name=CONTAINER_NAME, ports=(ready_port, 8001, None),
+                      runner=present, image=image):
+        pass
+    assert "pull" not in [c[1] for c in present.calls]                      # a local image is not pulled again
+    with pytest.raises(TritonkitError, match="is not the one the docker run command runs"):
+        DockerServer(_argv(ready_port, tmp_path), name=CONTAINER_NAME, image="other:1")
 
 
 def test_docker_server_needs_a_named_detached_command(tmp_path):

@@ -39,12 +39,14 @@ GPU = GpuInfo("NVIDIA L4", "8.9")
 class RecordingTensorRT(types.ModuleType):
     """Records the calls trt_adapter makes on the tensorrt API; returns canned plan/cache bytes."""
 
-    def __init__(self, version: str = "10.13.3.9", *, fail_build: bool = False, parse_ok: bool = True):
+    def __init__(self, version: str = "10.13.3.9", *, fail_build: bool = False, parse_ok: bool = True,
+                 no_fresh_cache: bool = False):
         super().__init__("tensorrt")
         self.__version__ = version
         self.calls: list[tuple] = []
         self.fail_build = fail_build
         self.parse_ok = parse_ok
+        self.no_fresh_cache = no_fresh_cache          # create_timing_cache(b"") returns None too
         self.plan_bytes = b"\x00FAKE-PLAN\x01" * 64
         calls = self.calls
         fake = self
@@ -82,7 +84,7 @@ class RecordingTensorRT(types.ModuleType):
 
             def create_timing_cache(self, data):
                 calls.append(("create_timing_cache", bytes(data)))
-                if bytes(data).startswith(b"CORRUPT"):
+                if bytes(data).startswith(b"CORRUPT") or (fake.no_fresh_cache and not bytes(data)):
                     return None                                  # ITimingCache* may be nullptr
                 return Cache(bytes(data))
 
@@ -409,7 +411,33 @@ def test_tensorrt_11_fp16_from_an_fp32_onnx_is_refused_with_the_autocast_command
     msg = str(info.value)
     assert "\n" not in msg and "strongly typed" in msg
     assert "python -m modelopt.onnx.autocast --onnx_path" in msg
+    # the flag that keeps FP32 inputs/outputs (see the next test) and NVIDIA's install line
+    assert "--keep_io_types" in msg.split("modelopt.onnx.autocast", 1)[1]
+    assert 'pip3 install --no-cache-dir --extra-index-url https://pypi.nvidia.com "nvidia-modelopt[all]"' in msg
     assert trt.named("Builder") == []                                    # refused before any TensorRT work
+
+
+def _autocast_without_keep_io_types(path: Path) -> Path:
+    """What AutoCast writes without --keep_io_types (modelopt/onnx/autocast/__main__.py: "otherwise they
+    will be converted to FP16"): the graph's input and output are float16. (No ModelOpt here: the
+    graph interface is rewritten with onnx; only the interface matters to the contract.)"""
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.load(str(_fp16_onnx(path)))
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.elem_type = TensorProto.FLOAT16
+    onnx.save(model, str(path))
+    return path
+
+
+def test_following_the_autocast_hint_gives_an_onnx_the_card_accepts(tmp_path):
+    """With --keep_io_types the fp16 ONNX keeps the card's FP32 input and builds on TensorRT 11; without
+    it the card's contract refuses the ONNX before any build."""
+    kept = _spec(_fp16_onnx(tmp_path / "kept.onnx"), tmp_path)
+    build_serialized(kept, RecordingTensorRT(TRT11))
+    with pytest.raises(BuildSpecError, match="does not fit card"):
+        _spec(_autocast_without_keep_io_types(tmp_path / "fp16_io.onnx"), tmp_path)
 
 
 def test_tensorrt_11_fp16_builds_an_fp16_onnx_as_it_is(tmp_path):
@@ -507,3 +535,85 @@ def test_old_driver_without_compute_cap_falls_back_to_the_cuda_driver(monkeypatc
     assert gpus == [GpuInfo("Tesla T4", "7.5")] and seen == ["00000000:3B:00.0"]
     with pytest.raises(TritonkitError, match="no compute_cap field"):
         host_gpus(cc_fallback=lambda bus: None)
+
+
+def test_gpu_n_is_the_device_the_build_runs_on_or_the_build_is_refused(tiny_onnx, tmp_path, monkeypatch):
+    """`build --gpu 1` on a host whose CUDA device 0 (this process) is another GPU: refused in one line
+    before any TensorRT work; when device 0 is GPU 1 the plan is built and its sidecar records GPU 1's
+    bus id. (No GPU here: nvidia-smi is a script, the CUDA driver's answer for device 0 a function.)"""
+    from tritonkit.build_engines import host
+
+    _fake_smi(tmp_path, monkeypatch, 'if [ "$3" = "-i" ]; then echo "NVIDIA L4, 8.9, 00000000:3B:00.0"; '
+                                     'else printf "NVIDIA H100, 9.0, 00000000:17:00.0\\n'
+                                     'NVIDIA L4, 8.9, 00000000:3B:00.0\\n"; fi\n')
+    spec = _spec(tiny_onnx, tmp_path)
+    monkeypatch.setattr(host, "cuda_device_bus_id", lambda ordinal=0: "0000:17:00.0")     # device 0: the H100
+    trt = RecordingTensorRT()
+    with pytest.raises(TritonkitError) as info:
+        build_plan(spec, trt=trt, gpu_index=1)
+    msg = str(info.value)
+    assert "\n" not in msg and "--gpu 1 is NVIDIA L4 at PCI 00000000:3B:00.0" in msg and "0000:17:00.0" in msg
+    assert "CUDA_VISIBLE_DEVICES=1" in msg
+    assert trt.named("Builder") == [] and not spec.plan.exists()
+    monkeypatch.setattr(host, "cuda_device_bus_id", lambda ordinal=0: "0000:3b:00.0")     # CUDA_VISIBLE_DEVICES=1
+    built = build_plan(spec, trt=RecordingTensorRT(), gpu_index=1)
+    side = read_sidecar(spec.plan)
+    assert (side.gpu_name, side.compute_capability, side.gpu_bus_id) == ("NVIDIA L4", "8.9", "0000:3b:00.0")
+    assert built.sidecar == side
+
+
+def test_nvidia_smi_bus_ids_and_driver_bus_ids_compare():
+    from tritonkit.build_engines.host import bus_key, parse_nvidia_smi
+
+    gpus = parse_nvidia_smi("NVIDIA A100-SXM4-80GB, 8.0, 00000000:07:00.0\nTesla T4, 7.5\n")
+    assert [(g.name, g.compute_capability, g.pci_bus_id) for g in gpus] == [
+        ("NVIDIA A100-SXM4-80GB", "8.0", "00000000:07:00.0"), ("Tesla T4", "7.5", None)]
+    assert bus_key("00000000:3B:00.0") == bus_key("0000:3b:00.0") != bus_key("0000:3c:00.0")
+    assert bus_key("not a bus") is None
+
+
+def test_a_fresh_timing_cache_that_cannot_be_made_is_a_one_line_error(tiny_onnx, tmp_path):
+    """After a stale cache (set_timing_cache False) the fresh cache is checked too: TensorRT returning no
+    cache is said in one line, not passed on as None."""
+    cache = tmp_path / "t.cache"
+    cache.write_bytes(b"STALE-from-another-gpu")
+    trt = RecordingTensorRT(no_fresh_cache=True)
+    with pytest.raises(TritonkitError, match="could not create a timing cache"):
+        build_serialized(_spec(tiny_onnx, tmp_path, timing_cache=cache), trt)
+    assert trt.named("build_serialized_network") == []
+
+
+def _fp16_qdq_onnx(path: Path) -> Path:
+    """The QDQ graph with a float16 initializer (as ModelOpt ONNX PTQ's --high_precision_dtype fp16 writes)."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    from support.onnx_models import qdq_classifier as _qdq_onnx
+
+    model = onnx.load(str(_qdq_onnx(path)))
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros(1, np.float16), "unused_fp16"))
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("version,make,layers", [("10.13.3.9", "fp32", "fp16"), (TRT11, "fp32", "fp32"),
+                                                 (TRT11, "fp16", "fp16")])
+def test_int8_plans_say_the_precision_of_their_float_layers(tmp_path, version, make, layers):
+    """TensorRT 10 int8 sets FP16 (float layers FP16); 11 runs an FP32 QDQ ONNX's float layers in FP32:
+    that plan carries a note, its sidecar records it, its label names the major, the plan check repeats it."""
+    from support.onnx_models import qdq_classifier as _qdq_onnx
+
+    from tritonkit.build_engines.compat import check_plan
+
+    onnx = (_qdq_onnx if make == "fp32" else _fp16_qdq_onnx)(tmp_path / "q.onnx")
+    spec = _spec(onnx, tmp_path, precision="int8")
+    built = build_plan(spec, trt=RecordingTensorRT(version), gpu=GPU)
+    side = read_sidecar(spec.plan)
+    major = version.split(".")[0]
+    assert f"int8_float_layers={layers}" in side.build_flags
+    assert side.precision_label() == f"int8 (TensorRT {major}, float layers {layers})"
+    flagged = layers == "fp32"
+    assert any("not comparable with a TensorRT 10 int8 plan" in n for n in built.notes) == flagged
+    release, trt = ("26.06", TRT11) if major == "11" else ("25.10", version)
+    notes = check_plan(side, release, "8.9", container_trt=trt).notes
+    assert any(n.startswith("int8 (TensorRT 11, float layers fp32): int8 on TensorRT 11") for n in notes) == flagged

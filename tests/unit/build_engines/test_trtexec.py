@@ -96,8 +96,10 @@ def test_cli_trtexec_only_prints_the_command_and_builds_nothing(tiny_onnx, tmp_p
     trt = RELEASES[DEFAULT_RELEASE].tensorrt
     comment, command = out.out.strip().splitlines()
     assert comment.startswith(f"# tensorrt {DEFAULT_RELEASE}: TensorRT {trt}") and "unconfirmed" in comment
-    assert command == container_command(spec, DEFAULT_RELEASE, trt)
-    assert "--adopt-plan" in out.err and f"--trt-version {trt}" in out.err
+    log = tmp_path / "demo_shapes_fp16.plan.trtexec.log"
+    assert command == f"{container_command(spec, DEFAULT_RELEASE, trt)} 2>&1 | tee {log}"
+    # the sidecar will record what trtexec prints, not the table's (unconfirmed) value
+    assert "--adopt-plan" in out.err and f"--trtexec-log {log}" in out.err and "--trt-version" not in out.err
     assert list(tmp_path.iterdir()) == []
 
 
@@ -126,7 +128,7 @@ def test_cli_unknown_precision_is_one_line_and_writes_nothing(tiny_onnx, tmp_pat
 @pytest.mark.parametrize("argv,msg", [
     (["--precision", "fp16", "--qdq-only"], "--qdq-only needs --precision int8 and --calib-dir"),
     (["--precision", "fp16", "--calib-dir", "."], "--calib-dir is for --precision int8"),
-    (["--adopt-plan", "x.plan"], "--adopt-plan needs --trt-version"),
+    (["--adopt-plan", "x.plan"], "--adopt-plan needs --trtexec-log (trtexec's output) or --trt-version"),
     (["--max-batch", "65"], "--max-batch 65 is above the max_batch_size 64"),  # the field shown as its flag
 ])
 def test_cli_bad_combinations(tiny_onnx, tmp_path, capsys, argv, msg):
@@ -190,19 +192,88 @@ def test_container_command_runs_as_printed(tmp_path):
     assert shlex.split(line)[argv.index("--user") + 1] == "$(id -u):$(id -g)"
 
 
-@pytest.mark.parametrize("release,trt,flag", [("25.01", "10.8.0.43", "--fp16"), ("26.06", "11.1.0.7", None)])
-def test_cli_trtexec_only_per_release_and_override(tmp_path, capsys, release, trt, flag):
-    """26.06 ships TensorRT 11 with an unconfirmed exact version: the CLI needs the override."""
+@pytest.mark.parametrize("release,override,flag", [("25.01", None, "--fp16"), ("26.06", None, None),
+                                                   ("26.06", "11.1.0.7", None), ("26.04", None, "--fp16")])
+def test_cli_trtexec_only_per_release_and_override(tmp_path, capsys, release, override, flag):
+    """The flags follow the release's TensorRT major, known for every row of the table even where the exact
+    version is not (26.04: 10.x, 26.06: 11.x), so no override is needed for them."""
     from support.onnx_models import qdq_classifier as _qdq_onnx
 
     qdq = _qdq_onnx(tmp_path / "q.onnx")
     argv = ["build", "--model", "demo_shapes", "--onnx", str(qdq), "--precision", "int8", "--max-batch", "8",
             "--out", str(tmp_path / "out"), "--trtexec-only", "--container-release", release]
-    if release == "26.06":
-        assert main(argv) == 1
-        assert "--container-trt-version" in capsys.readouterr().err
-        argv += ["--container-trt-version", trt]
-    assert main(argv) == 0
-    out = capsys.readouterr().out
+    assert main(argv + (["--container-trt-version", override] if override else [])) == 0
+    out, err = capsys.readouterr()
+    # int8 from this (FP32) QDQ ONNX: float layers FP16 on TensorRT 10, FP32 on 11, which the printout says
+    assert ("# note: int8 on TensorRT 11: the layers outside the Q/DQ pairs run in FP32" in err) == (flag is None)
     assert f"nvcr.io/nvidia/tensorrt:{release}-py3 /usr/src/tensorrt/bin/trtexec" in out
     assert ("--int8" in out) == (flag is not None) and ("--fp16" in out) == (flag is not None)
+    if release != "25.01" and override is None:
+        assert "exact version not in tritonkit's table; trtexec prints it" in out.splitlines()[0]
+
+
+def test_cli_trtexec_only_refuses_a_release_outside_the_table(tiny_onnx, tmp_path, capsys):
+    argv = ["build", "--model", "demo_shapes", "--onnx", str(tiny_onnx), "--precision", "fp32", "--max-batch", "8",
+            "--out", str(tmp_path), "--trtexec-only", "--container-release", "27.01"]
+    assert main(argv) == 1
+    assert "--container-trt-version" in capsys.readouterr().err
+
+
+def test_same_cc_with_only_the_major_known_asks_for_the_version(tiny_onnx, tmp_path):
+    from tritonkit.build_engines.spec import BuildSpecError
+
+    spec = make_spec(CARD, tiny_onnx, "fp32", tmp_path / "m.plan", max_batch=8, hardware_compat="same-cc")
+    with pytest.raises(BuildSpecError, match="only the major of this TensorRT"):
+        trtexec_argv(spec, tensorrt_version="10")
+    assert "--hardwareCompatibilityLevel=sameComputeCapability" in trtexec_argv(spec, tensorrt_version="11")
+
+
+@pytest.mark.parametrize("text,version", [
+    ("&&&& RUNNING TensorRT.trtexec [TensorRT v101303] # /usr/src/tensorrt/bin/trtexec --onnx=m.onnx\n", "10.13.3"),
+    ("[TensorRT v110100]", "11.1.0"), ("v100800", "10.8.0"), ("10.13.3.9", "10.13.3.9")])
+def test_trtexec_version_reads_the_banner(text, version):
+    """NV_TENSORRT_VERSION = major * 10000 + minor * 100 + patch (NvInferRuntimeBase.h, 10.x and 11)."""
+    from tritonkit.build_engines.trtexec import trtexec_version
+
+    assert trtexec_version(text) == version
+
+
+def test_adopt_records_the_version_trtexec_printed(tiny_onnx, tmp_path, capsys, monkeypatch):
+    """The sidecar's TensorRT is read from trtexec's log, not taken from tritonkit's table (which says
+    10.13.3.9 for 25.10, unconfirmed). No GPU here: nvidia-smi is a script naming one L4."""
+    from tritonkit.build_engines.sidecar import read_sidecar
+
+    fakebin = tmp_path / "bin"
+    fakebin.mkdir()
+    (fakebin / "nvidia-smi").write_text("#!/bin/sh\necho 'NVIDIA L4, 8.9, 00000000:3B:00.0'\n")
+    (fakebin / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fakebin}:/usr/bin:/bin")
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(b"engine")
+    log = tmp_path / "m.plan.trtexec.log"
+    log.write_text("&&&& RUNNING TensorRT.trtexec [TensorRT v101401] # /usr/src/tensorrt/bin/trtexec\n[I] ...\n")
+    base = ["build", "--model", "demo_shapes", "--onnx", str(tiny_onnx), "--precision", "fp32", "--max-batch", "8",
+            "--plan", str(plan), "--adopt-plan", str(plan)]
+    assert main(base + ["--trtexec-log", str(log)]) == 0
+    assert read_sidecar(plan).tensorrt_version == "10.14.1"
+    log.write_text("[I] no banner here\n")
+    assert main(base + ["--trtexec-log", str(log)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"{log}: neither trtexec's '[TensorRT vNNNNNN]' banner" in err[-1]
+    assert read_sidecar(plan).tensorrt_version == "10.14.1"                 # the refused log left it as it was
+
+
+def test_build_help_says_what_version_compatible_plans_run_on():
+    """The help follows compat's rule (TensorRT 11.4.1 Support Matrix: 10 -> 11 version-compatible
+    engines run), not the older "same major" only."""
+    import argparse
+
+    from tritonkit.build_engines.compat import CROSS_MAJOR_VERSION_COMPATIBLE, VERSION_COMPATIBLE_SERVER_ARG
+    from tritonkit.cli import build as build_cli
+
+    parser = argparse.ArgumentParser()
+    build_cli.add_arguments(parser)
+    (action,) = [a for a in parser._actions if "--version-compatible" in a.option_strings]
+    assert (10, 11) in CROSS_MAJOR_VERSION_COMPATIBLE
+    assert "the next one from 10 to 11" in action.help and VERSION_COMPATIBLE_SERVER_ARG in action.help
+    assert "of the same major version" not in action.help

@@ -35,7 +35,7 @@ LAYERS = {
     "tritonkit.export": 3, "tritonkit.build_engines": 4, "tritonkit.model_repository": 5, "tritonkit.serve": 6,
     "tritonkit.evaluate": 7, "tritonkit.perf": 8, "tritonkit.validate": 9, "tritonkit.deploy": 10,
     # orchestrators built on the stages
-    "tritonkit.steps": 11, "tritonkit.demo": 12, "tritonkit.smoke": 12,
+    "tritonkit.steps": 11, "tritonkit.demo": 12, "tritonkit.smoke": 12, "tritonkit.gpu_check": 12,
     # the command line
     "tritonkit.cli": 13, "tritonkit.__main__": 13,
 }

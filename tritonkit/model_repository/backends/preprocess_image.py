@@ -27,6 +27,7 @@ on server errors does not fire); anything else that fails is INTERNAL. The other
 execute() call are unaffected.
 """
 
+import importlib
 import json
 import os
 import sys
@@ -56,11 +57,30 @@ class InputError(ValueError):
 CLIENT_ERRORS = (InputError, prep.ImageError)
 
 
+# the third-party modules the preprocessing imports on first use, and their pip packages
+NEEDS = {"PIL": "Pillow", "cv2": "opencv-python-headless"}
+
+
+def missing_packages(preprocess):
+    """The pip packages the server's python lacks for ``preprocess`` (OpenCV: letterbox only)."""
+    missing = []
+    for module in ["PIL"] + (["cv2"] if preprocess.mode == "letterbox" else []):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(NEEDS[module])
+    return missing
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         params = tk_spec.config_parameters(config)
         spec = tk_spec.ServedSpec.from_model_config(config, postprocess=False)
+        missing = missing_packages(spec.preprocess)
+        if missing:  # fail the load in one line, not every request later
+            raise RuntimeError(f"{config.get('name', 'preprocess model')}: the server's python lacks "
+                               f"{', '.join(missing)} (pip install {' '.join(missing)})")
         self.pp = spec.preprocess
         self.output_name = spec.input.name
         output = next(o for o in config["output"] if o["name"] == self.output_name)
