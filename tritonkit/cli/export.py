@@ -32,7 +32,8 @@ from tritonkit.names import safe_child
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="NAME|CARD.json", help="built-in card name or a card JSON file")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--weights", type=Path, metavar="FILE.pth", help="state dict file for the card's arch")
+    src.add_argument("--weights", type=Path, metavar="FILE.pth|DIR",
+                     help="state dict file for the card's arch, or a folder holding the card's weights_file")
     src.add_argument("--onnx", type=Path, metavar="FILE.onnx", help="an existing ONNX to check and adopt")
     src.add_argument("--random-weights", action="store_true",
                      help="export untrained weights (accuracy meaningless; recorded in the sidecar)")

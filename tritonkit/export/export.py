@@ -31,7 +31,7 @@ from tritonkit.export.builders import (
 from tritonkit.export.flops import (
     FLOPS_TORCH, onnx_macs, onnx_param_count, torch_flops, torch_param_count)
 from tritonkit.export.sidecar import export_sidecar
-from tritonkit.export.weights import load_weights
+from tritonkit.export.weights import load_weights, weights_path
 from tritonkit.io import atomic_write_bytes, atomic_write_json, sha256_file
 from tritonkit.onnx_contract import load_onnx, onnx_mismatches, tensor_mismatches
 
@@ -198,7 +198,7 @@ def export_model(card: ModelCard, out_dir: str | Path, weights: str | Path | Non
         return adopt_onnx(card, Path(onnx), out_dir)
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset}: needs opset >= {MIN_OPSET}")
-    return _export_torch(card, out_dir, None if weights is None else Path(weights), opset)
+    return _export_torch(card, out_dir, None if weights is None else weights_path(card, weights), opset)
 
 
 def _write_checked_onnx(module, card: ModelCard, final: Path, opset: int):

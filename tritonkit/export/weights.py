@@ -76,6 +76,22 @@ def load_state_dict_file(path: str | Path) -> dict:
     return dict(sd)
 
 
+def weights_path(card: ModelCard, path: str | Path) -> Path:
+    """The state dict file to load: ``path`` itself, or, when it is a folder (where downloaded
+    weights are kept), the card's ``weights_file`` in it (the published file the card's reference
+    accuracy was measured with)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if not card.weights_file:
+        raise ExportError(f"{path}: a folder, and card {card.name!r} names no weights_file to look for in it; "
+                          f"give the .pth file itself")
+    found = path / card.weights_file
+    if not found.is_file():
+        raise ExportError(f"{path}: no {card.weights_file} (card {card.name!r}'s weights_file) in this folder")
+    return found
+
+
 def load_weights(built: BuiltModel, path: str | Path, card: ModelCard) -> list[str]:
     """Load a state dict file into ``built.module``, refusing any missing/unexpected key or shape
     change. Keys under the builder's ``dropped_prefixes`` are accepted and not loaded; returns

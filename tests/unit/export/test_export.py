@@ -329,3 +329,25 @@ def test_a_model_that_fails_on_the_card_input_is_one_line(tmp_path):
         export_model(small, tmp_path, random_weights=True)
     assert "\n" not in str(err.value) and "card 'sq_tiny': arch torchvision:squeezenet1_1 fails on an input of " \
                                           "shape [1, 3, 16, 16]" in str(err.value)
+
+
+def test_a_weights_folder_is_searched_for_the_cards_weights_file(squeezenet_weights, tmp_path):
+    """--weights DIR: the card's weights_file in it (where downloaded weights are kept)."""
+    from tritonkit.cards import get_card
+    from tritonkit.export.builders import ExportError
+    from tritonkit.export.weights import weights_path
+
+    path, _ = squeezenet_weights
+    card = get_card("squeezenet1_1")
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    with pytest.raises(ExportError, match=rf"no {card.weights_file} \(card 'squeezenet1_1'.s weights_file\)"):
+        weights_path(card, folder)
+    (folder / card.weights_file).write_bytes(path.read_bytes())
+    assert weights_path(card, folder) == folder / card.weights_file
+    assert weights_path(card, path) == path  # a file is taken as it is
+    with pytest.raises(ExportError, match="names no weights_file"):
+        weights_path(card.with_overrides(weights_file=None), folder)
+    out = tmp_path / "onnx"
+    assert main(["export", "--model", "squeezenet1_1", "--weights", str(folder), "--out", str(out)]) == 0
+    assert (out / "squeezenet1_1.onnx").is_file()
