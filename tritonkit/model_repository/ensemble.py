@@ -68,6 +68,19 @@ def _chain_output(t: ChainTensor):
     return pb_module().ModelOutput(name=t.name, data_type=data_type(t.dtype), dims=list(t.dims))
 
 
+def _python_model(cfg, card: ModelCard, parameters: tuple[tuple[str, str], ...], instances: int):
+    """A chain's python model: its parameters and the card it serves (the one copy in its folder),
+    ``instances`` CPU instances, dynamic batching without delay (several queued requests reach one
+    execute() call: one round trip to the python stub)."""
+    pb = pb_module()
+    for key, value in parameters:
+        cfg.parameters[key].string_value = value
+    cfg.parameters[CARD_PARAMETER].string_value = card_parameter(card)
+    cfg.instance_group.append(pb.ModelInstanceGroup(count=instances, kind=pb.ModelInstanceGroup.KIND_CPU))
+    cfg.dynamic_batching.max_queue_delay_microseconds = 0
+    return cfg
+
+
 def postprocess_model_config(card: ModelCard, name: str, chain: PostprocessChain,
                              max_batch_size: int) -> "model_config_pb2.ModelConfig":
     """The python-backend postprocess model: the card's outputs + extra inputs in, chain outputs out."""
@@ -77,13 +90,7 @@ def postprocess_model_config(card: ModelCard, name: str, chain: PostprocessChain
         cfg.input.append(pb.ModelInput(name=spec.name, data_type=data_type(spec.dtype), dims=list(spec.dims)))
     cfg.input.extend(_chain_input(t) for t in chain.extra_inputs)
     cfg.output.extend(_chain_output(t) for t in chain.outputs)
-    for key, value in chain.parameters:
-        cfg.parameters[key].string_value = value
-    cfg.parameters[CARD_PARAMETER].string_value = card_parameter(card)
-    cfg.instance_group.append(pb.ModelInstanceGroup(count=chain.instances, kind=pb.ModelInstanceGroup.KIND_CPU))
-    # several queued requests reach one execute() call (one round trip to the python stub)
-    cfg.dynamic_batching.max_queue_delay_microseconds = 0
-    return cfg
+    return _python_model(cfg, card, chain.parameters, chain.instances)
 
 
 def chain_ensemble_config(card: ModelCard, names: ChainNames, chain: PostprocessChain,
@@ -198,12 +205,7 @@ def preprocess_model_config(card: ModelCard, name: str, chain: PreprocessChain,
     cfg.output.append(pb.ModelOutput(name=card.input.name, data_type=data_type(card.input.dtype),
                                      dims=list(card.input.dims)))
     cfg.output.append(_chain_output(GEOMETRY))
-    for key, value in chain.parameters:
-        cfg.parameters[key].string_value = value
-    cfg.parameters[CARD_PARAMETER].string_value = card_parameter(card)
-    cfg.instance_group.append(pb.ModelInstanceGroup(count=chain.instances, kind=pb.ModelInstanceGroup.KIND_CPU))
-    cfg.dynamic_batching.max_queue_delay_microseconds = 0
-    return cfg
+    return _python_model(cfg, card, chain.parameters, chain.instances)
 
 
 def preprocess_ensemble_config(card: ModelCard, names: PreprocessNames, post: PostprocessChain | None,
