@@ -3,7 +3,7 @@
 * :func:`promtool` runs ``promtool`` (``check rules``, ``test rules``, ``check config``);
   :func:`check_expressions` has promtool parse PromQL expressions (as recording rules of a temp file).
 * :class:`Prometheus` starts a Prometheus on 127.0.0.1 only (a free port, a temp TSDB), queries it
-  over its HTTP API, and always stops it (context manager; SIGTERM, then SIGKILL).
+  over its HTTP API, and always stops it (context manager; :func:`support.processes.background`).
 """
 
 from __future__ import annotations
@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterable
 
 import yaml
 
 from tritonkit.serve.local import free_port
+
+from support.processes import background
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
@@ -41,62 +43,32 @@ def check_expressions(exprs: Iterable[str], folder: Path) -> subprocess.Complete
 
 
 class Prometheus:
-    """A Prometheus serving ``config`` (a dict, written into ``folder`` beside ``files``) on loopback."""
+    """A Prometheus of the configuration file ``config`` on loopback, its TSDB and log in ``folder``."""
 
-    def __init__(self, config: dict, folder: Path, files: dict[str, str] | None = None):
+    def __init__(self, config: Path, folder: Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        for name, text in (files or {}).items():
-            (self.folder / name).write_text(text)
-        self.config_path = self.folder / "prometheus.yml"
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.config_path = Path(config)
         self.port = free_port("127.0.0.1")
         self.log = self.folder / "prometheus.log"
         self.proc: subprocess.Popen | None = None
+        self._stack = ExitStack()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def argv(self) -> list[str]:
+        return [PROMETHEUS, f"--config.file={self.config_path}", f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--storage.tsdb.path={self.folder / 'tsdb'}", "--storage.tsdb.retention.time=1h", "--log.level=warn"]
+
     def __enter__(self) -> "Prometheus":
-        argv = [PROMETHEUS, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.folder / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h",
-                "--log.level=warn"]
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            self._wait_ready(30.0)
-        except BaseException:
-            self.stop()
-            raise
+        self._stack = ExitStack()
+        self.proc = self._stack.enter_context(background(self.argv(), self.log, f"{self.url}/-/ready", 60.0))
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"prometheus exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"prometheus not ready after {timeout_s:.0f} s: {self.log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        self._stack.close()
 
     def api(self, path: str, **params: str) -> dict:
         """GET ``/api/v1/<path>`` with ``params``; the ``data`` of a successful answer (else AssertionError

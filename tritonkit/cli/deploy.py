@@ -11,8 +11,9 @@
 k8s: reads every config.pbtxt of --repo (models, cpu or gpu target, startup probe budget) and
 writes a Kustomize base (Deployment, client / headless / metrics Services, NetworkPolicy,
 PodDisruptionBudget), an overlay adding a HorizontalPodAutoscaler on Triton's queue time per
-request with its ServiceMonitor, the prometheus-adapter rule, optionally a KServe
-InferenceService, the same objects rendered to plain YAML, and DEPLOY.md / deploy.json. Every
+request with its ServiceMonitor and the PrometheusRule of the alerts, the prometheus-adapter rule,
+optionally a KServe InferenceService, the same objects rendered to plain YAML, a Grafana dashboard
+and the alert rules with their promtool tests (observability/), and DEPLOY.md / deploy.json. Every
 object is validated offline against the pinned Kubernetes schemas. Nothing is applied to a cluster.
 The repository's TensorRT plans are checked against --release as `repo` and `serve --docker` check
 them: a plan from another TensorRT is refused, a version-compatible plan gets the server flag it

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from tritonkit.serve.metrics import SUMMARY_QUANTILES
+from tritonkit.validate.metrics import PENDING
+from tritonkit.validate.metrics import REQUEST_FAILURE as FAILURE   # label reason: OTHER, BACKEND, CANCELED, REJECTED
+from tritonkit.validate.metrics import REQUEST_SUCCESS as SUCCESS
 
-SUCCESS = "nv_inference_request_success"
-FAILURE = "nv_inference_request_failure"          # label reason: OTHER, BACKEND, CANCELED, REJECTED
 INFERENCES = "nv_inference_count"
 EXECUTIONS = "nv_inference_exec_count"
 REQUEST_US = "nv_inference_request_duration_us"
@@ -34,7 +35,6 @@ COMPUTE_US = {"input": "nv_inference_compute_input_duration_us", "infer": "nv_in
               "output": "nv_inference_compute_output_duration_us"}
 REQUEST_SUMMARY = "nv_inference_request_summary_us"
 QUEUE_SUMMARY = "nv_inference_queue_summary_us"
-PENDING = "nv_inference_pending_request_count"
 CPU_UTIL, CPU_MEM_USED, CPU_MEM_TOTAL = "nv_cpu_utilization", "nv_cpu_memory_used_bytes", "nv_cpu_memory_total_bytes"
 GPU_UTIL, GPU_MEM_USED, GPU_MEM_TOTAL = "nv_gpu_utilization", "nv_gpu_memory_used_bytes", "nv_gpu_memory_total_bytes"
 # Divisions by a request rate are clamped to at least this many per second: no traffic reads 0, not NaN.
