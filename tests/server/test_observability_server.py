@@ -33,6 +33,7 @@ from tritonkit.cli import main
 from tritonkit.deploy.alerts import alert_rules, derive_thresholds, rules_for
 from tritonkit.deploy.dashboard import DashboardSpec, dashboard_json, panel_queries
 from tritonkit.deploy.manifests import adapter_rule
+from tritonkit.deploy.queries import REQUESTS_RECORD
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.model_repository.writer import write_model
 from tritonkit.serve.local import free_port
@@ -95,7 +96,7 @@ def _wait_for_scrapes(prom: prometheus.Prometheus, load: Load) -> None:
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         scraped = prom.query(f'count_over_time(up{{job="{JOB}"}}[1m])')
-        recorded = prom.query(f'model:tritonkit_requests_per_second:rate5m{{job="{JOB}"}} > 0')
+        recorded = prom.query(f'{REQUESTS_RECORD}{{job="{JOB}"}} > 0')
         if scraped and float(scraped[0]["value"][1]) >= SCRAPES and recorded:
             return
         time.sleep(0.5)

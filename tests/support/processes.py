@@ -22,7 +22,8 @@ def background(argv: Sequence[str], log: Path, ready_url: str, timeout_s: float 
         deadline = time.monotonic() + timeout_s
         while not _answers(ready_url):
             if proc.poll() is not None or time.monotonic() > deadline:
-                state = f"exited with {proc.returncode}" if proc.poll() is not None else f"not ready in {timeout_s:.0f} s"
+                exited = proc.poll() is not None
+                state = f"exited with {proc.returncode}" if exited else f"not ready in {timeout_s:.0f} s"
                 raise AssertionError(f"{' '.join(argv[:4])} ... {state}: {log.read_text(errors='replace')[-2000:]}")
             time.sleep(0.5)
         yield proc

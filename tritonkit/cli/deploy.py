@@ -134,7 +134,8 @@ def _observability_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default="127.0.0.1:8001", help="the servers' gRPC address for the runbooks' commands")
     p.add_argument("--scrape-interval", type=int, default=15, help="seconds between scrapes (default 15)")
     g = p.add_argument_group("thresholds from a perf sweep")
-    g.add_argument("--sweep", type=Path, help="a perf sweep's sweep.csv or folder: the queue bound at its capacity point")
+    g.add_argument("--sweep", type=Path,
+                   help="a perf sweep's sweep.csv or folder: the queue bound at its capacity point")
     g.add_argument("--slo-p99-ms", type=float, help="p99 latency SLO per request (ms): the p99 alert")
     g.add_argument("--model", dest="sweep_model", help="model in the sweep (default: its only model)")
     g.add_argument("--batch-size", type=int, help="client batch size in the sweep (default: the smallest measured)")
@@ -144,8 +145,8 @@ def _observability_arguments(p: argparse.ArgumentParser) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="deploy_command", metavar="ACTION", required=True)
     k = sub.add_parser("k8s", help="Kubernetes manifests, dashboard and alerts for a model repository",
-                       description="Kubernetes manifests (Kustomize base + overlay, rendered YAML), a Grafana dashboard "
-                                   "and Prometheus alerts for a model repository.\n\n" + K8S_WRITES,
+                       description="Kubernetes manifests (Kustomize base + overlay, rendered YAML), a Grafana "
+                                   "dashboard and Prometheus alerts for a model repository.\n\n" + K8S_WRITES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _k8s_arguments(k)
     o = sub.add_parser("observability", help="Grafana dashboard, alert rules and a Prometheus config (no Kubernetes)",

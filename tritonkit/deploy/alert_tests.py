@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from tritonkit.deploy.alerts import AlertRule, RuleSpec, Scenario, alert_rules
+from tritonkit.deploy.queries import FAILURE_RATIO_RECORD, QUEUE_RECORD
 
 SETTLE_MINUTES = 10
 RULES_FILE = "rules.yaml"
@@ -50,6 +51,6 @@ def promtool_tests(rules: RuleSpec) -> dict:
         tests.append(_test(f"{alert.alert} fires", alert.firing, alert))
         tests.append(_test(f"{alert.alert} stays silent", alert.silent, alert))
     by_name = {a.alert: a for a in alerts}
-    tests.append(_value_test(rules, by_name["TritonkitQueueTimeHigh"], "model:tritonkit_queue_us_per_request:rate5m"))
-    tests.append(_value_test(rules, by_name["TritonkitFailureRatioHigh"], "model:tritonkit_failure_ratio:rate5m"))
+    tests.append(_value_test(rules, by_name["TritonkitQueueTimeHigh"], QUEUE_RECORD))
+    tests.append(_value_test(rules, by_name["TritonkitFailureRatioHigh"], FAILURE_RATIO_RECORD))
     return {"rule_files": [RULES_FILE], "evaluation_interval": "1m", "tests": tests}

@@ -39,8 +39,12 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from tritonkit.deploy.manifests import labels as object_labels
-from tritonkit.deploy.queries import FAILURE, QUEUE_US, REQUEST_SUMMARY, SUCCESS, Scope, recording_rules
+from tritonkit.deploy.queries import (
+    FAILURE, FAILURE_RATIO_RECORD, P99_RECORD, QUEUE_RECORD, QUEUE_US, REQUEST_SUMMARY, SUCCESS, Scope,
+    recording_rules)
 from tritonkit.deploy.spec import DeployError, DeploySpec, check_int, check_name
+from tritonkit.host import parse_address
+from tritonkit.names import check_model_name
 
 MIN_QUEUE_US = 100.0          # Triton's default dynamic-batching delay: a queue bound below it is noise
 DEFAULT_QUEUE_US = 10_000.0   # the autoscaler's default target (deploy k8s --queue-target-ms 10)
@@ -102,7 +106,8 @@ def derive_thresholds(*, slo_p99_ms: float | None = None, queue_slo_ms: float | 
                        "sustained above it, the autoscaler is not keeping up")
     else:
         queue_us = DEFAULT_QUEUE_US
-        sources.append(f"queue bound {queue_us:g} µs per request: the default (no sweep, --queue-slo-ms or autoscaler)")
+        sources.append(f"queue bound {queue_us:g} µs per request: the default "
+                       "(no sweep, --queue-slo-ms or autoscaler)")
     sources.append(f"failure bound {failure_ratio:g} of requests (--max-failure-ratio)")
     return Thresholds(queue_us=queue_us, p99_ms=slo_p99_ms, failure_ratio=failure_ratio, sources=tuple(sources))
 
@@ -127,6 +132,9 @@ class RuleSpec:
         check_name(self.namespace, "namespace")
         if not self.models:
             raise DeployError("the repository has no model to watch")
+        for model in (*self.models, *(m for m, _ in self.instances)):
+            check_model_name(model, "model")      # letters, digits, _ . -: safe in PromQL strings and templates
+        object.__setattr__(self, "url", str(parse_address(self.url, GRPC_PORT)))
         check_int(self.max_replicas, "max_replicas", 1)
         check_int(self.at_max_minutes, "at_max_minutes", 1, 1440)
         check_int(self.not_ready_minutes, "not_ready_minutes", 1, 1440)
@@ -246,7 +254,7 @@ class _Builder:
                                                           _counter(per_minute, self.minutes)))
             return Scenario(series, self.fired_model(m) if fired else None, per_minute / self.RATE)
         return AlertRule(
-            "TritonkitQueueTimeHigh", f"{r.recorded('model:tritonkit_queue_us_per_request:rate5m')} > {plain_number(q)}", 10,
+            "TritonkitQueueTimeHigh", f"{r.recorded(QUEUE_RECORD)} > {plain_number(q)}", 10,
             "warning", MODEL_LABELS, "{model} requests wait in Triton's queue above the bound",
             f"Mean queue time per request of {{model}} v{{version}} above {plain_number(q)} µs for 10 minutes in "
             f"{{namespace}}: the instances are saturated (more load than the replicas were planned for).",
@@ -265,9 +273,10 @@ class _Builder:
             series = (self.request_series(m, self.RATE), (_series(FAILURE, failed), _counter(per_minute, self.minutes)))
             return Scenario(series, self.fired_model(m) if fired else None, per_minute / (self.RATE + per_minute))
         return AlertRule(
-            "TritonkitFailureRatioHigh", f"{r.recorded('model:tritonkit_failure_ratio:rate5m')} > {plain_number(bound)}", 5,
+            "TritonkitFailureRatioHigh", f"{r.recorded(FAILURE_RATIO_RECORD)} > {plain_number(bound)}", 5,
             "critical", MODEL_LABELS, "{model} fails more requests than the bound",
-            f"More than {plain_number(bound)} of the requests to {{model}} v{{version}} failed for 5 minutes in {{namespace}} "
+            f"More than {plain_number(bound)} of the requests to {{model}} v{{version}} failed for 5 minutes in "
+            "{namespace} "
             "(the dashboard's Failures by reason panel says why: REJECTED is a full queue or a queue timeout).",
             self.runbook("tritonkit validate --url URL --models {model} --checks readiness,contract,correctness,"
                          "bad_requests --out reports/validation"),
@@ -283,7 +292,7 @@ class _Builder:
             summary = {**self.model_labels(m), "quantile": "0.99"}
             return ((_series(REQUEST_SUMMARY, summary), f"{plain_number(us)}x{self.minutes}"),)
         return AlertRule(
-            "TritonkitP99AboveSLO", f"{r.recorded('model:tritonkit_request_p99_us:max')} > {plain_number(slo * 1000)}", 10,
+            "TritonkitP99AboveSLO", f"{r.recorded(P99_RECORD)} > {plain_number(slo * 1000)}", 10,
             "warning", MODEL_LABELS, "{model}'s p99 request time is above the SLO",
             f"The worst server's p99 request time of {{model}} v{{version}} (queue + compute, without the network) "
             f"above the {slo:g} ms SLO for 10 minutes in {{namespace}}: the clients' p99 is above it too.",
@@ -329,7 +338,8 @@ class _Builder:
 
         def metric(name: str) -> str:
             return f"max by (namespace, horizontalpodautoscaler) ({_series(name, hpa)})"
-        current, top = "kube_horizontalpodautoscaler_status_current_replicas", "kube_horizontalpodautoscaler_spec_max_replicas"
+        current = "kube_horizontalpodautoscaler_status_current_replicas"
+        top = "kube_horizontalpodautoscaler_spec_max_replicas"
 
         def case(replicas: int) -> tuple:
             return ((_series(current, ksm), f"{replicas}x{self.minutes}"),

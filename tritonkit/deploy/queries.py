@@ -266,7 +266,8 @@ def _devices(gpu: bool) -> list[PanelSpec]:
         PanelSpec("Server", "CPU utilisation", "percentunit", "The server host's CPU utilisation "
                   "(nv_cpu_utilization, all cores).", (Series(SERVER_LEGEND, cpu_utilisation),), per_model=False),
         PanelSpec("Server", "CPU memory", "bytes", "The server host's memory in use and in total.",
-                  (Series(f"{SERVER_LEGEND} used", cpu_memory_used), Series(f"{SERVER_LEGEND} total", cpu_memory_total)),
+                  (Series(f"{SERVER_LEGEND} used", cpu_memory_used),
+                   Series(f"{SERVER_LEGEND} total", cpu_memory_total)),
                   per_model=False),
     ]
     if gpu:
@@ -295,18 +296,23 @@ class RecordSpec:
     help: str = ""
 
 
+# The recorded series (level:metric:operations), per namespace, job, model and version.
+REQUESTS_RECORD = "model:tritonkit_requests_per_second:rate5m"
+FAILURE_RATIO_RECORD = "model:tritonkit_failure_ratio:rate5m"
+QUEUE_RECORD = "model:tritonkit_queue_us_per_request:rate5m"
+COMPUTE_RECORD = "model:tritonkit_compute_us_per_request:rate5m"
+BATCH_RECORD = "model:tritonkit_executed_batch_size:rate5m"
+P99_RECORD = "model:tritonkit_request_p99_us:max"
+UTILISATION_RECORD = "model:tritonkit_instance_utilisation:rate5m"
+
+
 def recording_rules(instances: Mapping[str, int]) -> list[RecordSpec]:
     """The per-model series the alerts read (and a dashboard may read cheaply)."""
-    rules = [
-        RecordSpec("model:tritonkit_requests_per_second:rate5m", request_rate),
-        RecordSpec("model:tritonkit_failure_ratio:rate5m", failure_ratio),
-        RecordSpec("model:tritonkit_queue_us_per_request:rate5m", queue_us_per_request),
-        RecordSpec("model:tritonkit_compute_us_per_request:rate5m", compute_us_per_request_total),
-        RecordSpec("model:tritonkit_executed_batch_size:rate5m", executed_batch_size),
-        RecordSpec("model:tritonkit_request_p99_us:max", latency_quantile(P99)),
-    ]
+    rules = [RecordSpec(REQUESTS_RECORD, request_rate), RecordSpec(FAILURE_RATIO_RECORD, failure_ratio),
+             RecordSpec(QUEUE_RECORD, queue_us_per_request), RecordSpec(COMPUTE_RECORD, compute_us_per_request_total),
+             RecordSpec(BATCH_RECORD, executed_batch_size), RecordSpec(P99_RECORD, latency_quantile(P99))]
     if instances:
-        rules.append(RecordSpec("model:tritonkit_instance_utilisation:rate5m", instance_utilisation(instances)))
+        rules.append(RecordSpec(UTILISATION_RECORD, instance_utilisation(instances)))
     return [RecordSpec(r.record, r.query, (r.query.__doc__ or "").strip()) for r in rules]
 
 

@@ -23,7 +23,9 @@ from tritonkit.deploy import DeploySpec, RepositorySource, read_repository, writ
 from tritonkit.deploy.alerts import Thresholds, alert_rules, derive_thresholds, rules_for
 from tritonkit.deploy.dashboard import DashboardSpec, dashboard_json, panel_queries
 from tritonkit.deploy.observability import instances_of
+from tritonkit.deploy.queries import P99_RECORD
 from tritonkit.deploy.spec import DeployError
+from tritonkit.errors import TritonkitError
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.model_repository.writer import write_model
 from tritonkit.perf.results import LatencySplit, PerfRow, write_rows_csv
@@ -203,8 +205,8 @@ def test_thresholds_come_from_the_flags_the_sweep_or_the_autoscaler(tmp_path, cp
     assert config["rule_files"] == ["rules.yaml"] and (out / "prometheus" / "rules.yaml").is_file()
     assert "## Dashboard and alerts" in (out / "OBSERVABILITY.md").read_text()
     capsys.readouterr()
-    for bad, flag in ((["--max-failure-ratio", "2"], "--max-failure-ratio"), (["--queue-slo-ms", "0"], "--queue-slo-ms"),
-                      (["--slo-p99-ms", "-1"], "--slo-p99-ms")):
+    for bad, flag in ((["--max-failure-ratio", "2"], "--max-failure-ratio"),
+                      (["--queue-slo-ms", "0"], "--queue-slo-ms"), (["--slo-p99-ms", "-1"], "--slo-p99-ms")):
         assert main(["deploy", "observability", "--repo", str(cpu_repo), "--out", str(out), *bad]) == 1
         assert flag in capsys.readouterr().err
     assert main(["deploy", "observability", "--repo", str(cpu_repo), "--out", str(out), "--sweep", str(tmp_path)]) == 1
@@ -213,13 +215,14 @@ def test_thresholds_come_from_the_flags_the_sweep_or_the_autoscaler(tmp_path, cp
     assert main(k8s + ["--target-rps", "100"]) == 1
     assert main(k8s + ["--slo-p99-ms", "30"]) == 0     # an SLO alone sets the p99 alert
     rules = (tmp_path / "k8s" / "observability" / "prometheus" / "rules.yaml").read_text()
-    assert "model:tritonkit_request_p99_us:max{namespace=\"tritonkit\",job=\"tritonkit-metrics\"} > 30000" in rules
+    assert f'{P99_RECORD}{{namespace="tritonkit",job="tritonkit-metrics"}} > 30000' in rules
 
 
 def _runbook_commands(runbook: str) -> list[list[str]]:
     """The tritonkit command lines of a runbook, placeholders (<...>) given a value."""
     text = re.sub(r"<[^>]*>", "7", runbook)
-    return [shlex.split(part.strip()) for part in re.split(r"[;&]| then ", text) if part.strip().startswith("tritonkit ")]
+    parts = [part.strip() for part in re.split(r"[;&]| then ", text)]
+    return [shlex.split(part) for part in parts if part.startswith("tritonkit ")]
 
 
 @pytest.mark.parametrize("kubernetes", [False, True])
@@ -289,5 +292,7 @@ def test_rule_spec_errors_name_the_field():
         derive_thresholds(failure_ratio=1.5)
     with pytest.raises(DeployError, match="no model"):
         rules_for([], {}, derive_thresholds(), name="t", namespace="n")
+    with pytest.raises(TritonkitError, match="not a valid model name"):
+        rules_for(['m"} or vector(1)'], {}, derive_thresholds(), name="t", namespace="n")
     with pytest.raises(DeployError, match="at_max_minutes"):
         rules_for(["m"], {}, derive_thresholds(), name="t", namespace="n", at_max_minutes=0)
