@@ -5,12 +5,25 @@ set -euo pipefail
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+APT_UPDATED=""
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
 # perf_analyzer (from the tritonclient[all] wheel) links libb64.
 if ! ldconfig -p 2>/dev/null | grep -q 'libb64.so.0d'; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d
+  apt_install libb64-0d
+fi
+# Prometheus and promtool (Debian's prometheus 2.42, in /usr/bin): the observability tests check the
+# written rules with promtool and run every dashboard and rule query on a real Prometheus scraping
+# the bundled tritonserver. The tests start their own Prometheus on loopback; the package's service
+# (listening on all addresses, port 9090) is not needed, so where systemd runs it is disabled again.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  apt_install prometheus
+  if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true; fi
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -1,16 +1,19 @@
-"""Deploy a model repository to Kubernetes: manifests (Kustomize + plain YAML) and capacity.
+"""Deploy a model repository to Kubernetes: manifests (Kustomize + plain YAML), capacity, observability.
 
   tritonkit deploy k8s --repo model_repository --image registry.example.com/tritonkit-serve:25.10 \\
       --out build/k8s
   tritonkit deploy k8s --repo model_repository --model-url s3://bucket/models \\
       --sweep reports/perf --slo-p99-ms 50 --target-rps 800 --out build/k8s
   tritonkit deploy capacity --sweep reports/perf/sweep.csv --slo-p99-ms 50 --target-rps 800
+  tritonkit deploy observability --repo model_repository --slo-p99-ms 50 --target 127.0.0.1:8002 \\
+      --out build/observability
 
 k8s: reads every config.pbtxt of --repo (models, cpu or gpu target, startup probe budget) and
 writes a Kustomize base (Deployment, client / headless / metrics Services, NetworkPolicy,
 PodDisruptionBudget), an overlay adding a HorizontalPodAutoscaler on Triton's queue time per
-request with its ServiceMonitor, the prometheus-adapter rule, optionally a KServe
-InferenceService, the same objects rendered to plain YAML, and DEPLOY.md / deploy.json. Every
+request with its ServiceMonitor and the PrometheusRule of the alerts, the prometheus-adapter rule,
+optionally a KServe InferenceService, the same objects rendered to plain YAML, a Grafana dashboard
+and the alert rules with their promtool tests (observability/), and DEPLOY.md / deploy.json. Every
 object is validated offline against the pinned Kubernetes schemas. Nothing is applied to a cluster.
 The repository's TensorRT plans are checked against --release as `repo` and `serve --docker` check
 them: a plan from another TensorRT is refused, a version-compatible plan gets the server flag it
@@ -20,6 +23,9 @@ or an object store Triton reads (--model-url s3:// gs:// as://).
 
 capacity: the replicas a target request rate needs, from a perf sweep's throughput at the SLO
 per replica, with the headroom rule stated (also in k8s's report when --sweep is given).
+
+observability: for servers outside Kubernetes, the Grafana dashboard, the alert rules and their
+promtool tests that k8s writes under observability/, plus a Prometheus config scraping --target.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ from rich.console import Console
 from tritonkit.build_engines.compat import DEFAULT_RELEASE
 from tritonkit.deploy import (
     CapacityRequest, CapacityRule, DeploySpec, RepositorySource, load_sweep, plan_capacity, write_deployment)
+from tritonkit.deploy.alerts import DEFAULT_AT_MAX_MINUTES, DEFAULT_FAILURE_RATIO, Thresholds, derive_thresholds
+from tritonkit.deploy.capacity import capacity_point, point_text
+from tritonkit.deploy.observability import ScrapeConfig, plan_thresholds, repository_rules, write_observability
+from tritonkit.deploy.repository import read_repository
 from tritonkit.deploy.spec import TRITON_UID
 from tritonkit.errors import TritonkitError
 from tritonkit.io import atomic_write_json, atomic_write_text
@@ -49,6 +59,35 @@ def _capacity_arguments(p: argparse.ArgumentParser, required: bool) -> None:
     g.add_argument("--headroom", type=float, default=0.3, help="fraction of a replica's capacity kept free (0.3)")
     g.add_argument("--spare", type=int, default=1, help="replicas added so one can be lost (1)")
     g.add_argument("--min-replicas", type=int, default=2, help="never fewer replicas (2)")
+
+
+def _alert_arguments(p: argparse.ArgumentParser, kubernetes: bool) -> None:
+    g = p.add_argument_group("alerts (thresholds; --slo-p99-ms sets the p99 alert)")
+    g.add_argument("--queue-slo-ms", type=float,
+                   help="mean queue time per request to alert above (default: the sweep's at its capacity point, "
+                        + ("else the autoscaler's --queue-target-ms)" if kubernetes else "else 10 ms)"))
+    g.add_argument("--max-failure-ratio", type=float, default=DEFAULT_FAILURE_RATIO,
+                   help="failed / all requests to alert above (default %(default)s)")
+    if kubernetes:
+        g.add_argument("--at-max-minutes", type=int, default=DEFAULT_AT_MAX_MINUTES,
+                       help="alert when the autoscaler stays at --max-replicas this long (default %(default)s)")
+
+
+K8S_WRITES = """Writes under --out:
+  base/                         Deployment, client / headless / metrics Services, NetworkPolicy,
+                                PodDisruptionBudget (kustomization.yaml)
+  overlays/autoscale/           base + HorizontalPodAutoscaler on queue time per request, ServiceMonitor,
+                                PrometheusRule (the alerts below)
+  prometheus-adapter/rules.yaml the custom-metric rule the autoscaler reads
+  kserve/inferenceservice.yaml  with --kserve
+  rendered/*.yaml               every variant as plain multi-document YAML
+  observability/grafana/dashboard.json       Grafana dashboard: traffic, failures by reason, queue vs
+                                compute, p50/p99, executed batch size, pending, instance (and GPU) use
+  observability/prometheus/rules.yaml        recording + alerting rules (queue, failures, p99 vs SLO,
+                                model not ready, metrics down, replicas at max, pods not ready)
+  observability/prometheus/rules.test.yaml   promtool tests: each alert firing and staying silent
+  DEPLOY.md, deploy.json        what was written and why
+The servers run with --metrics-config=summary_latencies=true (p50/p99 from Triton's summaries)."""
 
 
 def _k8s_arguments(p: argparse.ArgumentParser) -> None:
@@ -81,13 +120,39 @@ def _k8s_arguments(p: argparse.ArgumentParser) -> None:
                    help="--model-url: Secret holding Triton's credentials.json (omit for workload identity)")
     p.add_argument("--kserve", action="store_true", help="also write a KServe InferenceService")
     _capacity_arguments(p, required=False)
+    _alert_arguments(p, kubernetes=True)
+
+
+def _observability_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repo", type=Path, required=True, help="the model repository the servers serve")
+    p.add_argument("--out", type=Path, default=Path("build/observability"),
+                   help="output folder (default build/observability)")
+    p.add_argument("--name", default="tritonkit", help="deployment name: the scrape job is <name>-metrics")
+    p.add_argument("--namespace", default="tritonkit", help="namespace label given to the servers' series")
+    p.add_argument("--target", action="append", dest="targets",
+                   help="metrics address host:port of a server to scrape, repeatable (default 127.0.0.1:8002)")
+    p.add_argument("--url", default="127.0.0.1:8001", help="the servers' gRPC address for the runbooks' commands")
+    p.add_argument("--scrape-interval", type=int, default=15, help="seconds between scrapes (default 15)")
+    g = p.add_argument_group("thresholds from a perf sweep")
+    g.add_argument("--sweep", type=Path,
+                   help="a perf sweep's sweep.csv or folder: the queue bound at its capacity point")
+    g.add_argument("--slo-p99-ms", type=float, help="p99 latency SLO per request (ms): the p99 alert")
+    g.add_argument("--model", dest="sweep_model", help="model in the sweep (default: its only model)")
+    g.add_argument("--batch-size", type=int, help="client batch size in the sweep (default: the smallest measured)")
+    _alert_arguments(p, kubernetes=False)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="deploy_command", metavar="ACTION", required=True)
-    k = sub.add_parser("k8s", help="Kubernetes manifests for a model repository",
-                       description="Kubernetes manifests (Kustomize base + overlay, rendered YAML) for a model repository.")
+    k = sub.add_parser("k8s", help="Kubernetes manifests, dashboard and alerts for a model repository",
+                       description="Kubernetes manifests (Kustomize base + overlay, rendered YAML), a Grafana "
+                                   "dashboard and Prometheus alerts for a model repository.\n\n" + K8S_WRITES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _k8s_arguments(k)
+    o = sub.add_parser("observability", help="Grafana dashboard, alert rules and a Prometheus config (no Kubernetes)",
+                       description="Grafana dashboard, Prometheus alert rules with their promtool tests, and a "
+                                   "Prometheus config scraping --target, for servers outside Kubernetes.")
+    _observability_arguments(o)
     c = sub.add_parser("capacity", help="replicas for a target request rate from a perf sweep",
                        description="Replicas for a target request rate from a perf sweep's throughput at the SLO.")
     _capacity_arguments(c, required=True)
@@ -104,8 +169,8 @@ def _source(args: argparse.Namespace) -> RepositorySource:
 
 def _capacity(args: argparse.Namespace):
     if args.sweep is None:
-        if args.slo_p99_ms is not None or args.target_rps is not None:
-            raise TritonkitError("--slo-p99-ms and --target-rps need --sweep")
+        if args.target_rps is not None:
+            raise TritonkitError("--target-rps needs --sweep (and --slo-p99-ms)")
         return None
     if args.slo_p99_ms is None or args.target_rps is None:
         raise TritonkitError("--sweep needs --slo-p99-ms and --target-rps")
@@ -134,7 +199,10 @@ def _run_k8s(args: argparse.Namespace, console: Console) -> int:
     replicas = plan.replicas if plan else args.replicas
     if replicas is not None:
         spec = replace(spec, replicas=replicas)
-    result = write_deployment(spec, args.repo, args.out, capacity=plan)
+    thresholds = plan_thresholds(spec, plan, slo_p99_ms=args.slo_p99_ms, queue_slo_ms=args.queue_slo_ms,
+                                 failure_ratio=args.max_failure_ratio)
+    result = write_deployment(spec, args.repo, args.out, capacity=plan, thresholds=thresholds,
+                              at_max_minutes=args.at_max_minutes)
     info = result.repository
     console.print(f"{info.target} target, models: {', '.join(info.names)}; image {spec.image}; "
                   f"{spec.replicas} replicas (autoscaler up to {spec.hpa_max_replicas})")
@@ -144,13 +212,46 @@ def _run_k8s(args: argparse.Namespace, console: Console) -> int:
                       f"-> {plan.replicas} replicas for {plan.target_rps:g} req/s")
     for note in result.notes:
         console.print(f"note: {note}")
-    console.print(f"wrote {args.out}/base, {args.out}/overlays/autoscale, {args.out}/rendered, {args.out}/DEPLOY.md")
+    _print_alerts(console, result.observability)
+    console.print(f"wrote {args.out}/base, {args.out}/overlays/autoscale, {args.out}/rendered, "
+                  f"{args.out}/observability, {args.out}/DEPLOY.md")
     schema = result.schema
     if not schema.ok:
         raise TritonkitError(f"{len(schema.errors)} object(s) fail the Kubernetes {schema.version} schemas: "
                              f"{schema.errors[0]}")
     console.print(f"Kubernetes {schema.version} schemas: {len(schema.validated)} objects valid, "
                   f"{len(schema.skipped)} custom resources not checked ({', '.join(o for o, _ in schema.skipped)})")
+    return 0
+
+
+def _print_alerts(console: Console, obs) -> None:
+    console.print(f"dashboard: {len(obs.panels)} panels; alerts: {', '.join(obs.alerts)}")
+    for line in obs.rules.thresholds.sources:
+        console.print(f"  {line}")
+
+
+def _sweep_thresholds(args: argparse.Namespace) -> Thresholds:
+    if args.sweep is None:
+        return derive_thresholds(slo_p99_ms=args.slo_p99_ms, queue_slo_ms=args.queue_slo_ms,
+                                 failure_ratio=args.max_failure_ratio)
+    if args.slo_p99_ms is None:
+        raise TritonkitError("--sweep needs --slo-p99-ms (the capacity point is the best rate within it)")
+    row = capacity_point(load_sweep(args.sweep), args.slo_p99_ms, args.sweep_model, args.batch_size)
+    return derive_thresholds(slo_p99_ms=args.slo_p99_ms, queue_slo_ms=args.queue_slo_ms,
+                             sweep_queue_us=row.split.server_queue_us, sweep_point=point_text(row),
+                             failure_ratio=args.max_failure_ratio)
+
+
+def _run_observability(args: argparse.Namespace, console: Console) -> int:
+    thresholds = _sweep_thresholds(args)
+    info = read_repository(args.repo)
+    scrape = ScrapeConfig(tuple(args.targets or ScrapeConfig().targets), args.scrape_interval)
+    rules = repository_rules(info, thresholds, name=args.name, namespace=args.namespace, url=args.url)
+    result = write_observability(rules, info.target == "gpu", args.out, scrape, report=True)
+    console.print(f"{info.target} target, models: {', '.join(info.names)}; scraping {', '.join(scrape.targets)} "
+                  f"as job {rules.job}, namespace {rules.namespace}")
+    _print_alerts(console, result)
+    console.print(f"wrote {', '.join(str(p) for p in result.files)}")
     return 0
 
 
@@ -171,4 +272,6 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     if args.deploy_command == "k8s":
         return _run_k8s(args, console)
+    if args.deploy_command == "observability":
+        return _run_observability(args, console)
     return _run_capacity(args, console)

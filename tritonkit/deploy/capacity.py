@@ -74,6 +74,8 @@ class CapacityPlan:
     capacity_img_per_s: float
     concurrency: int            # the sweep point that gave it
     p99_ms: float
+    queue_us: float             # mean queue time per request at that point (the server's, from the sweep)
+    point: str                  # that point in words (point_text)
     usable_rps: float           # capacity x (1 - headroom)
     replicas_for_load: int
     replicas: int
@@ -87,7 +89,7 @@ class CapacityPlan:
                 ("SLO", f"p99 <= {fmt(self.slo_p99_ms, 1)} ms"),
                 ("throughput at the SLO, one replica", f"{fmt(self.capacity_rps, 1)} req/s "
                  f"({fmt(self.capacity_img_per_s, 1)} img/s) at concurrency {self.concurrency}, "
-                 f"p99 {fmt(self.p99_ms, 1)} ms"),
+                 f"p99 {fmt(self.p99_ms, 1)} ms, queue {fmt(self.queue_us / 1000, 2)} ms per request"),
                 ("planned per replica", f"{fmt(self.usable_rps, 1)} req/s"),
                 ("target", f"{fmt(self.target_rps, 1)} req/s"),
                 ("replicas for the load", self.replicas_for_load), ("replicas", self.replicas)]
@@ -102,33 +104,47 @@ def load_sweep(path: str | Path) -> list[PerfRow]:
     return read_rows_csv(p / SWEEP_CSV if p.is_dir() else p)
 
 
-def _pick(rows: Sequence[PerfRow], request: CapacityRequest) -> tuple[str, int, list[PerfRow]]:
+def _pick(rows: Sequence[PerfRow], model: str | None, batch_size: int | None) -> tuple[str, int, list[PerfRow]]:
     models = sorted({r.model for r in rows})
     if not models:
         raise DeployError("the sweep has no measured point")
-    model = request.model or (models[0] if len(models) == 1 else None)
+    model = model or (models[0] if len(models) == 1 else None)
     if model is None:
         raise DeployError(f"the sweep measured several models ({', '.join(models)}): choose one with model")
     mine = [r for r in rows if r.model == model]
     if not mine:
         raise DeployError(f"model {model!r} is not in the sweep (measured: {', '.join(models)})")
     sizes = sorted({r.batch_size for r in mine})
-    size = request.batch_size or sizes[0]
+    size = batch_size or sizes[0]
     chosen = [r for r in mine if r.batch_size == size]
     if not chosen:
         raise DeployError(f"batch_size {size} was not measured for {model!r} (measured: {sizes})")
     return model, size, chosen
 
 
-def plan_capacity(rows: Sequence[PerfRow], request: CapacityRequest) -> CapacityPlan:
-    """Replicas for ``request.target_rps`` under the headroom rule (see the module docstring)."""
-    model, size, chosen = _pick(rows, request)
-    within = [r for r in chosen if r.p99_us / 1000.0 <= request.slo_p99_ms]
+def capacity_point(rows: Sequence[PerfRow], slo_p99_ms: float, model: str | None = None,
+                   batch_size: int | None = None) -> PerfRow:
+    """The sweep's point of highest request rate with p99 within ``slo_p99_ms``, for ``model`` (default:
+    the sweep's only model) at ``batch_size`` (default: the smallest measured)."""
+    model, size, chosen = _pick(rows, model, batch_size)
+    within = [r for r in chosen if r.p99_us / 1000.0 <= slo_p99_ms]
     if not within:
         best = min(r.p99_us for r in chosen) / 1000.0
-        raise DeployError(f"no measured point of {model!r} at batch size {size} meets p99 <= {request.slo_p99_ms:g} ms "
+        raise DeployError(f"no measured point of {model!r} at batch size {size} meets p99 <= {slo_p99_ms:g} ms "
                           f"(lowest p99 {best:.1f} ms)")
-    best = max(within, key=lambda r: r.req_per_s)
+    return max(within, key=lambda r: r.req_per_s)
+
+
+def point_text(row: PerfRow) -> str:
+    """One sweep point in words: model, batch size, concurrency, rate, p99."""
+    return (f"{row.model}, batch size {row.batch_size}, concurrency {row.concurrency}: {row.req_per_s:.1f} req/s, "
+            f"p99 {row.p99_us / 1000:.1f} ms")
+
+
+def plan_capacity(rows: Sequence[PerfRow], request: CapacityRequest) -> CapacityPlan:
+    """Replicas for ``request.target_rps`` under the headroom rule (see the module docstring)."""
+    best = capacity_point(rows, request.slo_p99_ms, request.model, request.batch_size)
+    model, size = best.model, best.batch_size
     rule = request.rule
     usable = best.req_per_s * (1.0 - rule.headroom)
     if not usable > 0:
@@ -139,5 +155,6 @@ def plan_capacity(rows: Sequence[PerfRow], request: CapacityRequest) -> Capacity
     return CapacityPlan(model=model, config=best.config, batch_size=size, slo_p99_ms=request.slo_p99_ms,
                         target_rps=request.target_rps, capacity_rps=best.req_per_s,
                         capacity_img_per_s=best.img_per_s, concurrency=best.concurrency,
-                        p99_ms=best.p99_us / 1000.0, usable_rps=usable, replicas_for_load=for_load,
-                        replicas=replicas, rule=rule.text())
+                        p99_ms=best.p99_us / 1000.0, queue_us=best.split.server_queue_us, point=point_text(best),
+                        usable_rps=usable,
+                        replicas_for_load=for_load, replicas=replicas, rule=rule.text())

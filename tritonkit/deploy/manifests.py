@@ -27,8 +27,10 @@ from __future__ import annotations
 import math
 import shlex
 
+from tritonkit.deploy.queries import QUEUE_US, Scope, queue_us_per_request
 from tritonkit.deploy.repository import RepositoryInfo, StartupBudget
 from tritonkit.deploy.spec import DeploySpec, RepositorySource
+from tritonkit.serve.metrics import metrics_flags
 from tritonkit.serve.profiles import API_KEY_ENV, CONTAINER_REPO, restricted_flags
 
 PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
@@ -70,7 +72,7 @@ def server_flags(spec: DeploySpec, info: RepositoryInfo) -> list[str]:
             "--strict-readiness=true", f"--exit-timeout-secs={spec.exit_timeout_s}", "--exit-on-error=true",
             "--disable-auto-complete-config", *(f"--{p}-port={n}" for p, n in PORTS.items()),
             "--allow-metrics=true", f"--allow-gpu-metrics={'true' if info.target == 'gpu' else 'false'}",
-            *info.server_args]
+            *metrics_flags(), *info.server_args]
 
 
 def launcher_script() -> str:
@@ -256,14 +258,13 @@ def service_monitor(spec: DeploySpec) -> dict:
 
 
 def adapter_rule() -> dict:
-    """prometheus-adapter rule: queue µs per successful request, per pod, over 2 minutes."""
-    per_pod = "{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)"
-    query = (f"sum(rate(nv_inference_queue_duration_us{per_pod} / "
-             f"clamp_min(sum(rate(nv_inference_request_success{per_pod}, 0.001)")
-    return {"seriesQuery": 'nv_inference_queue_duration_us{namespace!="",pod!=""}',
+    """prometheus-adapter rule: queue µs per successful request, per pod, over 2 minutes
+    (:func:`tritonkit.deploy.queries.queue_us_per_request` in the adapter's template scope)."""
+    scope = Scope(server=("<<.LabelMatchers>>",), window="2m", by=("<<.GroupBy>>",))
+    return {"seriesQuery": f'{QUEUE_US}{{namespace!="",pod!=""}}',
             "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
-            "name": {"matches": "^nv_inference_queue_duration_us$", "as": QUEUE_METRIC},
-            "metricsQuery": query}
+            "name": {"matches": f"^{QUEUE_US}$", "as": QUEUE_METRIC},
+            "metricsQuery": queue_us_per_request(scope)}
 
 
 def autoscale_objects(spec: DeploySpec) -> list[dict]:

@@ -3,9 +3,11 @@
 Layout under ``out``::
 
     base/                     kustomization.yaml + the objects every cluster can run
-    overlays/autoscale/       base + HorizontalPodAutoscaler + ServiceMonitor (Deployment replicas
-                              left to the autoscaler); needs Prometheus Operator and prometheus-adapter
+    overlays/autoscale/       base + HorizontalPodAutoscaler + ServiceMonitor + PrometheusRule (Deployment
+                              replicas left to the autoscaler); needs Prometheus Operator and prometheus-adapter
     prometheus-adapter/rules.yaml   the custom-metric rule the autoscaler reads
+    observability/            Grafana dashboard, the alert rules as a plain file and their promtool
+                              tests (see :mod:`tritonkit.deploy.observability`)
     kserve/inferenceservice.yaml    (optional) the same server as a KServe InferenceService
     rendered/base.yaml, rendered/autoscale.yaml[, rendered/kserve.yaml]   plain multi-document YAML
     deploy.json, DEPLOY.md    what was written and why (models, probes, checks, capacity)
@@ -22,8 +24,11 @@ from pathlib import Path
 
 from tritonkit._lazy import lazy_import
 from tritonkit.deploy import manifests
+from tritonkit.deploy.alerts import DEFAULT_AT_MAX_MINUTES, RuleSpec, Thresholds, prometheus_rule
 from tritonkit.deploy.capacity import CapacityPlan
 from tritonkit.deploy.checks import SKIPPED_SECURITY_CHECKS, SchemaReport, skip_annotations, validate_objects
+from tritonkit.deploy.observability import (
+    ObservabilityResult, deployment_rules, plan_thresholds, write_observability)
 from tritonkit.deploy.repository import RepositoryInfo, StartupBudget, check_plans, read_repository, startup_budget
 from tritonkit.deploy.spec import DeploySpec
 from tritonkit.io import atomic_write_json, atomic_write_text
@@ -35,7 +40,9 @@ HEADER = "# Written by tritonkit deploy k8s; regenerate rather than edit, or pat
 KUSTOMIZE_API = "kustomize.config.k8s.io/v1beta1"
 BASE_FILES = {"Deployment": "deployment.yaml", "Service": "services.yaml", "NetworkPolicy": "networkpolicy.yaml",
               "PodDisruptionBudget": "poddisruptionbudget.yaml"}
-AUTOSCALE_FILES = {"HorizontalPodAutoscaler": "hpa.yaml", "ServiceMonitor": "servicemonitor.yaml"}
+AUTOSCALE_FILES = {"HorizontalPodAutoscaler": "hpa.yaml", "ServiceMonitor": "servicemonitor.yaml",
+                   "PrometheusRule": "prometheusrule.yaml"}
+OBSERVABILITY_DIR = "observability"
 
 
 @dataclass(frozen=True)
@@ -51,12 +58,14 @@ class Rendered:
         return [*self.base, *self.autoscale[len(self.base):], *self.kserve]
 
 
-def render(spec: DeploySpec, info: RepositoryInfo, startup: StartupBudget) -> Rendered:
+def render(spec: DeploySpec, info: RepositoryInfo, startup: StartupBudget, rules: RuleSpec | None = None) -> Rendered:
+    """The objects of each variant; with ``rules``, the autoscale variant carries their PrometheusRule."""
     notes = skip_annotations("Deployment")
     base = manifests.base_objects(spec, info, startup, annotations=notes)
     scaled = [manifests.deployment(spec, info, startup, replicas=False, annotations=notes), *base[1:]]
     kserve = manifests.kserve_objects(spec, info, startup) if spec.kserve else []
-    return Rendered(tuple(base), tuple(scaled + manifests.autoscale_objects(spec)), tuple(kserve))
+    alerting = [prometheus_rule(spec, rules)] if rules is not None else []
+    return Rendered(tuple(base), tuple(scaled + manifests.autoscale_objects(spec) + alerting), tuple(kserve))
 
 
 def deployment_notes(spec: DeploySpec, info: RepositoryInfo) -> list[str]:
@@ -90,6 +99,7 @@ class DeployResult:
     files: list[Path] = field(default_factory=list)
     capacity: CapacityPlan | None = None
     notes: list[str] = field(default_factory=list)
+    observability: ObservabilityResult | None = None
 
     def to_dict(self) -> dict:
         s = self.spec
@@ -102,6 +112,7 @@ class DeployResult:
                 "startup": self.startup.to_dict(), "schema": self.schema.to_dict(),
                 "skipped_security_checks": {k: why for k, (_, why) in SKIPPED_SECURITY_CHECKS.items()},
                 "capacity": self.capacity.to_dict() if self.capacity else None, "notes": list(self.notes),
+                "observability": self.observability.to_dict() if self.observability else None,
                 "files": [str(p.relative_to(self.out)) for p in self.files]}
 
 
@@ -147,19 +158,25 @@ def _layout(spec: DeploySpec, rendered: Rendered) -> dict[str, str]:
     return texts
 
 
-def write_deployment(spec: DeploySpec, repo: str | Path, out: str | Path,
-                     capacity: CapacityPlan | None = None) -> DeployResult:
+def write_deployment(spec: DeploySpec, repo: str | Path, out: str | Path, capacity: CapacityPlan | None = None,
+                     thresholds: Thresholds | None = None,
+                     at_max_minutes: int = DEFAULT_AT_MAX_MINUTES) -> DeployResult:
     """Read ``repo`` and check its TensorRT plans against ``spec.release``, render every object,
-    validate it against the Kubernetes schemas, write it all."""
+    validate it against the Kubernetes schemas, write it all, with the dashboard and alert rules
+    (``thresholds`` default: from ``capacity``, else the autoscaler's target; see
+    :func:`tritonkit.deploy.observability.plan_thresholds`)."""
     info, plan_notes = check_plans(read_repository(repo), spec.release, spec.container_trt_version)
     startup = startup_budget(info, spec.source.kind)
-    rendered = render(spec, info, startup)
+    rules = deployment_rules(spec, info, startup, thresholds or plan_thresholds(spec, capacity), at_max_minutes)
+    rendered = render(spec, info, startup, rules)
     schema = validate_objects(rendered.all_objects())
     out = Path(out)
     result = DeployResult(out, spec, info, startup, schema, capacity=capacity,
                           notes=deployment_notes(spec, info) + plan_notes)
     for rel, text in _layout(spec, rendered).items():
         result.files.append(atomic_write_text(out / rel, text))
+    result.observability = write_observability(rules, info.target == "gpu", out / OBSERVABILITY_DIR)
+    result.files += result.observability.files
     result.files.append(atomic_write_text(out / "DEPLOY.md", report_markdown(result)))
     result.files.append(out / "deploy.json")
     atomic_write_json(out / "deploy.json", result.to_dict())
@@ -235,6 +252,11 @@ def report_markdown(result: DeployResult) -> str:
              "```", ""]
     parts = [f"# Deployment `{s.name}` in namespace `{s.namespace}`", "", *_models_section(result),
              *_server_section(result), *_network_section(result), *_checks_section(result)]
+    if result.observability:
+        parts += [result.observability.markdown(f"{OBSERVABILITY_DIR}/"),
+                  "The same rules are the PrometheusRule of overlays/autoscale (the Prometheus must select it: "
+                  "kube-prometheus-stack's selects rules labelled with its release unless told otherwise). "
+                  "The Kubernetes alerts read kube-state-metrics.", ""]
     if result.capacity:
         parts.append(result.capacity.markdown())
     return "\n".join(parts + apply)

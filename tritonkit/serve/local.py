@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 from tritonkit.errors import ServerError, ToolMissingError
 from tritonkit.serve import keyshim, reaper
+from tritonkit.serve.metrics import metrics_flags
 
 
 class Ports(NamedTuple):
@@ -168,6 +169,7 @@ def server_argv(paths: ServerPaths, opts: ServerOptions, ports: Ports,
         f"--log-verbose={opts.log_verbose}",
         f"--backend-config=python,shm-default-byte-size={opts.python_shm_bytes}",
         "--backend-config=python,shm-growth-byte-size=16777216",
+        *metrics_flags(),
     ]
     argv += [f"--load-model={m}" for m in opts.load_models]
     if opts.restricted_key:

@@ -27,6 +27,7 @@ from typing import Mapping
 from tritonkit.errors import TritonkitError
 from tritonkit.host import is_loopback
 from tritonkit.serve.local import Ports, ServerOptions
+from tritonkit.serve.metrics import metrics_flags
 
 API_KEY_ENV = "TRITONKIT_API_KEY"
 API_KEY_HEADER = "tritonkit-api-key"
@@ -105,7 +106,7 @@ class DockerArgs:
 
 def _server_flags(profile: str, extra: tuple[str, ...] = ()) -> list[str]:
     flags = [f"--model-repository={CONTAINER_REPO}", "--strict-readiness=true",
-             f"--exit-timeout-secs={EXIT_TIMEOUT_S}"]
+             f"--exit-timeout-secs={EXIT_TIMEOUT_S}", *metrics_flags()]
     if profile == "production":
         flags += ["--model-control-mode=none"] + restricted_flags(f"${{{API_KEY_ENV}}}")
     return flags + list(extra)
