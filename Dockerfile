@@ -19,10 +19,12 @@
 #                 It publishes on 127.0.0.1 only; the production profile (the default of the printed
 #                 commands) replaces the CMD to restrict APIs to the key in $TRITONKIT_API_KEY:
 #                   docker run --rm --gpus all -p 127.0.0.1:8000:8000 -p 127.0.0.1:8001:8001 -e TRITONKIT_API_KEY \
-#                       tritonkit-serve:25.10 sh -c 'exec tritonserver "--model-repository=/models" "--model-control-mode=none" \
-#                       "--strict-readiness=true" "--exit-on-error=true" "--disable-auto-complete-config" "--exit-timeout-secs=30" \
+#                       tritonkit-serve:25.10 sh -c 'exec tritonserver "$@" \
 #                       "--http-restricted-api=model-repository,shared-memory,logging,trace:tritonkit-api-key=${TRITONKIT_API_KEY}" \
-#                       "--grpc-restricted-protocol=model-repository,shared-memory,logging,trace:tritonkit-api-key=${TRITONKIT_API_KEY}"'
+#                       "--grpc-restricted-protocol=model-repository,shared-memory,logging,trace:tritonkit-api-key=${TRITONKIT_API_KEY}"' \
+#                       tritonserver --model-repository=/models --model-control-mode=none --strict-readiness=true \
+#                       --exit-on-error=true --disable-auto-complete-config --metrics-config=summary_latencies=true \
+#                       --metrics-config=summary_quantiles=0.5:0.05,0.9:0.01,0.99:0.001 --exit-timeout-secs=30
 # tritonkit.serve.docker.docker_commands() returns these commands for any release and repository.
 # Metrics (8002) are not published (the dev profile publishes them on 127.0.0.1 when asked).
 # TensorRT 11 (tritonserver 26.06 and later) builds strongly typed: the plan-builder builds int8
@@ -62,4 +64,4 @@ USER triton-server
 EXPOSE 8000 8001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
     CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8000/v2/health/ready"]
-CMD ["tritonserver", "--model-repository=/models", "--model-control-mode=none", "--strict-readiness=true", "--exit-on-error=true", "--disable-auto-complete-config"]
+CMD ["tritonserver", "--model-repository=/models", "--model-control-mode=none", "--strict-readiness=true", "--exit-on-error=true", "--disable-auto-complete-config", "--metrics-config=summary_latencies=true", "--metrics-config=summary_quantiles=0.5:0.05,0.9:0.01,0.99:0.001"]

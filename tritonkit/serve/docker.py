@@ -35,6 +35,7 @@ from tritonkit.build_engines.releases import (
     DEFAULT_RELEASE, MIN_PATCHED_RELEASE, TRITON_IMAGE, ContainerTensorRT, is_patched, parse_release)
 from tritonkit.errors import ServerError, TritonkitError
 from tritonkit.model_repository.plans import check_repository_plans
+from tritonkit.serve.metrics import metrics_flags
 from tritonkit.serve.profiles import (
     API_KEY_ENV, EXIT_TIMEOUT_S, PROFILES, api_key_from, docker_args, restricted_flags)
 
@@ -42,7 +43,7 @@ SERVE_TARGET = "serve"
 DEFAULT_PROFILE = "production"
 # The serving command of the `serve` image (its CMD): static model set, strict readiness.
 SERVER_ARGS = ("tritonserver", "--model-repository=/models", "--model-control-mode=none",
-               "--strict-readiness=true", "--exit-on-error=true", "--disable-auto-complete-config")
+               "--strict-readiness=true", "--exit-on-error=true", "--disable-auto-complete-config", *metrics_flags())
 
 
 def serve_tag(release: str) -> str:
@@ -83,6 +84,14 @@ class RunOptions:
         return ["-d", "--name", self.name] if self.name else []
 
 
+def production_command(flags: list[str]) -> list[str]:
+    """The serve image's production command: a container shell only expands the API key into the
+    restricted-API flags (constant text), and every other flag reaches tritonserver as an
+    argument of its own (``"$@"``), never parsed by the shell."""
+    keyed = " ".join(f'"{f}"' for f in restricted_flags(f"${{{API_KEY_ENV}}}"))
+    return ["sh", "-c", f'exec tritonserver "$@" {keyed}', "tritonserver", *flags]
+
+
 def _image_run_argv(release: str, opts: RunOptions, extra: tuple[str, ...], env) -> list[str]:
     """The ``serve`` image, published on loopback; production passes its flags through a container shell."""
     published = ["-p", f"127.0.0.1:{opts.http_port}:8000", "-p", f"127.0.0.1:{opts.grpc_port}:8001"]
@@ -91,9 +100,7 @@ def _image_run_argv(release: str, opts: RunOptions, extra: tuple[str, ...], env)
     if opts.profile == "production":
         if opts.require_key:
             api_key_from(env)                                       # one-line error without a key
-        flags = [*SERVER_ARGS[1:], f"--exit-timeout-secs={EXIT_TIMEOUT_S}", *restricted_flags(f"${{{API_KEY_ENV}}}"),
-                 *extra]
-        command = ["sh", "-c", "exec tritonserver " + " ".join(f'"{f}"' for f in flags)]
+        command = production_command([*SERVER_ARGS[1:], f"--exit-timeout-secs={EXIT_TIMEOUT_S}", *extra])
         return ["docker", "run", *opts.detach_options(), "--rm", "--gpus", opts.gpus, *published, "-e", API_KEY_ENV,
                 serve_tag(release), *command]
     command = [*SERVER_ARGS, *extra] if extra else []

@@ -285,7 +285,7 @@ def test_serve_image_run_is_loopback_and_production_by_default(monkeypatch):
     assert argv[argv.index("-e") + 1] == "TRITONKIT_API_KEY"
     shell = argv[argv.index("tritonkit-serve:25.10") + 1:]
     assert shell[:2] == ["sh", "-c"] and "--grpc-restricted-protocol=" in shell[2]
-    assert all(flag in shell[2] for flag in SERVER_ARGS[1:])
+    assert shell[3] == "tritonserver" and all(flag in shell[4:] for flag in SERVER_ARGS[1:])  # as arguments
     with pytest.raises(TritonkitError, match="TRITONKIT_API_KEY"):   # running (not printing) needs the key
         serve_run_argv("25.10", options=RunOptions(), env={})
     dev = serve_run_argv("25.10", options=RunOptions(profile="dev"))
@@ -340,3 +340,22 @@ def test_the_dockerfile_serve_run_is_the_printed_one():
             current = ""
     runs = [l for l in lines if l.startswith("docker run") and "tritonkit-serve:" in l]
     assert runs == [docker_commands("model_repository", "25.10").run_serve_image]
+
+
+def test_the_production_command_passes_flags_as_arguments_not_through_the_shell(tmp_path):
+    """Run the printed container command the way the container would (sh -c SCRIPT ARGS...) with a
+    recording tritonserver on PATH: a flag carrying shell syntax reaches the server as one argument
+    and runs nothing; only the API key is expanded, into the restricted-API flags."""
+    from tritonkit.serve.docker import production_command
+
+    fake = tmp_path / "bin" / "tritonserver"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > \"$ARGV_LOG\"\n")
+    fake.chmod(0o755)
+    hostile = f"--backend-config=x,y=$(touch {tmp_path}/pwned)`touch {tmp_path}/pwned2`"
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "ARGV_LOG": str(tmp_path / "argv"), "TRITONKIT_API_KEY": "k3y"}
+    subprocess.run(production_command(["--model-repository=/models", hostile]), env=env, check=True, timeout=30)
+    args = (tmp_path / "argv").read_text().splitlines()
+    assert args[:2] == ["--model-repository=/models", hostile]
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
+    assert any(a.startswith("--grpc-restricted-protocol=") and a.endswith("=k3y") for a in args)
