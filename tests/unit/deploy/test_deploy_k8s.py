@@ -98,7 +98,7 @@ def test_reads_models_and_target_from_the_configs(cpu_repo, gpu_repo):
     assert devices["demo_shapes_det_ensemble_ap"] == "none" and devices["demo_shapes"] == "cpu"
     gpu = read_repository(gpu_repo)
     assert (gpu.names, gpu.target) == (("resnet50",), "gpu")
-    assert gpu.models[0].platform == "tensorrt_plan" and gpu.models[0].warmups == 2  # bs 1 and 8
+    assert gpu.models[0].platform == "tensorrt_plan" and gpu.models[0].warmups == 1  # bs 1 (RepoOptions.warmup_max_batch adds bs 8)
     assert gpu.total_bytes > 4096
 
 
@@ -167,15 +167,15 @@ def test_object_store_source_with_a_credentials_file(gpu_repo, tmp_path):
 
 def test_startup_budget_grows_with_the_repository(gpu_repo, tmp_path):
     """Hand-worked: a 2 GB plan from s3 at 25 MB/s = 80 s, + 30 s start + 10 s (one GPU instance)
-    + 4 s (2 warmups x 2 s) = 124 s; doubled 248 -> 25 probes of 10 s = 250 s. From a PVC (100 MB/s):
-    30 + 20 + 10 + 4 = 64 -> 128 -> 13 probes = 130 s."""
+    + 2 s (1 warmup x 2 s) = 122 s; doubled 244 -> 25 probes of 10 s = 250 s. From a PVC (100 MB/s):
+    30 + 20 + 10 + 2 = 62 -> 124 -> 13 probes = 130 s."""
     big = tmp_path / "repo"
     shutil.copytree(gpu_repo, big)
     with open(big / "resnet50" / "1" / "model.plan", "r+b") as f:
         f.truncate(2_000_000_000)  # sparse: no disk used
     info = read_repository(big)
     s3 = startup_budget(info, "url")
-    assert s3.estimate_s == pytest.approx(124.0, abs=0.1)
+    assert s3.estimate_s == pytest.approx(122.0, abs=0.1)
     assert (s3.failure_threshold, s3.budget_s) == (25, 250)
     assert (startup_budget(info, "pvc").failure_threshold, startup_budget(info, "image").budget_s) == (13, 120)
     write_deployment(DeploySpec(source=RepositorySource(kind="url", ref="gs://b/m")), big, tmp_path / "out")
