@@ -28,6 +28,7 @@ from tritonkit.cli import main
 from tritonkit.deploy import (
     DeployError, DeploySpec, RepositorySource, read_repository, startup_budget, validate_objects, write_deployment)
 from tritonkit.deploy.checks import SKIPPED_SECURITY_CHECKS
+from tritonkit.deploy.spec import CanarySpec
 from tritonkit.deploy.manifests import CLOUD_ENV, QUEUE_METRIC, adapter_rule, launcher_script, storage_uri
 from tritonkit.model_repository.config import RepoOptions
 from support.chains import write_model_and_chain
@@ -273,7 +274,10 @@ def test_security_scan_fails_no_check(cpu_repo, gpu_repo, tmp_path):
     """checkov without a platform key gives no severities, so the bar is stricter than 'no HIGH':
     no failed check at all, apart from the skips listed (with reasons) in the manifests."""
     binary = _checkov()
-    write_deployment(DeploySpec(source=RepositorySource(kind="pvc", ref="m"), kserve=True), cpu_repo, tmp_path / "cpu")
+    canary = CanarySpec(source=RepositorySource(kind="pvc", ref="m2"), percent=10)  # canary/ and kserve/canary.yaml
+    write_deployment(DeploySpec(source=RepositorySource(kind="pvc", ref="m"), kserve=True, canary=canary), cpu_repo,
+                     tmp_path / "cpu", canary_repo=cpu_repo)
+    assert (tmp_path / "cpu" / "rendered" / "canary.yaml").is_file()
     write_deployment(DeploySpec(source=RepositorySource(kind="image", ref=SERVE_IMAGE)), gpu_repo, tmp_path / "gpu")
     report = _scan(binary, tmp_path)
     assert report["summary"]["passed"] > 100
