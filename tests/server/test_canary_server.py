@@ -1,0 +1,72 @@
+"""tritonkit validate --candidate --stable against two real local servers serving two versions of a
+classifier whose accuracy is known exactly (tests/support/canary_models.py): the same weights
+promote, the perturbed ones (top-1 50 %, half the images disagree) roll back. perf_analyzer runs
+the load for real; the p99 bound is opened wide in the promote case because equal servers on a
+loaded 2-core box can differ in p99 by chance (the ratio rule itself is tested in
+tests/unit/validate/test_canary_units.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tritonkit.cli import main
+from tritonkit.model_repository.config import RepoOptions
+from tritonkit.model_repository.writer import write_model
+
+from support.canary_models import CARD, colour_classifier, colour_dataset
+
+
+def _serve(served_repository, tmp_path_factory, name: str, swap: bool):
+    onnx = colour_classifier(tmp_path_factory.mktemp(name) / "m.onnx", swap=swap)
+    return served_repository(lambda repo: write_model(CARD, onnx, repo, RepoOptions(target="cpu")), name=name)
+
+
+@pytest.fixture(scope="module")
+def servers(served_repository, tmp_path_factory):
+    """stable, an equal candidate (same weights), a worse candidate (rows swapped)."""
+    return {name: _serve(served_repository, tmp_path_factory, name, swap)
+            for name, swap in (("stable", False), ("equal", False), ("worse", True))}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return colour_dataset(tmp_path_factory.mktemp("colours") / "val")
+
+
+def _gate(servers, candidate: str, data, out, *extra: str) -> int:
+    return main(["validate", "--candidate", servers[candidate].grpc_url, "--stable", servers["stable"].grpc_url,
+                 "--models", CARD.name, "--data", str(data), "--limit", "16", "--concurrency", "2",
+                 "--load-seconds", "1", "--load-rounds", "1", "--out", str(out), *extra])
+
+
+def test_a_worse_candidate_is_rolled_back(servers, data, tmp_path, capsys):
+    assert _gate(servers, "worse", data, tmp_path) == 1
+    printed = capsys.readouterr().out
+    assert printed.startswith("rollback: top1 0.500 vs stable 1.000")
+    result = json.loads((tmp_path / "canary.json").read_text())
+    assert result["decision"] == "rollback" and result["compared"] == 16
+    assert (result["candidate"]["metric"], result["stable"]["metric"]) == (0.5, 1.0)
+    assert result["agreement_name"] == "top1_agreement" and result["agreement"] == 0.5
+    assert any(p.startswith("top1 fell from 1.0000 to 0.5000") for p in result["problems"])
+    assert any(p.startswith("top1_agreement 0.5000 < 0.95") for p in result["problems"])
+    for side in ("candidate", "stable"):  # the load ran on both, with the same request count
+        assert result[side]["p99_ms"] > 0 and result[side]["load_error"] is None
+    assert result["load"]["requests"] >= 50
+    assert "## Decision: rollback" in (tmp_path / "canary.md").read_text()
+
+
+def test_an_equal_candidate_is_promoted(servers, data, tmp_path, capsys):
+    assert _gate(servers, "equal", data, tmp_path, "--max-p99-ratio", "100") == 0
+    assert capsys.readouterr().out.startswith("promote: top1 1.000 vs stable 1.000")
+    result = json.loads((tmp_path / "canary.json").read_text())
+    assert result["decision"] == "promote" and result["problems"] == []
+    assert result["agreement"] == 1.0 and result["p99_ratio"] > 0
+
+
+def test_a_candidate_that_does_not_answer_is_one_line(servers, data, tmp_path, capsys):
+    assert main(["validate", "--candidate", "127.0.0.1:1", "--stable", servers["stable"].grpc_url, "--models",
+                 CARD.name, "--data", str(data), "--limit", "4", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "127.0.0.1:1" in err
