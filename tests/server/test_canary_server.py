@@ -15,6 +15,7 @@ from tritonkit.cli import main
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.model_repository.writer import write_model
 
+from support import readme
 from support.canary_models import CARD, colour_classifier, colour_dataset
 
 
@@ -70,3 +71,15 @@ def test_a_candidate_that_does_not_answer_is_one_line(servers, data, tmp_path, c
                  CARD.name, "--data", str(data), "--limit", "4", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "127.0.0.1:1" in err
+
+
+def test_the_readme_gate_command_runs(servers, data, tmp_path, capsys):
+    """README, Operating it / Canary rollouts: the validate command as written, against the worse
+    candidate (the paths and addresses mapped here; a shorter load appended to keep the test short)."""
+    (argv,) = readme.commands("### Canary rollouts", "tritonkit validate")
+    argv = readme.substituted(argv, {"127.0.0.1:8011": servers["worse"].grpc_url,
+                                     "127.0.0.1:8001": servers["stable"].grpc_url, "data/val": str(data),
+                                     "reports/canary": str(tmp_path / "canary")})
+    assert main(argv[1:] + ["--load-seconds", "1", "--load-rounds", "1"]) == 1
+    assert capsys.readouterr().out.startswith("rollback: ")
+    assert json.loads((tmp_path / "canary" / "canary.json").read_text())["compared"] == 16

@@ -26,6 +26,7 @@ from tritonkit.perf.input_data import tensor_entry
 from tritonkit.triton import make_client
 from tritonkit.validate.stats import model_counters
 
+from support import readme
 from support.canary_models import CARD, colour_classifier, colour_dataset
 from support.onnx_models import tiny_segmenter
 
@@ -143,3 +144,15 @@ def test_random_data_stays_the_default(served, tmp_path, capsys):
     assert main(["perf", "sweep", "--model", CARD.name, "--url", server.grpc_url, "--data", str(data),
                  "--input-data", "zero", "--out", str(out)]) == 1
     assert "give --data (real images) or --input-data, not both" in capsys.readouterr().err
+
+
+def test_the_readme_real_data_command_runs(served, tmp_path):
+    """README, Operating it / Load from real images: the sweep as written (paths mapped here,
+    shorter windows appended)."""
+    server, _, data = served
+    (argv,) = readme.commands("### Load from real images", "tritonkit perf")
+    argv = readme.substituted(argv, {"data/val": str(data), "reports/perf-real": str(tmp_path / "real")})
+    assert main(argv[1:] + ["--url", server.grpc_url, "--interval", "500", "--stability", "100", "--no-plot"]) == 0
+    status = json.loads((tmp_path / "real" / "points.json").read_text())
+    assert len(status["points"]) == 4 and all(p["status"] == "ok" for p in status["points"])
+    assert status["input_data"]["kind"] == "bytes" and status["input_data"]["images"] == 16

@@ -19,6 +19,7 @@ from tritonkit.deploy.spec import CanarySpec, canary_split
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.model_repository.writer import write_model
 
+from support import readme
 from support.onnx_models import tiny_classifier
 
 
@@ -147,3 +148,13 @@ def test_canary_errors_name_the_field(repos, tmp_path, capsys):
     assert main(common + ["--canary", str(v2), "--canary-pvc", "models-v2", "--canary-percent", "10"]) == 0
     assert "10 % or less takes at least 9" in (tmp_path / "out" / "DEPLOY.md").read_text()
     assert "tritonkit-canary, 1 replica(s) beside 2: 33.3 % of the connections" in capsys.readouterr().out
+
+
+def test_the_readme_canary_deploy_command_runs(repos, tmp_path):
+    """README, Operating it / Canary rollouts: the deploy command as written (its paths mapped here)."""
+    v1, v2 = repos
+    (argv,) = readme.commands("### Canary rollouts", "tritonkit deploy")
+    argv = readme.substituted(argv, {"model_repository": str(v1), "model_repository_v2": str(v2),
+                                     "build/k8s": str(tmp_path / "k8s")})
+    assert main(argv[1:]) == 0
+    assert by_kind(load(tmp_path / "k8s" / "rendered" / "canary.yaml"))[("Deployment", "tritonkit-canary")]
