@@ -102,7 +102,8 @@ def profile_config(repo: Path, model: str, work: Path, search: Search = Search()
         "run_config_search_mode": search.mode, "run_config_search_max_concurrency": search.max_concurrency,
         "run_config_search_max_instance_count": search.max_instances,
         "run_config_search_max_model_batch_size": search.max_batch,
-        "concurrency_sweep_disable": not search.sweep, "skip_summary_reports": True, "skip_detailed_reports": True,
+        # the summary step exports the results CSV read back here; the detailed reports are skipped
+        "concurrency_sweep_disable": not search.sweep, "skip_detailed_reports": True,
         "profile_models": {model: {"cpu_only": True}},
     }
 

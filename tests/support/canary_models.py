@@ -17,6 +17,8 @@ from PIL import Image
 
 from tritonkit.cards import get_card
 
+from support.onnx_models import _save as save_graph
+
 CARD = get_card("demo_shapes")  # input [3, 64, 64] (resize_crop, ImageNet normalisation), 8 logits
 SWAPPED = ((0, 1), (2, 3))
 
@@ -33,7 +35,6 @@ def colour_weights(swap: bool = False) -> np.ndarray:
 
 def colour_classifier(path: Path, *, swap: bool = False) -> Path:
     """``input [N,3,64,64] -> logits [N,8]``: global average pool -> flatten -> Gemm (:func:`colour_weights`)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     inits = [numpy_helper.from_array(colour_weights(swap), "w"),
@@ -44,13 +45,7 @@ def colour_classifier(path: Path, *, swap: bool = False) -> Path:
     graph = helper.make_graph(nodes, "colour_classifier",
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 64, 64])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 8])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def colour_dataset(root: Path, per_class: int = 2, seed: int = 0) -> Path:
