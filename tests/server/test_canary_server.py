@@ -1,9 +1,10 @@
-"""tritonkit validate --candidate --stable against two real local servers serving two versions of a
+"""tritonkit validate --candidate --stable against real local servers serving two versions of a
 classifier whose accuracy is known exactly (tests/support/canary_models.py): the same weights
 promote, the perturbed ones (top-1 50 %, half the images disagree) roll back. perf_analyzer runs
 the load for real; the p99 bound is opened wide in the promote case because equal servers on a
 loaded 2-core box can differ in p99 by chance (the ratio rule itself is tested in
-tests/unit/validate/test_canary_units.py)."""
+tests/unit/validate/test_canary_units.py). A detector pair (a constant detector whose boxes are
+the ground truth, and the same with one box moved) rolls back on mAP and detection agreement."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ import json
 
 import pytest
 
+from tritonkit.cards import get_card
 from tritonkit.cli import main
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.model_repository.writer import write_model
 
 from support import readme
 from support.canary_models import CARD, colour_classifier, colour_dataset
+from support.coco_data import constant_rows
+from support.coco_data import make_dataset as make_coco
+from support.onnx_models import constant_yolo_onnx
 
 
 def _serve(served_repository, tmp_path_factory, name: str, swap: bool):
@@ -83,3 +88,27 @@ def test_the_readme_gate_command_runs(servers, data, tmp_path, capsys):
     assert main(argv[1:] + ["--load-seconds", "1", "--load-rounds", "1"]) == 1
     assert capsys.readouterr().out.startswith("rollback: ")
     assert json.loads((tmp_path / "canary" / "canary.json").read_text())["compared"] == 16
+
+
+def test_a_detector_that_moves_a_box_is_rolled_back(served_repository, tmp_path_factory, tmp_path, capsys):
+    """Detection: a constant detector whose boxes are the ground truth (tests/support/coco_data.py)
+    against the same detector with its second box moved off: mAP drops and the detections agree
+    on 2 of 3 boxes per image (2 x 2 matched / (3 + 3) = 0.667)."""
+    rows = constant_rows()
+    moved = rows.copy()
+    moved[1, 0:2] += 40.0   # the second box's centre, far from where it was (IoU 0)
+    det = get_card("demo_shapes_det")
+    urls = {}
+    for name, r in (("det_stable", rows), ("det_moved", moved)):
+        onnx = constant_yolo_onnx(tmp_path_factory.mktemp(name) / "m.onnx", r)
+        urls[name] = served_repository(lambda repo, onnx=onnx: write_model(det, onnx, repo, RepoOptions(target="cpu")),
+                                       name=name).grpc_url
+    coco = make_coco(tmp_path / "coco", corrupt=False)
+    assert main(["validate", "--candidate", urls["det_moved"], "--stable", urls["det_stable"], "--models", det.name,
+                 "--data", str(coco), "--concurrency", "2", "--load-seconds", "1", "--load-rounds", "1",
+                 "--out", str(tmp_path / "out")]) == 1
+    result = json.loads((tmp_path / "out" / "canary.json").read_text())
+    assert result["metric"] == "map50_95" and result["stable"]["metric"] == pytest.approx(1.0, abs=1e-6)
+    assert result["candidate"]["metric"] < 0.8
+    assert result["agreement_name"] == "detection_agreement" and result["agreement"] == pytest.approx(2 / 3)
+    assert capsys.readouterr().out.startswith("rollback: map50_95 ")
