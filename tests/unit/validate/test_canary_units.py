@@ -11,9 +11,14 @@ import pytest
 from tritonkit.cards import get_card
 from tritonkit.cli import main
 from tritonkit.tasks.base import get_task
+from tritonkit.client.items import FileItem
+from tritonkit.client.pipeline import CallableBackend, EngineOptions, run_stream
+from tritonkit.tasks.segment.task import SegmentAdapter
 from tritonkit.validate.agreement import (
-    PREDICTION, detection_agreement, mask_agreement, measure_for, paired, top1_agreement)
+    PREDICTION, RecordingAdapter, detection_agreement, mask_agreement, measure_for, paired, top1_agreement)
 from tritonkit.validate.canary import CanaryError, CanaryOptions, CanaryResult, Side, decide, side_options
+
+from support.onnx_models import tiny_segmenter
 
 DET = get_card("demo_shapes_det")
 
@@ -127,3 +132,34 @@ def test_side_options_carry_the_dataset_and_limit(tmp_path):
     o = side_options(get_task("classify"), options, "a:1", "candidate")
     assert (o.url, o.model_name, o.limit, o.data, o.timing_images, o.out) == (
         "a:1", "demo_shapes", 7, Path("/d"), 0, tmp_path / "candidate")
+
+
+def _segment_records(onnx: Path, items) -> list[dict]:
+    """The segmenter ``onnx`` in-process (onnxruntime) over ``items`` through the engine, with the
+    canary's recording adapter around the task's own."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    seg = get_card("demo_seg")
+    adapter = RecordingAdapter(SegmentAdapter(seg, score=False), measure_for("segment"))
+    with CallableBackend(lambda x: {seg.outputs[0].name: session.run(None, {seg.input.name: x})[0]}) as backend:
+        stream = run_stream(items, adapter, backend, EngineOptions(batch_size=1, progress=False))
+    return stream.records
+
+
+def test_segment_records_carry_the_mask_at_the_original_size(tmp_path):
+    """No server here: the task's adapter and the engine with two in-process segmenters (the server
+    path is the same engine with a Triton client as the backend)."""
+    from PIL import Image
+
+    items = []
+    for i, (h, w) in enumerate(((50, 70), (64, 48))):
+        path = tmp_path / f"im{i}.png"
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        items.append(FileItem(path.name, path, 0))
+    seg = get_card("demo_seg")
+    a = _segment_records(tiny_segmenter(tmp_path / "a.onnx", num_classes=seg.num_classes, seed=0), items)
+    b = _segment_records(tiny_segmenter(tmp_path / "b.onnx", num_classes=seg.num_classes, seed=3), items)
+    assert [r[PREDICTION].shape for r in a] == [(50, 70), (64, 48)] and a[0][PREDICTION].dtype == np.uint8
+    assert mask_agreement(a, a, seg) == 1.0
+    assert 0.0 <= mask_agreement(a, b, seg) < 1.0
