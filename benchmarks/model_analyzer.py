@@ -93,6 +93,7 @@ def profile_config(repo: Path, model: str, work: Path, search: Search = Search()
         "override_output_model_repository": True, "checkpoint_directory": str(work / "checkpoints"),
         "export_path": str(work / "export"),
         "triton_launch_mode": "local", "triton_server_path": str(paths.binary),
+        "triton_output_path": str(work / "tritonserver.log"),
         "triton_server_flags": {"backend-directory": str(paths.backend_dir)},
         # the python backend's models import this environment's numpy and onnxruntime (as LocalServer runs it)
         "triton_server_environment": {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
