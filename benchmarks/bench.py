@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 import tritonkit.demo  # noqa: F401 - registers the demo's architectures with the exporter
 from benchmarks import preprocess_speed as pps
+from benchmarks.model_analyzer import Search, locate_model_analyzer, run_profile
 from benchmarks.measure import (PyTritonPeer, Window, in_process, profile_client, random_weights_onnx,
                                 sequential_client, served_point, split_text, stages_text)
 from benchmarks.ratios import Measured, RatioResult, RatioSpec, interleave, load_average
@@ -37,10 +39,12 @@ from tritonkit._lazy import lazy_import
 from tritonkit.cards import get_card
 from tritonkit.errors import TritonkitError
 from tritonkit.io import atomic_write_json, atomic_write_text
-from tritonkit.model_repository.config import RepoOptions
+from tritonkit.model_repository.config import RepoOptions, config_to_text, parse_config
 from tritonkit.model_repository.writer import write_model
 from tritonkit.perf.ladder import measure_run_stream, ort_session, synthetic_items
 from tritonkit.perf.results import row_to_dict
+from tritonkit.perf.spec import ConcurrencyRange, PerfSpec
+from tritonkit.perf.tune import TuneGrid, TuneOptions, run_tune
 from tritonkit.report import markdown_table
 from tritonkit.serve.local import LocalServer, ServerOptions
 from tritonkit.steps import Pipeline, Step, StepLog, StepRecord
@@ -54,6 +58,12 @@ SMALL_NO_DB = "demo_shapes_nodb"
 SMALL_SHARED = "demo_shapes_shared"   # onnxruntime threads do not spin: the client shares the CPUs
 CONCURRENCY = 8                        # bs-1 requests in flight for the small model
 RESNET_REQUESTS = 6                    # requests per perf_analyzer window for ResNet-50 bs 8
+TUNE_PICK, MA_PICK = "demo_shapes_tune", "demo_shapes_ma"
+# both searches under the same bounds: batching delay / max batch size up to 8, 1-2 instances, the
+# load of the comparison (bs-1 requests at CONCURRENCY); no latency bound, so both pick by throughput
+TUNE_GRID = TuneGrid(delays_us=(0, 100, 500, 2000), preferred=((),), instances=(1, 2))
+MA_SEARCH = Search(mode="quick", max_concurrency=CONCURRENCY, max_instances=2, max_batch=8)
+NO_LATENCY_BOUND_MS = 60_000.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,6 +217,70 @@ def cpu_target_vs_pytriton(run: BenchRun) -> Measured:
                                     f"PyTriton: {split_text(rows['pytriton_c8'])}")
 
 
+def _tune_pick(run: BenchRun):
+    """tritonkit perf tune on the small model (own server): the best variant by throughput."""
+    measure = PerfSpec(model=SMALL, concurrency=ConcurrencyRange(CONCURRENCY, CONCURRENCY),
+                       measurement_interval_ms=run.opts.window.served_ms, stability_pct=run.opts.window.stability_pct,
+                       max_trials=run.opts.window.max_trials)
+    result = run_tune(TuneOptions(card=get_card(SMALL), onnx=run.onnx[SMALL], p99_bound_ms=NO_LATENCY_BOUND_MS,
+                                  grid=TUNE_GRID, measure=measure), run.out / "tune")
+    if result.best is None:
+        raise TritonkitError(f"perf tune measured no variant; see {run.out / 'tune' / 'tune.md'}")
+    return result.best.variant
+
+
+def _model_analyzer_pick(run: BenchRun) -> tuple[Path, dict]:
+    """Model Analyzer's quick search on the same model in a tritonkit repository: its pick's folder and row."""
+    binary = locate_model_analyzer()
+    if binary is None:
+        raise TritonkitError("Model Analyzer is not installed (scripts/setup.sh puts it in .venv/model-analyzer)")
+    repo = run.tmp / "ma_repo"
+    write_model(get_card(SMALL), run.onnx[SMALL], repo, RepoOptions(target="cpu"))
+    profile = run_profile(binary, repo, SMALL, run.out / "model_analyzer", MA_SEARCH)
+    run.raw["model_analyzer"] = {"rows": profile.rows, "load_failures": profile.load_failures,
+                                 "returncode": profile.returncode}
+    return profile.pick_folder(), profile.pick
+
+
+def _serve_picks(run: BenchRun, variant, ma_folder: Path) -> LocalServer:
+    """One server with both picks: tune's config written by tritonkit, Model Analyzer's folder as it wrote it."""
+    repo = run.tmp / "picks"
+    write_model(get_card(SMALL), run.onnx[SMALL], repo, variant.repo_options(RepoOptions(target="cpu", name=TUNE_PICK)))
+    shutil.copytree(ma_folder, repo / MA_PICK)
+    cfg = parse_config((repo / MA_PICK / "config.pbtxt").read_text(), str(ma_folder / "config.pbtxt"))
+    cfg.name = MA_PICK
+    (repo / MA_PICK / "config.pbtxt").write_text(config_to_text(cfg))
+    server = LocalServer(ServerOptions(model_repository=repo), log_path=run.out / "tritonserver-picks.log")
+    server.start(timeout_s=300)
+    return server
+
+
+def tune_vs_model_analyzer(run: BenchRun) -> Measured:
+    """img/s of tritonkit perf tune's pick over Model Analyzer's pick, same model, same load, one server."""
+    variant = _tune_pick(run)
+    ma_folder, ma_row = _model_analyzer_pick(run)
+    server = _serve_picks(run, variant, ma_folder)
+    rows = {}
+
+    def side(model: str) -> float:
+        rows[model] = run.served(model, CONCURRENCY, model, url=server.grpc_url)[0]
+        return rows[model].img_per_s
+
+    try:
+        pairs = interleave(partial(side, TUNE_PICK), partial(side, MA_PICK), run.opts.pairs)
+    finally:
+        server.stop()
+    return Measured(pairs, f"perf tune's pick ({variant.label}) img/s, bs-1 requests, concurrency {CONCURRENCY}",
+                    f"Model Analyzer's pick ({ma_row['Model Config Path']}: max batch {ma_row['Max Batch Size']}, "
+                    f"instances {ma_row['Instance Group']}) img/s, same load",
+                    note=f"triton-model-analyzer profile, {MA_SEARCH.mode} search (concurrency <= "
+                         f"{MA_SEARCH.max_concurrency}, instances <= {MA_SEARCH.max_instances}, max batch <= "
+                         f"{MA_SEARCH.max_batch}), local launch of the bundled server, CPU only, its pick the highest "
+                         f"throughput it measured; perf tune over delays {list(TUNE_GRID.delays_us)} µs x instances "
+                         f"{list(TUNE_GRID.instances)}, best throughput; both picks served side by side by one server",
+                    where_time_goes=f"tune: {split_text(rows[TUNE_PICK])}; Model Analyzer: {split_text(rows[MA_PICK])}")
+
+
 def vs_sequential_client(run: BenchRun) -> Measured:
     """Run-stream img/s over a plain sequential client, same images and model (the small classifier)."""
     card, streams, seqs = get_card(SMALL), [], []
@@ -292,10 +366,12 @@ RATIOS: tuple[RatioSpec, ...] = (
     RatioSpec("vs_sequential_client", 2.0, vs_sequential_client),
     RatioSpec("run_stream_efficiency", 0.90, run_stream_efficiency),
     RatioSpec("client_preprocess_vs_torchvision", 1.5, client_preprocess_vs_torchvision),
+    RatioSpec("tune_vs_model_analyzer", 1.0, tune_vs_model_analyzer),
     RatioSpec("dynamic_batching_gain", 2.0, dynamic_batching_gain, judged=False, why_not_judged=GPU_ONLY),
 )
 PEER_RATIO = "cpu_target_vs_pytriton"
-NEEDS = {PEER_RATIO: ("start_server", "start_pytriton"), "client_preprocess_vs_torchvision": ()}
+NEEDS = {PEER_RATIO: ("start_server", "start_pytriton"), "client_preprocess_vs_torchvision": (),
+         "tune_vs_model_analyzer": ("prepare_models",)}
 
 
 # -- the steps ---------------------------------------------------------------------------------------

@@ -38,6 +38,13 @@ if [ ! -x "$VENV/checkov/bin/checkov" ]; then
   "$PYTHON" -m venv "$VENV/checkov"
   "$VENV/checkov/bin/python" -m pip install -q checkov==3.3.30
 fi
+# NVIDIA Model Analyzer (tests/server/test_model_analyzer.py and the bench's tune_vs_model_analyzer
+# ratio run it on tritonkit repositories): it pins numpy 2 and a newer tritonclient, so it gets a venv
+# of its own too (found there by benchmarks/model_analyzer.py).
+if [ ! -x "$VENV/model-analyzer/bin/model-analyzer" ]; then
+  "$PYTHON" -m venv "$VENV/model-analyzer"
+  "$VENV/model-analyzer/bin/python" -m pip install -q triton-model-analyzer==1.58.0
+fi
 # The pins must hold together (ultralytics and its dependencies beside the Triton client, DALI, torch).
 "$VENV/bin/python" -m pip check
 # numpy must stay < 2 where the bundled python backend runs (it passes empty tensors with 2.x).

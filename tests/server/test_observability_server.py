@@ -40,7 +40,7 @@ from tritonkit.serve.local import free_port
 
 from support import prometheus
 from support.processes import background
-from support.readme import commands
+from support.readme import command_lines as commands
 
 pytestmark = pytest.mark.skipif(prometheus.PROMETHEUS is None or prometheus.PROMTOOL is None,
                                 reason=prometheus.MISSING)

@@ -1,14 +1,15 @@
-"""The README's shell commands, for the tests that run them as written."""
+"""The README's commands, for the tests that run them as written: the ``bash`` blocks of one section."""
 
 from __future__ import annotations
 
 import re
+import shlex
 
 from support.paths import ROOT
 
 
 def section(heading: str) -> str:
-    """The README's text from ``heading`` to the next heading of any level."""
+    """The README text from ``heading`` to the next heading of level 2 or 3."""
     text = (ROOT / "README.md").read_text()
     start = text.index(heading)
     body = text.index("\n", start)
@@ -16,8 +17,8 @@ def section(heading: str) -> str:
     return text[start:body + nxt.start()] if nxt else text[start:]
 
 
-def commands(heading: str) -> list[str]:
-    """The commands of the ```bash blocks under ``heading``: continuation lines joined, comment
+def command_lines(heading: str) -> list[str]:
+    """The commands of the section's ``bash`` blocks as text: continuation lines joined, comment
     lines and trailing comments dropped, whitespace collapsed."""
     out, current = [], ""
     for block in re.findall(r"```bash\n(.*?)```", section(heading), re.S):
@@ -31,3 +32,15 @@ def commands(heading: str) -> list[str]:
             if command and not command.startswith("#"):
                 out.append(" ".join(command.split()))
     return out
+
+
+def commands(heading: str, prefix: str = "") -> list[list[str]]:
+    """Every command of the section's ``bash`` blocks as an argv (shell words), those starting with
+    ``prefix`` only."""
+    return [argv for argv in (shlex.split(line, comments=True) for line in command_lines(heading))
+            if argv and " ".join(argv).startswith(prefix)]
+
+
+def substituted(argv: list[str], values: dict[str, str]) -> list[str]:
+    """``argv`` with each word that is a key of ``values`` replaced (paths and addresses of the test)."""
+    return [values.get(word, word) for word in argv]

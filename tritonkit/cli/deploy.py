@@ -4,6 +4,8 @@
       --out build/k8s
   tritonkit deploy k8s --repo model_repository --model-url s3://bucket/models \\
       --sweep reports/perf --slo-p99-ms 50 --target-rps 800 --out build/k8s
+  tritonkit deploy k8s --repo model_repository --pvc models-v1 --canary model_repository_v2 \
+      --canary-pvc models-v2 --canary-percent 10 --out build/k8s
   tritonkit deploy capacity --sweep reports/perf/sweep.csv --slo-p99-ms 50 --target-rps 800
   tritonkit deploy observability --repo model_repository --slo-p99-ms 50 --target 127.0.0.1:8002 \\
       --out build/observability
@@ -20,6 +22,10 @@ them: a plan from another TensorRT is refused, a version-compatible plan gets th
 needs. Every value that reaches a manifest is checked, and none is ever parsed by a shell.
 The repository reaches the pods from the serve image (--image), a PersistentVolumeClaim (--pvc)
 or an object store Triton reads (--model-url s3:// gs:// as://).
+--canary NEW_REPO adds canary/: a second Deployment (<name>-canary) serving the new repository
+behind the same Service, with replicas for --canary-percent of the pods (the split is by pods,
+stated in DEPLOY.md), and <name>-canary / <name>-stable Services for `tritonkit validate
+--candidate ... --stable ...`; with --kserve also kserve/canary.yaml (canaryTrafficPercent).
 
 capacity: the replicas a target request rate needs, from a perf sweep's throughput at the SLO
 per replica, with the headroom rule stated (also in k8s's report when --sweep is given).
@@ -44,7 +50,7 @@ from tritonkit.deploy.alerts import DEFAULT_AT_MAX_MINUTES, DEFAULT_FAILURE_RATI
 from tritonkit.deploy.capacity import capacity_point, point_text
 from tritonkit.deploy.observability import ScrapeConfig, plan_thresholds, repository_rules, write_observability
 from tritonkit.deploy.repository import read_repository
-from tritonkit.deploy.spec import TRITON_UID
+from tritonkit.deploy.spec import TRITON_UID, CanarySpec
 from tritonkit.errors import TritonkitError
 from tritonkit.io import atomic_write_json, atomic_write_text
 
@@ -119,6 +125,7 @@ def _k8s_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cloud-credentials-secret",
                    help="--model-url: Secret holding Triton's credentials.json (omit for workload identity)")
     p.add_argument("--kserve", action="store_true", help="also write a KServe InferenceService")
+    _canary_arguments(p)
     _capacity_arguments(p, required=False)
     _alert_arguments(p, kubernetes=True)
 
@@ -142,6 +149,21 @@ def _observability_arguments(p: argparse.ArgumentParser) -> None:
     _alert_arguments(p, kubernetes=False)
 
 
+def _canary_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("canary (a second repository for a share of the traffic)")
+    g.add_argument("--canary", type=Path, metavar="NEW_REPO",
+                   help="the new model repository (read for its models and plans); writes canary/ (a second "
+                        "Deployment behind the same Service) and, with --kserve, kserve/canary.yaml")
+    g.add_argument("--canary-percent", type=int, default=10,
+                   help="share of the traffic for the canary (default 10; without KServe rounded to whole pods)")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--canary-image", help="serve image with the new repository at /models")
+    src.add_argument("--canary-pvc", help="PersistentVolumeClaim holding the new repository")
+    src.add_argument("--canary-model-url", help="object-store URL of the new repository (s3://, gs://, as://)")
+    g.add_argument("--canary-server-image", help="server image for --canary-pvc / --canary-model-url "
+                                                 "(default: the stable one's)")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="deploy_command", metavar="ACTION", required=True)
     k = sub.add_parser("k8s", help="Kubernetes manifests, dashboard and alerts for a model repository",
@@ -159,12 +181,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--out", type=Path, help="also write capacity.json and capacity.md here")
 
 
-def _source(args: argparse.Namespace) -> RepositorySource:
-    if args.image:
-        return RepositorySource(kind="image", ref=args.image)
-    if args.pvc:
-        return RepositorySource(kind="pvc", ref=args.pvc)
-    return RepositorySource(kind="url", ref=args.model_url)
+def _source(image: str | None, pvc: str | None, url: str | None) -> RepositorySource:
+    if image:
+        return RepositorySource(kind="image", ref=image)
+    if pvc:
+        return RepositorySource(kind="pvc", ref=pvc)
+    return RepositorySource(kind="url", ref=url)
+
+
+def _canary(args: argparse.Namespace) -> CanarySpec | None:
+    given = [f for f in ("canary_image", "canary_pvc", "canary_model_url", "canary_server_image")
+             if getattr(args, f) is not None]
+    if args.canary is None:
+        if given:
+            raise TritonkitError(f"--{given[0].replace('_', '-')} needs --canary NEW_REPO")
+        return None
+    if not any(getattr(args, f) for f in ("canary_image", "canary_pvc", "canary_model_url")):
+        raise TritonkitError("--canary needs where the pods get the new repository: --canary-image, --canary-pvc "
+                             "or --canary-model-url")
+    return CanarySpec(source=_source(args.canary_image, args.canary_pvc, args.canary_model_url),
+                      percent=args.canary_percent, server_image=args.canary_server_image)
 
 
 def _capacity(args: argparse.Namespace):
@@ -190,19 +226,20 @@ def _run_k8s(args: argparse.Namespace, console: Console) -> int:
     plan = _capacity(args)
     if plan is not None and args.replicas is not None:
         raise TritonkitError("give --replicas or --sweep (which sets the replicas), not both")
-    spec = DeploySpec(source=_source(args), name=args.name, namespace=args.namespace, release=args.release,
+    spec = DeploySpec(source=_source(args.image, args.pvc, args.model_url), name=args.name, namespace=args.namespace, release=args.release,
                       container_trt_version=args.container_trt_version,
                       server_image=args.server_image, max_replicas=args.max_replicas, cpu=args.cpu,
                       memory=args.memory, gpus=args.gpus, queue_target_us=_queue_target_us(args.queue_target_ms),
                       run_as_user=args.run_as_user, monitoring_namespace=args.monitoring_namespace, api_key_secret=args.api_key_secret,
-                      cloud_credentials_secret=args.cloud_credentials_secret, kserve=args.kserve)
+                      cloud_credentials_secret=args.cloud_credentials_secret, kserve=args.kserve,
+                      canary=_canary(args))
     replicas = plan.replicas if plan else args.replicas
     if replicas is not None:
         spec = replace(spec, replicas=replicas)
     thresholds = plan_thresholds(spec, plan, slo_p99_ms=args.slo_p99_ms, queue_slo_ms=args.queue_slo_ms,
                                  failure_ratio=args.max_failure_ratio)
     result = write_deployment(spec, args.repo, args.out, capacity=plan, thresholds=thresholds,
-                              at_max_minutes=args.at_max_minutes)
+                              at_max_minutes=args.at_max_minutes, canary_repo=args.canary)
     info = result.repository
     console.print(f"{info.target} target, models: {', '.join(info.names)}; image {spec.image}; "
                   f"{spec.replicas} replicas (autoscaler up to {spec.hpa_max_replicas})")
@@ -210,11 +247,17 @@ def _run_k8s(args: argparse.Namespace, console: Console) -> int:
     if plan:
         console.print(f"capacity: {plan.capacity_rps:.1f} req/s per replica at p99 <= {plan.slo_p99_ms:g} ms "
                       f"-> {plan.replicas} replicas for {plan.target_rps:g} req/s")
+    if result.canary:
+        c = result.canary
+        console.print(f"canary: {spec.canary_name}, {c.replicas} replica(s) beside {spec.replicas}: "
+                      f"{100 * c.share:.1f} % of the connections (asked {c.percent} %)"
+                      + (f"; KServe canaryTrafficPercent {c.percent}" if spec.kserve else ""))
     for note in result.notes:
         console.print(f"note: {note}")
     _print_alerts(console, result.observability)
-    console.print(f"wrote {args.out}/base, {args.out}/overlays/autoscale, {args.out}/rendered, "
-                  f"{args.out}/observability, {args.out}/DEPLOY.md")
+    console.print(f"wrote {args.out}/base, {args.out}/overlays/autoscale, "
+                  + (f"{args.out}/canary, " if result.canary else "")
+                  + f"{args.out}/rendered, {args.out}/observability, {args.out}/DEPLOY.md")
     schema = result.schema
     if not schema.ok:
         raise TritonkitError(f"{len(schema.errors)} object(s) fail the Kubernetes {schema.version} schemas: "

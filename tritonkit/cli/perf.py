@@ -1,6 +1,7 @@
 """Measure served models with perf_analyzer: sweeps, the overhead ladder, config tuning.
 
   tritonkit perf sweep --model demo_shapes --url 127.0.0.1:8001 --batch-sizes 1,4,8 --concurrency 1:4 --out reports/perf
+  tritonkit perf sweep --model resnet50_bytes --data coco --data-images 32 --batch-sizes 1,8 --out reports/perf
   tritonkit perf ladder --model resnet50 --onnx resnet50.onnx --batch-size 8 --out reports/ladder
   tritonkit perf tune --model demo_shapes --onnx demo.onnx --p99-ms 20 --delays 0,100,500,2000 --preferred 4,8 \\
       --instances 1,2 --out reports/tune [--write-back model_repository]
@@ -12,6 +13,10 @@ written to --out. perf_analyzer measures one server at a time: a --url naming se
 (a comma list, or a DNS name with several addresses such as a headless Service) runs one whole
 sweep per endpoint, one after another, each into --out/<host_port>/, plus endpoints.md comparing
 them (each endpoint's sweep.csv is one replica's capacity for `tritonkit deploy capacity`).
+With --data (an image folder, an Ultralytics data.yaml or a COCO root) the load is real images:
+--data-images distinct files written to --out/input_data.json for perf_analyzer's --input-data,
+as the encoded files for a *_bytes ensemble (the server decodes them) and as card-preprocessed
+tensors for any other model; the report says so. Without it perf_analyzer sends random data.
 ladder: in-process onnxruntime vs Triton over gRPC, HTTP and system shared memory vs the full
 run stream, side by side (starts the bundled server itself unless --url is given); on a GPU
 host with trtexec, --plan adds the TensorRT engine alone as the first rung and the limit.
@@ -36,6 +41,7 @@ from tritonkit.errors import ServerError, TritonkitError
 from tritonkit.io import ensure_out_dir
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.perf.endpoints import endpoint_addresses, endpoint_rows, run_endpoint_sweeps
+from tritonkit.perf.input_data import RealData, served_input, write_input_data
 from tritonkit.perf.ladder import LadderOptions, folder_items, run_ladder
 from tritonkit.perf.results import sweep_tables
 from tritonkit.perf.spec import ConcurrencyRange, PerfSpec, card_input_shapes, served_input_shapes
@@ -44,6 +50,7 @@ from tritonkit.perf.tune import TuneGrid, TuneOptions, parse_preferred, run_tune
 from tritonkit.triton import DEFAULT_PORTS
 
 rich_console = lazy_import("rich.console")
+INPUT_DATA_FILE = "input_data.json"
 
 
 def _hw(text: str) -> tuple[int, int]:
@@ -85,6 +92,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--concurrency", default="1:4", metavar="START:END[:STEP]")
     s.add_argument("--shm", choices=("none", "system", "cuda"), default="none", help="shared memory for tensors")
     s.add_argument("--input-data", default="random", help="random, zero, or a perf_analyzer JSON/folder")
+    s.add_argument("--data", type=Path, metavar="DIR|DATA.yaml|COCO_ROOT",
+                   help="real images as the load: an image folder, an Ultralytics data.yaml (its val images) or a "
+                        "COCO root (val2017/); encoded files for *_bytes ensembles, card-preprocessed tensors otherwise")
+    s.add_argument("--data-images", type=int, default=16, metavar="N",
+                   help="distinct images of --data in the load (default 16; perf_analyzer cycles through them)")
     s.add_argument("--async", dest="async_mode", action="store_true", help="perf_analyzer --async")
     s.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds per point before it is killed")
     s.add_argument("--stop-on-error", action="store_true", help="stop at the first failed point")
@@ -152,7 +164,12 @@ def _sweep(args: argparse.Namespace) -> int:
     console = rich_console.Console()
     url = args.url or f"127.0.0.1:{DEFAULT_PORTS[args.protocol]}"
     spec = _spec(args, args.model, url, args.protocol, args.batch_sizes[0], ConcurrencyRange.parse(args.concurrency))
-    spec = replace(spec, input_shapes=_served_shapes(spec, args.shape_hw))
+    real = _real_data(args, spec) if args.data is not None else None
+    if real is not None:  # every entry carries its shape: no --shape
+        spec = replace(spec, input_data=str(real.path))
+        console.print(real.label, highlight=False)
+    else:
+        spec = replace(spec, input_shapes=_served_shapes(spec, args.shape_hw))
 
     points = len(args.batch_sizes) * len(spec.concurrency.levels())
     floor = points * minimum_point_seconds(spec)
@@ -175,7 +192,7 @@ def _sweep(args: argparse.Namespace) -> int:
         console.print(where, what + left, markup=True, highlight=False)
 
     options = SweepOptions(batch_sizes=args.batch_sizes, binary=args.perf_analyzer, stop_on_error=args.stop_on_error,
-                           on_progress=show, plot=not args.no_plot)
+                           on_progress=show, plot=not args.no_plot, real_data=real)
     if len(endpoint_addresses(spec)) > 1:
         return _sweep_endpoints(spec, args.out, options, console)
     result = run_sweep(spec, args.out, options)
@@ -191,6 +208,19 @@ def _sweep(args: argparse.Namespace) -> int:
     if not result.rows:
         raise TritonkitError(f"no point finished; see {result.status_json}")
     return 1 if result.failed else 0
+
+
+def _real_data(args: argparse.Namespace, spec: PerfSpec) -> RealData:
+    """--out/input_data.json from --data-images images of --data, shaped for the served model (the
+    first endpoint that answers; every endpoint serves the same model)."""
+    if args.input_data != "random":
+        raise TritonkitError("give --data (real images) or --input-data, not both")
+    if args.shape_hw is not None:
+        raise TritonkitError("--shape-hw sets the size of random data; with --data each image has its own")
+    target = served_input(endpoint_addresses(spec)[0], spec.protocol, spec.model)
+    ensure_out_dir(args.out, "--out")
+    return write_input_data(args.data, target, args.data_images, args.out / INPUT_DATA_FILE,
+                            same_shape=max(args.batch_sizes) > 1)
 
 
 def _served_shapes(spec: PerfSpec, shape_hw) -> tuple:

@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cpu target: idle onnxruntime threads sleep instead of spin-waiting (when clients "
                         "share the server's CPUs, e.g. an eval on the same host)")
     p.add_argument("--no-warmup", action="store_true")
+    p.add_argument("--warmup-max-batch", action="store_true",
+                   help="also warm up at the max batch (default: batch 1 only, which stays valid when a tuning "
+                        "tool such as Model Analyzer lowers max_batch_size in its config variants)")
     p.add_argument("--queue-size", type=int, help="queue policy: max queued requests (rejected beyond)")
     p.add_argument("--queue-timeout-us", type=int, default=0, help="queue policy: reject after this wait")
     p.add_argument("--server-postprocess", nargs="?", const=(), default=None, metavar="VARIANTS",
@@ -82,7 +85,8 @@ def options_from_args(args: argparse.Namespace) -> RepoOptions:
     return RepoOptions(
         target=args.target, max_batch_size=args.max_batch, dynamic_batching=not args.no_dynamic_batching,
         preferred_batch_sizes=args.preferred, max_queue_delay_us=args.max_queue_delay_us,
-        instances=args.instances, warmup=not args.no_warmup, queue_policy=policy,
+        instances=args.instances, warmup=not args.no_warmup, warmup_max_batch=args.warmup_max_batch,
+        queue_policy=policy,
         intra_op_threads=args.intra_op_threads, ort_spinning=not args.no_ort_spinning,
         name=args.name)
 

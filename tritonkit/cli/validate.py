@@ -4,12 +4,21 @@
   tritonkit validate --url 127.0.0.1:8001 --models m1,m2 --checks readiness,contract,correctness \\
       --reference-onnx m1=build/onnx/m1.onnx --out reports/validation
   tritonkit validate --url 127.0.0.1:8001 --models resnet50 --soak 30m --out reports/soak
+  tritonkit validate --candidate canary:8001 --stable stable:8001 --models resnet50 \
+      --data imagenet/val --limit 200 --out reports/canary
 
 Checks (in this order): readiness, contract, correctness, bad_requests, security, load,
 overload; soak is opt-in (--soak). Writes <out>/validation.json and <out>/report.md. A check
 that cannot run (perf_analyzer missing, server unreachable, no card) fails with the reason.
 The production profile's API key is read from the environment variable named by
 --api-key-env (never from the command line).
+
+With --candidate and --stable (a canary gate): one model served by both, compared on the same
+sample of the dataset (--data, and --gt / --annotations / --images / --split where the task takes
+them; --limit images) for the task's metric (top1, map50_95, miou) and how the two agree image by
+image (top-1, detections, masks), then on p99 under the same perf_analyzer load (interleaved
+rounds). Prints `promote` or `rollback` with the figures and exits 0 or 1; writes
+<out>/canary.json and <out>/canary.md.
 """
 
 from __future__ import annotations
@@ -17,10 +26,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tritonkit.errors import TritonkitError
 from tritonkit.io import ensure_out_dir
 from tritonkit.names import check_model_name
 from tritonkit.serve.profiles import API_KEY_ENV
 from tritonkit.validate import validate
+from tritonkit.validate.canary import CanaryOptions, compare
 from tritonkit.validate.groups import group_names, opt_in_groups
 from tritonkit.validate.options import ValidateOptions, parse_checks, parse_duration, parse_pairs
 
@@ -29,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default="127.0.0.1:8001", help="gRPC address of the server")
     p.add_argument("--http-url", help="HTTP address (default: from the local server's flags, else port 8000)")
     p.add_argument("--metrics-url", help="metrics URL (default: from the local server's flags, else port 8002)")
-    p.add_argument("--models", required=True, help="comma-separated model names")
+    p.add_argument("--models", help="comma-separated model names (required; one with --candidate/--stable)")
     p.add_argument("--cards", action="append",
                    help="MODEL=CARD (built-in name or .json), repeatable or comma-separated; default: the "
                         "card stored with the model, else the built-in card of that name")
@@ -54,6 +65,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"environment variable holding the restricted-API key (default {API_KEY_ENV})")
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout (s)")
     p.add_argument("--out", type=Path, required=True, help="output folder for validation.json and report.md")
+    _canary_arguments(p)
+
+
+def _canary_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("canary gate (--candidate and --stable instead of --url)")
+    g.add_argument("--candidate", metavar="URL", help="gRPC address of the server with the new version")
+    g.add_argument("--stable", metavar="URL", help="gRPC address of the server with the version in production")
+    g.add_argument("--data", type=Path, help="the dataset the task reads (an image class folder, COCO root, VOC root)")
+    g.add_argument("--gt", type=Path, help="classify: ground-truth file")
+    g.add_argument("--annotations", type=Path, help="detect: COCO instances JSON")
+    g.add_argument("--images", type=Path, help="detect: image folder")
+    g.add_argument("--split", help="segment: the VOC split (default val)")
+    g.add_argument("--limit", type=int, default=100, help="images compared (default 100, the task's subset)")
+    g.add_argument("--max-metric-drop", type=float, default=0.01,
+                   help="rollback when the task's metric falls by more than this (a fraction; default 0.01)")
+    g.add_argument("--min-agreement", type=float, default=0.95,
+                   help="rollback when the two agree on fewer images/detections/pixels (default 0.95)")
+    g.add_argument("--max-p99-ratio", type=float, default=1.25,
+                   help="rollback when the candidate's p99 exceeds the stable's by this factor (default 1.25)")
+    g.add_argument("--load-rounds", type=int, default=3, help="interleaved perf_analyzer rounds per server (default 3)")
 
 
 def options_from_args(args: argparse.Namespace):
@@ -71,9 +102,44 @@ def options_from_args(args: argparse.Namespace):
         request_timeout_s=args.timeout, api_key_env=args.api_key_env, out=args.out)
 
 
+def canary_options_from_args(args: argparse.Namespace) -> CanaryOptions:
+    if not (args.candidate and args.stable):
+        raise TritonkitError("a canary gate needs both --candidate and --stable")
+    models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
+    if len(models) != 1:
+        raise TritonkitError("--candidate/--stable compare one model: give it with --models NAME")
+    dataset = tuple((k, getattr(args, k)) for k in ("data", "gt", "annotations", "images", "split")
+                    if getattr(args, k) is not None)
+    if not dataset:
+        raise TritonkitError("--candidate/--stable compare the servers on your dataset: give --data")
+    return CanaryOptions(candidate=args.candidate, stable=args.stable, model=check_model_name(models[0], "--models"),
+                         dataset=dataset, out=args.out, limit=args.limit, max_metric_drop=args.max_metric_drop,
+                         min_agreement=args.min_agreement, max_p99_ratio=args.max_p99_ratio,
+                         concurrency=args.concurrency, load_seconds=args.load_seconds, rounds=args.load_rounds,
+                         timeout_s=args.timeout)
+
+
+def run_canary(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    options = canary_options_from_args(args)
+    ensure_out_dir(args.out, "--out")
+    result = compare(options)
+    console = Console()
+    console.print(result.summary(), markup=False, highlight=False, soft_wrap=True)
+    for problem in result.problems:
+        console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"report: {args.out / 'canary.md'}  json: {args.out / 'canary.json'}")
+    return 0 if result.decision == "promote" else 1
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    if args.candidate or args.stable:
+        return run_canary(args)
+    if not args.models:
+        raise TritonkitError("give the models to validate with --models")
     options = options_from_args(args)
     ensure_out_dir(args.out, "--out")
     report = validate(options)

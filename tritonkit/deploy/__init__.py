@@ -1,6 +1,6 @@
 """Deploy a model repository to Kubernetes: manifests, offline checks, capacity planning, observability.
 
-* :mod:`~tritonkit.deploy.spec` — :class:`DeploySpec`, :class:`RepositorySource`
+* :mod:`~tritonkit.deploy.spec` — :class:`DeploySpec`, :class:`RepositorySource`, :class:`CanarySpec`
 * :mod:`~tritonkit.deploy.repository` — the models, target and startup budget read from config.pbtxt
 * :mod:`~tritonkit.deploy.manifests` — the Kubernetes objects as dicts
 * :mod:`~tritonkit.deploy.checks` — schema validation, the security checks skipped and why
@@ -16,10 +16,10 @@
 from tritonkit.deploy.capacity import CapacityPlan, CapacityRequest, CapacityRule, load_sweep, plan_capacity
 from tritonkit.deploy.checks import KUBERNETES_VERSION, SchemaReport, validate_objects
 from tritonkit.deploy.repository import RepositoryInfo, StartupBudget, read_repository, startup_budget
-from tritonkit.deploy.spec import DeployError, DeploySpec, RepositorySource
+from tritonkit.deploy.spec import CanarySpec, DeployError, DeploySpec, RepositorySource, canary_split
 from tritonkit.deploy.writer import DeployResult, Rendered, render, write_deployment
 
 __all__ = ["CapacityPlan", "CapacityRequest", "CapacityRule", "load_sweep", "plan_capacity", "KUBERNETES_VERSION",
            "SchemaReport", "validate_objects", "RepositoryInfo", "StartupBudget", "read_repository",
-           "startup_budget", "DeployError", "DeploySpec", "RepositorySource", "DeployResult", "Rendered", "render",
+           "startup_budget", "CanarySpec", "canary_split", "DeployError", "DeploySpec", "RepositorySource", "DeployResult", "Rendered", "render",
            "write_deployment"]

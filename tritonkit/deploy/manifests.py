@@ -11,6 +11,17 @@ Three groups:
   custom metric served by prometheus-adapter) and the ServiceMonitor that has Prometheus scrape
   the metrics Service; :func:`adapter_rule` is the prometheus-adapter rule between them.
 * :func:`kserve_objects` — optionally, the same server as a KServe ``InferenceService``.
+* :func:`canary_objects` — with a canary: a second Deployment serving the new repository behind
+  the same client Service (traffic splits by ready pods), and a Service for each track so the
+  two can be compared (``tritonkit validate --candidate ... --stable ...``);
+  :func:`kserve_canary_objects` — the InferenceService with the new repository and
+  ``canaryTrafficPercent``.
+
+Every Deployment's pods carry ``tritonkit.io/track`` (``stable``, or ``canary``) in their labels and
+in the Deployment's selector, so two Deployments never select each other's pods (Kubernetes'
+canary pattern), while the client Service, the NetworkPolicy and the PodDisruptionBudget select
+both. The stable Deployment carries its track with or without a canary: adding or removing a
+canary never changes its (immutable) selector.
 
 The server runs with the production profile's flags: model control ``none``, strict readiness,
 the restricted APIs behind the API key (:func:`tritonkit.serve.profiles.restricted_flags`), and an
@@ -26,6 +37,7 @@ from __future__ import annotations
 
 import math
 import shlex
+from dataclasses import replace
 
 from tritonkit.deploy.queries import QUEUE_US, Scope, queue_us_per_request
 from tritonkit.deploy.repository import RepositoryInfo, StartupBudget
@@ -47,6 +59,8 @@ QUEUE_METRIC = "triton_queue_us_per_request"
 DEFAULT_RESOURCES = {"cpu": ("4", "8Gi"), "gpu": ("4", "16Gi")}
 SHM_SIZE = "1Gi"                               # python backend and shared-memory tensors (docker --shm-size=1g)
 DEFAULT_TMP_MI = 1024
+TRACK_LABEL = "tritonkit.io/track"
+STABLE, CANARY = "stable", "canary"
 
 
 def labels(spec: DeploySpec) -> dict[str, str]:
@@ -55,7 +69,13 @@ def labels(spec: DeploySpec) -> dict[str, str]:
 
 
 def selector(spec: DeploySpec) -> dict[str, str]:
+    """The pods of the deployment, both tracks (Services, NetworkPolicy, PodDisruptionBudget)."""
     return {"app.kubernetes.io/name": "tritonserver", "app.kubernetes.io/instance": spec.name}
+
+
+def track_selector(spec: DeploySpec, track: str) -> dict[str, str]:
+    """The pods of one track (its Deployment's selector, its own Service)."""
+    return {**selector(spec), TRACK_LABEL: track}
 
 
 def _meta(spec: DeploySpec, name: str, extra: dict | None = None, annotations: dict | None = None) -> dict:
@@ -183,22 +203,27 @@ def pod_spec(spec: DeploySpec, info: RepositoryInfo, startup: StartupBudget) -> 
 
 
 def deployment(spec: DeploySpec, info: RepositoryInfo, startup: StartupBudget, *, replicas: bool = True,
-               annotations: dict | None = None) -> dict:
-    """The server's Deployment; ``replicas=False`` leaves the count to an autoscaler."""
-    body = {"revisionHistoryLimit": 5, "selector": {"matchLabels": selector(spec)},
+               annotations: dict | None = None, track: str = STABLE) -> dict:
+    """The server's Deployment for ``track`` (the canary's is ``<name>-canary``); ``replicas=False``
+    leaves the count to an autoscaler."""
+    pods = track_selector(spec, track)
+    body = {"revisionHistoryLimit": 5, "selector": {"matchLabels": pods},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {"metadata": {"labels": labels(spec),
+            "template": {"metadata": {"labels": {**labels(spec), **pods},
                                       "annotations": {"tritonkit.io/models": ",".join(info.names)}},
                          "spec": pod_spec(spec, info, startup)}}
     if replicas:
         body = {"replicas": spec.replicas, **body}
-    meta = _meta(spec, spec.name, annotations={"tritonkit.io/models": ",".join(info.names),
-                                               "tritonkit.io/target": info.target, **(annotations or {})})
+    name = spec.name if track == STABLE else spec.canary_name
+    meta = _meta(spec, name, {TRACK_LABEL: track},
+                 annotations={"tritonkit.io/models": ",".join(info.names), "tritonkit.io/target": info.target,
+                              **(annotations or {})})
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": body}
 
 
-def _service(spec: DeploySpec, name: str, role: str, ports: tuple[str, ...], headless: bool = False) -> dict:
-    body = {"type": "ClusterIP", "selector": selector(spec),
+def _service(spec: DeploySpec, name: str, role: str, ports: tuple[str, ...], headless: bool = False,
+             track: str | None = None) -> dict:
+    body = {"type": "ClusterIP", "selector": selector(spec) if track is None else track_selector(spec, track),
             "ports": [{"name": p, "port": PORTS[p], "targetPort": p, "protocol": "TCP",
                        "appProtocol": APP_PROTOCOLS[p]} for p in ports]}
     if headless:
@@ -300,3 +325,23 @@ def kserve_objects(spec: DeploySpec, info: RepositoryInfo, startup: StartupBudge
              "metadata": _meta(spec, spec.name, annotations={"serving.kserve.io/enable-prometheus-scraping": "true"}),
              "spec": {"predictor": {"minReplicas": spec.replicas, "maxReplicas": spec.hpa_max_replicas,
                                     "model": model}}}]
+
+
+def canary_objects(spec: DeploySpec, info: RepositoryInfo, startup: StartupBudget,
+                   annotations: dict | None = None) -> list[dict]:
+    """The canary Deployment (``spec.canary_spec()`` with the new repository's ``info``), and a
+    Service for each track's pods alone (the client Service already selects both)."""
+    return [deployment(spec.canary_spec(), info, startup, annotations=annotations, track=CANARY),
+            _service(spec, spec.canary_name, CANARY, CLIENT_PORTS, track=CANARY),
+            _service(spec, spec.stable_name, STABLE, CLIENT_PORTS, track=STABLE)]
+
+
+def kserve_canary_objects(spec: DeploySpec, info: RepositoryInfo, startup: StartupBudget) -> list[dict]:
+    """The InferenceService updated to the canary's repository with ``canaryTrafficPercent``:
+    applied over the running one, KServe keeps the last rolled-out revision for the rest of the
+    traffic (serverless deployment mode only)."""
+    scaled_as_stable = replace(spec.canary_spec(), replicas=spec.replicas, max_replicas=spec.max_replicas)
+    isvc = kserve_objects(scaled_as_stable, info, startup)
+    predictor = isvc[0]["spec"]["predictor"]
+    isvc[0]["spec"]["predictor"] = {"canaryTrafficPercent": spec.canary.percent, **predictor}
+    return isvc

@@ -16,8 +16,9 @@ The repository reaches the pods in one of three ways (:class:`RepositorySource`)
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tritonkit.build_engines.compat import DEFAULT_RELEASE, TRITON_IMAGE
 from tritonkit.build_engines.releases import CompatError, parse_tensorrt_version
@@ -129,6 +130,41 @@ class RepositorySource:
         return self.ref if self.kind == "url" else CONTAINER_REPO
 
 
+CANARY_SUFFIX = "-canary"
+STABLE_SUFFIX = "-stable"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CanarySpec:
+    """A second repository served beside the stable one for ``percent`` of the traffic.
+
+    Without KServe the canary is a second Deployment behind the same client Service, so the
+    traffic splits by ready pods: :func:`canary_split` gives the replicas and the share they get.
+    With KServe it is the InferenceService's ``canaryTrafficPercent`` (a per-request split).
+    ``server_image``: the canary's server image for a pvc / url source (default: the stable's).
+    """
+
+    source: RepositorySource
+    percent: int = 10
+    server_image: str | None = None
+
+    def __post_init__(self) -> None:
+        check_int(self.percent, "canary_percent", 1, 99)
+        if self.server_image is not None:
+            check_image(self.server_image, "canary_server_image")
+
+
+def canary_split(stable_replicas: int, percent: int) -> tuple[int, float]:
+    """``(canary replicas, share of the traffic they get)`` beside ``stable_replicas`` pods that
+    share one Service: the replica count nearest ``percent`` of all pods, at least one. A Service
+    spreads connections over its ready pods, so the share is ``canary / (stable + canary)`` and
+    moves in steps of one pod."""
+    check_int(stable_replicas, "replicas", 1)
+    check_int(percent, "canary_percent", 1, 99)
+    canary = max(1, math.floor(stable_replicas * percent / (100 - percent) + 0.5))
+    return canary, canary / (stable_replicas + canary)
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeploySpec:
     """One deployment of a model repository (see the module docstring for ``source``)."""
@@ -152,6 +188,7 @@ class DeploySpec:
     api_key_secret: str | None = None         # None: "<name>-api-key"
     cloud_credentials_secret: str | None = None  # url source: Secret with Triton's credential JSON
     kserve: bool = False
+    canary: CanarySpec | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name, "name", MAX_NAME)
@@ -211,6 +248,27 @@ class DeploySpec:
     def grace_period_s(self) -> int:
         """terminationGracePeriodSeconds: the preStop delay, then Triton's exit timeout, plus 5 s."""
         return self.prestop_s + self.exit_timeout_s + 5
+
+    @property
+    def canary_name(self) -> str:
+        """The canary's Deployment and Service (the stable pods' own Service: :attr:`stable_name`)."""
+        return f"{self.name}{CANARY_SUFFIX}"
+
+    @property
+    def stable_name(self) -> str:
+        return f"{self.name}{STABLE_SUFFIX}"
+
+    def canary_spec(self) -> "DeploySpec":
+        """What the canary pods run: this spec with the canary's source, server image and replica
+        count (:func:`canary_split`); same name, namespace, secrets and resources."""
+        if self.canary is None:
+            raise DeployError("no canary in this deployment", fields=("canary",))
+        c = self.canary
+        replicas, _ = canary_split(self.replicas, c.percent)
+        image = c.server_image or (self.server_image if c.source.kind != "image" else None)
+        return replace(self, source=c.source, server_image=image, replicas=replicas, max_replicas=None,
+                       cloud_credentials_secret=self.cloud_credentials_secret if c.source.kind == "url" else None,
+                       canary=None)
 
     @property
     def headless_service(self) -> str:

@@ -9,7 +9,11 @@ Layout under ``out``::
     observability/            Grafana dashboard, the alert rules as a plain file and their promtool
                               tests (see :mod:`tritonkit.deploy.observability`)
     kserve/inferenceservice.yaml    (optional) the same server as a KServe InferenceService
-    rendered/base.yaml, rendered/autoscale.yaml[, rendered/kserve.yaml]   plain multi-document YAML
+    canary/                   (with a canary) kustomization.yaml + the canary Deployment and the
+                              per-track Services, applied beside base or overlays/autoscale
+    kserve/canary.yaml        (with a canary and KServe) the InferenceService with canaryTrafficPercent
+    rendered/base.yaml, rendered/autoscale.yaml[, rendered/kserve.yaml, rendered/canary.yaml,
+    rendered/kserve-canary.yaml]   plain multi-document YAML
     deploy.json, DEPLOY.md    what was written and why (models, probes, checks, capacity)
 
 ``kubectl apply -k <out>/overlays/autoscale`` and ``kubectl apply -f <out>/rendered/autoscale.yaml``
@@ -18,6 +22,7 @@ create the same objects.
 
 from __future__ import annotations
 
+import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +35,7 @@ from tritonkit.deploy.checks import SKIPPED_SECURITY_CHECKS, SchemaReport, skip_
 from tritonkit.deploy.observability import (
     ObservabilityResult, deployment_rules, plan_thresholds, write_observability)
 from tritonkit.deploy.repository import RepositoryInfo, StartupBudget, check_plans, read_repository, startup_budget
-from tritonkit.deploy.spec import DeploySpec
+from tritonkit.deploy.spec import DeployError, DeploySpec, canary_split
 from tritonkit.io import atomic_write_json, atomic_write_text
 from tritonkit.report import markdown_table
 
@@ -43,6 +48,37 @@ BASE_FILES = {"Deployment": "deployment.yaml", "Service": "services.yaml", "Netw
 AUTOSCALE_FILES = {"HorizontalPodAutoscaler": "hpa.yaml", "ServiceMonitor": "servicemonitor.yaml",
                    "PrometheusRule": "prometheusrule.yaml"}
 OBSERVABILITY_DIR = "observability"
+CANARY_FILES = {"Deployment": "deployment.yaml", "Service": "services.yaml"}
+
+
+@dataclass(frozen=True)
+class CanaryPlan:
+    """The canary's repository as read, its startup budget, and how the traffic splits."""
+
+    repository: RepositoryInfo
+    startup: StartupBudget
+    percent: int
+    replicas: int
+    share: float           # the share of the traffic the canary pods get (Service split by pods)
+
+    def to_dict(self) -> dict:
+        return {"repository": self.repository.to_dict(), "startup": self.startup.to_dict(),
+                "percent": self.percent, "replicas": self.replicas, "share": round(self.share, 4)}
+
+
+def canary_plan(spec: DeploySpec, repo: str | Path | None) -> tuple[CanaryPlan | None, list[str]]:
+    """The canary repository ``repo`` read and plan-checked against the spec's release (None
+    without a canary), and the plan check's notes."""
+    if spec.canary is None:
+        if repo is not None:
+            raise DeployError("a canary repository needs the canary's source and percent", fields=("canary",))
+        return None, []
+    if repo is None:
+        raise DeployError("a canary needs its repository (the folder to read its models from)", fields=("canary",))
+    info, notes = check_plans(read_repository(repo), spec.release, spec.container_trt_version)
+    replicas, share = canary_split(spec.replicas, spec.canary.percent)
+    plan = CanaryPlan(info, startup_budget(info, spec.canary.source.kind), spec.canary.percent, replicas, share)
+    return plan, [f"canary: {n}" for n in notes]
 
 
 @dataclass(frozen=True)
@@ -52,20 +88,31 @@ class Rendered:
     base: tuple[dict, ...]
     autoscale: tuple[dict, ...]
     kserve: tuple[dict, ...] = ()
+    canary: tuple[dict, ...] = ()
+    kserve_canary: tuple[dict, ...] = ()
 
     def all_objects(self) -> list[dict]:
-        """Every distinct object once (the autoscale variant holds the base's, minus replicas)."""
-        return [*self.base, *self.autoscale[len(self.base):], *self.kserve]
+        """Every distinct object once (the autoscale variant holds the base's, minus replicas; the
+        KServe canary is the same InferenceService as ``kserve``, validated as its own version)."""
+        return [*self.base, *self.autoscale[len(self.base):], *self.kserve, *self.canary, *self.kserve_canary]
 
 
-def render(spec: DeploySpec, info: RepositoryInfo, startup: StartupBudget, rules: RuleSpec | None = None) -> Rendered:
-    """The objects of each variant; with ``rules``, the autoscale variant carries their PrometheusRule."""
+def render(spec: DeploySpec, info: RepositoryInfo, startup: StartupBudget, rules: RuleSpec | None = None,
+           canary: CanaryPlan | None = None) -> Rendered:
+    """The objects of each variant; with ``rules``, the autoscale variant carries their PrometheusRule;
+    with ``canary``, the canary's objects."""
     notes = skip_annotations("Deployment")
     base = manifests.base_objects(spec, info, startup, annotations=notes)
     scaled = [manifests.deployment(spec, info, startup, replicas=False, annotations=notes), *base[1:]]
     kserve = manifests.kserve_objects(spec, info, startup) if spec.kserve else []
     alerting = [prometheus_rule(spec, rules)] if rules is not None else []
-    return Rendered(tuple(base), tuple(scaled + manifests.autoscale_objects(spec) + alerting), tuple(kserve))
+    canaries, kserve_canary = [], []
+    if canary is not None:
+        canaries = manifests.canary_objects(spec, canary.repository, canary.startup, annotations=notes)
+        if spec.kserve:
+            kserve_canary = manifests.kserve_canary_objects(spec, canary.repository, canary.startup)
+    return Rendered(tuple(base), tuple(scaled + manifests.autoscale_objects(spec) + alerting), tuple(kserve),
+                    tuple(canaries), tuple(kserve_canary))
 
 
 def deployment_notes(spec: DeploySpec, info: RepositoryInfo) -> list[str]:
@@ -100,6 +147,7 @@ class DeployResult:
     capacity: CapacityPlan | None = None
     notes: list[str] = field(default_factory=list)
     observability: ObservabilityResult | None = None
+    canary: CanaryPlan | None = None
 
     def to_dict(self) -> dict:
         s = self.spec
@@ -113,7 +161,17 @@ class DeployResult:
                 "skipped_security_checks": {k: why for k, (_, why) in SKIPPED_SECURITY_CHECKS.items()},
                 "capacity": self.capacity.to_dict() if self.capacity else None, "notes": list(self.notes),
                 "observability": self.observability.to_dict() if self.observability else None,
+                "canary": self._canary_dict(),
                 "files": [str(p.relative_to(self.out)) for p in self.files]}
+
+
+    def _canary_dict(self) -> dict | None:
+        if self.canary is None:
+            return None
+        c = self.spec.canary
+        return {**self.canary.to_dict(), "source": {"kind": c.source.kind, "ref": c.source.ref},
+                "image": self.spec.canary_spec().image, "deployment": self.spec.canary_name,
+                "service": self.spec.canary_name, "stable_service": self.spec.stable_name}
 
 
 def dump(objects: list[dict] | tuple[dict, ...]) -> str:
@@ -155,24 +213,37 @@ def _layout(spec: DeploySpec, rendered: Rendered) -> dict[str, str]:
     if rendered.kserve:
         texts["kserve/inferenceservice.yaml"] = dump(rendered.kserve)
         texts["rendered/kserve.yaml"] = dump(rendered.kserve)
+    if rendered.canary:
+        canary = _by_file(rendered.canary, CANARY_FILES)
+        texts["canary/kustomization.yaml"] = _kustomization(list(canary))
+        texts.update({f"canary/{name}": dump(objs) for name, objs in canary.items()})
+        texts["rendered/canary.yaml"] = dump(rendered.canary)
+    if rendered.kserve_canary:
+        texts["kserve/canary.yaml"] = dump(rendered.kserve_canary)
+        texts["rendered/kserve-canary.yaml"] = dump(rendered.kserve_canary)
     return texts
 
 
 def write_deployment(spec: DeploySpec, repo: str | Path, out: str | Path, capacity: CapacityPlan | None = None,
-                     thresholds: Thresholds | None = None,
-                     at_max_minutes: int = DEFAULT_AT_MAX_MINUTES) -> DeployResult:
-    """Read ``repo`` and check its TensorRT plans against ``spec.release``, render every object,
-    validate it against the Kubernetes schemas, write it all, with the dashboard and alert rules
-    (``thresholds`` default: from ``capacity``, else the autoscaler's target; see
+                     thresholds: Thresholds | None = None, at_max_minutes: int = DEFAULT_AT_MAX_MINUTES,
+                     canary_repo: str | Path | None = None) -> DeployResult:
+    """Read ``repo`` (and ``canary_repo``, the canary's repository, with ``spec.canary``) and check
+    their TensorRT plans against ``spec.release``, render every object, validate it against the
+    Kubernetes schemas, write it all, with the dashboard and alert rules (``thresholds`` default:
+    from ``capacity``, else the autoscaler's target; see
     :func:`tritonkit.deploy.observability.plan_thresholds`)."""
     info, plan_notes = check_plans(read_repository(repo), spec.release, spec.container_trt_version)
+    canary, canary_notes = canary_plan(spec, canary_repo)
     startup = startup_budget(info, spec.source.kind)
     rules = deployment_rules(spec, info, startup, thresholds or plan_thresholds(spec, capacity), at_max_minutes)
-    rendered = render(spec, info, startup, rules)
+    rendered = render(spec, info, startup, rules, canary)
     schema = validate_objects(rendered.all_objects())
     out = Path(out)
-    result = DeployResult(out, spec, info, startup, schema, capacity=capacity,
-                          notes=deployment_notes(spec, info) + plan_notes)
+    notes = deployment_notes(spec, info) + plan_notes + canary_notes
+    if canary is not None:
+        notes += [f"canary: {n}" for n in deployment_notes(spec.canary_spec(), canary.repository)
+                  if not n.startswith("Secret ")]
+    result = DeployResult(out, spec, info, startup, schema, capacity=capacity, notes=notes, canary=canary)
     for rel, text in _layout(spec, rendered).items():
         result.files.append(atomic_write_text(out / rel, text))
     result.observability = write_observability(rules, info.target == "gpu", out / OBSERVABILITY_DIR)
@@ -240,6 +311,47 @@ def _checks_section(result: DeployResult) -> list[str]:
     return lines + ["", "No cluster ran these manifests here; they were rendered and checked offline.", ""]
 
 
+def _canary_section(result: DeployResult) -> list[str]:
+    """How the canary's traffic splits, how to compare the tracks, how to promote or roll back."""
+    s, plan = result.spec, result.canary
+    c, cs = s.canary, s.canary_spec()
+    q = shlex.quote
+    total = s.replicas + plan.replicas
+    exact = math.ceil(plan.replicas * (100 - c.percent) / c.percent)  # stable pods for <= percent per canary pod
+    ns = f"{s.namespace}.svc.cluster.local"
+    lines = [
+        "## Canary (canary/)", "",
+        f"- repository `{plan.repository.path}` ({', '.join(plan.repository.names)}), from the {c.source.kind} "
+        f"source `{c.source.ref}`, image `{cs.image}`",
+        f"- Deployment `{s.canary_name}`: {plan.replicas} replica(s) beside the {s.replicas} stable ones behind "
+        f"Service `{s.name}`. A Service spreads connections over the ready pods of both tracks, so the canary gets "
+        f"{plan.replicas}/{total} = {100 * plan.share:.1f} % of the connections (asked: {c.percent} %). The split "
+        f"moves in steps of one pod ({100 / total:.1f} % here); {c.percent} % or less takes at least {exact} "
+        f"stable replicas beside {plan.replicas} canary replica(s).",
+        "- a gRPC connection stays on one pod: requests follow the split only for clients that open many "
+        f"connections or spread over `{s.headless_dns}` (it lists both tracks)",
+        "- with overlays/autoscale the autoscaler scales the stable Deployment only: as it adds pods, the "
+        "canary's share falls",
+        f"- Services `{s.canary_name}` and `{s.stable_name}` each reach one track, to compare them on the same "
+        "images and load (exit 0: promote, 1: rollback):", "",
+        "```bash",
+        f"tritonkit validate --candidate {s.canary_name}.{ns}:8001 --stable {s.stable_name}.{ns}:8001 "
+        "--models MODEL --data DATASET --out reports/canary",
+        f"kubectl apply -k {q(str(result.out / 'canary'))}      # start the canary",
+        f"kubectl delete -k {q(str(result.out / 'canary'))}     # roll back (the stable pods keep serving)",
+        "```", "",
+        f"Promote: write the deployment again with `--repo {q(str(plan.repository.path))}` and the canary's "
+        "source as the stable one, apply it, then delete the canary as above."]
+    if s.kserve:
+        lines += ["", f"KServe (kserve/canary.yaml): the InferenceService `{s.name}` with the canary's storageUri "
+                  f"and `canaryTrafficPercent: {c.percent}`. Applied over the running one, KServe routes {c.percent} % "
+                  "of the requests to the new revision and the rest to the last rolled-out one (an integer percent, "
+                  "split per request by the Knative ingress; serverless deployment mode only). Each revision has its "
+                  "own Service (`kubectl get revisions`) for the comparison above. Promote: remove "
+                  "`canaryTrafficPercent` and apply; roll back: set it to 0."]
+    return lines + [""]
+
+
 def report_markdown(result: DeployResult) -> str:
     s = result.spec
     q = shlex.quote   # every value pasted into the shell lines is one word (names are checked; the path is not)
@@ -257,6 +369,8 @@ def report_markdown(result: DeployResult) -> str:
                   "The same rules are the PrometheusRule of overlays/autoscale (the Prometheus must select it: "
                   "kube-prometheus-stack's selects rules labelled with its release unless told otherwise). "
                   "The Kubernetes alerts read kube-state-metrics.", ""]
+    if result.canary:
+        parts += _canary_section(result)
     if result.capacity:
         parts.append(result.capacity.markdown())
     return "\n".join(parts + apply)

@@ -120,6 +120,11 @@ class RepoOptions:
     max_queue_delay_us: int = 100
     instances: int = 1
     warmup: bool = True
+    # Warm up at batch 1 only by default: a warmup sample above the max_batch_size a tuning tool
+    # (Model Analyzer, perf tune) gives a config variant fails that variant's load ("failed to run
+    # warmup sample"). True adds a warmup at the max batch (the first full batch is then not slow),
+    # for a repository whose max_batch_size nothing else changes.
+    warmup_max_batch: bool = False
     queue_policy: QueuePolicy | None = None
     intra_op_threads: int = 0                  # cpu target: onnxruntime threads (0 = ORT default)
     # cpu target: idle onnxruntime threads spin-wait (onnxruntime's default). Measured on 2 cores:
@@ -199,7 +204,7 @@ def model_config(card: ModelCard, options: RepoOptions = RepoOptions()) -> "mode
     cfg.version_policy.specific.versions.append(options.version)
     _set_batching(cfg, options)
     if options.warmup:
-        _set_warmup(cfg, card.input, mbs, card.input_shape(1)[1:])
+        _set_warmup(cfg, card.input, warmup_batch_sizes(mbs, options), card.input_shape(1)[1:])
     return cfg
 
 
@@ -255,10 +260,16 @@ def _set_batching(cfg, options: RepoOptions) -> None:
         policy.timeout_action = action.REJECT if qp.reject_on_timeout else action.DELAY
 
 
-def _set_warmup(cfg, spec: TensorSpec, max_batch_size: int, dims: tuple[int, ...] | None = None) -> None:
-    """Zero-filled warmup requests at batch 1 and at the max batch; ``dims`` are concrete
-    per-sample dims (a dynamic H/W card warms up at its ``dynamic_shape.opt``)."""
-    for bs in sorted({1, max_batch_size}):
+def warmup_batch_sizes(max_batch_size: int, options: RepoOptions) -> tuple[int, ...]:
+    """The batch sizes a model warms up at: 1, which stays valid whatever max_batch_size a tool
+    sets later, and the max batch too with ``options.warmup_max_batch``."""
+    return tuple(sorted({1, max_batch_size})) if options.warmup_max_batch else (1,)
+
+
+def _set_warmup(cfg, spec: TensorSpec, batch_sizes: tuple[int, ...], dims: tuple[int, ...] | None = None) -> None:
+    """Zero-filled warmup requests at ``batch_sizes``; ``dims`` are concrete per-sample dims (a
+    dynamic H/W card warms up at its ``dynamic_shape.opt``)."""
+    for bs in batch_sizes:
         w = pb_module().ModelWarmup(name=f"zeros_bs{bs}", batch_size=bs)
         w.inputs[spec.name].data_type = data_type(spec.dtype)
         w.inputs[spec.name].dims.extend(dims if dims is not None else spec.dims)

@@ -28,8 +28,10 @@ def write_sweep_files(result: SweepResult) -> None:
     write_rows_csv(rows, result.merged_csv)
     extra = failures_markdown([p.to_json() for p in result.points if not p.ok]) + retries_markdown(result.points)
     write_markdown(result.markdown, sweep_tables(rows), title=f"perf sweep: {result.spec.model}",
-                   preamble=settings_line(result.spec, result.batch_sizes), epilogue=extra)
+                   preamble=settings_line(result.spec, result.batch_sizes, result.real_data.label if result.real_data else None),
+                   epilogue=extra)
     status = {"spec": result.spec.to_dict(), "batch_sizes": list(result.batch_sizes),
+              "input_data": result.real_data.to_dict() if result.real_data else result.spec.input_data,
               "stopped_reason": result.stopped_reason, "points": [p.to_json() for p in result.points]}
     write_json(result.status_json, status)
 
@@ -52,12 +54,13 @@ def retries_markdown(points: Sequence[PointResult]) -> str:
     return "\n### points measured again\n\n" + "\n".join(lines) + "\n"
 
 
-def settings_line(spec: PerfSpec, sizes: Sequence[int]) -> str:
-    """One sentence saying how the sweep measured (the reports' preamble)."""
+def settings_line(spec: PerfSpec, sizes: Sequence[int], input_label: str | None = None) -> str:
+    """One sentence saying how the sweep measured (the reports' preamble); ``input_label`` says
+    what the input data was when it was real images (default: perf_analyzer's ``--input-data``)."""
     how = (f"time windows of {spec.measurement_interval_ms} ms" if spec.measurement_mode == "time_windows"
            else f"count windows of >= {spec.measurement_request_count} requests")
     stab = f"p{spec.percentile}" if spec.percentile else "average latency"
     shapes = f", input shape {' '.join(map(str, spec.input_shapes))}" if spec.input_shapes else ""
     return (f"perf_analyzer, {spec.protocol} at {spec.url}, batch sizes {', '.join(map(str, sizes))}, "
             f"concurrency {spec.concurrency}, {how}, stable within {spec.stability_pct:g}% on {stab}, "
-            f"shared memory {spec.shared_memory}, input data {spec.input_data}{shapes}.")
+            f"shared memory {spec.shared_memory}, input data {input_label or spec.input_data}{shapes}.")

@@ -33,6 +33,7 @@ from typing import Callable
 
 from tritonkit.errors import ServerError
 from tritonkit.perf.binary import PerfAnalyzer, last_line, locate_perf_analyzer
+from tritonkit.perf.input_data import RealData
 from tritonkit.perf.report import write_sweep_files, write_sweep_plot
 from tritonkit.perf.results import ResultsError, parse_csv
 from tritonkit.perf.spec import PerfError, PerfSpec
@@ -130,6 +131,7 @@ class SweepResult:
     status_json: Path
     plot: Path | None = None
     stopped_reason: str | None = None
+    real_data: RealData | None = None
 
     @property
     def rows(self) -> list:
@@ -265,6 +267,7 @@ class SweepOptions:
     plot: bool = True
     liveness: Callable[[], bool] | None = None
     on_progress: Callable[[SweepProgress], None] | None = None
+    real_data: RealData | None = None    # the load is real images (tritonkit.perf.input_data): which, sent how
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
@@ -288,7 +291,7 @@ def run_sweep(spec: PerfSpec, out_dir: str | os.PathLike, options: SweepOptions 
     out = Path(out_dir)
     (out / "points").mkdir(parents=True, exist_ok=True)
     result = SweepResult(spec, options.batch_sizes or (spec.batch_size,), out, [], out / "sweep.csv",
-                         out / "sweep.md", out / "points.json")
+                         out / "sweep.md", out / "points.json", real_data=options.real_data)
     try:
         _measure_points(result, options, analyzer)
     finally:

@@ -28,6 +28,7 @@ from tritonkit.cli import main
 from tritonkit.deploy import (
     DeployError, DeploySpec, RepositorySource, read_repository, startup_budget, validate_objects, write_deployment)
 from tritonkit.deploy.checks import SKIPPED_SECURITY_CHECKS
+from tritonkit.deploy.spec import CanarySpec
 from tritonkit.deploy.manifests import CLOUD_ENV, QUEUE_METRIC, adapter_rule, launcher_script, storage_uri
 from tritonkit.model_repository.config import RepoOptions
 from support.chains import write_model_and_chain
@@ -98,7 +99,7 @@ def test_reads_models_and_target_from_the_configs(cpu_repo, gpu_repo):
     assert devices["demo_shapes_det_ensemble_ap"] == "none" and devices["demo_shapes"] == "cpu"
     gpu = read_repository(gpu_repo)
     assert (gpu.names, gpu.target) == (("resnet50",), "gpu")
-    assert gpu.models[0].platform == "tensorrt_plan" and gpu.models[0].warmups == 2  # bs 1 and 8
+    assert gpu.models[0].platform == "tensorrt_plan" and gpu.models[0].warmups == 1  # bs 1 (RepoOptions.warmup_max_batch adds bs 8)
     assert gpu.total_bytes > 4096
 
 
@@ -167,15 +168,15 @@ def test_object_store_source_with_a_credentials_file(gpu_repo, tmp_path):
 
 def test_startup_budget_grows_with_the_repository(gpu_repo, tmp_path):
     """Hand-worked: a 2 GB plan from s3 at 25 MB/s = 80 s, + 30 s start + 10 s (one GPU instance)
-    + 4 s (2 warmups x 2 s) = 124 s; doubled 248 -> 25 probes of 10 s = 250 s. From a PVC (100 MB/s):
-    30 + 20 + 10 + 4 = 64 -> 128 -> 13 probes = 130 s."""
+    + 2 s (1 warmup x 2 s) = 122 s; doubled 244 -> 25 probes of 10 s = 250 s. From a PVC (100 MB/s):
+    30 + 20 + 10 + 2 = 62 -> 124 -> 13 probes = 130 s."""
     big = tmp_path / "repo"
     shutil.copytree(gpu_repo, big)
     with open(big / "resnet50" / "1" / "model.plan", "r+b") as f:
         f.truncate(2_000_000_000)  # sparse: no disk used
     info = read_repository(big)
     s3 = startup_budget(info, "url")
-    assert s3.estimate_s == pytest.approx(124.0, abs=0.1)
+    assert s3.estimate_s == pytest.approx(122.0, abs=0.1)
     assert (s3.failure_threshold, s3.budget_s) == (25, 250)
     assert (startup_budget(info, "pvc").failure_threshold, startup_budget(info, "image").budget_s) == (13, 120)
     write_deployment(DeploySpec(source=RepositorySource(kind="url", ref="gs://b/m")), big, tmp_path / "out")
@@ -273,7 +274,10 @@ def test_security_scan_fails_no_check(cpu_repo, gpu_repo, tmp_path):
     """checkov without a platform key gives no severities, so the bar is stricter than 'no HIGH':
     no failed check at all, apart from the skips listed (with reasons) in the manifests."""
     binary = _checkov()
-    write_deployment(DeploySpec(source=RepositorySource(kind="pvc", ref="m"), kserve=True), cpu_repo, tmp_path / "cpu")
+    canary = CanarySpec(source=RepositorySource(kind="pvc", ref="m2"), percent=10)  # canary/ and kserve/canary.yaml
+    write_deployment(DeploySpec(source=RepositorySource(kind="pvc", ref="m"), kserve=True, canary=canary), cpu_repo,
+                     tmp_path / "cpu", canary_repo=cpu_repo)
+    assert (tmp_path / "cpu" / "rendered" / "canary.yaml").is_file()
     write_deployment(DeploySpec(source=RepositorySource(kind="image", ref=SERVE_IMAGE)), gpu_repo, tmp_path / "gpu")
     report = _scan(binary, tmp_path)
     assert report["summary"]["passed"] > 100

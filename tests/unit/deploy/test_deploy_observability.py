@@ -36,7 +36,7 @@ from tritonkit.serve.profiles import docker_args
 from support import prometheus
 from support.chains import write_model_and_chain
 from support.onnx_models import tiny_yolo_onnx
-from support.readme import commands
+from support.readme import command_lines as commands
 
 needs_promtool = pytest.mark.skipif(prometheus.PROMTOOL is None, reason=prometheus.MISSING)
 README = "### Dashboard and alerts"

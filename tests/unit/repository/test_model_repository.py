@@ -6,6 +6,8 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonkit.cards import REGISTRY, get_card
+from tritonkit.cli import build_parser
+from tritonkit.cli.repo import options_from_args as repo_options_from_args
 from tritonkit.errors import TritonkitError
 from tritonkit.model_repository.config import (
     ConfigError, QueuePolicy, RepoOptions, config_to_text, model_config, parse_config)
@@ -67,8 +69,25 @@ def test_dynamic_batching_queue_policy_and_warmup():
     assert db.default_queue_policy.max_queue_size == 16
     assert db.default_queue_policy.default_timeout_microseconds == 20000
     assert db.default_queue_policy.timeout_action == pb.ModelQueuePolicy.REJECT
-    assert [w.batch_size for w in cfg.model_warmup] == [1, 32]
+    assert [w.batch_size for w in cfg.model_warmup] == [1]
     assert cfg.model_warmup[0].inputs["input"].zero_data
+    full = model_config(get_card("resnet18"), RepoOptions(warmup_max_batch=True))
+    assert [w.batch_size for w in full.model_warmup] == [1, 32]
+
+
+def test_warmup_stays_valid_when_a_tool_lowers_max_batch_size():
+    """Model Analyzer's variants keep the repository's model_warmup and change max_batch_size: a
+    warmup above the new max fails the load ("failed to run warmup sample"). By default every
+    warmup is at batch 1, valid for any max_batch_size >= 1; --warmup-max-batch restores the max."""
+    card = get_card("demo_shapes")
+    for mbs in (1, 2, 64):
+        cfg = model_config(card, RepoOptions(max_batch_size=mbs))
+        assert all(w.batch_size <= 1 for w in cfg.model_warmup) and len(cfg.model_warmup) == 1
+    args = build_parser().parse_args(["repo", "--model", "demo_shapes", "--model-file", "m.onnx",
+                                      "--warmup-max-batch"])
+    assert repo_options_from_args(args).warmup_max_batch
+    assert not repo_options_from_args(build_parser().parse_args(
+        ["repo", "--model", "demo_shapes", "--model-file", "m.onnx"])).warmup_max_batch
 
 
 def test_no_dynamic_batching_omits_the_block():
