@@ -34,7 +34,7 @@ from tritonkit.cards import ModelCard
 from tritonkit.client.decode import read_image_bytes
 from tritonkit.client.pipeline import TaskAdapter
 from tritonkit.client.preprocess import preprocess
-from tritonkit.errors import CardError
+from tritonkit.errors import CardError, DatasetError
 from tritonkit.report import fmt, markdown_table, pct, pct_text, stream_markdown
 from tritonkit.served import ChainTensor, PostprocessChain, geometry_input, shipped
 from tritonkit.spec import Geometry, NMSProfile
@@ -44,6 +44,7 @@ from tritonkit.tasks.base import (
 from tritonkit.tasks.detect import math as detect_math
 from tritonkit.tasks.detect.coco import (
     check_categories, coco_map, detections_to_coco, load_coco_root, write_results)
+from tritonkit.tasks.detect.yolo import YoloDataset, load_yolo
 from tritonkit.tasks.detect.math import (
     OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES, Detections, box_iou, card_detections, unpad_detections)
 
@@ -173,7 +174,7 @@ class DetectionOptions(DatasetOptions):
     """Options of a detection eval: the stream options plus the dataset and the NMS set-up."""
 
     data: Path | None = field(default=None, metadata=arg(
-        "--data", "COCO root with val2017/ and annotations/instances_val2017.json", kind="path"))
+        "--data", "COCO root with val2017/ and annotations/instances_val2017.json, or a YOLO data.yaml", kind="path"))
     images: Path | None = field(default=None, metadata=arg(
         "--images", "image folder (instead of COCO_ROOT/val2017)", kind="path"))
     annotations: Path | None = field(default=None, metadata=arg(
@@ -272,6 +273,9 @@ def image_errors_summary(records: Sequence[Mapping[str, Any]], coco, category_id
 # ------------------------------------------------------------------------------ helpers
 def category_ids_for(card: ModelCard, dataset) -> tuple[tuple[int, ...], list[int]]:
     """The card's class -> category id map and the card categories the dataset lacks."""
+    by_name = _ids_by_name(card, dataset)
+    if by_name is not None:
+        return by_name
     if card.category_ids is not None:
         ids = tuple(card.category_ids)
     elif len(dataset.category_ids) == card.num_classes:
@@ -282,10 +286,41 @@ def category_ids_for(card: ModelCard, dataset) -> tuple[tuple[int, ...], list[in
     return ids, check_categories(dataset, ids, card.name)
 
 
+def _ids_by_name(card: ModelCard, dataset) -> tuple[tuple[int, ...], list[int]] | None:
+    """Class -> category id by class name: always for a YOLO data.yaml; for a COCO JSON when the
+    card has no category ids of its own and the categories carry names (COCO80 cards keep theirs)."""
+    yolo = isinstance(dataset, YoloDataset)
+    if card.category_ids is not None and not yolo:
+        return None
+    by_name = {c.get("name"): c["id"] for c in dataset.coco.dataset["categories"]}
+    names = card.label_names()
+    if not yolo and not set(names) & set(by_name):
+        return None
+    absent = [n for n in names if n not in by_name]
+    if len(absent) == len(names):
+        raise DatasetError(f"{dataset.annotations_file}: none of model {card.name!r}'s class names "
+                           f"({', '.join(names[:5])}...) is a dataset class")
+    unused = iter(range(-1, -len(names) - 1, -1))  # no dataset category: COCOeval ignores them
+    return tuple(by_name[n] if n in by_name else next(unused) for n in names), absent
+
+
 @dataclass(frozen=True)
 class _CocoSource:
     dataset: Any                   # tritonkit.tasks.detect.coco.CocoDataset
     category_ids: tuple[int, ...]  # card class index -> dataset category id
+
+
+def _load(options: "DetectionOptions"):
+    """A YOLO data.yaml (``--data X.yaml``) or a COCO root / images + annotations."""
+    if options.data is not None and options.data.suffix in (".yaml", ".yml"):
+        return load_yolo(options.data, limit=options.limit)
+    return load_coco_root(options.data, options.images, options.annotations, limit=options.limit,
+                          missing="skip" if options.skip_missing else "error")
+
+
+def _not_in_card(dataset, ids: Sequence[int]) -> list:
+    """Names (else ids) of the dataset categories no card class maps to."""
+    return [c.get("name", c["id"]) for c in dataset.coco.dataset["categories"] if c["id"] not in set(ids)]
 
 
 def _timing_profile(card: ModelCard, asked: str | None, fallback: str) -> NMSProfile:
@@ -311,7 +346,7 @@ def detection_markdown(result: Mapping[str, Any]) -> str:
     parts = [f"# Detection: {result.get('model')}\n\n",
              f"{result.get('images', 0)} images evaluated through Triton ({result.get('protocol', '')} "
              f"{result.get('url', '')}, model `{result.get('served_model')}`), "
-             f"{len(result.get('errors', []))} excluded (unreadable or not an image); NMS "
+             f"{len(result.get('errors', []))} excluded (unreadable, not an image, or a malformed label line); NMS "
              f"{'on the server' if result.get('server_nms') else 'on the client'}, "
              f"profile `{prof.get('name')}` (conf {prof.get('conf_threshold')}, IoU {prof.get('iou_threshold')}, "
              f"max {prof.get('max_detections')}{', multi-label' if prof.get('multi_label') else ''}). "
@@ -377,16 +412,18 @@ class Detection(Task):
     e2e_time_covers = "annotation loading, connect and contract check, the accuracy stream, COCOeval"
 
     def open_dataset(self, options: DetectionOptions, card: ModelCard) -> OpenedData:
-        ds = load_coco_root(options.data, options.images, options.annotations, limit=options.limit,
-                            missing="skip" if options.skip_missing else "error")
+        ds = _load(options)
         ids, absent = category_ids_for(card, ds)
         items = [CocoItem(im.file_name, im.path, im.id) for im in ds.images]
         description = {"images_dir": str(ds.images_dir), "annotations": str(ds.annotations_file),
                        "images": len(items), "skipped_missing": ds.skipped_missing,
-                       "card_categories_not_in_dataset": absent}
+                       "card_categories_not_in_dataset": absent,
+                       "dataset_categories_not_in_card": _not_in_card(ds, ids),
+                       "label_problems": len(getattr(ds, "problems", []))}
         identity = {"nms_profile": options.nms_profile, "images_dir": str(ds.images_dir),
                     "annotations": str(ds.annotations_file), "image_ids": ds.image_ids}
-        return OpenedData(items, [], description, identity, source=_CocoSource(ds, ids))
+        problems = list(getattr(ds, "problems", []))  # malformed YOLO label lines, skipped
+        return OpenedData(items, problems, description, identity, source=_CocoSource(ds, ids))
 
     def server_chains(self, card: ModelCard, variants: Sequence[str] = ()) -> list[PostprocessChain]:
         """One NMS chain per NMS profile (``variants``: profile names; empty: every profile of the card)."""
