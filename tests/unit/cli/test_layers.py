@@ -28,7 +28,7 @@ LAYERS = {
     "tritonkit.tasks.*": 0, "tritonkit.tasks.*.math": 0,
     # the Triton transport and the run-stream runtime; each task's dataset readers
     "tritonkit.onnx_contract": 1, "tritonkit.client": 1, "tritonkit.triton": 1, "tritonkit.contract": 1,
-    "tritonkit.host": 1, "tritonkit.served_model": 1, "tritonkit.tasks.*.data": 1, "tritonkit.tasks.*.coco": 1, "tritonkit.tasks.*.voc": 1,
+    "tritonkit.host": 1, "tritonkit.served_model": 1, "tritonkit.tasks.*.data": 1, "tritonkit.tasks.*.coco": 1, "tritonkit.tasks.*.voc": 1, "tritonkit.tasks.*.yolo": 1,
     # the task plug-ins
     "tritonkit.tasks.base": 2, "tritonkit.tasks.*.task": 2,
     # stages, each on its own layer: a stage imports only the stages below it
