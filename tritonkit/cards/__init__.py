@@ -39,6 +39,10 @@ NMS_SPEED = NMSProfile("speed", 0.25, 0.45)
 NMS_AP = NMSProfile("ap", 0.001, 0.65)
 # YOLOv5 val.py's mAP setting: conf 0.001 / IoU 0.65 with multi-label candidates.
 NMS_AP_MULTI = NMSProfile("ap", 0.001, 0.65, multi_label=True)
+# ultralytics' own defaults (8.x ``cfg/default.yaml``, conf 0.25 / IoU 0.7 / max_det 300): its predictor
+# keeps the best class per box, its validator (conf 0.001) every class above the threshold.
+NMS_ULTRALYTICS_SPEED = NMSProfile("speed", 0.25, 0.7)
+NMS_ULTRALYTICS_AP = NMSProfile("ap", 0.001, 0.7, multi_label=True)
 
 
 def _normalize_reference(value) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
@@ -127,6 +131,10 @@ class ModelCard:
         if self.category_ids is not None and len(self.category_ids) != self.num_classes:
             raise CardError(f"card {self.name!r}: category_ids has {len(self.category_ids)} entries, "
                             f"num_classes is {self.num_classes}")
+        output_problems = getattr(self.postprocess, "output_problems", None)  # a head that constrains its outputs
+        problems = output_problems(self.outputs, self.num_classes) if output_problems else []
+        if problems:
+            raise CardError(f"card {self.name!r}: {problems[0]}")
         if self.postprocess.uses_nms_profiles and not self.nms_profiles:
             raise CardError(f"card {self.name!r}: postprocess {self.postprocess.kind!r} needs NMS profiles")
         profile_names = [p.name for p in self.nms_profiles]
@@ -355,6 +363,7 @@ def get_card(name_or_path: str) -> ModelCard:
 
 __all__ = [
     "ModelCard", "TensorSpec", "Preprocess", "NMSProfile", "SpatialRange", "PRECISIONS", "TRITON_DTYPES",
-    "field_names", "NMS_SPEED", "NMS_AP", "NMS_AP_MULTI", "Registry", "REGISTRY", "get_card", "load_labels",
+    "field_names", "NMS_SPEED", "NMS_AP", "NMS_AP_MULTI", "NMS_ULTRALYTICS_SPEED",
+    "NMS_ULTRALYTICS_AP", "Registry", "REGISTRY", "get_card", "load_labels",
     "card_from_dict", "load_card_file", "IMAGENET_MEAN", "IMAGENET_STD",
 ]

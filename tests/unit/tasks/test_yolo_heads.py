@@ -1,0 +1,77 @@
+"""The ultralytics heads on synthetic outputs: anchor-free ``[4 + C, A]`` and end-to-end ``[K, 6]``,
+their card checks and their JSON form. (Agreement with ultralytics' own postprocess on a real model's
+outputs: tests/unit/tasks/test_yolo_heads_ultralytics.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tritonkit.cards import NMS_ULTRALYTICS_AP, NMS_ULTRALYTICS_SPEED, card_from_dict, get_card
+from tritonkit.errors import CardError
+from tritonkit.spec import TensorSpec
+from tritonkit.tasks.detect.math import YoloAnchorFreeDecode, YoloEnd2EndDecode, card_detections
+
+
+def _anchor_free(num_classes: int = 3, anchors: int = 50) -> np.ndarray:
+    """Two boxes (cx, cy, w, h) of class 0 and 2 overlapping a weaker copy of the first; noise elsewhere."""
+    out = np.zeros((4 + num_classes, anchors), np.float32)
+    out[:4] = np.array([40, 40, 10, 10], np.float32)[:, None]
+    out[:, 0] = (30, 30, 20, 10, 0.95, 0.30, 0.01)
+    out[:, 1] = (31, 30, 20, 10, 0.60, 0.02, 0.01)    # overlaps box 0 (IoU > 0.7): suppressed
+    out[:, 2] = (90, 80, 10, 30, 0.01, 0.02, 0.90)
+    out[4:, 3:] = 0.0001
+    return out
+
+
+def _card(**changes):
+    card = get_card("yolo11n").with_overrides(outputs=(TensorSpec("output0", (7, 50)),), num_classes=3,
+                                              category_ids=None, labels="demo_shapes_det")
+    return card.with_overrides(**changes)
+
+
+def test_anchor_free_decode_keeps_best_class_and_suppresses_overlaps():
+    dets = card_detections(_card(), {"output0": _anchor_free()}, None, NMS_ULTRALYTICS_SPEED)
+    assert dets.classes.tolist() == [0, 2]
+    np.testing.assert_allclose(dets.scores, [0.95, 0.90])
+    np.testing.assert_allclose(dets.boxes, [[20, 25, 40, 35], [85, 65, 95, 95]])
+
+
+def test_anchor_free_multi_label_profile_adds_second_class_candidates():
+    dets = card_detections(_card(), {"output0": _anchor_free()}, None, NMS_ULTRALYTICS_AP)
+    found = set(zip(dets.classes.tolist(), [round(float(s), 2) for s in dets.scores]))
+    assert {(0, 0.95), (1, 0.3), (2, 0.9)} <= found  # box 0 is also class 1 (0.30), its own candidate
+    forced = card_detections(_card(postprocess=YoloAnchorFreeDecode(multi_label=False)), {"output0": _anchor_free()},
+                             None, NMS_ULTRALYTICS_AP)
+    assert (1, 0.3) not in set(zip(forced.classes.tolist(), [round(float(s), 2) for s in forced.scores]))
+
+
+def test_end2end_only_thresholds_and_caps():
+    rows = np.array([[10, 10, 20, 20, 0.9, 2], [11, 10, 21, 20, 0.8, 2], [0, 0, 5, 5, 0.1, 0],
+                     [30, 30, 40, 40, 0.5, 1]], np.float32)
+    card = _card(outputs=(TensorSpec("output0", (4, 6)),), postprocess=YoloEnd2EndDecode())
+    dets = card_detections(card, {"output0": rows}, None, NMS_ULTRALYTICS_SPEED)
+    # no NMS: the two overlapping class-2 boxes both stay; the 0.1 row is under conf 0.25
+    assert dets.classes.tolist() == [2, 2, 1]
+    np.testing.assert_allclose(dets.boxes[0], [10, 10, 20, 20])
+    capped = card_detections(card, {"output0": rows}, None, NMS_ULTRALYTICS_SPEED.__class__(
+        "few", 0.25, 0.7, max_detections=2))
+    assert capped.scores.tolist() == pytest.approx([0.9, 0.8])
+
+
+def test_cards_round_trip_and_name_the_output_that_disagrees():
+    card = get_card("yolov8n")
+    assert card.to_dict()["postprocess"] == {"kind": "yolo_anchor_free", "multi_label": None}
+    assert card.outputs[0].dims == (84, 8400) and card.preprocess.letterbox_rule == "val"
+    assert card_from_dict(card.to_dict()) == card
+    data = card.to_dict()
+    data["outputs"][0]["dims"] = [85, 8400]  # an objectness column: not this head
+    with pytest.raises(CardError, match=r"outputs\[0\] 'output0': dims \[85, 8400\] are not \[4 \+ num_classes "
+                                        r"\(84\), anchors\]"):
+        card_from_dict(data)
+    data["outputs"][0]["dims"] = [300, 7]
+    data["postprocess"] = {"kind": "yolo_end2end"}
+    with pytest.raises(CardError, match=r"dims \[300, 7\] are not \[detections, 6\]"):
+        card_from_dict(data)
+    data["outputs"][0]["dims"] = [300, 6]
+    assert card_from_dict(data).postprocess == YoloEnd2EndDecode()
