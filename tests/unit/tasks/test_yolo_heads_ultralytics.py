@@ -1,0 +1,59 @@
+"""The client decode + NMS of the ultralytics heads equals ultralytics' own ``non_max_suppression``
+(run in a subprocess: importing ultralytics here would change this process) on the raw outputs of
+real models: the tiny YOLO11 (anchor-free ``[N, 4 + C, A]``) and YOLO26 ``nms=False`` (end-to-end
+``[N, K, 6]``) fixtures, on the fixture dataset's val images letterboxed by tritonkit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tritonkit.client.preprocess import preprocess
+from tritonkit.spec import NMSProfile
+from tritonkit.tasks.detect.math import detections
+
+from support.ultralytics_models import ultralytics_nms
+from support.yolo_cards import tiny_model_card
+
+# ultralytics' validator (conf 0.001, multi-label, IoU 0.7) and predictor (conf 0.25, best class)
+PROFILES = (NMSProfile("ap", 0.001, 0.7, multi_label=True), NMSProfile("speed", 0.25, 0.7),
+            NMSProfile("few", 0.05, 0.5, max_detections=5))
+
+
+def _raw_outputs(card, onnx: Path, images: list[Path]) -> np.ndarray:
+    import onnxruntime as ort
+
+    from PIL import Image
+
+    batch = np.stack([preprocess(np.asarray(Image.open(p).convert("RGB")), card.preprocess)[0] for p in images])
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    return session.run(None, {card.input.name: batch.astype(np.float32)})[0]
+
+
+def _rows(dets) -> np.ndarray:
+    """x1, y1, x2, y2, score, class rows in a canonical order (ties in score may be ordered apart)."""
+    rows = np.concatenate([dets.boxes, dets.scores[:, None], dets.classes[:, None].astype(np.float32)], axis=1)
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+@pytest.mark.parametrize("fixture, export", [("detect", "default"), ("end2end", "end2end")])
+def test_decode_and_nms_equal_ultralytics(yolo_model, tmp_path, fixture, export):
+    model = yolo_model(fixture)
+    card = tiny_model_card(model, tmp_path, model.exports[export])
+    images = sorted((model.data.parent / "images" / "val").glob("*.png"))[:8]
+    raw = _raw_outputs(card, model.exports[export], images)
+    assert raw.shape[1:] == card.outputs[0].dims
+    end2end = not card.postprocess.needs_nms
+    total = 0
+    for profile in PROFILES:
+        ref = ultralytics_nms(raw, conf_thres=profile.conf_threshold, iou_thres=profile.iou_threshold,
+                              multi_label=profile.multi_label, max_det=profile.max_detections, end2end=end2end)
+        for b in range(len(images)):
+            ours = detections(card.postprocess, {"output0": raw[b]}, ["output0"], (model.imgsz,) * 2, profile)
+            theirs = ref[b]
+            assert len(ours) == len(theirs), (profile.name, b)
+            np.testing.assert_allclose(_rows(ours), theirs[np.lexsort(theirs.T[::-1])], atol=1e-4)
+            total += len(ours)
+    assert total > 0  # the models detect something: the comparison is not of empty lists
