@@ -61,7 +61,7 @@ def test_end2end_only_thresholds_and_caps():
 
 def test_cards_round_trip_and_name_the_output_that_disagrees():
     card = get_card("yolov8n")
-    assert card.to_dict()["postprocess"] == {"kind": "yolo_anchor_free", "multi_label": None}
+    assert card.to_dict()["postprocess"] == {"kind": "yolo_anchor_free", "multi_label": None, "stride": 32}
     assert card.outputs[0].dims == (84, 8400) and card.preprocess.letterbox_rule == "val"
     assert card_from_dict(card.to_dict()) == card
     data = card.to_dict()

@@ -294,6 +294,22 @@ def _check_box_coding(kind: str, coding: str) -> None:
         raise spec.SpecError(f"postprocess {kind}: box_coding {coding!r} not one of {BOX_CODINGS}")
 
 
+def _check_stride(kind: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise spec.SpecError(f"postprocess {kind}: stride must be a positive integer (got {value!r})")
+
+
+def ultralytics_metadata(names: Sequence[str], imgsz: int, batch: int, stride: int, end2end: bool) -> dict:
+    """What ultralytics' Triton client (``ultralytics/utils/triton.py``, ``TritonRemoteModel``) reads
+    from a served config's ``metadata`` parameter (a Python literal) and ``AutoBackend`` applies as
+    its export metadata: the task, the class names by id, the input size ``[h, w]``, the stride and
+    the head. ``args.dynamic`` is False: the served input has a fixed size, so its predictor
+    letterboxes every image to exactly ``imgsz`` (``LetterBox(auto=False)``)."""
+    return {"task": "detect", "names": dict(enumerate(str(n) for n in names)), "imgsz": [int(imgsz), int(imgsz)],
+            "stride": int(stride), "batch": int(batch), "channels": 3, "end2end": bool(end2end),
+            "args": {"nms": bool(end2end), "dynamic": False}}
+
+
 def _check_multi_label(kind: str, value: Any) -> None:
     if value is not None and not isinstance(value, bool):
         raise spec.SpecError(f"postprocess {kind}: multi_label must be true, false or null (got {value!r})")
@@ -405,9 +421,16 @@ class YoloAnchorFreeDecode:
     needs_nms: ClassVar[bool] = True
     uses_nms_profiles: ClassVar[bool] = True
     multi_label: bool | None = None
+    stride: int = 32  # the head's largest stride (ultralytics' ``stride`` metadata; 64 for P6 models)
 
     def __post_init__(self) -> None:
         _check_multi_label(self.kind, self.multi_label)
+        _check_stride(self.kind, self.stride)
+
+    def ultralytics_metadata(self, names: Sequence[str], imgsz: int, batch: int) -> dict:
+        """The ``metadata`` ultralytics' Triton client reads from the served config (see
+        :func:`ultralytics_metadata`)."""
+        return ultralytics_metadata(names, imgsz, batch, self.stride, end2end=False)
 
     def output_problems(self, outputs: Sequence[Any], num_classes: int) -> list[str]:
         """Why the card's outputs cannot be this head's (empty: they can)."""
@@ -432,6 +455,13 @@ class YoloEnd2EndDecode:
     kind: ClassVar[str] = "yolo_end2end"
     needs_nms: ClassVar[bool] = False
     uses_nms_profiles: ClassVar[bool] = True
+    stride: int = 32  # the head's largest stride (ultralytics' ``stride`` metadata)
+
+    def __post_init__(self) -> None:
+        _check_stride(self.kind, self.stride)
+
+    def ultralytics_metadata(self, names: Sequence[str], imgsz: int, batch: int) -> dict:
+        return ultralytics_metadata(names, imgsz, batch, self.stride, end2end=True)
 
     def output_problems(self, outputs: Sequence[Any], num_classes: int) -> list[str]:
         dims = tuple(outputs[0].dims)
