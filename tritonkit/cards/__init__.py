@@ -131,15 +131,18 @@ class ModelCard:
         if self.category_ids is not None and len(self.category_ids) != self.num_classes:
             raise CardError(f"card {self.name!r}: category_ids has {len(self.category_ids)} entries, "
                             f"num_classes is {self.num_classes}")
-        output_problems = getattr(self.postprocess, "output_problems", None)  # a head that constrains its outputs
-        problems = output_problems(self.outputs, self.num_classes) if output_problems else []
-        if problems:
-            raise CardError(f"card {self.name!r}: {problems[0]}")
         if self.postprocess.uses_nms_profiles and not self.nms_profiles:
             raise CardError(f"card {self.name!r}: postprocess {self.postprocess.kind!r} needs NMS profiles")
         profile_names = [p.name for p in self.nms_profiles]
         if len(set(profile_names)) != len(profile_names):
             raise CardError(f"card {self.name!r}: duplicate NMS profile names {profile_names}")
+
+    def head_problems(self) -> list[str]:
+        """Why the outputs cannot be the ones the postprocess head reads (empty: they can; heads
+        that constrain their outputs say so with ``output_problems``). Not checked on every card: a
+        postprocess ensemble's card keeps the head but serves the chain's outputs."""
+        check = getattr(self.postprocess, "output_problems", None)
+        return check(self.outputs, self.num_classes) if check else []
 
     def expected_input_dims(self) -> tuple[int, int, int]:
         """Per-sample input dims the preprocess produces; ``-1`` for H and W that vary."""
@@ -280,7 +283,11 @@ def load_card_file(path: str | Path) -> ModelCard:
         raise CardError(f"{p}: card file not found") from None
     except json.JSONDecodeError as exc:
         raise CardError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return card_from_dict(data, source=str(p), base_dir=p.parent)
+    card = card_from_dict(data, source=str(p), base_dir=p.parent)
+    problems = card.head_problems()
+    if problems:
+        raise CardError(f"{p}: {problems[0]}")
+    return card
 
 
 def _is_label_path(labels: str) -> bool:

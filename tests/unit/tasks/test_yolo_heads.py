@@ -59,19 +59,42 @@ def test_end2end_only_thresholds_and_caps():
     assert capped.scores.tolist() == pytest.approx([0.9, 0.8])
 
 
-def test_cards_round_trip_and_name_the_output_that_disagrees():
+def test_cards_round_trip_and_name_the_output_that_disagrees(tmp_path):
+    import json
+
+    from tritonkit.cards import load_card_file
+    from tritonkit.onnx_contract import onnx_mismatches
+
     card = get_card("yolov8n")
     assert card.to_dict()["postprocess"] == {"kind": "yolo_anchor_free", "multi_label": None, "stride": 32}
     assert card.outputs[0].dims == (84, 8400) and card.preprocess.letterbox_rule == "val"
-    assert card_from_dict(card.to_dict()) == card
+    assert card_from_dict(card.to_dict()) == card and card.head_problems() == []
+    path = tmp_path / "card.json"
     data = card.to_dict()
     data["outputs"][0]["dims"] = [85, 8400]  # an objectness column: not this head
-    with pytest.raises(CardError, match=r"outputs\[0\] 'output0': dims \[85, 8400\] are not \[4 \+ num_classes "
-                                        r"\(84\), anchors\]"):
-        card_from_dict(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(CardError, match=rf"^{path}: outputs\[0\] 'output0': dims \[85, 8400\] are not "
+                                        r"\[4 \+ num_classes \(84\), anchors\]"):
+        load_card_file(path)
     data["outputs"][0]["dims"] = [300, 7]
     data["postprocess"] = {"kind": "yolo_end2end"}
+    path.write_text(json.dumps(data))
     with pytest.raises(CardError, match=r"dims \[300, 7\] are not \[detections, 6\]"):
-        card_from_dict(data)
+        load_card_file(path)
     data["outputs"][0]["dims"] = [300, 6]
-    assert card_from_dict(data).postprocess == YoloEnd2EndDecode()
+    path.write_text(json.dumps(data))
+    assert load_card_file(path).postprocess == YoloEnd2EndDecode()
+
+
+def test_a_classifier_onnx_is_named_as_not_this_detector(tmp_path):
+    """An ONNX that is no detector (a classifier's [N, 8] logits) against a detect card: the output and
+    the head are both named."""
+    from support.onnx_models import tiny_classifier
+    from tritonkit.onnx_contract import onnx_mismatches
+
+    onnx = tiny_classifier(tmp_path / "cls.onnx", input_name="images", output_name="output0", size=64)
+    card = _card(input=TensorSpec("images", (3, 64, 64)), outputs=(TensorSpec("output0", (8,)),),
+                 preprocess=get_card("yolo11n").preprocess.__class__(mode="letterbox", size=64, mean=(0, 0, 0),
+                                                                     std=(1, 1, 1)))
+    problems = onnx_mismatches(card, onnx)
+    assert any("are not [4 + num_classes (7), anchors] of a yolo_anchor_free head" in p for p in problems)
