@@ -70,6 +70,7 @@ def _ultralytics_anchor_free(name: str, map50_95: float) -> ModelCard:
         nms_profiles=(NMS_ULTRALYTICS_SPEED, NMS_ULTRALYTICS_AP),
         category_ids=COCO80_TO_91,
         reference={"coco-val2017": {"map50_95": map50_95}},
+        int8_head="float",  # int8: the box and class convolutions of the head stay float (measured better)
         description=f"ultralytics {name}, 640x640, "
                     f"`yolo export format=onnx` (anchor-free head, validator letterbox)",
     )
