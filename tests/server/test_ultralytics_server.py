@@ -88,3 +88,33 @@ def test_ultralytics_client_through_triton_equals_local_onnx(served, yolo_model,
         np.testing.assert_allclose(np.reshape(ours["boxes"], (-1, 4)), np.reshape(theirs["boxes"], (-1, 4)),
                                    atol=1e-2)
         np.testing.assert_allclose(ours["scores"], theirs["scores"], atol=1e-4)
+
+
+@pytest.mark.parametrize("fixture", list(MODELS))
+def test_validate_contract_and_correctness_on_the_served_heads(served, fixture, tmp_path):
+    """validate's contract and correctness checks (served outputs vs the ONNX in process, batching
+    invariance) on the raw served model of each head, finding the card in the served config."""
+    from tritonkit.validate import ValidateOptions, validate
+
+    server, cards = served
+    report = validate(ValidateOptions(url=server.grpc_url, models=(cards[fixture].name,),
+                                      checks=("readiness", "contract", "correctness"),
+                                      api_key_env="TRITONKIT_TEST_UNSET_KEY", out=tmp_path))
+    assert report.passed, [(c.name, c.detail) for c in report.failed]
+    ref = report.by_name("correctness.reference")[0]
+    assert ref.figures["max_rel_error"] <= 1e-4
+
+
+def test_perf_sweep_on_the_anchor_free_model(served, tmp_path):
+    """A short real perf_analyzer sweep of the served YOLO11 head and of its NMS ensemble."""
+    from tritonkit.perf.spec import ConcurrencyRange, PerfSpec
+    from tritonkit.perf.sweep import SweepOptions, run_sweep
+
+    server, cards = served
+    for model in (cards["detect"].name, cards["detect"].name + "_ensemble_ap"):
+        spec = PerfSpec(model=model, url=server.grpc_url, concurrency=ConcurrencyRange(1, 1),
+                        measurement_mode="time_windows", measurement_interval_ms=500, stability_pct=100,
+                        max_trials=10)
+        result = run_sweep(spec, tmp_path / model, SweepOptions(batch_sizes=(2,)))
+        assert [(p.batch_size, p.status) for p in result.points] == [(2, "ok")], model
+        assert result.points[0].rows[0].img_per_s > 0
