@@ -95,3 +95,27 @@ def test_int8_qdq_calibration_keeps_the_map(yolo_model, tmp_path, fixture, expor
     assert fp32.map50 > 0.8
     assert int8.map50 == pytest.approx(fp32.map50, abs=0.04)
     assert int8.map50_95 == pytest.approx(fp32.map50_95, abs=0.04)
+
+
+@pytest.mark.parametrize("rule", ["val", "predict"])
+def test_yolo_card_input_equals_ultralytics_tensor(rule):
+    """The model input the yolo cards build (letterbox by the card's rule, /255, RGB, CHW) is the tensor
+    ultralytics' validator (``val``) or predictor (``predict``) feeds the model, pixel for pixel (its
+    letterboxed uint8 image divided by 255 in float32); run by ultralytics itself in a subprocess."""
+    from support.ultralytics_models import ultralytics_available, ultralytics_letterbox
+    from tritonkit.cards import get_card
+
+    if not ultralytics_available():
+        pytest.skip("ultralytics is not installed (requirements.txt pins it)")
+    card = get_card("yolo11n")
+    assert card.preprocess.letterbox_rule == "val" and get_card("yolov8n").preprocess == card.preprocess
+    pp = card.preprocess.__class__(**{**{k: getattr(card.preprocess, k) for k in (
+        "mode", "size", "mean", "std", "pad_value", "interpolation", "scale", "layout")}, "letterbox_rule": rule})
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((375, 500), (481, 639), (1000, 3),
+                                                                           (200, 200), (720, 1280))]
+    for img, ref in zip(images, ultralytics_letterbox(images, pp.size, rule)):
+        x, _ = preprocess(img, pp)
+        expected = ref.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+        assert x.shape == (3, 640, 640)
+        np.testing.assert_allclose(x, expected, rtol=0, atol=1e-7)
