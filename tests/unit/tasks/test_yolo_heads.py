@@ -98,3 +98,38 @@ def test_a_classifier_onnx_is_named_as_not_this_detector(tmp_path):
                                                                      std=(1, 1, 1)))
     problems = onnx_mismatches(card, onnx)
     assert any("are not [4 + num_classes (7), anchors] of a yolo_anchor_free head" in p for p in problems)
+
+
+def test_ultralytics_predictions_map_to_the_annotations_by_file_stem(tmp_path):
+    import json
+
+    from tritonkit.errors import DatasetError
+    from tritonkit.tasks.detect.coco import coco_map, load_coco, read_ultralytics_predictions
+
+    (tmp_path / "img").mkdir()
+    gt = {"images": [{"id": 7, "file_name": "val_0001.png", "width": 100, "height": 80},
+                     {"id": 9, "file_name": "0042.png", "width": 100, "height": 80}],
+          "annotations": [{"id": 1, "image_id": 7, "category_id": 2, "bbox": [10, 10, 20, 20], "area": 400,
+                           "iscrowd": 0},
+                          {"id": 2, "image_id": 9, "category_id": 1, "bbox": [50, 40, 10, 30], "area": 300,
+                           "iscrowd": 0}],
+          "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    for f in ("val_0001.png", "0042.png"):
+        (tmp_path / "img" / f).write_bytes(b"")
+    coco = load_coco(tmp_path / "img", tmp_path / "gt.json", missing="skip").coco
+    preds = [  # ultralytics: image_id is the stem (an int when numeric), file_name the image's name
+        {"image_id": "val_0001", "file_name": "val_0001.png", "category_id": 2, "bbox": [10, 10, 20, 20], "score": 0.9},
+        {"image_id": 42, "category_id": 1, "bbox": [50, 40, 10, 30], "score": 0.8},
+        {"image_id": "elsewhere", "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.7}]
+    path = tmp_path / "predictions.json"
+    path.write_text(json.dumps(preds))
+    results, unknown = read_ultralytics_predictions(path, coco)
+    assert unknown == 1 and [r["image_id"] for r in results] == [7, 9]
+    assert coco_map(coco, results, [7, 9]).map50 == pytest.approx(1.0)
+    path.write_text(json.dumps([{"image_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}]))
+    with pytest.raises(DatasetError, match=rf"^{path}: expected ultralytics' predictions.json .*'category_id' missing"):
+        read_ultralytics_predictions(path, coco)
+    path.write_text("{not json")
+    with pytest.raises(DatasetError, match=rf"^{path}: cannot read ultralytics predictions"):
+        read_ultralytics_predictions(path, coco)

@@ -319,6 +319,11 @@ def _empty_results(gt: "COCO") -> "COCO":
                         "annotations": []})
 
 
+def _ultralytics_image_id(stem: str) -> str:
+    """ultralytics' image id of a file stem, as text: a numeric stem is an int there (``0042`` -> 42)."""
+    return str(int(stem)) if stem.isnumeric() else stem
+
+
 def read_ultralytics_predictions(path: str | Path, gt: "COCO") -> tuple[list[dict], int]:
     """ultralytics' validator predictions (``predictions.json`` of ``yolo val save_json=True``) as
     COCO results on ``gt``: its ``image_id`` is the image file's stem, so each prediction is moved to
@@ -335,10 +340,11 @@ def read_ultralytics_predictions(path: str | Path, gt: "COCO") -> tuple[list[dic
     if not isinstance(data, list) or bad:
         raise DatasetError(f"{path}: expected ultralytics' predictions.json (a list of image_id, category_id, "
                            f"bbox, score){'; ' + why if why else ''}")
-    by_stem = {Path(im["file_name"]).stem: im["id"] for im in gt.dataset["images"]}
+    by_stem = {_ultralytics_image_id(Path(im["file_name"]).stem): im["id"] for im in gt.dataset["images"]}
     out, unknown = [], 0
     for p in data:
-        stem = Path(p["file_name"]).stem if isinstance(p.get("file_name"), str) else str(p["image_id"])
+        name = Path(p["file_name"]).stem if isinstance(p.get("file_name"), str) else str(p["image_id"])
+        stem = _ultralytics_image_id(name)
         if stem not in by_stem:
             unknown += 1
             continue

@@ -62,7 +62,9 @@ MATH_FILE = "tk_detect.py"  # this task's math.py as the NMS backend imports it
 
 def nms_chain(card: ModelCard, profile: NMSProfile) -> PostprocessChain:
     """The NMS chain of a detector for one profile: its raw outputs + the optional geometry in,
-    padded detections out (``det_boxes``, ``det_scores``, ``det_classes``, ``det_count``)."""
+    padded detections out (``det_boxes``, ``det_scores``, ``det_classes``, ``det_count``). For an
+    NMS-free head (``needs_nms`` False: end-to-end exports) the same chain only selects: the rows
+    above the profile's score threshold, at most its max detections."""
     m = profile.max_detections
     return PostprocessChain(
         kind="nms", variant=profile.name, backend_source=NMS_BACKEND,
@@ -71,7 +73,9 @@ def nms_chain(card: ModelCard, profile: NMSProfile) -> PostprocessChain:
         outputs=(ChainTensor(name=OUT_BOXES, dims=(m, 4)), ChainTensor(name=OUT_SCORES, dims=(m,)),
                  ChainTensor(name=OUT_CLASSES, dims=(m,), dtype="INT32"),
                  ChainTensor(name=OUT_COUNT, dims=(1,), dtype="INT32")),
-        description=f"server-side NMS ({profile.name} profile)")
+        description=(f"server-side NMS ({profile.name} profile)" if card.postprocess.needs_nms else
+                     f"server-side selection: score threshold and max detections ({profile.name} profile), "
+                     f"the head is NMS-free"))
 
 
 # ------------------------------------------------------------------------ the task adapter
