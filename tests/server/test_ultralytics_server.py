@@ -19,7 +19,7 @@ import pytest
 from tritonkit.evaluate import evaluate
 from tritonkit.model_repository.config import RepoOptions
 from tritonkit.model_repository.writer import write_model
-from tritonkit.tasks.detect.task import DetectionOptions
+from tritonkit.tasks.detect.task import Detection, DetectionOptions
 
 from support.chains import write_chains
 from support.ultralytics_models import ultralytics_predict, ultralytics_val
@@ -70,6 +70,8 @@ def test_map_through_triton_equals_ultralytics_val(served, yolo_model, tmp_path,
     assert result.metrics.map50 > 0.5  # a model that detects: the agreement is not of two zeros
     md = (out / "detection.md").read_text()
     assert "ultralytics val" in md and str(ref["predictions"]) in md
+    summary = dict(Detection().summary_rows(result))
+    assert summary["ultralytics val mAP50-95"] == f"{100 * ultra['map50_95']:.2f}%"
 
 
 @pytest.mark.parametrize("fixture", list(MODELS))

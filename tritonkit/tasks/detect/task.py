@@ -478,6 +478,10 @@ class Detection(Task):
         rows = [("mAP50", pct_text(m.map50)), ("mAP50-95", pct_text(m.map50_95))]
         if m.has_reference:
             rows.append(("reference mAP50 (onnxruntime)", pct_text(m.reference_map50)))
+        ultra = getattr(result.details, "ultralytics_reference", None)
+        if ultra:
+            rows += [("ultralytics val mAP50", pct_text(ultra["map50"])),
+                     ("ultralytics val mAP50-95", pct_text(ultra["map50_95"]))]
         return rows
 
 
