@@ -10,7 +10,9 @@ met / unmet / inconclusive (see :mod:`benchmarks.ratios`). The run is a
 a ratio whose step fails is reported "not measured" with its error and the others still run.
 
 Models: ``resnet50`` and the demo's ``demo_shapes`` architecture, both with random weights
-(speed does not depend on the weights' values), exported once into the cache folder.
+(speed does not depend on the weights' values), exported once into the cache folder; for the
+ultralytics peer ratios, ``yolo11n`` built from ultralytics' YAML with seeded random weights and
+exported by ultralytics (``benchmarks/ultralytics_peer.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from benchmarks.model_analyzer import Search, locate_model_analyzer, run_profile
 from benchmarks.measure import (PyTritonPeer, Window, in_process, profile_client, random_weights_onnx,
                                 sequential_client, served_point, split_text, stages_text)
 from benchmarks.ratios import Measured, RatioResult, RatioSpec, interleave, load_average
+from benchmarks.ultralytics_peer import UltralyticsPeer, export_random
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import get_card
 from tritonkit.errors import TritonkitError
@@ -64,6 +67,8 @@ TUNE_PICK, MA_PICK = "demo_shapes_tune", "demo_shapes_ma"
 TUNE_GRID = TuneGrid(delays_us=(0, 100, 500, 2000), preferred=((),), instances=(1, 2))
 MA_SEARCH = Search(mode="quick", max_concurrency=CONCURRENCY, max_instances=2, max_batch=8)
 NO_LATENCY_BOUND_MS = 60_000.0
+YOLO = "yolo11n"                       # the ultralytics peer ratios' card (640 x 640, anchor-free head)
+YOLO_IMAGES = 32                       # of the synthetic JPEGs, each side's pass over them
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +103,8 @@ class BenchRun:
     sessions: dict[str, object] = field(default_factory=dict)
     server: LocalServer | None = None
     peer: PyTritonPeer | None = None
+    yolo_server: LocalServer | None = None
+    yolo_peer: UltralyticsPeer | None = None
     images: list = field(default_factory=list)
     results: dict[str, RatioResult] = field(default_factory=dict)
     raw: dict = field(default_factory=dict)
@@ -355,6 +362,34 @@ def client_preprocess_vs_torchvision(run: BenchRun) -> Measured:
                          f"({pp.resize_to}->{pp.size} {pp.interpolation})")
 
 
+def _vs_ultralytics(batch: int, run: BenchRun) -> Measured:
+    """tritonkit's run stream through Triton over ultralytics' predict in its own process, same ONNX
+    (yolo11n, 640), same JPEG files, same NMS settings (conf 0.25, IoU 0.7), batch ``batch`` both sides."""
+    card, images, streams, theirs = get_card(YOLO), run.images[:YOLO_IMAGES], [], []
+
+    def ours() -> float:
+        streams.append(measure_run_stream(card, images, url=run.yolo_server.grpc_url, served_name=YOLO,
+                                          batch_size=batch, in_flight=2))
+        return streams[-1].p_infer_whole
+
+    def ultralytics() -> float:
+        theirs.append(run.yolo_peer.measure(batch))
+        return theirs[-1]["img_per_s"]
+
+    pairs = interleave(ours, ultralytics, run.opts.pairs)
+    run.raw[f"vs_ultralytics_bs{batch}"] = {"run_stream": [s.to_dict() for s in streams], "ultralytics": theirs}
+    return Measured(pairs, f"tritonkit run stream img/s through Triton (cpu target), bs {batch}, 2 in flight, "
+                           f"2 decode workers, client NMS (speed profile: conf 0.25, IoU 0.7)",
+                    f"ultralytics YOLO(onnx).predict img/s in its own process, {batch} files per call, "
+                    f"conf 0.25, IoU 0.7",
+                    note=f"{len(images)} synthetic 500x375 JPEG files, each side one pass per pair; the same ONNX "
+                         f"(yolo11n from ultralytics' YAML, seeded random weights, dynamic export); ultralytics "
+                         f"predicts with rect=False, so both letterbox every image to 640 x 640; client, server and "
+                         f"the ultralytics process share this host's {os.cpu_count()} CPUs",
+                    where_time_goes="run stream ms per image inside the worker threads (last pair): "
+                                    + stages_text(streams[-1].stages_ms_per_image))
+
+
 GPU_ONLY = ("a GPU goal (Triton's tutorial on an A100); on this CPU the small model itself gains little from "
             "batching, so it is reported, not judged")
 
@@ -368,10 +403,13 @@ RATIOS: tuple[RatioSpec, ...] = (
     RatioSpec("client_preprocess_vs_torchvision", 1.5, client_preprocess_vs_torchvision),
     RatioSpec("tune_vs_model_analyzer", 1.0, tune_vs_model_analyzer),
     RatioSpec("dynamic_batching_gain", 2.0, dynamic_batching_gain, judged=False, why_not_judged=GPU_ONLY),
+    RatioSpec("vs_ultralytics_predict_bs1", 1.0, partial(_vs_ultralytics, 1)),
+    RatioSpec("vs_ultralytics_predict_bs8", 1.0, partial(_vs_ultralytics, 8)),
 )
 PEER_RATIO = "cpu_target_vs_pytriton"
+YOLO_RATIOS = ("vs_ultralytics_predict_bs1", "vs_ultralytics_predict_bs8")
 NEEDS = {PEER_RATIO: ("start_server", "start_pytriton"), "client_preprocess_vs_torchvision": (),
-         "tune_vs_model_analyzer": ("prepare_models",)}
+         "tune_vs_model_analyzer": ("prepare_models",), **{name: ("start_yolo",) for name in YOLO_RATIOS}}
 
 
 # -- the steps ---------------------------------------------------------------------------------------
@@ -408,6 +446,30 @@ def stop_pytriton(run: BenchRun) -> None:
 
 def stop_server(run: BenchRun) -> None:
     run.server.stop()
+
+
+def start_yolo(run: BenchRun) -> str:
+    """yolo11n exported by ultralytics (cached), served alone by its own bundled server (so the other
+    ratios' models do not share it), and the ultralytics peer predicting on the same JPEG files."""
+    onnx = export_random("yolo11n.yaml", get_card(YOLO).preprocess.size, Path(run.opts.cache_dir) / "yolo11n_random.onnx")
+    run.onnx[YOLO] = onnx
+    files = run.tmp / "yolo_images"
+    files.mkdir()
+    for item in run.images[:YOLO_IMAGES]:
+        (files / f"{item.key}.jpg").write_bytes(item.data)
+    repo = run.tmp / "yolo_repo"
+    write_model(get_card(YOLO), onnx, repo, RepoOptions(target="cpu"))
+    run.yolo_server = LocalServer(ServerOptions(model_repository=repo), log_path=run.out / "tritonserver-yolo.log")
+    run.yolo_server.start(timeout_s=300)
+    run.yolo_peer = UltralyticsPeer(onnx, files, get_card(YOLO).preprocess.size, run.out / "ultralytics.log")
+    return f"{YOLO} served at {run.yolo_server.grpc_url}; " + run.yolo_peer.start()
+
+
+def stop_yolo(run: BenchRun) -> None:
+    if run.yolo_peer is not None:
+        run.yolo_peer.stop()
+    if run.yolo_server is not None:
+        run.yolo_server.stop()
 
 
 def measure_ratio(spec: RatioSpec, run: BenchRun) -> str:
@@ -449,9 +511,13 @@ def pipeline(opts: BenchOptions) -> Pipeline:
     ratio = {s.name: Step(s.name, partial(measure_ratio, s), needs=NEEDS.get(s.name, ("start_server",)))
              for s in selected(opts)}
     peer = []
+    yolo = [ratio.pop(name) for name in YOLO_RATIOS if name in ratio]
+    if yolo:
+        peer = [Step("start_yolo", start_yolo, needs=("prepare_models",)), *yolo,
+                Step("stop_yolo", stop_yolo, needs=("start_yolo",), cleanup=True)]
     if PEER_RATIO in ratio:
-        peer = [Step("start_pytriton", start_pytriton, needs=("prepare_models",)), ratio.pop(PEER_RATIO),
-                Step("stop_pytriton", stop_pytriton, needs=("start_pytriton",), cleanup=True)]
+        peer += [Step("start_pytriton", start_pytriton, needs=("prepare_models",)), ratio.pop(PEER_RATIO),
+                 Step("stop_pytriton", stop_pytriton, needs=("start_pytriton",), cleanup=True)]
     return Pipeline([
         Step("prepare_models", prepare_models),
         Step("start_server", start_server, needs=("prepare_models",)),

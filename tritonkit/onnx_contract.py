@@ -106,6 +106,9 @@ def tensor_mismatches(card: ModelCard, model_or_path, *, batch: tuple[int, int] 
         problems = _tensor_problems(kind, spec, values, batch)
         if problems:
             found[f"{kind} {spec.name!r}"] = problems
+    head = card.head_problems()
+    if head:
+        found[f"card {card.name!r}"] = head
     return found
 
 

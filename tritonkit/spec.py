@@ -314,13 +314,15 @@ def postprocess_variant(task: str):
 
 
 def postprocess_kinds(task: str | None = None) -> tuple[str, ...]:
-    """The registered postprocess kinds (of ``task``), in registration order."""
-    return tuple(k for k, cls in _VARIANTS.items() if task is None or cls.task == task)
+    """The registered postprocess kinds (of ``task``): by task name, then in registration order (the
+    order of a task's math module), whichever module was imported first."""
+    return tuple(k for t in postprocess_tasks() if task is None or t == task
+                 for k, cls in _VARIANTS.items() if cls.task == t)
 
 
 def postprocess_tasks() -> tuple[str, ...]:
-    """The tasks that registered postprocess variants."""
-    return tuple(dict.fromkeys(cls.task for cls in _VARIANTS.values()))
+    """The tasks that registered postprocess variants, sorted."""
+    return tuple(sorted({cls.task for cls in _VARIANTS.values()}))
 
 
 def variant_class(kind: str) -> type:

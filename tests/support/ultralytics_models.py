@@ -27,6 +27,10 @@ Public API (the pytest process side):
 * :func:`export_variant` -> another ONNX export of a fixture (e.g. ``nms=True``), cached beside it.
 * :func:`ultralytics_val` -> ultralytics' validator metrics and its ``predictions.json``
   (``save_json=True, rect=False``) on any model and dataset, to rescore with pycocotools.
+* :func:`ultralytics_nms` -> ultralytics' own ``non_max_suppression`` (``ultralytics.utils.nms``) on raw
+  model outputs, the reference of the client decode + NMS.
+* :func:`ultralytics_predict` -> ultralytics' predictor (``YOLO(model).predict``) on image files: a local
+  model file, or a served model through its Triton client (``grpc://host:port/<model>``).
 * :data:`FAST_TIER`: the recipes meant for the default test tier (the others are for slow tests).
 """
 
@@ -461,6 +465,60 @@ def ultralytics_val(model: Path, data: Path, *, task: str, imgsz: int, out: Path
     return result
 
 
+def ultralytics_nms(outputs: np.ndarray, **args: Any) -> list[np.ndarray]:
+    """``ultralytics.utils.nms.non_max_suppression(torch.from_numpy(outputs), **args)`` in a subprocess
+    (``conf_thres``, ``iou_thres``, ``multi_label``, ``max_det``, ``end2end``, ... as ultralytics names
+    them): one ``[k, 6]`` float32 array per image (``x1, y1, x2, y2, score, class`` in input pixels), in
+    ultralytics' order."""
+    with tempfile.TemporaryDirectory(prefix="ultralytics-nms-") as tmp:
+        src, dst = Path(tmp) / "in.npy", Path(tmp) / "out.npz"
+        np.save(src, np.asarray(outputs, np.float32))
+        cmd = [ultralytics_python(), str(Path(__file__).resolve()), "nms", "--src", str(src), "--dst", str(dst),
+               "--args", json.dumps(args)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_ultralytics_env(cache_root()),
+                              timeout=REFERENCE_TIMEOUT_S, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ultralytics non_max_suppression failed:\n{proc.stderr[-4000:]}")
+        with np.load(dst) as out:
+            return [out[f"arr_{i}"] for i in range(len(outputs))]
+
+
+def ultralytics_predict(model: str, images: Sequence[Path], *, task: str, imgsz: int, **args: Any) -> dict[str, Any]:
+    """``YOLO(model, task=task).predict(image, imgsz=imgsz, **args)`` per image, in a subprocess.
+    ``model``: a model file, or ``grpc://host:port/<served model>`` / ``http://...`` (ultralytics'
+    Triton client). Returns ``names`` (the model's class names by id, as its predictor saw them) and
+    ``results``: per image ``boxes`` (x1, y1, x2, y2 in original pixels), ``scores``, ``classes``."""
+    spec = {"model": model, "images": [str(p) for p in images], "task": task, "imgsz": imgsz, "args": args}
+    cmd = [ultralytics_python(), str(Path(__file__).resolve()), "predict", "--spec", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_ultralytics_env(cache_root()),
+                          timeout=REFERENCE_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ultralytics predict on {model} failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _predict(spec: dict[str, Any]) -> dict[str, Any]:
+    from ultralytics import YOLO
+
+    model = YOLO(spec["model"], task=spec["task"])
+    results, names = [], {}
+    for image in spec["images"]:
+        r = model.predict(image, imgsz=spec["imgsz"], device="cpu", verbose=False, **spec["args"])[0]
+        names = {str(k): v for k, v in r.names.items()}
+        results.append({"boxes": r.boxes.xyxy.numpy().tolist(), "scores": r.boxes.conf.numpy().tolist(),
+                        "classes": r.boxes.cls.numpy().astype(int).tolist()})
+    return {"names": names, "results": results}
+
+
+def _nms(src: Path, dst: Path, args: dict[str, Any]) -> None:
+    import torch
+    import torchvision  # noqa: F401  (ultralytics uses torchvision's NMS when it is imported)
+    from ultralytics.utils.nms import non_max_suppression
+
+    out = non_max_suppression(torch.from_numpy(np.load(src)), **args)
+    np.savez(dst, *[o.numpy().astype(np.float32) for o in out])
+
+
 def _val(spec: dict[str, Any]) -> dict[str, Any]:
     from ultralytics import YOLO
 
@@ -528,7 +586,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     box.add_argument("--size", type=int, required=True)
     box.add_argument("--src", type=Path, required=True)
     box.add_argument("--dst", type=Path, required=True)
+    nms = sub.add_parser("nms")
+    nms.add_argument("--src", type=Path, required=True)
+    nms.add_argument("--dst", type=Path, required=True)
+    nms.add_argument("--args", required=True, help="non_max_suppression keyword arguments as JSON")
+    predict = sub.add_parser("predict")
+    predict.add_argument("--spec", required=True, help="model, images, task, imgsz, args as JSON")
     args = parser.parse_args(argv)
+    if args.cmd == "predict":
+        print(json.dumps(_predict(json.loads(args.spec))))
+        return 0
+    if args.cmd == "nms":
+        _nms(args.src, args.dst, json.loads(args.args))
+        return 0
     if args.cmd == "build":
         fields = json.loads(args.recipe)
         fields["scale"] = tuple(fields.get("scale", ()))

@@ -39,6 +39,10 @@ NMS_SPEED = NMSProfile("speed", 0.25, 0.45)
 NMS_AP = NMSProfile("ap", 0.001, 0.65)
 # YOLOv5 val.py's mAP setting: conf 0.001 / IoU 0.65 with multi-label candidates.
 NMS_AP_MULTI = NMSProfile("ap", 0.001, 0.65, multi_label=True)
+# ultralytics' own defaults (8.x ``cfg/default.yaml``, conf 0.25 / IoU 0.7 / max_det 300): its predictor
+# keeps the best class per box, its validator (conf 0.001) every class above the threshold.
+NMS_ULTRALYTICS_SPEED = NMSProfile("speed", 0.25, 0.7)
+NMS_ULTRALYTICS_AP = NMSProfile("ap", 0.001, 0.7, multi_label=True)
 
 
 def _normalize_reference(value) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
@@ -132,6 +136,13 @@ class ModelCard:
         profile_names = [p.name for p in self.nms_profiles]
         if len(set(profile_names)) != len(profile_names):
             raise CardError(f"card {self.name!r}: duplicate NMS profile names {profile_names}")
+
+    def head_problems(self) -> list[str]:
+        """Why the outputs cannot be the ones the postprocess head reads (empty: they can; heads
+        that constrain their outputs say so with ``output_problems``). Not checked on every card: a
+        postprocess ensemble's card keeps the head but serves the chain's outputs."""
+        check = getattr(self.postprocess, "output_problems", None)
+        return check(self.outputs, self.num_classes) if check else []
 
     def expected_input_dims(self) -> tuple[int, int, int]:
         """Per-sample input dims the preprocess produces; ``-1`` for H and W that vary."""
@@ -272,7 +283,11 @@ def load_card_file(path: str | Path) -> ModelCard:
         raise CardError(f"{p}: card file not found") from None
     except json.JSONDecodeError as exc:
         raise CardError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return card_from_dict(data, source=str(p), base_dir=p.parent)
+    card = card_from_dict(data, source=str(p), base_dir=p.parent)
+    problems = card.head_problems()
+    if problems:
+        raise CardError(f"{p}: {problems[0]}")
+    return card
 
 
 def _is_label_path(labels: str) -> bool:
@@ -355,6 +370,7 @@ def get_card(name_or_path: str) -> ModelCard:
 
 __all__ = [
     "ModelCard", "TensorSpec", "Preprocess", "NMSProfile", "SpatialRange", "PRECISIONS", "TRITON_DTYPES",
-    "field_names", "NMS_SPEED", "NMS_AP", "NMS_AP_MULTI", "Registry", "REGISTRY", "get_card", "load_labels",
+    "field_names", "NMS_SPEED", "NMS_AP", "NMS_AP_MULTI", "NMS_ULTRALYTICS_SPEED",
+    "NMS_ULTRALYTICS_AP", "Registry", "REGISTRY", "get_card", "load_labels",
     "card_from_dict", "load_card_file", "IMAGENET_MEAN", "IMAGENET_STD",
 ]

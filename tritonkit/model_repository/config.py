@@ -222,9 +222,22 @@ def card_parameter(card: ModelCard) -> str:
     return json.dumps(card.to_dict(), separators=(",", ":"))
 
 
+ULTRALYTICS_METADATA = "metadata"  # the parameter ultralytics' Triton client reads (utils/triton.py)
+
+
+def client_parameters(card: ModelCard, max_batch: int) -> dict[str, str]:
+    """Parameters other clients read: ultralytics' ``metadata`` (a Python literal of names, imgsz,
+    stride, task, end2end) for the heads that give it (ultralytics' own output layouts)."""
+    metadata = getattr(card.postprocess, "ultralytics_metadata", None)
+    if metadata is None:
+        return {}
+    return {ULTRALYTICS_METADATA: repr(metadata(card.label_names(), card.preprocess.size, max_batch))}
+
+
 def _set_parameters(cfg, card: ModelCard, options: RepoOptions, target: Target) -> None:
-    """The target's own parameters, then the user's, then the embedded card."""
+    """The target's own parameters, those other clients read, then the user's, then the embedded card."""
     values = dict(target.parameters(options)) if target.parameters else {}
+    values.update(client_parameters(card, cfg.max_batch_size))
     values.update(options.parameters)
     values[CARD_PARAMETER] = card_parameter(card)
     for key, value in values.items():

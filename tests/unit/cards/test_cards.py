@@ -231,7 +231,7 @@ def test_shipped_json_schema_is_the_loaders_field_lists(capsys):
     assert schema["$defs"]["preprocess"]["properties"]["mode"]["enum"] == [
         "resize_crop", "letterbox", "resize", "resize_short"]
     kinds = [v["properties"]["kind"]["const"] for v in schema["$defs"]["postprocess"]["oneOf"][1:]]
-    assert kinds == ["softmax_topk", "yolo", "ssd", "argmax_mask"]
+    assert kinds == ["softmax_topk", "yolo", "ssd", "yolo_anchor_free", "yolo_end2end", "argmax_mask"]
     for card in REGISTRY:  # every built-in card's JSON has only schema keys and all required ones
         d = card.to_dict()
         assert set(d) <= set(schema["properties"]) and set(schema["required"]) <= set(d)

@@ -177,6 +177,8 @@ def test_the_pipeline_has_a_step_per_ratio_and_the_peer_only_around_its_own():
     assert set(ids) >= {s.name for s in bench.RATIOS}
     at = ids.index("cpu_target_vs_pytriton")
     assert ids[at - 1:at + 2] == ("start_pytriton", "cpu_target_vs_pytriton", "stop_pytriton")
+    at = ids.index("start_yolo")  # the ultralytics peer and its server only around their own ratios
+    assert ids[at:at + 4] == ("start_yolo", "vs_ultralytics_predict_bs1", "vs_ultralytics_predict_bs8", "stop_yolo")
     assert ids[-2:] == ("stop_server", "write_report")
     only = bench.pipeline(bench.BenchOptions(only=("client_preprocess_vs_torchvision",))).ids
     assert only == ("prepare_models", "start_server", "client_preprocess_vs_torchvision", "stop_server",

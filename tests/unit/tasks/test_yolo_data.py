@@ -82,9 +82,9 @@ def test_yolo_layout_equals_the_coco_json_it_was_converted_from(tmp_path):
     assert [im.path.name for im in yolo.images] == [im.path.name for im in coco.images]
     for im_y, im_c in zip(yolo.images, coco.images):
         gy = sorted((a["category_id"], *a["bbox"]) for a in yolo.coco.imgToAnns[im_y.id])
-        gc = sorted((a["category_id"] - 1, *a["bbox"]) for a in coco.coco.imgToAnns[im_c.id])
+        gc = sorted((a["category_id"], *a["bbox"]) for a in coco.coco.imgToAnns[im_c.id])
         np.testing.assert_allclose(np.array(gy), np.array(gc), atol=1e-3)
-    m_yolo, m_coco = _map(yolo, (0, 1, 2)), _map(coco, (1, 2, 3))
+    m_yolo, m_coco = _map(yolo, (1, 2, 3)), _map(coco, (1, 2, 3))
     assert 0 < m_coco < 1
     assert m_yolo == pytest.approx(m_coco, abs=1e-9)
 
@@ -138,7 +138,7 @@ def test_classes_map_by_name_and_coco80_cards_keep_their_ids(tmp_path):
     data.write_text(yaml.safe_dump({"path": ".", "val": "images/val", "names": ["dog", "person", "unicorn"]}))
     ds = load_yolo(data)
     ids, absent = category_ids_for(card, ds)
-    assert ids[names.index("person")] == 1 and ids[names.index("dog")] == 0
+    assert ids[names.index("person")] == 2 and ids[names.index("dog")] == 1  # class + 1, as ultralytics' save_json
     assert len(absent) == len(names) - 2 and "unicorn" not in absent
     coco = tmp_path / "c"
     (coco / "val").mkdir(parents=True)

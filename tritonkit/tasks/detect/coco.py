@@ -319,6 +319,40 @@ def _empty_results(gt: "COCO") -> "COCO":
                         "annotations": []})
 
 
+def _ultralytics_image_id(stem: str) -> str:
+    """ultralytics' image id of a file stem, as text: a numeric stem is an int there (``0042`` -> 42)."""
+    return str(int(stem)) if stem.isnumeric() else stem
+
+
+def read_ultralytics_predictions(path: str | Path, gt: "COCO") -> tuple[list[dict], int]:
+    """ultralytics' validator predictions (``predictions.json`` of ``yolo val save_json=True``) as
+    COCO results on ``gt``: its ``image_id`` is the image file's stem, so each prediction is moved to
+    the ground-truth image whose file has that stem (``file_name`` when given); ``category_id`` is
+    kept (ultralytics writes COCO's 91 ids for COCO, ``class + 1`` otherwise). Returns the results
+    and how many predictions named an image the annotations lack (left out)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read ultralytics predictions ({exc})") from None
+    required = {"image_id": (int, str), "category_id": (int,), "bbox": (list,), "score": (int, float)}
+    bad, why = _bad_entries(data, required) if isinstance(data, list) else (0, "")
+    if not isinstance(data, list) or bad:
+        raise DatasetError(f"{path}: expected ultralytics' predictions.json (a list of image_id, category_id, "
+                           f"bbox, score){'; ' + why if why else ''}")
+    by_stem = {_ultralytics_image_id(Path(im["file_name"]).stem): im["id"] for im in gt.dataset["images"]}
+    out, unknown = [], 0
+    for p in data:
+        name = Path(p["file_name"]).stem if isinstance(p.get("file_name"), str) else str(p["image_id"])
+        stem = _ultralytics_image_id(name)
+        if stem not in by_stem:
+            unknown += 1
+            continue
+        out.append({"image_id": by_stem[stem], "category_id": int(p["category_id"]),
+                    "bbox": [float(v) for v in p["bbox"]], "score": float(p["score"])})
+    return out, unknown
+
+
 def coco_map(gt: "COCO", results: list[dict], image_ids: Iterable[int]) -> CocoMetrics:
     """COCOeval (bbox) over ``image_ids`` only. No detections gives mAP 0 where there is ground
     truth; no ground truth at all gives None (nothing to measure)."""

@@ -5,8 +5,10 @@ beside the NMS model's ``model.py`` as ``tk_detect.py`` (NGC's tritonserver imag
 tritonkit), so server-side and client-side detections are identical.
 
 * **Variants** (:func:`tritonkit.spec.postprocess_variant`, task ``detect``): :class:`YoloDecode`
-  (one output ``[N, boxes, 5 + C]``, ultralytics' YOLOv5/v3 layout with objectness) and
-  :class:`SSDDecode` (normalized boxes + softmax scores). Each variant decodes one image's raw
+  (one output ``[N, boxes, 5 + C]``, ultralytics' YOLOv5/v3 layout with objectness),
+  :class:`YoloAnchorFreeDecode` (``[N, 4 + C, anchors]``, YOLOv8/YOLO11), :class:`YoloEnd2EndDecode`
+  (``[N, K, 6]``, NMS-free heads: a score threshold and a count only) and :class:`SSDDecode`
+  (normalized boxes + softmax scores). Each variant decodes one image's raw
   outputs into candidate boxes (:meth:`candidates`) and says whether NMS follows (``needs_nms``); a new
   head is one more variant class here (the kind -> decoder table is the variant registry).
 * :func:`nms` is greedy non-maximum suppression with torchvision's semantics (suppress when IoU
@@ -292,6 +294,27 @@ def _check_box_coding(kind: str, coding: str) -> None:
         raise spec.SpecError(f"postprocess {kind}: box_coding {coding!r} not one of {BOX_CODINGS}")
 
 
+def _check_stride(kind: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise spec.SpecError(f"postprocess {kind}: stride must be a positive integer (got {value!r})")
+
+
+def ultralytics_metadata(names: Sequence[str], imgsz: int, batch: int, stride: int, end2end: bool) -> dict:
+    """What ultralytics' Triton client (``ultralytics/utils/triton.py``, ``TritonRemoteModel``) reads
+    from a served config's ``metadata`` parameter (a Python literal) and ``AutoBackend`` applies as
+    its export metadata: the task, the class names by id, the input size ``[h, w]``, the stride and
+    the head. ``args.dynamic`` is False: the served input has a fixed size, so its predictor
+    letterboxes every image to exactly ``imgsz`` (``LetterBox(auto=False)``)."""
+    return {"task": "detect", "names": dict(enumerate(str(n) for n in names)), "imgsz": [int(imgsz), int(imgsz)],
+            "stride": int(stride), "batch": int(batch), "channels": 3, "end2end": bool(end2end),
+            "args": {"nms": bool(end2end), "dynamic": False}}
+
+
+def _check_multi_label(kind: str, value: Any) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise spec.SpecError(f"postprocess {kind}: multi_label must be true, false or null (got {value!r})")
+
+
 def corner_to_center(output: np.ndarray) -> np.ndarray:
     """YOLO rows ``x1, y1, x2, y2, ...`` -> ``cx, cy, w, h, ...`` (what :func:`decode_yolo` reads)."""
     return np.concatenate([(output[..., 0:2] + output[..., 2:4]) / 2, output[..., 2:4] - output[..., 0:2],
@@ -317,8 +340,7 @@ class YoloDecode:
 
     def __post_init__(self) -> None:
         _check_box_coding(self.kind, self.box_coding)
-        if self.multi_label is not None and not isinstance(self.multi_label, bool):
-            raise spec.SpecError(f"postprocess yolo: multi_label must be true, false or null (got {self.multi_label!r})")
+        _check_multi_label(self.kind, self.multi_label)
 
     def candidates(self, outputs: Sequence[np.ndarray], input_hw: tuple[int, int], profile: Any) -> Detections:
         output = outputs[0]
@@ -355,6 +377,101 @@ class SSDDecode:
         if self.box_coding == "center_size":
             boxes = xywh_to_xyxy(np.asarray(boxes, np.float32).reshape(-1, 4))
         return decode_ssd(boxes, scores, input_hw, profile.conf_threshold, self.background_index)
+
+
+def decode_anchor_free(output: np.ndarray, conf_threshold: float, multi_label: bool = False) -> Detections:
+    """Candidates from one image's ultralytics anchor-free output ``[4 + C, anchors]`` (YOLOv8/v9/
+    YOLO11/v12 ``output0``): ``cx, cy, w, h`` in input pixels, then the class scores (already
+    sigmoid, no objectness). As ultralytics' ``non_max_suppression``: anchors whose best score is
+    not above the threshold are dropped; without ``multi_label`` each box keeps its best class,
+    with it (and more than one class) one candidate per (box, class) above the threshold."""
+    out = np.asarray(output)
+    if out.ndim != 2 or out.shape[0] < 5:
+        raise ValueError(f"decode_anchor_free: expected [4 + classes, anchors], got shape {out.shape}")
+    scores = out[4:]
+    keep = scores.max(axis=0) > conf_threshold
+    boxes = xywh_to_xyxy(out[:4, keep].T)
+    scores = scores[:, keep].T
+    if multi_label and scores.shape[1] > 1:
+        rows, cls = np.nonzero(scores > conf_threshold)
+        return Detections.create(boxes[rows], scores[rows, cls], cls)
+    cls = scores.argmax(axis=1)
+    return Detections.create(boxes, scores[np.arange(len(cls)), cls], cls)
+
+
+def decode_end2end(output: np.ndarray, conf_threshold: float) -> Detections:
+    """Detections from one image's NMS-free output ``[K, 6]`` (``x1, y1, x2, y2, score, class`` in
+    input pixels; YOLO26, YOLOv10, ``nms=True`` exports): the rows whose score is above the
+    threshold, in the model's order (as ultralytics' ``non_max_suppression`` on an end-to-end head)."""
+    out = np.asarray(output)
+    if out.ndim != 2 or out.shape[1] != 6:
+        raise ValueError(f"decode_end2end: expected [detections, 6], got shape {out.shape}")
+    out = out[out[:, 4] > conf_threshold]
+    return Detections.create(out[:, :4], out[:, 4], np.round(out[:, 5]))
+
+
+@spec.postprocess_variant("detect")
+@dataclass(frozen=True, kw_only=True)
+class YoloAnchorFreeDecode:
+    """One output ``[N, 4 + C, anchors]``: ``cx, cy, w, h`` (input pixels) then the C class scores,
+    sigmoid already, no objectness (ultralytics YOLOv8, v9, YOLO11, v12, and YOLO26's default
+    export). ``multi_label`` as :class:`YoloDecode`'s: None lets each NMS profile decide."""
+
+    kind: ClassVar[str] = "yolo_anchor_free"
+    needs_nms: ClassVar[bool] = True
+    uses_nms_profiles: ClassVar[bool] = True
+    multi_label: bool | None = None
+    stride: int = 32  # the head's largest stride (ultralytics' ``stride`` metadata; 64 for P6 models)
+
+    def __post_init__(self) -> None:
+        _check_multi_label(self.kind, self.multi_label)
+        _check_stride(self.kind, self.stride)
+
+    def ultralytics_metadata(self, names: Sequence[str], imgsz: int, batch: int) -> dict:
+        """The ``metadata`` ultralytics' Triton client reads from the served config (see
+        :func:`ultralytics_metadata`)."""
+        return ultralytics_metadata(names, imgsz, batch, self.stride, end2end=False)
+
+    def output_problems(self, outputs: Sequence[Any], num_classes: int) -> list[str]:
+        """Why the card's outputs cannot be this head's (empty: they can)."""
+        dims = tuple(outputs[0].dims)
+        if len(dims) != 2 or dims[0] not in (-1, 4 + num_classes):
+            return [f"outputs[0] {outputs[0].name!r}: dims {list(dims)} are not [4 + num_classes "
+                    f"({4 + num_classes}), anchors] of a yolo_anchor_free head"]
+        return []
+
+    def candidates(self, outputs: Sequence[np.ndarray], input_hw: tuple[int, int], profile: Any) -> Detections:
+        multi = profile.multi_label if self.multi_label is None else self.multi_label
+        return decode_anchor_free(outputs[0], profile.conf_threshold, multi)
+
+
+@spec.postprocess_variant("detect")
+@dataclass(frozen=True, kw_only=True)
+class YoloEnd2EndDecode:
+    """One output ``[N, K, 6]``: ``x1, y1, x2, y2, score, class`` in input pixels, NMS already done
+    by the model (YOLO26's NMS-free head, YOLOv10, ultralytics' ``nms=True`` exports). Of an NMS
+    profile only ``conf_threshold`` and ``max_detections`` apply."""
+
+    kind: ClassVar[str] = "yolo_end2end"
+    needs_nms: ClassVar[bool] = False
+    uses_nms_profiles: ClassVar[bool] = True
+    stride: int = 32  # the head's largest stride (ultralytics' ``stride`` metadata)
+
+    def __post_init__(self) -> None:
+        _check_stride(self.kind, self.stride)
+
+    def ultralytics_metadata(self, names: Sequence[str], imgsz: int, batch: int) -> dict:
+        return ultralytics_metadata(names, imgsz, batch, self.stride, end2end=True)
+
+    def output_problems(self, outputs: Sequence[Any], num_classes: int) -> list[str]:
+        dims = tuple(outputs[0].dims)
+        if len(dims) != 2 or dims[1] != 6:
+            return [f"outputs[0] {outputs[0].name!r}: dims {list(dims)} are not [detections, 6] "
+                    f"(x1, y1, x2, y2, score, class) of a yolo_end2end head"]
+        return []
+
+    def candidates(self, outputs: Sequence[np.ndarray], input_hw: tuple[int, int], profile: Any) -> Detections:
+        return decode_end2end(outputs[0], profile.conf_threshold)
 
 
 def detections(pp: Any, outputs: Mapping[str, np.ndarray], output_names: Sequence[str], input_hw: tuple[int, int],

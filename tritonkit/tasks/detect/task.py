@@ -43,7 +43,7 @@ from tritonkit.tasks.base import (
     register_task, to_flat_dict)
 from tritonkit.tasks.detect import math as detect_math
 from tritonkit.tasks.detect.coco import (
-    check_categories, coco_map, detections_to_coco, load_coco_root, write_results)
+    check_categories, coco_map, detections_to_coco, load_coco_root, read_ultralytics_predictions, write_results)
 from tritonkit.tasks.detect.yolo import YoloDataset, load_yolo
 from tritonkit.tasks.detect.math import (
     OUT_BOXES, OUT_CLASSES, OUT_COUNT, OUT_SCORES, Detections, box_iou, card_detections, unpad_detections)
@@ -63,7 +63,9 @@ MATH_FILE = "tk_detect.py"  # this task's math.py as the NMS backend imports it
 
 def nms_chain(card: ModelCard, profile: NMSProfile) -> PostprocessChain:
     """The NMS chain of a detector for one profile: its raw outputs + the optional geometry in,
-    padded detections out (``det_boxes``, ``det_scores``, ``det_classes``, ``det_count``)."""
+    padded detections out (``det_boxes``, ``det_scores``, ``det_classes``, ``det_count``). For an
+    NMS-free head (``needs_nms`` False: end-to-end exports) the same chain only selects: the rows
+    above the profile's score threshold, at most its max detections."""
     m = profile.max_detections
     return PostprocessChain(
         kind="nms", variant=profile.name, backend_source=NMS_BACKEND,
@@ -72,7 +74,9 @@ def nms_chain(card: ModelCard, profile: NMSProfile) -> PostprocessChain:
         outputs=(ChainTensor(name=OUT_BOXES, dims=(m, 4)), ChainTensor(name=OUT_SCORES, dims=(m,)),
                  ChainTensor(name=OUT_CLASSES, dims=(m,), dtype="INT32"),
                  ChainTensor(name=OUT_COUNT, dims=(1,), dtype="INT32")),
-        description=f"server-side NMS ({profile.name} profile)")
+        description=(f"server-side NMS ({profile.name} profile)" if card.postprocess.needs_nms else
+                     f"server-side selection: score threshold and max detections ({profile.name} profile), "
+                     f"the head is NMS-free"))
 
 
 # ------------------------------------------------------------------------ the task adapter
@@ -188,6 +192,9 @@ class DetectionOptions(DatasetOptions):
         "--timing-nms-profile", "NMS profile for run-model/run-stream timing (default: speed, conf 0.25 / IoU 0.45)"))
     limit: int | None = field(default=None, metadata=arg(
         "--limit", "evaluate only the first N images (by image id)", kind="int"))
+    ultralytics_reference: Path | None = field(default=None, metadata=arg(
+        "--ultralytics-reference", "predictions.json of ultralytics' validator on the same images (yolo val "
+        "save_json=True rect=False): rescored here by pycocotools and reported beside tritonkit's mAP", kind="path"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -224,6 +231,7 @@ class DetectionDetails:
     timing_nms_profile: NMSProfile
     coco_results: str | None = field(default=None, metadata=OMIT_NONE)
     per_image: dict | None = field(default=None, metadata=OMIT_NONE)   # see image_errors_summary
+    ultralytics_reference: dict | None = field(default=None, metadata=OMIT_NONE)  # see ultralytics_reference
 
     def to_dict(self) -> dict:
         return to_flat_dict(self)
@@ -308,6 +316,25 @@ def _ids_by_name(card: ModelCard, dataset) -> tuple[tuple[int, ...], list[int]] 
 class _CocoSource:
     dataset: Any                   # tritonkit.tasks.detect.coco.CocoDataset
     category_ids: tuple[int, ...]  # card class index -> dataset category id
+    ultralytics: Any = None        # UltralyticsPredictions, when a reference was given
+
+
+@dataclass(frozen=True)
+class UltralyticsPredictions:
+    """ultralytics' validator predictions read (and checked) before the stream starts."""
+
+    path: Path
+    results: list        # COCO results on the eval's annotations
+    unknown: int         # predictions for images the annotations lack
+
+
+def ultralytics_reference(ref: UltralyticsPredictions, gt: Any, image_ids: Sequence[int]) -> dict:
+    """ultralytics' validator predictions rescored by pycocotools on ``gt`` over the images this
+    eval evaluated: the same scorer as tritonkit's own mAP."""
+    path, unknown = ref.path, ref.unknown
+    metrics = coco_map(gt, ref.results, image_ids)
+    return {"predictions": str(path), "map50": metrics.map50, "map50_95": metrics.map50_95,
+            "detections": metrics.detections, "predictions_for_other_images": unknown}
 
 
 def _load(options: "DetectionOptions"):
@@ -366,7 +393,20 @@ def _accuracy_markdown(result: Mapping[str, Any]) -> str:
     ref = "reference_map50" in result
     return "\n## Accuracy (COCOeval, bbox)\n\n" + markdown_table(
         ["metric", "through Triton"] + (["onnxruntime in-process"] if ref else []),
-        [row if ref else row[:2] for row in acc], digits=2)
+        [row if ref else row[:2] for row in acc], digits=2) + _ultralytics_markdown(result)
+
+
+def _ultralytics_markdown(result: Mapping[str, Any]) -> str:
+    ultra = result.get("ultralytics_reference")
+    if not ultra:
+        return ""
+    rows = [[name, pct(result.get(key)), pct(ultra.get(key)),
+             None if result.get(key) is None or ultra.get(key) is None else pct(result[key] - ultra[key])]
+            for name, key in (("mAP50 (%)", "map50"), ("mAP50-95 (%)", "map50_95"))]
+    return (f"\nultralytics' validator predictions (`{ultra['predictions']}`, {ultra['detections']} boxes) rescored "
+            f"by pycocotools on the same ground truth and images:\n\n"
+            + markdown_table(["metric", "tritonkit through Triton", "ultralytics val", "difference (points)"],
+                             rows, digits=2))
 
 
 def _worst_markdown(per_image: Mapping[str, Any] | None) -> str:
@@ -423,7 +463,11 @@ class Detection(Task):
         identity = {"nms_profile": options.nms_profile, "images_dir": str(ds.images_dir),
                     "annotations": str(ds.annotations_file), "image_ids": ds.image_ids}
         problems = list(getattr(ds, "problems", []))  # malformed YOLO label lines, skipped
-        return OpenedData(items, problems, description, identity, source=_CocoSource(ds, ids))
+        ultra = None
+        if options.ultralytics_reference is not None:  # read now: a bad file fails before the stream runs
+            ultra = UltralyticsPredictions(options.ultralytics_reference,
+                                           *read_ultralytics_predictions(options.ultralytics_reference, ds.coco))
+        return OpenedData(items, problems, description, identity, source=_CocoSource(ds, ids, ultra))
 
     def server_chains(self, card: ModelCard, variants: Sequence[str] = ()) -> list[PostprocessChain]:
         """One NMS chain per NMS profile (``variants``: profile names; empty: every profile of the card)."""
@@ -448,6 +492,10 @@ class Detection(Task):
         path = write_results(run.out / COCO_RESULTS, records_to_coco(stream.records, run.adapter.category_ids))
         run.served.details.coco_results = str(path)
         run.served.details.per_image = image_errors_summary(stream.records, run.adapter.gt, run.adapter.category_ids)
+        ultra = run.data.source.ultralytics
+        if ultra is not None and stream.records:
+            run.served.details.ultralytics_reference = ultralytics_reference(
+                ultra, run.adapter.gt, [r["image_id"] for r in stream.records])
 
     def timing_adapter(self, card: ModelCard, options: DetectionOptions | None = None) -> DetectAdapter:
         if options is None:
@@ -467,6 +515,10 @@ class Detection(Task):
         rows = [("mAP50", pct_text(m.map50)), ("mAP50-95", pct_text(m.map50_95))]
         if m.has_reference:
             rows.append(("reference mAP50 (onnxruntime)", pct_text(m.reference_map50)))
+        ultra = getattr(result.details, "ultralytics_reference", None)
+        if ultra:
+            rows += [("ultralytics val mAP50", pct_text(ultra["map50"])),
+                     ("ultralytics val mAP50-95", pct_text(ultra["map50_95"]))]
         return rows
 
 

@@ -8,7 +8,8 @@ Layout::
     ROOT/labels/val/*.txt   one ``class cx cy w h`` line per object, normalised to the image size
 
 An image without a label file has no objects. A malformed label line is reported (file and line)
-and skipped; the rest is evaluated. Categories are the ``names`` with ids 0..N-1, so class ids
+and skipped; the rest is evaluated. Categories are the ``names`` with ids class + 1 (as
+ultralytics' ``save_json`` writes them for a non-COCO set), so class ids
 map to a card's classes by name (:func:`tritonkit.tasks.detect.task.category_ids_for`).
 """
 
@@ -129,7 +130,7 @@ def _annotations(image: Path, image_id: int, size: tuple[int, int], nc: int, pro
             problems.append({"path": f"{lf}:{n}", "reason": f"{parsed} (line skipped)"})
             continue
         cls, (cx, cy, bw, bh) = parsed
-        anns.append({"image_id": image_id, "category_id": cls,
+        anns.append({"image_id": image_id, "category_id": cls + 1,
                      "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]})
     return anns
 
@@ -157,7 +158,7 @@ def load_yolo(data_yaml: str | Path, limit: int | None = None) -> YoloDataset:
         entries.append({"id": image_id, "file_name": str(img), "height": h, "width": w})
         anns += _annotations(img, image_id, (h, w), len(names), problems)
     coco = {"images": entries, "annotations": anns,
-            "categories": [{"id": i, "name": n} for i, n in enumerate(names)]}
+            "categories": [{"id": i, "name": n} for i, n in enumerate(names, 1)]}
     index = _coco_index(check_annotations(coco, path))
     cimages = [CocoImage(e["id"], e["file_name"], Path(e["file_name"]), e["height"], e["width"]) for e in entries]
     return YoloDataset(images[0].parent, path, index, cimages, problems=problems)
