@@ -5,16 +5,19 @@
   tritonkit cards resnet50 --json        # one card as JSON: the start of your own card file
   tritonkit cards my_card.json           # validate and show a user card file
   tritonkit cards --schema               # the JSON Schema card files follow
+  tritonkit cards --from-onnx m.onnx     # a card drafted from an ultralytics detect export
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from tritonkit._lazy import lazy_import
 from tritonkit.cards import REGISTRY, get_card
 from tritonkit.cards.schema import shipped_schema_text
+from tritonkit.export.onnx_card import detect_card, read_graph
 
 rich_console = lazy_import("rich.console")
 rich_table = lazy_import("rich.table")
@@ -25,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help="print JSON (with NAME: that card, a valid card file to copy and edit; without: every card)")
     p.add_argument("--schema", action="store_true", help="print the JSON Schema of card files and exit")
+    p.add_argument("--from-onnx", metavar="MODEL.onnx",
+                   help="print a card drafted from an ultralytics detect ONNX export (class names written "
+                        "beside it as MODEL.names.txt)")
+    p.add_argument("--name", help="with --from-onnx: the card's name (default: the file's stem)")
 
 
 def _preprocess_text(pp) -> str:
@@ -38,6 +45,10 @@ def _preprocess_text(pp) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.schema:
         print(shipped_schema_text(), end="")
+        return 0
+    if args.from_onnx:
+        graph = read_graph(args.from_onnx)
+        print(json.dumps(detect_card(graph, args.name or Path(args.from_onnx).stem).to_dict(), indent=2))
         return 0
     if args.model:  # one card is always shown as JSON
         print(json.dumps(get_card(args.model).to_dict(), indent=2))

@@ -161,5 +161,5 @@ def test_eval_detect_opens_a_data_yaml_with_malformed_lines_as_excluded(tmp_path
     assert opened.description["label_problems"] == 1
     names = card.label_names()
     ids = opened.source.category_ids  # data.yaml names -> the card's classes by name
-    assert [opened.source.dataset.coco.cats[i]["name"] for i in ids if i >= 0] == [n for n in names if n in
-                                                                                   yaml.safe_load(data.read_text())["names"].values()]
+    in_yaml = set(yaml.safe_load(data.read_text())["names"].values())
+    assert [opened.source.dataset.coco.cats[i]["name"] for i in ids if i >= 0] == [n for n in names if n in in_yaml]
