@@ -97,6 +97,11 @@ def _postprocess(graph: OnnxGraph, dims: tuple, nc: int):
 
 def detect_card(graph: OnnxGraph, name: str) -> ModelCard:
     """A detect card from ultralytics' metadata; the names file is written beside the ONNX."""
+    if "task" not in graph.metadata:
+        tensors = "; ".join(f"{kind} {n} {t} {['?' if d is None else d for d in dims]}" for kind, group in
+                            (("input", graph.inputs), ("output", graph.outputs)) for n, t, dims in group)
+        raise CardError(f"{graph.path}: no ultralytics metadata (graph: {tensors}); write the card by hand from "
+                        f"`tritonkit cards yolov8n --json`, setting task, labels, num_classes, preprocess, postprocess")
     if graph.metadata.get("task") != "detect":
         raise CardError(f"{graph.path}: metadata field 'task' is {graph.metadata.get('task')!r}; "
                         f"only ultralytics detect exports are supported here")

@@ -53,3 +53,15 @@ def test_unreadable_file_is_one_line(tmp_path, capsys):
     assert main(["cards", "--from-onnx", str(bad)]) == 1
     err = capsys.readouterr().err.strip()
     assert str(bad) in err and "\n" not in err
+
+
+def test_without_metadata_the_graph_and_the_fields_to_set_are_one_line(tmp_path, capsys):
+    import onnx
+    onnx_file = tmp_path / "m.onnx"
+    m = onnx.load(str(tiny_model("detect").onnx))
+    del m.metadata_props[:]
+    onnx.save(m, str(onnx_file))
+    assert main(["cards", "--from-onnx", str(onnx_file)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert str(onnx_file) in err and "input images" in err and "output output0" in err and "num_classes" in err
+    assert "\n" not in err
