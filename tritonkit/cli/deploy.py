@@ -86,7 +86,11 @@ K8S_WRITES = """Writes under --out:
                                 PrometheusRule (the alerts below)
   prometheus-adapter/rules.yaml the custom-metric rule the autoscaler reads
   kserve/inferenceservice.yaml  with --kserve
-  rendered/*.yaml               every variant as plain multi-document YAML
+  canary/                       with --canary: the canary Deployment (<name>-canary) behind the same
+                                Service, <name>-canary / <name>-stable Services (kustomization.yaml)
+  kserve/canary.yaml            with --canary and --kserve: the InferenceService with canaryTrafficPercent
+  rendered/*.yaml               every variant as plain multi-document YAML (base, autoscale, kserve,
+                                canary, kserve-canary)
   observability/grafana/dashboard.json       Grafana dashboard: traffic, failures by reason, queue vs
                                 compute, p50/p99, executed batch size, pending, instance (and GPU) use
   observability/prometheus/rules.yaml        recording + alerting rules (queue, failures, p99 vs SLO,
@@ -94,6 +98,16 @@ K8S_WRITES = """Writes under --out:
   observability/prometheus/rules.test.yaml   promtool tests: each alert firing and staying silent
   DEPLOY.md, deploy.json        what was written and why
 The servers run with --metrics-config=summary_latencies=true (p50/p99 from Triton's summaries)."""
+
+OBSERVABILITY_WRITES = """Writes under --out:
+  grafana/dashboard.json        Grafana dashboard: traffic, failures by reason, queue vs compute, p50/p99,
+                                executed batch size, pending, instance (and GPU) use
+  prometheus/rules.yaml         recording + alerting rules (queue, failures, p99 vs SLO, model not ready,
+                                metrics down)
+  prometheus/rules.test.yaml    promtool tests: each alert firing and staying silent
+  prometheus/prometheus.yml     Prometheus config scraping every --target and loading rules.yaml
+  OBSERVABILITY.md, observability.json   what was written and why (thresholds, targets)
+The servers must run with --metrics-config=summary_latencies=true (p50/p99 from Triton's summaries)."""
 
 
 def _k8s_arguments(p: argparse.ArgumentParser) -> None:
@@ -173,7 +187,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _k8s_arguments(k)
     o = sub.add_parser("observability", help="Grafana dashboard, alert rules and a Prometheus config (no Kubernetes)",
                        description="Grafana dashboard, Prometheus alert rules with their promtool tests, and a "
-                                   "Prometheus config scraping --target, for servers outside Kubernetes.")
+                                   "Prometheus config scraping --target, for servers outside Kubernetes.\n\n"
+                                   + OBSERVABILITY_WRITES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _observability_arguments(o)
     c = sub.add_parser("capacity", help="replicas for a target request rate from a perf sweep",
                        description="Replicas for a target request rate from a perf sweep's throughput at the SLO.")
