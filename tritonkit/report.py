@@ -6,14 +6,19 @@
   every cell goes through :func:`fmt`, which escapes text (:func:`escape_text`) so that a file
   name with a newline, a ``|`` or bytes that are not UTF-8 stays in its cell and the report
   stays valid UTF-8 (the JSON reports keep the exact name: ``\\udcff`` escapes round-trip).
+* :class:`TextTable`: a finished table of strings (markdown, CSV, JSON rows); the CLI shows it in
+  the terminal (:func:`tritonkit.cli.tables.print_tables`) without ever cutting a cell.
 * :func:`stream_markdown` / :func:`files_markdown`: the sections every eval report shares (each
   task's own section is its ``Task.markdown``, in :mod:`tritonkit.tasks`).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -71,6 +76,37 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits
              "| " + " | ".join("---" for _ in headers) + " |"]
     lines += ["| " + " | ".join(fmt(c, digits) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """A finished table of strings: written as markdown and CSV, printed as JSON rows, shown in the
+    terminal by :func:`tritonkit.cli.tables.print_tables`. ``keys``: the columns holding values a
+    user copies into a command (names, paths): the terminal never wraps or cuts those."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    note: str = ""
+    keys: tuple[int, ...] = (0,)
+
+    def markdown(self) -> str:
+        """The table as a GitHub markdown section (title, table, note)."""
+        parts = [f"### {self.title}", "", markdown_table(self.headers, self.rows).rstrip("\n")]
+        if self.note:
+            parts += ["", self.note]
+        return "\n".join(parts) + "\n"
+
+    def csv_text(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.headers)
+        writer.writerows(self.rows)
+        return buf.getvalue()
+
+    def records(self) -> list[dict[str, str]]:
+        """One ``{header: cell}`` dict per row (the ``--json`` form of a listing)."""
+        return [dict(zip(self.headers, row)) for row in self.rows]
 
 
 def pct(x: float | None) -> float | None:
