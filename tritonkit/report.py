@@ -105,8 +105,12 @@ class TextTable:
         return buf.getvalue()
 
     def records(self) -> list[dict[str, str]]:
-        """One ``{header: cell}`` dict per row (the ``--json`` form of a listing)."""
+        """One ``{header: cell}`` dict per row."""
         return [dict(zip(self.headers, row)) for row in self.rows]
+
+    def to_dict(self) -> dict:
+        """The ``--json`` form of a table: title, headers, rows as ``{header: cell}``, note."""
+        return {"title": self.title, "headers": list(self.headers), "rows": self.records(), "note": self.note}
 
 
 def pct(x: float | None) -> float | None:

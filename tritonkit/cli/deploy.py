@@ -44,6 +44,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tritonkit.build_engines.compat import DEFAULT_RELEASE
+from tritonkit.cli.tables import print_json
 from tritonkit.deploy import (
     CapacityRequest, CapacityRule, DeploySpec, RepositorySource, load_sweep, plan_capacity, write_deployment)
 from tritonkit.deploy.alerts import DEFAULT_AT_MAX_MINUTES, DEFAULT_FAILURE_RATIO, Thresholds, derive_thresholds
@@ -195,6 +196,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        description="Replicas for a target request rate from a perf sweep's throughput at the SLO.")
     _capacity_arguments(c, required=True)
     c.add_argument("--out", type=Path, help="also write capacity.json and capacity.md here")
+    c.add_argument("--json", action="store_true", help="print capacity.json on stdout instead of the summary")
 
 
 def _source(image: str | None, pvc: str | None, url: str | None) -> RepositorySource:
@@ -316,6 +318,9 @@ def _run_observability(args: argparse.Namespace, console: Console) -> int:
 
 def _run_capacity(args: argparse.Namespace, console: Console) -> int:
     plan = _capacity(args)
+    if args.json:
+        console = Console(stderr=True)
+        print_json(plan.to_dict())
     console.print(f"{plan.model} ({plan.config}), batch size {plan.batch_size}: {plan.capacity_rps:.1f} req/s per "
                   f"replica at p99 <= {plan.slo_p99_ms:g} ms (concurrency {plan.concurrency}, p99 {plan.p99_ms:.1f} ms)")
     console.print(f"{plan.target_rps:g} req/s -> {plan.replicas} replicas ({plan.replicas_for_load} for the load)")

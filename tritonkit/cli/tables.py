@@ -63,6 +63,14 @@ def print_tables(tables: Sequence[TextTable], console=None) -> None:
             console.print(t.markdown(), markup=False, highlight=False, soft_wrap=True)
 
 
+def show_tables(tables: Sequence[TextTable], console=None, as_json: bool = False) -> None:
+    """``--json``: the tables as one JSON list on stdout; otherwise :func:`print_tables`."""
+    if as_json:
+        print_json([t.to_dict() for t in tables])
+    else:
+        print_tables(tables, console)
+
+
 def print_json(obj: Any) -> None:
     """``obj`` (plain data, numpy values, ``to_dict()`` objects) as indented strict JSON on stdout:
     the ``--json`` form of a listing."""
@@ -71,4 +79,5 @@ def print_json(obj: Any) -> None:
 
 def json_flag(p) -> None:
     """The ``--json`` flag of a listing command (an ``argparse`` parser or group)."""
-    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    p.add_argument("--json", action="store_true",
+                   help="print the tables as JSON on stdout (title, headers, rows, note); progress goes to stderr")
