@@ -123,6 +123,24 @@ def pct_text(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
+# The run model / run stream columns of every eval report (one row of ``batch_timing`` each) and
+# the line saying how each is measured (tritonkit.client.timing has the definitions).
+TIMING_HEADERS = ("run model (ms/batch)", "run model (img/s)", "run stream latency p50 (ms/batch)",
+                  "run stream latency p99 (ms/batch)", "run stream throughput (img/s)")
+TIMING_MEASURED = (
+    "Run model: batches sent one at a time, request sent -> outputs decoded, mean ms per batch. Run stream "
+    "latency: each batch of the stream (decode workers, several requests in flight) from the moment its first "
+    "image starts to decode to the end of its postprocess, p50 / p99 over the batches. Run stream throughput: "
+    "images / wall time of the whole stream (with batches overlapping it is more than batch size / latency).")
+
+
+def timing_cells(row: Mapping[str, Any]) -> list[Any]:
+    """The :data:`TIMING_HEADERS` cells of one ``batch_timing`` row (``None`` where not measured,
+    e.g. latency in a result written before it was recorded)."""
+    return [row.get("run_model_ms"), row.get("run_model_img_s"), row.get("run_stream_latency_p50_ms"),
+            row.get("run_stream_latency_p99_ms"), row.get("run_stream_img_s")]
+
+
 def stream_markdown(result: Mapping[str, Any], stages: bool = True) -> str:
     """The report sections every eval has, from its result dict: the FlagPerf stream metrics of
     the accuracy run and (``stages``) the per-stage times."""

@@ -18,7 +18,7 @@ from tritonkit.errors import TritonkitError
 from tritonkit.evaluate import EvalResult, evaluate
 from tritonkit.tasks.base import OptionsError, Task, field_flags, get_task, list_tasks, option_arguments
 from tritonkit.io import ensure_out_dir
-from tritonkit.report import TextTable, escape_text
+from tritonkit.report import TIMING_MEASURED, TextTable, escape_text
 
 rich_console = lazy_import("rich.console")
 
@@ -68,15 +68,27 @@ def summary_table(task: Task, result: EvalResult) -> TextTable:
         if value is not None:
             rows.append((f"{label} (img/s)", f"{value:.1f}"))
     for row in result.batch_timing or []:
-        if row.get("run_model_ms") is not None and row.get("run_stream_ms") is not None:
-            rows.append((f"{task.timing_row_label(row)} run model / run stream (ms)",
-                         f"{row['run_model_ms']:.1f} / {row['run_stream_ms']:.1f}"))
+        rows += _timing_rows(task.timing_row_label(row), row)
     for e in (result.endpoints.to_dict()["endpoints"] if result.endpoints is not None else []):
         share = "-" if e["share"] is None else f"{100 * e['share']:.1f}%"
         rows.append((f"endpoint {e['address']} ({e['state']})",
                      f"{share} of requests, {e['errors']} failed, out {e['taken_out']}x"))
     return TextTable(f"{result.model}: {result.images} images", ("metric", "value"),
                      tuple((str(label), str(value)) for label, value in rows))
+
+
+def _timing_rows(label: str, row: dict) -> list[tuple[str, str]]:
+    """Run model and run stream latency per batch (ms), and run stream throughput, as separate rows."""
+    def ms(key: str) -> str:
+        return "-" if row.get(key) is None else f"{row[key]:.1f}"
+
+    out = [(f"{label} run model (ms/batch)", ms("run_model_ms"))]
+    if row.get("run_stream_latency_p50_ms") is not None:
+        out.append((f"{label} run stream latency p50 / p99 (ms/batch)",
+                    f"{ms('run_stream_latency_p50_ms')} / {ms('run_stream_latency_p99_ms')}"))
+    if row.get("run_stream_img_s") is not None:
+        out.append((f"{label} run stream throughput (img/s)", f"{row['run_stream_img_s']:.1f}"))
+    return out
 
 
 def print_summary(task: Task, result: EvalResult, out: Path) -> None:
@@ -88,6 +100,8 @@ def print_summary(task: Task, result: EvalResult, out: Path) -> None:
                       soft_wrap=True)
     if len(result.errors) > SHOWN_ERRORS:
         console.print(f"... and {len(result.errors) - SHOWN_ERRORS} more excluded files (all listed in the reports)")
+    if result.batch_timing:
+        console.print(TIMING_MEASURED, markup=False, highlight=False, soft_wrap=True)
     for note in (result.run_notes or []) + (result.timing_notes or []):
         console.print(escape_text(note), markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {out / task.result_json} and {out / task.result_md}")
