@@ -13,6 +13,7 @@ from PIL import Image
 
 from support.classify_data import CARD, make_dataset
 from tritonkit.cards import get_card
+from tritonkit.report import TIMING_MEASURED
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -46,12 +47,15 @@ def test_cli_eval_classify_matches_onnxruntime(tiny_server, tiny_onnx, tmp_path,
     timed = len([k for k in first6 if k not in expect["errors"]])
     for row in res["batch_timing"]:
         assert row["images"] == timed and row["run_model_ms"] > 0 and row["run_stream_img_s"] > 0
+        assert 0 < row["run_stream_latency_p50_ms"] <= row["run_stream_latency_p99_ms"]
     assert res["p_infer_whole"] > 0 and res["p_infer_core"] >= res["p_infer_whole"]
     assert res["p_val_whole"] > 0 and res["p_val_core"] > 0
     assert res["mem"] > 0 and res["mem_source"].startswith("rss of tritonserver process tree")
     assert res["latency"]["count"] == -(-expect["good"] // 4)
     assert set(res["stages"]) == {"decode", "preprocess", "infer", "postprocess"}
-    assert "run model bs1 (ms)" in md and "run stream bs4 (ms)" in md
+    assert "run model bs1 (ms)" in md and "run stream p50 bs4 (ms)" in md and "run stream bs4 (img/s)" in md
+    assert "| run stream latency p50 (ms/batch) | run stream latency p99 (ms/batch) | run stream throughput" in md
+    assert TIMING_MEASURED in md and "run stream latency p50 / p99 (ms/batch)" in captured.out
     lines = (out / "classification.jsonl").read_text().splitlines()
     assert len(lines) == 1 + expect["good"] + len(expect["errors"])
     # per-image records a person can read: the true class and the top-k names with their scores
