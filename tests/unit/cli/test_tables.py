@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -115,3 +116,25 @@ def test_deploy_capacity_json_is_the_capacity_file(tmp_path, capsys):
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((tmp_path / "cap" / "capacity.json").read_text()) and printed["model"] == LONG
+
+
+def subparser(*names: str):
+    """The argparse parser of ``tritonkit NAMES...``."""
+    import argparse
+
+    from tritonkit.cli import build_parser
+
+    p = build_parser()
+    for name in names:
+        p = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return p
+
+
+@pytest.mark.parametrize("command", [("cards",), ("eval", "classify"), ("eval", "detect"), ("eval", "segment"),
+                                     ("perf", "sweep"), ("perf", "ladder"), ("perf", "tune"), ("validate",),
+                                     ("export",), ("deploy", "capacity")])
+def test_every_command_that_prints_a_table_takes_json(command):
+    readme = (ROOT / "README.md").read_text()
+    assert any(a.option_strings == ["--json"] for a in subparser(*command)._actions), command
+    listed = readme.split("takes `--json`")[1].split("\n\n")[0]         # the README's list of them
+    assert re.search(rf"\b{command[0] if command[0] == 'eval' else command[-1]}\b", listed), command

@@ -200,7 +200,7 @@ def classification_markdown(result: Mapping[str, Any]) -> str:
              f"{result.get('images', 0)} images evaluated through Triton ({result.get('protocol', '')} "
              f"{result.get('url', '')}), {len(result.get('errors', []))} excluded (unreadable or not an image), "
              f"{len(result.get('notes', []))} converted to RGB.\n\n",
-             markdown_table(headers, rows), f"\n{TIMING_MEASURED}\n"]
+             markdown_table(headers, rows)]
     acc = [["top1 (%)", pct(result.get("top1")), pct(result.get("reference_top1"))],
            ["top5 (%)", pct(result.get("top5")), pct(result.get("reference_top5"))]]
     if "reference_top1" in result:

@@ -319,7 +319,7 @@ def detection_markdown(result: Mapping[str, Any]) -> str:
              f"max {prof.get('max_detections')}{', multi-label' if prof.get('multi_label') else ''}). "
              f"mAP is measured with the accuracy profile, times with "
              f"`{(result.get('timing_nms_profile') or {}).get('name')}`.\n\n",
-             markdown_table(headers, rows), f"\n{TIMING_MEASURED}\n"]
+             markdown_table(headers, rows)]
     return "".join(parts) + _accuracy_markdown(result) + _worst_markdown(result.get("per_image")) \
         + stream_markdown(result, stages=False) \
         + _timing_markdown(bt) + "".join(f"\n- {note}\n" for note in result.get("timing_notes") or [])
