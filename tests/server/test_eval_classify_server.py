@@ -16,6 +16,21 @@ from tritonkit.cards import get_card
 from tritonkit.report import TIMING_MEASURED
 
 
+def test_cli_eval_json_is_the_result_file_alone_on_stdout(tiny_server, tmp_path, capsys):
+    """--json with the progress bar on: stdout is exactly classification.json (the bar is on stderr)."""
+    from tritonkit.cli import main
+
+    expect = make_dataset(tmp_path / "data", n_good=5)
+    out = tmp_path / "out"
+    assert main(["eval", "classify", "--model", "demo_shapes", "--data", str(tmp_path / "data"),
+                 "--url", tiny_server.url("grpc"), "--batch-sizes", "2", "--timing-images", "4",
+                 "--out", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((out / "classification.json").read_text()) and printed["images"] == expect["good"]
+    (row,) = printed["batch_timing"]
+    assert 0 < row["run_stream_latency_p50_ms"] <= row["run_stream_latency_p99_ms"] and row["run_stream_img_s"] > 0
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_cli_eval_classify_matches_onnxruntime(tiny_server, tiny_onnx, tmp_path, capsys, protocol):
     from tritonkit.cli import main

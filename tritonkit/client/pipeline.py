@@ -368,12 +368,14 @@ class _NoProgress:
 def _progress(options: EngineOptions, total: int):
     if not options.progress:
         return _NoProgress(), 0
+    from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
+    # on stderr: stdout holds the command's results (a table, or the JSON of --json)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        transient=False)
+                        transient=False, console=Console(stderr=True))
     task = progress.add_task(options.description, total=total, rate="")
     return progress, task
 
