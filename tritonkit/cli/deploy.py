@@ -44,7 +44,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tritonkit.build_engines.compat import DEFAULT_RELEASE
-from tritonkit.cli.tables import print_json
+from tritonkit.cli.tables import cli_console, print_json
 from tritonkit.deploy import (
     CapacityRequest, CapacityRule, DeploySpec, RepositorySource, load_sweep, plan_capacity, write_deployment)
 from tritonkit.deploy.alerts import DEFAULT_AT_MAX_MINUTES, DEFAULT_FAILURE_RATIO, Thresholds, derive_thresholds
@@ -319,7 +319,7 @@ def _run_observability(args: argparse.Namespace, console: Console) -> int:
 def _run_capacity(args: argparse.Namespace, console: Console) -> int:
     plan = _capacity(args)
     if args.json:
-        console = Console(stderr=True)
+        console = cli_console(stderr=True)
         print_json(plan.to_dict())
     console.print(f"{plan.model} ({plan.config}), batch size {plan.batch_size}: {plan.capacity_rps:.1f} req/s per "
                   f"replica at p99 <= {plan.slo_p99_ms:g} ms (concurrency {plan.concurrency}, p99 {plan.p99_ms:.1f} ms)")
@@ -333,7 +333,7 @@ def _run_capacity(args: argparse.Namespace, console: Console) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console()
+    console = cli_console()
     if args.deploy_command == "k8s":
         return _run_k8s(args, console)
     if args.deploy_command == "observability":

@@ -11,16 +11,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tritonkit._lazy import lazy_import
 from tritonkit.cli.args import add_spec_arguments, first_line, spec_options
-from tritonkit.cli.tables import print_tables
+from tritonkit.cli.tables import cli_console, print_tables
 from tritonkit.errors import TritonkitError
 from tritonkit.evaluate import EvalResult, evaluate
 from tritonkit.tasks.base import OptionsError, Task, field_flags, get_task, list_tasks, option_arguments
 from tritonkit.io import ensure_out_dir
 from tritonkit.report import TIMING_MEASURED, TextTable, escape_text
 
-rich_console = lazy_import("rich.console")
 
 SHOWN_ERRORS = 20  # excluded files printed by the summary (the reports list all of them)
 
@@ -93,7 +91,7 @@ def _timing_rows(label: str, row: dict) -> list[tuple[str, str]]:
 
 def print_summary(task: Task, result: EvalResult, out: Path) -> None:
     """One table for every task: its metric rows, then errors, stream throughput and timing."""
-    console = rich_console.Console()
+    console = cli_console()
     print_tables([summary_table(task, result)], console)
     for e in result.errors[:SHOWN_ERRORS]:
         console.print(f"excluded {escape_text(e['path'])}: {escape_text(e['reason'])}", markup=False, highlight=False,

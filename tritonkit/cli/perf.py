@@ -33,10 +33,9 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from tritonkit._lazy import lazy_import
 from tritonkit.cards import get_card
 from tritonkit.cli.args import int_list, positive_int_list
-from tritonkit.cli.tables import json_flag, show_tables
+from tritonkit.cli.tables import cli_console, json_flag, show_tables
 from tritonkit.errors import ServerError, TritonkitError
 from tritonkit.io import ensure_out_dir
 from tritonkit.model_repository.config import RepoOptions
@@ -49,7 +48,6 @@ from tritonkit.perf.sweep import SweepOptions, SweepProgress, minimum_point_seco
 from tritonkit.perf.tune import TuneGrid, TuneOptions, parse_preferred, run_tune
 from tritonkit.triton import DEFAULT_PORTS
 
-rich_console = lazy_import("rich.console")
 INPUT_DATA_FILE = "input_data.json"
 
 
@@ -164,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    console = rich_console.Console(stderr=args.json)  # --json: stdout holds only the JSON
+    console = cli_console(stderr=args.json)  # --json: stdout holds only the JSON
     url = args.url or f"127.0.0.1:{DEFAULT_PORTS[args.protocol]}"
     spec = _spec(args, args.model, url, args.protocol, args.batch_sizes[0], ConcurrencyRange.parse(args.concurrency))
     real = _real_data(args, spec) if args.data is not None else None
@@ -261,7 +259,7 @@ def _sweep_endpoints(spec: PerfSpec, out: Path, options: SweepOptions, console) 
 
 
 def _ladder(args: argparse.Namespace) -> int:
-    console = rich_console.Console(stderr=args.json)  # --json: stdout holds only the JSON
+    console = cli_console(stderr=args.json)  # --json: stdout holds only the JSON
     card = get_card(args.model)
     if not args.onnx.is_file():
         raise TritonkitError(f"{args.onnx}: ONNX file not found")
@@ -288,7 +286,7 @@ def _ladder(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    console = rich_console.Console(stderr=args.json)  # --json: stdout holds only the JSON
+    console = cli_console(stderr=args.json)  # --json: stdout holds only the JSON
     card = get_card(args.model)
     grid = TuneGrid(tuple(args.delays), parse_preferred(args.preferred), tuple(args.instances))
     measure = _spec(args, card.name, "127.0.0.1:8001", "grpc", args.batch_size,

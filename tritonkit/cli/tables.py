@@ -43,6 +43,12 @@ def rich_table(table: TextTable):
     return out
 
 
+def cli_console(stderr: bool = False):
+    """The CLI's console for its lines: ``soft_wrap`` so a long path or name is never broken
+    across lines (a terminal wraps it on screen, a pipe gets it whole on one line)."""
+    return rich_console.Console(stderr=stderr, soft_wrap=True)
+
+
 def _fits(table: TextTable, drawn, width: int) -> bool:
     """Whether ``drawn`` (a rich table of ``table``) shows every key cell whole at ``width``."""
     probe = rich_console.Console(file=io.StringIO(), width=width, color_system=None)
@@ -54,13 +60,13 @@ def _fits(table: TextTable, drawn, width: int) -> bool:
 def print_tables(tables: Sequence[TextTable], console=None) -> None:
     """Print each table to ``console`` (a ``rich.console.Console``; default: a new one on stdout):
     drawn on a terminal wide enough for the key columns, plain markdown otherwise."""
-    console = console or rich_console.Console()
+    out = console or cli_console()
     for t in tables:
         drawn = rich_table(t)
-        if console.is_terminal and _fits(t, drawn, console.width):
-            console.print(drawn)
+        if out.is_terminal and _fits(t, drawn, out.width):
+            out.print(drawn, soft_wrap=False)
         else:
-            console.print(t.markdown(), markup=False, highlight=False, soft_wrap=True)
+            out.print(t.markdown(), markup=False, highlight=False, soft_wrap=True)
 
 
 def show_tables(tables: Sequence[TextTable], console=None, as_json: bool = False) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tritonkit.cli.tables import print_json, print_tables
+from tritonkit.cli.tables import cli_console, print_json, print_tables
 from tritonkit.errors import TritonkitError
 from tritonkit.io import ensure_out_dir
 from tritonkit.names import check_model_name
@@ -123,15 +123,13 @@ def canary_options_from_args(args: argparse.Namespace) -> CanaryOptions:
 
 
 def run_canary(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     options = canary_options_from_args(args)
     ensure_out_dir(args.out, "--out")
     result = compare(options)
     if args.json:
         print_json(result.to_dict())
         return 0 if result.decision == "promote" else 1
-    console = Console()
+    console = cli_console()
     console.print(result.summary(), markup=False, highlight=False, soft_wrap=True)
     for problem in result.problems:
         console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
@@ -140,8 +138,6 @@ def run_canary(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     if args.candidate or args.stable:
         return run_canary(args)
     if not args.models:
@@ -152,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_dict())
         return 0 if report.passed else 1
-    console = Console()
+    console = cli_console()
     print_tables([report.table()], console)
     console.print(f"report: {args.out / 'report.md'}  json: {args.out / 'validation.json'}")
     return 0 if report.passed else 1

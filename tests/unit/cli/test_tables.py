@@ -138,3 +138,14 @@ def test_every_command_that_prints_a_table_takes_json(command):
     assert any(a.option_strings == ["--json"] for a in subparser(*command)._actions), command
     listed = readme.split("takes `--json`")[1].split("\n\n")[0]         # the README's list of them
     assert re.search(rf"\b{command[0] if command[0] == 'eval' else command[-1]}\b", listed), command
+
+
+def test_printed_paths_stay_whole_on_one_line_through_a_pipe(tmp_path):
+    """The CLI's lines are not wrapped at COLUMNS: a long output path can be copied from a pipe."""
+    split = LatencySplit(0, 0, 0, 0, 0, 0, 0)
+    write_rows_csv([PerfRow(model="m", batch_size=1, concurrency=1, infer_per_s=100.0, avg_us=1e4, p50_us=1e4,
+                            p90_us=1e4, p95_us=1e4, p99_us=1e4, split=split, protocol="grpc")], tmp_path / "sweep.csv")
+    out = tmp_path / ("a_rather_long_folder_name_for_the_capacity_report_" * 2) / "cap"
+    printed = cli("deploy", "capacity", "--sweep", str(tmp_path), "--slo-p99-ms", "50", "--target-rps", "100",
+                  "--out", str(out), columns=40)
+    assert str(out / "capacity.json") in printed and (out / "capacity.json").is_file()
