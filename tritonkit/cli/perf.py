@@ -195,7 +195,7 @@ def _sweep(args: argparse.Namespace) -> int:
     options = SweepOptions(batch_sizes=args.batch_sizes, binary=args.perf_analyzer, stop_on_error=args.stop_on_error,
                            on_progress=show, plot=not args.no_plot, real_data=real)
     if len(endpoint_addresses(spec)) > 1:
-        return _sweep_endpoints(spec, args.out, options, console)
+        return _sweep_endpoints(spec, args.out, options, console, args.json)
     result = run_sweep(spec, args.out, options)
     retried = [p for p in result.points if p.retries]
     if retried:
@@ -238,8 +238,9 @@ def _served_shapes(spec: PerfSpec, shape_hw) -> tuple:
     return ()
 
 
-def _sweep_endpoints(spec: PerfSpec, out: Path, options: SweepOptions, console) -> int:
-    """One sweep per endpoint (perf_analyzer takes one server), then the comparison."""
+def _sweep_endpoints(spec: PerfSpec, out: Path, options: SweepOptions, console, as_json: bool) -> int:
+    """One sweep per endpoint (perf_analyzer takes one server), then the comparison (``as_json``:
+    the comparison's JSON file on stdout)."""
     addresses = endpoint_addresses(spec)
     console.print(f"perf measures one server at a time: {len(addresses)} endpoints ({', '.join(addresses)}), "
                   f"so {len(addresses)} sweeps run one after another, each into its own folder under {out}",
@@ -252,6 +253,8 @@ def _sweep_endpoints(spec: PerfSpec, out: Path, options: SweepOptions, console) 
                 f"bs {r.batch_size}: no point finished" if r.batch_size is not None else "not measured")
         console.print(f"{r.endpoint} {what}" + (f"; {r.note}" if r.note else ""), markup=False, highlight=False)
     console.print(f"wrote {sweeps.markdown} and {sweeps.summary_json}")
+    if as_json and sweeps.summary_json is not None:
+        print(Path(sweeps.summary_json).read_text(encoding="utf-8"), end="")
     if not any(result.rows for result in sweeps.results.values()):
         raise TritonkitError(f"no point finished on any endpoint; see {sweeps.markdown}")
     failed = sweeps.unreachable or any(result.failed for result in sweeps.results.values())
