@@ -317,7 +317,7 @@ class EvalRun:
             timed = run_stream(items, adapter, client, t_opts)
             model_s = run_model_times(submit or client.submit, timed.kept_batches)
             row = batch_timing(bs, model_s, sum(len(b) for b in timed.kept_batches), timed.wall_s,
-                               timed.batches, timed.evaluated)
+                               timed.batches, timed.evaluated, timed.timing.batch_latencies_ms())
             out.append((row.to_dict(), timed))
         return out
 
@@ -361,8 +361,8 @@ def preprocess_markdown(result: dict) -> str:
             "sends preprocessed tensors to the model, server-side sends the encoded files to its `_bytes` "
             "ensemble (decode and preprocessing in the server's preprocess model). Input bytes per image are "
             "the tensor payload on the wire (protocol framing excluded).\n\n" + markdown_table(
-                ["preprocess", "model", "batch size", "images", "run stream (img/s)", "p_infer_whole (img/s)",
-                 "p_infer_core (img/s)", "input bytes / image"],
+                ["preprocess", "model", "batch size", "images", "run stream throughput (img/s)",
+                 "p_infer_whole (img/s)", "p_infer_core (img/s)", "input bytes / image"],
                 [[r["preprocess"], r["model"], r["batch_size"], r["images"], r["run_stream_img_s"],
                   r["p_infer_whole"], r["p_infer_core"], r["wire_bytes_per_image"]] for r in rows], digits=1))
 

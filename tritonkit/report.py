@@ -6,14 +6,19 @@
   every cell goes through :func:`fmt`, which escapes text (:func:`escape_text`) so that a file
   name with a newline, a ``|`` or bytes that are not UTF-8 stays in its cell and the report
   stays valid UTF-8 (the JSON reports keep the exact name: ``\\udcff`` escapes round-trip).
+* :class:`TextTable`: a finished table of strings (markdown, CSV, JSON rows); the CLI shows it in
+  the terminal (:func:`tritonkit.cli.tables.print_tables`) without ever cutting a cell.
 * :func:`stream_markdown` / :func:`files_markdown`: the sections every eval report shares (each
   task's own section is its ``Task.markdown``, in :mod:`tritonkit.tasks`).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -73,6 +78,41 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], digits
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class TextTable:
+    """A finished table of strings: written as markdown and CSV, printed as JSON rows, shown in the
+    terminal by :func:`tritonkit.cli.tables.print_tables`. ``keys``: the columns holding values a
+    user copies into a command (names, paths): the terminal never wraps or cuts those."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    note: str = ""
+    keys: tuple[int, ...] = (0,)
+
+    def markdown(self) -> str:
+        """The table as a GitHub markdown section (title, table, note)."""
+        parts = [f"### {self.title}", "", markdown_table(self.headers, self.rows).rstrip("\n")]
+        if self.note:
+            parts += ["", self.note]
+        return "\n".join(parts) + "\n"
+
+    def csv_text(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.headers)
+        writer.writerows(self.rows)
+        return buf.getvalue()
+
+    def records(self) -> list[dict[str, str]]:
+        """One ``{header: cell}`` dict per row."""
+        return [dict(zip(self.headers, row)) for row in self.rows]
+
+    def to_dict(self) -> dict:
+        """The ``--json`` form of a table: title, headers, rows as ``{header: cell}``, note."""
+        return {"title": self.title, "headers": list(self.headers), "rows": self.records(), "note": self.note}
+
+
 def pct(x: float | None) -> float | None:
     """A fraction as a percentage (``None`` stays ``None``)."""
     return None if x is None else 100.0 * x
@@ -81,6 +121,24 @@ def pct(x: float | None) -> float | None:
 def pct_text(x: float | None) -> str:
     """A fraction as percent text for a summary line: ``0.7613`` -> ``76.13%``, None -> ``-``."""
     return "-" if x is None else f"{100 * x:.2f}%"
+
+
+# The run model / run stream columns of every eval report (one row of ``batch_timing`` each) and
+# the line saying how each is measured (tritonkit.client.timing has the definitions).
+TIMING_HEADERS = ("run model (ms/batch)", "run model (img/s)", "run stream latency p50 (ms/batch)",
+                  "run stream latency p99 (ms/batch)", "run stream throughput (img/s)")
+TIMING_MEASURED = (
+    "Run model: batches sent one at a time, request sent -> outputs decoded, mean ms per batch. Run stream "
+    "latency: each batch of the stream (decode workers, several requests in flight) from the moment its first "
+    "image starts to decode to the end of its postprocess, p50 / p99 over the batches. Run stream throughput: "
+    "images / wall time of the whole stream (with batches overlapping it is more than batch size / latency).")
+
+
+def timing_cells(row: Mapping[str, Any]) -> list[Any]:
+    """The :data:`TIMING_HEADERS` cells of one ``batch_timing`` row (``None`` where not measured,
+    e.g. latency in a result written before it was recorded)."""
+    return [row.get("run_model_ms"), row.get("run_model_img_s"), row.get("run_stream_latency_p50_ms"),
+            row.get("run_stream_latency_p99_ms"), row.get("run_stream_img_s")]
 
 
 def stream_markdown(result: Mapping[str, Any], stages: bool = True) -> str:

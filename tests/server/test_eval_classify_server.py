@@ -13,6 +13,22 @@ from PIL import Image
 
 from support.classify_data import CARD, make_dataset
 from tritonkit.cards import get_card
+from tritonkit.report import TIMING_MEASURED
+
+
+def test_cli_eval_json_is_the_result_file_alone_on_stdout(tiny_server, tmp_path, capsys):
+    """--json with the progress bar on: stdout is exactly classification.json (the bar is on stderr)."""
+    from tritonkit.cli import main
+
+    expect = make_dataset(tmp_path / "data", n_good=5)
+    out = tmp_path / "out"
+    assert main(["eval", "classify", "--model", "demo_shapes", "--data", str(tmp_path / "data"),
+                 "--url", tiny_server.url("grpc"), "--batch-sizes", "2", "--timing-images", "4",
+                 "--out", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((out / "classification.json").read_text()) and printed["images"] == expect["good"]
+    (row,) = printed["batch_timing"]
+    assert 0 < row["run_stream_latency_p50_ms"] <= row["run_stream_latency_p99_ms"] and row["run_stream_img_s"] > 0
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -46,12 +62,15 @@ def test_cli_eval_classify_matches_onnxruntime(tiny_server, tiny_onnx, tmp_path,
     timed = len([k for k in first6 if k not in expect["errors"]])
     for row in res["batch_timing"]:
         assert row["images"] == timed and row["run_model_ms"] > 0 and row["run_stream_img_s"] > 0
+        assert 0 < row["run_stream_latency_p50_ms"] <= row["run_stream_latency_p99_ms"]
     assert res["p_infer_whole"] > 0 and res["p_infer_core"] >= res["p_infer_whole"]
     assert res["p_val_whole"] > 0 and res["p_val_core"] > 0
     assert res["mem"] > 0 and res["mem_source"].startswith("rss of tritonserver process tree")
     assert res["latency"]["count"] == -(-expect["good"] // 4)
     assert set(res["stages"]) == {"decode", "preprocess", "infer", "postprocess"}
-    assert "run model bs1 (ms)" in md and "run stream bs4 (ms)" in md
+    assert "run model bs1 (ms)" in md and "run stream p50 bs4 (ms)" in md and "run stream bs4 (img/s)" in md
+    assert "| run stream latency p50 (ms/batch) | run stream latency p99 (ms/batch) | run stream throughput" in md
+    assert TIMING_MEASURED in md and "run stream latency p50 / p99 (ms/batch)" in captured.out
     lines = (out / "classification.jsonl").read_text().splitlines()
     assert len(lines) == 1 + expect["good"] + len(expect["errors"])
     # per-image records a person can read: the true class and the top-k names with their scores

@@ -13,6 +13,7 @@ import pytest
 from tritonkit.cards import get_card
 from tritonkit.errors import TritonkitError
 from tritonkit.evaluate import evaluate
+from tritonkit.report import TIMING_MEASURED
 from tritonkit.tasks.detect.task import (
     CocoItem, DetectAdapter, DetectionOptions, detection_markdown, records_to_coco)
 
@@ -72,11 +73,14 @@ def test_options_and_markdown_without_server(capsys):
     assert "--data PATH" in capsys.readouterr().err  # ... the CLI names its flags
     md = detection_markdown({"model": "m", "map50": 0.5, "map50_95": 0.25, "batch_timing": [
         {"nms": "client", "batch_size": 1, "images": 8, "run_model_ms": 2.0, "run_model_img_s": 500.0,
-         "run_stream_ms": 3.0, "run_stream_img_s": 333.0},
+         "run_stream_ms": 3.0, "run_stream_img_s": 333.0, "run_stream_latency_p50_ms": 4.0,
+         "run_stream_latency_p99_ms": 6.0},
         {"nms": "server", "batch_size": 1, "images": 8, "run_model_ms": 1.5, "run_model_img_s": 666.0,
-         "run_stream_ms": 2.5, "run_stream_img_s": 400.0}]})
-    assert "| m (client NMS) | 2.00 | 3.00 | 50.00 | 25.00 |" in md
-    assert "| m (server NMS) | 1.50 | 2.50 | 50.00 | 25.00 |" in md
+         "run_stream_ms": 2.5, "run_stream_img_s": 400.0, "run_stream_latency_p50_ms": 3.5,
+         "run_stream_latency_p99_ms": 5.0}]})
+    assert "| m (client NMS) | 2.00 | 4.00 | 333.00 | 50.00 | 25.00 |" in md
+    assert "| m (server NMS) | 1.50 | 3.50 | 400.00 | 50.00 | 25.00 |" in md
+    assert "| client | 1 | 8 | 2.00 | 500.00 | 4.00 | 6.00 | 333.00 | - |" in md
 
 
 # -- the real server ------------------------------------------------------------------------
@@ -112,6 +116,11 @@ def test_eval_detect_through_the_server(detect_server, coco_and_onnx, tmp_path, 
     assert {(r["nms"], r["batch_size"]) for r in rows} == (
         {("client", 1), ("client", 2)} | ({("server", 1), ("server", 2)} if server_nms else set()))
     assert all(r["run_model_ms"] > 0 and r["run_stream_ms"] > 0 for r in rows)
+    for r in rows:  # run stream latency per batch, and the throughput beside it
+        assert 0 < r["run_stream_latency_p50_ms"] <= r["run_stream_latency_p99_ms"] and r["run_stream_img_s"] > 0
+    md = (out / "detection.md").read_text()
+    assert "run stream latency p50 (ms/batch) | run stream latency p99 (ms/batch) | run stream throughput (img/s)" in md
+    assert TIMING_MEASURED in md
     assert len(json.loads((out / "detections_coco.json").read_text())) == 9
     assert "(client NMS)" in (out / "detection.md").read_text()
     assert result.metrics.map50 == saved["map50"] and result.to_dict() == saved

@@ -54,6 +54,17 @@ def test_cli_sweep_http_with_system_shared_memory(tiny_server, tmp_path, capsys)
     assert rows[0].batch_size == 2 and rows[0].img_per_s > 0
     log = (out / "points" / "bs2_c1.log").read_text()
     assert "--shared-memory system" in log and "-i http" in log
+    # --json: the sweep's tables (ms per batch, img/s, every point) on stdout, progress on stderr
+    capsys.readouterr()
+    assert main(["perf", "sweep", "--model", "demo_shapes", "--url", tiny_server.grpc_url, "--batch-sizes", "2",
+                 "--concurrency", "1", "--interval", "500", "--stability", "100", "--no-plot",
+                 "--out", str(tmp_path / "json"), "--json"]) == 0
+    printed = capsys.readouterr()
+    tables = json.loads(printed.out)
+    (row,) = read_rows_csv(tmp_path / "json" / "sweep.csv")
+    assert [t["title"] for t in tables][:2] == ["ms per batch (avg latency)", "images/s at the best concurrency"]
+    assert tables[0]["rows"][0]["model"] == row.label and "bs 2" in tables[1]["headers"]
+    assert tables[2]["rows"][0]["img/s"] == f"{row.img_per_s:.1f}" and "points" in printed.err
 
 
 def test_cli_model_not_ready_is_one_line(tiny_server, tmp_path, capsys):

@@ -114,9 +114,10 @@ def test_markdown_has_the_per_class_table():
                                 "batch_timing": [{"argmax": "server", "batch_size": 2, "images": 4,
                                                   "run_model_ms": 1.0, "run_model_img_s": 2000.0,
                                                   "run_stream_ms": 2.0, "run_stream_img_s": 1000.0,
-                                                  "padded_pixels": 0.125}]})
+                                                  "run_stream_latency_p50_ms": 3.0,
+                                                  "run_stream_latency_p99_ms": 4.0, "padded_pixels": 0.125}]})
     assert "| background | 75.00 | 75.00 |" in md and "| star | - | - |" in md
-    assert "| server | 2 | 4 | 1.00 | 2000.00 | 2.00 | 1000.00 | 12.50 |" in md
+    assert "| server | 2 | 4 | 1.00 | 2000.00 | 3.00 | 4.00 | 1000.00 | 12.50 |" in md
 
 
 def test_dict_output_builder_drops_aux_weights_with_a_note(tmp_path):
@@ -225,6 +226,8 @@ def test_served_segmentation_equals_in_process_and_lists_bad_masks(seg_server, v
         # server-side argmax is timed beside client-side argmax when the eval uses it
         assert {(r["argmax"], r["batch_size"]) for r in res["batch_timing"]} == {("client", 1), ("client", 3)} | (
             {("server", 1), ("server", 3)} if res is server else set())
+        for r in res["batch_timing"]:  # run stream latency per batch beside run stream throughput
+            assert 0 < r["run_stream_latency_p50_ms"] <= r["run_stream_latency_p99_ms"] and r["run_stream_img_s"] > 0
     assert client["max_abs_diff"]["out"] < 1e-4
     assert server["served_model"] == "demo_seg_ensemble_argmax" and server["server_argmax"] is True
     # the server's uint8 masks score exactly as the client's argmax of the served logits

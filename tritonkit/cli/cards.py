@@ -1,7 +1,7 @@
 """List the model cards, or show one card in full (JSON), or print the card file's JSON Schema.
 
   tritonkit cards                        # table of built-in cards
-  tritonkit cards --json                 # every built-in card as JSON (a list)
+  tritonkit cards --json                 # every built-in card as JSON (a list, the table's cards in its order)
   tritonkit cards resnet50 --json        # one card as JSON: the start of your own card file
   tritonkit cards my_card.json           # validate and show a user card file
   tritonkit cards --schema               # the JSON Schema card files follow
@@ -11,16 +11,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from tritonkit._lazy import lazy_import
 from tritonkit.cards import REGISTRY, get_card
 from tritonkit.cards.schema import shipped_schema_text
+from tritonkit.cli.tables import print_json, print_tables
 from tritonkit.export.onnx_card import detect_card, read_graph
+from tritonkit.report import TextTable
 
-rich_console = lazy_import("rich.console")
-rich_table = lazy_import("rich.table")
+COLUMNS = ("name", "task", "input", "preprocess", "postprocess", "outputs", "max batch", "labels")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,20 +47,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.from_onnx:
         graph = read_graph(args.from_onnx)
-        print(json.dumps(detect_card(graph, args.name or Path(args.from_onnx).stem).to_dict(), indent=2))
+        print_json(detect_card(graph, args.name or Path(args.from_onnx).stem).to_dict())
         return 0
     if args.model:  # one card is always shown as JSON
-        print(json.dumps(get_card(args.model).to_dict(), indent=2))
+        print_json(get_card(args.model).to_dict())
         return 0
     if args.json:
-        print(json.dumps([c.to_dict() for c in REGISTRY], indent=2))
+        print_json([c.to_dict() for c in REGISTRY])
         return 0
-    table = rich_table.Table(title="tritonkit model cards")
-    for col in ("name", "task", "input", "preprocess", "postprocess", "outputs", "max batch", "labels"):
-        table.add_column(col)
-    for c in REGISTRY:
-        table.add_row(c.name, c.task, f"{c.input.name} {list(c.input.dims)} {c.input.dtype}",
-                      _preprocess_text(c.preprocess), c.postprocess.kind,
-                      ", ".join(f"{o.name} {list(o.dims)}" for o in c.outputs), str(c.max_batch_size), c.labels)
-    rich_console.Console().print(table)
+    print_tables([cards_table()])
     return 0
+
+
+def cards_table() -> TextTable:
+    """The built-in cards, one row each; the name and the labels set are values users type."""
+    rows = tuple((c.name, c.task, f"{c.input.name} {list(c.input.dims)} {c.input.dtype}",
+                  _preprocess_text(c.preprocess), c.postprocess.kind,
+                  ", ".join(f"{o.name} {list(o.dims)}" for o in c.outputs), str(c.max_batch_size), str(c.labels))
+                 for c in REGISTRY)
+    return TextTable("tritonkit model cards", COLUMNS, rows, keys=(0, 7))

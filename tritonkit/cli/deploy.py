@@ -44,6 +44,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tritonkit.build_engines.compat import DEFAULT_RELEASE
+from tritonkit.cli.tables import cli_console, print_json
 from tritonkit.deploy import (
     CapacityRequest, CapacityRule, DeploySpec, RepositorySource, load_sweep, plan_capacity, write_deployment)
 from tritonkit.deploy.alerts import DEFAULT_AT_MAX_MINUTES, DEFAULT_FAILURE_RATIO, Thresholds, derive_thresholds
@@ -86,7 +87,11 @@ K8S_WRITES = """Writes under --out:
                                 PrometheusRule (the alerts below)
   prometheus-adapter/rules.yaml the custom-metric rule the autoscaler reads
   kserve/inferenceservice.yaml  with --kserve
-  rendered/*.yaml               every variant as plain multi-document YAML
+  canary/                       with --canary: the canary Deployment (<name>-canary) behind the same
+                                Service, <name>-canary / <name>-stable Services (kustomization.yaml)
+  kserve/canary.yaml            with --canary and --kserve: the InferenceService with canaryTrafficPercent
+  rendered/*.yaml               every variant as plain multi-document YAML (base, autoscale, kserve,
+                                canary, kserve-canary)
   observability/grafana/dashboard.json       Grafana dashboard: traffic, failures by reason, queue vs
                                 compute, p50/p99, executed batch size, pending, instance (and GPU) use
   observability/prometheus/rules.yaml        recording + alerting rules (queue, failures, p99 vs SLO,
@@ -94,6 +99,16 @@ K8S_WRITES = """Writes under --out:
   observability/prometheus/rules.test.yaml   promtool tests: each alert firing and staying silent
   DEPLOY.md, deploy.json        what was written and why
 The servers run with --metrics-config=summary_latencies=true (p50/p99 from Triton's summaries)."""
+
+OBSERVABILITY_WRITES = """Writes under --out:
+  grafana/dashboard.json        Grafana dashboard: traffic, failures by reason, queue vs compute, p50/p99,
+                                executed batch size, pending, instance (and GPU) use
+  prometheus/rules.yaml         recording + alerting rules (queue, failures, p99 vs SLO, model not ready,
+                                metrics down)
+  prometheus/rules.test.yaml    promtool tests: each alert firing and staying silent
+  prometheus/prometheus.yml     Prometheus config scraping every --target and loading rules.yaml
+  OBSERVABILITY.md, observability.json   what was written and why (thresholds, targets)
+The servers must run with --metrics-config=summary_latencies=true (p50/p99 from Triton's summaries)."""
 
 
 def _k8s_arguments(p: argparse.ArgumentParser) -> None:
@@ -173,12 +188,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _k8s_arguments(k)
     o = sub.add_parser("observability", help="Grafana dashboard, alert rules and a Prometheus config (no Kubernetes)",
                        description="Grafana dashboard, Prometheus alert rules with their promtool tests, and a "
-                                   "Prometheus config scraping --target, for servers outside Kubernetes.")
+                                   "Prometheus config scraping --target, for servers outside Kubernetes.\n\n"
+                                   + OBSERVABILITY_WRITES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _observability_arguments(o)
     c = sub.add_parser("capacity", help="replicas for a target request rate from a perf sweep",
                        description="Replicas for a target request rate from a perf sweep's throughput at the SLO.")
     _capacity_arguments(c, required=True)
     c.add_argument("--out", type=Path, help="also write capacity.json and capacity.md here")
+    c.add_argument("--json", action="store_true", help="print capacity.json on stdout instead of the summary")
 
 
 def _source(image: str | None, pvc: str | None, url: str | None) -> RepositorySource:
@@ -300,6 +318,9 @@ def _run_observability(args: argparse.Namespace, console: Console) -> int:
 
 def _run_capacity(args: argparse.Namespace, console: Console) -> int:
     plan = _capacity(args)
+    if args.json:
+        console = cli_console(stderr=True)
+        print_json(plan.to_dict())
     console.print(f"{plan.model} ({plan.config}), batch size {plan.batch_size}: {plan.capacity_rps:.1f} req/s per "
                   f"replica at p99 <= {plan.slo_p99_ms:g} ms (concurrency {plan.concurrency}, p99 {plan.p99_ms:.1f} ms)")
     console.print(f"{plan.target_rps:g} req/s -> {plan.replicas} replicas ({plan.replicas_for_load} for the load)")
@@ -312,7 +333,7 @@ def _run_capacity(args: argparse.Namespace, console: Console) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console()
+    console = cli_console()
     if args.deploy_command == "k8s":
         return _run_k8s(args, console)
     if args.deploy_command == "observability":

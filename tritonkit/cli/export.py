@@ -24,9 +24,11 @@ from pathlib import Path
 
 import tritonkit.demo  # noqa: F401  (registers the demo archs' export builders)
 from tritonkit.cards import get_card
+from tritonkit.cli.tables import print_json, print_tables
 from tritonkit.export import ExportResult, export_model
 from tritonkit.io import ensure_out_dir
 from tritonkit.names import safe_child
+from tritonkit.report import TextTable
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,6 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="export untrained weights (accuracy meaningless; recorded in the sidecar)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset for torch exports (>= 17; default 17)")
+    p.add_argument("--json", action="store_true", help="print the export result as JSON instead of a table")
 
 
 def _flops_text(result: ExportResult) -> str:
@@ -50,7 +53,6 @@ def _flops_text(result: ExportResult) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     card = get_card(args.model)
     if args.random_weights:
@@ -61,20 +63,24 @@ def run(args: argparse.Namespace) -> int:
     ensure_out_dir(args.out, "--out")
     result = export_model(card, args.out, weights=args.weights, onnx=args.onnx,
                           random_weights=args.random_weights, opset=args.opset)
-    table = Table(title=f"export {card.name}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    print_tables([export_table(card.name, result)])
+    return 0
+
+
+def export_table(name: str, result: ExportResult) -> TextTable:
+    """What was written (the paths whole: they go into the next command) and what it measured."""
     source = result.source
     kind = "adopted ONNX" if source.get("adopted") else source["kind"]
-    table.add_row("source", kind + (f" {source['file']}" if "file" in source else ""))
-    table.add_row("onnx", f"{result.onnx_path} ({result.size_mb:.2f} MB, sha256 {result.onnx_sha256[:16]}...)")
-    table.add_row("sidecar", str(result.sidecar_path))
-    table.add_row("opset", str(result.opset))
-    table.add_row("params", f"{result.params:,}")
-    table.add_row("per image", _flops_text(result))
+    rows = [("source", kind + (f" {source['file']}" if "file" in source else "")),
+            ("onnx", str(result.onnx_path)),
+            ("onnx size", f"{result.size_mb:.2f} MB, sha256 {result.onnx_sha256}"),
+            ("sidecar", str(result.sidecar_path)), ("opset", str(result.opset)), ("params", f"{result.params:,}"),
+            ("per image", _flops_text(result))]
     if result.max_abs_diff is not None:
-        table.add_row("onnxruntime vs torch", f"max abs diff {result.max_abs_diff:.2e} (batch 2)")
+        rows.append(("onnxruntime vs torch", f"max abs diff {result.max_abs_diff:.2e} (batch 2)"))
     if result.random_weights:
-        table.add_row("weights", "[bold red]RANDOM: accuracy is meaningless[/]")
-    Console().print(table)
-    return 0
+        rows.append(("weights", "RANDOM: accuracy is meaningless"))
+    return TextTable(f"export {name}", ("field", "value"), tuple(rows), keys=(0, 1))

@@ -33,10 +33,9 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from tritonkit._lazy import lazy_import
 from tritonkit.cards import get_card
 from tritonkit.cli.args import int_list, positive_int_list
-from tritonkit.cli.tables import print_tables
+from tritonkit.cli.tables import cli_console, json_flag, show_tables
 from tritonkit.errors import ServerError, TritonkitError
 from tritonkit.io import ensure_out_dir
 from tritonkit.model_repository.config import RepoOptions
@@ -49,7 +48,6 @@ from tritonkit.perf.sweep import SweepOptions, SweepProgress, minimum_point_seco
 from tritonkit.perf.tune import TuneGrid, TuneOptions, parse_preferred, run_tune
 from tritonkit.triton import DEFAULT_PORTS
 
-rich_console = lazy_import("rich.console")
 INPUT_DATA_FILE = "input_data.json"
 
 
@@ -102,6 +100,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--stop-on-error", action="store_true", help="stop at the first failed point")
     s.add_argument("--no-plot", action="store_true")
     s.add_argument("--out", type=Path, default=Path("reports/perf"))
+    json_flag(s)
     _shape_arg(s)
     _measurement_args(s, 5000)
 
@@ -120,6 +119,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lad.add_argument("--plan", type=Path, help="TensorRT plan of the same model: the trtexec rung (GPU hosts)")
     lad.add_argument("--trtexec", metavar="PATH", help="the trtexec binary (default: on PATH)")
     lad.add_argument("--out", type=Path, default=Path("reports/ladder"))
+    json_flag(lad)
     _shape_arg(lad)
     _measurement_args(lad, 3000)
 
@@ -138,6 +138,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads per instance")
     t.add_argument("--write-back", type=Path, metavar="REPO", help="write the best config (and model) into REPO")
     t.add_argument("--out", type=Path, default=Path("reports/tune"))
+    json_flag(t)
     _shape_arg(t)
     _measurement_args(t, 2000)
 
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    console = rich_console.Console()
+    console = cli_console(stderr=args.json)  # --json: stdout holds only the JSON
     url = args.url or f"127.0.0.1:{DEFAULT_PORTS[args.protocol]}"
     spec = _spec(args, args.model, url, args.protocol, args.batch_sizes[0], ConcurrencyRange.parse(args.concurrency))
     real = _real_data(args, spec) if args.data is not None else None
@@ -194,13 +195,14 @@ def _sweep(args: argparse.Namespace) -> int:
     options = SweepOptions(batch_sizes=args.batch_sizes, binary=args.perf_analyzer, stop_on_error=args.stop_on_error,
                            on_progress=show, plot=not args.no_plot, real_data=real)
     if len(endpoint_addresses(spec)) > 1:
-        return _sweep_endpoints(spec, args.out, options, console)
+        return _sweep_endpoints(spec, args.out, options, console, args.json)
     result = run_sweep(spec, args.out, options)
     retried = [p for p in result.points if p.retries]
     if retried:
         console.print(f"{len(retried)} of {len(result.points)} points were measured again with longer windows "
                       f"({sum(p.retries for p in retried)} retries; listed in {result.markdown})", highlight=False)
-    print_tables(sweep_tables(result.rows)[:2], console)  # the per-point detail is in sweep.md
+    tables = sweep_tables(result.rows)
+    show_tables(tables if args.json else tables[:2], console, args.json)  # the per-point detail is in sweep.md
     console.print(f"wrote {result.merged_csv}, {result.markdown}, {result.status_json}"
                   + (f", {result.plot}" if result.plot else ""))
     if result.stopped_reason:
@@ -236,8 +238,9 @@ def _served_shapes(spec: PerfSpec, shape_hw) -> tuple:
     return ()
 
 
-def _sweep_endpoints(spec: PerfSpec, out: Path, options: SweepOptions, console) -> int:
-    """One sweep per endpoint (perf_analyzer takes one server), then the comparison."""
+def _sweep_endpoints(spec: PerfSpec, out: Path, options: SweepOptions, console, as_json: bool) -> int:
+    """One sweep per endpoint (perf_analyzer takes one server), then the comparison (``as_json``:
+    the comparison's JSON file on stdout)."""
     addresses = endpoint_addresses(spec)
     console.print(f"perf measures one server at a time: {len(addresses)} endpoints ({', '.join(addresses)}), "
                   f"so {len(addresses)} sweeps run one after another, each into its own folder under {out}",
@@ -250,6 +253,8 @@ def _sweep_endpoints(spec: PerfSpec, out: Path, options: SweepOptions, console) 
                 f"bs {r.batch_size}: no point finished" if r.batch_size is not None else "not measured")
         console.print(f"{r.endpoint} {what}" + (f"; {r.note}" if r.note else ""), markup=False, highlight=False)
     console.print(f"wrote {sweeps.markdown} and {sweeps.summary_json}")
+    if as_json and sweeps.summary_json is not None:
+        print(Path(sweeps.summary_json).read_text(encoding="utf-8"), end="")
     if not any(result.rows for result in sweeps.results.values()):
         raise TritonkitError(f"no point finished on any endpoint; see {sweeps.markdown}")
     failed = sweeps.unreachable or any(result.failed for result in sweeps.results.values())
@@ -257,7 +262,7 @@ def _sweep_endpoints(spec: PerfSpec, out: Path, options: SweepOptions, console) 
 
 
 def _ladder(args: argparse.Namespace) -> int:
-    console = rich_console.Console()
+    console = cli_console(stderr=args.json)  # --json: stdout holds only the JSON
     card = get_card(args.model)
     if not args.onnx.is_file():
         raise TritonkitError(f"{args.onnx}: ONNX file not found")
@@ -278,13 +283,13 @@ def _ladder(args: argparse.Namespace) -> int:
         console.print(f"{rung.name}: {value}", highlight=False)
 
     result = run_ladder(options, args.out, on_rung=show)
-    print_tables([result.table()], console)
+    show_tables([result.table()], console, args.json)
     console.print(f"wrote {args.out / 'ladder.md'} and {args.out / 'ladder.json'}")
     return 0
 
 
 def _tune(args: argparse.Namespace) -> int:
-    console = rich_console.Console()
+    console = cli_console(stderr=args.json)  # --json: stdout holds only the JSON
     card = get_card(args.model)
     grid = TuneGrid(tuple(args.delays), parse_preferred(args.preferred), tuple(args.instances))
     measure = _spec(args, card.name, "127.0.0.1:8001", "grpc", args.batch_size,
@@ -300,7 +305,7 @@ def _tune(args: argparse.Namespace) -> int:
                           base_options=RepoOptions(target="cpu", intra_op_threads=args.threads),
                           write_back=args.write_back)
     result = run_tune(options, args.out, on_point=show)
-    print_tables([result.table()], console)
+    show_tables([result.table()], console, args.json)
     if result.best is None:
         console.print(f"no variant met p99 <= {args.p99_ms:g} ms; every point is in {args.out / 'tune.md'}")
         return 1

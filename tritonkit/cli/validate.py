@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tritonkit.cli.tables import cli_console, print_json, print_tables
 from tritonkit.errors import TritonkitError
 from tritonkit.io import ensure_out_dir
 from tritonkit.names import check_model_name
@@ -65,6 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"environment variable holding the restricted-API key (default {API_KEY_ENV})")
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout (s)")
     p.add_argument("--out", type=Path, required=True, help="output folder for validation.json and report.md")
+    p.add_argument("--json", action="store_true",
+                   help="print validation.json (canary: canary.json) on stdout instead of the table")
     _canary_arguments(p)
 
 
@@ -120,12 +123,13 @@ def canary_options_from_args(args: argparse.Namespace) -> CanaryOptions:
 
 
 def run_canary(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     options = canary_options_from_args(args)
     ensure_out_dir(args.out, "--out")
     result = compare(options)
-    console = Console()
+    if args.json:
+        print_json(result.to_dict())
+        return 0 if result.decision == "promote" else 1
+    console = cli_console()
     console.print(result.summary(), markup=False, highlight=False, soft_wrap=True)
     for problem in result.problems:
         console.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
@@ -134,8 +138,6 @@ def run_canary(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     if args.candidate or args.stable:
         return run_canary(args)
     if not args.models:
@@ -143,7 +145,10 @@ def run(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     ensure_out_dir(args.out, "--out")
     report = validate(options)
-    console = Console()
-    console.print(report.rich_table())
+    if args.json:
+        print_json(report.to_dict())
+        return 0 if report.passed else 1
+    console = cli_console()
+    print_tables([report.table()], console)
     console.print(f"report: {args.out / 'report.md'}  json: {args.out / 'validation.json'}")
     return 0 if report.passed else 1

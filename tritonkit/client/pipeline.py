@@ -199,6 +199,7 @@ class _Loaded:
     note: str | None
     decode_s: float
     prepare_s: float
+    started: float = 0.0   # perf_counter when reading it began (a batch's latency starts at its first)
 
 
 TRANSIENT_READ_ERRNOS = frozenset({errno.EIO, errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ETIMEDOUT})
@@ -226,6 +227,12 @@ def _read_bytes(item: Item) -> bytes:
 def load_item(adapter: TaskAdapter, index: int, item: Item) -> _Loaded:
     """Read, decode and prepare one item; any failure becomes ``error`` (never raises)."""
     t0 = time.perf_counter()
+    loaded = _load_item(adapter, index, item, t0)
+    loaded.started = t0
+    return loaded
+
+
+def _load_item(adapter: TaskAdapter, index: int, item: Item, t0: float) -> _Loaded:
     try:
         data = _read_bytes(item)
     except ImageError as exc:  # refused before reading it whole: too large, not an image
@@ -361,12 +368,14 @@ class _NoProgress:
 def _progress(options: EngineOptions, total: int):
     if not options.progress:
         return _NoProgress(), 0
+    from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
+    # on stderr: stdout holds the command's results (a table, or the JSON of --json)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        transient=False)
+                        transient=False, console=Console(stderr=True))
     task = progress.add_task(options.description, total=total, rate="")
     return progress, task
 
@@ -535,7 +544,9 @@ class _StreamRun:
             if ld.note:
                 entry["note"] = ld.note
             entries.append((ld.key, entry))
-        self.timing.add("postprocess", time.perf_counter() - t0, len(b.loaded))
+        t1 = time.perf_counter()
+        self.timing.add("postprocess", t1 - t0, len(b.loaded))
+        self.timing.add_batch(min(ld.started for ld in b.loaded), t1, len(b.loaded))
         for key, entry in entries:
             self._absorb(key, entry)
         if self.checkpoint:

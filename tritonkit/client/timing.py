@@ -7,8 +7,14 @@ Definitions (all from ``time.perf_counter``):
   request round trip (submit -> response, batch of images), ``postprocess`` per image.
 * **run model** — the preprocessed batches sent one after another (one request in flight):
   ms per batch and img/s. What the model costs behind the server, with nothing around it.
-* **run stream** — the whole stream (decode + preprocess + infer + postprocess, workers and
-  several requests in flight): wall ms per batch and img/s.
+* **run stream latency** — per batch of the whole stream (decode + preprocess + infer +
+  postprocess, workers and several requests in flight): from the moment the first of its images
+  starts to decode to the end of its postprocess, p50 / p99 over the batches. The time one
+  batch takes end to end, comparable with run model's ms per batch. Decode runs in worker
+  threads or processes; ``perf_counter`` is the system's monotonic clock, one for all of them.
+* **run stream throughput** — images / wall time of the whole stream (img/s). ``run_stream_ms``
+  is the same figure per batch (wall time / batches): with several batches in flight it is
+  shorter than a batch's latency, so it is no latency.
 * FlagPerf names: ``e2e_time`` (s, the whole run), ``p_infer_whole`` (img/s over the stream's
   wall time), ``p_infer_core`` (img/s over the time at least one request was in flight, i.e.
   the union of request intervals, so overlapping requests are not double counted), ``latency``
@@ -60,6 +66,7 @@ class StageTimes:
     totals: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
     counts: dict[str, int] = field(default_factory=lambda: {s: 0 for s in STAGES})
     requests: list[tuple[float, float, int]] = field(default_factory=list)
+    batches: list[tuple[float, float, int]] = field(default_factory=list)   # run stream latency per batch
     wall_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -73,6 +80,16 @@ class StageTimes:
             self.requests.append((start, end, images))
             self.totals["infer"] += end - start
             self.counts["infer"] += images
+
+    def add_batch(self, started: float, finished: float, images: int) -> None:
+        """One batch of the stream: its first image started decoding at ``started``, its
+        postprocess ended at ``finished``."""
+        with self._lock:
+            self.batches.append((started, finished, images))
+
+    def batch_latencies_ms(self) -> list[float]:
+        """Run stream latency of every batch (ms): decode start of its first image -> postprocess end."""
+        return [(e - s) * 1e3 for s, e, _ in self.batches]
 
     @property
     def images(self) -> int:
@@ -118,8 +135,11 @@ class BatchTiming:
     images: int
     run_model_ms: float | None       # ms per batch, batches sent one at a time
     run_model_img_s: float | None
-    run_stream_ms: float | None      # wall ms per batch over the whole stream
-    run_stream_img_s: float | None
+    run_stream_ms: float | None      # stream wall time / batches: 1 / throughput per batch, not a latency
+    run_stream_img_s: float | None   # run stream throughput: images / stream wall time
+    run_stream_latency_p50_ms: float | None = None   # per batch: first image's decode start -> postprocess end
+    run_stream_latency_p99_ms: float | None = None
+    run_stream_latency_mean_ms: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,9 +161,11 @@ def run_model_times(submit, batches: Sequence[np.ndarray], warmup: int = 1) -> l
 
 
 def batch_timing(batch_size: int, model_s: Sequence[float], model_images: int, stream_wall_s: float,
-                 stream_batches: int, stream_images: int) -> BatchTiming:
-    """Pure: the table row from run-model per-batch seconds and the stream's wall time."""
+                 stream_batches: int, stream_images: int, stream_latencies_ms: Sequence[float] = ()) -> BatchTiming:
+    """Pure: the table row from run-model per-batch seconds, the stream's wall time and the
+    stream's per-batch latencies (ms, :meth:`StageTimes.batch_latencies_ms`)."""
     model_total = float(sum(model_s))
+    latency = latency_stats(stream_latencies_ms)
     return BatchTiming(
         batch_size=batch_size,
         images=stream_images,
@@ -151,4 +173,6 @@ def batch_timing(batch_size: int, model_s: Sequence[float], model_images: int, s
         run_model_img_s=model_images / model_total if model_total > 0 else None,
         run_stream_ms=stream_wall_s / stream_batches * 1e3 if stream_batches else None,
         run_stream_img_s=stream_images / stream_wall_s if stream_wall_s > 0 else None,
+        run_stream_latency_p50_ms=latency["p50"], run_stream_latency_p99_ms=latency["p99"],
+        run_stream_latency_mean_ms=latency["mean"],
     )

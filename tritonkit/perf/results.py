@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 
 from tritonkit.errors import TritonkitError
 from tritonkit.io import atomic_write_text
-from tritonkit.report import fmt, markdown_table
+from tritonkit.report import TextTable, fmt, markdown_table
 
 STATS = ("avg", "p50", "p90", "p95", "p99")
 COLUMN_UNITS = ("text", "int", "bool", "rate", "us")
@@ -310,31 +310,6 @@ def read_rows_csv(path: str | os.PathLike) -> list[PerfRow]:
 
 # --------------------------------------------------------------------------------------------
 # Tables
-
-
-@dataclass(frozen=True)
-class TextTable:
-    """A finished table of strings: written as markdown and CSV (the CLI shows it in the terminal,
-    :func:`tritonkit.cli.tables.print_tables`)."""
-
-    title: str
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    note: str = ""
-
-    def markdown(self) -> str:
-        """The table as a GitHub markdown section (title, table, note)."""
-        parts = [f"### {self.title}", "", markdown_table(self.headers, self.rows).rstrip("\n")]
-        if self.note:
-            parts += ["", self.note]
-        return "\n".join(parts) + "\n"
-
-    def csv_text(self) -> str:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(self.headers)
-        writer.writerows(self.rows)
-        return buf.getvalue()
 
 
 def best_rows(rows: Sequence[PerfRow]) -> dict[tuple[str, int], PerfRow]:

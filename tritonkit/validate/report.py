@@ -1,4 +1,4 @@
-"""The validation report: ``validation.json``, ``report.md`` and a rich table for the terminal."""
+"""The validation report: ``validation.json``, ``report.md`` and the checks table for the terminal."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tritonkit._lazy import lazy_import
-from tritonkit.report import markdown_table, write_json, write_text
+from tritonkit.report import TextTable, markdown_table, write_json, write_text
 from tritonkit.validate.result import CheckResult
-
-rich_table = lazy_import("rich.table")
-rich_markup = lazy_import("rich.markup")
 
 JSON_NAME = "validation.json"
 MARKDOWN_NAME = "report.md"
@@ -99,15 +95,13 @@ class ValidationReport:
     def write_markdown(self, path: str | Path) -> Path:
         return write_text(path, self.markdown())
 
-    def rich_table(self):
-        table = rich_table.Table(title="tritonkit validate: " + ("PASSED" if self.passed else "FAILED"), show_lines=False)
-        for col in ("check", "model", "result", "detail"):
-            table.add_column(col, overflow="fold")
-        for c in self.checks:
-            detail = c.detail + (f"\nfix: {c.hint}" if c.hint and not c.passed else "")
-            table.add_row(c.name, c.model or "(server)", "[green]pass[/]" if c.passed else "[bold red]FAIL[/]",
-                          rich_markup.escape(detail))
-        return table
+    def table(self) -> TextTable:
+        """The checks, one row each (check and model are what ``--checks`` / ``--models`` take)."""
+        rows = tuple((c.name, c.model or "(server)", "pass" if c.passed else "FAIL",
+                      _one_line(c.detail) + (f" fix: {_one_line(c.hint)}" if c.hint and not c.passed else ""))
+                     for c in self.checks)
+        return TextTable("tritonkit validate: " + ("PASSED" if self.passed else "FAILED"),
+                         ("check", "model", "result", "detail"), rows, keys=(0, 1))
 
 
 def _one_line(text: str) -> str:

@@ -216,10 +216,28 @@ def test_latency_stats_and_flagperf_metrics():
 
 
 def test_batch_timing_row():
-    row = batch_timing(4, [0.01, 0.03], 8, stream_wall_s=0.5, stream_batches=5, stream_images=20)
+    row = batch_timing(4, [0.01, 0.03], 8, stream_wall_s=0.5, stream_batches=5, stream_images=20,
+                       stream_latencies_ms=[30.0, 10.0, 20.0, 40.0, 50.0])
     assert row.run_model_ms == pytest.approx(20.0) and row.run_model_img_s == pytest.approx(200.0)
     assert row.run_stream_ms == pytest.approx(100.0) and row.run_stream_img_s == pytest.approx(40.0)
-    assert batch_timing(1, [], 0, 0.0, 0, 0).run_model_ms is None
+    assert row.run_stream_latency_p50_ms == pytest.approx(30.0) and row.run_stream_latency_mean_ms == pytest.approx(30.0)
+    assert row.run_stream_latency_p99_ms == pytest.approx(float(np.percentile([10, 20, 30, 40, 50], 99)))
+    empty = batch_timing(1, [], 0, 0.0, 0, 0)
+    assert empty.run_model_ms is None and empty.run_stream_latency_p50_ms is None
+
+
+@pytest.mark.parametrize("pool", ["thread", "process"])
+def test_stream_latency_of_each_batch_spans_its_decode_and_its_request(dataset, tiny_onnx, pool):
+    """Each batch's run stream latency starts when its first image starts to decode and ends after
+    its postprocess: it holds the batch's request round trip and every image's decode, in a worker
+    thread or process alike (one monotonic clock)."""
+    ds, expect = dataset
+    result = _run(ds, OrtModel(tiny_onnx, sleep_s=0.01), batch_size=2, in_flight=2, pool=pool)
+    t = result.timing
+    assert len(t.batches) == len(t.requests) == result.batches and sum(n for *_, n in t.batches) == expect["good"]
+    for (b0, b1, bn), (r0, r1, rn) in zip(t.batches, t.requests):
+        assert bn == rn and b0 <= r0 < r1 <= b1
+    assert t.batch_latencies_ms() == [(b1 - b0) * 1e3 for b0, b1, _ in t.batches]
 
 
 # ----------------------------------------------------------------- client pure helpers
@@ -318,11 +336,14 @@ def test_report_helpers(tmp_path):
     assert json.loads(p.read_text()) == {"v": 0.5, "nan": None, "p": str(tmp_path)}
     assert [f.name for f in p.parent.iterdir()] == ["x.json"]  # no temp file left behind
     headers, rows = classification_rows([{"model": "m", "top1": 0.5, "top5": 0.9, "batch_timing": [
-        {"batch_size": 4, "run_model_ms": 2.0, "run_stream_ms": 5.0},
-        {"batch_size": 1, "run_model_ms": 1.0, "run_stream_ms": 3.0}]}])
-    assert headers == ["model", "run model bs1 (ms)", "run model bs4 (ms)", "run stream bs1 (ms)",
-                       "run stream bs4 (ms)", "top1 (%)", "top5 (%)"]
-    assert rows == [["m", 1.0, 2.0, 3.0, 5.0, 50.0, 90.0]]
+        {"batch_size": 4, "run_model_ms": 2.0, "run_stream_ms": 5.0, "run_stream_latency_p50_ms": 9.0,
+         "run_stream_img_s": 800.0},
+        {"batch_size": 1, "run_model_ms": 1.0, "run_stream_ms": 3.0, "run_stream_latency_p50_ms": 4.0,
+         "run_stream_img_s": 333.0}]}])
+    assert headers == ["model", "run model bs1 (ms)", "run model bs4 (ms)", "run stream p50 bs1 (ms)",
+                       "run stream p50 bs4 (ms)", "run stream bs1 (img/s)", "run stream bs4 (img/s)",
+                       "top1 (%)", "top5 (%)"]
+    assert rows == [["m", 1.0, 2.0, 4.0, 9.0, 333.0, 800.0, 50.0, 90.0]]
 
 
 def _cli(argv, capsys):

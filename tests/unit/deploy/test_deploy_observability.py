@@ -242,19 +242,39 @@ def test_every_runbook_names_tritonkit_commands_the_cli_accepts(kubernetes):
             assert args.command in {"perf", "deploy", "validate"}, argv
 
 
+def deploy_help(action: str) -> str:
+    """The ``tritonkit deploy ACTION --help`` text."""
+    return next(a for a in build_parser()._subparsers._group_actions[0].choices["deploy"]._actions
+                if a.dest == "deploy_command").choices[action].format_help()
+
+
 def test_deploy_k8s_help_lists_every_file_it_writes(cpu_repo, tmp_path):
-    assert main(["deploy", "k8s", "--repo", str(cpu_repo), "--pvc", "m", "--kserve", "--out", str(tmp_path)]) == 0
+    """Every file of a deployment with every option that adds files (KServe, a canary): its folder
+    is in the help, and each observability file and kserve/canary.yaml by its path."""
+    assert main(["deploy", "k8s", "--repo", str(cpu_repo), "--pvc", "m", "--kserve", "--canary", str(cpu_repo),
+                 "--canary-pvc", "m2", "--out", str(tmp_path)]) == 0
     files = json.loads((tmp_path / "deploy.json").read_text())["files"]
-    k8s = next(a for a in build_parser()._subparsers._group_actions[0].choices["deploy"]._actions
-               if a.dest == "deploy_command").choices["k8s"]
-    text = k8s.format_help()
+    assert any(f.startswith("canary/") for f in files) and "kserve/canary.yaml" in files
+    text = deploy_help("k8s")
     for rel in files:
         parts = rel.split("/")
         shown = [f"{parts[0]}/" if len(parts) > 1 else parts[0]]
-        if parts[0] == "observability":
+        if parts[0] == "observability" or rel == "kserve/canary.yaml":
             shown.append(rel)
+        if parts[0] == "rendered":
+            shown.append(Path(rel).stem)      # each rendered variant is named
         for item in shown:
             assert item in text, (rel, item)
+
+
+def test_deploy_observability_help_lists_every_file_it_writes(cpu_repo, tmp_path):
+    assert main(["deploy", "observability", "--repo", str(cpu_repo), "--out", str(tmp_path)]) == 0
+    files = json.loads((tmp_path / "observability.json").read_text())["files"]
+    written = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
+    assert set(files) <= written and len(written) >= 5
+    text = deploy_help("observability")
+    for rel in written:
+        assert rel in text, rel
 
 
 def test_servers_start_with_the_latency_summaries(cpu_repo, tmp_path):

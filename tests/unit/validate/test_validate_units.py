@@ -277,6 +277,27 @@ def test_cli_against_a_dead_address_fails_every_check_with_the_reason(tmp_path):
     assert (tmp_path / "report.md").is_file()
 
 
+def test_cli_checks_table_through_a_pipe_and_json(tmp_path):
+    """Piped at COLUMNS=40 the checks table keeps every check name and the model whole; --json
+    prints validation.json and nothing else."""
+    from support.paths import ROOT
+
+    model = "demo_shapes_with_a_long_served_name_v2"
+    argv = [sys.executable, "-m", "tritonkit", "validate", "--url", f"127.0.0.1:{free_port()}", "--models", model,
+            "--checks", "readiness,contract", "--out", str(tmp_path)]
+    env = {**os.environ, "COLUMNS": "40", "PYTHONPATH": str(ROOT)}
+    table = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    checks = json.loads((tmp_path / "validation.json").read_text())["checks"]
+    assert table.returncode == 1 and checks
+    for c in checks:
+        assert f"| {c['name']} | {c['model'] or '(server)'} | FAIL |" in table.stdout
+    printed = subprocess.run(argv + ["--json"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert printed.returncode == 1
+    written = json.loads((tmp_path / "validation.json").read_text())       # the --json run's file
+    assert json.loads(printed.stdout) == written
+    assert [(c["name"], c["model"]) for c in written["checks"]] == [(c["name"], c["model"]) for c in checks]
+
+
 def test_cli_bad_arguments_are_one_line_errors(tmp_path):
     from tritonkit.cli import main
 

@@ -27,7 +27,8 @@ from tritonkit.client.items import limit_dataset
 from tritonkit.client.pipeline import TaskAdapter
 from tritonkit.client.preprocess import preprocess
 from tritonkit.errors import TritonkitError
-from tritonkit.report import files_markdown, markdown_table, pct, pct_text, stream_markdown
+from tritonkit.report import (
+    TIMING_HEADERS, TIMING_MEASURED, files_markdown, markdown_table, pct, pct_text, stream_markdown, timing_cells)
 from tritonkit.spec import Geometry
 from tritonkit.tasks.base import (
     REFERENCE, ArgSpec, DatasetOptions, OpenedData, OptionsError, Task, TaskMetrics, arg, args, register_task)
@@ -174,18 +175,20 @@ def misclassified_markdown(result: Mapping[str, Any]) -> str:
 def classification_rows(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     """Headers and rows for classification results (each the dict written to classification.json).
 
-    Columns: model, then ``run model bs{N} (ms)`` for every batch size seen, ``run stream bs{N}
-    (ms)``, then top1 / top5 in percent.
+    Columns: model, then per batch size seen ``run model bs{N} (ms)``, then ``run stream p50
+    bs{N} (ms)`` (run stream latency per batch), then ``run stream bs{N} (img/s)`` (run stream
+    throughput), then top1 / top5 in percent.
     """
     sizes = sorted({int(r["batch_size"]) for res in results for r in res.get("batch_timing") or []})
-    headers = ["model"] + [f"run model bs{b} (ms)" for b in sizes] + [f"run stream bs{b} (ms)" for b in sizes] \
-        + ["top1 (%)", "top5 (%)"]
+    headers = ["model"] + [f"run model bs{b} (ms)" for b in sizes] + [f"run stream p50 bs{b} (ms)" for b in sizes] \
+        + [f"run stream bs{b} (img/s)" for b in sizes] + ["top1 (%)", "top5 (%)"]
     rows = []
     for res in results:
         by_bs = {int(r["batch_size"]): r for r in res.get("batch_timing") or []}
         rows.append([res.get("model")]
                     + [by_bs.get(b, {}).get("run_model_ms") for b in sizes]
-                    + [by_bs.get(b, {}).get("run_stream_ms") for b in sizes]
+                    + [by_bs.get(b, {}).get("run_stream_latency_p50_ms") for b in sizes]
+                    + [by_bs.get(b, {}).get("run_stream_img_s") for b in sizes]
                     + [pct(res.get("top1")), pct(res.get("top5"))])
     return headers, rows
 
@@ -208,10 +211,9 @@ def classification_markdown(result: Mapping[str, Any]) -> str:
     bt = result.get("batch_timing") or []
     if bt:
         parts += ["\n## Run model vs run stream\n\n",
-                  markdown_table(["batch size", "images", "run model (ms/batch)", "run model (img/s)",
-                                  "run stream (ms/batch)", "run stream (img/s)"],
-                                 [[r["batch_size"], r["images"], r["run_model_ms"], r["run_model_img_s"],
-                                   r["run_stream_ms"], r["run_stream_img_s"]] for r in bt])]
+                  markdown_table(["batch size", "images", *TIMING_HEADERS],
+                                 [[r["batch_size"], r["images"], *timing_cells(r)] for r in bt]),
+                  f"\n{TIMING_MEASURED}\n"]
     return "".join(parts)
 
 

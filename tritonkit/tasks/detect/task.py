@@ -35,7 +35,8 @@ from tritonkit.client.decode import read_image_bytes
 from tritonkit.client.pipeline import TaskAdapter
 from tritonkit.client.preprocess import preprocess
 from tritonkit.errors import CardError, DatasetError
-from tritonkit.report import fmt, markdown_table, pct, pct_text, stream_markdown
+from tritonkit.report import (
+    TIMING_HEADERS, TIMING_MEASURED, fmt, markdown_table, pct, pct_text, stream_markdown, timing_cells)
 from tritonkit.served import ChainTensor, PostprocessChain, geometry_input, shipped
 from tritonkit.spec import Geometry, NMSProfile
 from tritonkit.tasks.base import (
@@ -360,14 +361,15 @@ def detection_markdown(result: Mapping[str, Any]) -> str:
     bt = result.get("batch_timing") or []
     sizes = sorted({int(r["batch_size"]) for r in bt})
     wheres = [w for w in ("client", "server") if any(r["nms"] == w for r in bt)] or ["client"]
-    headers = ["model"] + [f"run model bs{b} (ms)" for b in sizes] + [f"run stream bs{b} (ms)" for b in sizes] \
-        + ["mAP50 (%)", "mAP50-95 (%)"]
+    headers = ["model"] + [f"run model bs{b} (ms)" for b in sizes] + [f"run stream p50 bs{b} (ms)" for b in sizes] \
+        + [f"run stream bs{b} (img/s)" for b in sizes] + ["mAP50 (%)", "mAP50-95 (%)"]
     rows = []
     for where in wheres:
         by_bs = {int(r["batch_size"]): r for r in bt if r["nms"] == where}
         rows.append([f"{result.get('model')} ({where} NMS)"]
                     + [by_bs.get(b, {}).get("run_model_ms") for b in sizes]
-                    + [by_bs.get(b, {}).get("run_stream_ms") for b in sizes]
+                    + [by_bs.get(b, {}).get("run_stream_latency_p50_ms") for b in sizes]
+                    + [by_bs.get(b, {}).get("run_stream_img_s") for b in sizes]
                     + [pct(result.get("map50")), pct(result.get("map50_95"))])
     prof = result.get("nms_profile") or {}
     parts = [f"# Detection: {result.get('model')}\n\n",
@@ -429,10 +431,9 @@ def _timing_markdown(bt: Sequence[Mapping[str, Any]]) -> str:
     if not bt:
         return ""
     return "\n## Run model (forward + NMS) vs run stream (decode + preprocess + forward + NMS)\n\n" + markdown_table(
-        ["NMS", "batch size", "images", "run model (ms/batch)", "run model (img/s)",
-         "run stream (ms/batch)", "run stream (img/s)", "client postprocess (ms/img)"],
-        [[r["nms"], r["batch_size"], r["images"], r["run_model_ms"], r["run_model_img_s"],
-          r["run_stream_ms"], r["run_stream_img_s"], r.get("postprocess_ms_per_image")] for r in bt], digits=2)
+        ["NMS", "batch size", "images", *TIMING_HEADERS, "client postprocess (ms/img)"],
+        [[r["nms"], r["batch_size"], r["images"], *timing_cells(r), r.get("postprocess_ms_per_image")] for r in bt],
+        digits=2) + f"\n{TIMING_MEASURED}\n"
 
 
 # ----------------------------------------------------------------------------- the task

@@ -45,7 +45,8 @@ from tritonkit.cards import ModelCard
 from tritonkit.client.items import limit_dataset
 from tritonkit.client.pipeline import TaskAdapter
 from tritonkit.client.preprocess import preprocess, resize_short_size
-from tritonkit.report import files_markdown, markdown_table, pct, stream_markdown
+from tritonkit.report import (
+    TIMING_HEADERS, TIMING_MEASURED, files_markdown, markdown_table, pct, stream_markdown, timing_cells)
 from tritonkit.served import ChainTensor, PostprocessChain, shipped
 from tritonkit.spec import Geometry
 from tritonkit.tasks.base import (
@@ -249,10 +250,9 @@ def segmentation_markdown(result: Mapping[str, Any]) -> str:
     if bt:
         parts += ["\n## Run model (forward + argmax) vs run stream (decode + preprocess + forward + argmax + "
                   "scale back)\n\n", markdown_table(
-                      ["argmax", "batch size", "images", "run model (ms/batch)", "run model (img/s)",
-                       "run stream (ms/batch)", "run stream (img/s)", "padded pixels (%)"],
-                      [[r["argmax"], r["batch_size"], r["images"], r["run_model_ms"], r["run_model_img_s"],
-                        r["run_stream_ms"], r["run_stream_img_s"], pct(r.get("padded_pixels"))] for r in bt])]
+                      ["argmax", "batch size", "images", *TIMING_HEADERS, "padded pixels (%)"],
+                      [[r["argmax"], r["batch_size"], r["images"], *timing_cells(r), pct(r.get("padded_pixels"))]
+                       for r in bt]), f"\n{TIMING_MEASURED}\n"]
     parts += [f"\n- {note}\n" for note in result.get("timing_notes") or []]
     return "".join(parts)
 
