@@ -351,6 +351,15 @@ class TritonInfer:
                 out.set_shared_memory(regions[s.name].name, nbytes)
         return [inp], outs
 
+    def request_for(self, batch: np.ndarray) -> tuple[list, list]:
+        """``(inputs, requested outputs)`` of one batch without shared memory, for any client of
+        this protocol (the asyncio clients of :func:`tritonkit.triton.make_aio_client` take them)."""
+        return self._request(batch, None)
+
+    def outputs_of(self, result) -> dict[str, np.ndarray]:
+        """The arrays of one response to a :meth:`request_for` request, by output name."""
+        return self._outputs(result, None)
+
     def _outputs(self, result, slot: int | None) -> dict[str, np.ndarray]:
         if slot is None:
             return {s.name: result.as_numpy(s.name) for s in self.card.outputs}
