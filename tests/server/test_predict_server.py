@@ -204,3 +204,35 @@ def test_failover_to_the_endpoint_that_answers(world):
     with tritonkit.connect(f"grpc://127.0.0.1:9,{url}/demo_shapes", timeout_s=5) as m:
         results = m.predict([path] * 6)
     assert all(r.ok for r in results) and len({r.top for r in results}) == 1
+
+
+# -- the README's snippets, run as written ------------------------------------------------------
+
+def test_readme_snippets_run_against_the_local_server(world, tmp_path, monkeypatch, capsys):
+    """Every snippet of "Call it from your application", with the README's models and address
+    replaced by the test's (the classifier, detector and segmenter served here)."""
+    from support.readme import code_blocks
+
+    server = world["server"]
+    names = {"127.0.0.1:8001": server.url("grpc"), "127.0.0.1:8000": server.url("http"), "/resnet50": "/demo_shapes",
+             "/yolov5s": "/demo_shapes_det", "/deeplabv3_resnet50": "/demo_seg", '"a:8001,b:8001': '"'}
+    jpg = sorted(world["cls"].rglob("img*.jpg"))[0].read_bytes()
+    coco = sorted((world["coco"] / "val2017").glob("*.png"))[0].read_bytes()
+    for name, data in (("cat.jpg", jpg), ("dog.jpg", jpg), ("street1.jpg", coco), ("street2.jpg", b"broken"),
+                       ("street.jpg", jpg), ("notes.txt", b"a text file")):
+        (tmp_path / name).write_bytes(data)
+    monkeypatch.chdir(tmp_path)
+    blocks = code_blocks("## Call it from your application")
+    assert len(blocks) == 4
+    printed = []
+    for block in blocks:
+        for old, new in names.items():
+            block = block.replace(old, new)
+        exec(compile(block, "README.md", "exec"), {"__name__": "readme"})  # our own README's code
+        printed.append(capsys.readouterr().out)
+    labels = CLS.label_names()
+    assert any(label in printed[0] for label in labels)                      # classification top-3
+    assert "street1.jpg" in printed[1] and "street2.jpg" in printed[1] and "not an image" in printed[1]
+    assert any(label in printed[1] for label in DET.label_names())
+    assert "(" in printed[2] and any(label in printed[2] for label in SEG.label_names())
+    assert printed[3].count("(") == 2 and any(label in printed[3] for label in labels)  # 2 of 3 images ok
