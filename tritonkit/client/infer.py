@@ -403,6 +403,18 @@ class TritonInfer:
         """Blocking :meth:`submit`."""
         return self.submit(batch).result()
 
+    def infer_here(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`infer` as a synchronous call from the calling thread, with the same deadline,
+        retries and failover: no callback thread between the response and the caller. One image
+        at a time on the small classifier served locally (2 shared cores, noisy), ``predict`` went
+        from 0.71-0.86 of a hand-written synchronous tritonclient call through :meth:`submit` to
+        0.89-1.26 this way."""
+        if self._client is None:
+            raise ServerError("TritonInfer.infer_here before connect()")
+        if batch.shape[0] > self.max_batch:
+            raise ServerError(f"batch of {batch.shape[0]} is above the {self.max_batch} this client checked for")
+        return self._infer_sync(batch)
+
     def _grpc_attempt(self, batch: np.ndarray, future: Future, attempt: int, avoid: str | None = None) -> None:
         o = self.options
         slot = self._acquire()

@@ -62,7 +62,7 @@ class Model:
         """One image -> its result; a list of images -> a list of results in the same order."""
         if is_batch(x):
             return list(self.predict_iter(x, batch_size=self.max_batch))
-        return self._finish(*self._send(load(self.plan.adapter, [to_item(x, 0)], None)))[0]
+        return self._finish(*self._send(load(self.plan.adapter, [to_item(x, 0)], None), here=True))[0]
 
     def predict_iter(self, inputs: Iterable[Any], batch_size: int = DEFAULT_BATCH) -> Iterator[Any]:
         """Results for ``inputs`` (any iterable, read lazily) in order, ``batch_size`` images per
@@ -77,9 +77,21 @@ class Model:
         while window:
             yield from self._finish(*window.popleft())
 
-    def _send(self, batch: Batch) -> tuple[Batch, Future | None]:
+    def _send(self, batch: Batch, here: bool = False) -> tuple[Batch, Future | None]:
+        """The batch's request on the wire (``here``: sent synchronously from this thread, the
+        shorter path for one request at a time); None when no image of it can be sent."""
         ok = batch.ok
-        return batch, (self._client.submit(request(self.plan.adapter, ok)) if ok else None)
+        if not ok:
+            return batch, None
+        x = request(self.plan.adapter, ok)
+        if not here:
+            return batch, self._client.submit(x)
+        done: Future = Future()
+        try:
+            done.set_result(self._client.infer_here(x))
+        except ServerError as exc:
+            done.set_exception(exc)
+        return batch, done
 
     def _finish(self, batch: Batch, future: Future | None) -> list:
         if future is None:
