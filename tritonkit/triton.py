@@ -47,8 +47,8 @@ PROTOCOLS = ("grpc", "http")
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 LINE_LIMIT = 300
 
-__all__ = ["PROTOCOLS", "DEFAULT_PORTS", "client_module", "make_client", "make_aio_client", "DeadlineClient", "call_kwargs", "one_line",
-           "translate_errors", "transport_errors", "input_shape", "seeded_batch", "make_inputs", "requested_outputs",
+__all__ = ["PROTOCOLS", "DEFAULT_PORTS", "client_module", "make_client", "make_aio_client", "DeadlineClient",
+           "call_kwargs", "one_line", "translate_errors", "transport_errors", "input_shape", "seeded_batch", "make_inputs", "requested_outputs",
            "infer", "shm_module", "grpcclient", "httpclient", "tritonutils"]
 
 

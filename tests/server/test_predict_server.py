@@ -73,9 +73,9 @@ def _records(path: Path) -> dict[str, dict]:
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_classify_predict_equals_the_eval_records(world, tmp_path, protocol):
-    evaluate("classify", ClassificationOptions(model="demo_shapes", data=world["cls"], url=world["server"].url(protocol),
-                                               protocol=protocol, batch_sizes=(4,), timing_images=0,
-                                               out=tmp_path, progress=False))
+    url = world["server"].url(protocol)
+    evaluate("classify", ClassificationOptions(model="demo_shapes", data=world["cls"], url=url, protocol=protocol,
+                                               batch_sizes=(4,), timing_images=0, out=tmp_path, progress=False))
     records = _records(tmp_path / "classification.jsonl")
     files = sorted(p for p in world["cls"].rglob("*") if p.is_file() and p.suffix != ".txt")
     keys = [p.relative_to(world["cls"]).as_posix() for p in files]
@@ -128,7 +128,7 @@ def test_segment_predict_equals_the_eval_records(world, tmp_path):
             tritonkit.connect(_url(world, "demo_seg"), server_postprocess=True) as server:
         assert server.describe()["called"] == "demo_seg_ensemble_argmax"
         paths = [str(it.path) for it in ds.items]
-        got = {"client": client.predict(paths), "server": [server.predict(p) for p in paths]}
+        got = {"client": client.predict(paths, batch_size=1), "server": [server.predict(p) for p in paths]}
     for item, mine, theirs in zip(ds.items, got["client"], got["server"]):
         rec = records[item.key]["record"]
         truth = item.read_mask(SEG.num_classes, mine.classes.shape)
@@ -204,6 +204,12 @@ def test_failover_to_the_endpoint_that_answers(world):
     with tritonkit.connect(f"grpc://127.0.0.1:9,{url}/demo_shapes", timeout_s=5) as m:
         results = m.predict([path] * 6)
     assert all(r.ok for r in results) and len({r.top for r in results}) == 1
+
+    async def run():  # asyncio: requests take turns over the endpoints; the dead one's are retried on the other
+        async with await tritonkit.connect_async(f"grpc://127.0.0.1:9,{url}/demo_shapes", timeout_s=5) as m:
+            return [await m.predict(path) for _ in range(4)]
+
+    assert [r.top for r in asyncio.run(run())] == [results[0].top] * 4
 
 
 # -- the README's snippets, run as written ------------------------------------------------------

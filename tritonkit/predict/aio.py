@@ -61,10 +61,11 @@ class AsyncModel:
         return describe(self.plan)
 
     # -- predicting ------------------------------------------------------------------------
-    async def predict(self, x: Any) -> Any:
-        """One image -> its result; a list of images -> a list of results in the same order."""
+    async def predict(self, x: Any, batch_size: int | None = None) -> Any:
+        """One image -> its result; a list of images -> a list of results in the same order, in
+        batches of ``batch_size`` (default: the served max batch size)."""
         if is_batch(x):
-            return [r async for r in self.predict_iter(x, batch_size=self.max_batch)]
+            return [r async for r in self.predict_iter(x, batch_size=batch_size or self.max_batch)]
         return (await self._run(await self._load([to_item(x, 0)])))[0]
 
     async def predict_iter(self, inputs: Iterable[Any], batch_size: int = DEFAULT_BATCH) -> AsyncIterator[Any]:

@@ -58,10 +58,13 @@ class Model:
         return describe(self.plan)
 
     # -- predicting ------------------------------------------------------------------------
-    def predict(self, x: Any) -> Any:
-        """One image -> its result; a list of images -> a list of results in the same order."""
+    def predict(self, x: Any, batch_size: int | None = None) -> Any:
+        """One image -> its result; a list of images -> a list of results in the same order, in
+        batches of ``batch_size`` (default: the served max batch size). A segmenter's images of
+        one batch are padded to the largest, as eval pads them: ``batch_size=1`` gives the
+        reference masks (the eval's batch 1) for images of different sizes."""
         if is_batch(x):
-            return list(self.predict_iter(x, batch_size=self.max_batch))
+            return list(self.predict_iter(x, batch_size=batch_size or self.max_batch))
         return self._finish(*self._send(load(self.plan.adapter, [to_item(x, 0)], None), here=True))[0]
 
     def predict_iter(self, inputs: Iterable[Any], batch_size: int = DEFAULT_BATCH) -> Iterator[Any]:
