@@ -17,6 +17,9 @@ task name with :func:`register_task` (in its package's ``task.py``, found by
 * ``timing``: run-model / run-stream rows per batch size, for the model and (where the eval uses
   it) its server-side chain; generic, with :meth:`Task.timing_row` for the task's columns;
 * ``markdown`` and ``summary_rows``: its report section and the CLI's summary rows;
+* :meth:`Task.predict_adapter` and :meth:`Task.predict_chain`: what ``tritonkit.connect(...).predict``
+  runs (the eval's per-image code without ground truth; its adapter's ``result`` type lives in the
+  task package's ``result.py``) and the server-side postprocess it calls where served;
 * :meth:`Task.output_agreement`: how a served output agrees with the in-process reference in
   the task's terms (validation's correctness check): top-1 agreement of ``[N, C]`` scores by
   default, per-pixel argmax agreement for segment.
