@@ -242,3 +242,21 @@ def test_readme_snippets_run_against_the_local_server(world, tmp_path, monkeypat
     assert any(label in printed[1] for label in DET.label_names())
     assert "(" in printed[2] and any(label in printed[2] for label in SEG.label_names())
     assert printed[3].count("(") == 2 and any(label in printed[3] for label in labels)  # 2 of 3 images ok
+
+
+def test_predict_iter_reads_its_inputs_lazily(world):
+    """Bounded memory: when the first result comes out, at most in_flight + 1 batches were read."""
+    path = str(sorted(world["cls"].rglob("img*.jpg"))[0])
+    pulled = []
+
+    def inputs():
+        for i in range(40):
+            pulled.append(i)
+            yield path
+
+    with tritonkit.connect(_url(world, "demo_shapes"), in_flight=2) as m:
+        stream = m.predict_iter(inputs(), batch_size=4)
+        first = next(stream)
+        assert first.ok and len(pulled) <= 4 * 3
+        rest = list(stream)
+    assert len(rest) == 39 and len(pulled) == 40 and all(r.top == first.top for r in rest)
