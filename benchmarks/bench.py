@@ -34,8 +34,8 @@ from threadpoolctl import threadpool_limits
 import tritonkit.demo  # noqa: F401 - registers the demo's architectures with the exporter
 from benchmarks import preprocess_speed as pps
 from benchmarks.model_analyzer import Search, locate_model_analyzer, run_profile
-from benchmarks.measure import (PyTritonPeer, Window, in_process, profile_client, random_weights_onnx,
-                                sequential_client, served_point, split_text, stages_text)
+from benchmarks.measure import (PyTritonPeer, Window, api_predict, hand_written_predict, in_process, profile_client,
+                                random_weights_onnx, sequential_client, served_point, split_text, stages_text)
 from benchmarks.ratios import Measured, RatioResult, RatioSpec, interleave, load_average
 from benchmarks.ultralytics_peer import UltralyticsPeer, export_random
 from tritonkit._lazy import lazy_import
@@ -316,6 +316,20 @@ def vs_sequential_client(run: BenchRun) -> Measured:
                         + f". Client and server share this host's {os.cpu_count()} CPUs"))
 
 
+def predict_overhead(run: BenchRun) -> Measured:
+    """``tritonkit.connect(...).predict`` img/s over a hand-written tritonclient call with the same
+    decode, preprocessing and top-k, batch 1, one thread (the overhead of the public API)."""
+    card = get_card(SMALL)
+    datas = [item.read_bytes() for item in run.images]
+    pairs = interleave(partial(api_predict, datas, run.url, SMALL_SHARED),
+                       partial(hand_written_predict, datas, card, run.url, SMALL_SHARED), run.opts.pairs)
+    return Measured(pairs, "tritonkit.connect(...).predict(jpeg bytes) img/s (batch 1, one thread)",
+                    "hand-written tritonclient img/s (decode, the card's preprocessing, sync gRPC infer bs 1, "
+                    "softmax top-k with label names; one thread)",
+                    note=f"{len(datas)} synthetic 500x375 JPEGs, the small classifier (copy with onnxruntime "
+                         f"allow_spinning 0): the smallest model shows the API's own cost the most")
+
+
 def run_stream_efficiency(run: BenchRun) -> Measured:
     """p_infer_whole over p_infer_core of the run stream, ResNet-50 bs 8 (both from each repeat)."""
     card, streams = get_card(BIG), []
@@ -400,6 +414,7 @@ RATIOS: tuple[RatioSpec, ...] = (
     RatioSpec("cpu_target_vs_pytriton", 1.0, cpu_target_vs_pytriton),
     RatioSpec("vs_sequential_client", 2.0, vs_sequential_client),
     RatioSpec("run_stream_efficiency", 0.90, run_stream_efficiency),
+    RatioSpec("predict_overhead", 0.95, predict_overhead),
     RatioSpec("client_preprocess_vs_torchvision", 1.5, client_preprocess_vs_torchvision),
     RatioSpec("tune_vs_model_analyzer", 1.0, tune_vs_model_analyzer),
     RatioSpec("dynamic_batching_gain", 2.0, dynamic_batching_gain, judged=False, why_not_judged=GPU_ONLY),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+import tritonkit
 from benchmarks.pytriton_peer import matching_libpython_env
 from tritonkit.cards import ModelCard
 from tritonkit.tasks.classify.math import classify_record
@@ -132,6 +133,43 @@ def sequential_client(items, card: ModelCard, url: str, model: str) -> dict:
     n = len(items)
     return {"img_per_s": n / wall, "images": n, "wall_s": wall,
             "stages_ms_per_image": {k: v / n * 1e3 for k, v in stages.items()}}
+
+
+def hand_written_predict(datas: list[bytes], card: ModelCard, url: str, model: str) -> float:
+    """img/s of the classifier call an application would write by hand with tritonclient, batch 1,
+    one thread: decode (the eval's decoder), the card's preprocessing on the decoded PIL image
+    (as the eval runs it), one synchronous gRPC infer, softmax top-k named by the card's labels."""
+    client = grpcclient.InferenceServerClient(url)
+    names, out_name = card.label_names(), card.outputs[0].name
+
+    def one(data: bytes) -> list:
+        x, _ = preprocess(decode_image(data).pil, card.preprocess)
+        x = np.ascontiguousarray(x[None].astype(card.input.numpy_dtype, copy=False))
+        inp = grpcclient.InferInput(card.input.name, list(x.shape), card.input.dtype)
+        inp.set_data_from_numpy(x)
+        logits = client.infer(model, [inp], outputs=[grpcclient.InferRequestedOutput(out_name)]).as_numpy(out_name)
+        found = classify_record(logits[0], -1, card.postprocess.top_k)
+        return [(names[i], s) for i, s in zip(found["topk"], found["scores"])]
+
+    try:
+        return _images_per_s(one, datas)
+    finally:
+        client.close()
+
+
+def api_predict(datas: list[bytes], url: str, model: str) -> float:
+    """img/s of ``tritonkit.connect(url).predict(data)``, one image per call, one thread."""
+    with tritonkit.connect(f"grpc://{url}/{model}") as m:
+        return _images_per_s(m.predict, datas)
+
+
+def _images_per_s(one, datas: list[bytes], warm_up: int = 4) -> float:
+    for data in datas[:warm_up]:  # not timed
+        one(data)
+    t0 = time.perf_counter()
+    for data in datas:
+        one(data)
+    return len(datas) / (time.perf_counter() - t0)
 
 
 def profile_client(items, card: ModelCard, top: int = 6) -> list[dict]:

@@ -8,6 +8,8 @@ Everything that talks to a Triton server through ``tritonclient`` builds its cli
   server trickling bytes cannot stretch a call past it) and a call that runs out raises
   tritonclient's ``InferenceServerException`` naming the call; :func:`call_kwargs` the keyword
   arguments that bound one call with another deadline;
+* :func:`make_aio_client` — the asyncio clients of ``tritonclient.grpc.aio`` / ``tritonclient.http.aio``
+  (``tritonkit.connect_async``);
 * :func:`translate_errors` — a context manager turning tritonclient, gRPC and socket
   exceptions into one-line :class:`~tritonkit.errors.ServerError`\\ s that name the call;
 * :func:`one_line` — any exception as one short line (the server's message when it has one);
@@ -34,6 +36,8 @@ from tritonkit.errors import CardError, ServerError, ToolMissingError
 
 grpcclient = lazy_import("tritonclient.grpc")
 httpclient = lazy_import("tritonclient.http")
+grpc_aio = lazy_import("tritonclient.grpc.aio")
+http_aio = lazy_import("tritonclient.http.aio")
 tritonutils = lazy_import("tritonclient.utils")
 _shared_memory = lazy_import("tritonclient.utils.shared_memory")
 _grpc = lazy_import("grpc", install_hint="grpcio")
@@ -43,8 +47,8 @@ PROTOCOLS = ("grpc", "http")
 DEFAULT_PORTS = {"grpc": 8001, "http": 8000}
 LINE_LIMIT = 300
 
-__all__ = ["PROTOCOLS", "DEFAULT_PORTS", "client_module", "make_client", "DeadlineClient", "call_kwargs", "one_line",
-           "translate_errors", "transport_errors", "input_shape", "seeded_batch", "make_inputs", "requested_outputs",
+__all__ = ["PROTOCOLS", "DEFAULT_PORTS", "client_module", "make_client", "make_aio_client", "DeadlineClient",
+           "call_kwargs", "one_line", "translate_errors", "transport_errors", "input_shape", "seeded_batch", "make_inputs", "requested_outputs",
            "infer", "shm_module", "grpcclient", "httpclient", "tritonutils"]
 
 
@@ -82,6 +86,18 @@ def make_client(protocol: str, url: str, timeout_s: float | None = None, *,
             return module.InferenceServerClient(address, **kwargs)
 
     return DeadlineClient(protocol, factory, timeout_s, address=address)
+
+
+def make_aio_client(protocol: str, address: str, timeout_s: float | None = None):
+    """A tritonclient asyncio ``InferenceServerClient`` (``tritonclient.grpc.aio`` or
+    ``tritonclient.http.aio``) for ``address`` (``host:port``); HTTP connects within ``timeout_s``.
+    It has no deadline of its own: bound each call (``asyncio.wait_for``). Close it with ``await
+    client.close()``. A URL the client cannot use raises a one-line ServerError."""
+    client_module(protocol)  # an unknown protocol is refused here, in the usual words
+    with translate_errors(f"create a {protocol} asyncio client", where=address):
+        if protocol == "grpc":
+            return grpc_aio.InferenceServerClient(address, channel_args=grpc_channel_args(grpcclient))
+        return http_aio.InferenceServerClient(address, **({"conn_timeout": timeout_s} if timeout_s else {}))
 
 
 def grpc_channel_args(module) -> list[tuple[str, object]]:

@@ -17,6 +17,11 @@ def section(heading: str) -> str:
     return text[start:body + nxt.start()] if nxt else text[start:]
 
 
+def code_blocks(heading: str, language: str = "python") -> list[str]:
+    """The section's fenced code blocks of ``language``, as written."""
+    return re.findall(rf"```{language}\n(.*?)```", section(heading), re.S)
+
+
 def command_lines(heading: str) -> list[str]:
     """The commands of the section's ``bash`` blocks as text: continuation lines joined, comment
     lines and trailing comments dropped, whitespace collapsed."""

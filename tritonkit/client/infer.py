@@ -351,6 +351,15 @@ class TritonInfer:
                 out.set_shared_memory(regions[s.name].name, nbytes)
         return [inp], outs
 
+    def request_for(self, batch: np.ndarray) -> tuple[list, list]:
+        """``(inputs, requested outputs)`` of one batch without shared memory, for any client of
+        this protocol (the asyncio clients of :func:`tritonkit.triton.make_aio_client` take them)."""
+        return self._request(batch, None)
+
+    def outputs_of(self, result) -> dict[str, np.ndarray]:
+        """The arrays of one response to a :meth:`request_for` request, by output name."""
+        return self._outputs(result, None)
+
     def _outputs(self, result, slot: int | None) -> dict[str, np.ndarray]:
         if slot is None:
             return {s.name: result.as_numpy(s.name) for s in self.card.outputs}
@@ -393,6 +402,18 @@ class TritonInfer:
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Blocking :meth:`submit`."""
         return self.submit(batch).result()
+
+    def infer_here(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`infer` as a synchronous call from the calling thread, with the same deadline,
+        retries and failover: no callback thread between the response and the caller. One image
+        at a time on the small classifier served locally (2 shared cores, noisy), ``predict`` went
+        from 0.71-0.86 of a hand-written synchronous tritonclient call through :meth:`submit` to
+        0.89-1.26 this way."""
+        if self._client is None:
+            raise ServerError("TritonInfer.infer_here before connect()")
+        if batch.shape[0] > self.max_batch:
+            raise ServerError(f"batch of {batch.shape[0]} is above the {self.max_batch} this client checked for")
+        return self._infer_sync(batch)
 
     def _grpc_attempt(self, batch: np.ndarray, future: Future, attempt: int, avoid: str | None = None) -> None:
         o = self.options

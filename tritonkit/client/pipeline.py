@@ -11,8 +11,14 @@ One engine serves every task. A task plugs in through two small protocols:
     uint8 HWC array) -> one per-sample model input (no batch axis) and whatever
     ``postprocess`` needs later (label, geometry ...). Runs in the worker pool, so the adapter
     and ``meta`` must pickle.
-  - ``postprocess(outputs, meta) -> record``: ``outputs`` maps each output name to that one
-    image's array (batch axis removed); the record is a JSON-serializable dict.
+  - ``result(outputs, meta) -> result``: ``outputs`` maps each output name to that one image's
+    array (batch axis removed); the result is the task's typed per-image result in original-image
+    coordinates (:mod:`tritonkit.tasks.results`). This is what ``Model.predict`` returns, and
+  - ``record(result, meta) -> record``: the eval's JSON-serializable per-image record built from
+    that result (plus scoring against the ground truth in ``meta``), so what eval measures and
+    what an application gets come from one function;
+  - ``postprocess(outputs, meta) -> record``: ``record(result(outputs, meta), meta)`` (an
+    adapter without a typed result may override it instead).
   - ``summarize(records) -> dict``: metrics over all records (top1/top5, mAP ...).
   - ``encoded_meta(item, geometry) -> meta``: the meta of an item the *server* preprocessed
     (its encoded file was sent; ``geometry`` is the server's, None when it returns none).
@@ -59,7 +65,7 @@ import numpy as np
 
 from tritonkit.client.checkpoint import Checkpoint
 from tritonkit.client.decode import ImageError, decode_image
-from tritonkit.client.preprocess_math import GEOMETRY_OUTPUT, check_encoded
+from tritonkit.client.preprocess_math import GEOMETRY_OUTPUT, DecodeResult, check_encoded
 from tritonkit.client.timing import StageTimes
 from tritonkit.spec import Geometry
 
@@ -75,6 +81,15 @@ class Item(Protocol):
     def read_bytes(self) -> bytes: ...
 
 
+@runtime_checkable
+class DecodedItem(Item, Protocol):
+    """An item already in memory as an image (an application's PIL image or array):
+    ``decoded()`` gives it as :func:`decode_image` would, so nothing is encoded and decoded again.
+    ``read_bytes()`` still gives an encoded file (server-side preprocessing sends one)."""
+
+    def decoded(self) -> DecodeResult: ...
+
+
 class TaskAdapter(abc.ABC):
     """What a task (classify, detect ...) plugs into the engine. See the module docstring."""
 
@@ -83,8 +98,16 @@ class TaskAdapter(abc.ABC):
     @abc.abstractmethod
     def prepare(self, item: Any, image: Any) -> tuple[np.ndarray, Any]: ...
 
-    @abc.abstractmethod
-    def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any) -> dict: ...
+    def result(self, outputs: Mapping[str, np.ndarray], meta: Any) -> Any:
+        """One image's typed result in original-image coordinates."""
+        raise NotImplementedError(f"{type(self).__name__} gives no typed per-image result")
+
+    def record(self, result: Any, meta: Any) -> dict:
+        """The eval's per-image record of ``result`` (JSON)."""
+        raise NotImplementedError(f"{type(self).__name__} builds no record from a result")
+
+    def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any) -> dict:
+        return self.record(self.result(outputs, meta), meta)
 
     @abc.abstractmethod
     def summarize(self, records: Sequence[dict]) -> dict: ...
@@ -233,6 +256,8 @@ def load_item(adapter: TaskAdapter, index: int, item: Item) -> _Loaded:
 
 
 def _load_item(adapter: TaskAdapter, index: int, item: Item, t0: float) -> _Loaded:
+    if not adapter.encoded and isinstance(item, DecodedItem):
+        return _prepare_decoded(adapter, index, item, item.decoded(), t0)
     try:
         data = _read_bytes(item)
     except ImageError as exc:  # refused before reading it whole: too large, not an image
@@ -247,6 +272,10 @@ def _load_item(adapter: TaskAdapter, index: int, item: Item, t0: float) -> _Load
         return _prepare_encoded(adapter, index, item, data, t0)
     decoded = decode_image(data)
     del data
+    return _prepare_decoded(adapter, index, item, decoded, t0)
+
+
+def _prepare_decoded(adapter: TaskAdapter, index: int, item: Item, decoded: DecodeResult, t0: float) -> _Loaded:
     t1 = time.perf_counter()
     if not decoded.ok:
         return _Loaded(index, item.key, None, None, decoded.reason, None, t1 - t0, 0.0)
@@ -287,11 +316,18 @@ class EncodedAdapter(TaskAdapter):
         blob[0] = data
         return blob, item
 
-    def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any) -> dict:
+    def _unpacked(self, outputs: Mapping[str, np.ndarray], item: Any) -> tuple[dict, Any]:
+        """The model's outputs without the server's geometry, and the inner adapter's meta."""
         geometry = outputs.get(GEOMETRY_OUTPUT)
         geo = None if geometry is None else Geometry.from_array(geometry)
         rest = {k: v for k, v in outputs.items() if k != GEOMETRY_OUTPUT}
-        return self.inner.postprocess(rest, self.inner.encoded_meta(meta, geo))
+        return rest, self.inner.encoded_meta(item, geo)
+
+    def postprocess(self, outputs: Mapping[str, np.ndarray], meta: Any) -> dict:
+        return self.inner.postprocess(*self._unpacked(outputs, meta))
+
+    def result(self, outputs: Mapping[str, np.ndarray], meta: Any) -> Any:
+        return self.inner.result(*self._unpacked(outputs, meta))
 
     def summarize(self, records: Sequence[dict]) -> dict:
         return self.inner.summarize(records)
@@ -626,7 +662,7 @@ def summarize(adapter: TaskAdapter, result: StreamResult) -> dict:
     return out
 
 
-__all__ = ["Item", "TaskAdapter", "InferBackend", "CallableBackend", "EncodedAdapter", "EngineOptions",
+__all__ = ["Item", "DecodedItem", "TaskAdapter", "InferBackend", "CallableBackend", "EncodedAdapter", "EngineOptions",
            "StreamResult", "run_stream", "summarize", "decode_after", "load_item", "POOLS"]
 
 

@@ -17,6 +17,9 @@ task name with :func:`register_task` (in its package's ``task.py``, found by
 * ``timing``: run-model / run-stream rows per batch size, for the model and (where the eval uses
   it) its server-side chain; generic, with :meth:`Task.timing_row` for the task's columns;
 * ``markdown`` and ``summary_rows``: its report section and the CLI's summary rows;
+* :meth:`Task.predict_adapter` and :meth:`Task.predict_chain`: what ``tritonkit.connect(...).predict``
+  runs (the eval's per-image code without ground truth; its adapter's ``result`` type lives in the
+  task package's ``result.py``) and the server-side postprocess it calls where served;
 * :meth:`Task.output_agreement`: how a served output agrees with the in-process reference in
   the task's terms (validation's correctness check): top-1 agreement of ``[N, C]`` scores by
   default, per-pixel argmax agreement for segment.
@@ -304,6 +307,14 @@ def top1_agreement(served: np.ndarray, reference: np.ndarray) -> Agreement | Non
 
 
 @dataclass(frozen=True)
+class PredictSettings:
+    """How an application's client (``tritonkit.connect``) postprocesses: ``nms_profile`` for
+    detectors (None: ``speed`` where the card has it, else its first profile, as eval times)."""
+
+    nms_profile: str | None = None
+
+
+@dataclass(frozen=True)
 class TimingOutcome:
     """What a task's timing hook measured: ``rows`` (one dict per batch size and variant) and
     ``notes`` (None for tasks that never skip a variant; a list otherwise)."""
@@ -394,6 +405,18 @@ class Task(abc.ABC):
             targets.append(("server", Served(name, chain_card(card, chain, name))))
         return targets
 
+    # -- the application's client (tritonkit.connect)
+    def predict_adapter(self, card: ModelCard, settings: PredictSettings) -> Any:
+        """The adapter ``Model.predict`` runs: the eval's per-image code without ground truth.
+        Default: :meth:`timing_adapter`."""
+        return self.timing_adapter(card)
+
+    def predict_chain(self, card: ModelCard, settings: PredictSettings) -> PostprocessChain | None:
+        """The server-side postprocess ``Model.predict`` calls where its ensemble is served (None:
+        none). Default: the first of :meth:`server_chains`."""
+        chains = self.server_chains(card)
+        return chains[0] if chains else None
+
     # -- hooks with defaults
     def metrics(self, summary: Mapping[str, Any], has_reference: bool) -> TaskMetrics:
         return self.metrics_type.from_summary(summary, has_reference)
@@ -436,6 +459,14 @@ class Task(abc.ABC):
         """How a served output agrees with the in-process reference's output in this task's
         terms (None: no such measure for it). Default: :func:`top1_agreement`."""
         return top1_agreement(served, reference)
+
+
+def class_names(card: ModelCard) -> tuple[str, ...]:
+    """The card's class names; the indices as text when its labels cannot be read here."""
+    try:
+        return tuple(card.label_names())
+    except TritonkitError:
+        return tuple(str(i) for i in range(card.num_classes))
 
 
 _TASKS: dict[str, type[Task]] = {}

@@ -25,12 +25,12 @@ LAYERS = {
     # the spec that crosses the server boundary, cards, each task's numpy math, one-helper-per-job modules
     "tritonkit.errors": 0, "tritonkit._lazy": 0, "tritonkit.io": 0, "tritonkit.names": 0, "tritonkit.report": 0,
     "tritonkit.data": 0, "tritonkit.spec": 0, "tritonkit.cards": 0, "tritonkit.served": 0, "tritonkit.tasks": 0,
-    "tritonkit.tasks.*": 0, "tritonkit.tasks.*.math": 0,
+    "tritonkit.tasks.*": 0, "tritonkit.tasks.*.math": 0, "tritonkit.tasks.*.result": 0,
     # the Triton transport and the run-stream runtime; each task's dataset readers
     "tritonkit.onnx_contract": 1, "tritonkit.client": 1, "tritonkit.triton": 1, "tritonkit.contract": 1,
     "tritonkit.host": 1, "tritonkit.served_model": 1, "tritonkit.tasks.*.data": 1, "tritonkit.tasks.*.coco": 1, "tritonkit.tasks.*.voc": 1, "tritonkit.tasks.*.yolo": 1,
-    # the task plug-ins
-    "tritonkit.tasks.base": 2, "tritonkit.tasks.*.task": 2,
+    # the task plug-ins; the application's client (tritonkit.connect) on the transport and the plug-ins
+    "tritonkit.tasks.base": 2, "tritonkit.tasks.*.task": 2, "tritonkit.predict": 2,
     # stages, each on its own layer: a stage imports only the stages below it
     "tritonkit.export": 3, "tritonkit.build_engines": 4, "tritonkit.model_repository": 5, "tritonkit.serve": 6,
     "tritonkit.evaluate": 7, "tritonkit.perf": 8, "tritonkit.validate": 9, "tritonkit.deploy": 10,

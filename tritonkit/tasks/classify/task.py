@@ -16,6 +16,7 @@ process and reference_top1/reference_top5 are reported beside the served numbers
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -26,14 +27,15 @@ from tritonkit.cards import ModelCard
 from tritonkit.client.items import limit_dataset
 from tritonkit.client.pipeline import TaskAdapter
 from tritonkit.client.preprocess import preprocess
-from tritonkit.errors import TritonkitError
 from tritonkit.report import (
     TIMING_HEADERS, TIMING_MEASURED, files_markdown, markdown_table, pct, pct_text, stream_markdown, timing_cells)
 from tritonkit.spec import Geometry
 from tritonkit.tasks.base import (
-    REFERENCE, ArgSpec, DatasetOptions, OpenedData, OptionsError, Task, TaskMetrics, arg, args, register_task)
+    REFERENCE, ArgSpec, DatasetOptions, OpenedData, OptionsError, Task, TaskMetrics, arg, args, class_names,
+    register_task)
 from tritonkit.tasks.classify.data import IMAGENET_VAL_TAR_MD5, ClassMap, open_dataset, open_tar
 from tritonkit.tasks.classify.math import accuracy, topk
+from tritonkit.tasks.classify import result as classify_result
 
 MISCLASSIFIED_SHOWN = 100  # rows of the misclassified table (every image is in the checkpoint)
 
@@ -69,8 +71,8 @@ class ClassificationOptions(DatasetOptions):
 @dataclass(frozen=True)
 class ClassifyAdapter(TaskAdapter):
     """Classification for the run-stream engine: card preprocessing, the card's softmax top-k,
-    accuracy. ``prepare`` expects items with a ``label`` (class index); the first card output
-    holds the logits."""
+    accuracy. ``prepare`` takes the item's ``label`` (class index; -1 for an image without one,
+    as an application's); the first card output holds the logits."""
 
     card: ModelCard
 
@@ -78,17 +80,30 @@ class ClassifyAdapter(TaskAdapter):
     def k(self) -> int:
         return self.card.postprocess.top_k
 
+    @functools.cached_property
+    def names(self) -> tuple[str, ...]:
+        return class_names(self.card)
+
+    def name(self, index: int) -> str:
+        return self.names[index] if 0 <= index < len(self.names) else str(index)
+
     def prepare(self, item: Any, image: Any) -> tuple[np.ndarray, int]:
         """``image``: the decoded RGB PIL image (or an RGB uint8 HWC array)."""
         x, _ = preprocess(image, self.card.preprocess)
-        return x.astype(self.card.input.numpy_dtype, copy=False), int(item.label)
+        return x.astype(self.card.input.numpy_dtype, copy=False), int(getattr(item, "label", -1))
 
     def encoded_meta(self, item: Any, geometry: Geometry | None) -> int:
         """The meta of ``item`` when the server preprocessed it (server-side preprocessing)."""
-        return int(item.label)
+        return int(getattr(item, "label", -1))
 
-    def postprocess(self, outputs: Mapping[str, np.ndarray], meta: int) -> dict:
-        return self.card.postprocess.record(outputs[self.card.outputs[0].name], meta)
+    def result(self, outputs: Mapping[str, np.ndarray], meta: int) -> classify_result.Classification:
+        """The card's top-k of one image's logits (non-finite logits raise :class:`NonFiniteOutput`)."""
+        found = self.card.postprocess.record(outputs[self.card.outputs[0].name], meta)
+        top = tuple((self.name(i), s) for i, s in zip(found["topk"], found["scores"]))
+        return classify_result.Classification(top=top, classes=tuple(found["topk"]))
+
+    def record(self, result: classify_result.Classification, meta: int) -> dict:
+        return {"label": int(meta), "topk": list(result.classes), "scores": list(result.scores)}
 
     def decode(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         return topk(outputs[self.card.outputs[0].name].reshape(-1), self.k)
@@ -116,22 +131,8 @@ class NamedClassifyAdapter(ClassifyAdapter):
     """:class:`ClassifyAdapter` whose per-image records also name the classes: ``truth`` (the
     true class's name) and ``classes`` (the names of ``topk``, beside their ``scores``)."""
 
-    names: tuple[str, ...] = ()
-
-    def name(self, index: int) -> str:
-        return self.names[index] if 0 <= index < len(self.names) else str(index)
-
-    def postprocess(self, outputs, meta: int) -> dict:
-        record = super().postprocess(outputs, meta)
-        return {**record, "truth": self.name(record["label"]), "classes": [self.name(i) for i in record["topk"]]}
-
-
-def class_names(card: ModelCard) -> tuple[str, ...]:
-    """The card's class names; the indices as text when its labels cannot be read here."""
-    try:
-        return tuple(card.label_names())
-    except TritonkitError:
-        return tuple(str(i) for i in range(card.num_classes))
+    def record(self, result: classify_result.Classification, meta: int) -> dict:
+        return {**super().record(result, meta), "truth": self.name(int(meta)), "classes": [n for n, _ in result.top]}
 
 
 @dataclass(kw_only=True)
@@ -245,7 +246,7 @@ class Classification(Task):
         return ClassificationDetails()
 
     def adapter(self, options: ClassificationOptions, card: ModelCard, data: OpenedData) -> ClassifyAdapter:
-        return NamedClassifyAdapter(card, names=class_names(card))
+        return NamedClassifyAdapter(card)
 
     def after_stream(self, run: Any, stream: Any) -> None:
         found = misclassified(stream.records, run.adapter.names)

@@ -24,6 +24,7 @@ onnxruntime in this process and reference_map50 / reference_map50_95 are reporte
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -40,9 +41,10 @@ from tritonkit.report import (
 from tritonkit.served import ChainTensor, PostprocessChain, geometry_input, shipped
 from tritonkit.spec import Geometry, NMSProfile
 from tritonkit.tasks.base import (
-    OMIT_NONE, REFERENCE, DatasetOptions, OpenedData, OptionsError, Task, TaskMetrics, arg,
-    register_task, to_flat_dict)
+    OMIT_NONE, REFERENCE, DatasetOptions, OpenedData, OptionsError, PredictSettings, Task, TaskMetrics, arg,
+    class_names, register_task, to_flat_dict)
 from tritonkit.tasks.detect import math as detect_math
+from tritonkit.tasks.detect import result as detect_result
 from tritonkit.tasks.detect.coco import (
     check_categories, coco_map, detections_to_coco, load_coco_root, read_ultralytics_predictions, write_results)
 from tritonkit.tasks.detect.yolo import YoloDataset, load_yolo
@@ -161,8 +163,18 @@ class DetectAdapter(TaskAdapter):
     def decode(self, outputs: Mapping[str, np.ndarray]) -> Detections:
         return self.detections(outputs, None)
 
-    def postprocess(self, outputs: Mapping[str, np.ndarray], meta: DetectMeta) -> dict:
-        return detection_record(meta.image_id, self.detections(outputs, meta.geometry))
+    @functools.cached_property
+    def names(self) -> tuple[str, ...]:
+        return class_names(self.card)
+
+    def result(self, outputs: Mapping[str, np.ndarray], meta: DetectMeta) -> detect_result.Detections:
+        """One image's detections in original pixels, named by the card's labels."""
+        dets = self.detections(outputs, meta.geometry)
+        labels = tuple(self.names[int(c)] if 0 <= int(c) < len(self.names) else str(int(c)) for c in dets.classes)
+        return detect_result.Detections(dets.boxes, dets.scores, dets.classes, labels)
+
+    def record(self, result: detect_result.Detections, meta: DetectMeta) -> dict:
+        return detection_record(meta.image_id, result)
 
     def summarize(self, records: Sequence[Mapping]) -> dict:
         if self.gt is None:
@@ -502,6 +514,13 @@ class Detection(Task):
         if options is None:
             return DetectAdapter(card, _timing_profile(card, None, card.nms_profiles[0].name))
         return DetectAdapter(card, _timing_profile(card, options.timing_nms_profile, options.nms_profile))
+
+    def predict_adapter(self, card: ModelCard, settings: PredictSettings) -> DetectAdapter:
+        return DetectAdapter(card, _timing_profile(card, settings.nms_profile, card.nms_profiles[0].name))
+
+    def predict_chain(self, card: ModelCard, settings: PredictSettings) -> PostprocessChain:
+        """The NMS chain of the profile ``predict`` uses."""
+        return nms_chain(card, _timing_profile(card, settings.nms_profile, card.nms_profiles[0].name))
 
     def timing_row(self, run: Any, where: str, row: Mapping[str, Any], timed: Any) -> dict:
         profile = run.served.details.timing_nms_profile

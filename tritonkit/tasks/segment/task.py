@@ -35,6 +35,7 @@ reference_pixel_accuracy are reported beside the served numbers.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -50,12 +51,13 @@ from tritonkit.report import (
 from tritonkit.served import ChainTensor, PostprocessChain, shipped
 from tritonkit.spec import Geometry
 from tritonkit.tasks.base import (
-    REFERENCE, Agreement, DatasetOptions, OpenedData, OptionsError, Task, TaskMetrics, arg, register_task,
-    to_flat_dict)
+    REFERENCE, Agreement, DatasetOptions, OpenedData, OptionsError, Task, TaskMetrics, arg, class_names,
+    register_task, to_flat_dict)
 from tritonkit.tasks.segment import math as segment_math
 from tritonkit.tasks.segment.math import (
     MASK_OUTPUT, ConfusionMatrix, confusion, confusion_from_entries, confusion_to_entries, mask_to_original,
     stack_padded)
+from tritonkit.tasks.segment.result import Mask
 from tritonkit.tasks.segment.voc import open_voc
 
 DESCRIPTION = __doc__  # the CLI help of the task
@@ -147,8 +149,17 @@ class SegmentAdapter(TaskAdapter):
     def decode(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         return image_mask(outputs, self.card)
 
-    def postprocess(self, outputs: Mapping[str, np.ndarray], meta: SegmentMeta) -> dict:
-        pred = mask_to_original(image_mask(outputs, self.card), meta.geometry)
+    @functools.cached_property
+    def names(self) -> tuple[str, ...]:
+        return class_names(self.card)
+
+    def result(self, outputs: Mapping[str, np.ndarray], meta: SegmentMeta) -> Mask:
+        """One image's class map at its original size (argmax or the server's mask, padding cropped,
+        nearest-neighbour scale-back)."""
+        return Mask(mask_to_original(image_mask(outputs, self.card), meta.geometry), self.names)
+
+    def record(self, result: Mask, meta: SegmentMeta) -> dict:
+        pred = result.classes
         record = {"height": int(pred.shape[0]), "width": int(pred.shape[1])}
         if meta.mask is not None:
             conf = confusion(pred, meta.mask, self.card.num_classes)
