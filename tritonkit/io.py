@@ -122,3 +122,23 @@ def ensure_out_dir(path: str | Path, field: str = "out", create: bool = True) ->
 
 __all__ = ["ensure_out_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "to_json_text", "json_default",
            "finite", "file_digest", "sha256_file"]
+
+
+MAX_JSON_BYTES = 512 * 1024 * 1024
+
+
+def load_json_bounded(path: str | Path, what: str = "JSON file", max_bytes: int | None = None) -> Any:
+    """Parse a user JSON file with a size cap and no RecursionError escaping.
+
+    Raises ValueError with one line naming the file (callers wrap it in their error type).
+    """
+    p = Path(path)
+    max_bytes = MAX_JSON_BYTES if max_bytes is None else max_bytes
+    size = p.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{p}: {what} is {size} bytes, over the {max_bytes}-byte limit")
+    text = p.read_text()
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{p}: {what} is nested too deeply to parse") from None

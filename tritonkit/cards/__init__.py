@@ -22,6 +22,7 @@ from typing import Any, Iterator, Mapping
 
 from tritonkit.cards.legacy import from_legacy
 from tritonkit.errors import CardError
+from tritonkit.io import load_json_bounded
 from tritonkit.spec import (
     IMAGENET_MEAN, IMAGENET_STD, TRITON_DTYPES, NMSProfile, Preprocess, SpatialRange, SpecError, TensorSpec,
     checked_keys, field_names, postprocess_from, postprocess_kinds, postprocess_tasks, postprocess_to_dict)
@@ -278,11 +279,13 @@ def card_from_dict(data: Mapping, source: str = "<dict>", base_dir: str | Path |
 def load_card_file(path: str | Path) -> ModelCard:
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
+        data = load_json_bounded(p, "card file")
     except FileNotFoundError:
         raise CardError(f"{p}: card file not found") from None
     except json.JSONDecodeError as exc:
         raise CardError(f"{p}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:  # size cap or nesting depth
+        raise CardError(str(exc)) from None
     card = card_from_dict(data, source=str(p), base_dir=p.parent)
     problems = card.head_problems()
     if problems:

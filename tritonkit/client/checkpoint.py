@@ -71,6 +71,8 @@ def _parse_line(raw: bytes) -> tuple[dict | None, str]:
         obj = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return None, f"is not valid JSON ({getattr(exc, 'msg', None) or exc.reason})"
+    except RecursionError:
+        return None, "is nested too deeply to parse"
     if not isinstance(obj, dict) or not isinstance(obj.get("key"), str) or not ("record" in obj or "error" in obj):
         return None, "is not a checkpoint entry (needs key and record or error)"
     return obj, ""
@@ -89,7 +91,7 @@ def scan_checkpoint(path: Path) -> CheckpointScan:
             first = False
             try:
                 head = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 head = None
             if isinstance(head, dict) and "checkpoint" in head:
                 scan.identity = head.get("run") or {}

@@ -81,6 +81,8 @@ def _yaml_images(data_yaml: Path) -> list[Path]:
         doc = yaml.safe_load(data_yaml.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise DatasetError(f"{data_yaml}: cannot read it as YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise DatasetError(f"{data_yaml}: YAML is nested too deeply to parse") from None
     if not isinstance(doc, dict) or not doc.get("val"):
         raise DatasetError(f"{data_yaml}: no 'val' entry (an Ultralytics data.yaml names its val images)")
     root = Path(doc.get("path") or data_yaml.parent)

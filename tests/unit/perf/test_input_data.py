@@ -117,3 +117,12 @@ def test_variable_sizes_are_padded_only_when_batched(tmp_path):
     s = shapes[0]
     assert np.array_equal(first[:, :s[1], :s[2]], _decode(json.loads(own.path.read_text())["data"][0]["input"]))
     assert not first[:, s[1]:, :].any() and not first[:, :, s[2]:].any()  # zeros at the bottom/right
+
+
+def test_deeply_nested_data_yaml_gives_one_line_naming_the_file(tmp_path):
+    from tritonkit.perf.input_data import _yaml_images
+    data_yaml = tmp_path / "data.yaml"
+    data_yaml.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DatasetError) as info:
+        _yaml_images(data_yaml)
+    assert str(data_yaml) in str(info.value) and "nested too deeply" in str(info.value)

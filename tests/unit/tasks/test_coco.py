@@ -224,3 +224,25 @@ def test_coco_map_agrees_with_pycocotools_reading_files(coco_root, tmp_path):
         ev.evaluate(), ev.accumulate(), ev.summarize()
     assert 0 < ours.map50_95 < 1
     assert ours.map50_95 == pytest.approx(ev.stats[0]) and ours.map50 == pytest.approx(ev.stats[1])
+
+
+def test_deeply_nested_annotations_give_one_line_naming_the_file(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    ann = tmp_path / "ann.json"
+    ann.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DatasetError) as info:
+        load_coco(images, ann)
+    msg = str(info.value)
+    assert str(ann) in msg and "nested too deeply" in msg and "\n" not in msg
+
+
+def test_annotations_over_the_size_cap_are_refused_with_the_cap(tmp_path, monkeypatch):
+    import tritonkit.io as tio
+    monkeypatch.setattr(tio, "MAX_JSON_BYTES", 10)
+    images = tmp_path / "images"
+    images.mkdir()
+    ann = tmp_path / "ann.json"
+    ann.write_text('{"images": [], "annotations": [], "categories": []}')
+    with pytest.raises(DatasetError, match="10-byte limit"):
+        load_coco(images, ann)

@@ -29,7 +29,7 @@ import numpy as np
 from tritonkit._lazy import lazy_import
 from tritonkit.tasks.detect.math import Detections
 from tritonkit.errors import DatasetError
-from tritonkit.io import atomic_write_text
+from tritonkit.io import atomic_write_text, load_json_bounded
 
 pycoco = lazy_import("pycocotools.coco")
 pycocoeval = lazy_import("pycocotools.cocoeval")
@@ -91,15 +91,15 @@ def resolve_paths(root: str | Path | None = None, images: str | Path | None = No
 
 def _read_json(path: Path) -> dict:
     try:
-        text = path.read_text()
+        data = load_json_bounded(path, "annotation file")
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except FileNotFoundError:
         raise DatasetError(f"{path}: annotation file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: cannot read annotation file ({exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:  # size cap or nesting depth, one line naming the file
+        raise DatasetError(str(exc)) from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a JSON object with 'images', 'annotations', 'categories'")
     return data
