@@ -13,6 +13,7 @@ the end, so a failure never leaves a half-written model that would stop the serv
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -76,6 +77,27 @@ def _stage_model(root: Path, card: ModelCard, model_file: Path, options: RepoOpt
     (root / "config.pbtxt").write_text(config_to_text(cfg))
 
 
+def _same_device(a: Path, b: Path) -> bool:
+    return os.stat(a).st_dev == os.stat(b).st_dev
+
+
+def _staging_dir(repo_dir: Path, name: str) -> Path:
+    """A fresh folder to build ``name`` in, on ``repo_dir``'s file system so the swap is a rename.
+
+    Preferably beside the repository: tritonserver 2.51 takes every subfolder of the repository,
+    hidden ones included, for a model, so a staging folder left inside it by a killed run stops a
+    server started with ``--exit-on-error``. Only where the parent is another file system (``--out``
+    is its own mount) or not writable is the model built in a hidden folder inside ``repo_dir``.
+    """
+    parent = repo_dir.parent
+    if _same_device(parent, repo_dir):
+        try:
+            return Path(tempfile.mkdtemp(prefix=f".{name}.", dir=parent))
+        except PermissionError:
+            pass
+    return Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repo_dir))
+
+
 def write_model(card: ModelCard, model_file: str | Path, repo_dir: str | Path,
                 options: RepoOptions = RepoOptions()) -> WrittenModel:
     """Write (or replace) one model in ``repo_dir`` for ``options.target``; returns its paths."""
@@ -87,7 +109,7 @@ def write_model(card: ModelCard, model_file: str | Path, repo_dir: str | Path,
     name = cfg.name
     safe_child(repo_dir, name, "model name")
     repo_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repo_dir.parent))
+    staging = _staging_dir(repo_dir, name)
     try:
         _stage_model(staging / name, card, model_file, options, target, cfg)
         final = repo_dir / name

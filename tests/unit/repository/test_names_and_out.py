@@ -13,6 +13,7 @@ from tritonkit.cli import main
 from tritonkit.errors import TritonkitError
 from tritonkit.io import ensure_out_dir
 from tritonkit.model_repository.config import RepoOptions
+from tritonkit.model_repository import writer
 from tritonkit.model_repository.writer import write_config_only, write_model
 from tritonkit.names import check_model_name, safe_child
 
@@ -160,3 +161,40 @@ def test_ensure_out_dir_without_create_probes_the_parent(tmp_path):
     for what, path in _bad_outs(tmp_path).items():
         with pytest.raises(TritonkitError, match="--out"):
             ensure_out_dir(path, "--out", create=False)
+
+
+def test_out_on_its_own_mount_builds_and_renames_inside_out(tmp_path, tiny_onnx, monkeypatch):
+    # A separate mount can't be created here: this mocks one by making os.rename raise EXDEV
+    # whenever source and destination are not both inside `repo` (as the kernel would).
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    real_rename = os.rename
+
+    def rename(src, dst, *a, **kw):
+        inside = [Path(p).resolve().is_relative_to(repo.resolve()) for p in (src, dst)]
+        if inside[0] != inside[1]:
+            raise OSError(errno.EXDEV, "Invalid cross-device link", str(src))
+        return real_rename(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(writer, "_same_device", lambda a, b: False, raising=False)
+    card = get_card("demo_shapes")
+    for _ in range(2):  # first write, then a rewrite
+        written = write_model(card, tiny_onnx, repo, RepoOptions(name="mounted"))
+        assert (written.path / "config.pbtxt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+    assert sorted(p.name for p in repo.iterdir()) == ["mounted"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_out_owned_but_parent_read_only_still_writes(tmp_path, tiny_onnx):
+    parent = tmp_path / "locked"
+    repo = parent / "repo"
+    repo.mkdir(parents=True)
+    parent.chmod(0o555)
+    try:
+        written = write_model(get_card("demo_shapes"), tiny_onnx, repo, RepoOptions(name="owned"))
+        assert (written.path / "config.pbtxt").is_file()
+        assert sorted(p.name for p in repo.iterdir()) == ["owned"]
+    finally:
+        parent.chmod(0o755)
