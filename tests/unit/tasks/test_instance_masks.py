@@ -5,8 +5,17 @@ import pytest
 
 from tritonkit.tasks.instance.masks import process_mask, process_mask_native
 
+from PIL import Image
+
 torch = pytest.importorskip("torch")
-ops = pytest.importorskip("ultralytics.utils.ops")
+# Importing ultralytics replaces PIL.Image.open process-wide (ultralytics/utils/patches.py): an
+# unidentifiable file would then fail with ModuleNotFoundError: pi_heif in every later test of this
+# process. Only its pure torch ops are used here, so PIL's own open is put back right after.
+_pil_open = Image.open
+try:
+    ops = pytest.importorskip("ultralytics.utils.ops")
+finally:
+    Image.open = _pil_open
 
 
 @pytest.mark.parametrize("n", [0, 1, 7])
@@ -69,9 +78,9 @@ def test_decode_seg_anchor_free_equals_ultralytics_nms():
     out = np.concatenate([xy, wh, rng.uniform(size=(nc, a)), rng.normal(size=(32, a))]).astype(np.float32)
     profile = SimpleNamespace(iou_threshold=0.7, max_detections=300)
     boxes, scores, classes, coeffs = decode_seg_anchor_free(out, nc, 0.25, profile, batched_nms)
-    from ultralytics.utils.nms import non_max_suppression
+    from support.ultralytics_models import ultralytics_nms  # ultralytics runs in its own process
 
-    ref = non_max_suppression(torch.from_numpy(out[None]), 0.25, 0.7, nc=nc, max_det=300)[0].numpy()
+    ref = ultralytics_nms(out[None], conf_thres=0.25, iou_thres=0.7, nc=nc, max_det=300)[0]
     assert len(boxes) == len(ref) > 10
     order = np.lexsort((ref[:, 0], -ref[:, 4]))
     ours = np.lexsort((boxes[:, 0], -scores))

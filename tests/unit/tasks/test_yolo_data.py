@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,12 @@ def _coco_json(root: Path) -> Path:
 
 def _yolo_from_coco(root: Path) -> Path:
     """The YOLO layout written by ultralytics' convert_coco from the same COCO JSON."""
-    from ultralytics.data.converter import convert_coco
-    convert_coco(str(root / "coco"), save_dir=str(root / "conv"), cls91to80=False)
+    # ultralytics runs in its own process: importing it here would patch PIL.Image.open for every later test
+    from support.ultralytics_models import _ultralytics_env, cache_root, ultralytics_python
+    code = ("import sys; from ultralytics.data.converter import convert_coco; "
+            "convert_coco(sys.argv[1], save_dir=sys.argv[2], cls91to80=False)")
+    subprocess.run([ultralytics_python(), "-c", code, str(root / "coco"), str(root / "conv")], check=True,
+                   capture_output=True, env=_ultralytics_env(cache_root()), timeout=300)
     (root / "yolo" / "images").mkdir(parents=True)
     shutil.copytree(root / "val", root / "yolo" / "images" / "val")
     shutil.copytree(_labels_dir(root),
