@@ -27,11 +27,11 @@ from tritonkit.errors import ServerError
 from tritonkit.predict.batches import Batch, chunks, finish, load, request, split
 from tritonkit.predict.inputs import to_item
 from tritonkit.predict.model import DEFAULT_BATCH, is_batch
-from tritonkit.predict.target import ConnectOptions, Plan, describe, open_client, parse_target, plan
+from tritonkit.predict.target import ConnectOptions, Plan, PlanView, open_client, parse_target, plan
 from tritonkit.triton import DEFAULT_PORTS, make_aio_client, one_line
 
 
-class AsyncModel:
+class AsyncModel(PlanView):
     """A served model for asyncio applications: ``await m.predict(x)``, ``async for r in
     m.predict_iter(paths)``, ``await m.close()`` (or ``async with``)."""
 
@@ -44,21 +44,6 @@ class AsyncModel:
         self._clients: dict[str, Any] = {}
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="predict-aio")
         self._slots = asyncio.Semaphore(options.in_flight)
-
-    @property
-    def card(self) -> ModelCard:
-        return self.plan.card
-
-    @property
-    def task(self) -> str:
-        return self.plan.card.task
-
-    @property
-    def max_batch(self) -> int:
-        return self.plan.max_batch
-
-    def describe(self) -> dict:
-        return describe(self.plan)
 
     # -- predicting ------------------------------------------------------------------------
     async def predict(self, x: Any, batch_size: int | None = None) -> Any:

@@ -22,7 +22,7 @@ from tritonkit.client.infer import TritonInfer
 from tritonkit.errors import ServerError
 from tritonkit.predict.batches import Batch, chunks, finish, load, request, split
 from tritonkit.predict.inputs import to_item
-from tritonkit.predict.target import ConnectOptions, Plan, describe, open_client, parse_target, plan
+from tritonkit.predict.target import ConnectOptions, Plan, PlanView, open_client, parse_target, plan
 
 DEFAULT_BATCH = 8
 
@@ -32,7 +32,7 @@ def is_batch(x: Any) -> bool:
     return isinstance(x, (list, tuple))
 
 
-class Model:
+class Model(PlanView):
     """A served model, connected (see the module docstring). Close it, or use it in ``with``."""
 
     def __init__(self, plan_: Plan, client: TritonInfer, options: ConnectOptions) -> None:
@@ -40,22 +40,6 @@ class Model:
         self.options = options
         self._client = client
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="predict")
-
-    @property
-    def card(self) -> ModelCard:
-        return self.plan.card
-
-    @property
-    def task(self) -> str:
-        return self.plan.card.task
-
-    @property
-    def max_batch(self) -> int:
-        return self.plan.max_batch
-
-    def describe(self) -> dict:
-        """The model, card, endpoints, the model called and where pre-/postprocessing run."""
-        return describe(self.plan)
 
     # -- predicting ------------------------------------------------------------------------
     def predict(self, x: Any, batch_size: int | None = None) -> Any:

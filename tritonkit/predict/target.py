@@ -216,4 +216,26 @@ def describe(p: Plan) -> dict[str, Any]:
             "preprocess": p.preprocess, "postprocess": p.postprocess}
 
 
-__all__ = ["ConnectOptions", "Plan", "Target", "describe", "open_client", "parse_target", "plan"]
+class PlanView:
+    """What a connected model (sync or async) says about itself, read from its :class:`Plan`."""
+
+    plan: Plan
+
+    @property
+    def card(self) -> ModelCard:
+        return self.plan.card
+
+    @property
+    def task(self) -> str:
+        return self.plan.card.task
+
+    @property
+    def max_batch(self) -> int:
+        return self.plan.max_batch
+
+    def describe(self) -> dict:
+        """The model, card, endpoints, the model called and where pre-/postprocessing run."""
+        return describe(self.plan)
+
+
+__all__ = ["ConnectOptions", "Plan", "PlanView", "Target", "describe", "open_client", "parse_target", "plan"]
