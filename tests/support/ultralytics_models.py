@@ -414,7 +414,17 @@ def _build(recipe: Recipe, out: Path) -> dict[str, Any]:
             "timings": {"dataset_s": t1 - t0, "train_s": t2 - t1, "val_s": t3 - t2, "export_s": t4 - t3}}
 
 
+def _run_reference(what: str, *argv: str) -> None:
+    """This file's ``argv`` command run with ultralytics' interpreter; a failure raises with its stderr."""
+    cmd = [ultralytics_python(), str(Path(__file__).resolve()), *argv]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_ultralytics_env(cache_root()),
+                          timeout=REFERENCE_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ultralytics {what} failed:\n{proc.stderr[-4000:]}")
+
+
 # -------------------------------------------------------------------- ultralytics' preprocessing
+
 def ultralytics_letterbox(images: Sequence[np.ndarray], size: int, rule: str = "val") -> list[np.ndarray]:
     """The HWC RGB uint8 model inputs ultralytics builds from RGB uint8 images (H x W x 3).
 
@@ -433,12 +443,8 @@ def ultralytics_letterbox(images: Sequence[np.ndarray], size: int, rule: str = "
     with tempfile.TemporaryDirectory(prefix="ultralytics-ref-") as tmp:
         src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
         np.savez(src, *images)
-        cmd = [ultralytics_python(), str(Path(__file__).resolve()), "letterbox", "--rule", rule,
-               "--size", str(size), "--src", str(src), "--dst", str(dst)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_ultralytics_env(cache_root()),
-                              timeout=REFERENCE_TIMEOUT_S, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"ultralytics letterbox reference failed:\n{proc.stderr[-4000:]}")
+        _run_reference("letterbox reference", "letterbox", "--rule", rule, "--size", str(size),
+                       "--src", str(src), "--dst", str(dst))
         with np.load(dst) as out:
             return [out[f"arr_{i}"] for i in range(len(images))]
 
@@ -473,12 +479,8 @@ def ultralytics_nms(outputs: np.ndarray, **args: Any) -> list[np.ndarray]:
     with tempfile.TemporaryDirectory(prefix="ultralytics-nms-") as tmp:
         src, dst = Path(tmp) / "in.npy", Path(tmp) / "out.npz"
         np.save(src, np.asarray(outputs, np.float32))
-        cmd = [ultralytics_python(), str(Path(__file__).resolve()), "nms", "--src", str(src), "--dst", str(dst),
-               "--args", json.dumps(args)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_ultralytics_env(cache_root()),
-                              timeout=REFERENCE_TIMEOUT_S, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"ultralytics non_max_suppression failed:\n{proc.stderr[-4000:]}")
+        _run_reference("non_max_suppression", "nms", "--src", str(src), "--dst", str(dst),
+                       "--args", json.dumps(args))
         with np.load(dst) as out:
             return [out[f"arr_{i}"] for i in range(len(outputs))]
 
